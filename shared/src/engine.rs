@@ -1,0 +1,61 @@
+//! Engine kinds and model details as agents report them.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol an agent uses to drive its engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// Ollama's native API (`/api/generate`, `/api/tags`, …).
+    Ollama,
+    /// Any OpenAI-compatible server (llama.cpp, vLLM, SGLang, LM Studio, LiteLLM).
+    Openai,
+    /// The built-in deterministic mock engine (demos, fallback). Never a real measurement.
+    Mock,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Ollama => "ollama",
+            EngineKind::Openai => "openai",
+            EngineKind::Mock => "mock",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A model an engine serves, with whatever details the engine gives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// The engine as `/capabilities` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    pub kind: EngineKind,
+    pub base_url: String,
+    pub version: Option<String>,
+    pub reachable: bool,
+    /// Set when the agent is configured to fall back to the mock engine and has done so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}

@@ -1,0 +1,242 @@
+//! The event envelope agents stream over `/ws` and `GET /jobs/{id}/events`.
+//!
+//! On the wire every event is one compact JSON object:
+//! `{"job_id": "…", "seq": 3, "machine_id": "…", "type": "llm_token", "payload": {…}}`.
+//! `seq` counts up from 1 within a job, so a client can detect gaps and replay what it missed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineKind;
+use crate::job::TestType;
+use crate::metrics::{Aggregate, RequestMetrics, TokenChannel};
+use crate::sweep::{SweepDone, SweepProgress, SweepRow, SweepStarted};
+
+/// One event as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub job_id: String,
+    pub seq: u64,
+    pub machine_id: String,
+    /// Wall-clock epoch seconds when the agent emitted the event (for humans; metrics use
+    /// monotonic offsets).
+    pub emitted_at_s: f64,
+    /// Set on every event of a job that runs on the mock engine because the real one failed
+    /// and the agent is configured with `engine.fallback: mock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// An envelope whose payload is kept as raw JSON: what central relays and stores, so that event
+/// types it does not know are never dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawEnvelope {
+    pub job_id: String,
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub machine_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Event types and their payloads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum Event {
+    JobQueued(JobQueued),
+    JobStarted(JobStarted),
+    LlmToken(LlmToken),
+    RequestDone(RequestDone),
+    JobDone(Box<JobDone>),
+    JobError(JobError),
+    JobCancelled(JobCancelled),
+    SweepStarted(SweepStarted),
+    SweepProgress(SweepProgress),
+    SweepRow(SweepRow),
+    SweepDone(Box<SweepDone>),
+}
+
+impl Event {
+    /// The wire name of the event type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::JobQueued(_) => "job_queued",
+            Event::JobStarted(_) => "job_started",
+            Event::LlmToken(_) => "llm_token",
+            Event::RequestDone(_) => "request_done",
+            Event::JobDone(_) => "job_done",
+            Event::JobError(_) => "job_error",
+            Event::JobCancelled(_) => "job_cancelled",
+            Event::SweepStarted(_) => "sweep_started",
+            Event::SweepProgress(_) => "sweep_progress",
+            Event::SweepRow(_) => "sweep_row",
+            Event::SweepDone(_) => "sweep_done",
+        }
+    }
+
+    /// True for the events that end a job (`job_done`, `job_error`, `job_cancelled`).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Event::JobDone(_) | Event::JobError(_) | Event::JobCancelled(_))
+    }
+}
+
+/// True when an event type name ends a job.
+pub fn is_terminal_type(kind: &str) -> bool {
+    matches!(kind, "job_done" | "job_error" | "job_cancelled")
+}
+
+/// `job_queued`: accepted; `position` is the number of jobs ahead of it (0 = runs next).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobQueued {
+    pub test_type: TestType,
+    pub models: Vec<String>,
+    pub position: usize,
+}
+
+/// `job_started`: the job left the queue and is about to send its first request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStarted {
+    pub test_type: TestType,
+    pub models: Vec<String>,
+    pub engine: EngineKind,
+    pub engine_base_url: String,
+    /// The synchronized start instant (epoch ms) the job waited for, if any.
+    pub start_at: Option<u64>,
+    /// Wall-clock epoch seconds when the first request was sent.
+    pub started_at_s: f64,
+}
+
+/// `llm_token`: generated text, coalesced. `timestamp_s` is the wall-clock arrival of the first
+/// piece of text in this event (measured on arrival, never on flush).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmToken {
+    pub text: String,
+    pub timestamp_s: f64,
+    pub repeat_index: u32,
+    #[serde(default)]
+    pub channel: TokenChannel,
+    #[serde(default)]
+    pub warmup: bool,
+}
+
+/// `request_done`: one request (one repeat, or one warm-up) finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestDone {
+    pub repeat_index: u32,
+    pub warmup: bool,
+    pub model: String,
+    pub engine: EngineKind,
+    #[serde(flatten)]
+    pub metrics: RequestMetrics,
+}
+
+/// `job_done`: the job finished. The bench-race fields (`ttft_ms`, `gen_tokens`,
+/// `gen_tokens_per_s`, `total_ms`) are means over the recorded repeats (`gen_tokens` rounded);
+/// `aggregate` has the full statistics and `requests` every repeat's metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDone {
+    pub ttft_ms: Option<f64>,
+    pub gen_tokens: u64,
+    pub gen_tokens_per_s: Option<f64>,
+    pub total_ms: f64,
+    pub model: String,
+    pub engine: EngineKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    pub ttfc_ms: Option<f64>,
+    pub decode_tok_s: Option<f64>,
+    pub engine_decode_tok_s: Option<f64>,
+    pub prompt_tokens: Option<u64>,
+    pub engine_prefill_tok_s: Option<f64>,
+    pub client_prefill_tok_s: Option<f64>,
+    pub load_ms: Option<f64>,
+    pub token_source: Option<crate::metrics::TokenSource>,
+    pub repeats: u32,
+    pub aggregate: Aggregate,
+    pub requests: Vec<RequestMetrics>,
+    /// The text generated by the first recorded repeat (content channel).
+    pub output_text: String,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The engine could not be reached (connection refused, DNS, TLS).
+    EngineUnreachable,
+    /// The engine does not serve the requested model.
+    ModelNotFound,
+    /// The engine answered with an error (HTTP status or an `{"error"}` line mid-stream).
+    EngineError,
+    /// The engine sent something the agent could not parse.
+    Protocol,
+    /// A request exceeded its time limit.
+    Timeout,
+    /// The agent failed.
+    Internal,
+}
+
+/// `job_error`: the job ended in failure; no result is made up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_index: Option<u32>,
+}
+
+/// `job_cancelled`: `DELETE /jobs/{id}` or agent shutdown stopped the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobCancelled {
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_wire_shape() {
+        let env = Envelope {
+            job_id: "j1".into(),
+            seq: 2,
+            machine_id: "m1".into(),
+            emitted_at_s: 1.5,
+            fallback_reason: None,
+            event: Event::LlmToken(LlmToken {
+                text: "Hi".into(),
+                timestamp_s: 1.25,
+                repeat_index: 0,
+                channel: TokenChannel::Content,
+                warmup: false,
+            }),
+        };
+        let v = serde_json::to_value(&env).unwrap();
+        assert_eq!(v["type"], "llm_token");
+        assert_eq!(v["payload"]["text"], "Hi");
+        assert_eq!(v["job_id"], "j1");
+        assert_eq!(v["seq"], 2);
+        assert!(v.get("fallback_reason").is_none());
+        let back: Envelope = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, env);
+        let raw: RawEnvelope = serde_json::from_value(v).unwrap();
+        assert_eq!(raw.kind, "llm_token");
+        assert_eq!(raw.payload["timestamp_s"], 1.25);
+        assert_eq!(raw.extra["emitted_at_s"], 1.5);
+        assert_eq!(env.event.type_name(), "llm_token");
+    }
+
+    #[test]
+    fn terminal_events() {
+        let e = Event::JobCancelled(JobCancelled { reason: "x".into() });
+        assert!(e.is_terminal());
+        assert!(is_terminal_type(e.type_name()));
+        assert!(!is_terminal_type("llm_token"));
+    }
+}

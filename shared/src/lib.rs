@@ -1,0 +1,20 @@
+//! Wire types and pure logic that `bench-agent` and `bench-central` both use.
+//!
+//! Nothing here touches the network or a web framework: it is data, validation and arithmetic,
+//! so every function can be unit-tested on known inputs.
+//!
+//! # Layout
+//! - [`job`]: job specifications (`llm_generate`, `llm_sweep`) and their validation.
+//! - [`event`]: the event envelope streamed by agents (`{job_id, type, payload, seq, machine_id}`).
+//! - [`metrics`]: per-request timing traces → metrics; summary statistics over repeats.
+//! - [`engine`]: engine kinds and model details as the agent reports them.
+//! - [`hardware`]: machine fingerprint types.
+//! - [`run`]: persisted run types used by central (metadata, summary).
+
+pub mod engine;
+pub mod event;
+pub mod hardware;
+pub mod job;
+pub mod metrics;
+pub mod run;
+pub mod sweep;
