@@ -80,15 +80,15 @@ impl Event {
         }
     }
 
-    /// True for the events that end a job (`job_done`, `job_error`, `job_cancelled`).
+    /// True for the events that end a job (`job_done`, `sweep_done`, `job_error`, `job_cancelled`).
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Event::JobDone(_) | Event::JobError(_) | Event::JobCancelled(_))
+        matches!(self, Event::JobDone(_) | Event::SweepDone(_) | Event::JobError(_) | Event::JobCancelled(_))
     }
 }
 
 /// True when an event type name ends a job.
 pub fn is_terminal_type(kind: &str) -> bool {
-    matches!(kind, "job_done" | "job_error" | "job_cancelled")
+    matches!(kind, "job_done" | "sweep_done" | "job_error" | "job_cancelled")
 }
 
 /// `job_queued`: accepted; `position` is the number of jobs ahead of it (0 = runs next).

@@ -1,0 +1,161 @@
+//! The engines an agent drives, behind one trait.
+//!
+//! An engine client measures at the socket: it takes `Instant::now()` right before sending a
+//! request and right after each read of response bytes, *before* parsing them, and reports
+//! every piece of generated text with its arrival instant. Metric arithmetic happens later, in
+//! `bench_shared::metrics`, on the [`GenOutcome`] it returns.
+//!
+//! # Layout
+//! - [`ollama`]: Ollama's native NDJSON API.
+//! - [`openai`]: OpenAI-compatible servers (SSE chat completions, `/v1/models`).
+//! - [`mock`]: the deterministic mock engine (a product feature for demos, never a test stand-in).
+
+pub mod mock;
+pub mod ollama;
+pub mod openai;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bench_shared::engine::{EngineKind, ModelInfo};
+use bench_shared::event::ErrorKind;
+use bench_shared::metrics::{EngineStats, RequestTrace, TokenChannel};
+use tokio::sync::mpsc;
+
+/// One generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenRequest {
+    pub model: String,
+    pub prompt: String,
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub num_ctx: u32,
+    pub seed: Option<i64>,
+    /// Stream the response (TTFT measurable) or ask for one JSON answer.
+    pub stream: bool,
+    /// Limit for the whole request.
+    pub timeout: Duration,
+}
+
+/// A piece of generated text as it arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextChunk {
+    /// Monotonic arrival instant (taken before parsing the bytes).
+    pub at: Instant,
+    /// Wall-clock arrival, epoch seconds (for humans).
+    pub wall_s: f64,
+    pub text: String,
+    pub channel: TokenChannel,
+}
+
+/// Where an engine sends text live while it generates (for `llm_token` events). Sending never
+/// blocks the engine: the channel is unbounded and a closed receiver is ignored.
+pub type TokenSink = mpsc::UnboundedSender<TextChunk>;
+
+/// What one generation produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenOutcome {
+    /// Client-side timing (offsets from the instant the request was sent).
+    pub trace: RequestTrace,
+    /// What the engine itself reported.
+    pub stats: EngineStats,
+    /// Visible generated text.
+    pub text: String,
+    /// Reasoning text, if the model produced any.
+    pub reasoning_text: String,
+}
+
+/// Engine failures. Each is reported as a `job_error`; none is ever replaced by made-up output.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("engine unreachable at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("model {model:?} not found; available models: {}", available.join(", "))]
+    ModelNotFound { model: String, available: Vec<String> },
+    #[error("engine answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("engine reported an error mid-stream: {0}")]
+    Stream(String),
+    #[error("unexpected response from engine: {0}")]
+    Protocol(String),
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl EngineError {
+    /// The `job_error` kind for this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Unreachable { .. } => ErrorKind::EngineUnreachable,
+            EngineError::ModelNotFound { .. } => ErrorKind::ModelNotFound,
+            EngineError::Http { .. } | EngineError::Stream(_) => ErrorKind::EngineError,
+            EngineError::Protocol(_) => ErrorKind::Protocol,
+            EngineError::Timeout(_) => ErrorKind::Timeout,
+        }
+    }
+}
+
+/// An LLM engine as the agent sees it.
+#[async_trait]
+pub trait Engine: Send + Sync + std::fmt::Debug {
+    fn kind(&self) -> EngineKind;
+    fn base_url(&self) -> &str;
+    /// The engine's version string, where it has one.
+    async fn version(&self) -> Result<Option<String>, EngineError>;
+    /// The models the engine serves, with details where it gives them.
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, EngineError>;
+    /// Runs one generation. Text is sent to `tokens` as it arrives (when given); the outcome
+    /// carries the full trace. Returns an error on any failure, including an error reported
+    /// mid-stream, and never a partial result presented as complete.
+    async fn generate(&self, req: &GenRequest, tokens: Option<&TokenSink>) -> Result<GenOutcome, EngineError>;
+    /// Unloads a model so that the next request measures a cold load. Returns `false` when the
+    /// engine cannot unload models (the job then reports load time as not measured).
+    async fn unload(&self, model: &str) -> Result<bool, EngineError>;
+}
+
+/// Microseconds from `start` to `at` (0 if `at` is earlier).
+pub fn offset_us(start: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(start).as_micros() as u64
+}
+
+/// Wall-clock now, epoch seconds.
+pub fn wall_now_s() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// How the agent talks to its engine: the `engine:` block of agent.yaml.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    pub kind: EngineKind,
+    /// Engine URL, e.g. `http://127.0.0.1:11434` (Ollama) or `http://127.0.0.1:8091` (OpenAI-compatible;
+    /// with or without a trailing `/v1`). Ignored for `mock`.
+    #[serde(default)]
+    pub base_url: String,
+    /// Bearer token sent to the engine (LiteLLM-style gateways).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// What to do when the engine is unreachable at job start: `none` (a `job_error`, the
+    /// default) or `mock` (run on the mock engine and say so in every event of the job).
+    #[serde(default)]
+    pub fallback: Fallback,
+    /// Limit for one request, seconds.
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: f64,
+    /// Settings of the mock engine (used when `kind: mock` or on fallback).
+    #[serde(default)]
+    pub mock: mock::MockSettings,
+}
+
+fn default_request_timeout_s() -> f64 {
+    600.0
+}
+
+/// Fallback policy when the real engine is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    #[default]
+    None,
+    Mock,
+}

@@ -1,0 +1,1 @@
+//! A protocol-faithful fake Ollama server with scripted timing.
