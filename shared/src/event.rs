@@ -52,7 +52,7 @@ pub enum Event {
     JobQueued(JobQueued),
     JobStarted(JobStarted),
     LlmToken(LlmToken),
-    RequestDone(RequestDone),
+    RequestDone(Box<RequestDone>),
     JobDone(Box<JobDone>),
     JobError(JobError),
     JobCancelled(JobCancelled),
