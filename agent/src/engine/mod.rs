@@ -9,11 +9,19 @@
 //! - [`ollama`]: Ollama's native NDJSON API.
 //! - [`openai`]: OpenAI-compatible servers (SSE chat completions, `/v1/models`).
 //! - [`mock`]: the deterministic mock engine (a product feature for demos, never a test stand-in).
+//! - [`http`], [`lines`], [`record`]: the shared plumbing (client, timed line reader, trace recorder).
+//! - [`build`]: the engine an [`EngineSettings`] describes.
 
+pub mod http;
+pub mod lines;
 pub mod mock;
 pub mod ollama;
+mod ollama_wire;
 pub mod openai;
+mod openai_wire;
+pub mod record;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -111,6 +119,19 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Unloads a model so that the next request measures a cold load. Returns `false` when the
     /// engine cannot unload models (the job then reports load time as not measured).
     async fn unload(&self, model: &str) -> Result<bool, EngineError>;
+}
+
+/// Seed sent to real engines when a job gives none: a fixed value keeps repeated runs and
+/// machines comparable, and sending it explicitly documents what ran (engine defaults differ).
+pub const DEFAULT_SEED: i64 = 42;
+
+/// The engine the settings describe. Building makes no request: reachability shows on first use.
+pub fn build(settings: &EngineSettings) -> Arc<dyn Engine> {
+    match settings.kind {
+        EngineKind::Ollama => Arc::new(ollama::OllamaEngine::new(&settings.base_url)),
+        EngineKind::Openai => Arc::new(openai::OpenAiEngine::new(&settings.base_url, settings.api_key.clone())),
+        EngineKind::Mock => Arc::new(mock::MockEngine::new(settings.mock.clone())),
+    }
 }
 
 /// Microseconds from `start` to `at` (0 if `at` is earlier).

@@ -1,1 +1,167 @@
 //! Ollama native API client.
+//!
+//! Generation goes through `POST /api/chat`, not `/api/generate`: chat applies the model's chat
+//! template exactly as the OpenAI-compatible client's `/v1/chat/completions` does, so the same
+//! prompt produces the same token sequence on both engine kinds and their figures compare.
+//!
+//! Every request sends all four options that change what is measured — `num_ctx` (Ollama's
+//! default depends on version and VRAM), `num_predict`, `temperature` and `seed` — so two
+//! machines never run with different hidden defaults. Without a job seed, [`DEFAULT_SEED`] (42) is sent.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bench_shared::engine::{EngineKind, ModelInfo};
+use bench_shared::metrics::TokenChannel;
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use super::http::{self, TimedLines};
+use super::ollama_wire::{self as wire, ChatLine, Tags};
+use super::record::{Recorder, non_streamed};
+use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, TokenSink};
+
+/// Talks to one Ollama server.
+#[derive(Debug, Clone)]
+pub struct OllamaEngine {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl OllamaEngine {
+    /// `base_url` like `http://127.0.0.1:11434` (a trailing slash is fine).
+    pub fn new(base_url: &str) -> Self {
+        OllamaEngine { base_url: base_url.trim_end_matches('/').to_owned(), client: http::client() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        http::join(&self.base_url, path)
+    }
+
+    /// The body of a `/api/chat` request.
+    pub fn chat_body(req: &GenRequest) -> Value {
+        json!({
+            "model": req.model,
+            "messages": [{"role": "user", "content": req.prompt}],
+            "stream": req.stream,
+            "options": {
+                "num_ctx": req.num_ctx,
+                "num_predict": req.max_tokens,
+                "temperature": req.temperature,
+                "seed": req.seed.unwrap_or(DEFAULT_SEED),
+            },
+        })
+    }
+
+    async fn tags(&self) -> Result<Tags, EngineError> {
+        let url = self.url("/api/tags");
+        let value = http::fetch_json(&self.client, &url, None, None).await?;
+        serde_json::from_value(value).map_err(|e| EngineError::Protocol(format!("{url}: {e}")))
+    }
+
+    /// A 404 from Ollama means the model is not pulled: name the ones that are.
+    async fn not_found(&self, model: &str) -> EngineError {
+        let available = match self.tags().await {
+            Ok(tags) => tags.models.into_iter().map(|m| m.name).collect(),
+            Err(_) => Vec::new(),
+        };
+        EngineError::ModelNotFound { model: model.to_owned(), available }
+    }
+
+    /// Sends a request and maps error statuses (404 → model not found).
+    async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        model: &str,
+        timeout: Duration,
+    ) -> Result<(reqwest::Response, Instant), EngineError> {
+        let url = self.url(path);
+        let (response, t0) = http::send(self.client.post(&url).json(body), &url, timeout).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(self.not_found(model).await);
+        }
+        if !response.status().is_success() {
+            return Err(http::http_error(response, &url, timeout).await);
+        }
+        Ok((response, t0))
+    }
+
+    async fn stream(&self, req: &GenRequest, sink: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
+        let (response, t0) = self.post("/api/chat", &Self::chat_body(req), &req.model, req.timeout).await?;
+        let mut lines = TimedLines::new(response, &self.url("/api/chat"), req.timeout);
+        let mut rec = Recorder::new(t0, sink);
+        while let Some((at, line)) = lines.next_line().await? {
+            let chunk = wire::parse_line(&line)?;
+            rec.text(at, TokenChannel::Reasoning, chunk.thinking());
+            rec.text(at, TokenChannel::Content, chunk.content());
+            if chunk.done {
+                return Ok(rec.finish(at, true, chunk.stats()));
+            }
+        }
+        Err(EngineError::Protocol("stream ended before the final stats (no done:true line)".into()))
+    }
+
+    async fn single(&self, req: &GenRequest) -> Result<GenOutcome, EngineError> {
+        let url = self.url("/api/chat");
+        let (response, t0) = self.post("/api/chat", &Self::chat_body(req), &req.model, req.timeout).await?;
+        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, req.timeout, e))?;
+        let end = Instant::now();
+        let text = String::from_utf8_lossy(&bytes);
+        let answer: ChatLine = wire::parse_line(text.trim())?;
+        if !answer.done {
+            return Err(EngineError::Protocol("non-streamed answer without done:true".into()));
+        }
+        Ok(non_streamed(t0, end, answer.content(), answer.thinking(), answer.stats()))
+    }
+
+    /// The trained context length of a model (`/api/show`), `None` when Ollama does not say.
+    async fn context_length(&self, model: &str) -> Option<u64> {
+        let url = self.url("/api/show");
+        let show = http::fetch_json(&self.client, &url, Some(&json!({"model": model})), None).await.ok()?;
+        wire::show_context_length(&show)
+    }
+}
+
+#[async_trait]
+impl Engine for OllamaEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Ollama
+    }
+
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    async fn version(&self) -> Result<Option<String>, EngineError> {
+        let v = http::fetch_json(&self.client, &self.url("/api/version"), None, None).await?;
+        Ok(v.get("version").and_then(Value::as_str).map(str::to_owned))
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, EngineError> {
+        let tags = self.tags().await?;
+        // One /api/show per model, concurrently: cheap on a local server, and the context
+        // length is otherwise unknown.
+        let lengths = join_all(tags.models.iter().map(|m| self.context_length(&m.name))).await;
+        Ok(tags.models.iter().zip(lengths).map(|(m, ctx)| ModelInfo { context_length: ctx, ..m.info() }).collect())
+    }
+
+    async fn generate(&self, req: &GenRequest, tokens: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
+        if req.stream { self.stream(req, tokens).await } else { self.single(req).await }
+    }
+
+    /// `POST /api/generate {"model", "keep_alive": 0}`: Ollama unloads the model and answers
+    /// `done_reason: "unload"`.
+    async fn unload(&self, model: &str) -> Result<bool, EngineError> {
+        let body = json!({"model": model, "keep_alive": 0});
+        let (response, _) = self.post("/api/generate", &body, model, http::META_TIMEOUT).await?;
+        let url = self.url("/api/generate");
+        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, http::META_TIMEOUT, e))?;
+        let text = String::from_utf8_lossy(&bytes);
+        // Ollama answers one object; check each line anyway so an error line is not missed.
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            wire::parse_line(line)?;
+        }
+        Ok(true)
+    }
+}

@@ -1,1 +1,192 @@
-//! OpenAI-compatible API client.
+//! OpenAI-compatible API client (llama.cpp's llama-server, vLLM, SGLang, LM Studio, LiteLLM).
+//!
+//! Streams `POST /v1/chat/completions` as SSE with `stream_options.include_usage`, so the
+//! engine's own token counts (and llama.cpp's `timings`) arrive in a last chunk before
+//! `data: [DONE]`. Many such servers answer whatever model name a request gives (llama.cpp
+//! with one model loaded does), so `generate` checks the name against `/v1/models` first: a
+//! typo must be an error, not a benchmark of some other model.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bench_shared::engine::{EngineKind, ModelInfo};
+use bench_shared::metrics::TokenChannel;
+use serde_json::{Value, json};
+
+use super::http::{self, TimedLines};
+use super::lines::{SseLine, sse_line};
+use super::openai_wire::{self as wire, Timings, Usage};
+use super::record::{Recorder, non_streamed};
+use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, TokenSink};
+
+/// How long a `/v1/models` answer is trusted for the model check: long enough that a repeat
+/// loop does not ask before every request, short enough to notice a model swap.
+const MODELS_TTL: Duration = Duration::from_secs(5);
+
+/// Talks to one OpenAI-compatible server.
+#[derive(Debug)]
+pub struct OpenAiEngine {
+    /// Server root, without `/v1` (llama.cpp's `/props` lives at the root).
+    root: String,
+    /// As configured, for display.
+    base_url: String,
+    api_key: Option<String>,
+    client: reqwest::Client,
+    models: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+}
+
+impl OpenAiEngine {
+    /// `base_url` with or without a trailing `/v1`.
+    pub fn new(base_url: &str, api_key: Option<String>) -> Self {
+        let trimmed = base_url.trim_end_matches('/');
+        let root = trimmed.strip_suffix("/v1").unwrap_or(trimmed).to_owned();
+        OpenAiEngine {
+            root,
+            base_url: base_url.to_owned(),
+            api_key: api_key.filter(|k| !k.is_empty()),
+            client: http::client(),
+            models: Mutex::new(None),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        http::join(&self.root, path)
+    }
+
+    /// The body of a chat-completions request.
+    pub fn chat_body(req: &GenRequest) -> Value {
+        let mut body = json!({
+            "model": req.model,
+            "messages": [{"role": "user", "content": req.prompt}],
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "seed": req.seed.unwrap_or(DEFAULT_SEED),
+            "stream": req.stream,
+        });
+        if req.stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    }
+
+    /// `/v1/models`, fetched afresh.
+    async fn fetch_models(&self) -> Result<Vec<ModelInfo>, EngineError> {
+        let url = self.url("/v1/models");
+        let value = http::fetch_json(&self.client, &url, None, self.api_key.as_deref()).await?;
+        let data = value
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| EngineError::Protocol(format!("{url} answered without a data array")))?;
+        let models: Vec<ModelInfo> = data.iter().filter_map(wire::model_info).collect();
+        *self.models.lock().expect("models cache lock") = Some((Instant::now(), models.clone()));
+        Ok(models)
+    }
+
+    /// Fails with `ModelNotFound` unless the server lists `model`. A server without
+    /// `/v1/models` (404) cannot be checked and is trusted.
+    async fn check_model(&self, model: &str) -> Result<(), EngineError> {
+        let cached = self.models.lock().expect("models cache lock").clone();
+        let models = match cached {
+            Some((at, models)) if at.elapsed() < MODELS_TTL => models,
+            _ => match self.fetch_models().await {
+                Ok(models) => models,
+                Err(e) if http::is_not_found(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            },
+        };
+        if models.iter().any(|m| m.name == model) {
+            Ok(())
+        } else {
+            Err(EngineError::ModelNotFound {
+                model: model.to_owned(),
+                available: models.into_iter().map(|m| m.name).collect(),
+            })
+        }
+    }
+
+    async fn send(&self, req: &GenRequest) -> Result<(reqwest::Response, Instant, String), EngineError> {
+        let url = self.url("/v1/chat/completions");
+        let mut builder = self.client.post(&url).json(&Self::chat_body(req));
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let (response, t0) = http::send(builder, &url, req.timeout).await?;
+        if !response.status().is_success() {
+            return Err(http::http_error(response, &url, req.timeout).await);
+        }
+        Ok((response, t0, url))
+    }
+
+    async fn stream(&self, req: &GenRequest, sink: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
+        let (response, t0, url) = self.send(req).await?;
+        let mut lines = TimedLines::new(response, &url, req.timeout);
+        let mut rec = Recorder::new(t0, sink);
+        let mut usage: Option<Usage> = None;
+        let mut timings: Option<Timings> = None;
+        let mut finish: Option<String> = None;
+        while let Some((at, line)) = lines.next_line().await? {
+            let data = match sse_line(&line) {
+                SseLine::Data(data) => data,
+                SseLine::Done => {
+                    let stats = wire::stats(usage.as_ref(), timings.as_ref(), finish.as_deref());
+                    return Ok(rec.finish(at, true, stats));
+                }
+                SseLine::Other => continue,
+            };
+            let chunk = wire::parse_completion(data)?;
+            rec.text(at, TokenChannel::Reasoning, chunk.reasoning());
+            rec.text(at, TokenChannel::Content, chunk.content());
+            if let Some(reason) = chunk.finish_reason() {
+                finish = Some(reason.to_owned());
+            }
+            usage = chunk.usage.or(usage);
+            timings = chunk.timings.or(timings);
+        }
+        Err(EngineError::Protocol("stream ended before data: [DONE]".into()))
+    }
+
+    async fn single(&self, req: &GenRequest) -> Result<GenOutcome, EngineError> {
+        let (response, t0, url) = self.send(req).await?;
+        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, req.timeout, e))?;
+        let end = Instant::now();
+        let answer = wire::parse_completion(&String::from_utf8_lossy(&bytes))?;
+        let stats = wire::stats(answer.usage.as_ref(), answer.timings.as_ref(), answer.finish_reason());
+        Ok(non_streamed(t0, end, answer.content(), answer.reasoning(), stats))
+    }
+}
+
+#[async_trait]
+impl Engine for OpenAiEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Openai
+    }
+
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// llama.cpp's `/props` `build_info`; other servers have no standard version endpoint.
+    async fn version(&self) -> Result<Option<String>, EngineError> {
+        match http::fetch_json(&self.client, &self.url("/props"), None, self.api_key.as_deref()).await {
+            Ok(props) => Ok(props.get("build_info").and_then(Value::as_str).map(str::to_owned)),
+            Err(EngineError::Unreachable { url, reason }) => Err(EngineError::Unreachable { url, reason }),
+            Err(EngineError::Timeout(d)) => Err(EngineError::Timeout(d)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, EngineError> {
+        self.fetch_models().await
+    }
+
+    async fn generate(&self, req: &GenRequest, tokens: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
+        self.check_model(&req.model).await?;
+        if req.stream { self.stream(req, tokens).await } else { self.single(req).await }
+    }
+
+    /// OpenAI-compatible servers have no unload call.
+    async fn unload(&self, _model: &str) -> Result<bool, EngineError> {
+        Ok(false)
+    }
+}

@@ -1,0 +1,175 @@
+//! The HTTP plumbing both real engine clients share: one client configuration, error mapping,
+//! and a response reader that stamps every read at the socket.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+
+use super::EngineError;
+use super::lines::LineSplitter;
+
+/// Limit for the small metadata calls (`/api/tags`, `/v1/models`, `/api/version`, …): these
+/// answer in milliseconds on a healthy engine, so a long wait means it is stuck.
+pub const META_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limit for establishing a TCP connection: a local engine accepts at once, a remote one on a
+/// LAN within a second; a dead host must not hold a job for the whole request timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The client every engine uses.
+///
+/// - `no_proxy()`: engines live on the machine or the LAN; an `HTTP_PROXY` set for the rest of
+///   the system would add a hop to every measured request (and usually cannot reach 127.0.0.1).
+/// - `tcp_nodelay(true)`: requests are small; Nagle's algorithm would delay them and skew TTFT.
+/// - No overall timeout here: each request sets its own (generation vs metadata).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        // Fails only when the TLS backend cannot initialise: a broken build, not a runtime state.
+        .expect("the HTTP client (rustls) initialises")
+}
+
+/// Joins a base URL (with or without a trailing slash) and an absolute path.
+pub fn join(base: &str, path: &str) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+/// Maps a transport failure to an engine error.
+pub fn transport_error(url: &str, timeout: Duration, err: reqwest::Error) -> EngineError {
+    if err.is_timeout() {
+        EngineError::Timeout(timeout)
+    } else if err.is_connect() || err.is_request() && !err.is_body() {
+        EngineError::Unreachable { url: url.to_owned(), reason: error_chain(&err) }
+    } else {
+        EngineError::Protocol(format!("reading the response from {url}: {}", error_chain(&err)))
+    }
+}
+
+/// The error and its sources in one line (reqwest's own message omits the interesting cause,
+/// e.g. "Connection refused").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Sends a request; returns the response and the instant taken immediately before sending.
+pub async fn send(builder: RequestBuilder, url: &str, timeout: Duration) -> Result<(Response, Instant), EngineError> {
+    let request = builder.timeout(timeout);
+    let t0 = Instant::now();
+    let response = request.send().await.map_err(|e| transport_error(url, timeout, e))?;
+    Ok((response, t0))
+}
+
+/// The message of an error body: `{"error": "..."}` (Ollama), `{"error": {"message": ...}}`
+/// (OpenAI), or the raw text.
+pub fn error_message(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) => match v.get("error") {
+            Some(Value::String(s)) => s.clone(),
+            Some(e) => e.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| e.to_string()),
+            None => body.trim().to_owned(),
+        },
+        Err(_) => body.trim().to_owned(),
+    }
+}
+
+/// Turns a non-success response into `EngineError::Http` with the engine's own message.
+pub async fn http_error(response: Response, url: &str, timeout: Duration) -> EngineError {
+    let status = response.status();
+    match response.text().await {
+        Ok(body) => EngineError::Http { status: status.as_u16(), message: error_message(&body) },
+        Err(e) => transport_error(url, timeout, e),
+    }
+}
+
+/// GETs (or POSTs, when `body` is given) a small JSON document with the metadata timeout.
+pub async fn fetch_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: Option<&Value>,
+    bearer: Option<&str>,
+) -> Result<Value, EngineError> {
+    let mut builder = match body {
+        Some(b) => client.post(url).json(b),
+        None => client.get(url),
+    };
+    if let Some(key) = bearer {
+        builder = builder.bearer_auth(key);
+    }
+    let (response, _) = send(builder, url, META_TIMEOUT).await?;
+    if !response.status().is_success() {
+        return Err(http_error(response, url, META_TIMEOUT).await);
+    }
+    let bytes = response.bytes().await.map_err(|e| transport_error(url, META_TIMEOUT, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| EngineError::Protocol(format!("{url} answered invalid JSON: {e}")))
+}
+
+/// True for the status an engine gives when a path does not exist.
+pub fn is_not_found(err: &EngineError) -> bool {
+    matches!(err, EngineError::Http { status, .. } if *status == StatusCode::NOT_FOUND.as_u16())
+}
+
+/// Reads a response body as lines, each stamped with the instant of the read that completed it.
+///
+/// The instant is taken right after the bytes arrive and before anything is parsed, so parse time
+/// never leaks into the figures.
+pub struct TimedLines {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    splitter: LineSplitter,
+    ready: std::collections::VecDeque<(Instant, String)>,
+    url: String,
+    timeout: Duration,
+    finished: bool,
+}
+
+impl TimedLines {
+    pub fn new(response: Response, url: &str, timeout: Duration) -> Self {
+        TimedLines {
+            body: response.bytes_stream().boxed(),
+            splitter: LineSplitter::default(),
+            ready: Default::default(),
+            url: url.to_owned(),
+            timeout,
+            finished: false,
+        }
+    }
+
+    /// The next non-empty line with its arrival instant; `None` at the end of the body (a final
+    /// line without a newline is returned too).
+    pub async fn next_line(&mut self) -> Result<Option<(Instant, String)>, EngineError> {
+        loop {
+            if let Some(line) = self.ready.pop_front() {
+                return Ok(Some(line));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            match self.body.next().await {
+                Some(Ok(bytes)) => {
+                    let at = Instant::now();
+                    for line in self.splitter.push(&bytes) {
+                        self.ready.push_back((at, line));
+                    }
+                }
+                Some(Err(e)) => return Err(transport_error(&self.url, self.timeout, e)),
+                None => {
+                    self.finished = true;
+                    if let Some(rest) = self.splitter.finish() {
+                        self.ready.push_back((Instant::now(), rest));
+                    }
+                }
+            }
+        }
+    }
+}

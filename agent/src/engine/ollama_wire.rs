@@ -1,0 +1,208 @@
+//! Ollama's wire shapes (docs/api.md, api/types.go) and their translation into engine terms.
+//!
+//! Durations on the wire are nanoseconds; [`EngineStats`] holds milliseconds.
+
+use bench_shared::engine::ModelInfo;
+use bench_shared::metrics::EngineStats;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::EngineError;
+
+/// One NDJSON line of `/api/chat` (and of `/api/generate`, whose text sits in `response` /
+/// `thinking` at the top level), or the single object of a non-streamed answer.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChatLine {
+    #[serde(default)]
+    pub message: Option<ChatMessage>,
+    #[serde(default)]
+    pub response: Option<String>,
+    #[serde(default)]
+    pub thinking: Option<String>,
+    #[serde(default)]
+    pub done: bool,
+    #[serde(default)]
+    pub done_reason: Option<String>,
+    #[serde(default)]
+    pub total_duration: Option<u64>,
+    #[serde(default)]
+    pub load_duration: Option<u64>,
+    #[serde(default)]
+    pub prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    pub prompt_eval_duration: Option<u64>,
+    #[serde(default)]
+    pub eval_count: Option<u64>,
+    #[serde(default)]
+    pub eval_duration: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ChatMessage {
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub thinking: Option<String>,
+}
+
+fn ns_to_ms(ns: Option<u64>) -> Option<f64> {
+    ns.map(|n| n as f64 / 1e6)
+}
+
+impl ChatLine {
+    /// Visible text this line carries (possibly empty).
+    pub fn content(&self) -> &str {
+        self.message.as_ref().and_then(|m| m.content.as_deref()).or(self.response.as_deref()).unwrap_or("")
+    }
+
+    /// Thinking text this line carries (possibly empty).
+    pub fn thinking(&self) -> &str {
+        self.message.as_ref().and_then(|m| m.thinking.as_deref()).or(self.thinking.as_deref()).unwrap_or("")
+    }
+
+    /// The final stats (meaningful on the `done: true` line).
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            prompt_tokens: self.prompt_eval_count,
+            completion_tokens: self.eval_count,
+            load_ms: ns_to_ms(self.load_duration),
+            prompt_eval_ms: ns_to_ms(self.prompt_eval_duration),
+            eval_ms: ns_to_ms(self.eval_duration),
+            total_ms: ns_to_ms(self.total_duration),
+            done_reason: self.done_reason.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Parses one line. An `{"error": …}` line is the engine's mid-stream failure report (the HTTP
+/// status stays 200), so it becomes [`EngineError::Stream`] wherever it appears.
+pub fn parse_line(line: &str) -> Result<ChatLine, EngineError> {
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| EngineError::Protocol(format!("invalid JSON line from Ollama ({e}): {}", clip(line))))?;
+    if let Some(err) = value.get("error") {
+        let message = err.as_str().map(str::to_owned).unwrap_or_else(|| err.to_string());
+        return Err(EngineError::Stream(message));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| EngineError::Protocol(format!("unexpected line from Ollama ({e}): {}", clip(line))))
+}
+
+/// The first 200 characters of a line, for error messages.
+pub fn clip(line: &str) -> String {
+    line.chars().take(200).collect()
+}
+
+/// `GET /api/tags`.
+#[derive(Debug, Deserialize)]
+pub struct Tags {
+    #[serde(default)]
+    pub models: Vec<TagModel>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TagModel {
+    pub name: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub details: Option<TagDetails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TagDetails {
+    #[serde(default)]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub parameter_size: Option<String>,
+    #[serde(default)]
+    pub quantization_level: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_ref().filter(|s| !s.is_empty()).cloned()
+}
+
+impl TagModel {
+    pub fn info(&self) -> ModelInfo {
+        let d = self.details.as_ref();
+        ModelInfo {
+            name: self.name.clone(),
+            family: d.and_then(|d| non_empty(&d.family)),
+            parameter_size: d.and_then(|d| non_empty(&d.parameter_size)),
+            quantization: d.and_then(|d| non_empty(&d.quantization_level)),
+            context_length: None,
+            size_bytes: self.size,
+            digest: non_empty(&self.digest),
+        }
+    }
+}
+
+/// The trained context length from a `POST /api/show` answer: `model_info["<arch>.context_length"]`.
+pub fn show_context_length(show: &Value) -> Option<u64> {
+    let info = show.get("model_info")?;
+    let arch = info.get("general.architecture")?.as_str()?;
+    info.get(format!("{arch}.context_length"))?.as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Shapes as documented in ollama/ollama docs/api.md (chat, streaming).
+    const CHUNK: &str = r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","message":{"role":"assistant","content":"The"},"done":false}"#;
+    const THINKING: &str = r#"{"model":"qwen3","created_at":"2025-05-29T09:35:56.8Z","message":{"role":"assistant","content":"","thinking":"Let me"},"done":false}"#;
+    const FINAL: &str = r#"{"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","total_duration":4883583458,"load_duration":1334875,"prompt_eval_count":26,"prompt_eval_duration":342546000,"eval_count":282,"eval_duration":4535599000}"#;
+
+    #[test]
+    fn content_and_thinking_chunks() {
+        let c = parse_line(CHUNK).unwrap();
+        assert_eq!((c.content(), c.thinking(), c.done), ("The", "", false));
+        let t = parse_line(THINKING).unwrap();
+        assert_eq!((t.content(), t.thinking()), ("", "Let me"));
+        let g = parse_line(r#"{"model":"m","response":"Hi","done":false}"#).unwrap();
+        assert_eq!(g.content(), "Hi");
+    }
+
+    #[test]
+    fn final_stats_are_converted_from_nanoseconds() {
+        let f = parse_line(FINAL).unwrap();
+        assert!(f.done);
+        let s = f.stats();
+        assert_eq!(s.prompt_tokens, Some(26));
+        assert_eq!(s.completion_tokens, Some(282));
+        assert_eq!(s.load_ms, Some(1.334875));
+        assert_eq!(s.prompt_eval_ms, Some(342.546));
+        assert_eq!(s.eval_ms, Some(4535.599));
+        assert_eq!(s.total_ms, Some(4883.583458));
+        assert_eq!(s.done_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn error_line_is_a_stream_error_and_garbage_a_protocol_error() {
+        let e =
+            parse_line(r#"{"error":"an error was encountered while running the model: unexpected EOF"}"#).unwrap_err();
+        assert_eq!(e, EngineError::Stream("an error was encountered while running the model: unexpected EOF".into()));
+        assert!(matches!(parse_line("{\"message\":"), Err(EngineError::Protocol(_))));
+        assert!(matches!(parse_line(r#"{"done":"yes"}"#), Err(EngineError::Protocol(_))));
+    }
+
+    #[test]
+    fn tags_and_show() {
+        let tags: Tags = serde_json::from_str(
+            r#"{"models":[{"name":"deepseek-r1:latest","model":"deepseek-r1:latest","modified_at":"2025-05-10T08:06:48.639712648-07:00","size":4683075271,"digest":"0a8c266910232fd3291e71e5ba1e058cc5af9d411192cf88b6d30e92b6e73163","details":{"parent_model":"","format":"gguf","family":"qwen2","families":["qwen2"],"parameter_size":"7.6B","quantization_level":"Q4_K_M"}}]}"#,
+        )
+        .unwrap();
+        let info = tags.models[0].info();
+        assert_eq!(info.name, "deepseek-r1:latest");
+        assert_eq!(info.family.as_deref(), Some("qwen2"));
+        assert_eq!(info.parameter_size.as_deref(), Some("7.6B"));
+        assert_eq!(info.quantization.as_deref(), Some("Q4_K_M"));
+        assert_eq!(info.size_bytes, Some(4683075271));
+        let show = serde_json::json!({"model_info": {"general.architecture": "llama", "llama.context_length": 131072}});
+        assert_eq!(show_context_length(&show), Some(131072));
+        assert_eq!(show_context_length(&serde_json::json!({})), None);
+    }
+}
