@@ -1,0 +1,134 @@
+# shellcheck shell=bash
+# Process management shared by scripts/agents and scripts/central (sourced after common.sh).
+# A service is described by variables the caller sets before calling svc_* functions:
+#   SVC_NAME     human name ("agent", "central")
+#   SVC_BIN      binary name (bench-agent, bench-central); SVC_PKG its cargo package
+#   SVC_PID      PID file; SVC_LOG log file
+#   SVC_URL      base URL a client uses (http://127.0.0.1:9001)
+#   SVC_READY    path polled until it answers 2xx (/health)
+#   SVC_ARGS     array: arguments after the binary
+
+START_TIMEOUT_S="${BENCH_START_TIMEOUT_S:-60}"
+
+# newest_source_mtime: epoch seconds of the newest file that a build depends on.
+newest_source_mtime() {
+  find "$ROOT_DIR/Cargo.toml" "$ROOT_DIR/Cargo.lock" "$ROOT_DIR/shared" "$ROOT_DIR/agent" "$ROOT_DIR/central" \
+    "$ROOT_DIR/static" -type f \( -name '*.rs' -o -name '*.toml' -o -name '*.lock' -o -name '*.html' \
+    -o -name '*.js' -o -name '*.css' \) -printf '%T@\n' 2>/dev/null | sort -n | tail -n1 | cut -d. -f1
+}
+
+# find_bin NAME PKG: path of a usable binary. BENCH_BIN_DIR wins (tests use target/debug); else a
+# release binary newer than every source; else `cargo build --release -p PKG` first.
+find_bin() {
+  local name="$1" pkg="$2" dir bin
+  if [[ -n "${BENCH_BIN_DIR:-}" ]]; then
+    bin="$BENCH_BIN_DIR/$name"
+    [[ -x "$bin" ]] || die "$bin not found (BENCH_BIN_DIR=$BENCH_BIN_DIR); build it with cargo build -p $pkg"
+    echo "$bin"
+    return 0
+  fi
+  dir="${CARGO_TARGET_DIR:-$ROOT_DIR/target}/release"
+  bin="$dir/$name"
+  if [[ -x "$bin" ]]; then
+    local bin_mtime src_mtime
+    bin_mtime="$(stat -c %Y "$bin")"
+    src_mtime="$(newest_source_mtime)"
+    if [[ -z "$src_mtime" || "$bin_mtime" -ge "$src_mtime" ]] || ! command -v cargo >/dev/null 2>&1; then
+      echo "$bin"
+      return 0
+    fi
+    info "$bin is older than the sources; rebuilding"
+  fi
+  need_cmd cargo "Install Rust from https://rustup.rs, or set BENCH_BIN_DIR to a directory with prebuilt binaries."
+  info "building $pkg (cargo build --release -p $pkg); the first build takes a few minutes"
+  (cd "$ROOT_DIR" && cargo build --release -p "$pkg" >&2) || die "cargo build --release -p $pkg failed"
+  [[ -x "$bin" ]] || die "cargo build finished but $bin is missing"
+  echo "$bin"
+}
+
+svc_running_pid() {
+  running_pid "$SVC_PID" "$SVC_BIN"
+}
+
+# svc_refuse_second_copy: exit with a clear message when this service already runs.
+svc_refuse_second_copy() {
+  local pid
+  pid="$(svc_running_pid)"
+  if [[ -n "$pid" ]]; then
+    die "$SVC_NAME is already running (PID $pid, $(pidfile_url "$SVC_PID")); stop it first: $SVC_SCRIPT stop"
+  fi
+  if http_ok "$SVC_URL$SVC_READY"; then
+    die "something already answers on $SVC_URL (not started by this script); stop it or pick another port"
+  fi
+}
+
+# svc_wait_ready PID: wait for the ready URL; on failure print the log tail and exit non-zero.
+svc_wait_ready() {
+  local pid="$1"
+  if wait_http "$SVC_URL$SVC_READY" "$pid" "$START_TIMEOUT_S"; then
+    return 0
+  fi
+  if pid_alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    sleep 0.5
+    pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+  fi
+  rm -f "$SVC_PID"
+  show_log_tail "$SVC_LOG" 30
+  die "$SVC_NAME did not answer $SVC_URL$SVC_READY within ${START_TIMEOUT_S}s (see $SVC_LOG)"
+}
+
+# svc_start_daemon BIN: detached (setsid, stdin /dev/null), PID file, log; waits until ready.
+svc_start_daemon() {
+  local bin="$1" pid
+  mkdir -p "$(dirname "$SVC_PID")" "$(dirname "$SVC_LOG")"
+  printf '==== %s start %s: %s %s\n' "$SVC_NAME" "$(date -u +%FT%TZ)" "$bin" "${SVC_ARGS[*]}" >>"$SVC_LOG"
+  (cd "$ROOT_DIR" && exec setsid "$bin" "${SVC_ARGS[@]}" </dev/null >>"$SVC_LOG" 2>&1) &
+  pid=$!
+  write_pidfile "$SVC_PID" "$pid" "$SVC_URL"
+  svc_wait_ready "$pid"
+  echo "$SVC_NAME running (PID $pid)"
+  echo "  URL: $SVC_URL"
+  echo "  log: $SVC_LOG"
+}
+
+# svc_start_foreground BIN: runs attached to the terminal (output also appended to the log);
+# Ctrl-C stops it. The PID file exists while it runs so status/stop work from another shell.
+svc_start_foreground() {
+  local bin="$1" pid
+  mkdir -p "$(dirname "$SVC_PID")" "$(dirname "$SVC_LOG")"
+  printf '==== %s start %s: %s %s\n' "$SVC_NAME" "$(date -u +%FT%TZ)" "$bin" "${SVC_ARGS[*]}" >>"$SVC_LOG"
+  (cd "$ROOT_DIR" && exec "$bin" "${SVC_ARGS[@]}") > >(tee -a "$SVC_LOG") 2>&1 &
+  pid=$!
+  write_pidfile "$SVC_PID" "$pid" "$SVC_URL"
+  trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+  svc_wait_ready "$pid"
+  echo "$SVC_NAME running in the foreground (PID $pid) at $SVC_URL; Ctrl-C stops it" >&2
+  local rc=0
+  wait "$pid" || rc=$?
+  # wait returns early when a trapped signal arrives: wait again for the real exit.
+  while pid_alive "$pid"; do wait "$pid" || rc=$?; done
+  rm -f "$SVC_PID"
+  return "$rc"
+}
+
+svc_stop() {
+  stop_pidfile "$SVC_NAME" "$SVC_PID" "${BENCH_STOP_GRACE_S:-10}" "$SVC_BIN"
+}
+
+svc_logs() {
+  local lines="$1" follow="$2"
+  [[ -f "$SVC_LOG" ]] || die "no log yet at $SVC_LOG (has $SVC_NAME been started?)"
+  if ((follow)); then
+    exec tail -n "$lines" -F "$SVC_LOG"
+  fi
+  tail -n "$lines" "$SVC_LOG"
+}
+
+# yaml_scalar FILE KEY: value of a top-level `KEY: value` line (quotes and comments stripped).
+# Deliberately tiny: the binaries own real parsing; scripts only need a few flat keys.
+yaml_scalar() {
+  local file="$1" key="$2"
+  [[ -f "$file" ]] || return 0
+  sed -n -E "s/^${key}:[[:space:]]*([^#]*).*/\\1/p" "$file" | head -n1 | sed -E 's/[[:space:]]+$//; s/^"(.*)"$/\1/; s/^'"'"'(.*)'"'"'$/\1/'
+}
