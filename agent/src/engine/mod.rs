@@ -180,3 +180,8 @@ pub enum Fallback {
     None,
     Mock,
 }
+
+#[cfg(test)]
+mod tests_ollama;
+#[cfg(test)]
+mod tests_openai;

@@ -1,0 +1,170 @@
+//! The OpenAI-compatible client against the real local llama.cpp engine (SmolLM2-135M), plus
+//! the failure shapes llama.cpp cannot be made to produce on demand, served by a tiny in-test
+//! server.
+
+use std::time::Duration;
+
+use bench_shared::metrics::{TokenChannel, request_metrics};
+
+use super::openai::OpenAiEngine;
+use super::{Engine, EngineError, GenRequest};
+use crate::testkit::{LOCAL_MODEL, local_engine_url};
+
+fn req(model: &str, max_tokens: u32, stream: bool) -> GenRequest {
+    GenRequest {
+        model: model.into(),
+        prompt: "Write one sentence about the sea.".into(),
+        max_tokens,
+        temperature: 0.0,
+        num_ctx: 1024,
+        seed: Some(1),
+        stream,
+        timeout: Duration::from_secs(120),
+    }
+}
+
+#[tokio::test]
+async fn real_engine_streams_text_with_usage_matching_the_chunks() {
+    let engine = OpenAiEngine::new(&local_engine_url(), None);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = engine.generate(&req(LOCAL_MODEL, 24, true), Some(&tx)).await.unwrap();
+
+    assert!(!out.text.trim().is_empty(), "real text: {:?}", out.text);
+    let mut live = String::new();
+    while let Ok(c) = rx.try_recv() {
+        assert_eq!(c.channel, TokenChannel::Content);
+        live.push_str(&c.text);
+    }
+    assert_eq!(live, out.text);
+
+    // llama.cpp sends one token per chunk: usage, timings and the chunk count agree.
+    let chunks = out.trace.chunks.len() as u64;
+    assert_eq!(out.stats.completion_tokens, Some(chunks), "usage.completion_tokens vs content chunks");
+    assert!((1..=24).contains(&chunks));
+    assert!(out.stats.prompt_tokens.unwrap() > 5);
+    // timings.predicted_n = predicted_per_second × predicted_ms: the engine's own count agrees too.
+    let predicted_n = out.stats.decode_tok_s.unwrap() * out.stats.eval_ms.unwrap() / 1000.0;
+    assert_eq!(predicted_n.round() as u64, chunks, "timings.predicted_n");
+    assert!(out.stats.done_reason.is_some());
+
+    let m = request_metrics(&out.trace, &out.stats);
+    let ttft = m.ttft_ms.unwrap();
+    assert!(ttft > 0.0 && ttft < m.total_ms, "ttft {ttft} total {}", m.total_ms);
+    assert_eq!(m.gen_tokens, chunks);
+    eprintln!(
+        "real engine: client ttft {ttft:.1} ms, decode {:?} tok/s, total {:.1} ms, {} tokens, prompt {:?}; \
+         engine prompt_eval {:?} ms ({:?} tok/s), decode {:?} tok/s, eval {:?} ms, predicted_n {:?}",
+        m.decode_tok_s,
+        m.total_ms,
+        m.gen_tokens,
+        m.prompt_tokens,
+        out.stats.prompt_eval_ms,
+        out.stats.prefill_tok_s,
+        out.stats.decode_tok_s,
+        out.stats.eval_ms,
+        out.stats.completion_tokens,
+    );
+}
+
+#[tokio::test]
+async fn real_engine_non_streamed_call_returns_usage() {
+    // With or without /v1 in the base URL.
+    let engine = OpenAiEngine::new(&format!("{}/v1/", local_engine_url()), None);
+    let out = engine.generate(&req(LOCAL_MODEL, 8, false), None).await.unwrap();
+    assert!(!out.text.is_empty());
+    assert!(!out.trace.streamed);
+    assert_eq!(out.trace.chunks.len(), 1);
+    let n = out.stats.completion_tokens.unwrap();
+    assert!((1..=8).contains(&n), "completion_tokens {n}");
+    assert!(out.trace.end_offset_us > 0);
+    assert_eq!(request_metrics(&out.trace, &out.stats).ttft_ms, None);
+}
+
+#[tokio::test]
+async fn real_engine_unknown_model_lists_the_served_one() {
+    let engine = OpenAiEngine::new(&local_engine_url(), None);
+    let err = engine.generate(&req("llama9:70b", 4, true), None).await.unwrap_err();
+    assert_eq!(err, EngineError::ModelNotFound { model: "llama9:70b".into(), available: vec![LOCAL_MODEL.into()] });
+    assert!(err.to_string().contains(LOCAL_MODEL));
+}
+
+#[tokio::test]
+async fn real_engine_models_version_and_no_unload() {
+    let engine = OpenAiEngine::new(&local_engine_url(), None);
+    let models = engine.list_models().await.unwrap();
+    let m = models.iter().find(|m| m.name == LOCAL_MODEL).expect("the local model is listed");
+    assert!(m.context_length.unwrap() >= 512, "{m:?}");
+    assert_eq!(m.quantization.as_deref(), Some("Q4_1"));
+    assert!(engine.version().await.unwrap().is_some_and(|v| !v.is_empty()));
+    assert!(!engine.unload(LOCAL_MODEL).await.unwrap());
+}
+
+/// Serves fixed SSE bodies for chat completions and a one-model `/v1/models`; records the
+/// `Authorization` headers it saw.
+async fn scripted(
+    sse: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    use axum::http::HeaderMap;
+    use axum::routing::{get, post};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let auth = seen.clone();
+    let app = axum::Router::new()
+        .route("/v1/models", get(|| async { axum::Json(serde_json::json!({"object": "list", "data": [{"id": "m"}]})) }))
+        .route(
+            "/v1/chat/completions",
+            post(move |headers: HeaderMap| async move {
+                let value = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+                auth.lock().unwrap().push(value.to_owned());
+                ([("content-type", "text/event-stream")], sse)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen, task)
+}
+
+#[tokio::test]
+async fn error_payload_mid_stream_and_missing_done() {
+    let (url, seen, task) = scripted(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n\
+         data: {\"error\":{\"code\":500,\"message\":\"slot crashed\",\"type\":\"server_error\"}}\n\n",
+    )
+    .await;
+    let engine = OpenAiEngine::new(&url, Some("sk-test".into()));
+    assert_eq!(
+        engine.generate(&req("m", 4, true), None).await.unwrap_err(),
+        EngineError::Stream("slot crashed".into())
+    );
+    assert_eq!(seen.lock().unwrap().as_slice(), ["Bearer sk-test"]);
+    task.abort();
+
+    let (url, _, task) = scripted("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n").await;
+    let err = OpenAiEngine::new(&url, None).generate(&req("m", 4, true), None).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Protocol(m) if m.contains("[DONE]")), "{err:?}");
+    task.abort();
+}
+
+#[tokio::test]
+async fn reasoning_deltas_count_as_text_and_keepalives_are_ignored() {
+    let (url, _, task) = scripted(
+        ": keep-alive\n\n\
+         data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n\
+         data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"Think\"}}]}\n\n\
+         data: {\"choices\":[{\"delta\":{\"reasoning\":\"ing\"}}]}\n\n\
+         data: {\"choices\":[{\"delta\":{\"content\":\"Yes\"}}]}\n\n\
+         data: {\"choices\":[{\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}]}\n\n\
+         data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n\
+         data: [DONE]\n\n",
+    )
+    .await;
+    let out = OpenAiEngine::new(&url, None).generate(&req("m", 4, true), None).await.unwrap();
+    assert_eq!((out.reasoning_text.as_str(), out.text.as_str()), ("Thinking", "Yes"));
+    let channels: Vec<_> = out.trace.chunks.iter().map(|c| c.channel).collect();
+    assert_eq!(channels, [TokenChannel::Reasoning, TokenChannel::Reasoning, TokenChannel::Content]);
+    assert_eq!((out.stats.completion_tokens, out.stats.reasoning_tokens), (Some(3), Some(2)));
+    assert_eq!(out.stats.done_reason.as_deref(), Some("stop"));
+    task.abort();
+}
