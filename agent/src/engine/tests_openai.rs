@@ -42,8 +42,10 @@ async fn real_engine_streams_text_with_usage_matching_the_chunks() {
     assert_eq!(out.stats.completion_tokens, Some(chunks), "usage.completion_tokens vs content chunks");
     assert!((1..=24).contains(&chunks));
     assert!(out.stats.prompt_tokens.unwrap() > 5);
-    // timings.predicted_n = predicted_per_second × predicted_ms: the engine's own count agrees too.
-    let predicted_n = out.stats.decode_tok_s.unwrap() * out.stats.eval_ms.unwrap() / 1000.0;
+    // llama.cpp's rate excludes the first token (sampled at the end of prompt processing):
+    // predicted_per_second = (predicted_n − 1) / predicted_ms, like our client-side decode rate.
+    // So the engine's own count predicted_n agrees too.
+    let predicted_n = out.stats.decode_tok_s.unwrap() * out.stats.eval_ms.unwrap() / 1000.0 + 1.0;
     assert_eq!(predicted_n.round() as u64, chunks, "timings.predicted_n");
     assert!(out.stats.done_reason.is_some());
 
