@@ -1,0 +1,115 @@
+// Charts: uPlot line charts (live tok/s per card, sweep curves) and plain CSS bar charts
+// (the race comparison). CSS bars need no canvas, stay crisp and are readable by tests.
+"use strict";
+
+const Charts = (() => {
+  const { el, clear, fmt } = BR;
+  const PALETTE = ["#4f8cff", "#ff8a3d", "#36c28a", "#d35bd8", "#f2c94c", "#5ad1e6", "#ff5c7a", "#9b8cff"];
+
+  function color(i) {
+    return PALETTE[i % PALETTE.length];
+  }
+
+  function width(container, fallback = 320) {
+    return Math.max(200, Math.floor(container.clientWidth || fallback));
+  }
+
+  /**
+   * A small line chart whose data is appended over time. Returns {push(x, y), set(xs, ys), el}.
+   * Draws nothing until uPlot is loaded (it always is: vendored under /static/vendor/).
+   */
+  function liveLine(container, { label = "tok/s", stroke = color(0), height = 110 } = {}) {
+    const xs = [], ys = [];
+    const opts = {
+      width: width(container),
+      height,
+      legend: { show: false },
+      cursor: { show: false },
+      scales: { x: { time: false } },
+      axes: [
+        { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 28, values: (u, v) => v.map((s) => `${fmt(s, 1)}s`) },
+        { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 44 },
+      ],
+      series: [{}, { label, stroke, width: 2, fill: `${stroke}22`, points: { show: false } }],
+    };
+    const plot = new uPlot(opts, [xs, ys], container);
+    let pending = false;
+    const redraw = () => {
+      pending = false;
+      plot.setData([xs.slice(), ys.slice()]);
+    };
+    const obs = new ResizeObserver(() => plot.setSize({ width: width(container), height }));
+    obs.observe(container);
+    return {
+      push(x, y) {
+        xs.push(x);
+        ys.push(y);
+        if (!pending) { pending = true; requestAnimationFrame(redraw); }
+      },
+      set(nx, ny) {
+        xs.length = 0; ys.length = 0;
+        xs.push(...nx); ys.push(...ny);
+        redraw();
+      },
+    };
+  }
+
+  /**
+   * Multi-series line chart: `series` = [{label, points: [[x, y], …]}], x values may differ per
+   * series (uPlot needs one x array, so gaps are filled with null).
+   */
+  function multiLine(container, { title, xLabel, yLabel, series, height = 260, logX = false }) {
+    clear(container);
+    const xsSet = new Set();
+    series.forEach((s) => s.points.forEach(([x]) => xsSet.add(x)));
+    const xs = [...xsSet].sort((a, b) => a - b);
+    const data = [xs];
+    for (const s of series) {
+      const m = new Map(s.points.map(([x, y]) => [x, y]));
+      data.push(xs.map((x) => (m.has(x) ? m.get(x) : null)));
+    }
+    const box = el("figure", { class: "chart" }, el("figcaption", { text: title }));
+    const plotBox = el("div", { class: "plot" });
+    box.appendChild(plotBox);
+    container.appendChild(box);
+    const opts = {
+      width: width(container, 600),
+      height,
+      scales: { x: { time: false, distr: logX ? 3 : 1, log: 2 } },
+      axes: [
+        { label: xLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" } },
+        { label: yLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 56 },
+      ],
+      series: [{ label: xLabel }, ...series.map((s, i) => ({
+        label: s.label, stroke: color(i), width: 2, spanGaps: true, points: { show: true, size: 6 },
+      }))],
+    };
+    const plot = new uPlot(opts, data, plotBox);
+    new ResizeObserver(() => plot.setSize({ width: width(container, 600), height })).observe(container);
+    return plot;
+  }
+
+  /**
+   * Horizontal CSS bar chart. rows: [{label, value, winner?}]; `better` = "higher" | "lower"
+   * decides nothing here except the caption; the caller marks the winner.
+   */
+  function bars(container, { title, unit, rows, better, digits = 1 }) {
+    const max = Math.max(0, ...rows.map((r) => (typeof r.value === "number" ? r.value : 0)));
+    const fig = el("figure", { class: "bars" },
+      el("figcaption", {}, el("strong", { text: title }), el("span", { class: "hint", text: ` (${better} is better)` })));
+    rows.forEach((r, i) => {
+      const has = typeof r.value === "number" && Number.isFinite(r.value);
+      const pct = has && max > 0 ? Math.max(1, (r.value / max) * 100) : 0;
+      fig.appendChild(el("div", { class: `bar-row${r.winner ? " winner" : ""}`, dataset: { machine: r.id || "" } },
+        el("span", { class: "bar-label", text: r.label }),
+        el("span", { class: "bar-track" },
+          el("span", { class: "bar-fill", style: `width:${pct.toFixed(1)}%;background:${r.color || color(i)}` })),
+        el("span", { class: "bar-value", text: has ? `${fmt(r.value, digits)} ${unit}` : "–" }),
+        r.winner ? el("span", { class: "trophy", title: "winner", text: "🏆" }) : null));
+    });
+    container.appendChild(fig);
+    return fig;
+  }
+
+  return { color, liveLine, multiLine, bars };
+})();

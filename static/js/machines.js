@@ -1,0 +1,74 @@
+// Machines page: each machine's fleet state, engine, models and hardware, from
+// `GET /api/machines`, kept current by `machine_state` WebSocket events.
+"use strict";
+
+(() => {
+  const root = document.getElementById("machines");
+  let machines = [];
+
+  async function load() {
+    try {
+      machines = BR.list(await BR.api("/api/machines"), "machines").map(BR.machine);
+      render();
+    } catch (e) {
+      BR.notice(root, "error", `Could not load machines: ${e.message}`);
+    }
+  }
+
+  function row(k, v) {
+    return BR.el("tr", {}, BR.el("td", { class: "hint", text: k }), BR.el("td", { text: v ?? "–" }));
+  }
+
+  function card(m) {
+    const { el } = BR;
+    const hw = m.hardware || {};
+    const raw = m.raw || {};
+    const table = el("table", {},
+      row("Agent", m.url),
+      row("Engine", m.engineKind ? `${m.engineKind}${m.engineVersion ? ` ${m.engineVersion}` : ""} · ${m.engineUrl}${m.engineReachable === false ? " (unreachable)" : ""}` : "–"),
+      row("Event stream", raw.ws_connected === undefined ? "–" : raw.ws_connected ? "connected" : "disconnected"),
+      row("Last seen", raw.last_seen_s ? BR.fmtTime(raw.last_seen_s) : "–"),
+      row("CPU", [hw.cpu_brand, hw.cpu_logical_cores ? `${hw.cpu_logical_cores} threads` : null, hw.cpu_physical_cores ? `${hw.cpu_physical_cores} cores` : null].filter(Boolean).join(" · ") || "–"),
+      row("Memory", BR.fmtBytes(hw.memory_total_bytes)),
+      row("OS", [hw.os, hw.hostname].filter(Boolean).join(" · ") || "–"));
+    for (const g of hw.gpus || []) {
+      table.appendChild(row("GPU", `${g.name}${g.memory_total_bytes ? ` · ${BR.fmtBytes(g.memory_total_bytes)}` : ""}${g.unified_memory ? " · unified memory" : ""}`));
+    }
+    const infos = new Map((m.modelInfos || []).map((i) => [i.name, i]));
+    const models = el("div", { class: "models" });
+    if (!m.models.length) models.appendChild(el("span", { class: "hint", text: "no models reported" }));
+    for (const name of m.models) {
+      const i = infos.get(name) || {};
+      const detail = [i.parameter_size, i.quantization, i.context_length ? `ctx ${i.context_length}` : null, i.size_bytes ? BR.fmtBytes(i.size_bytes) : null].filter(Boolean).join(" · ");
+      models.appendChild(el("span", { class: "badge", text: name, title: detail || name }));
+    }
+    const statusClass = m.state === "online" ? "done" : m.state === "busy" ? "running" : "offline";
+    return el("article", { class: `card status-${statusClass}`, dataset: { machine: m.id } },
+      el("header", {}, el("h3", { text: m.label }), el("span", { class: "status", text: m.state })),
+      el("div", { class: "badges" }, BR.badges(m)),
+      m.error ? el("div", { class: "reason", text: m.error }) : null,
+      m.notes ? el("div", { class: "hint", text: m.notes }) : null,
+      table,
+      el("div", { class: "hint", text: "Models" }),
+      models);
+  }
+
+  function render() {
+    BR.clear(root);
+    root.hidden = false;
+    if (!machines.length) root.appendChild(BR.el("p", { class: "hint", text: "No machines configured in machines.yaml." }));
+    machines.forEach((m) => root.appendChild(card(m)));
+  }
+
+  BR.liveSocket((ev) => {
+    if (ev.type !== "machine_state") return;
+    const p = ev.payload || ev;
+    const id = p.machine_id || ev.machine_id;
+    const i = machines.findIndex((m) => m.id === id);
+    const next = BR.machine({ ...(i >= 0 ? machines[i].raw : {}), ...p, machine_id: id });
+    if (i >= 0) machines[i] = next; else machines.push(next);
+    render();
+  });
+  load();
+  setInterval(load, 15000);
+})();

@@ -1,0 +1,235 @@
+// Race page: choose a model and prompt, start a run on every machine that has the model, watch
+// the cards fill live from central's WebSocket, then compare. Preflight (who will be skipped and
+// why) is computed here before the run and replaced by the server's answer after it.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const form = $("run-form"), modelSel = $("model"), holders = $("model-holders");
+  const preflight = $("preflight"), runStatus = $("run-status"), runBtn = $("run");
+  const view = new RunView({ cardsEl: $("cards"), comparisonEl: $("comparison") });
+  let machines = [];      // normalised machine records
+  let currentRun = null;  // run_id being watched
+  let running = false;
+  let buffered = null;    // live events held back while the stored log is being replayed
+
+  async function loadMachines() {
+    try {
+      machines = BR.list(await BR.api("/api/machines"), "machines").map(BR.machine);
+    } catch (e) {
+      BR.notice(preflight, "error", `Could not load machines: ${e.message}`);
+      return;
+    }
+    fillModels();
+    if (!running) showIdleCards();
+    updatePreflight();
+  }
+
+  /** The union of models over online machines, each with the machines that have it. */
+  function modelIndex() {
+    const idx = new Map();
+    for (const m of machines) {
+      if (!m.online) continue;
+      for (const name of m.models) {
+        if (!idx.has(name)) idx.set(name, []);
+        idx.get(name).push(m);
+      }
+    }
+    return [...idx.entries()].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0]));
+  }
+
+  function fillModels() {
+    const prev = modelSel.value || localStorage.getItem("benchrace.model") || "";
+    BR.clear(modelSel);
+    const idx = modelIndex();
+    if (!idx.length) {
+      modelSel.appendChild(BR.el("option", { value: "", text: "no online machine reports a model" }));
+      return;
+    }
+    for (const [name, ms] of idx) {
+      modelSel.appendChild(BR.el("option", { value: name, text: `${name}  (${ms.length}/${machines.length} machines)` }));
+    }
+    if (idx.some(([n]) => n === prev)) modelSel.value = prev;
+  }
+
+  function showIdleCards() {
+    view.reset(null, machines);
+    for (const m of machines) {
+      const st = view.machines.get(m.id);
+      if (!m.online) view.setStatus(st, m.state === "unknown" ? "unknown" : "offline", m.error || "");
+    }
+  }
+
+  /** Who will race and who will be skipped (offline / model missing), before pressing Run. */
+  function updatePreflight() {
+    const model = modelSel.value;
+    const have = [], skip = [];
+    for (const m of machines) {
+      if (!m.online) skip.push(`${m.label}: ${m.state}${m.error ? ` (${m.error})` : ""}`);
+      else if (!m.models.includes(model)) skip.push(`${m.label}: model ${model || "?"} not installed`);
+      else have.push(m.label);
+    }
+    BR.clear(holders).appendChild(document.createTextNode(have.length ? `On: ${have.join(", ")}` : ""));
+    if (running) return;
+    BR.clear(preflight);
+    preflight.hidden = false;
+    preflight.className = skip.length ? "banner warn" : "banner ok";
+    preflight.appendChild(BR.el("strong", { text: `${have.length} machine${have.length === 1 ? "" : "s"} will race.` }));
+    if (skip.length) {
+      preflight.appendChild(document.createTextNode(` ${skip.length} will be skipped:`));
+      const ul = BR.el("ul", { id: "preflight-skipped" });
+      skip.forEach((s) => ul.appendChild(BR.el("li", { text: s })));
+      preflight.appendChild(ul);
+    }
+    runBtn.disabled = have.length === 0;
+  }
+
+  function intField(id) {
+    const v = Number($(id).value);
+    return Number.isFinite(v) ? v : undefined;
+  }
+
+  async function startRun(e) {
+    e.preventDefault();
+    const body = {
+      model: modelSel.value,
+      prompt: $("prompt").value,
+      max_tokens: intField("max_tokens"),
+      num_ctx: intField("num_ctx"),
+      temperature: intField("temperature"),
+      repeat: intField("repeat"),
+    };
+    localStorage.setItem("benchrace.model", body.model);
+    runBtn.disabled = true;
+    BR.notice(runStatus, "info", "Starting…");
+    let res;
+    try {
+      res = await BR.api("/api/runs", { json: body });
+    } catch (err) {
+      BR.notice(runStatus, "error", `Run not started: ${err.message}`);
+      runBtn.disabled = false;
+      return;
+    }
+    running = true;
+    currentRun = res.run_id;
+    const skipped = RunView.skippedList(res.skipped);
+    const skippedIds = new Set(skipped.map((s) => s.machine_id));
+    view.reset(currentRun, machines);
+    view.markSkipped(skipped);
+    view.markQueued(machines.map((m) => m.id).filter((id) => !skippedIds.has(id)));
+    for (const st of view.machines.values()) st.repeats = body.repeat || 1;
+    showServerPreflight(skipped);
+    BR.clear(runStatus).appendChild(BR.el("div", { class: "notice info" }, "Run ",
+      BR.el("a", { id: "run-link", href: `/history?run_id=${encodeURIComponent(currentRun)}`, text: currentRun }), " is running…"));
+    runStatus.hidden = false;
+    history.replaceState(null, "", `/?run_id=${encodeURIComponent(currentRun)}`);
+    // Events may have raced ahead of this response: pick them up from the stored log.
+    resync();
+  }
+
+  function showServerPreflight(skipped) {
+    BR.clear(preflight);
+    preflight.hidden = !skipped.length;
+    if (!skipped.length) return;
+    preflight.className = "banner warn";
+    preflight.appendChild(BR.el("strong", { text: `Skipped by central (${skipped.length}):` }));
+    const ul = BR.el("ul", { id: "server-skipped" });
+    for (const s of skipped) {
+      const m = machines.find((x) => x.id === s.machine_id);
+      ul.appendChild(BR.el("li", { text: `${m ? m.label : s.machine_id}: ${s.reason || "skipped"}` }));
+    }
+    preflight.appendChild(ul);
+  }
+
+  /** Re-reads the run's stored events (after a reconnect, or a page reload with ?run_id=). */
+  async function resync() {
+    if (!currentRun || buffered) return;
+    buffered = [];
+    try {
+      const [meta, events] = await Promise.all([
+        BR.api(`/api/runs/${encodeURIComponent(currentRun)}`),
+        BR.ndjson(`/api/runs/${encodeURIComponent(currentRun)}/events`),
+      ]);
+      const skipped = RunView.skippedList(runSkipped(meta));
+      if (skipped.length) view.markSkipped(skipped);
+      for (const ev of events) view.apply({ run_id: currentRun, ...ev });
+      const status = String((meta && (meta.status || (meta.metadata && meta.metadata.status))) || "");
+      if (status && status !== "running") view.finish(runSummary(meta));
+    } catch (err) {
+      console.warn("resync failed", err);
+    } finally {
+      // Stored events first, then what arrived live meanwhile (duplicates are dropped by seq).
+      const held = buffered;
+      buffered = null;
+      held.forEach((ev) => view.apply(ev));
+    }
+  }
+
+  /** summary.json from a `GET /api/runs/{id}` answer, if the run has one yet. */
+  function runSummary(meta) {
+    const s = meta && (meta.summary || (meta.machines && meta.rank_by ? meta : null));
+    return s && Array.isArray(s.machines) ? s : undefined;
+  }
+
+  /** At run_end the stored summary is final: let it decide winner and order. */
+  async function finishFromServer(runId) {
+    try {
+      const summary = runSummary(await BR.api(`/api/runs/${encodeURIComponent(runId)}`));
+      if (runId === currentRun) view.finish(summary);
+    } catch (err) {
+      console.warn("could not load the run summary", err);
+    }
+  }
+
+  function runSkipped(meta) {
+    if (!meta) return [];
+    const md = meta.metadata || meta;
+    if (md.skipped) return md.skipped;
+    const ms = md.machines || [];
+    return ms.filter((m) => m.status === "skipped").map((m) => ({ machine_id: m.machine_id, reason: m.reason }));
+  }
+
+  function onEvent(ev) {
+    if (ev.type === "machine_state") { onMachineState(ev); return; }
+    if (!currentRun || ev.run_id !== currentRun) return;
+    if (buffered) { buffered.push(ev); return; }
+    view.apply(ev);
+    if (ev.type === "run_end") finishFromServer(ev.run_id);
+  }
+
+  function onMachineState(ev) {
+    const p = ev.payload || ev;
+    const id = p.machine_id || ev.machine_id;
+    const i = machines.findIndex((m) => m.id === id);
+    const next = BR.machine({ ...(i >= 0 ? machines[i].raw : {}), ...p, machine_id: id });
+    if (i >= 0) machines[i] = next; else machines.push(next);
+    fillModels();
+    if (!running) { showIdleCards(); updatePreflight(); }
+  }
+
+  view.onFinish = (rows, winner) => {
+    running = false;
+    runBtn.disabled = false;
+    const done = rows.filter((r) => r.status === "done").length;
+    BR.clear(runStatus).appendChild(BR.el("div", { class: "notice ok", id: "run-finished" },
+      `Run finished: ${done}/${rows.filter((r) => r.status !== "skipped").length} machines done${winner ? `, winner ${winner.label}` : ""}. `,
+      BR.el("a", { href: `/history?run_id=${encodeURIComponent(currentRun)}`, text: "Open in history" })));
+    updatePreflight();
+  };
+
+  document.querySelectorAll(".sample").forEach((b) => b.addEventListener("click", () => { $("prompt").value = b.dataset.prompt; }));
+  modelSel.addEventListener("change", updatePreflight);
+  form.addEventListener("submit", startRun);
+
+  BR.liveSocket(onEvent, (reconnected) => { if (reconnected) resync(); });
+  loadMachines().then(() => {
+    const q = new URLSearchParams(location.search).get("run_id");
+    if (q) {
+      currentRun = q;
+      running = true;
+      view.reset(q, machines);
+      resync();
+    }
+  });
+  setInterval(() => { if (!running) loadMachines(); }, 15000);
+})();

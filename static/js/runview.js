@@ -1,0 +1,326 @@
+// RunView: renders one run (a card per machine + the final comparison) from a stream of events.
+// The race page feeds it live WebSocket events; the history page feeds it the stored
+// `events.ndjson` of a run. Both go through `apply`, so a replayed run looks like the live one.
+"use strict";
+
+const TERMINAL = new Set(["done", "error", "cancelled", "skipped"]);
+const EST_CHARS_PER_TOKEN = 4; // live estimate only; exact counts replace it at request_done
+/** The metrics a run can be ranked by (summary.json `rank_by`), as the page names them. */
+const RANK_METRICS = {
+  decode_tok_s: { label: "decode tok/s", help: "tokens after the first ÷ time from first to last token, mean over repeats." },
+  gen_tokens_per_s: { label: "tok/s", help: "generated tokens ÷ (total time − time to first token), mean over repeats." },
+};
+
+class RunView {
+  constructor({ cardsEl, comparisonEl }) {
+    this.cardsEl = cardsEl;
+    this.comparisonEl = comparisonEl;
+    this.runId = null;
+    this.machines = new Map(); // id -> state
+    this.finished = false;
+    this.onFinish = null;
+  }
+
+  /** Starts a fresh view: `machines` = normalised machine records (BR.machine) to show. */
+  reset(runId, machines) {
+    this.runId = runId;
+    this.finished = false;
+    this.machines.clear();
+    BR.clear(this.cardsEl);
+    this.comparisonEl.hidden = true;
+    BR.clear(this.comparisonEl);
+    machines.forEach((m, i) => this.addMachine(m, i));
+  }
+
+  addMachine(m, index = this.machines.size) {
+    if (this.machines.has(m.id)) return this.machines.get(m.id);
+    const st = {
+      id: m.id, label: m.label || m.id, machine: m, color: Charts.color(index),
+      status: "idle", reason: "", jobId: null, seqs: new Map(),
+      repeat: 0, repeats: 1, startedAt: null, firstTokenAt: null, lastTokenAt: null, chars: 0,
+      metrics: {}, final: null, endedAt: null, arrival: null, el: {}, chart: null,
+    };
+    this.machines.set(m.id, st);
+    this.buildCard(st);
+    return st;
+  }
+
+  buildCard(st) {
+    const { el } = BR;
+    const metric = (key, label) => {
+      const v = el("dd", { text: "–", dataset: { metric: key } });
+      st.el[key] = v;
+      return el("div", { class: "metric" }, el("dt", { text: label }), v);
+    };
+    st.el.status = el("span", { class: "status", text: st.status });
+    st.el.reason = el("div", { class: "reason", hidden: true });
+    st.el.repeat = el("span", { class: "hint repeat" });
+    st.el.output = el("pre", { class: "output", "aria-label": `Output of ${st.label}` });
+    st.el.reasoning = el("pre", { class: "output reasoning", hidden: true, title: "reasoning text" });
+    st.el.extra = el("div", { class: "extra hint" });
+    st.el.delta = el("div", { class: "deltas", hidden: true });
+    st.el.chart = el("div", { class: "spark" });
+    st.el.card = el("article", { class: "card status-idle", dataset: { machine: st.id } },
+      el("header", {},
+        el("h3", { text: st.label }),
+        st.el.status),
+      el("div", { class: "badges" }, BR.badges(st.machine)),
+      st.el.reason,
+      el("dl", { class: "metrics" },
+        metric("ttft", "TTFT"), metric("tokens", "Tokens"), metric("toks", "Decode tok/s"), metric("total", "Total")),
+      st.el.extra,
+      st.el.delta,
+      st.el.chart,
+      el("div", { class: "output-head" }, el("span", { class: "hint", text: "Output" }), st.el.repeat),
+      st.el.reasoning,
+      st.el.output);
+    this.cardsEl.appendChild(st.el.card);
+  }
+
+  setStatus(st, status, reason) {
+    st.status = status;
+    st.el.status.textContent = status;
+    st.el.card.className = `card status-${status}${st.el.card.classList.contains("winner") ? " winner" : ""}`;
+    if (reason !== undefined) {
+      st.reason = reason || "";
+      st.el.reason.textContent = st.reason;
+      st.el.reason.hidden = !st.reason;
+    }
+  }
+
+  /** Marks machines the run did not include (offline, model missing), with the reason. */
+  markSkipped(skipped) {
+    for (const s of skipped) {
+      const st = this.machines.get(s.machine_id) || this.addMachine({ id: s.machine_id, label: s.label || s.machine_id, accel: { kind: "cpu", text: "?" } });
+      this.setStatus(st, "skipped", s.reason);
+    }
+  }
+
+  markQueued(ids) {
+    for (const id of ids) {
+      const st = this.machines.get(id);
+      if (st && st.status === "idle") this.setStatus(st, "queued", "");
+    }
+  }
+
+  /** Applies one event (agent envelope with machine_id, or run_start / run_end). */
+  apply(ev) {
+    if (!ev || !ev.type) return;
+    if (ev.run_id && this.runId && ev.run_id !== this.runId) return;
+    if (ev.type === "run_end") { this.finish(); return; }
+    if (ev.type === "run_start") {
+      const p = ev.payload || {};
+      if (p.skipped) this.markSkipped(RunView.skippedList(p.skipped));
+      return;
+    }
+    const st = ev.machine_id && this.machines.get(ev.machine_id);
+    if (!st) return;
+    // Replay after a reconnect re-delivers events: keep only the new ones (per job, by seq).
+    if (ev.job_id && typeof ev.seq === "number" && ev.seq > 0) {
+      const last = st.seqs.get(ev.job_id) || 0;
+      if (ev.seq <= last) return;
+      st.seqs.set(ev.job_id, ev.seq);
+    }
+    const p = ev.payload || {};
+    switch (ev.type) {
+      case "job_queued": if (!TERMINAL.has(st.status)) this.setStatus(st, "queued"); break;
+      case "job_started": this.onStarted(st, ev, p); break;
+      case "llm_token": this.onToken(st, p); break;
+      case "request_done": this.onRequestDone(st, p); break;
+      case "job_done": this.onDone(st, ev, p); break;
+      case "job_error":
+        st.endedAt = ev.emitted_at_s || null;
+        this.setStatus(st, "error", `${p.kind ? `${p.kind}: ` : ""}${p.message || "failed"}`);
+        this.checkAllDone();
+        break;
+      case "job_cancelled":
+        st.endedAt = ev.emitted_at_s || null;
+        this.setStatus(st, "cancelled", p.reason || "cancelled");
+        this.checkAllDone();
+        break;
+      default: break;
+    }
+    if (ev.fallback_reason && !st.el.card.querySelector(".badge.warn")) {
+      st.el.card.querySelector(".badges").appendChild(BR.el("span", { class: "badge warn", text: "mock fallback", title: ev.fallback_reason }));
+    }
+  }
+
+  onStarted(st, ev, p) {
+    st.jobId = ev.job_id || st.jobId;
+    st.startedAt = BR.num(p.started_at_s) ?? BR.num(ev.emitted_at_s);
+    this.setStatus(st, "running", "");
+    if (p.engine && !st.machine.engineKind) {
+      st.el.card.querySelector(".badges").prepend(BR.el("span", { class: `badge engine-${p.engine}`, text: p.engine }));
+    }
+  }
+
+  onToken(st, p) {
+    if (p.warmup) { st.el.repeat.textContent = "warming up…"; return; }
+    if (st.status === "queued" || st.status === "idle") this.setStatus(st, "running");
+    const repeat = p.repeat_index || 0;
+    if (repeat !== st.repeat || st.firstTokenAt === null) {
+      if (repeat !== st.repeat) {
+        st.el.output.textContent = "";
+        st.el.reasoning.textContent = "";
+        st.chars = 0;
+        st.firstTokenAt = null;
+      }
+      st.repeat = repeat;
+    }
+    const ts = BR.num(p.timestamp_s);
+    if (st.firstTokenAt === null && ts !== null) {
+      st.firstTokenAt = ts;
+      if (st.startedAt !== null) st.el.ttft.textContent = `≈${BR.fmtMs((ts - st.startedAt) * 1000)}`;
+    }
+    if (ts !== null) st.lastTokenAt = ts;
+    const text = String(p.text || "");
+    if (p.channel === "reasoning") {
+      st.el.reasoning.hidden = false;
+      st.el.reasoning.appendChild(document.createTextNode(text));
+    } else {
+      st.el.output.appendChild(document.createTextNode(text));
+      st.el.output.scrollTop = st.el.output.scrollHeight;
+    }
+    st.chars += text.length;
+    st.el.repeat.textContent = st.repeats > 1 ? `repeat ${repeat + 1}/${st.repeats}` : "";
+    this.liveMetrics(st);
+  }
+
+  liveMetrics(st) {
+    if (st.final) return;
+    const tokens = st.chars / EST_CHARS_PER_TOKEN;
+    st.el.tokens.textContent = `≈${Math.round(tokens)}`;
+    if (st.startedAt !== null && st.lastTokenAt !== null) st.el.total.textContent = `≈${BR.fmtMs((st.lastTokenAt - st.startedAt) * 1000)}`;
+    const span = st.lastTokenAt - st.firstTokenAt;
+    if (st.firstTokenAt !== null && span > 0.15) {
+      const rate = Math.max(0, tokens - 1) / span;
+      st.el.toks.textContent = `≈${BR.fmt(rate, 1)}`;
+      this.chartPoint(st, st.lastTokenAt - (st.startedAt ?? st.firstTokenAt), rate);
+    }
+  }
+
+  chartPoint(st, x, y) {
+    if (!st.chart) st.chart = Charts.liveLine(st.el.chart, { stroke: st.color });
+    st.chart.push(x, y);
+  }
+
+  onRequestDone(st, p) {
+    if (p.warmup) return;
+    this.showMetrics(st, p);
+    st.el.extra.textContent = `repeat ${(p.repeat_index || 0) + 1} done`;
+  }
+
+  onDone(st, ev, p) {
+    st.final = p;
+    st.endedAt = BR.num(ev.emitted_at_s);
+    st.repeats = p.repeats || st.repeats;
+    this.showMetrics(st, p);
+    const bits = [];
+    if (p.model) bits.push(p.model);
+    if (BR.num(p.engine_decode_tok_s) !== null) bits.push(`engine ${BR.fmt(p.engine_decode_tok_s, 1)} tok/s`);
+    if (BR.num(p.prompt_tokens) !== null) bits.push(`${p.prompt_tokens} prompt tok`);
+    if (BR.num(p.load_ms) !== null) bits.push(`load ${BR.fmtMs(p.load_ms)}`);
+    if (p.repeats > 1) bits.push(`mean of ${p.repeats} repeats`);
+    if (p.token_source === "chunks") bits.push("tokens counted from chunks");
+    st.el.extra.textContent = bits.join(" · ");
+    if (!st.el.output.textContent && p.output_text) st.el.output.textContent = p.output_text;
+    this.setStatus(st, "done", "");
+    this.checkAllDone();
+  }
+
+  showMetrics(st, p) {
+    st.metrics = {
+      ttft_ms: BR.num(p.ttft_ms), gen_tokens: BR.num(p.gen_tokens), total_ms: BR.num(p.total_ms),
+      decode_tok_s: BR.num(p.decode_tok_s) ?? BR.num(p.gen_tokens_per_s),
+      gen_tokens_per_s: BR.num(p.gen_tokens_per_s),
+    };
+    st.el.ttft.textContent = BR.fmtMs(st.metrics.ttft_ms);
+    st.el.tokens.textContent = st.metrics.gen_tokens === null ? "–" : String(st.metrics.gen_tokens);
+    st.el.toks.textContent = BR.fmt(st.metrics.decode_tok_s, 1);
+    st.el.total.textContent = BR.fmtMs(st.metrics.total_ms);
+  }
+
+  checkAllDone() {
+    const states = [...this.machines.values()];
+    if (states.length && states.every((s) => TERMINAL.has(s.status) || s.status === "idle")
+        && states.some((s) => s.status !== "idle" && s.status !== "skipped")) this.finish();
+  }
+
+  /** Ranked rows for the comparison and for baselines. */
+  rows() {
+    return [...this.machines.values()].map((s) => ({
+      id: s.id, label: s.label, status: s.status, color: s.color, reason: s.reason,
+      elapsed_s: s.endedAt !== null && s.startedAt !== null ? s.endedAt - s.startedAt : null,
+      ...s.metrics,
+    }));
+  }
+
+  /**
+   * Renders finishing order + bar charts with the winner. `summary` (central's summary.json,
+   * when known) decides the winner, the metric and the order, so the page never disagrees with
+   * the stored result; without it the view ranks by decode tok/s itself.
+   */
+  finish(summary) {
+    if (this.finished && !summary) return;
+    this.finished = true;
+    const { el } = BR;
+    const rows = this.rows();
+    const byId = new Map(((summary && summary.machines) || []).map((m) => [m.machine_id, m]));
+    for (const r of rows) {
+      const s = byId.get(r.id);
+      if (!s) continue;
+      for (const k of ["ttft_ms", "total_ms", "gen_tokens", "gen_tokens_per_s", "decode_tok_s"]) {
+        if (r[k] === null || r[k] === undefined) r[k] = BR.num(s[k]);
+      }
+      r.finish_order = s.finish_order;
+      r.rank = s.rank;
+    }
+    const rankBy = (summary && summary.rank_by) || "decode_tok_s";
+    const metric = RANK_METRICS[rankBy] || { label: rankBy, help: "" };
+    const done = rows.filter((r) => r.status === "done");
+    let winner = null;
+    if (summary && summary.winner) winner = rows.find((r) => r.id === summary.winner) || null;
+    else if (!summary) {
+      const ranked = done.filter((r) => BR.num(r[rankBy]) !== null).sort((a, b) => b[rankBy] - a[rankBy]);
+      winner = ranked[0] || null;
+    }
+    for (const s of this.machines.values()) {
+      s.el.card.classList.toggle("winner", !!winner && s.id === winner.id);
+      if (s.status === "done") s.el.status.textContent = winner && s.id === winner.id ? "done · winner" : "done";
+    }
+
+    const box = BR.clear(this.comparisonEl);
+    box.hidden = false;
+    box.appendChild(el("h2", { text: "Result" }));
+    box.appendChild(winner
+      ? el("p", { class: "winner-line" }, el("span", { class: "trophy", text: "🏆" }), " Winner: ",
+        el("strong", { id: "winner-name", text: winner.label }), ` — ${BR.fmt(winner[rankBy], 1)} ${metric.label}. `,
+        el("span", { class: "hint", id: "winner-metric", text: `Decided by ${metric.label}: ${metric.help}` }))
+      : el("p", { class: "hint", text: "No machine finished, so there is no winner." }));
+
+    const orderKey = (r) => r.finish_order ?? (r.elapsed_s ?? Infinity);
+    const order = [...done].sort((a, b) => orderKey(a) - orderKey(b));
+    const ol = el("ol", { class: "finish-order", id: "finish-order" });
+    order.forEach((r) => ol.appendChild(el("li", { dataset: { machine: r.id } },
+      el("strong", { text: r.label }), ` — finished after ${BR.fmtMs(r.elapsed_s === null ? r.total_ms : r.elapsed_s * 1000)}`)));
+    rows.filter((r) => r.status !== "done").forEach((r) => ol.appendChild(el("li", { class: `not-finished status-${r.status}` },
+      el("strong", { text: r.label }), ` — ${r.status}${r.reason ? `: ${r.reason}` : ""}`)));
+    box.appendChild(el("div", { class: "order" }, el("h3", { text: "Finishing order" }), ol));
+
+    const ttftBest = done.filter((r) => r.ttft_ms !== null).sort((a, b) => a.ttft_ms - b.ttft_ms)[0];
+    const grid = el("div", { class: "bar-grid" });
+    Charts.bars(grid, { title: metric.label, unit: "tok/s", better: "higher",
+      rows: done.map((r) => ({ ...r, value: r[rankBy], winner: !!winner && r.id === winner.id })) });
+    Charts.bars(grid, { title: "Time to first token", unit: "ms", better: "lower", digits: 0,
+      rows: done.map((r) => ({ ...r, value: r.ttft_ms, winner: !!ttftBest && r.id === ttftBest.id })) });
+    box.appendChild(grid);
+    if (this.onFinish) this.onFinish(rows, winner);
+  }
+
+  /** Normalises a `skipped` value: [{machine_id, reason}] or {machine_id: reason}. */
+  static skippedList(v) {
+    if (!v) return [];
+    if (Array.isArray(v)) return v.map((s) => (typeof s === "string" ? { machine_id: s, reason: "" } : s));
+    return Object.entries(v).map(([machine_id, reason]) => ({ machine_id, reason: typeof reason === "string" ? reason : JSON.stringify(reason) }));
+  }
+}
