@@ -119,6 +119,12 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Unloads a model so that the next request measures a cold load. Returns `false` when the
     /// engine cannot unload models (the job then reports load time as not measured).
     async fn unload(&self, model: &str) -> Result<bool, EngineError>;
+    /// The context length the engine really runs `model` with, where it says so (Ollama's
+    /// `/api/ps` once the model is loaded; llama.cpp's per-slot `n_ctx`). Engines may silently
+    /// cap a requested `num_ctx`, so results should report this beside the requested one.
+    async fn loaded_context_length(&self, _model: &str) -> Result<Option<u64>, EngineError> {
+        Ok(None)
+    }
 }
 
 /// Seed sent to real engines when a job gives none: a fixed value keeps repeated runs and

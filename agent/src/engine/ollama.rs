@@ -8,6 +8,8 @@
 //! default depends on version and VRAM), `num_predict`, `temperature` and `seed` — so two
 //! machines never run with different hidden defaults. Without a job seed, [`DEFAULT_SEED`] (42) is sent.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,16 +24,23 @@ use super::record::{Recorder, non_streamed};
 use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, TokenSink};
 
 /// Talks to one Ollama server.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OllamaEngine {
     base_url: String,
     client: reqwest::Client,
+    /// Context length per model digest: `/api/show` is asked once per model version, so
+    /// `list_models` (also the agent's reachability probe) stays one request.
+    context_lengths: Mutex<HashMap<String, Option<u64>>>,
 }
 
 impl OllamaEngine {
     /// `base_url` like `http://127.0.0.1:11434` (a trailing slash is fine).
     pub fn new(base_url: &str) -> Self {
-        OllamaEngine { base_url: base_url.trim_end_matches('/').to_owned(), client: http::client() }
+        OllamaEngine {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            client: http::client(),
+            context_lengths: Mutex::new(HashMap::new()),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -59,13 +68,17 @@ impl OllamaEngine {
         serde_json::from_value(value).map_err(|e| EngineError::Protocol(format!("{url}: {e}")))
     }
 
-    /// A 404 from Ollama means the model is not pulled: name the ones that are.
-    async fn not_found(&self, model: &str) -> EngineError {
-        let available = match self.tags().await {
-            Ok(tags) => tags.models.into_iter().map(|m| m.name).collect(),
-            Err(_) => Vec::new(),
-        };
-        EngineError::ModelNotFound { model: model.to_owned(), available }
+    /// A 404 from Ollama means the model is not pulled: name the ones that are. If the model
+    /// list cannot be read either, this is not an Ollama that lacks a model (a wrong URL, a
+    /// proxy): report the 404 as it is.
+    async fn not_found(&self, model: &str, response: reqwest::Response, url: &str) -> EngineError {
+        match self.tags().await {
+            Ok(tags) => EngineError::ModelNotFound {
+                model: model.to_owned(),
+                available: tags.models.into_iter().map(|m| m.name).collect(),
+            },
+            Err(_) => http::http_error(response, url, http::META_TIMEOUT).await,
+        }
     }
 
     /// Sends a request and maps error statuses (404 → model not found).
@@ -79,7 +92,7 @@ impl OllamaEngine {
         let url = self.url(path);
         let (response, t0) = http::send(self.client.post(&url).json(body), &url, timeout).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(self.not_found(model).await);
+            return Err(self.not_found(model, response, &url).await);
         }
         if !response.status().is_success() {
             return Err(http::http_error(response, &url, timeout).await);
@@ -116,10 +129,16 @@ impl OllamaEngine {
     }
 
     /// The trained context length of a model (`/api/show`), `None` when Ollama does not say.
-    async fn context_length(&self, model: &str) -> Option<u64> {
+    async fn context_length(&self, model: &str, digest: Option<&str>) -> Option<u64> {
+        let key = format!("{model}@{}", digest.unwrap_or(""));
+        if let Some(known) = self.context_lengths.lock().expect("context cache lock").get(&key) {
+            return *known;
+        }
         let url = self.url("/api/show");
         let show = http::fetch_json(&self.client, &url, Some(&json!({"model": model})), None).await.ok()?;
-        wire::show_context_length(&show)
+        let length = wire::show_context_length(&show);
+        self.context_lengths.lock().expect("context cache lock").insert(key, length);
+        length
     }
 }
 
@@ -140,14 +159,24 @@ impl Engine for OllamaEngine {
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, EngineError> {
         let tags = self.tags().await?;
-        // One /api/show per model, concurrently: cheap on a local server, and the context
-        // length is otherwise unknown.
-        let lengths = join_all(tags.models.iter().map(|m| self.context_length(&m.name))).await;
+        // One /api/show per new model, concurrently: the context length is otherwise unknown.
+        let lengths = join_all(tags.models.iter().map(|m| self.context_length(&m.name, m.digest.as_deref()))).await;
         Ok(tags.models.iter().zip(lengths).map(|(m, ctx)| ModelInfo { context_length: ctx, ..m.info() }).collect())
     }
 
     async fn generate(&self, req: &GenRequest, tokens: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
         if req.stream { self.stream(req, tokens).await } else { self.single(req).await }
+    }
+
+    /// `/api/ps` `context_length` of the loaded model (`None` when it is not loaded).
+    async fn loaded_context_length(&self, model: &str) -> Result<Option<u64>, EngineError> {
+        let ps = http::fetch_json(&self.client, &self.url("/api/ps"), None, None).await?;
+        let models = ps.get("models").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(models
+            .iter()
+            .find(|m| m.get("name").and_then(Value::as_str) == Some(model))
+            .and_then(|m| m.get("context_length"))
+            .and_then(Value::as_u64))
     }
 
     /// `POST /api/generate {"model", "keep_alive": 0}`: Ollama unloads the model and answers

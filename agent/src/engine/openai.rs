@@ -185,6 +185,12 @@ impl Engine for OpenAiEngine {
         if req.stream { self.stream(req, tokens).await } else { self.single(req).await }
     }
 
+    /// The serving context from `/v1/models` (llama.cpp's per-slot `meta.n_ctx`), if listed.
+    async fn loaded_context_length(&self, model: &str) -> Result<Option<u64>, EngineError> {
+        let models = self.fetch_models().await?;
+        Ok(models.into_iter().find(|m| m.name == model).and_then(|m| m.context_length))
+    }
+
     /// OpenAI-compatible servers have no unload call.
     async fn unload(&self, _model: &str) -> Result<bool, EngineError> {
         Ok(false)

@@ -115,6 +115,17 @@ async fn unknown_model_names_the_available_ones() {
 }
 
 #[tokio::test]
+async fn a_404_from_something_that_is_not_ollama_stays_an_http_error() {
+    let app = axum::Router::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let err = OllamaEngine::new(&format!("http://{addr}")).generate(&req("m", 5, true), None).await.unwrap_err();
+    assert!(matches!(err, EngineError::Http { status: 404, .. }), "{err:?}");
+    server.abort();
+}
+
+#[tokio::test]
 async fn unreachable_engine() {
     // A port that was just free: nothing listens there any more.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -140,7 +151,9 @@ async fn cold_unload_sends_keep_alive_zero() {
     let engine = OllamaEngine::new(&fake.base_url);
     engine.generate(&req("llama3.2:1b", 2, true), None).await.unwrap();
     assert_eq!(fake.loaded(), vec!["llama3.2:1b".to_string()]);
+    assert_eq!(engine.loaded_context_length("llama3.2:1b").await.unwrap(), Some(8192));
     assert!(engine.unload("llama3.2:1b").await.unwrap());
+    assert_eq!(engine.loaded_context_length("llama3.2:1b").await.unwrap(), None);
     let body = &fake.bodies("/api/generate")[0];
     assert_eq!((body["model"].as_str(), body["keep_alive"].as_i64()), (Some("llama3.2:1b"), Some(0)));
     assert!(fake.loaded().is_empty());
@@ -159,6 +172,9 @@ async fn models_with_details_and_version() {
     assert_eq!(m.size_bytes, Some(807_694_464));
     assert_eq!(m.digest.as_ref().map(String::len), Some(64));
     assert_eq!(engine.version().await.unwrap().as_deref(), Some("0.33.0"));
+    // Context lengths are cached per model digest: a second listing asks /api/tags only.
+    assert_eq!(engine.list_models().await.unwrap(), models);
+    assert_eq!(fake.bodies("/api/show").len(), 2);
 }
 
 #[tokio::test]

@@ -97,6 +97,9 @@ async fn real_engine_models_version_and_no_unload() {
     let m = models.iter().find(|m| m.name == LOCAL_MODEL).expect("the local model is listed");
     assert!(m.context_length.unwrap() >= 512, "{m:?}");
     assert_eq!(m.quantization.as_deref(), Some("Q4_1"));
+    // The per-slot context (n_ctx / n_parallel), not the trained 8192.
+    let serving = engine.loaded_context_length(LOCAL_MODEL).await.unwrap().unwrap();
+    assert!((512..8192).contains(&serving), "serving context {serving}");
     assert!(engine.version().await.unwrap().is_some_and(|v| !v.is_empty()));
     assert!(!engine.unload(LOCAL_MODEL).await.unwrap());
 }
