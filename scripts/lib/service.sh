@@ -83,7 +83,8 @@ svc_start_daemon() {
   local bin="$1" pid
   mkdir -p "$(dirname "$SVC_PID")" "$(dirname "$SVC_LOG")"
   printf '==== %s start %s: %s %s\n' "$SVC_NAME" "$(date -u +%FT%TZ)" "$bin" "${SVC_ARGS[*]}" >>"$SVC_LOG"
-  (cd "$ROOT_DIR" && exec setsid "$bin" "${SVC_ARGS[@]}" </dev/null >>"$SVC_LOG" 2>&1) &
+  # NO_COLOR: the log is a file, not a terminal; keep it free of ANSI escapes.
+  (cd "$ROOT_DIR" && NO_COLOR=1 exec setsid "$bin" "${SVC_ARGS[@]}" </dev/null >>"$SVC_LOG" 2>&1) &
   pid=$!
   write_pidfile "$SVC_PID" "$pid" "$SVC_URL"
   svc_wait_ready "$pid"

@@ -72,9 +72,9 @@ wait_gone "$opid" || fail "ollama $opid alive after stop"
 pass "stop also stops the ollama serve it started"
 
 # ---- an Ollama that already answers is used as is (nothing started)
+export OLLAMA_HOST="127.0.0.1:$ollama_port"
 "$fake_dir/ollama" serve >/dev/null 2>&1 </dev/null &
 T_EXTRA_PIDS+=($!)
-export OLLAMA_HOST="127.0.0.1:$ollama_port"
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$ollama_port/api/version" >/dev/null 2>&1 && break; sleep 0.1; done
 expect_rc 0 env PATH="$fake_dir:$PATH" scripts/agents start --daemon
 expect_contains "$OUT" "Ollama answers at http://127.0.0.1:$ollama_port" "start with running ollama"
