@@ -1,0 +1,137 @@
+//! Live state of the cell being measured, published as `sweep_progress` events.
+//!
+//! Concurrent requests of a cell report into one [`Tracker`]; each change is published as a
+//! snapshot. The lock is a `std::sync::Mutex` held only to copy the snapshot, never across an
+//! `.await`.
+
+use std::sync::Mutex;
+
+use bench_shared::event::Event;
+use bench_shared::sweep::{CellState, SweepProgress};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::retry::RetryNotice;
+use super::rows::RequestRow;
+use super::summary::{CellKey, summary_row};
+
+/// Sends events; a closed receiver only means nobody watches any more (the CSVs are still
+/// written), so sending never fails the sweep.
+#[derive(Debug, Clone)]
+pub struct Emitter {
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Emitter {
+    pub fn new(tx: mpsc::UnboundedSender<Event>) -> Self {
+        Emitter { tx }
+    }
+
+    pub fn emit(&self, event: Event) {
+        if self.tx.send(event).is_err() {
+            tracing::debug!("sweep event receiver closed; continuing to write CSVs");
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    progress: SweepProgress,
+    /// The phase the cell is in; `retrying` is shown over it until the next change.
+    phase: CellState,
+    recorded_started: Option<Instant>,
+}
+
+/// The progress of one cell.
+#[derive(Debug)]
+pub struct Tracker {
+    state: Mutex<State>,
+    started: Instant,
+    emitter: Emitter,
+}
+
+impl Tracker {
+    pub fn new(progress: SweepProgress, emitter: Emitter) -> Self {
+        let phase = progress.state;
+        Tracker {
+            state: Mutex::new(State { progress, phase, recorded_started: None }),
+            started: Instant::now(),
+            emitter,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock cannot leave the counters half-updated in a
+        // way that matters for display, so a poisoned lock is used as is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `f` to the progress (state reset to the current phase first) and publishes it.
+    pub fn update(&self, f: impl FnOnce(&mut SweepProgress)) {
+        let snapshot = {
+            let mut s = self.lock();
+            let phase = s.phase;
+            let recorded_started = s.recorded_started;
+            let p = &mut s.progress;
+            p.state = phase;
+            p.retry_delay_s = None;
+            p.detail = None;
+            f(p);
+            p.elapsed_s = self.started.elapsed().as_secs_f64();
+            p.eta_s = match (recorded_started, p.requests_done) {
+                (Some(t0), done) if done > 0 && p.state != CellState::Done => {
+                    let per_request = t0.elapsed().as_secs_f64() / done as f64;
+                    Some(per_request * p.requests_total.saturating_sub(done) as f64)
+                }
+                _ => p.eta_s.filter(|_| p.state != CellState::Done),
+            };
+            p.clone()
+        };
+        self.emitter.emit(Event::SweepProgress(snapshot));
+    }
+
+    /// Enters a phase and publishes it.
+    pub fn phase(&self, phase: CellState) {
+        {
+            let mut s = self.lock();
+            s.phase = phase;
+            if phase == CellState::Running {
+                s.recorded_started = Some(Instant::now());
+            }
+        }
+        self.update(|_| {});
+    }
+
+    /// Publishes a retry (state `retrying`, with the delay and the error).
+    pub fn retrying(&self, notice: &RetryNotice<'_>) {
+        self.update(|p| {
+            p.state = CellState::Retrying;
+            p.retry_delay_s = Some(notice.delay.as_secs_f64());
+            p.detail = Some(notice.describe());
+        });
+    }
+
+    /// Seconds since the recorded phase began (0 before it).
+    pub fn recorded_elapsed_s(&self) -> f64 {
+        self.lock().recorded_started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0)
+    }
+
+    /// Recomputes the live aggregates from the cell's rows so far and publishes them.
+    pub fn rows_changed(
+        &self,
+        key: &CellKey,
+        rows: &[RequestRow],
+        errors: u32,
+        extra: impl FnOnce(&mut SweepProgress),
+    ) {
+        let s = summary_row(key, rows, 0.0);
+        self.update(|p| {
+            p.stream_tok_s = s.stream_toks_per_s_total;
+            p.total_tok_s = s.completion_toks_per_s_total;
+            p.prefill_tok_s = s.prefill_toks_per_s_mean;
+            p.ttft_s = s.ttft_s_mean;
+            p.errors = errors;
+            extra(p);
+        });
+    }
+}
