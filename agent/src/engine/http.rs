@@ -41,10 +41,12 @@ pub fn join(base: &str, path: &str) -> String {
 
 /// Maps a transport failure to an engine error.
 pub fn transport_error(url: &str, timeout: Duration, err: reqwest::Error) -> EngineError {
-    if err.is_timeout() {
-        EngineError::Timeout(timeout)
-    } else if err.is_connect() || err.is_request() && !err.is_body() {
+    // Connect first: a connect timeout means the engine cannot be reached, not that the
+    // request's own limit ran out.
+    if err.is_connect() || (err.is_request() && !err.is_body() && !err.is_timeout()) {
         EngineError::Unreachable { url: url.to_owned(), reason: error_chain(&err) }
+    } else if err.is_timeout() {
+        EngineError::Timeout(timeout)
     } else {
         EngineError::Protocol(format!("reading the response from {url}: {}", error_chain(&err)))
     }

@@ -182,10 +182,12 @@ mod tests {
 
     #[tokio::test]
     async fn mock_is_deterministic_and_timed() {
-        let engine = MockEngine::new(MockSettings { ttft_ms: 30.0, tokens_per_s: 200.0, models: vec!["m".into()] });
+        // 20 tokens at 100 tok/s span 190 ms: wide enough that one late timer wake-up on a busy
+        // machine moves the measured rate by a few percent, not by half.
+        let engine = MockEngine::new(MockSettings { ttft_ms: 30.0, tokens_per_s: 100.0, models: vec!["m".into()] });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let a = engine.generate(&req("m", 10), Some(&tx)).await.unwrap();
-        let b = engine.generate(&req("m", 10), None).await.unwrap();
+        let a = engine.generate(&req("m", 20), Some(&tx)).await.unwrap();
+        let b = engine.generate(&req("m", 20), None).await.unwrap();
         assert_eq!(a.text, b.text);
         let mut live = String::new();
         while let Ok(c) = rx.try_recv() {
@@ -193,11 +195,11 @@ mod tests {
         }
         assert_eq!(live, a.text);
         let m = request_metrics(&a.trace, &a.stats);
-        assert_eq!(m.gen_tokens, 10);
+        assert_eq!(m.gen_tokens, 20);
         let ttft = m.ttft_ms.unwrap();
         assert!((30.0..80.0).contains(&ttft), "ttft {ttft}");
         let rate = m.decode_tok_s.unwrap();
-        assert!((100.0..=210.0).contains(&rate), "rate {rate}");
+        assert!((80.0..=125.0).contains(&rate), "rate {rate}");
     }
 
     #[tokio::test]

@@ -5,6 +5,9 @@
 //! `data: [DONE]`. Many such servers answer whatever model name a request gives (llama.cpp
 //! with one model loaded does), so `generate` checks the name against `/v1/models` first: a
 //! typo must be an error, not a benchmark of some other model.
+//!
+//! `num_ctx` cannot be set per request here (the server fixes its context at start-up); the
+//! context really in use is reported by [`Engine::loaded_context_length`].
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -83,17 +86,21 @@ impl OpenAiEngine {
         Ok(models)
     }
 
-    /// Fails with `ModelNotFound` unless the server lists `model`. A server without
-    /// `/v1/models` (404) cannot be checked and is trusted.
+    /// Fails with `ModelNotFound` unless the server lists `model`. A recent list is reused;
+    /// a model missing from it is looked up afresh (it may have just been loaded). A server
+    /// without `/v1/models` (404) cannot be checked and is trusted.
     async fn check_model(&self, model: &str) -> Result<(), EngineError> {
         let cached = self.models.lock().expect("models cache lock").clone();
-        let models = match cached {
-            Some((at, models)) if at.elapsed() < MODELS_TTL => models,
-            _ => match self.fetch_models().await {
-                Ok(models) => models,
-                Err(e) if http::is_not_found(&e) => return Ok(()),
-                Err(e) => return Err(e),
-            },
+        if let Some((at, models)) = cached
+            && at.elapsed() < MODELS_TTL
+            && models.iter().any(|m| m.name == model)
+        {
+            return Ok(());
+        }
+        let models = match self.fetch_models().await {
+            Ok(models) => models,
+            Err(e) if http::is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e),
         };
         if models.iter().any(|m| m.name == model) {
             Ok(())
