@@ -1,9 +1,58 @@
 //! bench-agent: drives the machine's LLM engine, measures it, and streams NDJSON events.
 //!
 //! # Layout
+//! - [`config`]: `agent.yaml` → [`AgentConfig`] (env and flag overrides, validation).
+//! - [`api`]: axum routes (`/health`, `/capabilities`, `/jobs…`, `/ws`) and [`AppState`].
+//! - [`jobs`]: the FIFO job queue (one job at a time) and the worker that runs jobs.
+//! - [`bench`]: the benchmarks themselves (`llm_generate`, token coalescing).
+//! - [`hub`]: event fan-out with per-job replay logs.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
+//! - [`hardware`], [`telemetry`], [`cli`]: fingerprint, tracing set-up, command line.
+//! - [`testkit`]: the real local engine launcher and a fake Ollama for tests.
 
+pub mod api;
+pub mod bench;
+pub mod cli;
+pub mod config;
 pub mod engine;
+pub mod hardware;
+pub mod hub;
+pub mod jobs;
 pub mod sweep;
+pub mod telemetry;
 pub mod testkit;
+
+pub use api::state::AppState;
+pub use config::AgentConfig;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves the agent on `listener` until `shutdown` completes.
+///
+/// Shutdown order matters for clients: new jobs are refused and queued ones cancelled, the
+/// running job is cancelled and publishes `job_cancelled`, then WebSocket clients receive what
+/// they are owed and a Close frame, and finally open HTTP connections are drained.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop_worker = CancellationToken::new();
+    let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
+    let app = api::router(state.clone());
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: cancelling jobs");
+        state.jobs.close("the agent is shutting down");
+        stop_worker.cancel();
+        if let Err(e) = worker.await {
+            tracing::error!(error = %e, "job worker failed");
+        }
+        state.closing.cancel();
+    };
+    axum::serve(listener, app).with_graceful_shutdown(graceful).await
+}

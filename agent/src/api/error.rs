@@ -1,0 +1,92 @@
+//! One error type for every handler: a status and a JSON body `{"error", "field"?, "detail"?}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bench_shared::job::FieldError;
+use serde_json::{Value, json};
+
+use crate::jobs::{CancelError, SubmitError};
+
+/// Why a request failed, as the client sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field of the request is invalid (400).
+    #[error("{field}: {message}")]
+    BadField { field: String, message: String },
+    #[error("request body is larger than the limit of {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("model {model:?} is not available on this agent; available models: {}", available.join(", "))]
+    UnknownModel { model: String, available: Vec<String> },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error("missing or wrong bearer token: send `Authorization: Bearer <auth_token>`")]
+    Unauthorized,
+}
+
+impl ApiError {
+    pub fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadField { field: field.into(), message: message.into() }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnknownModel { .. } | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Submit(SubmitError::QueueFull { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Submit(SubmitError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn body(&self) -> Value {
+        let mut body = json!({ "error": self.to_string() });
+        match self {
+            ApiError::BadField { field, message } => {
+                body["field"] = json!(field);
+                body["detail"] = json!(message);
+            }
+            ApiError::UnknownModel { available, .. } => {
+                body["field"] = json!("model");
+                body["available"] = json!(available);
+            }
+            ApiError::Submit(SubmitError::QueueFull { limit }) => body["detail"] = json!({ "queue_limit": limit }),
+            ApiError::PayloadTooLarge { limit_bytes } => body["detail"] = json!({ "limit_bytes": limit_bytes }),
+            _ => {}
+        }
+        body
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::BadField { field: e.field, message: e.message }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(e: CancelError) -> Self {
+        match e {
+            CancelError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            CancelError::AlreadyFinished { .. } => ApiError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        tracing::info!(status = status.as_u16(), error = %self, "request refused");
+        let mut resp = (status, Json(self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

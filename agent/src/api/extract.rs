@@ -1,0 +1,34 @@
+//! Extractors whose rejections are JSON [`ApiError`]s (axum's own answer in plain text).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// Largest request body: big enough that an oversized prompt reaches validation and is refused
+/// with a message naming `prompt`, small enough to bound memory.
+pub const BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+
+/// A JSON body of any shape (validation names fields itself). Any content type is accepted so
+/// that `curl -d '{…}'` works without `-H 'Content-Type: application/json'`.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit_bytes: BODY_LIMIT_BYTES }
+            } else {
+                ApiError::bad("body", r.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad("body", "is empty; send a JSON object"));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::bad("body", format!("malformed JSON: {e}")))
+    }
+}

@@ -1,0 +1,79 @@
+//! The agent's REST API and WebSocket.
+//!
+//! # Layout
+//! - [`state`]: `AppState`, the shared bundle of `Arc`s.
+//! - [`info`]: `GET /health`, `GET /capabilities`.
+//! - [`jobs`]: `POST/GET /jobs`, `GET/DELETE /jobs/{id}`, `GET /jobs/{id}/events` (NDJSON).
+//! - [`ws`]: `GET /ws`, every event as one JSON text frame.
+//! - [`error`], [`extract`]: JSON errors `{"error", "field"?, "detail"?}` for every failure.
+
+pub mod error;
+pub mod extract;
+pub mod info;
+pub mod jobs;
+pub mod state;
+pub mod ws;
+
+use axum::Router;
+use std::collections::HashMap;
+
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+
+use error::ApiError;
+use state::AppState;
+
+/// The agent's routes (no socket: serve it with [`crate::serve`], or test it with `oneshot`).
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/capabilities", get(info::capabilities))
+        .route("/jobs", get(jobs::list).post(jobs::create))
+        .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/jobs/{id}/events", get(jobs::events))
+        .route("/ws", get(ws::upgrade))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(info::health))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route {} {}; see GET /health, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// With `auth_token` configured, every route but `/health` needs `Authorization: Bearer <token>`
+/// (`/ws` also accepts `?token=`, since browsers cannot set headers on WebSockets).
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(expected) = state.config.auth_token.as_deref() else {
+        return Ok(next.run(req).await);
+    };
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let from_query = (req.uri().path() == "/ws")
+        .then(|| Query::<HashMap<String, String>>::try_from_uri(req.uri()).ok())
+        .flatten()
+        .and_then(|Query(mut q)| q.remove("token"));
+    let ok = [bearer, from_query.as_deref()].into_iter().flatten().any(|given| constant_time_eq(given, expected));
+    if ok { Ok(next.run(req).await) } else { Err(ApiError::Unauthorized) }
+}
+
+/// Compares without an early exit on the first differing byte (no timing hint about the token).
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

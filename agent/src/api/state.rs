@@ -1,0 +1,87 @@
+//! The shared state of the agent: a cloneable bundle of `Arc`s.
+
+use std::sync::Arc;
+
+use bench_shared::hardware::Hardware;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::bench::coalesce::FlushPolicy;
+use crate::config::AgentConfig;
+use crate::engine::Engine;
+use crate::hub::Hub;
+use crate::jobs::Jobs;
+use crate::jobs::runner::Runner;
+
+/// Default: how far a WebSocket subscriber may fall behind the hub before it is cut off.
+pub const DEFAULT_HUB_CAPACITY: usize = 4096;
+/// Default: events buffered per WebSocket client while its socket is busy.
+pub const DEFAULT_WS_CLIENT_BUFFER: usize = 1024;
+
+/// Everything the handlers and the job worker share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<AgentConfig>,
+    pub engine: Arc<dyn Engine>,
+    pub jobs: Arc<Jobs>,
+    pub hub: Arc<Hub>,
+    /// Detected on first use (it may spawn `nvidia-smi`).
+    pub hardware: Arc<OnceCell<Hardware>>,
+    /// Events buffered per WebSocket client; a client further behind is disconnected.
+    pub ws_client_buffer: usize,
+    /// Fired at the end of shutdown, after the running job has published its terminal event:
+    /// WebSocket connections flush and close.
+    pub closing: CancellationToken,
+}
+
+impl AppState {
+    /// State for `config`, driving the engine its `engine:` block describes.
+    pub fn new(config: AgentConfig) -> Self {
+        let engine = crate::engine::build(&config.engine);
+        Self::with_engine(config, engine)
+    }
+
+    /// State with an explicit engine (tests, embedding).
+    pub fn with_engine(config: AgentConfig, engine: Arc<dyn Engine>) -> Self {
+        Self::build(config, engine, DEFAULT_HUB_CAPACITY, DEFAULT_WS_CLIENT_BUFFER)
+    }
+
+    /// Same state with other WebSocket limits (a tiny buffer lets tests provoke a slow client).
+    /// Call before the state is used: it replaces the hub and the job queue.
+    pub fn with_ws_limits(self, hub_capacity: usize, ws_client_buffer: usize) -> Self {
+        Self::build(Arc::unwrap_or_clone(self.config), self.engine, hub_capacity, ws_client_buffer)
+    }
+
+    fn build(config: AgentConfig, engine: Arc<dyn Engine>, hub_capacity: usize, ws_client_buffer: usize) -> Self {
+        let hub = Arc::new(Hub::new(config.machine_id.clone(), hub_capacity));
+        let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
+        AppState {
+            config: Arc::new(config),
+            engine,
+            jobs,
+            hub,
+            hardware: Arc::new(OnceCell::new()),
+            ws_client_buffer: ws_client_buffer.max(1),
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// The machine fingerprint (detected once).
+    pub async fn hardware(&self) -> Hardware {
+        self.hardware
+            .get_or_init(|| async { tokio::task::spawn_blocking(crate::hardware::detect).await.unwrap_or_default() })
+            .await
+            .clone()
+    }
+
+    /// The job worker for this state.
+    pub fn runner(&self) -> Runner {
+        Runner {
+            jobs: self.jobs.clone(),
+            engine: self.engine.clone(),
+            settings: self.config.engine.clone(),
+            flush: FlushPolicy::new(self.config.stream_flush_chars, self.config.stream_flush_seconds),
+            results_dir: self.config.results_dir.clone(),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! `llm_generate`: one prompt, `warmup` unrecorded requests, then `repeat` recorded ones.
+//!
+//! Requests run strictly one after another (never overlapping), so each measures the engine
+//! alone. Text is streamed live as coalesced `llm_token` events; every request ends with a
+//! `request_done`, and the job's result is a [`JobDone`] built from the recorded repeats only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bench_shared::event::{Event, JobDone, JobStarted, LlmToken, RequestDone};
+use bench_shared::job::{GenerateSpec, TestType};
+use bench_shared::metrics::{RequestMetrics, TokenSource, aggregate, request_metrics};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::coalesce::{FlushPolicy, coalesce};
+use crate::engine::{Engine, EngineError, GenOutcome, GenRequest, wall_now_s};
+use crate::jobs::JobEvents;
+
+/// Everything an `llm_generate` job needs.
+#[derive(Debug)]
+pub struct GenerateJob {
+    pub engine: Arc<dyn Engine>,
+    pub spec: GenerateSpec,
+    pub flush: FlushPolicy,
+    pub request_timeout: Duration,
+    pub cancel: CancellationToken,
+    /// Set when the job runs on the mock engine in place of the configured one.
+    pub fallback_reason: Option<String>,
+}
+
+/// How a job ended without a result.
+#[derive(Debug)]
+pub enum Failure {
+    Engine { error: EngineError, repeat_index: Option<u32> },
+    Cancelled,
+}
+
+/// Runs the job, publishing `job_started`, `llm_token` and `request_done` events. The caller
+/// publishes the terminal event from the returned value.
+pub async fn run(job: GenerateJob, events: &JobEvents) -> Result<JobDone, Failure> {
+    let spec = &job.spec;
+    let engine = job.engine.clone();
+    let mut notes = Vec::new();
+    let mut unloaded = false;
+    if spec.cold {
+        let unload = cancellable(&job.cancel, engine.unload(&spec.model)).await?;
+        match unload.map_err(|error| Failure::Engine { error, repeat_index: None })? {
+            true => unloaded = true,
+            false => notes.push(format!(
+                "cold start requested, but the {} engine cannot unload models: load time not measured",
+                engine.kind()
+            )),
+        }
+    }
+    events.emit(Event::JobStarted(JobStarted {
+        test_type: TestType::LlmGenerate,
+        models: vec![spec.model.clone()],
+        engine: engine.kind(),
+        engine_base_url: engine.base_url().to_owned(),
+        start_at: spec.start_at,
+        started_at_s: wall_now_s(),
+        notes: notes.clone(),
+    }));
+    let mut first_load_ms = None;
+    for i in 0..spec.warmup {
+        let m = one_request(&job, events, i, true).await?;
+        if i == 0 {
+            first_load_ms = m.load_ms;
+        }
+    }
+    let mut recorded: Vec<RequestMetrics> = Vec::with_capacity(spec.repeat as usize);
+    let mut output_text = String::new();
+    for i in 0..spec.repeat {
+        let (m, outcome) = one_request_with_outcome(&job, events, i, false).await?;
+        if i == 0 {
+            output_text = outcome.text;
+            if spec.warmup == 0 {
+                first_load_ms = m.load_ms;
+            }
+        }
+        recorded.push(m);
+    }
+    let load_ms = if unloaded { first_load_ms } else { None };
+    if unloaded && load_ms.is_none() {
+        notes.push("the engine unloaded the model but reported no load time".into());
+    }
+    Ok(job_done(spec, engine.kind(), job.fallback_reason.clone(), recorded, output_text, load_ms, notes))
+}
+
+async fn one_request(
+    job: &GenerateJob,
+    events: &JobEvents,
+    index: u32,
+    warmup: bool,
+) -> Result<RequestMetrics, Failure> {
+    one_request_with_outcome(job, events, index, warmup).await.map(|(m, _)| m)
+}
+
+/// Sends one request, streams its text as `llm_token` events, publishes its `request_done`.
+async fn one_request_with_outcome(
+    job: &GenerateJob,
+    events: &JobEvents,
+    index: u32,
+    warmup: bool,
+) -> Result<(RequestMetrics, GenOutcome), Failure> {
+    let spec = &job.spec;
+    let req = GenRequest {
+        model: spec.model.clone(),
+        prompt: spec.prompt.clone(),
+        max_tokens: spec.max_tokens,
+        temperature: spec.temperature,
+        num_ctx: spec.num_ctx,
+        seed: spec.seed,
+        stream: spec.stream,
+        timeout: job.request_timeout,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let engine = job.engine.clone();
+    let generate = async move {
+        let result = engine.generate(&req, Some(&tx)).await;
+        // Dropping the sender ends the coalescer once it has flushed the last piece.
+        drop(tx);
+        result
+    };
+    let stream = coalesce(rx, job.flush, |p| {
+        events.emit(Event::LlmToken(LlmToken {
+            text: p.text,
+            timestamp_s: p.timestamp_s,
+            repeat_index: index,
+            channel: p.channel,
+            warmup,
+        }))
+    });
+    let (result, ()) = cancellable(&job.cancel, async { tokio::join!(generate, stream) }).await?;
+    let outcome = result.map_err(|error| Failure::Engine { error, repeat_index: Some(index) })?;
+    let metrics = request_metrics(&outcome.trace, &outcome.stats);
+    events.emit(Event::RequestDone(Box::new(RequestDone {
+        repeat_index: index,
+        warmup,
+        model: spec.model.clone(),
+        engine: job.engine.kind(),
+        metrics: metrics.clone(),
+    })));
+    Ok((metrics, outcome))
+}
+
+async fn cancellable<T>(cancel: &CancellationToken, fut: impl Future<Output = T>) -> Result<T, Failure> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Failure::Cancelled),
+        v = fut => Ok(v),
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The job's result: bench-race seed fields are means over the recorded repeats.
+fn job_done(
+    spec: &GenerateSpec,
+    engine: bench_shared::engine::EngineKind,
+    fallback_reason: Option<String>,
+    requests: Vec<RequestMetrics>,
+    output_text: String,
+    load_ms: Option<f64>,
+    notes: Vec<String>,
+) -> JobDone {
+    let agg = aggregate(&requests);
+    let token_source = if requests.iter().all(|r| r.token_source == TokenSource::Engine) {
+        TokenSource::Engine
+    } else {
+        TokenSource::Chunks
+    };
+    JobDone {
+        ttft_ms: mean(requests.iter().filter_map(|r| r.ttft_ms)),
+        gen_tokens: mean(requests.iter().map(|r| r.gen_tokens as f64)).unwrap_or(0.0).round() as u64,
+        gen_tokens_per_s: mean(requests.iter().filter_map(|r| r.gen_tokens_per_s)),
+        total_ms: mean(requests.iter().map(|r| r.total_ms)).unwrap_or(0.0),
+        model: spec.model.clone(),
+        engine,
+        fallback_reason,
+        ttfc_ms: mean(requests.iter().filter_map(|r| r.ttfc_ms)),
+        decode_tok_s: mean(requests.iter().filter_map(|r| r.decode_tok_s)),
+        engine_decode_tok_s: mean(requests.iter().filter_map(|r| r.engine_decode_tok_s)),
+        prompt_tokens: requests.first().and_then(|r| r.prompt_tokens),
+        engine_prefill_tok_s: mean(requests.iter().filter_map(|r| r.engine_prefill_tok_s)),
+        client_prefill_tok_s: mean(requests.iter().filter_map(|r| r.client_prefill_tok_s)),
+        load_ms,
+        token_source: (!requests.is_empty()).then_some(token_source),
+        repeats: requests.len() as u32,
+        aggregate: agg,
+        requests,
+        output_text,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_shared::metrics::{ChunkArrival, EngineStats, RequestTrace, TokenChannel};
+
+    fn metrics(ttft_ms: u64, tokens: u64) -> RequestMetrics {
+        let chunks = (0..tokens)
+            .map(|i| ChunkArrival { offset_us: (ttft_ms + 10 * i) * 1000, channel: TokenChannel::Content })
+            .collect();
+        let trace = RequestTrace { chunks, end_offset_us: (ttft_ms + 10 * tokens) * 1000, streamed: true };
+        request_metrics(&trace, &EngineStats { completion_tokens: Some(tokens), ..Default::default() })
+    }
+
+    #[test]
+    fn job_done_seed_fields_are_means_of_recorded_repeats() {
+        let spec = match bench_shared::job::JobSpec::from_json(&serde_json::json!({"model": "m", "prompt": "p"}), 0) {
+            Ok(bench_shared::job::JobSpec::LlmGenerate(g)) => g,
+            other => panic!("{other:?}"),
+        };
+        let done = job_done(
+            &spec,
+            bench_shared::engine::EngineKind::Mock,
+            None,
+            vec![metrics(100, 10), metrics(200, 11), metrics(300, 11)],
+            "hi".into(),
+            None,
+            vec![],
+        );
+        assert_eq!(done.ttft_ms, Some(200.0));
+        assert_eq!(done.gen_tokens, 11, "mean 10.67 rounds to 11");
+        assert_eq!(done.repeats, 3);
+        assert_eq!(done.token_source, Some(TokenSource::Engine));
+        assert_eq!(done.aggregate.ttft_ms.unwrap().min, 100.0);
+        assert_eq!(done.total_ms, (200.0 + 310.0 + 410.0) / 3.0);
+        assert_eq!(done.requests.len(), 3);
+    }
+}

@@ -1,0 +1,101 @@
+//! The command line: `bench-agent [serve] --config PATH [--host H] [--port P]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::{AgentConfig, AppState};
+
+/// bench-agent: benchmarks this machine's LLM engine and streams results as NDJSON events.
+#[derive(Debug, Parser)]
+#[command(name = "bench-agent", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, the default command.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the agent's REST API and WebSocket (the default command).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Path of agent.yaml (see config/agent.example.yaml).
+    #[arg(long, short = 'c', value_name = "PATH", default_value = "config/agent.yaml")]
+    pub config: PathBuf,
+    /// Address to bind; overrides bind_host and AGENT_HOST.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Port to bind (0 = any free port, logged at start); overrides bind_port and AGENT_PORT.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+}
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = AgentConfig::load(&args.config)?;
+    config.override_bind(args.host, args.port);
+    let listener = TcpListener::bind((config.bind_host.as_str(), config.bind_port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.bind_host, config.bind_port))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(
+        machine_id = %config.machine_id,
+        engine = %config.engine.kind,
+        engine_url = %config.engine.base_url,
+        "listening on http://{addr}"
+    );
+    if !addr.ip().is_loopback() && config.auth_token.is_none() {
+        tracing::warn!(
+            "SECURITY: listening on {addr} (reachable from other machines) without auth_token: anyone who can \
+             reach this port can run jobs. Set auth_token in {} or bind to 127.0.0.1.",
+            args.config.display()
+        );
+    }
+    crate::serve(listener, AppState::new(config), shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,160 @@
+//! The worker: takes the next queued job, waits for its `start_at`, picks the engine (the
+//! configured one, or the mock on an explicit fallback), runs it, and publishes its terminal event.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bench_shared::event::{Event, JobError, JobStarted};
+use bench_shared::job::JobSpec;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{JobEvents, Jobs, NextJob};
+use crate::bench::coalesce::FlushPolicy;
+use crate::bench::generate::{self, Failure, GenerateJob};
+use crate::engine::mock::MockEngine;
+use crate::engine::{Engine, EngineError, EngineSettings, Fallback, wall_now_s};
+use crate::sweep::{self, SweepJob};
+
+/// What the worker needs from the agent's state.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub jobs: Arc<Jobs>,
+    pub engine: Arc<dyn Engine>,
+    pub settings: EngineSettings,
+    pub flush: FlushPolicy,
+    pub results_dir: PathBuf,
+}
+
+/// How long the fallback check may wait for the engine before calling it unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Runner {
+    /// Runs queued jobs one at a time until `shutdown` fires. A running job is never abandoned:
+    /// shutdown cancels it through its token and it still publishes `job_cancelled`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while let Some(job) = self.jobs.next(&shutdown).await {
+            let id = job.job_id.clone();
+            let span = tracing::info_span!("job", job_id = %id);
+            let terminal = self.run_one(job).instrument(span).await;
+            tracing::info!(job_id = %id, outcome = terminal.type_name(), "job finished");
+            self.jobs.publish(&id, terminal);
+            self.jobs.finish_running(&id);
+        }
+    }
+
+    /// Runs one job and returns its terminal event.
+    async fn run_one(&self, job: NextJob) -> Event {
+        let events = JobEvents::new(self.jobs.clone(), job.job_id.clone());
+        let cancelled = || self.jobs.cancelled_event(&job.job_id);
+        if let Some(at) = job.spec.start_at_ms()
+            && !crate::bench::wait_until_epoch_ms(at, &job.cancel).await
+        {
+            return cancelled();
+        }
+        let mut fallback_reason = job.fallback_reason.clone();
+        if fallback_reason.is_none() && self.settings.fallback == Fallback::Mock {
+            fallback_reason = self.unreachable_reason().await;
+            if let Some(r) = &fallback_reason {
+                tracing::warn!(job_id = %job.job_id, reason = %r, "falling back to the mock engine");
+                self.jobs.set_fallback(&job.job_id, r.clone());
+            }
+        }
+        let engine: Arc<dyn Engine> = match &fallback_reason {
+            Some(_) => Arc::new(self.fallback_engine(&job.spec)),
+            None => self.engine.clone(),
+        };
+        let result = match job.spec.clone() {
+            JobSpec::LlmGenerate(spec) => {
+                let gen_job = GenerateJob {
+                    engine,
+                    spec,
+                    flush: self.flush,
+                    request_timeout: Duration::from_secs_f64(self.settings.request_timeout_s),
+                    cancel: job.cancel.clone(),
+                    fallback_reason,
+                };
+                generate::run(gen_job, &events).await.map(|done| Event::JobDone(Box::new(done)))
+            }
+            JobSpec::LlmSweep(spec) => return self.run_sweep(&job, engine, spec, &events).await,
+        };
+        match result {
+            Ok(done) => done,
+            Err(Failure::Cancelled) => cancelled(),
+            Err(Failure::Engine { error, repeat_index }) => {
+                Event::JobError(JobError { kind: error.kind(), message: error.to_string(), repeat_index })
+            }
+        }
+    }
+
+    async fn run_sweep(
+        &self,
+        job: &NextJob,
+        engine: Arc<dyn Engine>,
+        spec: bench_shared::sweep::SweepSpec,
+        events: &JobEvents,
+    ) -> Event {
+        events.emit(Event::JobStarted(JobStarted {
+            test_type: bench_shared::job::TestType::LlmSweep,
+            models: spec.models.clone(),
+            engine: engine.kind(),
+            engine_base_url: engine.base_url().to_owned(),
+            start_at: spec.start_at,
+            started_at_s: wall_now_s(),
+            notes: Vec::new(),
+        }));
+        let sweep_job = SweepJob {
+            engine,
+            spec,
+            out_dir: self.results_dir.join("sweeps").join(&job.job_id),
+            calibration_cache: self.results_dir.join("calibration_cache.json"),
+            cancel: job.cancel.clone(),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let forward = async {
+            while let Some(e) = rx.recv().await {
+                if e.is_terminal() {
+                    // The runner owns the terminal event; a sweep never ends the job itself.
+                    tracing::warn!(kind = e.type_name(), "terminal event from the sweep ignored");
+                    continue;
+                }
+                events.emit(e);
+            }
+        };
+        let (result, ()) = tokio::join!(sweep::run_job(sweep_job, tx), forward);
+        match result {
+            _ if job.cancel.is_cancelled() => self.jobs.cancelled_event(&job.job_id),
+            Ok(done) => Event::SweepDone(Box::new(done)),
+            Err(e) if e.is_cancelled() => self.jobs.cancelled_event(&job.job_id),
+            Err(e) => Event::JobError(JobError { kind: e.kind(), message: e.to_string(), repeat_index: None }),
+        }
+    }
+
+    /// `Some(reason)` when the configured engine cannot be reached now.
+    async fn unreachable_reason(&self) -> Option<String> {
+        let probe = tokio::time::timeout(PROBE_TIMEOUT, self.engine.list_models()).await;
+        let error = match probe {
+            Ok(Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout(_)))) => e.to_string(),
+            Err(_) => format!("no answer from {} within {PROBE_TIMEOUT:?}", self.engine.base_url()),
+            Ok(_) => return None,
+        };
+        Some(format!(
+            "{} engine unavailable ({error}); running on the mock engine because engine.fallback is mock",
+            self.engine.kind()
+        ))
+    }
+
+    /// The mock engine for a fallback job; it serves the job's models so the race can go on,
+    /// every result labelled `engine: "mock"` with the reason.
+    fn fallback_engine(&self, spec: &JobSpec) -> MockEngine {
+        let mut settings = self.settings.mock.clone();
+        for m in spec.models() {
+            if !settings.models.contains(&m) {
+                settings.models.push(m);
+            }
+        }
+        MockEngine::new(settings)
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of bench-agent: one binary, one module per area. Every test starts a real
+//! agent on 127.0.0.1:0 ([`support::TestAgent`]) and talks to it over HTTP and WebSocket.
+
+mod support;
+
+mod bad_input;
+mod jobs_queue;
+mod mock_engine;
+mod ollama;
+mod real_engine;
+mod sweep;
+mod websocket;
