@@ -1,1 +1,56 @@
-//! bench-central
+//! bench-central: races one prompt across every agent of the fleet, relays the race to the
+//! browser, and keeps every run on disk.
+//!
+//! # Layout
+//! - [`config`]: `machines.yaml` (typed, validated, errors name the key and line) and settings.
+//! - [`agent_client`]: typed HTTP calls to one agent (`/health`, `/capabilities`, `/jobs…`).
+//! - [`fleet`]: one task per machine: WebSocket subscription with backoff, health/capabilities.
+//! - [`routing`]: maps `(machine_id, job_id)` to the run that owns the job.
+//! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
+//! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
+//! - [`hub`]: fan-out of events to browser WebSockets.
+//! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages.
+//! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
+
+pub mod agent_client;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod fleet;
+pub mod hub;
+pub mod pages;
+pub mod routing;
+pub mod runs;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use api::router;
+pub use state::AppState;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+/// Serves the API and pages on `listener` until `shutdown` resolves. Shutdown cancels
+/// `state.cancel`, which stops fleet tasks, run tasks and browser WebSockets, so the graceful
+/// shutdown does not wait on long-lived connections. Runs still running stay `running` on disk
+/// and are marked `interrupted` at the next start.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "bench-central listening");
+    let cancel = state.cancel.clone();
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = cancel.cancelled() => {}
+            }
+            cancel.cancel();
+        })
+        .await
+}

@@ -1,1 +1,49 @@
-fn main() {}
+//! `bench-central`: thin entry point; everything lives in the library.
+
+use anyhow::Context;
+use bench_central::cli::Cli;
+use bench_central::config::{MachinesFile, Settings};
+use bench_central::{AppState, serve, telemetry};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let args = Cli::parse().serve_args();
+    let machines = MachinesFile::load(&args.config)?;
+    let state = AppState::start(&machines.machines, &args.results_dir, Settings::default())
+        .with_context(|| format!("cannot open results directory {}", args.results_dir.display()))?;
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
+    serve(listener, state, shutdown_signal()).await.context("server failed")?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

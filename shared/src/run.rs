@@ -1,1 +1,359 @@
-//! Persisted run types (central's `results/runs/<run_id>/`). Filled in by the central issue.
+//! Persisted run types: what central writes under `results/runs/<run_id>/` and serves from
+//! `/api/runs…`. The browser UI reads exactly these shapes, so they live here, framework-free.
+//!
+//! - `metadata.json` → [`RunMetadata`] (settings, machines, status, times).
+//! - `summary.json` → [`RunSummary`] (per-machine metrics, rank, status, reason).
+//! - `GET /api/runs` → a page of [`RunListEntry`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{EngineInfo, EngineKind, ModelInfo};
+use crate::hardware::Hardware;
+use crate::job::{JobSpec, TestType};
+use crate::metrics::TokenSource;
+
+/// Lifecycle of a run. `running` is the only non-final state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Every dispatched machine finished its job.
+    Complete,
+    /// Some machines finished, others errored or were skipped.
+    Partial,
+    /// No machine finished.
+    Failed,
+    /// Central stopped while the run was running (found `running` at start-up).
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Complete => "complete",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// The final status of a run from its machines' outcomes.
+    pub fn from_machines(statuses: &[MachineRunStatus]) -> RunStatus {
+        let done = statuses.iter().filter(|s| **s == MachineRunStatus::Complete).count();
+        if done == 0 {
+            RunStatus::Failed
+        } else if done == statuses.len() {
+            RunStatus::Complete
+        } else {
+            RunStatus::Partial
+        }
+    }
+}
+
+/// Where one machine stands in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineRunStatus {
+    /// Chosen; the job is being posted.
+    Pending,
+    /// The agent accepted the job (queued or running there).
+    Running,
+    /// `job_done` / `sweep_done` received.
+    Complete,
+    /// The agent reported `job_error`, refused the job, died or timed out (`reason` says which).
+    Error,
+    /// Not dispatched: offline, model missing, or not selected (`reason` says which).
+    Skipped,
+    /// The job was cancelled on the agent.
+    Cancelled,
+    /// Central stopped before the machine finished.
+    Interrupted,
+}
+
+impl MachineRunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineRunStatus::Pending => "pending",
+            MachineRunStatus::Running => "running",
+            MachineRunStatus::Complete => "complete",
+            MachineRunStatus::Error => "error",
+            MachineRunStatus::Skipped => "skipped",
+            MachineRunStatus::Cancelled => "cancelled",
+            MachineRunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// True once nothing more will happen to this machine in the run.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, MachineRunStatus::Pending | MachineRunStatus::Running)
+    }
+}
+
+/// One machine of a run as recorded in `metadata.json`: who it is, what it ran on, how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineRecord {
+    pub machine_id: String,
+    pub label: String,
+    pub agent_base_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    pub status: MachineRunStatus,
+    /// Why the machine was skipped or ended in error.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The agent's job id, once it accepted the job.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// The engine as the agent reported it at preflight.
+    #[serde(default)]
+    pub engine: Option<EngineInfo>,
+    /// Details of the run's model(s) on this machine, where the agent gave them.
+    #[serde(default)]
+    pub models: Vec<ModelInfo>,
+    #[serde(default)]
+    pub hardware: Option<Hardware>,
+    /// The agent's `/capabilities` answer at preflight, verbatim (nothing it said is lost).
+    #[serde(default)]
+    pub capabilities: Option<serde_json::Value>,
+}
+
+/// `metadata.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetadata {
+    pub run_id: String,
+    pub test_type: TestType,
+    /// The run's model(s): one for `llm_generate`, the sweep's list for `llm_sweep`.
+    pub models: Vec<String>,
+    /// The prompt (`llm_generate` only).
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// The validated job every machine received (includes `start_at`).
+    pub spec: JobSpec,
+    pub status: RunStatus,
+    /// Why the run failed as a whole (e.g. no machine could take it).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    pub started_at_s: f64,
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    #[serde(default)]
+    pub ended_at_s: Option<f64>,
+    pub machines: Vec<MachineRecord>,
+}
+
+impl RunMetadata {
+    /// The models as one display string (`a, b`).
+    pub fn model_label(&self) -> String {
+        self.models.join(", ")
+    }
+}
+
+/// The metric the run ranks machines by (`summary.json` `rank_by`).
+pub const RANK_BY: &str = "gen_tokens_per_s";
+
+/// One machine's outcome in `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineSummary {
+    pub machine_id: String,
+    pub label: String,
+    pub status: Option<MachineRunStatus>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// 1 = fastest by [`RANK_BY`]; only machines that completed with a rate are ranked.
+    #[serde(default)]
+    pub rank: Option<u32>,
+    /// 1 = first machine to reach a terminal event.
+    #[serde(default)]
+    pub finish_order: Option<u32>,
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub engine: Option<EngineKind>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub fallback_reason: Option<String>,
+    // bench-race fields (means over the recorded repeats).
+    pub ttft_ms: Option<f64>,
+    pub gen_tokens: Option<u64>,
+    pub gen_tokens_per_s: Option<f64>,
+    pub total_ms: Option<f64>,
+    // Richer metrics from `job_done`.
+    #[serde(default)]
+    pub ttfc_ms: Option<f64>,
+    #[serde(default)]
+    pub decode_tok_s: Option<f64>,
+    #[serde(default)]
+    pub engine_decode_tok_s: Option<f64>,
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub engine_prefill_tok_s: Option<f64>,
+    #[serde(default)]
+    pub client_prefill_tok_s: Option<f64>,
+    #[serde(default)]
+    pub load_ms: Option<f64>,
+    #[serde(default)]
+    pub token_source: Option<TokenSource>,
+    #[serde(default)]
+    pub repeats: Option<u32>,
+    /// `job_done.aggregate` verbatim (mean/stdev/percentiles over repeats).
+    #[serde(default)]
+    pub aggregate: Option<serde_json::Value>,
+    /// Agent events stored for this machine.
+    #[serde(default)]
+    pub events: u64,
+    /// Sweep CSV files written into the run folder for this machine (`llm_sweep` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub test_type: TestType,
+    pub models: Vec<String>,
+    pub status: RunStatus,
+    /// The metric `rank` orders by (always [`RANK_BY`]).
+    pub rank_by: String,
+    /// Machine id of rank 1, if any machine was ranked.
+    #[serde(default)]
+    pub winner: Option<String>,
+    pub machines: Vec<MachineSummary>,
+}
+
+/// Assigns `rank` (1 = highest [`RANK_BY`]) to completed machines that have a rate; others get
+/// `None`. Ties keep their input order.
+pub fn assign_ranks(machines: &mut [MachineSummary]) {
+    let mut ranked: Vec<(usize, f64)> = machines
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.status == Some(MachineRunStatus::Complete))
+        .filter_map(|(i, m)| m.gen_tokens_per_s.filter(|r| r.is_finite()).map(|r| (i, r)))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for m in machines.iter_mut() {
+        m.rank = None;
+    }
+    for (rank, (i, _)) in ranked.into_iter().enumerate() {
+        machines[i].rank = Some(rank as u32 + 1);
+    }
+}
+
+/// One row of `GET /api/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunListEntry {
+    pub run_id: String,
+    pub test_type: TestType,
+    pub models: Vec<String>,
+    pub status: RunStatus,
+    pub started_at: String,
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    pub machines: usize,
+    /// Prompt, cut to a short preview.
+    #[serde(default)]
+    pub prompt_preview: Option<String>,
+    #[serde(default)]
+    pub winner: Option<String>,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPage {
+    pub runs: Vec<RunListEntry>,
+    pub total: usize,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// The browser-WebSocket / `events.ndjson` lifecycle event `run_start`.
+pub const RUN_START: &str = "run_start";
+/// The browser-WebSocket / `events.ndjson` lifecycle event `run_end`.
+pub const RUN_END: &str = "run_end";
+/// The browser-WebSocket event for a machine's fleet state change.
+pub const MACHINE_STATE: &str = "machine_state";
+/// The browser-WebSocket / `events.ndjson` event central emits when it changes a machine's status
+/// in a run (job accepted, refused, timed out, agent lost): `{type, run_id, machine_id, status,
+/// reason, job_id}`. Agent events carry the rest (`job_done`, `job_error`, …).
+pub const MACHINE_STATUS: &str = "machine_status";
+
+/// A machine's fleet state as central sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineState {
+    /// `/health` answers and the agent is idle.
+    Online,
+    /// `/health` answers and the agent is running or queueing a job.
+    Busy,
+    /// `/health` does not answer (or has not answered yet).
+    Offline,
+}
+
+/// One machine of `GET /api/machines` and of `machine_state` browser events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineView {
+    pub machine_id: String,
+    pub label: String,
+    pub agent_base_url: String,
+    #[serde(default)]
+    pub notes: Option<String>,
+    pub state: MachineState,
+    /// Whether central's event WebSocket to the agent is connected.
+    pub ws_connected: bool,
+    /// The last failure talking to the agent (health, capabilities or WebSocket).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Epoch seconds of the last successful `/health`.
+    #[serde(default)]
+    pub last_seen_s: Option<f64>,
+    /// LLM model names the agent advertises.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub engine: Option<EngineInfo>,
+    #[serde(default)]
+    pub hardware: Option<Hardware>,
+    /// The agent's last `/health` answer, verbatim.
+    #[serde(default)]
+    pub health: Option<serde_json::Value>,
+    /// The agent's last `/capabilities` answer, verbatim.
+    #[serde(default)]
+    pub capabilities: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: &str, status: MachineRunStatus, rate: Option<f64>) -> MachineSummary {
+        MachineSummary { machine_id: id.into(), status: Some(status), gen_tokens_per_s: rate, ..Default::default() }
+    }
+
+    #[test]
+    fn ranks_completed_machines_by_rate() {
+        let mut ms = vec![
+            m("slow", MachineRunStatus::Complete, Some(10.0)),
+            m("err", MachineRunStatus::Error, Some(99.0)),
+            m("fast", MachineRunStatus::Complete, Some(50.0)),
+            m("norate", MachineRunStatus::Complete, None),
+        ];
+        assign_ranks(&mut ms);
+        let ranks: Vec<_> = ms.iter().map(|m| m.rank).collect();
+        assert_eq!(ranks, vec![Some(2), None, Some(1), None]);
+    }
+
+    #[test]
+    fn run_status_from_machines() {
+        use MachineRunStatus::*;
+        assert_eq!(RunStatus::from_machines(&[Complete, Complete]), RunStatus::Complete);
+        assert_eq!(RunStatus::from_machines(&[Complete, Skipped]), RunStatus::Partial);
+        assert_eq!(RunStatus::from_machines(&[Error, Skipped]), RunStatus::Failed);
+        assert_eq!(RunStatus::from_machines(&[]), RunStatus::Failed);
+        assert_eq!(serde_json::to_value(RunStatus::Interrupted).unwrap(), "interrupted");
+    }
+}

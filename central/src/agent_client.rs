@@ -1,0 +1,121 @@
+//! Typed HTTP calls to one agent's REST API, with its bearer token.
+
+use std::time::Duration;
+
+use bench_shared::event::RawEnvelope;
+use serde_json::Value;
+
+use crate::config::MachineConfig;
+
+/// Why a call to an agent failed; the message is what ends up as a machine's `reason`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent unreachable: {0}")]
+    Unreachable(String),
+    #[error("agent did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("agent answered HTTP {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("unexpected answer from agent: {0}")]
+    Protocol(String),
+}
+
+/// A cheap handle (clone of a pooled `reqwest::Client`) for one agent.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl AgentClient {
+    pub fn new(http: reqwest::Client, machine: &MachineConfig, timeout: Duration) -> Self {
+        AgentClient { http, base_url: machine.base_url().to_owned(), token: machine.token.clone(), timeout }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{}", self.base_url, path)).timeout(self.timeout);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, AgentError> {
+        let resp = req.send().await.map_err(|e| self.map_err(e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| body.chars().take(300).collect());
+        Err(AgentError::Status { status: status.as_u16(), message })
+    }
+
+    fn map_err(&self, e: reqwest::Error) -> AgentError {
+        if e.is_timeout() { AgentError::Timeout(self.timeout) } else { AgentError::Unreachable(error_chain(&e)) }
+    }
+
+    async fn get_json(&self, path: &str) -> Result<Value, AgentError> {
+        let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
+        resp.json().await.map_err(|e| AgentError::Protocol(format!("GET {path}: {}", error_chain(&e))))
+    }
+
+    pub async fn health(&self) -> Result<Value, AgentError> {
+        self.get_json("/health").await
+    }
+
+    pub async fn capabilities(&self) -> Result<Value, AgentError> {
+        self.get_json("/capabilities").await
+    }
+
+    /// `POST /jobs`; returns the agent's job id.
+    pub async fn post_job(&self, job: &Value) -> Result<String, AgentError> {
+        let resp = self.send(self.request(reqwest::Method::POST, "/jobs").json(job)).await?;
+        let body: Value = resp.json().await.map_err(|e| AgentError::Protocol(format!("POST /jobs: {e}")))?;
+        body.get("job_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| AgentError::Protocol(format!("POST /jobs answered without job_id: {body}")))
+    }
+
+    /// `GET /jobs/{id}`.
+    pub async fn job(&self, job_id: &str) -> Result<Value, AgentError> {
+        self.get_json(&format!("/jobs/{job_id}")).await
+    }
+
+    /// `DELETE /jobs/{id}` (cancel).
+    pub async fn cancel_job(&self, job_id: &str) -> Result<(), AgentError> {
+        self.send(self.request(reqwest::Method::DELETE, &format!("/jobs/{job_id}"))).await.map(|_| ())
+    }
+
+    /// `GET /jobs/{id}/events?after_seq=N`: the job's events after `after_seq`, in order.
+    pub async fn job_events(&self, job_id: &str, after_seq: u64) -> Result<Vec<RawEnvelope>, AgentError> {
+        let path = format!("/jobs/{job_id}/events?after_seq={after_seq}");
+        let resp = self.send(self.request(reqwest::Method::GET, &path)).await?;
+        let text = resp.text().await.map_err(|e| self.map_err(e))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(|e| AgentError::Protocol(format!("GET {path}: bad line: {e}"))))
+            .collect()
+    }
+}
+
+/// An error with its sources (reqwest hides the useful part, e.g. "connection refused", in them).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = inner.source();
+    }
+    s
+}

@@ -1,0 +1,76 @@
+//! `GET /api/runs/{id}/export.csv|.json`: one row per machine.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use bench_shared::run::{RunMetadata, RunSummary};
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::runs::checked;
+use crate::AppState;
+use crate::runs::summary::{build, outcomes_from_events};
+
+/// Columns of `export.csv` (bench-race's plus status, rank, reason and the richer metrics).
+pub const EXPORT_CSV_HEADER: &[&str] = &[
+    "run_id",
+    "timestamp",
+    "model",
+    "machine_id",
+    "label",
+    "status",
+    "engine",
+    "ttft_ms",
+    "gen_tokens",
+    "gen_tokens_per_s",
+    "decode_tok_s",
+    "total_ms",
+    "rank",
+    "reason",
+    "ttfc_ms",
+    "engine_decode_tok_s",
+    "prompt_tokens",
+    "engine_prefill_tok_s",
+    "load_ms",
+    "repeats",
+    "finish_order",
+    "fallback_reason",
+];
+
+/// The stored summary, or one computed from the events (running or interrupted runs).
+fn load(state: &AppState, run_id: &str) -> Result<(RunMetadata, RunSummary), ApiError> {
+    checked(run_id)?;
+    let meta = state.store.metadata(run_id)?;
+    let summary = match state.store.summary(run_id)? {
+        Some(s) => s,
+        None => build(&meta, &outcomes_from_events(&state.store.events(run_id)?)),
+    };
+    Ok((meta, summary))
+}
+
+pub async fn json(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let (metadata, summary) = load(&state, &run_id)?;
+    let disposition = format!("attachment; filename=\"{run_id}.json\"");
+    Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(json!({"metadata": metadata, "summary": summary}))))
+}
+
+pub async fn csv(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let (meta, summary) = load(&state, &run_id)?;
+    let rows: Vec<serde_json::Map<String, Value>> = summary
+        .machines
+        .iter()
+        .map(|m| {
+            let mut row = serde_json::to_value(m).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+            row.insert("run_id".into(), json!(meta.run_id));
+            row.insert("timestamp".into(), json!(meta.started_at));
+            row.insert("model".into(), json!(m.model.clone().unwrap_or_else(|| meta.model_label())));
+            row.retain(|k, _| EXPORT_CSV_HEADER.contains(&k.as_str()));
+            row
+        })
+        .collect();
+    let refs: Vec<&serde_json::Map<String, Value>> = rows.iter().collect();
+    let body = crate::runs::finish::csv_bytes(EXPORT_CSV_HEADER, &refs);
+    let disposition = format!("attachment; filename=\"{run_id}.csv\"");
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], body))
+}

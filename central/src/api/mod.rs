@@ -1,0 +1,41 @@
+//! HTTP API: REST under `/api`, the browser WebSocket at `/api/ws`, pages merged from
+//! [`crate::pages`]. One error type, [`ApiError`], turns every failure into a JSON body.
+
+mod error;
+mod export;
+mod runs;
+mod ws;
+
+pub use error::ApiError;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use bench_shared::run::MachineView;
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+
+/// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`); leave room for the JSON.
+const BODY_LIMIT_BYTES: usize = 3 * 1024 * 1024;
+
+/// The whole application: API, browser WebSocket and pages.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/machines", get(machines))
+        .route("/api/runs", get(runs::list).post(runs::create))
+        .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))
+        .route("/api/runs/{run_id}/events", get(runs::events))
+        .route("/api/runs/{run_id}/export.csv", get(export::csv))
+        .route("/api/runs/{run_id}/export.json", get(export::json))
+        .route("/api/ws", get(ws::upgrade))
+        .merge(crate::pages::router())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `GET /api/machines`: every configured machine with its state, models and capabilities.
+async fn machines(State(state): State<AppState>) -> Json<Vec<MachineView>> {
+    Json(state.fleet.views())
+}

@@ -1,0 +1,257 @@
+//! `machines.yaml` and central's run settings.
+//!
+//! The file is parsed into typed structs with `deny_unknown_fields` (a typo is an error, never a
+//! silently ignored setting), then checked as a whole: empty list, duplicate machine ids and bad
+//! URLs are errors that name the key and the line, so a user can fix the file without guessing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole `machines.yaml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachinesFile {
+    pub machines: Vec<MachineConfig>,
+}
+
+/// One agent central races.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    /// Also used as a file-name prefix in run folders, hence the strict character set.
+    pub machine_id: String,
+    /// Display name; defaults to `machine_id`.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `http(s)://host:port` of the agent's API.
+    pub agent_base_url: String,
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// The agent's `auth_token`, sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl MachineConfig {
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.machine_id)
+    }
+
+    /// The base URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.agent_base_url.trim_end_matches('/')
+    }
+
+    /// The agent's event WebSocket URL (`ws://host:port/ws`).
+    pub fn ws_url(&self) -> String {
+        let base = self.base_url();
+        let ws = if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            base.to_owned()
+        };
+        format!("{ws}/ws")
+    }
+}
+
+/// Why `machines.yaml` was rejected. Every variant names the file, and where known the key and line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: line {line}: {key}: {message}")]
+    Invalid { path: PathBuf, line: usize, key: String, message: String },
+}
+
+impl MachinesFile {
+    /// Reads and validates a `machines.yaml` file.
+    pub fn load(path: &Path) -> Result<MachinesFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        MachinesFile::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<MachinesFile, ConfigError> {
+        let file: MachinesFile = serde_yaml::from_str(text).map_err(|e| {
+            // serde_yaml puts "at line L column C" in its message when it knows the location.
+            let message = match e.location() {
+                Some(loc) if !e.to_string().contains("line") => format!("line {}: {e}", loc.line()),
+                _ => e.to_string(),
+            };
+            ConfigError::Parse { path: path.into(), message }
+        })?;
+        file.validate(text, path)?;
+        Ok(file)
+    }
+
+    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |line: usize, key: &str, message: String| ConfigError::Invalid {
+            path: path.into(),
+            line,
+            key: key.into(),
+            message,
+        };
+        if self.machines.is_empty() {
+            let line = key_line(text, "machines", None, 0).unwrap_or(1);
+            return Err(invalid(line, "machines", "must list at least one machine".into()));
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, m) in self.machines.iter().enumerate() {
+            let key = format!("machines[{i}].machine_id");
+            let id_line = || key_line(text, "machine_id", Some(&m.machine_id), count(&seen, &m.machine_id)).unwrap_or(0);
+            if !valid_machine_id(&m.machine_id) {
+                return Err(invalid(
+                    id_line(),
+                    &key,
+                    format!("{:?} must be 1-64 characters of A-Z a-z 0-9 . _ -", m.machine_id),
+                ));
+            }
+            if seen.contains(&m.machine_id.as_str()) {
+                return Err(invalid(id_line(), &key, format!("duplicate machine id {:?}", m.machine_id)));
+            }
+            seen.push(&m.machine_id);
+            if let Err(why) = check_url(&m.agent_base_url) {
+                let line = key_line(text, "agent_base_url", Some(&m.agent_base_url), 0).unwrap_or(0);
+                return Err(invalid(line, &format!("machines[{i}].agent_base_url"), why));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn count(seen: &[&str], id: &str) -> usize {
+    seen.iter().filter(|s| **s == id).count()
+}
+
+/// Machine ids are used in file names: ASCII letters, digits, `.`, `_`, `-`; no leading dot.
+pub fn valid_machine_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn check_url(raw: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e}); expected http://host:port"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{raw:?} must start with http:// or https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{raw:?} must not have a query or fragment"));
+    }
+    Ok(())
+}
+
+/// The 1-based line of the `nth` (0-based) occurrence of `key:` (with `value`, if given).
+fn key_line(text: &str, key: &str, value: Option<&str>, nth: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let l = line.trim_start().trim_start_matches("- ").trim_start();
+            let Some(rest) = l.strip_prefix(key).and_then(|r| r.trim_start().strip_prefix(':')) else {
+                return false;
+            };
+            match value {
+                None => true,
+                Some(v) => {
+                    let r = rest.split(" #").next().unwrap_or("").trim();
+                    r.trim_matches(|c| c == '"' || c == '\'') == v
+                }
+            }
+        })
+        .nth(nth)
+        .map(|(i, _)| i + 1)
+}
+
+/// Timing knobs of runs and the fleet. Production uses [`Settings::default`]; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How far ahead of dispatch the common `start_at` lies, so every agent has the job first.
+    pub start_delay: Duration,
+    /// How often the fleet refreshes `/health` and `/capabilities`.
+    pub health_interval: Duration,
+    /// Time limit of one agent HTTP call.
+    pub http_timeout: Duration,
+    /// First reconnect delay of an agent WebSocket; doubles up to `backoff_max`, with jitter.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// With no event from a machine for this long, central probes its agent; a failed probe
+    /// ends the machine as `error`.
+    pub silence: Duration,
+    /// Fixed part of a machine's run deadline (model load, queueing, slow start).
+    pub deadline_base: Duration,
+    /// Per generated token of the deadline (generous: 0.25 s per token = 4 tok/s floor).
+    pub deadline_per_token: Duration,
+    /// Capacity of the browser broadcast; a client that falls this far behind is disconnected.
+    pub browser_buffer: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            start_delay: Duration::from_millis(1500),
+            health_interval: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(10),
+            silence: Duration::from_secs(30),
+            deadline_base: Duration::from_secs(120),
+            deadline_per_token: Duration::from_millis(250),
+            browser_buffer: 4096,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MachinesFile, ConfigError> {
+        MachinesFile::parse(text, Path::new("machines.yaml"))
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/machines.example.yaml");
+        let file = MachinesFile::load(&path).unwrap();
+        assert!(!file.machines.is_empty());
+        assert_eq!(file.machines[0].ws_url(), "ws://127.0.0.1:9001/ws");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = parse("machines:\n  - machine_id: a\n    agent_base_url: http://h:1\n    lable: x\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("lable") && msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_ids_name_the_second_line() {
+        let text = "machines:\n  - machine_id: a\n    agent_base_url: http://h:1\n  - machine_id: \"a\"\n    agent_base_url: http://h:2\n";
+        let msg = parse(text).unwrap_err().to_string();
+        assert!(msg.contains("line 4") && msg.contains("machines[1].machine_id") && msg.contains("duplicate"), "{msg}");
+    }
+
+    #[test]
+    fn bad_url_empty_list_and_bad_id() {
+        let msg = parse("machines:\n  - machine_id: a\n    agent_base_url: ftp://h\n").unwrap_err().to_string();
+        assert!(msg.contains("line 3") && msg.contains("agent_base_url"), "{msg}");
+        let msg = parse("machines:\n  - machine_id: a\n    agent_base_url: not a url\n").unwrap_err().to_string();
+        assert!(msg.contains("line 3") && msg.contains("not a URL"), "{msg}");
+        let msg = parse("# c\nmachines: []\n").unwrap_err().to_string();
+        assert!(msg.contains("line 2") && msg.contains("machines"), "{msg}");
+        let msg = parse("machines:\n  - machine_id: ../x\n    agent_base_url: http://h:1\n").unwrap_err().to_string();
+        assert!(msg.contains("line 2") && msg.contains("machine_id"), "{msg}");
+        let msg = parse("machines:\n  - label: x\n    agent_base_url: http://h:1\n").unwrap_err().to_string();
+        assert!(msg.contains("machine_id") && msg.contains("line 2"), "{msg}");
+    }
+}

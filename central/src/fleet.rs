@@ -1,0 +1,260 @@
+//! The fleet: one task per machine keeps central's view of that agent current.
+//!
+//! Each task runs two loops side by side: a WebSocket subscription to the agent's `/ws` (every
+//! event goes to the run that owns its job; reconnects use exponential backoff with jitter, capped)
+//! and a `/health` + `/capabilities` refresh (every `health_interval`, and at once after a
+//! reconnect). After every (re)connect the runs with jobs on the machine are told, so they fetch
+//! what they missed from `GET /jobs/{id}/events?after_seq=`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bench_shared::engine::EngineInfo;
+use bench_shared::event::RawEnvelope;
+use bench_shared::hardware::Hardware;
+use bench_shared::run::{MACHINE_STATE, MachineState, MachineView};
+use futures_util::StreamExt;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent_client::{AgentClient, error_chain};
+use crate::config::{MachineConfig, Settings};
+use crate::hub::Hub;
+use crate::routing::JobRouter;
+
+/// One configured machine and what central last learned about it.
+#[derive(Debug)]
+pub struct Machine {
+    pub config: MachineConfig,
+    pub client: AgentClient,
+    view: Mutex<MachineView>,
+    /// Wakes the health loop (after a reconnect).
+    refresh: Notify,
+}
+
+impl Machine {
+    pub fn view(&self) -> MachineView {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies `f` to the view; publishes a `machine_state` event when something a user sees changed.
+    fn update(&self, hub: &Hub, f: impl FnOnce(&mut MachineView)) {
+        let (changed, view) = {
+            let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+            let before = (v.state, v.ws_connected, v.models.clone(), v.last_error.clone());
+            f(&mut v);
+            let after = (v.state, v.ws_connected, v.models.clone(), v.last_error.clone());
+            (before != after, v.clone())
+        };
+        if changed {
+            tracing::info!(machine_id = %view.machine_id, state = ?view.state, ws = view.ws_connected,
+                error = view.last_error.as_deref().unwrap_or(""), "machine state");
+            hub.publish(&json!({"type": MACHINE_STATE, "machine_id": view.machine_id, "machine": view}));
+        }
+    }
+}
+
+/// Every configured machine.
+#[derive(Debug)]
+pub struct Fleet {
+    machines: Vec<Arc<Machine>>,
+}
+
+impl Fleet {
+    pub fn new(configs: &[MachineConfig], http: &reqwest::Client, settings: &Settings) -> Self {
+        let machines = configs
+            .iter()
+            .map(|c| {
+                Arc::new(Machine {
+                    config: c.clone(),
+                    client: AgentClient::new(http.clone(), c, settings.http_timeout),
+                    view: Mutex::new(MachineView {
+                        machine_id: c.machine_id.clone(),
+                        label: c.label().to_owned(),
+                        agent_base_url: c.base_url().to_owned(),
+                        notes: c.notes.clone(),
+                        state: MachineState::Offline,
+                        ws_connected: false,
+                        last_error: Some("not contacted yet".into()),
+                        last_seen_s: None,
+                        models: Vec::new(),
+                        engine: None,
+                        hardware: None,
+                        health: None,
+                        capabilities: None,
+                    }),
+                    refresh: Notify::new(),
+                })
+            })
+            .collect();
+        Fleet { machines }
+    }
+
+    pub fn machines(&self) -> &[Arc<Machine>] {
+        &self.machines
+    }
+
+    pub fn get(&self, machine_id: &str) -> Option<&Arc<Machine>> {
+        self.machines.iter().find(|m| m.config.machine_id == machine_id)
+    }
+
+    pub fn views(&self) -> Vec<MachineView> {
+        self.machines.iter().map(|m| m.view()).collect()
+    }
+
+    /// Starts one task per machine; they stop when `cancel` fires.
+    pub fn spawn(&self, router: Arc<JobRouter>, hub: Hub, settings: Settings, cancel: CancellationToken) {
+        for m in &self.machines {
+            let (m, router, hub, settings, cancel) =
+                (m.clone(), router.clone(), hub.clone(), settings.clone(), cancel.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = async { tokio::join!(health_loop(&m, &hub, &settings), ws_loop(&m, &router, &hub, &settings)) } => {}
+                }
+            });
+        }
+    }
+}
+
+async fn health_loop(m: &Machine, hub: &Hub, settings: &Settings) {
+    loop {
+        refresh(m, hub).await;
+        tokio::select! {
+            _ = tokio::time::sleep(settings.health_interval) => {}
+            _ = m.refresh.notified() => {}
+        }
+    }
+}
+
+/// One `/health` + `/capabilities` round.
+pub async fn refresh(m: &Machine, hub: &Hub) {
+    let health = m.client.health().await;
+    let caps = match &health {
+        Ok(_) => Some(m.client.capabilities().await),
+        Err(_) => None,
+    };
+    m.update(hub, |v| match health {
+        Err(e) => {
+            v.state = MachineState::Offline;
+            v.last_error = Some(e.to_string());
+        }
+        Ok(h) => {
+            let busy = h.get("busy").and_then(Value::as_bool).unwrap_or(false)
+                || h.get("queue_len").and_then(Value::as_u64).unwrap_or(0) > 0;
+            v.state = if busy { MachineState::Busy } else { MachineState::Online };
+            v.last_seen_s = Some(crate::store::now_s());
+            v.health = Some(h);
+            v.last_error = None;
+            match caps {
+                Some(Ok(c)) => {
+                    v.models = models_of(&c);
+                    v.engine = c.get("engine").cloned().and_then(|e| serde_json::from_value::<EngineInfo>(e).ok());
+                    v.hardware = c.get("hardware").cloned().and_then(|h| serde_json::from_value::<Hardware>(h).ok());
+                    v.capabilities = Some(c);
+                }
+                Some(Err(e)) => v.last_error = Some(format!("capabilities: {e}")),
+                None => {}
+            }
+        }
+    });
+}
+
+/// LLM model names from a `/capabilities` answer (`llm_models`, else `models[].name`).
+pub fn models_of(caps: &Value) -> Vec<String> {
+    let names = |arr: &Value, key: Option<&str>| -> Vec<String> {
+        arr.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| match key {
+                        Some(k) => x.get(k).and_then(Value::as_str),
+                        None => x.as_str(),
+                    })
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut models = names(caps.get("llm_models").unwrap_or(&Value::Null), None);
+    for n in names(caps.get("models").unwrap_or(&Value::Null), Some("name")) {
+        if !models.contains(&n) {
+            models.push(n);
+        }
+    }
+    models
+}
+
+async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings) {
+    let mut attempt: u32 = 0;
+    loop {
+        match connect(&m.config).await {
+            Ok(stream) => {
+                attempt = 0;
+                m.update(hub, |v| v.ws_connected = true);
+                m.refresh.notify_one();
+                router.reconnected(&m.config.machine_id);
+                let why = read_events(m, router, stream).await;
+                tracing::warn!(machine_id = %m.config.machine_id, "agent WebSocket closed: {why}");
+                m.update(hub, |v| {
+                    v.ws_connected = false;
+                    v.last_error = Some(format!("event stream: {why}"));
+                });
+            }
+            Err(e) => {
+                m.update(hub, |v| {
+                    v.ws_connected = false;
+                    if v.state == MachineState::Offline {
+                        v.last_error = Some(format!("event stream: {e}"));
+                    }
+                });
+            }
+        }
+        tokio::time::sleep(backoff(attempt, settings)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Exponential backoff with "equal jitter": a random delay in `[d/2, d]`, `d` capped.
+pub fn backoff(attempt: u32, settings: &Settings) -> Duration {
+    let d = settings.backoff_initial.saturating_mul(1u32 << attempt.min(16)).min(settings.backoff_max);
+    let half = d / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(config: &MachineConfig) -> Result<WsStream, String> {
+    let mut req = config.ws_url().into_client_request().map_err(|e| e.to_string())?;
+    if let Some(token) = &config.token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+        req.headers_mut().insert("authorization", value);
+    }
+    let connecting = tokio_tungstenite::connect_async(req);
+    match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        Ok(Ok((stream, _))) => Ok(stream),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err("WebSocket connect timed out".into()),
+    }
+}
+
+/// Routes every event until the stream ends; returns why it ended.
+async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream) -> String {
+    while let Some(msg) = stream.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(frame)) => return format!("closed by agent ({})", frame.map(|f| f.reason.to_string()).unwrap_or_default()),
+            Ok(_) => continue,
+            Err(e) => return error_chain(&e),
+        };
+        match serde_json::from_str::<RawEnvelope>(&text) {
+            Ok(env) => {
+                router.route(&m.config.machine_id, env);
+            }
+            Err(e) => tracing::warn!(machine_id = %m.config.machine_id, "ignoring malformed agent event: {e}"),
+        }
+    }
+    "stream ended".into()
+}

@@ -1,0 +1,279 @@
+//! Run lifecycle: validate the request, preflight the fleet, persist the run, post the job to every
+//! chosen agent at once with a common `start_at`, and hand the run to its task ([`actor`]).
+//!
+//! Decision: when preflight leaves no machine, the run is still persisted (status `failed`, every
+//! machine `skipped` with its reason) so the history shows what was tried, and the request is
+//! answered `409` with those reasons and the `run_id`.
+
+pub mod actor;
+pub mod finish;
+pub mod request;
+pub mod summary;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bench_shared::engine::ModelInfo;
+use bench_shared::job::{FieldError, JobSpec};
+use bench_shared::run::{MachineRecord, MachineRunStatus, MachineState, MachineView, RUN_START, RunMetadata, RunStatus};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use self::actor::{Actor, LiveRun, SharedRun};
+use crate::config::Settings;
+use crate::fleet::Fleet;
+use crate::hub::Hub;
+use crate::routing::{JobRouter, RunMsg};
+use crate::store::{Store, StoreError, new_run_id, now_ms, now_s, rfc3339};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("no machine can run this job: {reason}")]
+    NoMachines { run_id: String, reason: String, machines: Vec<MachineOutcome> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One machine in the answer to `POST /api/runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineOutcome {
+    pub machine_id: String,
+    pub status: MachineRunStatus,
+    pub reason: Option<String>,
+    pub job_id: Option<String>,
+}
+
+/// The answer to `POST /api/runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedRun {
+    pub run_id: String,
+    /// The common start instant, epoch ms.
+    pub start_at: u64,
+    pub machines: Vec<MachineOutcome>,
+}
+
+/// Owns the runs in progress.
+#[derive(Debug)]
+pub struct RunManager {
+    store: Store,
+    fleet: Arc<Fleet>,
+    router: Arc<JobRouter>,
+    hub: Hub,
+    settings: Settings,
+    cancel: CancellationToken,
+    live: Arc<Mutex<HashMap<String, SharedRun>>>,
+}
+
+impl RunManager {
+    pub fn new(
+        store: Store,
+        fleet: Arc<Fleet>,
+        router: Arc<JobRouter>,
+        hub: Hub,
+        settings: Settings,
+        cancel: CancellationToken,
+    ) -> Self {
+        RunManager { store, fleet, router, hub, settings, cancel, live: Default::default() }
+    }
+
+    /// The live state of a running run (`None` once its files are final).
+    pub fn live(&self, run_id: &str) -> Option<SharedRun> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(run_id).cloned()
+    }
+
+    pub fn is_running(&self, run_id: &str) -> bool {
+        self.live(run_id).is_some()
+    }
+
+    /// Starts a run from a `POST /api/runs` body.
+    pub async fn create(&self, body: &Value) -> Result<CreatedRun, RunError> {
+        let now = now_ms();
+        let start_at = now + self.settings.start_delay.as_millis() as u64;
+        let known: Vec<&str> = self.fleet.machines().iter().map(|m| m.config.machine_id.as_str()).collect();
+        let req = request::parse(body, start_at, now, &known)?;
+        let chosen: Vec<_> = self
+            .fleet
+            .machines()
+            .iter()
+            .filter(|m| req.machine_ids.as_ref().is_none_or(|ids| ids.contains(&m.config.machine_id)))
+            .cloned()
+            .collect();
+        let records: Vec<MachineRecord> = chosen.iter().map(|m| preflight(&m.view(), &req.spec)).collect();
+
+        let started = now_s();
+        let run_id = new_run_id(started);
+        let mut meta = RunMetadata {
+            run_id: run_id.clone(),
+            test_type: req.spec.test_type(),
+            models: req.spec.models(),
+            prompt: match &req.spec {
+                JobSpec::LlmGenerate(g) => Some(g.prompt.clone()),
+                JobSpec::LlmSweep(_) => None,
+            },
+            spec: req.spec.clone(),
+            status: RunStatus::Running,
+            reason: None,
+            started_at: rfc3339(started),
+            started_at_s: started,
+            ended_at: None,
+            ended_at_s: None,
+            machines: records,
+        };
+        self.store.create_run(&run_id)?;
+        let mut log = self.store.event_log(&run_id)?;
+        let start_event = json!({
+            "type": RUN_START, "run_id": run_id, "test_type": meta.test_type, "models": meta.models,
+            "prompt": meta.prompt, "start_at": start_at, "started_at_s": started,
+            "machines": meta.machines.iter().map(|m| json!({"machine_id": m.machine_id, "label": m.label,
+                "status": m.status, "reason": m.reason, "engine": m.engine, "hardware": m.hardware})).collect::<Vec<_>>(),
+        });
+        let line = start_event.to_string();
+        log.append(&line)?;
+        self.hub.publish_line(line.into());
+        self.store.write_metadata(&meta)?;
+        tracing::info!(run_id, machines = meta.machines.len(), "run started");
+
+        let eligible: Vec<_> = chosen
+            .iter()
+            .zip(&meta.machines)
+            .filter(|(_, r)| r.status == MachineRunStatus::Pending)
+            .map(|(m, _)| m.clone())
+            .collect();
+        if eligible.is_empty() {
+            let reasons: Vec<String> = meta
+                .machines
+                .iter()
+                .map(|m| format!("{}: {}", m.machine_id, m.reason.as_deref().unwrap_or("not available")))
+                .collect();
+            let reason = if reasons.is_empty() { "no machine selected".to_owned() } else { reasons.join("; ") };
+            meta.reason = Some(format!("no machine can run this job ({reason})"));
+            finish::finish_run(&self.store, &self.hub, &mut log, &mut meta, &HashMap::new())?;
+            return Err(RunError::NoMachines { run_id, reason, machines: outcomes_of(&meta) });
+        }
+
+        let live: SharedRun = Arc::new(Mutex::new(LiveRun { meta, outcomes: HashMap::new(), finished: 0 }));
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id.clone(), live.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let table = self.live.clone();
+        let id = run_id.clone();
+        let on_done = Box::new(move || {
+            table.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        });
+        let mut actor = Actor::new(
+            run_id.clone(),
+            live.clone(),
+            self.store.clone(),
+            log,
+            self.hub.clone(),
+            self.router.clone(),
+            (tx.clone(), rx),
+            self.settings.clone(),
+            self.cancel.clone(),
+            on_done,
+        );
+        let lead = Duration::from_millis(start_at.saturating_sub(now_ms()));
+        let limit = lead + deadline(&req.spec, &self.settings);
+        for m in &eligible {
+            actor.track(&m.config.machine_id, m.client.clone(), limit);
+        }
+        tokio::spawn(actor.run());
+
+        // Every agent gets the job at once; `start_at` makes them begin together.
+        let posts = eligible.iter().map(|m| {
+            let job = &req.job;
+            async move { (m.config.machine_id.clone(), m.client.post_job(job).await) }
+        });
+        let mut job_ids = HashMap::new();
+        for (machine_id, result) in futures_util::future::join_all(posts).await {
+            if let Ok(job_id) = &result {
+                job_ids.insert(machine_id.clone(), job_id.clone());
+            }
+            // The actor outlives this send: it waits for every dispatched machine.
+            let _ = tx.send(RunMsg::Dispatched { machine_id, result });
+        }
+        let meta = actor::lock(&live).meta.clone();
+        let mut machines = outcomes_of(&meta);
+        for m in &mut machines {
+            if let Some(j) = job_ids.get(&m.machine_id) {
+                m.job_id = Some(j.clone());
+                if m.status == MachineRunStatus::Pending {
+                    m.status = MachineRunStatus::Running;
+                }
+            }
+        }
+        Ok(CreatedRun { run_id, start_at, machines })
+    }
+}
+
+fn outcomes_of(meta: &RunMetadata) -> Vec<MachineOutcome> {
+    meta.machines
+        .iter()
+        .map(|m| MachineOutcome {
+            machine_id: m.machine_id.clone(),
+            status: m.status,
+            reason: m.reason.clone(),
+            job_id: m.job_id.clone(),
+        })
+        .collect()
+}
+
+/// A machine's record at the start of a run: `pending` when it can take the job, otherwise
+/// `skipped` with the reason (offline, model missing, test type not supported).
+pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
+    let caps = view.capabilities.as_ref();
+    let models = spec.models();
+    let model_details: Vec<ModelInfo> = caps
+        .and_then(|c| c.get("models"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| serde_json::from_value::<ModelInfo>(m.clone()).ok())
+        .filter(|m| models.contains(&m.name))
+        .collect();
+    let tests: Option<Vec<&str>> =
+        caps.and_then(|c| c.get("tests")).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect());
+    let missing: Vec<&String> = models.iter().filter(|m| !view.models.contains(m)).collect();
+    let skip = if view.state == MachineState::Offline {
+        Some(format!("agent offline: {}", view.last_error.as_deref().unwrap_or("no answer")))
+    } else if tests.as_ref().is_some_and(|t| !t.contains(&spec.test_type().as_str())) {
+        Some(format!("agent does not support {}", spec.test_type().as_str()))
+    } else if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        Some(format!("model {} not available (machine has: {})", names.join(", "), view.models.join(", ")))
+    } else {
+        None
+    };
+    MachineRecord {
+        machine_id: view.machine_id.clone(),
+        label: view.label.clone(),
+        agent_base_url: view.agent_base_url.clone(),
+        notes: view.notes.clone(),
+        status: if skip.is_some() { MachineRunStatus::Skipped } else { MachineRunStatus::Pending },
+        reason: skip,
+        job_id: None,
+        engine: view.engine.clone(),
+        models: model_details,
+        hardware: view.hardware.clone(),
+        capabilities: view.capabilities.clone(),
+    }
+}
+
+/// How long a machine may take, from `start_at`: generous, derived from the work asked for.
+pub fn deadline(spec: &JobSpec, settings: &Settings) -> Duration {
+    match spec {
+        JobSpec::LlmGenerate(g) => {
+            let requests = g.repeat + g.warmup;
+            settings.deadline_base + settings.deadline_per_token.saturating_mul(g.max_tokens.saturating_mul(requests))
+        }
+        JobSpec::LlmSweep(s) => {
+            let cells = (s.models.len() * s.ctx_points().len() * s.parallel.len()) as u32;
+            let calls = cells.saturating_mul(s.warmup + 2 * s.runs);
+            settings.deadline_base + Duration::from_secs_f64(s.timeout_s).saturating_mul(calls)
+        }
+    }
+}

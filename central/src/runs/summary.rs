@@ -1,0 +1,207 @@
+//! Per-machine outcomes and `summary.json`, derived from events.
+//!
+//! The same functions serve a live run (fed event by event) and a run recovered after a restart
+//! (fed from `events.ndjson`), so a summary never depends on memory a restart loses.
+
+use std::collections::HashMap;
+
+use bench_shared::run::{
+    MACHINE_STATUS, MachineRunStatus, MachineSummary, RANK_BY, RunMetadata, RunSummary, assign_ranks,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+/// What is known about one machine of a run from its events.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// Set by a terminal agent event or a central `machine_status` event.
+    pub status: Option<MachineRunStatus>,
+    pub reason: Option<String>,
+    pub job_id: Option<String>,
+    /// The `job_done` / `sweep_done` payload.
+    pub done: Option<Value>,
+    /// 1 = first machine to finish.
+    pub finish_order: Option<u32>,
+    /// Agent events stored for this machine.
+    pub events: u64,
+    /// Highest agent `seq` stored.
+    pub last_seq: u64,
+    /// Visible text of the first recorded repeat, as streamed (`llm_token`, content channel).
+    pub output_text: String,
+}
+
+impl Outcome {
+    pub fn is_terminal(&self) -> bool {
+        self.status.is_some_and(MachineRunStatus::is_terminal)
+    }
+}
+
+/// The machine status and reason a terminal agent event means, or `None` for other events.
+pub fn terminal_status(kind: &str, payload: &Value) -> Option<(MachineRunStatus, Option<String>)> {
+    let text = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
+    match kind {
+        "job_done" | "sweep_done" => Some((MachineRunStatus::Complete, None)),
+        "job_error" => {
+            let msg = text("message").unwrap_or_else(|| "job failed".into());
+            let reason = match text("kind") {
+                Some(k) => format!("{k}: {msg}"),
+                None => msg,
+            };
+            Some((MachineRunStatus::Error, Some(reason)))
+        }
+        "job_cancelled" => Some((MachineRunStatus::Cancelled, text("reason").or(Some("cancelled".into())))),
+        _ => None,
+    }
+}
+
+/// Folds one stored event line (agent event with `machine_id`, or central `machine_status`) into
+/// `outcomes`. `finished` counts machines that reached a terminal event, for `finish_order`.
+pub fn apply(outcomes: &mut HashMap<String, Outcome>, finished: &mut u32, event: &Value) {
+    let Some(machine_id) = event.get("machine_id").and_then(Value::as_str) else { return };
+    let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
+    let o = outcomes.entry(machine_id.to_owned()).or_default();
+    if kind == MACHINE_STATUS {
+        if let Some(s) = event.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()) {
+            o.status = Some(s);
+        }
+        if let Some(r) = event.get("reason").and_then(Value::as_str) {
+            o.reason = Some(r.to_owned());
+        }
+        if let Some(j) = event.get("job_id").and_then(Value::as_str) {
+            o.job_id = Some(j.to_owned());
+        }
+        if o.is_terminal() && o.finish_order.is_none() {
+            *finished += 1;
+            o.finish_order = Some(*finished);
+        }
+        return;
+    }
+    o.events += 1;
+    o.last_seq = o.last_seq.max(event.get("seq").and_then(Value::as_u64).unwrap_or(0));
+    let payload = event.get("payload").unwrap_or(&Value::Null);
+    if kind == "llm_token" {
+        let content = payload.get("channel").and_then(Value::as_str).is_none_or(|c| c == "content");
+        let warmup = payload.get("warmup").and_then(Value::as_bool).unwrap_or(false);
+        let first = payload.get("repeat_index").and_then(Value::as_u64).unwrap_or(0) == 0;
+        if content && !warmup && first {
+            o.output_text.push_str(payload.get("text").and_then(Value::as_str).unwrap_or(""));
+        }
+    }
+    if o.is_terminal() {
+        return;
+    }
+    if let Some((status, reason)) = terminal_status(kind, payload) {
+        o.status = Some(status);
+        o.reason = reason;
+        if matches!(kind, "job_done" | "sweep_done") {
+            o.done = Some(payload.clone());
+        }
+        *finished += 1;
+        o.finish_order = Some(*finished);
+    }
+}
+
+/// Outcomes per machine from the bytes of `events.ndjson`.
+pub fn outcomes_from_events(bytes: &[u8]) -> HashMap<String, Outcome> {
+    let mut outcomes = HashMap::new();
+    let mut finished = 0;
+    for e in crate::store::parse_events(bytes) {
+        apply(&mut outcomes, &mut finished, &e);
+    }
+    outcomes
+}
+
+/// `summary.json` for a run: status and reason from the metadata (authoritative), metrics from
+/// the `job_done` payloads, ranks by [`RANK_BY`].
+pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSummary {
+    let mut machines: Vec<MachineSummary> = meta
+        .machines
+        .iter()
+        .map(|rec| {
+            let empty = Outcome::default();
+            let o = outcomes.get(&rec.machine_id).unwrap_or(&empty);
+            let mut s = match (&o.done, rec.status) {
+                (Some(done), MachineRunStatus::Complete) => from_done(done),
+                _ => MachineSummary::default(),
+            };
+            s.machine_id = rec.machine_id.clone();
+            s.label = rec.label.clone();
+            s.status = Some(rec.status);
+            s.reason = rec.reason.clone();
+            s.job_id = rec.job_id.clone();
+            s.finish_order = o.finish_order;
+            s.events = o.events;
+            s
+        })
+        .collect();
+    assign_ranks(&mut machines);
+    let winner = machines.iter().find(|m| m.rank == Some(1)).map(|m| m.machine_id.clone());
+    RunSummary {
+        run_id: meta.run_id.clone(),
+        test_type: meta.spec.test_type(),
+        models: meta.models.clone(),
+        status: meta.status,
+        rank_by: RANK_BY.into(),
+        winner,
+        machines,
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Option<T> {
+    v.get(key).cloned().and_then(|x| serde_json::from_value(x).ok())
+}
+
+/// The metrics of a `job_done` payload (lenient: a field the agent did not send stays empty).
+fn from_done(done: &Value) -> MachineSummary {
+    let f = |k: &str| done.get(k).and_then(Value::as_f64);
+    let u = |k: &str| done.get(k).and_then(Value::as_u64);
+    MachineSummary {
+        engine: typed(done, "engine"),
+        model: done.get("model").and_then(Value::as_str).map(str::to_owned),
+        fallback_reason: done.get("fallback_reason").and_then(Value::as_str).map(str::to_owned),
+        ttft_ms: f("ttft_ms"),
+        gen_tokens: u("gen_tokens"),
+        gen_tokens_per_s: f("gen_tokens_per_s"),
+        total_ms: f("total_ms"),
+        ttfc_ms: f("ttfc_ms"),
+        decode_tok_s: f("decode_tok_s"),
+        engine_decode_tok_s: f("engine_decode_tok_s"),
+        prompt_tokens: u("prompt_tokens"),
+        engine_prefill_tok_s: f("engine_prefill_tok_s"),
+        client_prefill_tok_s: f("client_prefill_tok_s"),
+        load_ms: f("load_ms"),
+        token_source: typed(done, "token_source"),
+        repeats: u("repeats").map(|r| r as u32),
+        aggregate: done.get("aggregate").cloned(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcomes_follow_events() {
+        let lines = [
+            json!({"type": "run_start", "run_id": "r"}),
+            json!({"type": "machine_status", "machine_id": "a", "status": "running", "job_id": "j1"}),
+            json!({"type": "llm_token", "machine_id": "a", "seq": 2, "payload": {"text": "He", "repeat_index": 0}}),
+            json!({"type": "llm_token", "machine_id": "a", "seq": 3, "payload": {"text": "x", "repeat_index": 0, "warmup": true}}),
+            json!({"type": "llm_token", "machine_id": "a", "seq": 4, "payload": {"text": "llo", "repeat_index": 0}}),
+            json!({"type": "job_error", "machine_id": "b", "seq": 5, "payload": {"kind": "timeout", "message": "slow"}}),
+            json!({"type": "job_done", "machine_id": "a", "seq": 5, "payload": {"gen_tokens": 2, "gen_tokens_per_s": 9.5}}),
+        ];
+        let bytes: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+        let o = outcomes_from_events(&bytes);
+        assert_eq!(o["a"].output_text, "Hello");
+        assert_eq!(o["a"].status, Some(MachineRunStatus::Complete));
+        assert_eq!(o["a"].finish_order, Some(2));
+        assert_eq!(o["a"].last_seq, 5);
+        assert_eq!(o["a"].job_id.as_deref(), Some("j1"));
+        assert_eq!(o["b"].status, Some(MachineRunStatus::Error));
+        assert_eq!(o["b"].reason.as_deref(), Some("timeout: slow"));
+        assert_eq!(o["b"].finish_order, Some(1));
+    }
+}

@@ -1,0 +1,49 @@
+//! The state every handler shares: a cloneable bundle of `Arc`s.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MachineConfig, Settings};
+use crate::fleet::Fleet;
+use crate::hub::Hub;
+use crate::routing::JobRouter;
+use crate::runs::RunManager;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Every configured machine and its live view (`/api/machines`).
+    pub fleet: Arc<Fleet>,
+    /// Runs in progress (`POST /api/runs`, live state of `GET /api/runs/{id}`).
+    pub runs: Arc<RunManager>,
+    /// Stored runs (history, exports, events).
+    pub store: Store,
+    /// Fan-out to browser WebSockets.
+    pub hub: Hub,
+    pub settings: Settings,
+    /// Fired on shutdown: stops fleet tasks, run tasks and browser sockets.
+    pub cancel: CancellationToken,
+}
+
+impl AppState {
+    /// Opens the results directory (marking runs a previous process left `running` as
+    /// `interrupted`) and starts one fleet task per machine.
+    pub fn start(machines: &[MachineConfig], results_dir: &Path, settings: Settings) -> Result<AppState, StoreError> {
+        let store = Store::open(results_dir)?;
+        store.recover_interrupted()?;
+        let cancel = CancellationToken::new();
+        let hub = Hub::new(settings.browser_buffer);
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.http_timeout)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let fleet = Arc::new(Fleet::new(machines, &http, &settings));
+        let router = Arc::new(JobRouter::default());
+        fleet.spawn(router.clone(), hub.clone(), settings.clone(), cancel.clone());
+        let runs =
+            Arc::new(RunManager::new(store.clone(), fleet.clone(), router, hub.clone(), settings.clone(), cancel.clone()));
+        Ok(AppState { fleet, runs, store, hub, settings, cancel })
+    }
+}

@@ -1,0 +1,318 @@
+//! Runs on disk: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`.
+//!
+//! JSON files are written atomically (temp file + rename) so a crash never leaves half a file;
+//! `events.ndjson` is appended and flushed line by line as events arrive. Run ids from requests are
+//! checked against a strict pattern before they touch a path. Nothing here is cached in memory: the
+//! history is what is on disk, so a restart loses nothing that finished.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use bench_shared::run::{MachineRunStatus, RunListEntry, RunMetadata, RunPage, RunStatus, RunSummary};
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub const METADATA: &str = "metadata.json";
+pub const EVENTS: &str = "events.ndjson";
+pub const SUMMARY: &str = "summary.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid run id {0:?}: expected YYYY-MM-DD_HHMMSS_xxxxxx")]
+    InvalidId(String),
+    #[error("invalid file name {0:?}")]
+    InvalidName(String),
+    #[error("run {0} not found")]
+    NotFound(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+/// Wall-clock epoch seconds.
+pub fn now_s() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Wall-clock epoch milliseconds.
+pub fn now_ms() -> u64 {
+    (now_s() * 1000.0) as u64
+}
+
+/// RFC 3339 UTC rendering of epoch seconds.
+pub fn rfc3339(epoch_s: f64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos((epoch_s * 1e9) as i128)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// A new run id `YYYY-MM-DD_HHMMSS_<6 hex>` (UTC); sorts chronologically.
+pub fn new_run_id(epoch_s: f64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(epoch_s as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]_[hour][minute][second]");
+    let suffix: u32 = rand::rng().random_range(0..0x100_0000);
+    format!("{}_{suffix:06x}", t.format(&fmt).unwrap_or_default())
+}
+
+/// True for ids shaped exactly like [`new_run_id`]'s (so never `..`, `/` or anything else).
+pub fn valid_run_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 24
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 | 17 => *c == b'_',
+            18..=23 => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// The `results/runs` directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    runs_dir: PathBuf,
+}
+
+impl Store {
+    pub fn open(results_dir: &Path) -> Result<Store, StoreError> {
+        let runs_dir = results_dir.join("runs");
+        fs::create_dir_all(&runs_dir).map_err(io(&runs_dir))?;
+        Ok(Store { runs_dir })
+    }
+
+    pub fn runs_dir(&self) -> &Path {
+        &self.runs_dir
+    }
+
+    /// The folder of a run; fails on an invalid id.
+    pub fn run_dir(&self, run_id: &str) -> Result<PathBuf, StoreError> {
+        if !valid_run_id(run_id) {
+            return Err(StoreError::InvalidId(run_id.chars().take(64).collect()));
+        }
+        Ok(self.runs_dir.join(run_id))
+    }
+
+    fn existing_dir(&self, run_id: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.run_dir(run_id)?;
+        if dir.join(METADATA).is_file() { Ok(dir) } else { Err(StoreError::NotFound(run_id.to_owned())) }
+    }
+
+    pub fn create_run(&self, run_id: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.run_dir(run_id)?;
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(dir)
+    }
+
+    pub fn write_metadata(&self, meta: &RunMetadata) -> Result<(), StoreError> {
+        self.write_json(&meta.run_id, METADATA, meta)
+    }
+
+    pub fn write_summary(&self, summary: &RunSummary) -> Result<(), StoreError> {
+        self.write_json(&summary.run_id, SUMMARY, summary)
+    }
+
+    pub fn metadata(&self, run_id: &str) -> Result<RunMetadata, StoreError> {
+        read_json(&self.existing_dir(run_id)?.join(METADATA))
+    }
+
+    /// `summary.json`, or `None` while the run has none (running, interrupted before the end).
+    pub fn summary(&self, run_id: &str) -> Result<Option<RunSummary>, StoreError> {
+        let path = self.existing_dir(run_id)?.join(SUMMARY);
+        if path.is_file() { read_json(&path).map(Some) } else { Ok(None) }
+    }
+
+    /// The raw `events.ndjson` bytes.
+    pub fn events(&self, run_id: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.existing_dir(run_id)?.join(EVENTS);
+        match fs::read(&path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Opens `events.ndjson` for appending.
+    pub fn event_log(&self, run_id: &str) -> Result<EventLog, StoreError> {
+        let path = self.run_dir(run_id)?.join(EVENTS);
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        Ok(EventLog { file, path })
+    }
+
+    pub fn write_json<T: Serialize>(&self, run_id: &str, name: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json { path: name.into(), source })?;
+        self.write_file(run_id, name, &bytes)
+    }
+
+    /// Writes `<run>/<name>` atomically. `name` must be a plain file name.
+    pub fn write_file(&self, run_id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain {
+            return Err(StoreError::InvalidName(name.to_owned()));
+        }
+        let dir = self.run_dir(run_id)?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(name);
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Ids of every stored run, newest first.
+    pub fn run_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut ids: Vec<String> = fs::read_dir(&self.runs_dir)
+            .map_err(io(&self.runs_dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| valid_run_id(n) && self.runs_dir.join(n).join(METADATA).is_file())
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ids)
+    }
+
+    /// One page of runs, newest first. Unreadable runs are listed with what the id tells.
+    pub fn list(&self, limit: usize, offset: usize) -> Result<RunPage, StoreError> {
+        let ids = self.run_ids()?;
+        let runs = ids
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|id| match self.metadata(id) {
+                Ok(m) => Some(list_entry(&m, self.summary(id).ok().flatten().as_ref())),
+                Err(e) => {
+                    tracing::warn!(run_id = %id, "skipping unreadable run: {e}");
+                    None
+                }
+            })
+            .collect();
+        Ok(RunPage { runs, total: ids.len(), limit, offset })
+    }
+
+    pub fn delete(&self, run_id: &str) -> Result<(), StoreError> {
+        let dir = self.existing_dir(run_id)?;
+        fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+
+    /// Marks runs left `running` by a previous process as `interrupted` (machines that had not
+    /// finished likewise) and writes their summary from the events that were stored.
+    pub fn recover_interrupted(&self) -> Result<Vec<String>, StoreError> {
+        let mut recovered = Vec::new();
+        for id in self.run_ids()? {
+            let Ok(mut meta) = self.metadata(&id) else { continue };
+            if meta.status != RunStatus::Running {
+                continue;
+            }
+            let events = self.events(&id)?;
+            let outcomes = crate::runs::summary::outcomes_from_events(&events);
+            for m in &mut meta.machines {
+                match outcomes.get(&m.machine_id) {
+                    Some(o) if o.is_terminal() => {
+                        m.status = o.status.unwrap_or(MachineRunStatus::Interrupted);
+                        m.reason = o.reason.clone();
+                    }
+                    _ if !m.status.is_terminal() => {
+                        m.status = MachineRunStatus::Interrupted;
+                        m.reason = Some("central stopped before the machine finished".into());
+                    }
+                    _ => {}
+                }
+            }
+            meta.status = RunStatus::Interrupted;
+            meta.reason = Some("central stopped while the run was running".into());
+            let now = now_s();
+            meta.ended_at_s = Some(now);
+            meta.ended_at = Some(rfc3339(now));
+            let summary = crate::runs::summary::build(&meta, &outcomes);
+            self.write_summary(&summary)?;
+            self.write_metadata(&meta)?;
+            tracing::warn!(run_id = %id, "run was left running by a previous central: marked interrupted");
+            recovered.push(id);
+        }
+        Ok(recovered)
+    }
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
+    let file = File::open(path).map_err(io(path))?;
+    serde_json::from_reader(BufReader::new(file)).map_err(|source| StoreError::Json { path: path.to_owned(), source })
+}
+
+fn list_entry(m: &RunMetadata, summary: Option<&RunSummary>) -> RunListEntry {
+    let prompt_preview = m.prompt.as_ref().map(|p| {
+        let mut s: String = p.chars().take(120).collect();
+        if s.len() < p.len() {
+            s.push('…');
+        }
+        s
+    });
+    RunListEntry {
+        run_id: m.run_id.clone(),
+        test_type: m.spec.test_type(),
+        models: m.models.clone(),
+        status: m.status,
+        started_at: m.started_at.clone(),
+        ended_at: m.ended_at.clone(),
+        machines: m.machines.len(),
+        prompt_preview,
+        winner: summary.and_then(|s| s.winner.clone()),
+    }
+}
+
+/// `events.ndjson` opened for appending; every line is flushed as it is written.
+#[derive(Debug)]
+pub struct EventLog {
+    file: File,
+    path: PathBuf,
+}
+
+impl EventLog {
+    /// Appends one compact JSON object as one line.
+    pub fn append(&mut self, line: &str) -> Result<(), StoreError> {
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        self.file.write_all(&buf).map_err(io(&self.path))?;
+        self.file.flush().map_err(io(&self.path))
+    }
+}
+
+/// Reads `events.ndjson` bytes as JSON values, skipping a torn last line.
+pub fn parse_events(bytes: &[u8]) -> Vec<serde_json::Value> {
+    BufReader::new(bytes).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_strict() {
+        let id = new_run_id(1_795_000_000.0);
+        assert!(valid_run_id(&id), "{id}");
+        assert!(id.starts_with("2026-"), "{id}");
+        for bad in ["../../etc/passwd", "2026-11-23_143022_ab12c", "2026-11-23_143022_AB12CD", "2026-11-23/143022_ab12cd", ""] {
+            assert!(!valid_run_id(bad), "{bad}");
+        }
+        assert!(valid_run_id("2026-11-23_143022_ab12cd"));
+    }
+
+    #[test]
+    fn atomic_write_rejects_path_names() {
+        let dir = std::env::temp_dir().join(format!("central-store-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir).unwrap();
+        let id = new_run_id(now_s());
+        store.create_run(&id).unwrap();
+        assert!(matches!(store.write_file(&id, "../x", b"1"), Err(StoreError::InvalidName(_))));
+        store.write_file(&id, "a.csv", b"1").unwrap();
+        assert_eq!(fs::read(store.run_dir(&id).unwrap().join("a.csv")).unwrap(), b"1");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
