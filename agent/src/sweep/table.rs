@@ -1,1 +1,310 @@
-//! table
+//! The terminal view of a sweep: a live ratatui table with LLMBench's columns, a status line,
+//! and a plain one-line-per-change format for pipes and CI logs.
+//!
+//! The view is built only from sweep events, so the terminal shows exactly what a browser or a
+//! `websocat` reader of the same job would see.
+
+use std::time::{Duration, Instant};
+
+use bench_shared::event::Event;
+use bench_shared::sweep::{CellState, SweepProgress};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Modifier, Style};
+use ratatui::widgets::{Block, Paragraph, Row, Table};
+
+/// The table's columns (LLMBench's, in its order).
+pub const COLUMNS: [&str; 14] = [
+    "Model",
+    "Ctx",
+    "Par",
+    "State",
+    "Reqs",
+    "Warmup",
+    "Job elapsed",
+    "Live est tok/s",
+    "Stream tok/s",
+    "Total tok/s",
+    "Prefill tok/s",
+    "TTFT",
+    "Errors",
+    "Last update",
+];
+
+const WIDTHS: [u16; 14] = [18, 6, 4, 11, 6, 6, 11, 14, 12, 11, 13, 8, 6, 11];
+
+#[derive(Debug, Clone)]
+struct CellView {
+    progress: SweepProgress,
+    /// Wall clock of the last event for this cell (epoch seconds).
+    last_update_s: Option<f64>,
+    /// When the pending retry fires (for the countdown).
+    retry_at: Option<Instant>,
+}
+
+/// The live state of the terminal view.
+#[derive(Debug, Clone, Default)]
+pub struct SweepTable {
+    cells: Vec<CellView>,
+    finished: Option<String>,
+}
+
+fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
+    v.map(|x| format!("{x:.decimals$}")).unwrap_or_else(|| "-".into())
+}
+
+/// `HH:MM:SS` (UTC) of an epoch time.
+fn clock(epoch_s: f64) -> String {
+    let s = epoch_s.max(0.0) as u64 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 { format!("{}h{:02}m", s / 3600, s / 60 % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+}
+
+impl SweepTable {
+    pub fn new() -> Self {
+        SweepTable::default()
+    }
+
+    /// Applies one event; `now` and `wall_s` are when it was received.
+    pub fn apply(&mut self, event: &Event, now: Instant, wall_s: f64) {
+        match event {
+            Event::SweepStarted(s) => {
+                self.cells.clear();
+                for model in &s.models {
+                    for ctx in &s.ctx_points {
+                        for par in &s.parallel {
+                            let progress = SweepProgress {
+                                model: model.clone(),
+                                ctx: *ctx,
+                                par: *par,
+                                cell_index: self.cells.len(),
+                                cells_total: s.cells_total,
+                                ..Default::default()
+                            };
+                            self.cells.push(CellView { progress, last_update_s: None, retry_at: None });
+                        }
+                    }
+                }
+            }
+            Event::SweepProgress(p) => {
+                let i = p.cell_index;
+                if self.cells.len() <= i {
+                    let filler = CellView { progress: SweepProgress::default(), last_update_s: None, retry_at: None };
+                    self.cells.resize(i + 1, filler);
+                }
+                let retry_at = p
+                    .retry_delay_s
+                    .filter(|_| p.state == CellState::Retrying)
+                    .map(|d| now + Duration::from_secs_f64(d));
+                self.cells[i] = CellView { progress: p.clone(), last_update_s: Some(wall_s), retry_at };
+            }
+            Event::SweepDone(d) => {
+                self.finished = Some(format!(
+                    "done: {}",
+                    d.summary_csv.as_deref().map(|p| format!("summary in {p}")).unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// The progress of every cell, in sweep order.
+    pub fn cells(&self) -> impl Iterator<Item = &SweepProgress> {
+        self.cells.iter().map(|c| &c.progress)
+    }
+
+    fn row_texts(c: &CellView) -> [String; 14] {
+        let p = &c.progress;
+        [
+            p.model.clone(),
+            p.ctx.to_string(),
+            p.par.to_string(),
+            p.state.as_str().to_owned(),
+            format!("{}/{}", p.requests_done, p.requests_total),
+            format!("{}/{}", p.warmup_done, p.warmup_total),
+            if p.state == CellState::Pending { "-".into() } else { duration(p.elapsed_s) },
+            fmt_opt(p.live_tok_s, 1),
+            fmt_opt(p.stream_tok_s, 1),
+            fmt_opt(p.total_tok_s, 1),
+            fmt_opt(p.prefill_tok_s, 0),
+            p.ttft_s.map(|t| format!("{:.0}ms", t * 1000.0)).unwrap_or_else(|| "-".into()),
+            p.errors.to_string(),
+            c.last_update_s.map(clock).unwrap_or_else(|| "-".into()),
+        ]
+    }
+
+    /// The status line: cells done, sweep ETA, and retry countdowns.
+    pub fn status_line(&self, now: Instant) -> String {
+        if let Some(f) = &self.finished {
+            return f.clone();
+        }
+        let total = self.cells.len();
+        let done: Vec<&SweepProgress> = self.cells().filter(|p| p.state == CellState::Done).collect();
+        let active = self.cells().find(|p| !matches!(p.state, CellState::Pending | CellState::Done));
+        let mut parts = vec![format!("cells {}/{}", done.len(), total)];
+        // Sweep ETA: the active cell's ETA plus, for each pending cell, the mean duration of the
+        // finished ones (cells differ in size, so this is a rough guide).
+        let pending = self.cells().filter(|p| p.state == CellState::Pending).count();
+        if !done.is_empty() {
+            let mean = done.iter().map(|p| p.elapsed_s).sum::<f64>() / done.len() as f64;
+            let eta = active.and_then(|a| a.eta_s).unwrap_or(0.0) + mean * pending as f64;
+            parts.push(format!("ETA ~{}", duration(eta)));
+        } else if let Some(eta) = active.and_then(|a| a.eta_s) {
+            parts.push(format!("cell ETA ~{}", duration(eta)));
+        }
+        for c in &self.cells {
+            if let Some(at) = c.retry_at {
+                let left = at.saturating_duration_since(now).as_secs_f64().ceil();
+                parts.push(format!(
+                    "retry {} ctx {} par {} in {left:.0}s ({})",
+                    c.progress.model,
+                    c.progress.ctx,
+                    c.progress.par,
+                    c.progress.detail.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        parts.join(" · ")
+    }
+
+    /// Draws the table and the status line.
+    pub fn render(&self, frame: &mut Frame<'_>, now: Instant) {
+        let [table_area, status_area] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
+        let header = Row::new(COLUMNS).style(Style::default().add_modifier(Modifier::BOLD));
+        let rows = self.cells.iter().map(|c| {
+            let style = match c.progress.state {
+                CellState::Running | CellState::WarmingUp | CellState::Calibrating => {
+                    Style::default().add_modifier(Modifier::BOLD)
+                }
+                CellState::Retrying => Style::default().add_modifier(Modifier::REVERSED),
+                _ => Style::default(),
+            };
+            Row::new(Self::row_texts(c)).style(style)
+        });
+        let table = Table::new(rows, WIDTHS.map(Constraint::Length))
+            .header(header)
+            .block(Block::bordered().title(" bench-agent sweep (Ctrl-C stops, CSV rows so far are kept) "));
+        frame.render_widget(table, table_area);
+        frame.render_widget(Paragraph::new(self.status_line(now)), status_area);
+    }
+}
+
+/// One line describing a progress event, for output that is not a terminal.
+pub fn progress_line(p: &SweepProgress) -> String {
+    let mut line = format!(
+        "[{}/{}] {} ctx={} par={} {} warmup {}/{} reqs {}/{} errors {}",
+        p.cell_index + 1,
+        p.cells_total,
+        p.model,
+        p.ctx,
+        p.par,
+        p.state.as_str(),
+        p.warmup_done,
+        p.warmup_total,
+        p.requests_done,
+        p.requests_total,
+        p.errors
+    );
+    for (name, v) in [("stream tok/s", p.stream_tok_s), ("total tok/s", p.total_tok_s), ("ttft s", p.ttft_s)] {
+        if let Some(v) = v {
+            line.push_str(&format!(" {name} {v:.3}"));
+        }
+    }
+    if let Some(eta) = p.eta_s {
+        line.push_str(&format!(" eta {}", duration(eta)));
+    }
+    if let Some(d) = &p.detail {
+        line.push_str(&format!(" ({d})"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_shared::sweep::SweepStarted;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn screen(t: &Terminal<TestBackend>) -> String {
+        let buf = t.backend().buffer();
+        let width = buf.area.width as usize;
+        let symbols: Vec<&str> = buf.content.iter().map(|c| c.symbol()).collect();
+        symbols.chunks(width).map(|line| line.concat()).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn table_shows_the_columns_and_follows_progress() {
+        let mut table = SweepTable::new();
+        let now = Instant::now();
+        table.apply(
+            &Event::SweepStarted(SweepStarted {
+                models: vec!["smollm2:135m".into()],
+                ctx_points: vec![256, 512],
+                parallel: vec![1, 2],
+                cells_total: 4,
+            }),
+            now,
+            0.0,
+        );
+        let mut term = Terminal::new(TestBackend::new(170, 10)).unwrap();
+        term.draw(|f| table.render(f, now)).unwrap();
+        let before = screen(&term);
+        for col in COLUMNS {
+            assert!(before.contains(col), "column {col:?} missing:\n{before}");
+        }
+        assert_eq!(before.matches("pending").count(), 4, "{before}");
+        assert!(before.contains("cells 0/4"));
+
+        let p = SweepProgress {
+            model: "smollm2:135m".into(),
+            ctx: 512,
+            par: 2,
+            cell_index: 3,
+            cells_total: 4,
+            state: CellState::Retrying,
+            warmup_done: 3,
+            warmup_total: 3,
+            requests_done: 1,
+            requests_total: 2,
+            errors: 0,
+            stream_tok_s: Some(123.45),
+            total_tok_s: Some(150.0),
+            ttft_s: Some(0.042),
+            elapsed_s: 75.0,
+            retry_delay_s: Some(5.0),
+            detail: Some("attempt 2/5 failed".into()),
+            ..Default::default()
+        };
+        table.apply(&Event::SweepProgress(p), now, 3600.0 * 7.0 + 61.0);
+        term.draw(|f| table.render(f, now + Duration::from_secs(2))).unwrap();
+        let after = screen(&term);
+        assert_eq!(after.matches("pending").count(), 3, "{after}");
+        for text in ["retrying", "1/2", "3/3", "1m15s", "123.5", "150.0", "42ms", "07:01:01"] {
+            assert!(after.contains(text), "{text:?} missing:\n{after}");
+        }
+        assert!(after.contains("in 3s (attempt 2/5 failed)"), "retry countdown missing:\n{after}");
+    }
+
+    #[test]
+    fn plain_lines_name_the_cell_and_state() {
+        let p = SweepProgress {
+            model: "m".into(),
+            ctx: 256,
+            par: 1,
+            cells_total: 2,
+            state: CellState::Running,
+            requests_done: 1,
+            requests_total: 3,
+            stream_tok_s: Some(99.5),
+            ..Default::default()
+        };
+        let line = progress_line(&p);
+        assert_eq!(line, "[1/2] m ctx=256 par=1 running warmup 0/0 reqs 1/3 errors 0 stream tok/s 99.500");
+    }
+}
