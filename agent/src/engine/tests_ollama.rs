@@ -6,7 +6,7 @@ use bench_shared::metrics::{TokenChannel, request_metrics};
 
 use super::ollama::OllamaEngine;
 use super::{Engine, EngineError, GenRequest};
-use crate::testkit::fake_ollama::{FakeOllama, FakeScript};
+use crate::testkit::fake_ollama::{FakeOllama, FakeScript, WARM_LOAD_MS};
 
 fn req(model: &str, max_tokens: u32, stream: bool) -> GenRequest {
     GenRequest {
@@ -47,8 +47,9 @@ async fn measured_ttft_and_rate_match_the_script_and_final_stats_are_parsed() {
 
     assert_eq!(out.stats.completion_tokens, Some(20));
     assert_eq!(out.stats.prompt_tokens, Some(26));
-    assert_eq!(out.stats.load_ms, Some(50.0));
-    assert_eq!(out.stats.prompt_eval_ms, Some(150.0));
+    // Warm (the fake's models start loaded): load ~1 ms, the rest of the TTFT is prompt eval.
+    assert_eq!(out.stats.load_ms, Some(WARM_LOAD_MS));
+    assert_eq!(out.stats.prompt_eval_ms, Some(200.0 - WARM_LOAD_MS));
     assert_eq!(out.stats.eval_ms, Some(400.0));
     assert_eq!(out.stats.done_reason.as_deref(), Some("stop"));
     assert!((m.engine_decode_tok_s.unwrap() - 50.0).abs() < 1e-9);
@@ -146,17 +147,24 @@ async fn request_timeout() {
 }
 
 #[tokio::test]
-async fn cold_unload_sends_keep_alive_zero() {
-    let fake = FakeOllama::spawn(FakeScript { ttft_ms: 1.0, tokens_per_s: 1000.0, ..Default::default() }).await;
+async fn cold_unload_sends_keep_alive_zero_and_the_next_request_pays_the_load() {
+    let script = FakeScript { ttft_ms: 20.0, tokens_per_s: 1000.0, load_ms: 150.0, ..Default::default() };
+    let fake = FakeOllama::spawn(script).await;
     let engine = OllamaEngine::new(&fake.base_url);
-    engine.generate(&req("llama3.2:1b", 2, true), None).await.unwrap();
-    assert_eq!(fake.loaded(), vec!["llama3.2:1b".to_string()]);
+    let warm = engine.generate(&req("llama3.2:1b", 2, true), None).await.unwrap();
+    assert_eq!(warm.stats.load_ms, Some(WARM_LOAD_MS));
     assert_eq!(engine.loaded_context_length("llama3.2:1b").await.unwrap(), Some(8192));
+
     assert!(engine.unload("llama3.2:1b").await.unwrap());
-    assert_eq!(engine.loaded_context_length("llama3.2:1b").await.unwrap(), None);
     let body = &fake.bodies("/api/generate")[0];
     assert_eq!((body["model"].as_str(), body["keep_alive"].as_i64()), (Some("llama3.2:1b"), Some(0)));
-    assert!(fake.loaded().is_empty());
+    assert!(!fake.loaded().contains(&"llama3.2:1b".to_string()));
+    assert_eq!(engine.loaded_context_length("llama3.2:1b").await.unwrap(), None);
+
+    let cold = engine.generate(&req("llama3.2:1b", 2, true), None).await.unwrap();
+    assert_eq!(cold.stats.load_ms, Some(150.0));
+    let ttft = request_metrics(&cold.trace, &cold.stats).ttft_ms.unwrap();
+    assert!((150.0..=220.0).contains(&ttft), "cold ttft {ttft} ms = 20 warm + 150 load");
 }
 
 #[tokio::test]

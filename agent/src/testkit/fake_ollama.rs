@@ -49,12 +49,15 @@ impl FakeModel {
     }
 }
 
+/// `load_duration` of a request whose model was already loaded (Ollama reports ~1 ms).
+pub const WARM_LOAD_MS: f64 = 1.0;
+
 /// What the fake does for every generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeScript {
     pub models: Vec<FakeModel>,
     pub version: String,
-    /// Request received → first token written.
+    /// Request received → first token written, with the model already loaded (warm).
     pub ttft_ms: f64,
     /// Token rate after the first token.
     pub tokens_per_s: f64,
@@ -65,8 +68,11 @@ pub struct FakeScript {
     /// After this many tokens, write `{"error": error_message}` (HTTP status stays 200) and stop.
     pub error_after: Option<usize>,
     pub error_message: String,
-    /// Reported `load_duration` (part of the TTFT).
+    /// Extra time before the first token when the model is not loaded (cold), reported as
+    /// `load_duration`; a warm request reports [`WARM_LOAD_MS`].
     pub load_ms: f64,
+    /// Every model starts loaded (as after earlier runs); `false` makes each first request cold.
+    pub preloaded: bool,
     /// Reported `prompt_eval_count`.
     pub prompt_tokens: u64,
 }
@@ -83,6 +89,7 @@ impl Default for FakeScript {
             error_after: None,
             error_message: "an error was encountered while running the model: unexpected EOF".into(),
             load_ms: 50.0,
+            preloaded: true,
             prompt_tokens: 26,
         }
     }
@@ -122,7 +129,11 @@ impl FakeOllama {
     pub async fn spawn(script: FakeScript) -> FakeOllama {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let mut initial = Recorded::default();
+        if script.preloaded {
+            initial.loaded = script.models.iter().map(|m| (m.name.clone(), 4096)).collect();
+        }
+        let recorded = Arc::new(Mutex::new(initial));
         let app = router(Fake { script: Arc::new(script), recorded: recorded.clone() });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -287,6 +298,9 @@ impl Endpoint {
 struct Plan {
     start: Instant,
     gap: Duration,
+    /// Reported load time: the script's `load_ms` when cold, [`WARM_LOAD_MS`] when warm.
+    load_ms: f64,
+    /// Includes the load time when cold.
     ttft: Duration,
     /// (thinking?, text) in emission order.
     tokens: Vec<(bool, String)>,
@@ -306,7 +320,7 @@ impl Plan {
 }
 
 /// The final line: durations in ns, consistent with the script (`eval_count / eval_duration`
-/// is the scripted rate; `load_duration + prompt_eval_duration` is the scripted TTFT). A
+/// is the scripted rate; `load_duration + prompt_eval_duration` is the request's TTFT). A
 /// non-streamed answer carries the whole text in it; a streamed one carries none.
 fn final_line(endpoint: Endpoint, model: &str, script: &FakeScript, plan: &Plan, with_text: bool) -> Value {
     let ms_to_ns = |ms: f64| (ms.max(0.0) * 1e6).round() as u64;
@@ -315,9 +329,9 @@ fn final_line(endpoint: Endpoint, model: &str, script: &FakeScript, plan: &Plan,
     let mut line = endpoint.line(model, true, &content, &thinking);
     line["done_reason"] = json!(if plan.truncated { "length" } else { "stop" });
     line["total_duration"] = json!(plan.start.elapsed().as_nanos() as u64);
-    line["load_duration"] = json!(ms_to_ns(script.load_ms));
+    line["load_duration"] = json!(ms_to_ns(plan.load_ms));
     line["prompt_eval_count"] = json!(script.prompt_tokens);
-    line["prompt_eval_duration"] = json!(ms_to_ns(script.ttft_ms - script.load_ms));
+    line["prompt_eval_duration"] = json!(ms_to_ns(plan.ttft.as_secs_f64() * 1000.0 - plan.load_ms));
     line["eval_count"] = json!(n);
     line["eval_duration"] = json!(ms_to_ns(n as f64 * 1000.0 / script.tokens_per_s));
     line
@@ -337,14 +351,16 @@ async fn generation(State(fake): State<Fake>, Json(body): Json<Value>, endpoint:
         Endpoint::Generate => body.get("prompt").and_then(Value::as_str).is_some_and(|p| !p.is_empty()),
     };
     let unload = body.get("keep_alive").and_then(Value::as_f64) == Some(0.0);
-    {
+    let cold = {
         let mut recorded = fake.recorded.lock().expect("fake lock");
+        let cold = !recorded.loaded.contains_key(&model.name);
         if unload && !has_input {
             recorded.loaded.remove(&model.name);
         } else {
             recorded.loaded.insert(model.name.clone(), num_ctx);
         }
-    }
+        cold
+    };
     if !has_input {
         // Load / unload requests carry no text and are answered at once.
         let mut line = endpoint.line(&model.name, true, "", "");
@@ -361,7 +377,8 @@ async fn generation(State(fake): State<Fake>, Json(body): Json<Value>, endpoint:
     let plan = Plan {
         start,
         gap: Duration::from_secs_f64(1.0 / script.tokens_per_s.max(0.001)),
-        ttft: Duration::from_secs_f64(script.ttft_ms.max(0.0) / 1000.0),
+        load_ms: if cold { script.load_ms.max(0.0) } else { WARM_LOAD_MS },
+        ttft: Duration::from_secs_f64((script.ttft_ms + if cold { script.load_ms } else { 0.0 }).max(0.0) / 1000.0),
         truncated: tokens.len() < script.thinking.len() + script.tokens.len() || tokens.is_empty(),
         tokens,
         error_after: script.error_after,
