@@ -2,7 +2,7 @@
 # scripts/agents and scripts/central against the real binaries and the real local engine:
 # daemon start, status, PID files, refusal of a second copy, stale PID files, restart, logs,
 # foreground mode, stop.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 ensure_engine
 agent_port="$(free_port)"

@@ -5,7 +5,7 @@
 # No real Ollama can be installed here, so a stand-in `ollama` executable on PATH plays its part:
 # it accepts only `ollama serve`, honours OLLAMA_HOST=host:port, and answers /api/version and
 # /api/tags as Ollama documents them.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 fake_dir="$T_TMP/fake-ollama-bin"
 mkdir -p "$fake_dir"

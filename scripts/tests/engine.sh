@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/engine: daemon start on a chosen port, status, refusal of a second copy, stale PID file
 # cleanup, stop; serve exits when its stdin closes.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 scripts/engine install >/dev/null
 port="$(free_port)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every script answers --help with exit 0, and an unknown command or option with a clear error.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 for s in engine agents agent central quickstart test; do
   expect_rc 0 "scripts/$s" --help

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/quickstart end to end against the real local engine, isolated from a user's setup
 # (own run/, logs/, config/, results/, free ports, no Ollama), then --stop.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 AGENT_PORT="$(free_port)" AGENT2_PORT="$(free_port)" CENTRAL_PORT="$(free_port)"
 BENCH_ENGINE_PORT="$(free_port)" BENCH_ENGINE2_PORT="$(free_port)"

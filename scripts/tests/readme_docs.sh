@@ -2,7 +2,7 @@
 # The README stays true to the code: CSV headers equal the constants in shared/src/sweep.rs,
 # every agent.yaml key and every event type appears, and every key of the shipped examples is
 # documented.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 python3 - "$ROOT_DIR" <<'PY' || fail "README out of date (see above)"
 import re, sys, pathlib

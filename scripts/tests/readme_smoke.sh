@@ -2,7 +2,7 @@
 # Runs the README's agent curl examples (the block between <!-- readme-smoke:begin/end -->) as
 # written, against a real agent started with scripts/agents on the real local engine, with only
 # the address 127.0.0.1:9001 replaced by the test agent's free port.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 ensure_engine
 port="$(free_port)"
