@@ -105,7 +105,7 @@ const Charts = (() => {
         el("span", { class: "bar-track" },
           el("span", { class: "bar-fill", style: `width:${pct.toFixed(1)}%;background:${r.color || color(i)}` })),
         el("span", { class: "bar-value", text: has ? `${fmt(r.value, digits)} ${unit}` : "–" }),
-        r.winner ? el("span", { class: "trophy", title: "winner", text: "🏆" }) : null));
+        r.winner ? el("span", { class: "trophy", title: "best", text: "★" }) : null));
     });
     container.appendChild(fig);
     return fig;

@@ -84,7 +84,7 @@ const BR = (() => {
   function fmtMs(v) {
     const n = num(v);
     if (n === null) return "–";
-    return n >= 10000 ? `${fmt(n / 1000, 2)} s` : `${fmt(n, n >= 100 ? 0 : 1)} ms`;
+    return n >= 1000 ? `${fmt(n / 1000, 2)} s` : `${fmt(n, n >= 100 ? 0 : 1)} ms`;
   }
 
   function fmtBytes(v) {
@@ -149,7 +149,8 @@ const BR = (() => {
 
   /** "GPU: NVIDIA RTX 4090" / "Apple M2 (unified)" / "CPU only". */
   function accelerator(hw) {
-    const gpus = (hw && hw.gpus) || [];
+    if (!hw || (!hw.cpu_logical_cores && !(hw.gpus || []).length)) return null; // not reported (yet)
+    const gpus = hw.gpus || [];
     if (gpus.length) {
       const g = gpus[0];
       return { kind: "gpu", text: `GPU · ${g.name}${g.unified_memory ? " (unified)" : ""}${gpus.length > 1 ? ` ×${gpus.length}` : ""}` };
@@ -161,7 +162,7 @@ const BR = (() => {
   function badges(m) {
     const out = [];
     if (m.engineKind) out.push(el("span", { class: `badge engine-${m.engineKind}`, text: m.engineKind, title: m.engineUrl }));
-    out.push(el("span", { class: `badge accel-${m.accel.kind}`, text: m.accel.text }));
+    if (m.accel) out.push(el("span", { class: `badge accel-${m.accel.kind}`, text: m.accel.text }));
     if (m.fallback) out.push(el("span", { class: "badge warn", text: "mock fallback", title: m.fallback }));
     return out;
   }

@@ -35,9 +35,9 @@
         BR.el("div", { class: "run-title" },
           BR.el("strong", { text: (r.models || []).join(", ") || r.model || r.test_type || "run" }),
           BR.el("span", { class: `run-state ${r.status}`, text: r.status || "" })),
-        BR.el("div", { class: "hint", text: `${BR.fmtTime(r.started_at)} · ${r.machines ?? "?"} machines${r.winner ? ` · 🏆 ${r.winner}` : ""}` }),
+        BR.el("div", { class: "hint", text: `${BR.fmtTime(r.started_at)} · ${r.machines ?? "?"} machines${r.winner ? ` · ★ ${r.winner}` : ""}` }),
         r.prompt_preview ? BR.el("div", { class: "hint", text: r.prompt_preview }) : null,
-        base && base.run_id === r.run_id ? BR.el("div", { class: "pin", text: "📌 baseline" }) : null);
+        base && base.run_id === r.run_id ? BR.el("div", { class: "pin", text: "● baseline" }) : null);
       listEl.appendChild(li);
     }
     $("prev").disabled = offset === 0;
@@ -110,10 +110,13 @@
     const actions = el("div", { class: "run-actions" },
       el("a", { class: "chip", href: `/api/runs/${enc}/export.csv`, download: `${runId}.csv`, text: "Export CSV" }),
       el("a", { class: "chip", href: `/api/runs/${enc}/export.json`, download: `${runId}.json`, text: "Export JSON" }),
-      el("button", { type: "button", class: "chip", id: "pin", text: "📌 Pin as baseline", on: { click: () => pin(runId, md) } }),
+      el("button", { type: "button", class: "chip", id: "pin", text: "Pin as baseline", on: { click: () => pin(runId, md) } }),
       el("button", { type: "button", class: "chip danger", id: "delete", text: "Delete", on: { click: () => del(runId) } }));
+    if (md.test_type === "llm_sweep") {
+      actions.prepend(el("a", { class: "chip", href: `/sweep?run_id=${enc}`, text: "Open sweep charts" }));
+    }
     BR.clear(head).append(el("h2", { text: `Run ${runId}` }), kv);
-    if (md.prompt) head.append(el("div", { class: "hint", text: "Prompt" }), el("pre", { class: "prompt-box", id: "run-prompt", text: md.prompt }));
+    if (md.prompt) head.append(el("div", { class: "hint prompt-label", text: "Prompt" }), el("pre", { class: "prompt-box", id: "run-prompt", text: md.prompt }));
     head.append(actions);
   }
 

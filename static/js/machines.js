@@ -62,7 +62,7 @@
 
   BR.liveSocket((ev) => {
     if (ev.type !== "machine_state") return;
-    const p = ev.payload || ev;
+    const p = ev.machine || ev.payload || ev;
     const id = p.machine_id || ev.machine_id;
     const i = machines.findIndex((m) => m.id === id);
     const next = BR.machine({ ...(i >= 0 ? machines[i].raw : {}), ...p, machine_id: id });

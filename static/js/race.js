@@ -21,7 +21,7 @@
       return;
     }
     fillModels();
-    if (!running) showIdleCards();
+    if (!currentRun) showIdleCards();
     updatePreflight();
   }
 
@@ -112,12 +112,16 @@
     }
     running = true;
     currentRun = res.run_id;
-    const skipped = RunView.skippedList(res.skipped);
+    const skipped = res.skipped ? RunView.skippedList(res.skipped) : RunView.skippedFromMachines(res.machines);
     const skippedIds = new Set(skipped.map((s) => s.machine_id));
     view.reset(currentRun, machines);
     view.markSkipped(skipped);
     view.markQueued(machines.map((m) => m.id).filter((id) => !skippedIds.has(id)));
     for (const st of view.machines.values()) st.repeats = body.repeat || 1;
+    for (const m of res.machines || []) {
+      const st = view.machines.get(m.machine_id);
+      if (st && m.status === "error") view.setStatus(st, "error", m.reason || "could not start the job");
+    }
     showServerPreflight(skipped);
     BR.clear(runStatus).appendChild(BR.el("div", { class: "notice info" }, "Run ",
       BR.el("a", { id: "run-link", href: `/history?run_id=${encodeURIComponent(currentRun)}`, text: currentRun }), " is running…"));
@@ -194,17 +198,19 @@
     if (!currentRun || ev.run_id !== currentRun) return;
     if (buffered) { buffered.push(ev); return; }
     view.apply(ev);
-    if (ev.type === "run_end") finishFromServer(ev.run_id);
+    if (ev.type === "run_end" && !ev.summary) finishFromServer(ev.run_id);
   }
 
   function onMachineState(ev) {
-    const p = ev.payload || ev;
+    const p = ev.machine || ev.payload || ev;
     const id = p.machine_id || ev.machine_id;
     const i = machines.findIndex((m) => m.id === id);
     const next = BR.machine({ ...(i >= 0 ? machines[i].raw : {}), ...p, machine_id: id });
     if (i >= 0) machines[i] = next; else machines.push(next);
     fillModels();
-    if (!running) { showIdleCards(); updatePreflight(); }
+    // Cards of a shown run stay as they are; only the idle view follows the fleet.
+    if (!currentRun) showIdleCards();
+    updatePreflight();
   }
 
   view.onFinish = (rows, winner) => {

@@ -91,7 +91,7 @@ class RunView {
   /** Marks machines the run did not include (offline, model missing), with the reason. */
   markSkipped(skipped) {
     for (const s of skipped) {
-      const st = this.machines.get(s.machine_id) || this.addMachine({ id: s.machine_id, label: s.label || s.machine_id, accel: { kind: "cpu", text: "?" } });
+      const st = this.machines.get(s.machine_id) || this.addMachine({ id: s.machine_id, label: s.label || s.machine_id, accel: null });
       this.setStatus(st, "skipped", s.reason);
     }
   }
@@ -107,12 +107,12 @@ class RunView {
   apply(ev) {
     if (!ev || !ev.type) return;
     if (ev.run_id && this.runId && ev.run_id !== this.runId) return;
-    if (ev.type === "run_end") { this.finish(); return; }
+    if (ev.type === "run_end") { this.finish((ev.payload || ev).summary || undefined); return; }
     if (ev.type === "run_start") {
-      const p = ev.payload || {};
-      if (p.skipped) this.markSkipped(RunView.skippedList(p.skipped));
+      this.markSkipped(RunView.skippedFromMachines((ev.payload || ev).machines));
       return;
     }
+    if (ev.type === "machine_status") { this.onMachineStatus(ev); return; }
     const st = ev.machine_id && this.machines.get(ev.machine_id);
     if (!st) return;
     // Replay after a reconnect re-delivers events: keep only the new ones (per job, by seq).
@@ -142,6 +142,19 @@ class RunView {
     }
     if (ev.fallback_reason && !st.el.card.querySelector(".badge.warn")) {
       st.el.card.querySelector(".badges").appendChild(BR.el("span", { class: "badge warn", text: "mock fallback", title: ev.fallback_reason }));
+    }
+  }
+
+  /** Central's own verdict on a machine (dispatch failed, agent died, timed out). */
+  onMachineStatus(ev) {
+    const st = this.machines.get(ev.machine_id);
+    if (!st || TERMINAL.has(st.status)) return;
+    const status = { error: "error", cancelled: "cancelled", interrupted: "error", skipped: "skipped" }[ev.status];
+    if (status) {
+      this.setStatus(st, status, ev.reason || ev.status);
+      this.checkAllDone();
+    } else if (ev.status === "running" && st.status === "idle") {
+      this.setStatus(st, "queued");
     }
   }
 
@@ -181,19 +194,24 @@ class RunView {
       st.el.output.appendChild(document.createTextNode(text));
       st.el.output.scrollTop = st.el.output.scrollHeight;
     }
+    // An event's timestamp is when its *first* piece arrived: the text before it arrived
+    // between the first event and now, which is what the live rate may divide by that span.
+    const before = st.chars;
     st.chars += text.length;
     st.el.repeat.textContent = st.repeats > 1 ? `repeat ${repeat + 1}/${st.repeats}` : "";
-    this.liveMetrics(st);
+    this.liveMetrics(st, before);
   }
 
-  liveMetrics(st) {
+  /** Live estimates (marked ≈) until request_done brings the agent's measured figures. */
+  liveMetrics(st, charsBefore) {
     if (st.final) return;
-    const tokens = st.chars / EST_CHARS_PER_TOKEN;
-    st.el.tokens.textContent = `≈${Math.round(tokens)}`;
+    const perToken = st.charsPerToken || EST_CHARS_PER_TOKEN;
+    st.el.tokens.textContent = `≈${Math.round(st.chars / perToken)}`;
     if (st.startedAt !== null && st.lastTokenAt !== null) st.el.total.textContent = `≈${BR.fmtMs((st.lastTokenAt - st.startedAt) * 1000)}`;
     const span = st.lastTokenAt - st.firstTokenAt;
-    if (st.firstTokenAt !== null && span > 0.15) {
-      const rate = Math.max(0, tokens - 1) / span;
+    // Too early the estimate is mostly noise (one coalesced chunk over a few ms).
+    if (st.firstTokenAt !== null && span > 0.3) {
+      const rate = charsBefore / perToken / span;
       st.el.toks.textContent = `≈${BR.fmt(rate, 1)}`;
       this.chartPoint(st, st.lastTokenAt - (st.startedAt ?? st.firstTokenAt), rate);
     }
@@ -206,6 +224,8 @@ class RunView {
 
   onRequestDone(st, p) {
     if (p.warmup) return;
+    // Learn this machine's characters per token, so the next repeat's live estimate is closer.
+    if (BR.num(p.gen_tokens) > 0 && st.chars > 0) st.charsPerToken = st.chars / p.gen_tokens;
     this.showMetrics(st, p);
     st.el.extra.textContent = `repeat ${(p.repeat_index || 0) + 1} done`;
   }
@@ -217,6 +237,7 @@ class RunView {
     this.showMetrics(st, p);
     const bits = [];
     if (p.model) bits.push(p.model);
+    if (BR.num(p.gen_tokens_per_s) !== null) bits.push(`${BR.fmt(p.gen_tokens_per_s, 1)} tok/s after first token`);
     if (BR.num(p.engine_decode_tok_s) !== null) bits.push(`engine ${BR.fmt(p.engine_decode_tok_s, 1)} tok/s`);
     if (BR.num(p.prompt_tokens) !== null) bits.push(`${p.prompt_tokens} prompt tok`);
     if (BR.num(p.load_ms) !== null) bits.push(`load ${BR.fmtMs(p.load_ms)}`);
@@ -293,7 +314,7 @@ class RunView {
     box.hidden = false;
     box.appendChild(el("h2", { text: "Result" }));
     box.appendChild(winner
-      ? el("p", { class: "winner-line" }, el("span", { class: "trophy", text: "🏆" }), " Winner: ",
+      ? el("p", { class: "winner-line" }, el("span", { class: "trophy", text: "★" }), " Winner: ",
         el("strong", { id: "winner-name", text: winner.label }), ` — ${BR.fmt(winner[rankBy], 1)} ${metric.label}. `,
         el("span", { class: "hint", id: "winner-metric", text: `Decided by ${metric.label}: ${metric.help}` }))
       : el("p", { class: "hint", text: "No machine finished, so there is no winner." }));
@@ -305,16 +326,21 @@ class RunView {
       el("strong", { text: r.label }), ` — finished after ${BR.fmtMs(r.elapsed_s === null ? r.total_ms : r.elapsed_s * 1000)}`)));
     rows.filter((r) => r.status !== "done").forEach((r) => ol.appendChild(el("li", { class: `not-finished status-${r.status}` },
       el("strong", { text: r.label }), ` — ${r.status}${r.reason ? `: ${r.reason}` : ""}`)));
-    box.appendChild(el("div", { class: "order" }, el("h3", { text: "Finishing order" }), ol));
+    const grid = el("div", { class: "bar-grid" }, el("div", { class: "order" }, el("h3", { text: "Finishing order" }), ol));
 
     const ttftBest = done.filter((r) => r.ttft_ms !== null).sort((a, b) => a.ttft_ms - b.ttft_ms)[0];
-    const grid = el("div", { class: "bar-grid" });
     Charts.bars(grid, { title: metric.label, unit: "tok/s", better: "higher",
       rows: done.map((r) => ({ ...r, value: r[rankBy], winner: !!winner && r.id === winner.id })) });
     Charts.bars(grid, { title: "Time to first token", unit: "ms", better: "lower", digits: 0,
       rows: done.map((r) => ({ ...r, value: r.ttft_ms, winner: !!ttftBest && r.id === ttftBest.id })) });
     box.appendChild(grid);
     if (this.onFinish) this.onFinish(rows, winner);
+  }
+
+  /** The skipped machines of a `machines` list ([{machine_id, status, reason}]). */
+  static skippedFromMachines(list) {
+    return (Array.isArray(list) ? list : []).filter((m) => m.status === "skipped")
+      .map((m) => ({ machine_id: m.machine_id, label: m.label, reason: m.reason || "" }));
   }
 
   /** Normalises a `skipped` value: [{machine_id, reason}] or {machine_id: reason}. */

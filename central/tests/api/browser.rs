@@ -1,0 +1,222 @@
+//! Browser tests in real headless Chromium (through chromedriver): two real agents over the mock
+//! engine with different speeds, one machine that is offline, and central, all in-process on
+//! port 0. The race page must stream tokens into both cards, render the comparison with the
+//! faster machine as winner, and the history page must re-render the stored run with its text,
+//! metrics and baseline deltas.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver` (`scripts/test` installs them).
+//! Set `BENCH_SKIP_BROWSER_TESTS=1` to skip on a machine without them; otherwise their absence
+//! fails the test with that hint rather than passing silently.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+
+use crate::support::{RealAgent, TestCentral, machine, temp_results_dir};
+use crate::webdriver::Browser;
+
+const MODEL: &str = "mock-llm";
+/// Up to this long for anything a run does (it takes ~3 s; CI machines are slow and shared).
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn labelled(id: &str, label: &str, url: &str) -> bench_central::config::MachineConfig {
+    let mut m = machine(id, url);
+    m.label = Some(label.into());
+    m
+}
+
+/// The workspace `target/` directory (screenshots land there).
+fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+/// A JS expression's value on the page.
+async fn js(b: &Browser, script: &str) -> Result<Value> {
+    b.script(script, vec![]).await
+}
+
+/// A card's field text (`.status`, `.output`, `[data-metric=toks]` …).
+async fn card_text(b: &Browser, machine_id: &str, sel: &str) -> Result<String> {
+    let v = b
+        .script(
+            "const c = document.querySelector(`.card[data-machine=\"${arguments[0]}\"]`);
+             const e = c && c.querySelector(arguments[1]);
+             return e ? e.textContent : null;",
+            vec![json!(machine_id), json!(sel)],
+        )
+        .await?;
+    v.as_str().map(str::to_owned).with_context(|| format!("no {sel} in the card of {machine_id}"))
+}
+
+fn number(text: &str) -> Option<f64> {
+    let cleaned: String = text.chars().filter(|c| c.is_ascii_digit() || *c == '.').collect();
+    cleaned.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_streams_into_both_cards_crowns_the_faster_machine_and_history_replays_it() -> Result<()> {
+    if std::env::var_os("BENCH_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("BENCH_SKIP_BROWSER_TESTS is set: skipping the browser test");
+        return Ok(());
+    }
+    ensure!(
+        crate::webdriver::available(),
+        "chromium/chromedriver not found: install the Debian packages chromium and chromium-driver \
+         (scripts/test does), or set CHROME_BIN/CHROMEDRIVER"
+    );
+    let fast = RealAgent::mock("fast", &[MODEL], 60.0, 60.0).await;
+    let slow = RealAgent::mock("slow", &[MODEL], 250.0, 20.0).await;
+    // An address nobody listens on: the machine is offline and must be shown as skipped.
+    let gone_url = format!("http://{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
+    // A label with markup: it must be shown as text, never parsed as HTML.
+    let fast_label = "Fast <b>box</b>";
+    let machines = vec![
+        labelled("fast", fast_label, &fast.base_url),
+        labelled("slow", "Slow box", &slow.base_url),
+        labelled("gone", "Gone box", &gone_url),
+    ];
+    let central = TestCentral::spawn(machines, temp_results_dir()).await;
+    central.wait_online(&["fast", "slow"]).await;
+
+    let b = Browser::launch(1400, 1100).await?;
+    let result = race_and_history(&b, &central.base_url, fast_label).await;
+    if result.is_err() {
+        // Keep what the page showed when it failed, for the person reading the log.
+        if let Ok(png) = b.screenshot().await {
+            let _ = std::fs::write(target_dir().join("race-failed.png"), png);
+        }
+    }
+    b.close().await?;
+    result
+}
+
+async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Result<()> {
+    // --- Race page: preflight before the run.
+    b.goto(&format!("{central}/")).await?;
+    b.wait_for(
+        "the model selector to offer the mock model",
+        &format!("return [...document.querySelectorAll('#model option')].some(o => o.value === '{MODEL}')"),
+        PAGE_TIMEOUT,
+    )
+    .await?;
+    let preflight = b.text(&b.find("#preflight").await?).await?;
+    ensure!(preflight.contains("2 machines will race"), "preflight: {preflight}");
+    ensure!(preflight.contains("Gone box"), "preflight does not name the offline machine: {preflight}");
+    let label = js(b, "return document.querySelector('.card[data-machine=fast] h3').textContent").await?;
+    ensure!(label == fast_label, "label shown as {label}");
+    let injected = js(b, "return document.querySelectorAll('.card h3 b, #preflight b').length").await?;
+    ensure!(injected == 0, "machine label markup was parsed as HTML");
+
+    // --- Start the race.
+    let prompt = "Race prompt: say something about lighthouses.";
+    b.fill(&b.find("#prompt").await?, prompt).await?;
+    b.fill(&b.find("#max_tokens").await?, "48").await?;
+    b.click(&b.find("#run").await?).await?;
+
+    // Tokens stream into both cards while the slow machine is still running.
+    b.wait_for(
+        "tokens in both cards while the slow machine runs",
+        "const out = (id) => document.querySelector(`.card[data-machine=${id}] .output`).textContent;
+         const st = document.querySelector('.card[data-machine=slow] .status').textContent;
+         return out('fast').length > 0 && out('slow').length > 0 && st === 'running';",
+        RUN_TIMEOUT,
+    )
+    .await?;
+    let live_toks = card_text(b, "slow", "[data-metric=toks]").await?;
+    ensure!(live_toks.starts_with('≈') || live_toks == "–", "live tok/s is marked as an estimate: {live_toks}");
+
+    // The comparison renders once both machines are done.
+    let winner = b.wait_for("the winner", "const w = document.querySelector('#winner-name'); return w && w.textContent;", RUN_TIMEOUT).await?;
+    ensure!(winner == fast_label, "winner is {winner}, expected the fast machine");
+    let metric = b.text(&b.find("#winner-metric").await?).await?;
+    ensure!(metric.contains("Decided by"), "the page must say which metric decides: {metric}");
+    let order = js(b, "return [...document.querySelectorAll('#finish-order li[data-machine]')].map(li => li.dataset.machine)").await?;
+    ensure!(order == json!(["fast", "slow"]), "finishing order {order}");
+    let winner_card = js(b, "return document.querySelector('.card.winner').dataset.machine").await?;
+    ensure!(winner_card == "fast", "winner card {winner_card}");
+    ensure!(card_text(b, "gone", ".status").await? == "skipped", "the offline machine is not marked skipped");
+    let bars = js(b, "return document.querySelectorAll('#comparison .bar-row').length").await?;
+    ensure!(bars == 4, "expected 2 bar charts × 2 machines, got {bars}");
+
+    let mut race_text = std::collections::HashMap::new();
+    for id in ["fast", "slow"] {
+        ensure!(card_text(b, id, ".status").await?.starts_with("done"), "{id} not done");
+        let text = card_text(b, id, ".output").await?;
+        ensure!(text.contains("mock"), "{id} output lacks the mock text: {text:?}");
+        ensure!(card_text(b, id, "[data-metric=tokens]").await? == "48", "{id} token count");
+        let ttft = card_text(b, id, "[data-metric=ttft]").await?;
+        ensure!(!ttft.starts_with('≈') && ttft.ends_with("ms"), "{id} final TTFT shown as {ttft}");
+        race_text.insert(id, text);
+    }
+    let fast_rate = number(&card_text(b, "fast", "[data-metric=toks]").await?).context("fast rate")?;
+    let slow_rate = number(&card_text(b, "slow", "[data-metric=toks]").await?).context("slow rate")?;
+    ensure!(fast_rate > slow_rate * 1.5, "fast {fast_rate} tok/s vs slow {slow_rate} tok/s");
+    ensure!((40.0..80.0).contains(&fast_rate), "fast mock runs at 60 tok/s, page says {fast_rate}");
+
+    std::fs::create_dir_all(target_dir())?;
+    let png = b.screenshot().await?;
+    ensure!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+    std::fs::write(target_dir().join("race-finished.png"), &png)?;
+
+    // --- History: the stored run, re-rendered from its files.
+    let run_id = b.text(&b.find("#run-link").await?).await?;
+    b.goto(&format!("{central}/history?run_id={run_id}")).await?;
+    b.wait_for("the stored run", "const w = document.querySelector('#winner-name'); return w && w.textContent;", PAGE_TIMEOUT)
+        .await?;
+    let listed = js(b, &format!("return !!document.querySelector('#runs-list li[data-run-id=\"{run_id}\"]')")).await?;
+    ensure!(listed == true, "run {run_id} not in the runs list");
+    ensure!(b.text(&b.find("#run-prompt").await?).await? == prompt, "stored prompt differs");
+    for id in ["fast", "slow"] {
+        let text = card_text(b, id, ".output").await?;
+        ensure!(text == race_text[id], "{id}: history text {text:?} != race text {:?}", race_text[id]);
+        ensure!(card_text(b, id, "[data-metric=tokens]").await? == "48", "{id} stored token count");
+        ensure!(number(&card_text(b, id, "[data-metric=toks]").await?).is_some(), "{id} stored tok/s");
+    }
+    ensure!(js(b, "return document.querySelector('.card.winner').dataset.machine").await? == "fast");
+
+    // Pin it as baseline, race again through the API, and see deltas on the new run.
+    b.click(&b.find("#pin").await?).await?;
+    b.wait_for("the baseline mark", "return document.querySelector('#baseline-info').textContent.includes('Baseline')", PAGE_TIMEOUT)
+        .await?;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{central}/api/runs"))
+        .json(&json!({"model": MODEL, "prompt": "A second, different prompt.", "max_tokens": 24}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let second = created["run_id"].as_str().context("second run id")?.to_owned();
+    b.goto(&format!("{central}/history?run_id={second}")).await?;
+    let deltas = b
+        .wait_for(
+            "baseline deltas on the second run",
+            "const d = document.querySelectorAll('.card[data-machine=fast] .deltas [data-delta]');
+             const w = document.querySelector('#winner-name');
+             return w && d.length === 3 ? [...d].map(x => x.className + ' ' + x.textContent) : null;",
+            RUN_TIMEOUT,
+        )
+        .await?;
+    // Half the tokens at the same rate: total time must be better (green) than the baseline's.
+    let total = deltas.as_array().into_iter().flatten().filter_map(Value::as_str).find(|d| d.contains("total"));
+    ensure!(total.is_some_and(|t| t.contains("better")), "total delta {deltas}");
+
+    // Generated text is untrusted: the run view must show markup as text.
+    let escaped = js(
+        b,
+        "const cards = document.createElement('div'), cmp = document.createElement('div');
+         const v = new RunView({ cardsEl: cards, comparisonEl: cmp });
+         v.reset('x', [BR.machine({ machine_id: 'm', label: 'm' })]);
+         const evil = '<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>';
+         v.apply({ type: 'job_started', machine_id: 'm', job_id: 'j', seq: 1, payload: { started_at_s: 1 } });
+         v.apply({ type: 'llm_token', machine_id: 'm', job_id: 'j', seq: 2, payload: { text: evil, timestamp_s: 1.1 } });
+         const out = cards.querySelector('.output');
+         return [out.textContent === evil, cards.querySelectorAll('img, script').length];",
+    )
+    .await?;
+    ensure!(escaped == json!([true, 0]), "generated text was not escaped: {escaped}");
+    Ok(())
+}
