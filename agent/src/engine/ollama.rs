@@ -69,15 +69,15 @@ impl OllamaEngine {
     }
 
     /// A 404 from Ollama means the model is not pulled: name the ones that are. If the model
-    /// list cannot be read either, this is not an Ollama that lacks a model (a wrong URL, a
-    /// proxy): report the 404 as it is.
+    /// list cannot be read, or lists the model after all, the 404 was about something else (a
+    /// wrong URL, a proxy, an Ollama too old for `/api/chat`): report it as it is.
     async fn not_found(&self, model: &str, response: reqwest::Response, url: &str) -> EngineError {
         match self.tags().await {
-            Ok(tags) => EngineError::ModelNotFound {
+            Ok(tags) if !tags.models.iter().any(|m| m.name == model) => EngineError::ModelNotFound {
                 model: model.to_owned(),
                 available: tags.models.into_iter().map(|m| m.name).collect(),
             },
-            Err(_) => http::http_error(response, url, http::META_TIMEOUT).await,
+            _ => http::http_error(response, url, http::META_TIMEOUT).await,
         }
     }
 

@@ -116,8 +116,20 @@ async fn unknown_model_names_the_available_ones() {
 }
 
 #[tokio::test]
-async fn a_404_from_something_that_is_not_ollama_stays_an_http_error() {
+async fn a_404_that_is_not_about_the_model_stays_an_http_error() {
+    use axum::routing::get;
+    // Not an Ollama at all: no /api/tags either.
     let app = axum::Router::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let err = OllamaEngine::new(&format!("http://{addr}")).generate(&req("m", 5, true), None).await.unwrap_err();
+    assert!(matches!(err, EngineError::Http { status: 404, .. }), "{err:?}");
+    server.abort();
+
+    // An Ollama without /api/chat that does list the model.
+    let tags = serde_json::json!({"models": [{"name": "m", "size": 1, "digest": "d", "details": {}}]});
+    let app = axum::Router::new().route("/api/tags", get(move || async move { axum::Json(tags) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
