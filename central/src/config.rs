@@ -104,7 +104,8 @@ impl MachinesFile {
         let mut seen: Vec<&str> = Vec::new();
         for (i, m) in self.machines.iter().enumerate() {
             let key = format!("machines[{i}].machine_id");
-            let id_line = || key_line(text, "machine_id", Some(&m.machine_id), count(&seen, &m.machine_id)).unwrap_or(0);
+            let id_line =
+                || key_line(text, "machine_id", Some(&m.machine_id), count(&seen, &m.machine_id)).unwrap_or(0);
             if !valid_machine_id(&m.machine_id) {
                 return Err(invalid(
                     id_line(),

@@ -245,7 +245,9 @@ async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream) -> S
     while let Some(msg) = stream.next().await {
         let text = match msg {
             Ok(Message::Text(t)) => t,
-            Ok(Message::Close(frame)) => return format!("closed by agent ({})", frame.map(|f| f.reason.to_string()).unwrap_or_default()),
+            Ok(Message::Close(frame)) => {
+                return format!("closed by agent ({})", frame.map(|f| f.reason.to_string()).unwrap_or_default());
+            }
             Ok(_) => continue,
             Err(e) => return error_chain(&e),
         };

@@ -42,8 +42,14 @@ impl AppState {
         let fleet = Arc::new(Fleet::new(machines, &http, &settings));
         let router = Arc::new(JobRouter::default());
         fleet.spawn(router.clone(), hub.clone(), settings.clone(), cancel.clone());
-        let runs =
-            Arc::new(RunManager::new(store.clone(), fleet.clone(), router, hub.clone(), settings.clone(), cancel.clone()));
+        let runs = Arc::new(RunManager::new(
+            store.clone(),
+            fleet.clone(),
+            router,
+            hub.clone(),
+            settings.clone(),
+            cancel.clone(),
+        ));
         Ok(AppState { fleet, runs, store, hub, settings, cancel })
     }
 }

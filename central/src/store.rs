@@ -145,7 +145,8 @@ impl Store {
     }
 
     pub fn write_json<T: Serialize>(&self, run_id: &str, name: &str, value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json { path: name.into(), source })?;
+        let bytes =
+            serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json { path: name.into(), source })?;
         self.write_file(run_id, name, &bytes)
     }
 
@@ -298,7 +299,9 @@ mod tests {
         let id = new_run_id(1_795_000_000.0);
         assert!(valid_run_id(&id), "{id}");
         assert!(id.starts_with("2026-"), "{id}");
-        for bad in ["../../etc/passwd", "2026-11-23_143022_ab12c", "2026-11-23_143022_AB12CD", "2026-11-23/143022_ab12cd", ""] {
+        for bad in
+            ["../../etc/passwd", "2026-11-23_143022_ab12c", "2026-11-23_143022_AB12CD", "2026-11-23/143022_ab12cd", ""]
+        {
             assert!(!valid_run_id(bad), "{bad}");
         }
         assert!(valid_run_id("2026-11-23_143022_ab12cd"));

@@ -11,10 +11,16 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum ApiError {
     /// Bad input; `field` names the offending field.
-    BadRequest { field: Option<String>, message: String },
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
     NotFound(String),
     /// The request conflicts with the current state; `detail` says how.
-    Conflict { message: String, detail: Value },
+    Conflict {
+        message: String,
+        detail: Value,
+    },
     /// A server-side failure: logged in full, answered with a generic message.
     Internal(String),
 }
@@ -36,7 +42,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, json!({"error": error, "field": field, "detail": message}))
             }
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, json!({"error": what})),
-            ApiError::Conflict { message, detail } => (StatusCode::CONFLICT, json!({"error": message, "detail": detail})),
+            ApiError::Conflict { message, detail } => {
+                (StatusCode::CONFLICT, json!({"error": message, "detail": detail}))
+            }
             ApiError::Internal(cause) => {
                 tracing::error!("internal error: {cause}");
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error; see the central log"}))
@@ -61,10 +69,9 @@ impl From<RunError> for ApiError {
     fn from(e: RunError) -> Self {
         match e {
             RunError::Invalid(f) => ApiError::BadRequest { field: Some(f.field), message: f.message },
-            RunError::NoMachines { ref run_id, ref machines, .. } => ApiError::Conflict {
-                message: e.to_string(),
-                detail: json!({"run_id": run_id, "machines": machines}),
-            },
+            RunError::NoMachines { ref run_id, ref machines, .. } => {
+                ApiError::Conflict { message: e.to_string(), detail: json!({"run_id": run_id, "machines": machines}) }
+            }
             RunError::Store(s) => s.into(),
         }
     }

@@ -72,5 +72,8 @@ pub async fn csv(State(state): State<AppState>, Path(run_id): Path<String>) -> R
     let refs: Vec<&serde_json::Map<String, Value>> = rows.iter().collect();
     let body = crate::runs::finish::csv_bytes(EXPORT_CSV_HEADER, &refs);
     let disposition = format!("attachment; filename=\"{run_id}.csv\"");
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], body))
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        body,
+    ))
 }

@@ -79,7 +79,12 @@ pub async fn show(State(state): State<AppState>, Path(run_id): Path<String>) -> 
     checked(&run_id)?;
     if let Some(live) = state.runs.live(&run_id) {
         let l = actor::lock(&live);
-        return Ok(Json(RunDetail { metadata: l.meta.clone(), summary: None, live: true, machines: l.outcomes.clone() }));
+        return Ok(Json(RunDetail {
+            metadata: l.meta.clone(),
+            summary: None,
+            live: true,
+            machines: l.outcomes.clone(),
+        }));
     }
     let store = state.store.clone();
     let detail = tokio::task::spawn_blocking(move || -> Result<RunDetail, ApiError> {

@@ -74,7 +74,12 @@ pub fn write_sweep_csvs(
     let requests: Vec<&Map<String, Value>> = mine("sweep_row").filter_map(|e| e.get("payload")?.as_object()).collect();
     let done = mine("sweep_done").filter_map(|e| e.get("payload")).next_back();
     let rows = |key: &str| -> Vec<&Map<String, Value>> {
-        done.and_then(|d| d.get(key)).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_object).collect()
+        done.and_then(|d| d.get(key))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .collect()
     };
     let mut written = Vec::new();
     for (name, header, rows) in [

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use bench_shared::engine::ModelInfo;
 use bench_shared::job::{FieldError, JobSpec};
-use bench_shared::run::{MachineRecord, MachineRunStatus, MachineState, MachineView, RUN_START, RunMetadata, RunStatus};
+use bench_shared::run::{
+    MachineRecord, MachineRunStatus, MachineState, MachineView, RUN_START, RunMetadata, RunStatus,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -233,11 +235,13 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
         .into_iter()
         .flatten()
         .filter_map(|m| serde_json::from_value::<ModelInfo>(m.clone()).ok())
-        .filter(|m| models.contains(&m.name))
+        .filter(|m| models.iter().any(|w| same_model(&m.name, w)))
         .collect();
-    let tests: Option<Vec<&str>> =
-        caps.and_then(|c| c.get("tests")).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect());
-    let missing: Vec<&String> = models.iter().filter(|m| !view.models.contains(m)).collect();
+    let tests: Option<Vec<&str>> = caps
+        .and_then(|c| c.get("tests"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    let missing: Vec<&String> = models.iter().filter(|w| !view.models.iter().any(|n| same_model(n, w))).collect();
     let skip = if view.state == MachineState::Offline {
         Some(format!("agent offline: {}", view.last_error.as_deref().unwrap_or("no answer")))
     } else if tests.as_ref().is_some_and(|t| !t.contains(&spec.test_type().as_str())) {
@@ -261,6 +265,11 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
         hardware: view.hardware.clone(),
         capabilities: view.capabilities.clone(),
     }
+}
+
+/// Ollama names `m` and `m:latest` the same model.
+pub fn same_model(name: &str, wanted: &str) -> bool {
+    name == wanted || name.strip_suffix(":latest") == Some(wanted) || wanted.strip_suffix(":latest") == Some(name)
 }
 
 /// How long a machine may take, from `start_at`: generous, derived from the work asked for.

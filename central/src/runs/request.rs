@@ -36,10 +36,9 @@ pub fn parse(body: &Value, start_at_ms: u64, now_ms: u64, known: &[&str]) -> Res
 }
 
 fn machine_ids(v: &Value, known: &[&str]) -> Result<Vec<String>, FieldError> {
-    let list = v
-        .as_array()
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| FieldError::new("machine_ids", "must be a non-empty list of machine ids (or left out for all)"))?;
+    let list = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+        FieldError::new("machine_ids", "must be a non-empty list of machine ids (or left out for all)")
+    })?;
     let mut ids: Vec<String> = Vec::new();
     for id in list {
         let Some(id) = id.as_str() else {
@@ -67,8 +66,13 @@ mod tests {
 
     #[test]
     fn adds_start_at_and_keeps_client_fields() {
-        let r = parse(&json!({"model": "m", "prompt": "p", "repeat": 2, "machine_ids": ["a"]}), NOW + 1500, NOW, &["a", "b"])
-            .unwrap();
+        let r = parse(
+            &json!({"model": "m", "prompt": "p", "repeat": 2, "machine_ids": ["a"]}),
+            NOW + 1500,
+            NOW,
+            &["a", "b"],
+        )
+        .unwrap();
         assert_eq!(r.job["start_at"], NOW + 1500);
         assert_eq!(r.job["test_type"], "llm_generate");
         assert!(r.job.get("machine_ids").is_none());

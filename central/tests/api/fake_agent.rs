@@ -1,0 +1,273 @@
+//! A fake agent for fault cases: an axum router on 127.0.0.1:0 speaking the agent API
+//! (`/health`, `/capabilities`, `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/events`, `/ws`)
+//! whose events the test emits by hand, and which can drop its WebSockets, refuse new ones,
+//! or die (stop answering anything).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::support::{WAIT_LIMIT, now_ms};
+
+/// A job the fake received.
+#[derive(Debug, Clone)]
+pub struct FakeJob {
+    pub job_id: String,
+    pub body: Value,
+    /// Epoch ms when `POST /jobs` arrived.
+    pub received_at_ms: f64,
+    pub events: Vec<Value>,
+}
+
+struct Inner {
+    machine_id: String,
+    models: Vec<String>,
+    jobs: Mutex<Vec<FakeJob>>,
+    /// `after_seq` of every `GET /jobs/{id}/events` call.
+    backfills: Mutex<Vec<u64>>,
+    events_tx: broadcast::Sender<String>,
+    /// Bumped to make every open WebSocket drop.
+    generation: watch::Sender<u64>,
+    subscribers: watch::Sender<usize>,
+    jobs_posted: watch::Sender<usize>,
+    accept_ws: AtomicBool,
+    dead: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Shared(Arc<Inner>);
+
+pub struct FakeAgent {
+    pub base_url: String,
+    inner: Arc<Inner>,
+    server: JoinHandle<()>,
+}
+
+impl FakeAgent {
+    pub async fn spawn(machine_id: &str, models: &[&str]) -> FakeAgent {
+        let inner = Arc::new(Inner {
+            machine_id: machine_id.into(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            jobs: Mutex::new(Vec::new()),
+            backfills: Mutex::new(Vec::new()),
+            events_tx: broadcast::channel(1024).0,
+            generation: watch::channel(0).0,
+            subscribers: watch::channel(0).0,
+            jobs_posted: watch::channel(0).0,
+            accept_ws: AtomicBool::new(true),
+            dead: AtomicBool::new(false),
+        });
+        let app = Router::new()
+            .route("/health", get(health))
+            .route("/capabilities", get(capabilities))
+            .route("/jobs", post(post_job))
+            .route("/jobs/{id}", get(get_job))
+            .route("/jobs/{id}/events", get(job_events))
+            .route("/ws", get(ws))
+            .with_state(Shared(inner.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeAgent { base_url: format!("http://{addr}"), inner, server }
+    }
+
+    /// Waits until `n` jobs were posted; returns them.
+    pub async fn wait_jobs(&self, n: usize) -> Vec<FakeJob> {
+        let mut rx = self.inner.jobs_posted.subscribe();
+        tokio::time::timeout(WAIT_LIMIT, rx.wait_for(|c| *c >= n)).await.expect("job posted in time").unwrap();
+        self.jobs()
+    }
+
+    pub fn jobs(&self) -> Vec<FakeJob> {
+        self.inner.jobs.lock().unwrap().clone()
+    }
+
+    pub fn backfills(&self) -> Vec<u64> {
+        self.inner.backfills.lock().unwrap().clone()
+    }
+
+    /// Emits one event of `job_id` (stored for replay, sent to connected WebSockets); returns its seq.
+    pub fn emit(&self, job_id: &str, kind: &str, payload: Value) -> u64 {
+        let mut jobs = self.inner.jobs.lock().unwrap();
+        let job = jobs.iter_mut().find(|j| j.job_id == job_id).expect("known job");
+        let seq = job.events.len() as u64 + 1;
+        let event = json!({"job_id": job_id, "seq": seq, "machine_id": self.inner.machine_id,
+            "emitted_at_s": now_ms() / 1000.0, "type": kind, "payload": payload});
+        job.events.push(event.clone());
+        let _ = self.inner.events_tx.send(event.to_string());
+        seq
+    }
+
+    pub fn token(&self, job_id: &str, text: &str) -> u64 {
+        self.emit(job_id, "llm_token", json!({"text": text, "timestamp_s": now_ms() / 1000.0, "repeat_index": 0}))
+    }
+
+    pub fn started(&self, job_id: &str) -> u64 {
+        self.emit(
+            job_id,
+            "job_started",
+            json!({"test_type": "llm_generate", "models": self.inner.models, "engine": "mock",
+                   "engine_base_url": "", "start_at": null, "started_at_s": now_ms() / 1000.0}),
+        )
+    }
+
+    /// A `job_done` with bench-race metrics.
+    pub fn done(&self, job_id: &str, text: &str, tok_s: f64) -> u64 {
+        self.emit(
+            job_id,
+            "job_done",
+            json!({"ttft_ms": 50.0, "gen_tokens": 5, "gen_tokens_per_s": tok_s, "total_ms": 300.0,
+                   "model": self.inner.models[0], "engine": "mock", "ttfc_ms": 50.0, "decode_tok_s": tok_s,
+                   "engine_decode_tok_s": null, "prompt_tokens": 7, "engine_prefill_tok_s": null,
+                   "client_prefill_tok_s": null, "load_ms": null, "token_source": "chunks", "repeats": 1,
+                   "aggregate": {"requests": 1}, "requests": [], "output_text": text}),
+        )
+    }
+
+    /// Closes every open WebSocket (no close frame: the connection just ends) and, with
+    /// `refuse`, answers new ones 503; returns once none is open.
+    pub async fn drop_ws(&self, refuse: bool) {
+        if refuse {
+            self.inner.accept_ws.store(false, Ordering::SeqCst);
+        }
+        self.inner.generation.send_modify(|g| *g += 1);
+        self.wait_subscribers(|n| n == 0).await;
+    }
+
+    pub fn accept_ws(&self) {
+        self.inner.accept_ws.store(true, Ordering::SeqCst);
+    }
+
+    pub async fn wait_subscribers(&self, ok: impl Fn(usize) -> bool) {
+        let mut rx = self.inner.subscribers.subscribe();
+        tokio::time::timeout(WAIT_LIMIT, rx.wait_for(|n| ok(*n))).await.expect("subscribers in time").unwrap();
+    }
+
+    /// The agent dies: open WebSockets drop, new connections are refused, and requests on
+    /// connections already open never get an answer.
+    pub async fn kill(&self) {
+        self.inner.dead.store(true, Ordering::SeqCst);
+        self.server.abort();
+        self.drop_ws(true).await;
+    }
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.inner.generation.send_modify(|g| *g += 1);
+    }
+}
+
+async fn alive(s: &Shared) {
+    if s.0.dead.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn health(State(s): State<Shared>) -> Json<Value> {
+    alive(&s).await;
+    Json(json!({"ok": true, "machine_id": s.0.machine_id, "label": s.0.machine_id,
+        "engine": {"kind": "mock", "base_url": "", "reachable": true}, "busy": false, "queue_len": 0}))
+}
+
+async fn capabilities(State(s): State<Shared>) -> Json<Value> {
+    alive(&s).await;
+    let models: Vec<Value> = s.0.models.iter().map(|m| json!({"name": m, "family": "fake"})).collect();
+    Json(json!({"machine_id": s.0.machine_id, "label": s.0.machine_id, "tests": ["llm_generate", "llm_sweep"],
+        "llm_models": s.0.models, "whisper_models": [], "sdxl_profiles": [],
+        "engine": {"kind": "mock", "base_url": "", "version": "fake-1", "reachable": true},
+        "models": models,
+        "hardware": {"os": "linux", "hostname": "fake", "cpu_brand": "Fake CPU", "cpu_logical_cores": 4,
+                     "cpu_physical_cores": 2, "memory_total_bytes": 8_000_000_000u64, "gpus": []}}))
+}
+
+async fn post_job(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
+    alive(&s).await;
+    let job_id = uuid::Uuid::new_v4().to_string();
+    s.0.jobs.lock().unwrap().push(FakeJob {
+        job_id: job_id.clone(),
+        body,
+        received_at_ms: now_ms(),
+        events: Vec::new(),
+    });
+    s.0.jobs_posted.send_modify(|n| *n += 1);
+    (StatusCode::ACCEPTED, Json(json!({"job_id": job_id, "position": 0}))).into_response()
+}
+
+async fn get_job(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    alive(&s).await;
+    let jobs = s.0.jobs.lock().unwrap();
+    match jobs.iter().find(|j| j.job_id == id) {
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no such job"}))).into_response(),
+        Some(j) => {
+            let terminal =
+                j.events.iter().any(|e| bench_shared::event::is_terminal_type(e["type"].as_str().unwrap_or("")));
+            Json(json!({"job_id": id, "status": if terminal { "done" } else { "running" }})).into_response()
+        }
+    }
+}
+
+async fn job_events(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    alive(&s).await;
+    let after: u64 = q.get("after_seq").and_then(|v| v.parse().ok()).unwrap_or(0);
+    s.0.backfills.lock().unwrap().push(after);
+    let jobs = s.0.jobs.lock().unwrap();
+    let Some(job) = jobs.iter().find(|j| j.job_id == id) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such job"}))).into_response();
+    };
+    let body: String =
+        job.events.iter().filter(|e| e["seq"].as_u64().unwrap() > after).map(|e| format!("{e}\n")).collect();
+    ([("content-type", "application/x-ndjson")], body).into_response()
+}
+
+async fn ws(State(s): State<Shared>, upgrade: WebSocketUpgrade) -> Response {
+    alive(&s).await;
+    if !s.0.accept_ws.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not now").into_response();
+    }
+    // Subscribe before answering, so no event emitted after the upgrade is missed.
+    let rx = s.0.events_tx.subscribe();
+    let generation = s.0.generation.subscribe();
+    upgrade.on_upgrade(move |socket| serve_ws(socket, s, rx, generation))
+}
+
+async fn serve_ws(
+    mut socket: WebSocket,
+    s: Shared,
+    mut rx: broadcast::Receiver<String>,
+    mut generation: watch::Receiver<u64>,
+) {
+    generation.mark_unchanged();
+    s.0.subscribers.send_modify(|n| *n += 1);
+    loop {
+        tokio::select! {
+            _ = generation.changed() => break,
+            msg = rx.recv() => match msg {
+                Ok(text) => if socket.send(Message::text(text)).await.is_err() { break },
+                Err(_) => break,
+            },
+            incoming = socket.recv() => if !matches!(incoming, Some(Ok(_))) { break },
+        }
+    }
+    drop(socket);
+    s.0.subscribers.send_modify(|n| *n -= 1);
+}

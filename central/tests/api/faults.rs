@@ -1,0 +1,147 @@
+//! Fault cases with fake agents: an agent that dies mid-run, central restarting mid-run, a
+//! WebSocket dropping mid-job (events recovered from the agent), and the synchronized start.
+
+use super::fake_agent::FakeAgent;
+use super::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_agent_ends_in_error_and_run_is_partial_with_its_events_kept() {
+    let real = RealAgent::mock("steady", &["mock-llm"], 20.0, 200.0).await;
+    let fake = FakeAgent::spawn("doomed", &["mock-llm"]).await;
+    let central = TestCentral::spawn(
+        vec![machine("steady", &real.base_url), machine("doomed", &fake.base_url)],
+        temp_results_dir(),
+    )
+    .await;
+    central.wait_online(&["steady", "doomed"]).await;
+    let run_id = central.start_run(generate_body("mock-llm", 16)).await;
+    let job = fake.wait_jobs(1).await.remove(0);
+    fake.started(&job.job_id);
+    for piece in ["Once ", "upon ", "a "] {
+        fake.token(&job.job_id, piece);
+    }
+    // Every event sent before the kill reached central's file.
+    central.wait_seq(&run_id, "doomed", 4).await;
+    fake.kill().await;
+
+    let detail = central.wait_run_end(&run_id).await;
+    assert_eq!(detail["metadata"]["status"], "partial", "{detail}");
+    let meta = central.read_json(&run_id, "metadata.json");
+    let doomed = meta["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == "doomed").unwrap().clone();
+    assert_eq!(doomed["status"], "error");
+    assert!(doomed["reason"].as_str().unwrap().contains("agent lost"), "{doomed}");
+    let steady = meta["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == "steady").unwrap().clone();
+    assert_eq!(steady["status"], "complete");
+
+    let events = central.events(&run_id).await;
+    assert_eq!(assert_contiguous(&events, "doomed"), 4);
+    assert_eq!(text_of(&events, "doomed"), "Once upon a ");
+    let summary = central.read_json(&run_id, "summary.json");
+    assert_eq!(summary["winner"], "steady");
+    let s = summary["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == "doomed").unwrap().clone();
+    assert_eq!((s["status"].as_str(), s["rank"].is_null()), (Some("error"), true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn central_restarted_mid_run_marks_the_run_interrupted() {
+    let fake = FakeAgent::spawn("slowpoke", &["mock-llm"]).await;
+    let results = temp_results_dir();
+    let central = TestCentral::spawn(vec![machine("slowpoke", &fake.base_url)], results.clone()).await;
+    central.wait_online(&["slowpoke"]).await;
+    let run_id = central.start_run(generate_body("mock-llm", 16)).await;
+    let job = fake.wait_jobs(1).await.remove(0);
+    fake.started(&job.job_id);
+    fake.token(&job.job_id, "half a sen");
+    central.wait_seq(&run_id, "slowpoke", 2).await;
+    central.stop().await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(results.join("runs").join(&run_id).join("metadata.json")).unwrap()
+        )
+        .unwrap()["status"],
+        "running",
+        "a stopped central leaves the run as it was"
+    );
+
+    let central = TestCentral::spawn(vec![machine("slowpoke", &fake.base_url)], results).await;
+    let detail = central.get_json(&format!("/api/runs/{run_id}")).await;
+    assert_eq!(detail["metadata"]["status"], "interrupted", "{detail}");
+    assert_eq!(detail["metadata"]["machines"][0]["status"], "interrupted");
+    assert!(detail["metadata"]["ended_at"].is_string());
+    assert_eq!(detail["summary"]["status"], "interrupted");
+    assert_eq!(detail["machines"]["slowpoke"]["output_text"], "half a sen");
+    let list = central.get_json("/api/runs").await;
+    assert_eq!(list["runs"][0]["status"], "interrupted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_drop_mid_job_is_recovered_from_the_agent_without_gaps() {
+    let fake = FakeAgent::spawn("flaky", &["mock-llm"]).await;
+    let central = TestCentral::spawn(vec![machine("flaky", &fake.base_url)], temp_results_dir()).await;
+    central.wait_online(&["flaky"]).await;
+    let run_id = central.start_run(generate_body("mock-llm", 16)).await;
+    let job = fake.wait_jobs(1).await.remove(0);
+    let id = job.job_id.as_str();
+    fake.started(id);
+    fake.token(id, "one ");
+    central.wait_seq(&run_id, "flaky", 2).await;
+
+    // The WebSocket drops and the agent refuses new ones while it keeps producing events.
+    fake.drop_ws(true).await;
+    for piece in ["two ", "three ", "four "] {
+        fake.token(id, piece);
+    }
+    fake.accept_ws();
+    // Central reconnects and fetches seq 3..5 with after_seq=2.
+    fake.wait_subscribers(|n| n >= 1).await;
+    central.wait_seq(&run_id, "flaky", 5).await;
+    fake.token(id, "five");
+    fake.done(id, "one two three four five", 80.0);
+
+    let detail = central.wait_run_end(&run_id).await;
+    assert_eq!(detail["metadata"]["status"], "complete");
+    let events = central.events(&run_id).await;
+    assert_eq!(assert_contiguous(&events, "flaky"), 7);
+    assert_eq!(text_of(&events, "flaky"), "one two three four five");
+    assert!(fake.backfills().contains(&2), "central asked for events after seq 2: {:?}", fake.backfills());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_receive_the_job_together_with_one_start_at() {
+    let fakes = [
+        FakeAgent::spawn("f1", &["mock-llm"]).await,
+        FakeAgent::spawn("f2", &["mock-llm"]).await,
+        FakeAgent::spawn("f3", &["mock-llm"]).await,
+    ];
+    let machines = ["f1", "f2", "f3"].iter().zip(&fakes).map(|(id, f)| machine(id, &f.base_url)).collect();
+    let central = TestCentral::spawn(machines, temp_results_dir()).await;
+    central.wait_online(&["f1", "f2", "f3"]).await;
+    let before = now_ms();
+    let (status, created) = central.post_run(generate_body("mock-llm", 8)).await;
+    assert_eq!(status, 201, "{created}");
+    let start_at = created["start_at"].as_u64().unwrap();
+    let jobs: Vec<_> = {
+        let mut v = Vec::new();
+        for f in &fakes {
+            v.push(f.wait_jobs(1).await.remove(0));
+        }
+        v
+    };
+    let received: Vec<f64> = jobs.iter().map(|j| j.received_at_ms).collect();
+    let spread = received.iter().cloned().fold(f64::MIN, f64::max) - received.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread < 100.0, "jobs arrived {spread:.1} ms apart");
+    for j in &jobs {
+        assert_eq!(j.body["start_at"], start_at, "one common start_at");
+        assert_eq!(j.body["model"], "mock-llm");
+        assert!(j.body.get("machine_ids").is_none());
+        assert!(j.received_at_ms < start_at as f64, "every agent has the job before start_at");
+    }
+    let lead = start_at as f64 - before;
+    assert!((700.0..=2000.0).contains(&lead), "start_at {lead:.0} ms ahead");
+    for (f, j) in fakes.iter().zip(&jobs) {
+        f.started(&j.job_id);
+        f.done(&j.job_id, "", 10.0);
+    }
+    let detail = central.wait_run_end(created["run_id"].as_str().unwrap()).await;
+    assert_eq!(detail["metadata"]["status"], "complete");
+}

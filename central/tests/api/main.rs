@@ -1,0 +1,15 @@
+//! Central's integration tests: one binary, one module per concern.
+//!
+//! Agents are real `bench-agent` instances in-process on port 0 (over the mock engine and over the
+//! real local llama.cpp engine), plus fake agents for fault cases (an agent that dies, drops its
+//! WebSocket, or streams a sweep).
+
+mod browser;
+mod config_file;
+mod fake_agent;
+mod faults;
+mod history;
+mod races;
+mod support;
+mod sweeps;
+mod webdriver;

@@ -1,0 +1,74 @@
+//! Sweeps started from central: the job is forwarded, the CSVs land in the run folder.
+
+use bench_shared::sweep::{LOAD_TIMES_CSV_HEADER, REQUESTS_CSV_HEADER, SUMMARY_CSV_HEADER};
+use serde_json::{Map, Value, json};
+
+use super::fake_agent::FakeAgent;
+use super::support::*;
+
+fn row(header: &[&str], f: impl Fn(&str) -> Value) -> Value {
+    Value::Object(header.iter().map(|h| (h.to_string(), f(h))).collect::<Map<_, _>>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sweep_from_central_stores_csvs_per_machine() {
+    let fake = FakeAgent::spawn("sweeper", &["mock-llm"]).await;
+    let central = TestCentral::spawn(vec![machine("sweeper", &fake.base_url)], temp_results_dir()).await;
+    central.wait_online(&["sweeper"]).await;
+    let body = json!({"test_type": "llm_sweep", "models": ["mock-llm"], "ctx": 512, "sweep_count": 2,
+                      "parallel": [1, 2], "runs": 1, "warmup": 3, "out_tokens": 16});
+    let run_id = central.start_run(body).await;
+    let job = fake.wait_jobs(1).await.remove(0);
+    assert_eq!(job.body["test_type"], "llm_sweep");
+    assert_eq!(job.body["parallel"], json!([1, 2]));
+    assert!(job.body["start_at"].is_u64());
+    let id = job.job_id.as_str();
+    fake.emit(
+        id,
+        "sweep_started",
+        json!({"models": ["mock-llm"], "ctx_points": [256, 512], "parallel": [1, 2], "cells_total": 4}),
+    );
+    for (i, mode) in ["stream", "nonstream"].iter().enumerate() {
+        fake.emit(
+            id,
+            "sweep_row",
+            row(REQUESTS_CSV_HEADER, |h| match h {
+                "run_mode" => json!(mode),
+                "idx" => json!(i),
+                "ttft_s" if *mode == "nonstream" => Value::Null,
+                "error" => json!("ok, \"quoted\""),
+                _ => json!(1.5),
+            }),
+        );
+    }
+    fake.emit(
+        id,
+        "sweep_done",
+        json!({
+        "summary_rows": [row(SUMMARY_CSV_HEADER, |_| json!(2))],
+        "load_time_rows": [row(LOAD_TIMES_CSV_HEADER, |_| json!("x"))],
+        "requests_csv": null, "summary_csv": null, "load_times_csv": null}),
+    );
+    let detail = central.wait_run_end(&run_id).await;
+    assert_eq!(detail["metadata"]["status"], "complete");
+    assert_eq!(detail["metadata"]["test_type"], "llm_sweep");
+
+    let read = |name: &str| std::fs::read_to_string(central.run_file(&run_id, name)).expect(name);
+    let requests = read("sweeper.requests.csv");
+    let mut lines = requests.lines();
+    assert_eq!(lines.next().unwrap(), REQUESTS_CSV_HEADER.join(","));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].starts_with("stream,1.5,1.5,1.5,1.5,0,"), "{}", rows[0]);
+    assert!(rows[1].contains("\"ok, \"\"quoted\"\"\""), "{}", rows[1]);
+    let summary = read("sweeper.summary.csv");
+    assert_eq!(summary.lines().next().unwrap(), SUMMARY_CSV_HEADER.join(","));
+    assert_eq!(summary.lines().count(), 2);
+    let load = read("sweeper.load_times.csv");
+    assert_eq!(load.lines().next().unwrap(), LOAD_TIMES_CSV_HEADER.join(","));
+    let s = central.read_json(&run_id, "summary.json");
+    assert_eq!(
+        s["machines"][0]["files"],
+        json!(["sweeper.requests.csv", "sweeper.summary.csv", "sweeper.load_times.csv"])
+    );
+}
