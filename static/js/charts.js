@@ -77,7 +77,8 @@ const Charts = (() => {
       height,
       scales: { x: { time: false, distr: logX ? 3 : 1, log: 2 } },
       axes: [
-        { label: xLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" } },
+        // Ticks at the measured points (context sizes, parallel levels), not at round numbers.
+        { label: xLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" }, splits: () => xs },
         { label: yLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 56 },
       ],
       series: [{ label: xLabel }, ...series.map((s, i) => ({

@@ -209,7 +209,7 @@
         el("td", { text: p.cells_total ? `${(p.cell_index || 0) + 1}/${p.cells_total}` : "–" }),
         el("td", { text: p.warmup_total ? `${p.warmup_done}/${p.warmup_total}` : "–" }),
         el("td", { text: p.requests_total ? `${p.requests_done}/${p.requests_total}` : "–" }),
-        el("td", { text: BR.fmt(p.live_tok_s, 1) }), el("td", { text: BR.fmt(p.total_tok_s, 1) }),
+        el("td", { text: st.done || p.state === "done" ? "–" : BR.fmt(p.live_tok_s, 1) }), el("td", { text: BR.fmt(p.total_tok_s, 1) }),
         el("td", { text: BR.num(p.ttft_s) === null ? "–" : BR.fmtMs(p.ttft_s * 1000) }),
         el("td", { text: p.errors ?? 0 }),
         el("td", { text: BR.num(p.eta_s) === null || st.done ? "–" : `${Math.round(p.eta_s)} s` })));
@@ -228,7 +228,7 @@
   function selector(label, values, current, onChange, fmtv = String) {
     const s = BR.el("select", { on: { change: (e) => onChange(e.target.value) } });
     values.forEach(([v, text]) => s.appendChild(BR.el("option", { value: v, text: fmtv(text), selected: String(v) === String(current) })));
-    return BR.el("label", { class: "inline" }, `${label} `, s);
+    return BR.el("label", {}, label, s);
   }
 
   function renderCharts() {
@@ -243,7 +243,7 @@
     const metric = TOKS_METRICS[sel.metric];
     BR.clear(chartsEl);
     chartsEl.append(BR.el("h2", { text: "Results" }),
-      BR.el("div", { class: "row options" },
+      BR.el("div", { class: "chart-controls" },
         selector("tok/s metric", Object.entries(TOKS_METRICS).map(([k, v]) => [k, v.label]), sel.metric, (v) => { sel.metric = v; renderCharts(); }),
         selector("parallel (for the context charts)", pars.map((p) => [p, p]), sel.par, (v) => { sel.par = Number(v); renderCharts(); }),
         selector("context (for the parallel charts)", ctxs.map((c) => [c, c]), sel.ctx, (v) => { sel.ctx = Number(v); renderCharts(); })),
