@@ -173,14 +173,21 @@ impl Engine for OpenAiEngine {
         &self.base_url
     }
 
-    /// llama.cpp's `/props` `build_info`; other servers have no standard version endpoint.
+    /// llama.cpp's `/props` `build_info`, else vLLM's `/version`; other servers have no
+    /// standard version endpoint (`None`).
     async fn version(&self) -> Result<Option<String>, EngineError> {
-        match http::fetch_json(&self.client, &self.url("/props"), None, self.api_key.as_deref()).await {
-            Ok(props) => Ok(props.get("build_info").and_then(Value::as_str).map(str::to_owned)),
-            Err(EngineError::Unreachable { url, reason }) => Err(EngineError::Unreachable { url, reason }),
-            Err(EngineError::Timeout(d)) => Err(EngineError::Timeout(d)),
-            Err(_) => Ok(None),
+        for (path, field) in [("/props", "build_info"), ("/version", "version")] {
+            match http::fetch_json(&self.client, &self.url(path), None, self.api_key.as_deref()).await {
+                Ok(v) => {
+                    if let Some(version) = v.get(field).and_then(Value::as_str) {
+                        return Ok(Some(version.to_owned()));
+                    }
+                }
+                Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout(_))) => return Err(e),
+                Err(_) => {}
+            }
         }
+        Ok(None)
     }
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, EngineError> {

@@ -173,3 +173,19 @@ async fn reasoning_deltas_count_as_text_and_keepalives_are_ignored() {
     assert_eq!(out.stats.done_reason.as_deref(), Some("stop"));
     task.abort();
 }
+
+#[tokio::test]
+async fn version_from_vllm_style_endpoint_or_none() {
+    use axum::routing::get;
+    let app =
+        axum::Router::new().route("/version", get(|| async { axum::Json(serde_json::json!({"version": "0.11.0"})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    assert_eq!(OpenAiEngine::new(&url, None).version().await.unwrap().as_deref(), Some("0.11.0"));
+    server.abort();
+
+    let (url, _, task) = scripted("data: [DONE]\n\n").await;
+    assert_eq!(OpenAiEngine::new(&url, None).version().await.unwrap(), None);
+    task.abort();
+}
