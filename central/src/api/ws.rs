@@ -28,7 +28,7 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 async fn client(socket: WebSocket, state: AppState) {
     let mut rx = state.hub.subscribe();
     let (mut tx, mut incoming) = socket.split();
-    let hello = json!({"type": "hello", "machines": state.fleet.views()});
+    let hello = json!({"type": "hello", "machines": state.fleet.views(), "running": state.runs.running_ids()});
     if tx.send(Message::text(hello.to_string())).await.is_err() {
         return;
     }

@@ -88,6 +88,13 @@ impl RunManager {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).get(run_id).cloned()
     }
 
+    /// Ids of the runs in progress.
+    pub fn running_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.live.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     pub fn is_running(&self, run_id: &str) -> bool {
         self.live(run_id).is_some()
     }

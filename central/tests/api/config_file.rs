@@ -36,3 +36,47 @@ fn invalid_machines_yaml_fails_naming_key_and_line() {
     assert!(!ok);
     assert!(err.contains("machines") && err.contains("line 1") && err.contains("at least one"), "{err}");
 }
+
+#[test]
+fn binary_serves_on_port_zero_and_logs_the_bound_address() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_results_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("machines.yaml");
+    std::fs::write(&cfg, "machines:\n  - machine_id: a\n    label: A\n    agent_base_url: http://127.0.0.1:9\n")
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-central"))
+        .args(["--config", cfg.to_str().unwrap(), "--results-dir", dir.to_str().unwrap(), "--host", "127.0.0.1"])
+        .env("CENTRAL_PORT", "0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bench-central");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.contains("bench-central listening") {
+            addr = line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned());
+            break;
+        }
+    }
+    let addr = addr.expect("listening line with addr=");
+    let body = reqwest::blocking_get(&format!("http://{addr}/api/machines"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let machines: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(machines[0]["machine_id"], "a");
+    assert_eq!(machines[0]["label"], "A");
+    assert!(dir.join("runs").is_dir());
+}
+
+/// A blocking GET without pulling in reqwest's blocking feature.
+mod reqwest {
+    pub fn blocking_get(url: &str) -> String {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+}

@@ -44,6 +44,10 @@ struct Inner {
     jobs_posted: watch::Sender<usize>,
     accept_ws: AtomicBool,
     dead: AtomicBool,
+    /// When set, `POST /jobs` answers this status and body.
+    refuse: Mutex<Option<(u16, Value)>>,
+    /// Job ids of every `DELETE /jobs/{id}`.
+    cancels: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -62,18 +66,20 @@ impl FakeAgent {
             models: models.iter().map(|m| m.to_string()).collect(),
             jobs: Mutex::new(Vec::new()),
             backfills: Mutex::new(Vec::new()),
-            events_tx: broadcast::channel(1024).0,
+            events_tx: broadcast::channel(16_384).0,
             generation: watch::channel(0).0,
             subscribers: watch::channel(0).0,
             jobs_posted: watch::channel(0).0,
             accept_ws: AtomicBool::new(true),
             dead: AtomicBool::new(false),
+            refuse: Mutex::new(None),
+            cancels: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/health", get(health))
             .route("/capabilities", get(capabilities))
             .route("/jobs", post(post_job))
-            .route("/jobs/{id}", get(get_job))
+            .route("/jobs/{id}", get(get_job).delete(cancel_job))
             .route("/jobs/{id}/events", get(job_events))
             .route("/ws", get(ws))
             .with_state(Shared(inner.clone()));
@@ -94,6 +100,15 @@ impl FakeAgent {
 
     pub fn jobs(&self) -> Vec<FakeJob> {
         self.inner.jobs.lock().unwrap().clone()
+    }
+
+    /// Makes `POST /jobs` answer `status` with `body` from now on.
+    pub fn refuse_jobs(&self, status: u16, body: Value) {
+        *self.inner.refuse.lock().unwrap() = Some((status, body));
+    }
+
+    pub fn cancels(&self) -> Vec<String> {
+        self.inner.cancels.lock().unwrap().clone()
     }
 
     pub fn backfills(&self) -> Vec<u64> {
@@ -198,6 +213,9 @@ async fn capabilities(State(s): State<Shared>) -> Json<Value> {
 
 async fn post_job(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
     alive(&s).await;
+    if let Some((status, body)) = s.0.refuse.lock().unwrap().clone() {
+        return (StatusCode::from_u16(status).unwrap(), Json(body)).into_response();
+    }
     let job_id = uuid::Uuid::new_v4().to_string();
     s.0.jobs.lock().unwrap().push(FakeJob {
         job_id: job_id.clone(),
@@ -220,6 +238,12 @@ async fn get_job(State(s): State<Shared>, Path(id): Path<String>) -> Response {
             Json(json!({"job_id": id, "status": if terminal { "done" } else { "running" }})).into_response()
         }
     }
+}
+
+async fn cancel_job(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    alive(&s).await;
+    s.0.cancels.lock().unwrap().push(id.clone());
+    Json(json!({"job_id": id, "status": "cancelled"})).into_response()
 }
 
 async fn job_events(

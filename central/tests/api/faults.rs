@@ -145,3 +145,80 @@ async fn agents_receive_the_job_together_with_one_start_at() {
     let detail = central.wait_run_end(created["run_id"].as_str().unwrap()).await;
     assert_eq!(detail["metadata"]["status"], "complete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_job_and_missed_deadline_end_in_error_with_reasons() {
+    let refuser = FakeAgent::spawn("refuser", &["mock-llm"]).await;
+    refuser.refuse_jobs(429, serde_json::json!({"error": "queue full (16 jobs)"}));
+    let stuck = FakeAgent::spawn("stuck", &["mock-llm"]).await;
+    let settings = bench_central::config::Settings {
+        deadline_base: std::time::Duration::from_millis(1500),
+        deadline_per_token: std::time::Duration::ZERO,
+        ..test_settings()
+    };
+    let central = TestCentral::spawn_with(
+        vec![machine("refuser", &refuser.base_url), machine("stuck", &stuck.base_url)],
+        temp_results_dir(),
+        settings,
+    )
+    .await;
+    central.wait_online(&["refuser", "stuck"]).await;
+    let (status, created) = central.post_run(generate_body("mock-llm", 8)).await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["run_id"].as_str().unwrap();
+    // The stuck agent accepts the job, starts it, and then never finishes (but answers probes).
+    let job = stuck.wait_jobs(1).await.remove(0);
+    stuck.started(&job.job_id);
+
+    let detail = central.wait_run_end(run_id).await;
+    assert_eq!(detail["metadata"]["status"], "failed");
+    let machines = detail["metadata"]["machines"].as_array().unwrap();
+    let reason =
+        |id: &str| machines.iter().find(|m| m["machine_id"] == id).unwrap()["reason"].as_str().unwrap().to_owned();
+    assert!(reason("refuser").contains("429") && reason("refuser").contains("queue full"), "{}", reason("refuser"));
+    assert!(reason("stuck").contains("timed out"), "{}", reason("stuck"));
+    assert!(machines.iter().all(|m| m["status"] == "error"));
+    assert!(detail["metadata"]["reason"].as_str().unwrap().contains("no machine finished"));
+    // The timed-out job is cancelled on its agent.
+    central.wait_for("cancel sent", || async { stuck.cancels().contains(&job.job_id).then_some(()) }).await;
+    // Central's own status changes are events too.
+    let events = central.events(run_id).await;
+    let statuses: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "machine_status").collect();
+    assert!(statuses.iter().any(|e| e["machine_id"] == "stuck" && e["status"] == "error"));
+    assert!(statuses.iter().any(|e| e["machine_id"] == "refuser" && e["status"] == "error"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_browser_is_disconnected_and_the_run_goes_on() {
+    use futures_util::StreamExt;
+    let fake = FakeAgent::spawn("chatty", &["mock-llm"]).await;
+    let settings = bench_central::config::Settings { browser_buffer: 16, ..test_settings() };
+    let central = TestCentral::spawn_with(vec![machine("chatty", &fake.base_url)], temp_results_dir(), settings).await;
+    central.wait_online(&["chatty"]).await;
+    // A browser that connects and then never reads.
+    let (mut slow, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/ws", central.addr)).await.unwrap();
+    let run_id = central.start_run(generate_body("mock-llm", 8)).await;
+    let job = fake.wait_jobs(1).await.remove(0);
+    fake.started(&job.job_id);
+    let chunk = "x".repeat(4096);
+    for _ in 0..3000 {
+        fake.token(&job.job_id, &chunk);
+    }
+    fake.done(&job.job_id, "", 1.0);
+    let detail = central.wait_run_end(&run_id).await;
+    assert_eq!(detail["metadata"]["status"], "complete");
+    assert_eq!(assert_contiguous(&central.events(&run_id).await, "chatty"), 3002);
+    // Reading now: what was buffered, then a close frame that says why.
+    let close = async {
+        while let Some(msg) = slow.next().await {
+            match msg {
+                Ok(tokio_tungstenite::tungstenite::Message::Close(Some(frame))) => return frame.reason.to_string(),
+                Ok(_) => {}
+                Err(e) => return format!("error: {e}"),
+            }
+        }
+        "ended".to_owned()
+    };
+    let reason = tokio::time::timeout(WAIT_LIMIT, close).await.expect("slow client closed");
+    assert!(reason.contains("too slow"), "{reason}");
+}

@@ -173,3 +173,29 @@ async fn race_over_the_real_local_engine() {
         assert!(m["gen_tokens"].as_u64().unwrap() > 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_token_from_machines_yaml_is_used_for_http_and_websocket() {
+    let agent = RealAgent::mock_with_token("locked", &["mock-llm"], 20.0, 400.0, Some("s3cret")).await;
+    let wrong = RealAgent::mock_with_token("wrong", &["mock-llm"], 20.0, 400.0, Some("other")).await;
+    let mut locked = machine("locked", &agent.base_url);
+    locked.token = Some("s3cret".into());
+    let mut bad = machine("wrong", &wrong.base_url);
+    bad.token = Some("s3cret".into());
+    let central = TestCentral::spawn(vec![locked, bad], temp_results_dir()).await;
+    central.wait_online(&["locked"]).await;
+    let (status, created) = central.post_run(generate_body("mock-llm", 8)).await;
+    assert_eq!(status, 201, "{created}");
+    let wrong_m = created["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == "wrong").unwrap().clone();
+    assert_eq!(wrong_m["status"], "skipped", "{wrong_m}");
+    let run_id = created["run_id"].as_str().unwrap();
+    let detail = central.wait_run_end(run_id).await;
+    assert_eq!(detail["metadata"]["status"], "partial");
+    let events = central.events(run_id).await;
+    assert!(!text_of(&events, "locked").is_empty());
+    assert_contiguous(&events, "locked");
+    let machines = central.get_json("/api/machines").await;
+    let w = machines.as_array().unwrap().iter().find(|m| m["machine_id"] == "wrong").unwrap().clone();
+    assert!(w["last_error"].as_str().unwrap().contains("401"), "{w}");
+    assert!(w.get("token").is_none(), "tokens are never served");
+}

@@ -222,6 +222,17 @@ pub struct RealAgent {
 impl RealAgent {
     /// An agent over the mock engine serving `models`.
     pub async fn mock(machine_id: &str, models: &[&str], ttft_ms: f64, tokens_per_s: f64) -> RealAgent {
+        Self::mock_with_token(machine_id, models, ttft_ms, tokens_per_s, None).await
+    }
+
+    /// Like [`RealAgent::mock`], with the agent's `auth_token` set.
+    pub async fn mock_with_token(
+        machine_id: &str,
+        models: &[&str],
+        ttft_ms: f64,
+        tokens_per_s: f64,
+        token: Option<&str>,
+    ) -> RealAgent {
         let engine = EngineSettings {
             kind: EngineKind::Mock,
             base_url: String::new(),
@@ -230,7 +241,7 @@ impl RealAgent {
             request_timeout_s: 60.0,
             mock: MockSettings { ttft_ms, tokens_per_s, models: models.iter().map(|m| m.to_string()).collect() },
         };
-        Self::spawn(machine_id, engine).await
+        Self::spawn(machine_id, engine, token).await
     }
 
     /// An agent over the real local llama.cpp engine (`smollm2:135m`).
@@ -244,11 +255,12 @@ impl RealAgent {
             request_timeout_s: 120.0,
             mock: MockSettings::default(),
         };
-        Self::spawn(machine_id, engine).await
+        Self::spawn(machine_id, engine, None).await
     }
 
-    async fn spawn(machine_id: &str, engine: EngineSettings) -> RealAgent {
+    async fn spawn(machine_id: &str, engine: EngineSettings, token: Option<&str>) -> RealAgent {
         let mut config = bench_agent::AgentConfig::new(machine_id, engine);
+        config.auth_token = token.map(str::to_owned);
         config.results_dir = temp_results_dir();
         let state = bench_agent::AppState::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
