@@ -133,6 +133,8 @@ pub struct TimedLines {
     url: String,
     timeout: Duration,
     finished: bool,
+    /// Instant of the latest read: an unterminated last line arrived then, not at end-of-body.
+    last_read: Option<Instant>,
 }
 
 impl TimedLines {
@@ -144,6 +146,7 @@ impl TimedLines {
             url: url.to_owned(),
             timeout,
             finished: false,
+            last_read: None,
         }
     }
 
@@ -160,6 +163,7 @@ impl TimedLines {
             match self.body.next().await {
                 Some(Ok(bytes)) => {
                     let at = Instant::now();
+                    self.last_read = Some(at);
                     for line in self.splitter.push(&bytes) {
                         self.ready.push_back((at, line));
                     }
@@ -168,7 +172,7 @@ impl TimedLines {
                 None => {
                     self.finished = true;
                     if let Some(rest) = self.splitter.finish() {
-                        self.ready.push_back((Instant::now(), rest));
+                        self.ready.push_back((self.last_read.unwrap_or_else(Instant::now), rest));
                     }
                 }
             }

@@ -224,3 +224,18 @@ async fn stream_without_final_stats_is_a_protocol_error() {
     assert!(matches!(&err, EngineError::Protocol(m) if m.contains("before the final stats")), "{err:?}");
     server.abort();
 }
+
+#[tokio::test]
+async fn final_line_without_trailing_newline_still_counts() {
+    use axum::routing::post;
+    let body = "{\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n\
+                {\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"eval_count\":1,\"eval_duration\":1000000}";
+    let app = axum::Router::new().route("/api/chat", post(move || async move { body }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let out = OllamaEngine::new(&format!("http://{addr}")).generate(&req("m", 5, true), None).await.unwrap();
+    assert_eq!((out.text.as_str(), out.stats.completion_tokens, out.stats.eval_ms), ("Hi", Some(1), Some(1.0)));
+    assert!(out.trace.end_offset_us >= out.trace.chunks[0].offset_us);
+    server.abort();
+}
