@@ -34,8 +34,8 @@ use tokio::net::TcpListener;
 
 /// Serves the API and pages on `listener` until `shutdown` resolves. Shutdown cancels
 /// `state.cancel`, which stops fleet tasks, run tasks and browser WebSockets, so the graceful
-/// shutdown does not wait on long-lived connections. Runs still running stay `running` on disk
-/// and are marked `interrupted` at the next start.
+/// shutdown does not wait on long-lived connections. Runs still running end `interrupted`
+/// (after a crash instead, the next start marks them so).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -43,8 +43,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "bench-central listening");
     let cancel = state.cancel.clone();
+    let runs = state.runs.clone();
+    let stop = cancel.clone();
     let app = router(state);
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = shutdown => {}
@@ -52,5 +54,8 @@ pub async fn serve(
             }
             cancel.cancel();
         })
-        .await
+        .await;
+    stop.cancel();
+    runs.wait_stopped().await;
+    served
 }

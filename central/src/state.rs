@@ -32,7 +32,7 @@ impl AppState {
     /// `interrupted`) and starts one fleet task per machine.
     pub fn start(machines: &[MachineConfig], results_dir: &Path, settings: Settings) -> Result<AppState, StoreError> {
         let store = Store::open(results_dir)?;
-        store.recover_interrupted()?;
+        crate::runs::finish::recover_interrupted(&store)?;
         let cancel = CancellationToken::new();
         let hub = Hub::new(settings.browser_buffer);
         let http = reqwest::Client::builder()

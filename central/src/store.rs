@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use bench_shared::run::{MachineRunStatus, RunListEntry, RunMetadata, RunPage, RunStatus, RunSummary};
+use bench_shared::run::{RunListEntry, RunMetadata, RunPage, RunSummary};
 use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -200,44 +200,6 @@ impl Store {
     pub fn delete(&self, run_id: &str) -> Result<(), StoreError> {
         let dir = self.existing_dir(run_id)?;
         fs::remove_dir_all(&dir).map_err(io(&dir))
-    }
-
-    /// Marks runs left `running` by a previous process as `interrupted` (machines that had not
-    /// finished likewise) and writes their summary from the events that were stored.
-    pub fn recover_interrupted(&self) -> Result<Vec<String>, StoreError> {
-        let mut recovered = Vec::new();
-        for id in self.run_ids()? {
-            let Ok(mut meta) = self.metadata(&id) else { continue };
-            if meta.status != RunStatus::Running {
-                continue;
-            }
-            let events = self.events(&id)?;
-            let outcomes = crate::runs::summary::outcomes_from_events(&events);
-            for m in &mut meta.machines {
-                match outcomes.get(&m.machine_id) {
-                    Some(o) if o.is_terminal() => {
-                        m.status = o.status.unwrap_or(MachineRunStatus::Interrupted);
-                        m.reason = o.reason.clone();
-                    }
-                    _ if !m.status.is_terminal() => {
-                        m.status = MachineRunStatus::Interrupted;
-                        m.reason = Some("central stopped before the machine finished".into());
-                    }
-                    _ => {}
-                }
-            }
-            meta.status = RunStatus::Interrupted;
-            meta.reason = Some("central stopped while the run was running".into());
-            let now = now_s();
-            meta.ended_at_s = Some(now);
-            meta.ended_at = Some(rfc3339(now));
-            let summary = crate::runs::summary::build(&meta, &outcomes);
-            self.write_summary(&summary)?;
-            self.write_metadata(&meta)?;
-            tracing::warn!(run_id = %id, "run was left running by a previous central: marked interrupted");
-            recovered.push(id);
-        }
-        Ok(recovered)
     }
 }
 

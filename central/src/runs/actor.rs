@@ -122,7 +122,10 @@ impl Actor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.tracks.values().all(|t| t.done) {
             tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = self.cancel.cancelled() => {
+                    self.interrupt();
+                    return;
+                }
                 Some(msg) = self.rx.recv() => self.handle(msg),
                 _ = tick.tick() => self.watchdog(),
             }
@@ -354,6 +357,20 @@ impl Actor {
                 });
             }
         }
+    }
+
+    /// Central is shutting down: the run ends `interrupted`, keeping what finished.
+    fn interrupt(mut self) {
+        let (mut meta, outcomes) = {
+            let live = lock(&self.live);
+            (live.meta.clone(), live.outcomes.clone())
+        };
+        let reason = "central shut down while the run was running";
+        match super::finish::interrupt_run(&self.store, &self.hub, &mut self.log, &mut meta, &outcomes, reason) {
+            Ok(_) => lock(&self.live).meta = meta,
+            Err(e) => tracing::error!(run_id = %self.run_id, "cannot mark the run interrupted: {e}"),
+        }
+        (self.on_done)();
     }
 
     fn finish(mut self) {

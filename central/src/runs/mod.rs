@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::actor::{Actor, LiveRun, SharedRun};
 use crate::config::Settings;
@@ -69,6 +70,8 @@ pub struct RunManager {
     settings: Settings,
     cancel: CancellationToken,
     live: Arc<Mutex<HashMap<String, SharedRun>>>,
+    /// Run tasks, so shutdown can wait until each has written its final files.
+    tasks: TaskTracker,
 }
 
 impl RunManager {
@@ -80,12 +83,18 @@ impl RunManager {
         settings: Settings,
         cancel: CancellationToken,
     ) -> Self {
-        RunManager { store, fleet, router, hub, settings, cancel, live: Default::default() }
+        RunManager { store, fleet, router, hub, settings, cancel, live: Default::default(), tasks: TaskTracker::new() }
     }
 
     /// The live state of a running run (`None` once its files are final).
     pub fn live(&self, run_id: &str) -> Option<SharedRun> {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).get(run_id).cloned()
+    }
+
+    /// After `cancel` fired: waits until every run task has written its final files.
+    pub async fn wait_stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Ids of the runs in progress.
@@ -190,7 +199,7 @@ impl RunManager {
         for m in &eligible {
             actor.track(&m.config.machine_id, m.client.clone(), limit);
         }
-        tokio::spawn(actor.run());
+        self.tasks.spawn(actor.run());
 
         // Every agent gets the job at once; `start_at` makes them begin together.
         let posts = eligible.iter().map(|m| {

@@ -43,7 +43,7 @@ async fn killed_agent_ends_in_error_and_run_is_partial_with_its_events_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn central_restarted_mid_run_marks_the_run_interrupted() {
+async fn central_stopped_mid_run_marks_the_run_interrupted_and_a_restart_keeps_it() {
     let fake = FakeAgent::spawn("slowpoke", &["mock-llm"]).await;
     let results = temp_results_dir();
     let central = TestCentral::spawn(vec![machine("slowpoke", &fake.base_url)], results.clone()).await;
@@ -54,14 +54,13 @@ async fn central_restarted_mid_run_marks_the_run_interrupted() {
     fake.token(&job.job_id, "half a sen");
     central.wait_seq(&run_id, "slowpoke", 2).await;
     central.stop().await;
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(
-            &std::fs::read_to_string(results.join("runs").join(&run_id).join("metadata.json")).unwrap()
-        )
-        .unwrap()["status"],
-        "running",
-        "a stopped central leaves the run as it was"
-    );
+    // A graceful stop ends the run `interrupted` at once, keeping what was streamed.
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(results.join("runs").join(&run_id).join("metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["status"], "interrupted", "{meta}");
+    assert!(meta["reason"].as_str().unwrap().contains("shut down"), "{meta}");
 
     let central = TestCentral::spawn(vec![machine("slowpoke", &fake.base_url)], results).await;
     let detail = central.get_json(&format!("/api/runs/{run_id}")).await;
@@ -221,4 +220,51 @@ async fn slow_browser_is_disconnected_and_the_run_goes_on() {
     };
     let reason = tokio::time::timeout(WAIT_LIMIT, close).await.expect("slow client closed");
     assert!(reason.contains("too slow"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn central_crashed_mid_run_is_marked_interrupted_at_restart() {
+    let fake = FakeAgent::spawn("survivor", &["mock-llm"]).await;
+    let results = temp_results_dir();
+    let crashing = CrashableCentral::spawn(vec![machine("survivor", &fake.base_url)], results.clone());
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", crashing.base_url);
+    // Bounded poll until the fleet sees the agent, then start a run.
+    let start = std::time::Instant::now();
+    let run_id = loop {
+        let resp = client.post(url("/api/runs")).json(&generate_body("mock-llm", 8)).send().await.unwrap();
+        if resp.status() == 201 {
+            break resp.json::<serde_json::Value>().await.unwrap()["run_id"].as_str().unwrap().to_owned();
+        }
+        assert!(start.elapsed() < WAIT_LIMIT, "central never saw the agent");
+        tokio::time::sleep(POLL).await;
+    };
+    let job = fake.wait_jobs(1).await.into_iter().last().unwrap();
+    fake.started(&job.job_id);
+    fake.token(&job.job_id, "cut short");
+    let start = std::time::Instant::now();
+    loop {
+        let d: serde_json::Value =
+            client.get(url(&format!("/api/runs/{run_id}"))).send().await.unwrap().json().await.unwrap();
+        if d["machines"]["survivor"]["last_seq"] == 2 {
+            break;
+        }
+        assert!(start.elapsed() < WAIT_LIMIT, "token never stored: {d}");
+        tokio::time::sleep(POLL).await;
+    }
+    tokio::task::spawn_blocking(move || crashing.crash()).await.unwrap();
+    let meta_path = results.join("runs").join(&run_id).join("metadata.json");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    assert_eq!(meta["status"], "running", "a crash leaves the run as it was");
+
+    let central = TestCentral::spawn(vec![machine("survivor", &fake.base_url)], results).await;
+    let detail = central.get_json(&format!("/api/runs/{run_id}")).await;
+    assert_eq!(detail["metadata"]["status"], "interrupted", "{detail}");
+    assert!(detail["metadata"]["reason"].as_str().unwrap().contains("central stopped"));
+    assert_eq!(detail["metadata"]["machines"][0]["status"], "interrupted");
+    assert_eq!(detail["summary"]["status"], "interrupted");
+    assert_eq!(detail["machines"]["survivor"]["output_text"], "cut short");
+    let events = central.events(&run_id).await;
+    assert_eq!(assert_contiguous(&events, "survivor"), 2);
+    assert_eq!(events.last().unwrap()["type"], "run_end");
 }

@@ -318,3 +318,49 @@ pub fn text_of(events: &[Value], machine_id: &str) -> String {
 pub fn now_ms() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
 }
+
+/// A central in its own runtime on its own thread, so a test can make it vanish the way a crash
+/// does: its runtime is dropped and no task gets to run its shutdown path.
+pub struct CrashableCentral {
+    pub base_url: String,
+    crash: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CrashableCentral {
+    pub fn spawn(machines: Vec<MachineConfig>, results_dir: PathBuf) -> CrashableCentral {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async {
+                let state = AppState::start(&machines, &results_dir, test_settings()).expect("start central");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                tokio::spawn(bench_central::serve(listener, state, std::future::pending()));
+            });
+            let _ = crash_rx.recv();
+            rt.shutdown_background();
+        });
+        let addr = addr_rx.recv().expect("central started");
+        CrashableCentral { base_url: format!("http://{addr}"), crash: Some(crash_tx), thread: Some(thread) }
+    }
+
+    /// Drops the runtime: every task stops where it is.
+    pub fn crash(mut self) {
+        if let Some(tx) = self.crash.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for CrashableCentral {
+    fn drop(&mut self) {
+        if let Some(tx) = self.crash.take() {
+            let _ = tx.send(());
+        }
+    }
+}
