@@ -39,6 +39,16 @@ for k in re.findall(r"^\s+pub (\w+):", es.group(1), re.M) if es else []:
     if f"`engine.{k}`" not in readme:
         problems.append(f"agent.yaml key `engine.{k}` is not documented in README")
 
+# 2b. machines.yaml keys: every field of central's MachineConfig is in the README table.
+ccfg = (root / "central/src/config.rs").read_text()
+mc = re.search(r"pub struct MachineConfig \{(.*?)\n\}", ccfg, re.S)
+mkeys = re.findall(r"^\s+pub (\w+):", mc.group(1), re.M) if mc else []
+if not mkeys:
+    problems.append("MachineConfig not found in central/src/config.rs")
+for k in mkeys:
+    if f"`machines[].{k}`" not in readme:
+        problems.append(f"machines.yaml key `machines[].{k}` is not documented in README")
+
 # 3. Event types named in event.rs.
 ev = (root / "shared/src/event.rs").read_text()
 for t in set(re.findall(r'Event::\w+\(_\) => "(\w+)"', ev)):
