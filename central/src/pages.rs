@@ -96,10 +96,7 @@ pub struct SamplePrompt {
 /// time to first token (short answers) without typing.
 pub const SAMPLE_PROMPTS: &[SamplePrompt] = &[
     SamplePrompt { title: "Short answer", text: "What is the capital of France? Answer in one sentence." },
-    SamplePrompt {
-        title: "Explain",
-        text: "Explain how a hash map works to a new programmer, with a small example.",
-    },
+    SamplePrompt { title: "Explain", text: "Explain how a hash map works to a new programmer, with a small example." },
     SamplePrompt {
         title: "Story",
         text: "Write a short story about a lighthouse keeper who finds a message in a bottle.",

@@ -25,7 +25,8 @@ const Charts = (() => {
       height,
       legend: { show: false },
       cursor: { show: false },
-      scales: { x: { time: false } },
+      // From zero: a live rate that wobbles by 2 % must not look like a crash.
+      scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
       axes: [
         { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 28, values: (u, v) => v.map((s) => `${fmt(s, 1)}s`) },
         { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 44 },

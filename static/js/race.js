@@ -219,7 +219,7 @@
     const done = rows.filter((r) => r.status === "done").length;
     BR.clear(runStatus).appendChild(BR.el("div", { class: "notice ok", id: "run-finished" },
       `Run finished: ${done}/${rows.filter((r) => r.status !== "skipped").length} machines done${winner ? `, winner ${winner.label}` : ""}. `,
-      BR.el("a", { href: `/history?run_id=${encodeURIComponent(currentRun)}`, text: "Open in history" })));
+      "Stored as ", BR.el("a", { id: "run-link", href: `/history?run_id=${encodeURIComponent(currentRun)}`, text: currentRun }), "."));
     updatePreflight();
   };
 

@@ -55,11 +55,11 @@ class RunView {
     st.el.status = el("span", { class: "status", text: st.status });
     st.el.reason = el("div", { class: "reason", hidden: true });
     st.el.repeat = el("span", { class: "hint repeat" });
-    st.el.output = el("pre", { class: "output", "aria-label": `Output of ${st.label}` });
+    st.el.output = el("pre", { class: "output content", "aria-label": `Output of ${st.label}` });
     st.el.reasoning = el("pre", { class: "output reasoning", hidden: true, title: "reasoning text" });
     st.el.extra = el("div", { class: "extra hint" });
     st.el.delta = el("div", { class: "deltas", hidden: true });
-    st.el.chart = el("div", { class: "spark" });
+    st.el.chart = el("div", { class: "spark", title: "tok/s since the first token; live values are estimated from text until the agent reports the token count" });
     st.el.card = el("article", { class: "card status-idle", dataset: { machine: st.id } },
       el("header", {},
         el("h3", { text: st.label }),
@@ -211,21 +211,35 @@ class RunView {
     const span = st.lastTokenAt - st.firstTokenAt;
     // Too early the estimate is mostly noise (one coalesced chunk over a few ms).
     if (st.firstTokenAt !== null && span > 0.3) {
-      const rate = charsBefore / perToken / span;
-      st.el.toks.textContent = `≈${BR.fmt(rate, 1)}`;
-      this.chartPoint(st, st.lastTokenAt - (st.startedAt ?? st.firstTokenAt), rate);
+      const charsPerS = charsBefore / span;
+      st.el.toks.textContent = `≈${BR.fmt(charsPerS / perToken, 1)}`;
+      this.chartPoint(st, st.lastTokenAt - (st.startedAt ?? st.firstTokenAt), charsPerS, perToken);
     }
   }
 
-  chartPoint(st, x, y) {
-    if (!st.chart) st.chart = Charts.liveLine(st.el.chart, { stroke: st.color });
-    st.chart.push(x, y);
+  /** The live line keeps characters/s and shows them as tok/s with the best known ratio. */
+  chartPoint(st, x, charsPerS, perToken) {
+    if (!st.chart) {
+      st.chart = Charts.liveLine(st.el.chart, { stroke: st.color });
+      st.points = [];
+    }
+    st.points.push([x, charsPerS]);
+    st.chart.push(x, charsPerS / perToken);
+  }
+
+  /** Redraws the live line once the agent's token count gives the real characters per token. */
+  recalibrate(st) {
+    if (!st.chart || !st.charsPerToken) return;
+    st.chart.set(st.points.map((p) => p[0]), st.points.map((p) => p[1] / st.charsPerToken));
   }
 
   onRequestDone(st, p) {
     if (p.warmup) return;
     // Learn this machine's characters per token, so the next repeat's live estimate is closer.
-    if (BR.num(p.gen_tokens) > 0 && st.chars > 0) st.charsPerToken = st.chars / p.gen_tokens;
+    if (BR.num(p.gen_tokens) > 0 && st.chars > 0) {
+      st.charsPerToken = st.chars / p.gen_tokens;
+      this.recalibrate(st);
+    }
     this.showMetrics(st, p);
     st.el.extra.textContent = `repeat ${(p.repeat_index || 0) + 1} done`;
   }

@@ -38,7 +38,7 @@ async fn js(b: &Browser, script: &str) -> Result<Value> {
     b.script(script, vec![]).await
 }
 
-/// A card's field text (`.status`, `.output`, `[data-metric=toks]` …).
+/// A card's field text (`.status`, `.output.content`, `[data-metric=toks]` …).
 async fn card_text(b: &Browser, machine_id: &str, sel: &str) -> Result<String> {
     let v = b
         .script(
@@ -119,7 +119,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     // Tokens stream into both cards while the slow machine is still running.
     b.wait_for(
         "tokens in both cards while the slow machine runs",
-        "const out = (id) => document.querySelector(`.card[data-machine=${id}] .output`).textContent;
+        "const out = (id) => document.querySelector(`.card[data-machine=${id}] .output.content`).textContent;
          const st = document.querySelector('.card[data-machine=slow] .status').textContent;
          return out('fast').length > 0 && out('slow').length > 0 && st === 'running';",
         RUN_TIMEOUT,
@@ -129,11 +129,19 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     ensure!(live_toks.starts_with('≈') || live_toks == "–", "live tok/s is marked as an estimate: {live_toks}");
 
     // The comparison renders once both machines are done.
-    let winner = b.wait_for("the winner", "const w = document.querySelector('#winner-name'); return w && w.textContent;", RUN_TIMEOUT).await?;
+    let winner = b
+        .wait_for(
+            "the winner",
+            "const w = document.querySelector('#winner-name'); return w && w.textContent;",
+            RUN_TIMEOUT,
+        )
+        .await?;
     ensure!(winner == fast_label, "winner is {winner}, expected the fast machine");
     let metric = b.text(&b.find("#winner-metric").await?).await?;
     ensure!(metric.contains("Decided by"), "the page must say which metric decides: {metric}");
-    let order = js(b, "return [...document.querySelectorAll('#finish-order li[data-machine]')].map(li => li.dataset.machine)").await?;
+    let order =
+        js(b, "return [...document.querySelectorAll('#finish-order li[data-machine]')].map(li => li.dataset.machine)")
+            .await?;
     ensure!(order == json!(["fast", "slow"]), "finishing order {order}");
     let winner_card = js(b, "return document.querySelector('.card.winner').dataset.machine").await?;
     ensure!(winner_card == "fast", "winner card {winner_card}");
@@ -144,7 +152,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     let mut race_text = std::collections::HashMap::new();
     for id in ["fast", "slow"] {
         ensure!(card_text(b, id, ".status").await?.starts_with("done"), "{id} not done");
-        let text = card_text(b, id, ".output").await?;
+        let text = card_text(b, id, ".output.content").await?;
         ensure!(text.contains("mock"), "{id} output lacks the mock text: {text:?}");
         ensure!(card_text(b, id, "[data-metric=tokens]").await? == "48", "{id} token count");
         let ttft = card_text(b, id, "[data-metric=ttft]").await?;
@@ -157,6 +165,8 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     ensure!((40.0..80.0).contains(&fast_rate), "fast mock runs at 60 tok/s, page says {fast_rate}");
 
     std::fs::create_dir_all(target_dir())?;
+    // Frame the screenshot on what matters: skipped banner, result, and the cards.
+    js(b, "document.getElementById('run-status').scrollIntoView(); return null").await?;
     let png = b.screenshot().await?;
     ensure!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
     std::fs::write(target_dir().join("race-finished.png"), &png)?;
@@ -164,13 +174,17 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     // --- History: the stored run, re-rendered from its files.
     let run_id = b.text(&b.find("#run-link").await?).await?;
     b.goto(&format!("{central}/history?run_id={run_id}")).await?;
-    b.wait_for("the stored run", "const w = document.querySelector('#winner-name'); return w && w.textContent;", PAGE_TIMEOUT)
-        .await?;
+    b.wait_for(
+        "the stored run",
+        "const w = document.querySelector('#winner-name'); return w && w.textContent;",
+        PAGE_TIMEOUT,
+    )
+    .await?;
     let listed = js(b, &format!("return !!document.querySelector('#runs-list li[data-run-id=\"{run_id}\"]')")).await?;
     ensure!(listed == true, "run {run_id} not in the runs list");
     ensure!(b.text(&b.find("#run-prompt").await?).await? == prompt, "stored prompt differs");
     for id in ["fast", "slow"] {
-        let text = card_text(b, id, ".output").await?;
+        let text = card_text(b, id, ".output.content").await?;
         ensure!(text == race_text[id], "{id}: history text {text:?} != race text {:?}", race_text[id]);
         ensure!(card_text(b, id, "[data-metric=tokens]").await? == "48", "{id} stored token count");
         ensure!(number(&card_text(b, id, "[data-metric=toks]").await?).is_some(), "{id} stored tok/s");
@@ -179,8 +193,12 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
 
     // Pin it as baseline, race again through the API, and see deltas on the new run.
     b.click(&b.find("#pin").await?).await?;
-    b.wait_for("the baseline mark", "return document.querySelector('#baseline-info').textContent.includes('Baseline')", PAGE_TIMEOUT)
-        .await?;
+    b.wait_for(
+        "the baseline mark",
+        "return document.querySelector('#baseline-info').textContent.includes('Baseline')",
+        PAGE_TIMEOUT,
+    )
+    .await?;
     let http = reqwest::Client::new();
     let created: Value = http
         .post(format!("{central}/api/runs"))
@@ -213,7 +231,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
          const evil = '<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>';
          v.apply({ type: 'job_started', machine_id: 'm', job_id: 'j', seq: 1, payload: { started_at_s: 1 } });
          v.apply({ type: 'llm_token', machine_id: 'm', job_id: 'j', seq: 2, payload: { text: evil, timestamp_s: 1.1 } });
-         const out = cards.querySelector('.output');
+         const out = cards.querySelector('.output.content');
          return [out.textContent === evil, cards.querySelectorAll('img, script').length];",
     )
     .await?;

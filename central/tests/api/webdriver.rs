@@ -162,9 +162,8 @@ impl Browser {
 
     /// The first element matching a CSS selector.
     pub async fn find(&self, css: &str) -> Result<Element> {
-        let v = self
-            .cmd(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css})))
-            .await?;
+        let v =
+            self.cmd(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await?;
         let id = v[ELEMENT_KEY].as_str().ok_or_else(|| anyhow!("no element id for {css}: {v}"))?;
         Ok(Element { id: id.to_owned() })
     }
