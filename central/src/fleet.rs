@@ -148,7 +148,10 @@ pub async fn refresh(m: &Machine, hub: &Hub) {
             v.state = if busy { MachineState::Busy } else { MachineState::Online };
             v.last_seen_s = Some(crate::store::now_s());
             v.health = Some(h);
-            v.last_error = None;
+            let ws_error = v.last_error.as_deref().is_some_and(|e| e.starts_with("event stream"));
+            if v.ws_connected || !ws_error {
+                v.last_error = None;
+            }
             match caps {
                 Some(Ok(c)) => {
                     v.models = models_of(&c);
@@ -204,9 +207,12 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 });
             }
             Err(e) => {
+                // The health loop reports an unreachable agent; a refused WebSocket on an agent
+                // that answers `/health` (wrong token, proxy) is worth saying, once.
+                tracing::debug!(machine_id = %m.config.machine_id, "agent WebSocket connect failed: {e}");
                 m.update(hub, |v| {
                     v.ws_connected = false;
-                    if v.state == MachineState::Offline {
+                    if v.state != MachineState::Offline && v.last_error.is_none() {
                         v.last_error = Some(format!("event stream: {e}"));
                     }
                 });

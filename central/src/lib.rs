@@ -41,7 +41,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "bench-central listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "bench-central listening on http://{addr}");
     let cancel = state.cancel.clone();
     let runs = state.runs.clone();
     let stop = cancel.clone();

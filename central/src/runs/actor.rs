@@ -123,7 +123,7 @@ impl Actor {
         while !self.tracks.values().all(|t| t.done) {
             tokio::select! {
                 _ = self.cancel.cancelled() => {
-                    self.interrupt();
+                    self.interrupt().await;
                     return;
                 }
                 Some(msg) = self.rx.recv() => self.handle(msg),
@@ -359,8 +359,21 @@ impl Actor {
         }
     }
 
-    /// Central is shutting down: the run ends `interrupted`, keeping what finished.
-    fn interrupt(mut self) {
+    /// Central is shutting down: jobs still running on agents are cancelled (best effort, bounded:
+    /// nobody will follow them), and the run ends `interrupted`, keeping what finished.
+    async fn interrupt(mut self) {
+        let cancels = self.tracks.values().filter(|t| !t.done).filter_map(|t| {
+            let (client, job_id) = (t.client.clone(), t.job_id.clone()?);
+            Some(async move {
+                if let Err(e) = client.cancel_job(&job_id).await {
+                    tracing::warn!(job_id, "cannot cancel job at shutdown: {e}");
+                }
+            })
+        });
+        let all = futures_util::future::join_all(cancels);
+        if tokio::time::timeout(Duration::from_secs(3), all).await.is_err() {
+            tracing::warn!(run_id = %self.run_id, "agents did not confirm cancellation in time");
+        }
         let (mut meta, outcomes) = {
             let live = lock(&self.live);
             (live.meta.clone(), live.outcomes.clone())

@@ -57,12 +57,12 @@ fn binary_serves_on_port_zero_and_logs_the_bound_address() {
     let mut addr = None;
     for line in stderr.lines() {
         let line = line.unwrap();
-        if line.contains("bench-central listening") {
-            addr = line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned());
+        if let Some(rest) = line.split("bench-central listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_owned);
             break;
         }
     }
-    let addr = addr.expect("listening line with addr=");
+    let addr = addr.expect("a `listening on http://ADDR` line");
     let body = reqwest::blocking_get(&format!("http://{addr}/api/machines"));
     child.kill().unwrap();
     child.wait().unwrap();

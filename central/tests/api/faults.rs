@@ -61,6 +61,7 @@ async fn central_stopped_mid_run_marks_the_run_interrupted_and_a_restart_keeps_i
     .unwrap();
     assert_eq!(meta["status"], "interrupted", "{meta}");
     assert!(meta["reason"].as_str().unwrap().contains("shut down"), "{meta}");
+    assert_eq!(fake.cancels(), vec![job.job_id.clone()], "the job nobody follows any more is cancelled");
 
     let central = TestCentral::spawn(vec![machine("slowpoke", &fake.base_url)], results).await;
     let detail = central.get_json(&format!("/api/runs/{run_id}")).await;
