@@ -288,14 +288,16 @@ fn rewrite_ollama_url(base: &str, host: Option<&str>, port: Option<&str>) -> Res
             .ok()
             .filter(|u| u.host_str().is_some())
             .ok_or_else(|| env_err("OLLAMA_HOST", format!("must be a host, host:port or URL, got {h:?}")))?;
-        if given.scheme() != url.scheme() {
-            // set_scheme refuses some changes; rebuild from the given scheme instead.
-            url = reqwest::Url::parse(&format!("{}://placeholder{}", given.scheme(), url.path()))
-                .map_err(|e| env_err("OLLAMA_HOST", e.to_string()))?;
-        }
-        url.set_host(given.host_str()).map_err(|e| env_err("OLLAMA_HOST", e.to_string()))?;
-        if given.port().is_some() {
-            let _ = url.set_port(given.port());
+        if h.contains("://") {
+            // A full URL replaces scheme, host and port (no port: the scheme's default, as Ollama does).
+            let path = url.path().to_owned();
+            url = given;
+            url.set_path(&path);
+        } else {
+            url.set_host(given.host_str()).map_err(|e| env_err("OLLAMA_HOST", e.to_string()))?;
+            if given.port().is_some() {
+                let _ = url.set_port(given.port());
+            }
         }
     }
     if let Some(p) = port {
@@ -412,7 +414,7 @@ mod tests {
         );
         assert_eq!(
             rewrite_ollama_url("http://127.0.0.1:11434", Some("https://o.example"), None).unwrap(),
-            "https://o.example:11434"
+            "https://o.example"
         );
         assert_eq!(rewrite_ollama_url("http://127.0.0.1:11434", None, Some("1")).unwrap(), "http://127.0.0.1:1");
         let env = |k: &str| (k == "OLLAMA_HOST").then(|| "elsewhere".to_owned());
