@@ -1,4 +1,5 @@
-//! The command line: `bench-agent [serve] --config PATH [--host H] [--port P]`.
+//! The command line: `bench-agent [serve] --config PATH [--host H] [--port P]` and
+//! `bench-agent sweep …` (the terminal sweep, see [`crate::sweep::cli`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,9 +8,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use crate::sweep::cli::SweepArgs;
 use crate::{AgentConfig, AppState};
 
 /// bench-agent: benchmarks this machine's LLM engine and streams results as NDJSON events.
+///
+/// Without a command it serves (`bench-agent --config config/agent.yaml` = `bench-agent serve …`).
 #[derive(Debug, Parser)]
 #[command(name = "bench-agent", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -24,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the agent's REST API and WebSocket (the default command).
     Serve(ServeArgs),
+    /// Run an LLMBench sweep (warm-up, calibration, context × parallelism) against an engine
+    /// from this terminal, with a live table and CSVs.
+    Sweep(SweepArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -44,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Sweep(args)) => crate::sweep::cli::run_terminal(args).await,
     }
 }
 
