@@ -30,7 +30,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run an LLMBench sweep (warm-up, calibration, context × parallelism) against an engine
     /// from this terminal, with a live table and CSVs.
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -51,7 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Sweep(args)) => crate::sweep::cli::run_terminal(args).await,
+        Some(Command::Sweep(args)) => crate::sweep::cli::run_terminal(*args).await,
     }
 }
 
