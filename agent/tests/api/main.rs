@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod binary;
 mod jobs_queue;
 mod mock_engine;
 mod ollama;

@@ -1,0 +1,85 @@
+//! The `bench-agent` binary itself: start-up log with the real port, SIGTERM, config errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn write_config(text: &str) -> std::path::PathBuf {
+    let dir = crate::support::temp_results_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("agent.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
+    let config = write_config("machine_id: bin\nbind_host: 127.0.0.1\nengine: {kind: mock}\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
+        .args(["--config", config.to_str().unwrap(), "--port", "0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx.recv_timeout(crate::support::WAIT_LIMIT).expect("a log line");
+        assert!(!line.contains("SECURITY"), "no warning on loopback: {line}");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    assert!(!url.ends_with(":0"), "the real port is logged: {url}");
+    let health: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["machine_id"], "bin");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful exit on SIGTERM: {exit}");
+}
+
+#[test]
+fn a_bad_config_exits_non_zero_naming_file_and_key() {
+    let config = write_config("machine_id: bin\nengine: {kind: mock}\nqueue_limt: 3\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("queue_limt") && err.contains("agent.yaml") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn non_loopback_bind_without_token_warns_loudly() {
+    let config = write_config("machine_id: bin\nbind_host: 0.0.0.0\nbind_port: 0\nengine: {kind: mock}\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
+        .args(["--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let warned = loop {
+        match rx.recv_timeout(crate::support::WAIT_LIMIT) {
+            Ok(line) if line.contains("SECURITY") && line.contains("auth_token") => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "a warning naming auth_token");
+}
