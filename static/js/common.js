@@ -201,8 +201,13 @@ const BR = (() => {
       ws.onerror = () => { try { ws.close(); } catch (_) { /* already closed */ } };
     }
     connect();
-    return { get socket() { return ws; } };
+    const handle = { get socket() { return ws; } };
+    connections.push(handle);
+    return handle;
   }
+
+  /** Every live socket of the page (the browser tests drop one to check the re-sync). */
+  const connections = [];
 
   /** Shows a dismissable error/info line in a container. */
   function notice(container, kind, text) {
@@ -211,5 +216,5 @@ const BR = (() => {
     if (text) container.appendChild(el("div", { class: `notice ${kind}`, text }));
   }
 
-  return { api, ndjson, el, clear, num, fmt, fmtMs, fmtBytes, fmtTime, list, machine, badges, liveSocket, notice };
+  return { api, ndjson, el, clear, num, fmt, fmtMs, fmtBytes, fmtTime, list, machine, badges, liveSocket, notice, connections };
 })();

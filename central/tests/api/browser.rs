@@ -56,52 +56,179 @@ fn number(text: &str) -> Option<f64> {
     cleaned.parse().ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn race_streams_into_both_cards_crowns_the_faster_machine_and_history_replays_it() -> Result<()> {
-    if std::env::var_os("BENCH_SKIP_BROWSER_TESTS").is_some() {
-        eprintln!("BENCH_SKIP_BROWSER_TESTS is set: skipping the browser test");
-        return Ok(());
-    }
-    ensure!(
-        crate::webdriver::available(),
-        "chromium/chromedriver not found: install the Debian packages chromium and chromium-driver \
-         (scripts/test does), or set CHROME_BIN/CHROMEDRIVER"
-    );
-    let fast = RealAgent::mock("fast", &[MODEL], 60.0, 60.0).await;
-    let slow = RealAgent::mock("slow", &[MODEL], 250.0, 20.0).await;
-    // An address nobody listens on: the machine is offline and must be shown as skipped.
-    let gone_url = format!("http://{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
-    // A label with markup: it must be shown as text, never parsed as HTML.
-    let fast_label = "Fast <b>box</b>";
-    let machines = vec![
-        labelled("fast", fast_label, &fast.base_url),
-        labelled("slow", "Slow box", &slow.base_url),
-        labelled("gone", "Gone box", &gone_url),
-    ];
-    let central = TestCentral::spawn(machines, temp_results_dir()).await;
-    central.wait_online(&["fast", "slow"]).await;
-
-    let b = Browser::launch(1400, 1100).await?;
-    let result = race_and_history(&b, &central.base_url, fast_label).await;
-    if result.is_err() {
-        // Keep what the page showed when it failed, for the person reading the log.
-        if let Ok(png) = b.screenshot().await {
-            let _ = std::fs::write(target_dir().join("race-failed.png"), png);
-        }
-    }
-    b.close().await?;
-    result
+/// Two mock agents (fast: 60 tok/s, slow: 20 tok/s), an offline machine, central, and a browser.
+struct Bench {
+    central: TestCentral,
+    browser: Browser,
+    _agents: [RealAgent; 2],
 }
 
-async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Result<()> {
-    // --- Race page: preflight before the run.
-    b.goto(&format!("{central}/")).await?;
+/// A label with markup: it must be shown as text, never parsed as HTML.
+const FAST_LABEL: &str = "Fast <b>box</b>";
+
+impl Bench {
+    /// `None` when `BENCH_SKIP_BROWSER_TESTS` is set; an error when Chromium is missing.
+    async fn start() -> Result<Option<Bench>> {
+        if std::env::var_os("BENCH_SKIP_BROWSER_TESTS").is_some() {
+            eprintln!("BENCH_SKIP_BROWSER_TESTS is set: skipping the browser test");
+            return Ok(None);
+        }
+        ensure!(
+            crate::webdriver::available(),
+            "chromium/chromedriver not found: install the Debian packages chromium and chromium-driver \
+             (scripts/test does), or set CHROME_BIN/CHROMEDRIVER"
+        );
+        let fast = RealAgent::mock("fast", &[MODEL], 60.0, 60.0).await;
+        let slow = RealAgent::mock("slow", &[MODEL], 250.0, 20.0).await;
+        // An address nobody listens on: the machine is offline and must be shown as skipped.
+        let gone_url = format!("http://{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
+        let machines = vec![
+            labelled("fast", FAST_LABEL, &fast.base_url),
+            labelled("slow", "Slow box", &slow.base_url),
+            labelled("gone", "Gone box", &gone_url),
+        ];
+        let central = TestCentral::spawn(machines, temp_results_dir()).await;
+        central.wait_online(&["fast", "slow"]).await;
+        let browser = Browser::launch(1400, 1100).await?;
+        Ok(Some(Bench { central, browser, _agents: [fast, slow] }))
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.central.url(path)
+    }
+
+    /// Closes the browser; on failure first keeps a screenshot as `target/<name>-failed.png`.
+    async fn finish(self, name: &str, result: Result<()>) -> Result<()> {
+        if result.is_err()
+            && let Ok(png) = self.browser.screenshot().await
+        {
+            let _ = std::fs::write(target_dir().join(format!("{name}-failed.png")), png);
+        }
+        self.browser.close().await?;
+        result
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_streams_into_both_cards_crowns_the_faster_machine_and_history_replays_it() -> Result<()> {
+    let Some(bench) = Bench::start().await? else { return Ok(()) };
+    let result = race_and_history(&bench.browser, &bench.central.base_url, FAST_LABEL).await;
+    bench.finish("race", result).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_page_resyncs_after_its_websocket_drops_without_losing_or_repeating_text() -> Result<()> {
+    let Some(bench) = Bench::start().await? else { return Ok(()) };
+    let result = websocket_drop(&bench).await;
+    bench.finish("resync", result).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_page_runs_a_sweep_and_charts_one_line_per_machine() -> Result<()> {
+    let Some(bench) = Bench::start().await? else { return Ok(()) };
+    let result = sweep_page(&bench).await;
+    bench.finish("sweep", result).await
+}
+
+async fn open_race_page(b: &Browser, url: &str) -> Result<()> {
+    b.goto(url).await?;
     b.wait_for(
         "the model selector to offer the mock model",
         &format!("return [...document.querySelectorAll('#model option')].some(o => o.value === '{MODEL}')"),
         PAGE_TIMEOUT,
     )
     .await?;
+    Ok(())
+}
+
+async fn websocket_drop(bench: &Bench) -> Result<()> {
+    let b = &bench.browser;
+    open_race_page(b, &bench.url("/")).await?;
+    b.fill(&b.find("#max_tokens").await?, "64").await?;
+    b.click(&b.find("#run").await?).await?;
+    b.wait_for(
+        "the slow machine streaming",
+        "return document.querySelector('.card[data-machine=slow] .output.content').textContent.length > 0",
+        RUN_TIMEOUT,
+    )
+    .await?;
+    // Drop the live socket mid-run: events sent meanwhile are missed, then re-read from the store.
+    js(b, "window.__dropped = BR.connections[0].socket; window.__dropped.close(); return null").await?;
+    b.wait_for(
+        "a new live socket",
+        "const s = BR.connections[0].socket; return s !== window.__dropped && s.readyState === 1",
+        PAGE_TIMEOUT,
+    )
+    .await?;
+    b.wait_for(
+        "the winner",
+        "const w = document.querySelector('#winner-name'); return w && w.textContent;",
+        RUN_TIMEOUT,
+    )
+    .await?;
+    let run_id = b.text(&b.find("#run-link").await?).await?;
+    let detail = bench.central.get_json(&format!("/api/runs/{run_id}")).await;
+    for id in ["fast", "slow"] {
+        let shown = card_text(b, id, ".output.content").await?;
+        let stored = detail["machines"][id]["output_text"].as_str().context("stored text")?;
+        ensure!(shown == stored, "{id}: page shows {shown:?}, run stored {stored:?}");
+        ensure!(card_text(b, id, "[data-metric=tokens]").await? == "64", "{id} token count after the re-sync");
+    }
+    Ok(())
+}
+
+async fn sweep_page(bench: &Bench) -> Result<()> {
+    let b = &bench.browser;
+    b.goto(&bench.url("/sweep")).await?;
+    b.wait_for(
+        "the model checkbox",
+        &format!("return !!document.querySelector('#sweep-models input[value=\"{MODEL}\"]:checked')"),
+        PAGE_TIMEOUT,
+    )
+    .await?;
+    let offline = js(b, "return document.querySelector('#sweep-machines input[value=gone]').disabled").await?;
+    ensure!(offline == true, "the offline machine can be chosen");
+    for (id, value) in [("ctx", "256"), ("sweep_count", "2"), ("parallel", "1,2"), ("runs", "1"), ("out_tokens", "8")] {
+        b.fill(&b.find(&format!("#{id}")).await?, value).await?;
+    }
+    b.click(&b.find("#sweep-run").await?).await?;
+    let states = b
+        .wait_for(
+            "both machines' sweeps done",
+            "const rows = [...document.querySelectorAll('#sweep-table tbody tr')];
+             const st = rows.map(r => [r.dataset.machine, r.children[4].textContent]);
+             return rows.length === 2 && st.every(s => s[1] === 'done') ? st : null;",
+            RUN_TIMEOUT,
+        )
+        .await?;
+    ensure!(states.to_string().contains("fast") && states.to_string().contains("slow"), "{states}");
+    // Four charts (tok/s and TTFT against context and parallelism), each with one line per machine.
+    let legends = b
+        .wait_for(
+            "the four sweep charts",
+            "const charts = [...document.querySelectorAll('#sweep-charts .chart')];
+             const names = charts.map(c => [...c.querySelectorAll('.u-legend .u-series')].slice(1)
+               .map(s => s.querySelector('.u-label').textContent));
+             return charts.length === 4 ? names : null;",
+            RUN_TIMEOUT,
+        )
+        .await?;
+    for names in legends.as_array().context("legends")? {
+        ensure!(*names == json!([FAST_LABEL, "Slow box"]), "chart lines {names}");
+    }
+    // The figures follow the engines: the fast mock sustains about three times the slow one.
+    let total = |id: &str| {
+        format!("return document.querySelector('#sweep-table tr[data-machine={id}]').children[9].textContent")
+    };
+    let fast = number(js(b, &total("fast")).await?.as_str().unwrap_or_default()).context("fast total tok/s")?;
+    let slow = number(js(b, &total("slow")).await?.as_str().unwrap_or_default()).context("slow total tok/s")?;
+    ensure!(fast > slow * 1.5, "sweep total tok/s: fast {fast}, slow {slow}");
+    Ok(())
+}
+
+async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Result<()> {
+    // --- Race page: preflight before the run.
+    open_race_page(b, &format!("{central}/")).await?;
     let preflight = b.text(&b.find("#preflight").await?).await?;
     ensure!(preflight.contains("2 machines will race"), "preflight: {preflight}");
     ensure!(preflight.contains("Gone box"), "preflight does not name the offline machine: {preflight}");
@@ -236,5 +363,17 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     )
     .await?;
     ensure!(escaped == json!([true, 0]), "generated text was not escaped: {escaped}");
+
+    // Delete the second run from the page: it leaves the list and the API.
+    b.click(&b.find("#delete").await?).await?;
+    b.accept_alert(PAGE_TIMEOUT).await?;
+    b.wait_for(
+        "the deleted run to leave the list",
+        &format!("return !document.querySelector('#runs-list li[data-run-id=\"{second}\"]') && !!document.querySelector('#runs-list li')"),
+        PAGE_TIMEOUT,
+    )
+    .await?;
+    let gone = reqwest::get(format!("{central}/api/runs/{second}")).await?.status();
+    ensure!(gone == 404, "deleted run answers {gone}");
     Ok(())
 }

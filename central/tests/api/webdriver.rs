@@ -209,6 +209,18 @@ impl Browser {
         }
     }
 
+    /// Accepts the open `confirm()` / `alert()` dialog, waiting for it within `timeout`.
+    pub async fn accept_alert(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.cmd(reqwest::Method::POST, "/alert/accept", Some(json!({}))).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e.context("no dialog to accept")),
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
         let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await?;
