@@ -171,19 +171,18 @@ class RunView {
     if (p.warmup) { st.el.repeat.textContent = "warming up…"; return; }
     if (st.status === "queued" || st.status === "idle") this.setStatus(st, "running");
     const repeat = p.repeat_index || 0;
-    if (repeat !== st.repeat || st.firstTokenAt === null) {
-      if (repeat !== st.repeat) {
-        st.el.output.textContent = "";
-        st.el.reasoning.textContent = "";
-        st.chars = 0;
-        st.firstTokenAt = null;
-      }
+    if (repeat !== st.repeat) {
+      // Every repeat's text stays visible, one after the other, so nothing generated is hidden.
+      st.el.output.appendChild(BR.el("span", { class: "repeat-sep", text: `\n── repeat ${repeat + 1} ──\n` }));
+      st.chars = 0;
+      st.firstTokenAt = null;
       st.repeat = repeat;
     }
     const ts = BR.num(p.timestamp_s);
     if (st.firstTokenAt === null && ts !== null) {
       st.firstTokenAt = ts;
-      if (st.startedAt !== null) st.el.ttft.textContent = `≈${BR.fmtMs((ts - st.startedAt) * 1000)}`;
+      // The job's start is the first request's start: only repeat 1 has a live TTFT estimate.
+      if (st.startedAt !== null && repeat === 0) st.el.ttft.textContent = `≈${BR.fmtMs((ts - st.startedAt) * 1000)}`;
     }
     if (ts !== null) st.lastTokenAt = ts;
     const text = String(p.text || "");
