@@ -60,6 +60,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "engine": {"kind": state.engine.kind(), "base_url": state.engine.base_url(), "reachable": reachable},
         "busy": busy,
         "queue_len": queue_len,
+        "ws_slow_disconnects": *state.ws_slow_disconnects.borrow(),
     }))
 }
 

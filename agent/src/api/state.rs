@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bench_shared::hardware::Hardware;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::coalesce::FlushPolicy;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub hardware: Arc<OnceCell<Hardware>>,
     /// Events buffered per WebSocket client; a client further behind is disconnected.
     pub ws_client_buffer: usize,
+    /// WebSocket clients disconnected for being too slow (shown in `/health`; tests await it).
+    pub ws_slow_disconnects: Arc<watch::Sender<u64>>,
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
@@ -62,6 +64,7 @@ impl AppState {
             hub,
             hardware: Arc::new(OnceCell::new()),
             ws_client_buffer: ws_client_buffer.max(1),
+            ws_slow_disconnects: Arc::new(watch::Sender::new(0)),
             closing: CancellationToken::new(),
         }
     }

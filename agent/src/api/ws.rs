@@ -19,7 +19,7 @@ use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
@@ -48,9 +48,21 @@ pub async fn upgrade(
         }
         None => Subscription { replay: Vec::new(), rx: state.hub.subscribe(), finished: false },
     };
-    let buffer = state.ws_client_buffer;
-    let closing = state.closing.clone();
-    Ok(ws.on_upgrade(move |socket| serve_socket(socket, sub, filter, buffer, closing)))
+    let limits = Limits {
+        buffer: state.ws_client_buffer,
+        closing: state.closing.clone(),
+        slow_disconnects: state.ws_slow_disconnects.clone(),
+    };
+    Ok(ws.on_upgrade(move |socket| serve_socket(socket, sub, filter, limits)))
+}
+
+/// What a connection shares with the agent.
+struct Limits {
+    /// Events buffered for this client before it counts as too slow.
+    buffer: usize,
+    /// Agent shutdown.
+    closing: CancellationToken,
+    slow_disconnects: Arc<watch::Sender<u64>>,
 }
 
 /// Why the server ends a connection.
@@ -63,15 +75,10 @@ enum End {
     TooSlow(String),
 }
 
-async fn serve_socket(
-    socket: WebSocket,
-    mut sub: Subscription,
-    filter: Option<Arc<str>>,
-    buffer: usize,
-    closing: CancellationToken,
-) {
+async fn serve_socket(socket: WebSocket, mut sub: Subscription, filter: Option<Arc<str>>, limits: Limits) {
+    let closing = limits.closing;
     let (sink, mut incoming) = socket.split();
-    let (tx, rx) = mpsc::channel::<Message>(buffer);
+    let (tx, rx) = mpsc::channel::<Message>(limits.buffer);
     let stop_writer = CancellationToken::new();
     let mut writer = tokio::spawn(write_loop(sink, rx, stop_writer.clone()));
 
@@ -126,6 +133,7 @@ async fn serve_socket(
         End::TooSlow(reason) => {
             tracing::warn!(%reason, "disconnecting a slow WebSocket client");
             stop_writer.cancel();
+            limits.slow_disconnects.send_modify(|n| *n += 1);
             (close_code::POLICY, reason)
         }
     };

@@ -106,7 +106,7 @@ async fn start_at_is_respected() {
     assert_eq!(started["start_at"], start_at_ms);
     let started_at_s = started["started_at_s"].as_f64().unwrap();
     assert!(started_at_s * 1000.0 >= start_at_ms as f64, "first request at {started_at_s}, start_at {start_at_ms}");
-    assert!(started_at_s * 1000.0 < start_at_ms as f64 + 1000.0, "and not long after");
+    assert!(started_at_s * 1000.0 < start_at_ms as f64 + 5000.0, "and not long after");
     let first_token = of_type(&events, "llm_token")[0]["payload"]["timestamp_s"].as_f64().unwrap();
     assert!(first_token * 1000.0 >= start_at_ms as f64);
     agent.shutdown().await;

@@ -81,3 +81,21 @@ async fn unreachable_engine_without_fallback_is_a_job_error_not_mock_output() {
     assert_eq!(job["error"]["kind"], "engine_unreachable");
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_models_limits_what_the_agent_offers() {
+    let mut cfg = mock_config();
+    cfg.engine.mock.models = vec!["mock-llm".into(), "hidden".into()];
+    cfg.llm_models = vec!["mock-llm".into()];
+    let agent = TestAgent::spawn(cfg).await;
+    let resp = agent.post_job(json!({"model": "hidden", "prompt": "x"})).await;
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["available"], json!(["mock-llm"]), "{body}");
+    let caps = agent.get_json("/capabilities").await;
+    assert_eq!(caps["llm_models"], json!(["mock-llm"]));
+    let names: Vec<&str> = caps["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["mock-llm"]);
+    agent.post_job_ok(json!({"model": "mock-llm", "prompt": "x", "max_tokens": 1})).await;
+    agent.shutdown().await;
+}

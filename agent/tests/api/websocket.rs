@@ -23,20 +23,11 @@ async fn a_client_that_does_not_read_is_disconnected_with_a_reason_and_the_job_i
     let mut hub = agent.state.hub.subscribe();
     let mut slow = agent.ws_connect("").await;
 
-    let id = agent.post_job_ok(json!({"model": "mock-llm", "prompt": "flood", "max_tokens": tokens})).await;
-    // Wait (in-process, on the hub) for the job to end, without reading the slow socket.
-    let last = tokio::time::timeout(WAIT_LIMIT, async {
-        loop {
-            let m = hub.recv().await.expect("the hub holds every event of this job");
-            if &*m.job_id == id.as_str() && m.terminal {
-                return m;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert!(last.json.contains("\"job_done\""), "the benchmark finished normally");
+    let mut slow_disconnects = agent.state.ws_slow_disconnects.subscribe();
 
+    let id = agent.post_job_ok(json!({"model": "mock-llm", "prompt": "flood", "max_tokens": tokens})).await;
+    // Without reading the socket, wait until the agent has given up on this client.
+    tokio::time::timeout(WAIT_LIMIT, slow_disconnects.wait_for(|n| *n >= 1)).await.unwrap().unwrap();
     let (frames, close) = tokio::time::timeout(WAIT_LIMIT, async {
         let mut frames = 0u64;
         while let Some(m) = slow.next().await {
@@ -54,7 +45,20 @@ async fn a_client_that_does_not_read_is_disconnected_with_a_reason_and_the_job_i
     let close = close.expect("a close frame with a reason");
     assert_eq!(u16::from(close.code), 1008);
     assert!(close.reason.contains("too slow"), "{}", close.reason);
+    // The benchmark itself went on to the end.
+    let last = tokio::time::timeout(WAIT_LIMIT, async {
+        loop {
+            let m = hub.recv().await.expect("the hub holds every event of this job");
+            if &*m.job_id == id.as_str() && m.terminal {
+                return m;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(last.json.contains("\"job_done\""), "the benchmark finished normally");
     assert!(frames < last.seq, "the slow client got {frames} of {} events before being cut off", last.seq);
+    assert_eq!(agent.get_json("/health").await["ws_slow_disconnects"], 1);
     // Nothing was lost for clients that catch up through the replay log.
     assert_eq!(agent.events(&id).await.len() as u64, last.seq);
     agent.shutdown().await;
