@@ -302,6 +302,28 @@ async fn unknown_model_and_cancel_end_the_sweep() {
     assert!(err.to_string().contains("available models: m"), "{err}");
     assert!(out.events.is_empty());
 
+    // An engine that does not answer at all is fatal before any CSV is created.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let unreachable = crate::engine::build(&crate::engine::EngineSettings {
+        kind: EngineKind::Openai,
+        base_url: format!("http://{closed}"),
+        api_key: None,
+        fallback: crate::engine::Fallback::None,
+        request_timeout_s: 5.0,
+        mock: Default::default(),
+    });
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let job = SweepJob {
+        engine: unreachable,
+        spec: spec(serde_json::json!({})),
+        out_dir: dir.join("unreachable"),
+        calibration_cache: dir.join("unreachable/cache.json"),
+        cancel: CancellationToken::new(),
+    };
+    let err = run_job(job, tx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::EngineUnreachable, "{err}");
+    assert!(!dir.join("unreachable/requests.csv").exists());
+
     // Cancel from inside the engine during the first recorded request: the warm-up rows stay.
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
