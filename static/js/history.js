@@ -33,7 +33,7 @@
       const li = BR.el("li", { dataset: { runId: r.run_id }, class: r.run_id === openId ? "selected" : "", tabindex: "0",
         on: { click: () => openRun(r.run_id), keydown: (e) => { if (e.key === "Enter") openRun(r.run_id); } } },
         BR.el("div", { class: "run-title" },
-          BR.el("strong", { text: (r.models || []).join(", ") || r.model || r.test_type || "run" }),
+          BR.el("strong", { text: `${r.test_type === "llm_sweep" ? "sweep · " : ""}${(r.models || []).join(", ") || "run"}` }),
           BR.el("span", { class: `run-state ${r.status}`, text: r.status || "" })),
         BR.el("div", { class: "hint", text: `${BR.fmtTime(r.started_at)} · ${r.machines ?? "?"} machines${r.winner ? ` · ★ ${r.winner}` : ""}` }),
         r.prompt_preview ? BR.el("div", { class: "hint", text: r.prompt_preview }) : null,
@@ -76,6 +76,10 @@
     const summary = run.summary && Array.isArray(run.summary.machines) ? run.summary : undefined;
     renderHead(runId, md, summary);
     const records = md.machines || [];
+    if (md.test_type === "llm_sweep") {
+      renderSweep(runId, records, events);
+      return;
+    }
     view.reset(runId, records.map(BR.machine));
     const repeats = (md.spec && (md.spec.repeat || md.spec.repeats)) || 1;
     for (const st of view.machines.values()) st.repeats = repeats;
@@ -105,12 +109,13 @@
     const settings = ["max_tokens", "num_ctx", "temperature", "repeat"].filter((k) => spec[k] !== undefined).map((k) => `${k} ${spec[k]}`);
     if (settings.length) add("Settings", settings.join(" · "));
     if (md.reason) add("Reason", md.reason);
-    if (summary && summary.rank_by) add("Ranked by", (RANK_METRICS[summary.rank_by] || { label: summary.rank_by }).label);
+    if (summary && summary.rank_by && md.test_type !== "llm_sweep") add("Ranked by", (RANK_METRICS[summary.rank_by] || { label: summary.rank_by }).label);
     const enc = encodeURIComponent(runId);
     const actions = el("div", { class: "run-actions" },
       el("a", { class: "chip", href: `/api/runs/${enc}/export.csv`, download: `${runId}.csv`, text: "Export CSV" }),
       el("a", { class: "chip", href: `/api/runs/${enc}/export.json`, download: `${runId}.json`, text: "Export JSON" }),
-      el("button", { type: "button", class: "chip", id: "pin", text: "Pin as baseline", on: { click: () => pin(runId, md) } }),
+      md.test_type === "llm_sweep" ? null
+        : el("button", { type: "button", class: "chip", id: "pin", text: "Pin as baseline", on: { click: () => pin(runId, md) } }),
       el("button", { type: "button", class: "chip danger", id: "delete", text: "Delete", on: { click: () => del(runId) } }));
     if (md.test_type === "llm_sweep") {
       actions.prepend(el("a", { class: "chip", href: `/sweep?run_id=${enc}`, text: "Open sweep charts" }));
@@ -118,6 +123,41 @@
     BR.clear(head).append(el("h2", { text: `Run ${runId}` }), kv);
     if (md.prompt) head.append(el("div", { class: "hint prompt-label", text: "Prompt" }), el("pre", { class: "prompt-box", id: "run-prompt", text: md.prompt }));
     head.append(actions);
+  }
+
+  /** A stored sweep: each machine's outcome and its summary.csv rows (charts: the Sweep page). */
+  function renderSweep(runId, records, events) {
+    const { el } = BR;
+    view.reset(null, []);
+    const box = BR.clear(view.comparisonEl);
+    box.hidden = false;
+    box.appendChild(el("h2", { text: "Sweep results" }));
+    const rowsBy = new Map();
+    for (const ev of events) {
+      if (ev.type === "sweep_done") rowsBy.set(ev.machine_id, (ev.payload && ev.payload.summary_rows) || []);
+    }
+    const cols = [["model", "Model"], ["ctx", "Ctx"], ["par", "Par"], ["success_count", "OK"], ["request_count", "Reqs"],
+      ["completion_toks_per_s_total", "Total tok/s"], ["stream_toks_per_s_total", "Stream tok/s"],
+      ["decode_toks_per_s_mean", "Decode tok/s"], ["ttft_s_mean", "TTFT s"]];
+    for (const m of records) {
+      const rows = rowsBy.get(m.machine_id) || [];
+      box.appendChild(el("h3", {}, `${m.label || m.machine_id} `,
+        el("span", { class: `run-state ${m.status === "complete" ? "complete" : "failed"}`, text: m.status }),
+        m.reason ? el("span", { class: "hint", text: ` ${m.reason}` }) : null));
+      if (!rows.length) continue;
+      const table = el("table", { class: "progress-table", dataset: { machine: m.machine_id } },
+        el("thead", {}, el("tr", {}, cols.map(([, h]) => el("th", { text: h })))));
+      const tbody = el("tbody");
+      for (const r of rows) {
+        tbody.appendChild(el("tr", {}, cols.map(([k]) => {
+          const v = r[k];
+          return el("td", { text: typeof v === "number" && !Number.isInteger(v) ? BR.fmt(v, k === "ttft_s_mean" ? 3 : 1) : v ?? "–" });
+        })));
+      }
+      table.appendChild(tbody);
+      box.appendChild(table);
+    }
+    box.appendChild(el("p", {}, el("a", { href: `/sweep?run_id=${encodeURIComponent(runId)}`, text: "Charts of this sweep" })));
   }
 
   /** Stores the open run's per-machine figures as the baseline. */

@@ -38,6 +38,15 @@ async fn js(b: &Browser, script: &str) -> Result<Value> {
     b.script(script, vec![]).await
 }
 
+/// The text of the first element matching `css`, read in one script (re-rendered parts of the
+/// page would make a found element stale between two WebDriver calls).
+async fn text_of(b: &Browser, css: &str) -> Result<String> {
+    let v = b
+        .script("const e = document.querySelector(arguments[0]); return e ? e.innerText : null;", vec![json!(css)])
+        .await?;
+    v.as_str().map(str::to_owned).with_context(|| format!("no element {css}"))
+}
+
 /// A card's field text (`.status`, `.output.content`, `[data-metric=toks]` …).
 async fn card_text(b: &Browser, machine_id: &str, sel: &str) -> Result<String> {
     let v = b
@@ -166,7 +175,7 @@ async fn websocket_drop(bench: &Bench) -> Result<()> {
         RUN_TIMEOUT,
     )
     .await?;
-    let run_id = b.text(&b.find("#run-link").await?).await?;
+    let run_id = text_of(b, "#run-link").await?;
     let detail = bench.central.get_json(&format!("/api/runs/{run_id}")).await;
     for id in ["fast", "slow"] {
         let shown = card_text(b, id, ".output.content").await?;
@@ -223,13 +232,26 @@ async fn sweep_page(bench: &Bench) -> Result<()> {
     let fast = number(js(b, &total("fast")).await?.as_str().unwrap_or_default()).context("fast total tok/s")?;
     let slow = number(js(b, &total("slow")).await?.as_str().unwrap_or_default()).context("slow total tok/s")?;
     ensure!(fast > slow * 1.5, "sweep total tok/s: fast {fast}, slow {slow}");
+
+    // History shows the stored sweep: each machine's summary.csv rows (2 contexts × 2 parallel).
+    let run_id = text_of(b, "#sweep-status a").await?;
+    b.goto(&bench.url(&format!("/history?run_id={run_id}"))).await?;
+    let rows = b
+        .wait_for(
+            "the stored sweep tables",
+            "const t = [...document.querySelectorAll('#comparison table[data-machine]')];
+             return t.length === 2 ? t.map(x => [x.dataset.machine, x.querySelectorAll('tbody tr').length]) : null;",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    ensure!(rows == json!([["fast", 4], ["slow", 4]]), "stored sweep rows {rows}");
     Ok(())
 }
 
 async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Result<()> {
     // --- Race page: preflight before the run.
     open_race_page(b, &format!("{central}/")).await?;
-    let preflight = b.text(&b.find("#preflight").await?).await?;
+    let preflight = text_of(b, "#preflight").await?;
     ensure!(preflight.contains("2 machines will race"), "preflight: {preflight}");
     ensure!(preflight.contains("Gone box"), "preflight does not name the offline machine: {preflight}");
     let label = js(b, "return document.querySelector('.card[data-machine=fast] h3').textContent").await?;
@@ -264,7 +286,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         )
         .await?;
     ensure!(winner == fast_label, "winner is {winner}, expected the fast machine");
-    let metric = b.text(&b.find("#winner-metric").await?).await?;
+    let metric = text_of(b, "#winner-metric").await?;
     ensure!(metric.contains("Decided by"), "the page must say which metric decides: {metric}");
     let order =
         js(b, "return [...document.querySelectorAll('#finish-order li[data-machine]')].map(li => li.dataset.machine)")
@@ -299,7 +321,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     std::fs::write(target_dir().join("race-finished.png"), &png)?;
 
     // --- History: the stored run, re-rendered from its files.
-    let run_id = b.text(&b.find("#run-link").await?).await?;
+    let run_id = text_of(b, "#run-link").await?;
     b.goto(&format!("{central}/history?run_id={run_id}")).await?;
     b.wait_for(
         "the stored run",
