@@ -77,3 +77,56 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::AgentConfig;
+    use crate::engine::{EngineSettings, Fallback};
+
+    fn state(token: Option<&str>) -> AppState {
+        let engine = EngineSettings {
+            kind: bench_shared::engine::EngineKind::Mock,
+            base_url: String::new(),
+            api_key: None,
+            fallback: Fallback::None,
+            request_timeout_s: 10.0,
+            mock: Default::default(),
+        };
+        let mut cfg = AgentConfig::new("unit", engine);
+        cfg.auth_token = token.map(str::to_owned);
+        AppState::new(cfg)
+    }
+
+    async fn call(state: AppState, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let resp = router(state).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_is_open_and_errors_are_json() {
+        let (status, body) = call(state(Some("t")), Request::get("/health").body(Body::empty()).unwrap()).await;
+        assert_eq!((status, body["machine_id"].as_str()), (StatusCode::OK, Some("unit")));
+        let (status, body) = call(state(Some("t")), Request::get("/jobs").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let req = Request::post("/jobs").header("authorization", "Bearer t").body(Body::from("{nope")).unwrap();
+        let (status, body) = call(state(Some("t")), req).await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("body")));
+        assert!(body["error"].as_str().unwrap().contains("malformed JSON"), "{body}");
+        let req = Request::get("/ws?token=t").body(Body::empty()).unwrap();
+        let (status, body) = call(state(Some("t")), req).await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("upgrade")), "{body}");
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd") && !constant_time_eq("abc", "abcd"));
+    }
+}

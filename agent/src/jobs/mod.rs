@@ -408,4 +408,26 @@ mod tests {
         assert_eq!(jobs.get(&a).unwrap().status, JobStatus::Cancelled);
         assert_eq!(jobs.submit(spec(), None).unwrap_err(), SubmitError::ShuttingDown);
     }
+
+    #[tokio::test]
+    async fn only_the_last_finished_jobs_are_kept() {
+        let hub = Arc::new(Hub::new("m", 16));
+        let jobs = Jobs::new(hub.clone(), 4);
+        let shutdown = CancellationToken::new();
+        let mut ids = Vec::new();
+        for _ in 0..Hub::KEEP_FINISHED + 3 {
+            let (id, _) = jobs.submit(spec(), None).unwrap();
+            jobs.next(&shutdown).await.unwrap();
+            jobs.publish(&id, Event::JobCancelled(JobCancelled { reason: "x".into() }));
+            jobs.finish_running(&id);
+            ids.push(id);
+        }
+        let (queued, _) = jobs.submit(spec(), None).unwrap();
+        let listed: Vec<String> = jobs.list().into_iter().map(|j| j.job_id).collect();
+        assert_eq!(listed.len(), Hub::KEEP_FINISHED + 1);
+        assert_eq!(listed[..Hub::KEEP_FINISHED], ids[3..]);
+        assert_eq!(listed.last(), Some(&queued));
+        assert!(jobs.get(&ids[2]).is_none() && hub.events(&ids[2], 0).is_none());
+        assert!(jobs.get(&ids[3]).is_some() && hub.events(&ids[3], 0).is_some());
+    }
 }
