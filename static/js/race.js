@@ -179,6 +179,7 @@
   async function finishFromServer(runId) {
     try {
       const summary = runSummary(await BR.api(`/api/runs/${encodeURIComponent(runId)}`));
+      // Without a summary (still live, or written without one) the page ranks by itself.
       if (runId === currentRun) view.finish(summary);
     } catch (err) {
       console.warn("could not load the run summary", err);
@@ -212,6 +213,13 @@
     if (!currentRun) showIdleCards();
     updatePreflight();
   }
+
+  // central's run_end (with summary.json) normally follows the last machine's end at once; if
+  // it does not arrive, read the stored run instead of leaving the page waiting.
+  view.onAllTerminal = () => {
+    const runId = currentRun;
+    setTimeout(() => { if (runId === currentRun && !view.finished) finishFromServer(runId); }, 3000);
+  };
 
   view.onFinish = (rows, winner) => {
     running = false;

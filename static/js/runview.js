@@ -19,6 +19,7 @@ class RunView {
     this.machines = new Map(); // id -> state
     this.finished = false;
     this.onFinish = null;
+    this.onAllTerminal = null;
   }
 
   /** Starts a fresh view: `machines` = normalised machine records (BR.machine) to show. */
@@ -274,10 +275,16 @@ class RunView {
     st.el.total.textContent = BR.fmtMs(st.metrics.total_ms);
   }
 
+  /**
+   * When every machine is terminal: `onAllTerminal` if set (the live page waits for central's
+   * run_end, whose summary decides the winner), else render the comparison now.
+   */
   checkAllDone() {
     const states = [...this.machines.values()];
-    if (states.length && states.every((s) => TERMINAL.has(s.status) || s.status === "idle")
-        && states.some((s) => s.status !== "idle" && s.status !== "skipped")) this.finish();
+    const all = states.length && states.every((s) => TERMINAL.has(s.status) || s.status === "idle")
+      && states.some((s) => s.status !== "idle" && s.status !== "skipped");
+    if (!all || this.finished) return;
+    if (this.onAllTerminal) this.onAllTerminal(); else this.finish();
   }
 
   /** Ranked rows for the comparison and for baselines. */
