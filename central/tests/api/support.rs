@@ -138,16 +138,27 @@ impl TestCentral {
     }
 
     /// Polls `GET /api/runs/{id}` until the run is no longer `running`; returns the detail.
+    /// On timeout the panic shows the run's last state.
     pub async fn wait_run_end(&self, run_id: &str) -> Value {
+        self.wait_run_end_within(run_id, WAIT_LIMIT).await
+    }
+
+    /// [`TestCentral::wait_run_end`] with another limit (sweeps on a busy CPU take minutes).
+    pub async fn wait_run_end_within(&self, run_id: &str, limit: Duration) -> Value {
         let path = format!("/api/runs/{run_id}");
-        self.wait_for("run end", || {
-            let path = path.clone();
-            async move {
-                let d = self.get_json(&path).await;
-                (d["metadata"]["status"] != "running" && d["live"] == false).then_some(d)
+        let start = Instant::now();
+        loop {
+            let d = self.get_json(&path).await;
+            if d["metadata"]["status"] != "running" && d["live"] == false {
+                return d;
             }
-        })
-        .await
+            if start.elapsed() > limit {
+                let events = self.events(run_id).await;
+                let tail: Vec<&Value> = events.iter().rev().take(5).collect();
+                panic!("run {run_id} still running after {limit:?}: {}\nlast events: {tail:?}", d["machines"]);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Polls `check` every [`POLL`] until it yields a value; panics after [`WAIT_LIMIT`].

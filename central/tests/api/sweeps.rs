@@ -72,3 +72,31 @@ async fn sweep_from_central_stores_csvs_per_machine() {
         json!(["sweeper.requests.csv", "sweeper.summary.csv", "sweeper.load_times.csv"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sweep_over_a_real_agent_on_the_local_engine_stores_its_csvs() {
+    let agent = RealAgent::local_engine("sweep-real").await;
+    let central = TestCentral::spawn(vec![machine("sweep-real", &agent.base_url)], temp_results_dir()).await;
+    central.wait_online(&["sweep-real"]).await;
+    let model = bench_agent::testkit::LOCAL_MODEL;
+    // The smallest grid: one context size, parallel 1 and 2, one recorded request per slot.
+    let body = json!({"test_type": "llm_sweep", "models": [model], "ctx": 128, "sweep_count": 1,
+                      "parallel": [1, 2], "runs": 1, "warmup": 3, "out_tokens": 4});
+    let run_id = central.start_run(body).await;
+    let detail = central.wait_run_end_within(&run_id, std::time::Duration::from_secs(400)).await;
+    assert_eq!(detail["metadata"]["status"], "complete", "{detail}");
+    let events = central.events(&run_id).await;
+    assert_contiguous(&events, "sweep-real");
+    let rows = of(&events, "sweep-real", "sweep_row").len();
+    let requests = std::fs::read_to_string(central.run_file(&run_id, "sweep-real.requests.csv")).unwrap();
+    assert_eq!(requests.lines().next().unwrap(), REQUESTS_CSV_HEADER.join(","), "no extra columns");
+    assert_eq!(requests.lines().count(), rows + 1);
+    // 2 cells × (3 warm-ups + par × runs × 2 calls) rows.
+    assert_eq!(rows, 2 * 3 + (2 + 4), "{requests}");
+    let summary = std::fs::read_to_string(central.run_file(&run_id, "sweep-real.summary.csv")).unwrap();
+    assert_eq!(summary.lines().next().unwrap(), SUMMARY_CSV_HEADER.join(","));
+    assert_eq!(summary.lines().count(), 3, "one row per (ctx, par): {summary}");
+    let load = std::fs::read_to_string(central.run_file(&run_id, "sweep-real.load_times.csv")).unwrap();
+    assert_eq!(load.lines().next().unwrap(), LOAD_TIMES_CSV_HEADER.join(","));
+    assert_eq!(load.lines().count(), 3, "{load}");
+}
