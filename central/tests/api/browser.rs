@@ -126,7 +126,7 @@ async fn race_streams_into_both_cards_crowns_the_faster_machine_and_history_repl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn race_page_resyncs_after_its_websocket_drops_without_losing_or_repeating_text() -> Result<()> {
+async fn machines_page_shows_the_fleet_and_race_page_resyncs_after_a_websocket_drop() -> Result<()> {
     let Some(bench) = Bench::start().await? else { return Ok(()) };
     let result = websocket_drop(&bench).await;
     bench.finish("resync", result).await
@@ -152,6 +152,21 @@ async fn open_race_page(b: &Browser, url: &str) -> Result<()> {
 
 async fn websocket_drop(bench: &Bench) -> Result<()> {
     let b = &bench.browser;
+    // The machines page first: state, engine and models of each machine.
+    b.goto(&bench.url("/machines")).await?;
+    let states = b
+        .wait_for(
+            "three machine cards",
+            "const c = [...document.querySelectorAll('#machines .card')];
+             return c.length === 3 ? c.map(x => [x.dataset.machine, x.querySelector('.status').textContent,
+               [...x.querySelectorAll('.models .badge')].map(m => m.textContent).join(',')]) : null;",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    ensure!(
+        states == json!([["fast", "online", MODEL], ["slow", "online", MODEL], ["gone", "offline", ""]]),
+        "machines page: {states}"
+    );
     open_race_page(b, &bench.url("/")).await?;
     b.fill(&b.find("#max_tokens").await?, "64").await?;
     b.click(&b.find("#run").await?).await?;
