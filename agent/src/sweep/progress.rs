@@ -40,6 +40,9 @@ struct State {
     /// The phase the cell is in; `retrying` is shown over it until the next change.
     phase: CellState,
     recorded_started: Option<Instant>,
+    /// A retry waiting to fire: shown (with the time left) on every update until it fires, so a
+    /// live-rate sample does not hide the countdown.
+    retry: Option<(Instant, String)>,
 }
 
 /// The progress of one cell.
@@ -54,7 +57,7 @@ impl Tracker {
     pub fn new(progress: SweepProgress, emitter: Emitter) -> Self {
         let phase = progress.state;
         Tracker {
-            state: Mutex::new(State { progress, phase, recorded_started: None }),
+            state: Mutex::new(State { progress, phase, recorded_started: None, retry: None }),
             started: Instant::now(),
             emitter,
         }
@@ -72,10 +75,18 @@ impl Tracker {
             let mut s = self.lock();
             let phase = s.phase;
             let recorded_started = s.recorded_started;
+            let now = Instant::now();
+            s.retry = s.retry.take().filter(|(at, _)| *at > now);
+            let retry = s.retry.clone();
             let p = &mut s.progress;
             p.state = phase;
             p.retry_delay_s = None;
             p.detail = None;
+            if let Some((at, detail)) = retry.filter(|_| phase != CellState::Cancelled) {
+                p.state = CellState::Retrying;
+                p.retry_delay_s = Some((at - now).as_secs_f64());
+                p.detail = Some(detail);
+            }
             f(p);
             p.elapsed_s = self.started.elapsed().as_secs_f64();
             p.eta_s = match (recorded_started, p.requests_done) {
@@ -102,13 +113,11 @@ impl Tracker {
         self.update(|_| {});
     }
 
-    /// Publishes a retry (state `retrying`, with the delay and the error).
+    /// Publishes a retry (state `retrying`, with the delay and the error); later updates keep
+    /// showing it until the retry fires.
     pub fn retrying(&self, notice: &RetryNotice<'_>) {
-        self.update(|p| {
-            p.state = CellState::Retrying;
-            p.retry_delay_s = Some(notice.delay.as_secs_f64());
-            p.detail = Some(notice.describe());
-        });
+        self.lock().retry = Some((Instant::now() + notice.delay, notice.describe()));
+        self.update(|_| {});
     }
 
     /// Seconds since the recorded phase began (0 before it).

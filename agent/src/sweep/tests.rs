@@ -262,7 +262,21 @@ async fn failed_calls_are_retried_on_the_backoff_schedule_then_become_error_rows
     )
     .await;
     out.result.as_ref().unwrap();
-    let retries: Vec<_> = out.progress().filter(|p| p.state == CellState::Retrying).collect();
+    let retry_events: Vec<_> = out.progress().filter(|p| p.state == CellState::Retrying).collect();
+    // Updates during a wait (live-rate samples) keep showing the retry with the time left; the
+    // first event of each retry carries the full delay.
+    let mut retries: Vec<&SweepProgress> = Vec::new();
+    for p in &retry_events {
+        if retries.last().is_none_or(|last| last.detail != p.detail) {
+            retries.push(p);
+        }
+    }
+    assert!(
+        retry_events
+            .iter()
+            .any(|p| p.detail.as_deref().unwrap().contains("attempt 4/5") && p.retry_delay_s.unwrap() < 29.5),
+        "the 30 s wait is counted down by later updates"
+    );
     let delays: Vec<f64> = retries.iter().map(|p| p.retry_delay_s.unwrap()).collect();
     // Warm-up 2 failed once (1 s), then its retry (call 3) failed too (5 s); later, the
     // recorded non-stream call failed five times: 1, 5, 15, 30 s and then gave up.
