@@ -27,8 +27,10 @@ pub struct ServeArgs {
     /// Where runs are stored (`<dir>/runs/<run_id>/`).
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
+    /// Address to listen on (0.0.0.0: every interface, so other machines' browsers can reach it).
     #[arg(long, env = "CENTRAL_HOST", default_value = "0.0.0.0")]
     pub host: String,
+    /// Port to listen on (0: any free port; the log says which).
     #[arg(long, env = "CENTRAL_PORT", default_value_t = 8080)]
     pub port: u16,
 }

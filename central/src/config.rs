@@ -190,7 +190,9 @@ pub struct Settings {
     pub silence: Duration,
     /// Fixed part of a machine's run deadline (model load, queueing, slow start).
     pub deadline_base: Duration,
-    /// Per generated token of the deadline (generous: 0.25 s per token = 4 tok/s floor).
+    /// Per generated token of the deadline (generous: 1 s per token, a 1 tok/s floor, since a
+    /// big model on a CPU-only machine is slow but not broken; dead agents are caught by
+    /// `silence` long before).
     pub deadline_per_token: Duration,
     /// Capacity of the browser broadcast; a client that falls this far behind is disconnected.
     pub browser_buffer: usize,
@@ -205,8 +207,8 @@ impl Default for Settings {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(10),
             silence: Duration::from_secs(30),
-            deadline_base: Duration::from_secs(120),
-            deadline_per_token: Duration::from_millis(250),
+            deadline_base: Duration::from_secs(300),
+            deadline_per_token: Duration::from_secs(1),
             browser_buffer: 4096,
         }
     }
