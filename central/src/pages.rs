@@ -237,6 +237,30 @@ mod tests {
         assert_eq!(get_path("/static/../Cargo.toml", None).await.status(), StatusCode::NOT_FOUND);
     }
 
+    /// Every script and stylesheet a page references is served (a typo would break a page silently).
+    #[tokio::test]
+    async fn every_asset_a_page_references_is_served() {
+        for page in ["/", "/history", "/machines", "/sweep"] {
+            let html = body_text(get_path(page, None).await).await;
+            let refs: Vec<&str> = html.split(['"', '?']).filter(|s| s.starts_with("/static/")).collect();
+            assert!(refs.len() >= 4, "{page} references {refs:?}");
+            for r in refs {
+                assert_eq!(get_path(r, None).await.status(), StatusCode::OK, "{page} references missing {r}");
+            }
+        }
+    }
+
+    /// Generated text and labels are untrusted: our scripts never parse strings as HTML.
+    #[test]
+    fn scripts_never_write_html_strings() {
+        for path in Assets::iter().filter(|p| p.starts_with("js/")) {
+            let text = String::from_utf8(Assets::get(&path).unwrap().data.into_owned()).unwrap();
+            for sink in [".innerHTML", ".outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+                assert!(!text.contains(sink), "{path} uses {sink}");
+            }
+        }
+    }
+
     #[test]
     fn content_types() {
         assert_eq!(content_type("a/b.JS"), "text/javascript; charset=utf-8");
