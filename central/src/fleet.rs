@@ -266,3 +266,30 @@ async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream) -> S
     }
     "stream ended".into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let s = Settings {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            ..Settings::default()
+        };
+        for attempt in 0..40 {
+            let d = (Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(16))).min(Duration::from_secs(10));
+            let got = backoff(attempt, &s);
+            assert!(got >= d / 2 && got <= d, "attempt {attempt}: {got:?} not in [{:?}, {d:?}]", d / 2);
+        }
+        assert!(backoff(100, &s) <= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn models_from_capabilities() {
+        let caps = serde_json::json!({"llm_models": ["a", "b"], "models": [{"name": "b"}, {"name": "c"}]});
+        assert_eq!(models_of(&caps), vec!["a", "b", "c"]);
+        assert!(models_of(&serde_json::json!({})).is_empty());
+    }
+}
