@@ -346,6 +346,13 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     .await?;
     let listed = js(b, &format!("return !!document.querySelector('#runs-list li[data-run-id=\"{run_id}\"]')")).await?;
     ensure!(listed == true, "run {run_id} not in the runs list");
+    let exports =
+        js(b, "return [...document.querySelectorAll('.run-actions a[href*=export]')].map(a => a.href)").await?;
+    for href in exports.as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let res = reqwest::get(href).await?;
+        ensure!(res.status() == 200 && res.text().await?.contains(&run_id), "export link {href}");
+    }
+    ensure!(exports.as_array().is_some_and(|a| a.len() == 2), "export links {exports}");
     ensure!(b.text(&b.find("#run-prompt").await?).await? == prompt, "stored prompt differs");
     for id in ["fast", "slow"] {
         let text = card_text(b, id, ".output.content").await?;
