@@ -29,7 +29,8 @@ pub fn test_settings() -> Settings {
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
         silence: Duration::from_secs(1),
-        deadline_base: Duration::from_secs(60),
+        // Real-engine tests share one llama.cpp engine on a busy CPU: be as patient as production.
+        deadline_base: Duration::from_secs(300),
         deadline_per_token: Duration::from_millis(250),
         browser_buffer: 4096,
     }
