@@ -124,6 +124,8 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
                 (Some(done), MachineRunStatus::Complete) => from_done(done),
                 _ => MachineSummary::default(),
             };
+            // Machines that did not finish still say which engine they were on.
+            s.engine = s.engine.or(rec.engine.as_ref().map(|e| e.kind));
             s.machine_id = rec.machine_id.clone();
             s.label = rec.label.clone();
             s.status = Some(rec.status);
