@@ -1,13 +1,26 @@
 //! `bench-central`: thin entry point; everything lives in the library.
 
 use anyhow::Context;
+use bench_central::agent_client::error_chain;
 use bench_central::cli::Cli;
 use bench_central::config::{MachinesFile, Settings};
 use bench_central::{AppState, serve, telemetry};
 use clap::Parser;
 
+/// Exits non-zero with the error chain on one line (a config error is for a person to fix,
+/// not a backtrace to read).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-central: error: {}", error_chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     telemetry::init();
     let args = Cli::parse().serve_args();
     let machines = MachinesFile::load(&args.config)?;
