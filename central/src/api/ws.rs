@@ -18,8 +18,10 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::AppState;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// WebSocket close code "policy violation" / "try again later" family: 1008.
+/// WebSocket close code for a client that fell behind ("policy violation").
 const CLOSE_TOO_SLOW: u16 = 1008;
+/// WebSocket close code for a server going down ("going away").
+const CLOSE_GOING_AWAY: u16 = 1001;
 
 pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     ws.on_upgrade(move |socket| client(socket, state))
@@ -36,22 +38,22 @@ async fn client(socket: WebSocket, state: AppState) {
     let mut reader = tokio::spawn(async move { while let Some(Ok(_)) = incoming.next().await {} });
     let close_reason = loop {
         tokio::select! {
-            _ = state.cancel.cancelled() => break Some("central is shutting down".to_owned()),
+            _ = state.cancel.cancelled() => break Some((CLOSE_GOING_AWAY, "central is shutting down".to_owned())),
             _ = &mut reader => break None,
             msg = rx.recv() => match msg {
                 Ok(line) => match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::text(line.as_ref()))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
-                    Err(_) => break Some("too slow: a frame was not accepted in time".to_owned()),
+                    Err(_) => break Some((CLOSE_TOO_SLOW, "too slow: a frame was not accepted in time".to_owned())),
                 },
-                Err(RecvError::Lagged(n)) => break Some(format!("too slow: missed {n} events")),
+                Err(RecvError::Lagged(n)) => break Some((CLOSE_TOO_SLOW, format!("too slow: missed {n} events"))),
                 Err(RecvError::Closed) => break None,
             },
         }
     };
-    if let Some(reason) = close_reason {
+    if let Some((code, reason)) = close_reason {
         tracing::info!("closing browser WebSocket: {reason}");
-        let frame = CloseFrame { code: CLOSE_TOO_SLOW, reason: reason.into() };
+        let frame = CloseFrame { code, reason: reason.into() };
         let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Message::Close(Some(frame)))).await;
     }
     reader.abort();
