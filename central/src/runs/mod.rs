@@ -110,10 +110,9 @@ impl RunManager {
 
     /// Starts a run from a `POST /api/runs` body.
     pub async fn create(&self, body: &Value) -> Result<CreatedRun, RunError> {
-        let now = now_ms();
-        let start_at = now + self.settings.start_delay.as_millis() as u64;
+        let delay = self.settings.start_delay.as_millis() as u64;
         let known: Vec<&str> = self.fleet.machines().iter().map(|m| m.config.machine_id.as_str()).collect();
-        let req = request::parse(body, start_at, now, &known)?;
+        let req = request::parse(body, now_ms() + delay, now_ms(), &known)?;
         let chosen: Vec<_> = self
             .fleet
             .machines()
@@ -121,6 +120,14 @@ impl RunManager {
             .filter(|m| req.machine_ids.as_ref().is_none_or(|ids| ids.contains(&m.config.machine_id)))
             .cloned()
             .collect();
+        // A machine that looks unable (offline, model missing) is asked again right now: the
+        // cached view may be up to one health interval old (agent just started, model just pulled).
+        let stale = chosen.iter().filter(|m| preflight(&m.view(), &req.spec).status == MachineRunStatus::Skipped);
+        futures_util::future::join_all(stale.map(|m| crate::fleet::refresh(m, &self.hub))).await;
+        // `start_at` counts from now, after that wait, so every agent still gets the job ahead of it.
+        let now = now_ms();
+        let start_at = now + delay;
+        let req = request::parse(body, start_at, now, &known)?;
         let records: Vec<MachineRecord> = chosen.iter().map(|m| preflight(&m.view(), &req.spec)).collect();
 
         let started = now_s();

@@ -33,7 +33,7 @@ pub struct FakeJob {
 
 struct Inner {
     machine_id: String,
-    models: Vec<String>,
+    models: Mutex<Vec<String>>,
     jobs: Mutex<Vec<FakeJob>>,
     /// `after_seq` of every `GET /jobs/{id}/events` call.
     backfills: Mutex<Vec<u64>>,
@@ -63,7 +63,7 @@ impl FakeAgent {
     pub async fn spawn(machine_id: &str, models: &[&str]) -> FakeAgent {
         let inner = Arc::new(Inner {
             machine_id: machine_id.into(),
-            models: models.iter().map(|m| m.to_string()).collect(),
+            models: Mutex::new(models.iter().map(|m| m.to_string()).collect()),
             jobs: Mutex::new(Vec::new()),
             backfills: Mutex::new(Vec::new()),
             events_tx: broadcast::channel(16_384).0,
@@ -96,6 +96,11 @@ impl FakeAgent {
         let mut rx = self.inner.jobs_posted.subscribe();
         tokio::time::timeout(WAIT_LIMIT, rx.wait_for(|c| *c >= n)).await.expect("job posted in time").unwrap();
         self.jobs()
+    }
+
+    /// Changes the advertised models (as if one had just been pulled).
+    pub fn set_models(&self, models: &[&str]) {
+        *self.inner.models.lock().unwrap() = models.iter().map(|m| m.to_string()).collect();
     }
 
     pub fn jobs(&self) -> Vec<FakeJob> {
@@ -135,9 +140,13 @@ impl FakeAgent {
         self.emit(
             job_id,
             "job_started",
-            json!({"test_type": "llm_generate", "models": self.inner.models, "engine": "mock",
+            json!({"test_type": "llm_generate", "models": self.models(), "engine": "mock",
                    "engine_base_url": "", "start_at": null, "started_at_s": now_ms() / 1000.0}),
         )
+    }
+
+    fn models(&self) -> Vec<String> {
+        self.inner.models.lock().unwrap().clone()
     }
 
     /// A `job_done` with bench-race metrics.
@@ -146,7 +155,7 @@ impl FakeAgent {
             job_id,
             "job_done",
             json!({"ttft_ms": 50.0, "gen_tokens": 5, "gen_tokens_per_s": tok_s, "total_ms": 300.0,
-                   "model": self.inner.models[0], "engine": "mock", "ttfc_ms": 50.0, "decode_tok_s": tok_s,
+                   "model": self.models()[0], "engine": "mock", "ttfc_ms": 50.0, "decode_tok_s": tok_s,
                    "engine_decode_tok_s": null, "prompt_tokens": 7, "engine_prefill_tok_s": null,
                    "client_prefill_tok_s": null, "load_ms": null, "token_source": "chunks", "repeats": 1,
                    "aggregate": {"requests": 1}, "requests": [], "output_text": text}),
@@ -202,9 +211,10 @@ async fn health(State(s): State<Shared>) -> Json<Value> {
 
 async fn capabilities(State(s): State<Shared>) -> Json<Value> {
     alive(&s).await;
-    let models: Vec<Value> = s.0.models.iter().map(|m| json!({"name": m, "family": "fake"})).collect();
+    let names = s.0.models.lock().unwrap().clone();
+    let models: Vec<Value> = names.iter().map(|m| json!({"name": m, "family": "fake"})).collect();
     Json(json!({"machine_id": s.0.machine_id, "label": s.0.machine_id, "tests": ["llm_generate", "llm_sweep"],
-        "llm_models": s.0.models, "whisper_models": [], "sdxl_profiles": [],
+        "llm_models": names, "whisper_models": [], "sdxl_profiles": [],
         "engine": {"kind": "mock", "base_url": "", "version": "fake-1", "reachable": true},
         "models": models,
         "hardware": {"os": "linux", "hostname": "fake", "cpu_brand": "Fake CPU", "cpu_logical_cores": 4,

@@ -200,3 +200,22 @@ async fn agent_token_from_machines_yaml_is_used_for_http_and_websocket() {
     assert!(w["last_error"].as_str().unwrap().contains("401"), "{w}");
     assert!(w.get("token").is_none(), "tokens are never served");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preflight_asks_again_when_the_cached_view_says_no() {
+    let fake = super::fake_agent::FakeAgent::spawn("puller", &["old-model"]).await;
+    // Health refreshes rarely: the cached view goes stale.
+    let settings =
+        bench_central::config::Settings { health_interval: std::time::Duration::from_secs(3600), ..test_settings() };
+    let central = TestCentral::spawn_with(vec![machine("puller", &fake.base_url)], temp_results_dir(), settings).await;
+    central.wait_online(&["puller"]).await;
+    fake.set_models(&["old-model", "mock-llm"]);
+    let (status, created) = central.post_run(generate_body("mock-llm", 8)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["machines"][0]["status"], "running", "{created}");
+    let job = fake.wait_jobs(1).await.remove(0);
+    assert_eq!(job.body["start_at"], created["start_at"]);
+    fake.started(&job.job_id);
+    fake.done(&job.job_id, "", 3.0);
+    assert_eq!(central.wait_run_end(created["run_id"].as_str().unwrap()).await["metadata"]["status"], "complete");
+}
