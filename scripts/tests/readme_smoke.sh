@@ -64,3 +64,27 @@ print(f"  job_done: ttft_ms={done['ttft_ms']:.1f} gen_tokens={done['gen_tokens']
 PY
 pass "README curl examples work as written against a real agent"
 expect_rc 0 scripts/agents stop
+
+# The README's terminal sweep, with the built binary, the test engine and a temp out dir.
+sweep="$T_TMP/readme_sweep.sh"
+python3 - README.md "$BENCH_BIN_DIR/bench-agent" "$ENGINE_URL" "$T_TMP/sweep" >"$sweep" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"<!-- readme-smoke-sweep:begin -->\s*```bash\n(.*?)```\s*<!-- readme-smoke-sweep:end -->", text, re.S)
+if not m:
+    sys.exit("README has no readme-smoke-sweep block")
+cmd = "\n".join(l for l in m.group(1).splitlines() if not l.startswith("cargo build"))
+cmd = cmd.replace("target/release/bench-agent", sys.argv[2]).replace("http://127.0.0.1:8091", sys.argv[3])
+print(cmd.replace("results/sweeps/manual", sys.argv[4]))
+PY
+grep -q " sweep " "$sweep" || fail "the README sweep block has no sweep command"
+if ! timeout 900 bash -euo pipefail "$sweep" >"$T_TMP/sweep.out" 2>&1 </dev/null; then
+  tail -n 30 "$T_TMP/sweep.out"
+  fail "the README's sweep command failed"
+fi
+for f in requests.csv summary.csv load_times.csv calibration_cache.json; do
+  [[ -s "$T_TMP/sweep/$f" ]] || fail "README sweep did not write $f"
+done
+rows="$(($(wc -l <"$T_TMP/sweep/summary.csv") - 1))"
+((rows == 4)) || fail "summary.csv has $rows rows, want 4 (2 ctx points x 2 parallel levels)"
+pass "README terminal sweep writes the three CSVs (summary.csv: $rows rows) and the calibration cache"
