@@ -12,13 +12,15 @@ use super::state::AppState;
 use crate::engine::{EngineError, Fallback};
 
 /// How long `/health` and `/capabilities` wait for the engine.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the engine said when asked for its models.
 pub enum EngineModels {
     Listed(Vec<ModelInfo>),
-    /// Connection refused, DNS, timeout: nobody answered.
+    /// Connection refused, DNS, connect timeout: nobody is there.
     Unreachable(String),
+    /// Connected, but no answer in time (a busy engine is not a missing one: no fallback).
+    NoAnswer(String),
     /// It answered, but with an error.
     Failed(String),
 }
@@ -27,11 +29,10 @@ pub enum EngineModels {
 pub async fn engine_models(state: &AppState, timeout: Duration) -> EngineModels {
     match tokio::time::timeout(timeout, state.engine.list_models()).await {
         Ok(Ok(models)) => EngineModels::Listed(models),
-        Ok(Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout(_)))) => {
-            EngineModels::Unreachable(e.to_string())
-        }
+        Ok(Err(e @ EngineError::Unreachable { .. })) => EngineModels::Unreachable(e.to_string()),
+        Ok(Err(e @ EngineError::Timeout(_))) => EngineModels::NoAnswer(e.to_string()),
         Ok(Err(e)) => EngineModels::Failed(e.to_string()),
-        Err(_) => EngineModels::Unreachable(format!("no answer from {} within {timeout:?}", state.engine.base_url())),
+        Err(_) => EngineModels::NoAnswer(format!("no answer from {} within {timeout:?}", state.engine.base_url())),
     }
 }
 
@@ -50,7 +51,8 @@ fn advertised(state: &AppState, listed: &[ModelInfo]) -> Vec<String> {
 }
 
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
-    let reachable = !matches!(engine_models(&state, PROBE_TIMEOUT).await, EngineModels::Unreachable(_));
+    let reachable =
+        matches!(engine_models(&state, PROBE_TIMEOUT).await, EngineModels::Listed(_) | EngineModels::Failed(_));
     let (busy, queue_len) = state.jobs.load();
     let cfg = &state.config;
     Json(json!({
@@ -65,10 +67,11 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
 }
 
 pub async fn capabilities(State(state): State<AppState>) -> Json<Value> {
-    let (listed, reachable) = match engine_models(&state, PROBE_TIMEOUT).await {
-        EngineModels::Listed(m) => (m, true),
-        EngineModels::Failed(_) => (Vec::new(), true),
-        EngineModels::Unreachable(_) => (Vec::new(), false),
+    let (listed, reachable, absent) = match engine_models(&state, PROBE_TIMEOUT).await {
+        EngineModels::Listed(m) => (m, true, false),
+        EngineModels::Failed(_) => (Vec::new(), true, false),
+        EngineModels::NoAnswer(_) => (Vec::new(), false, false),
+        EngineModels::Unreachable(_) => (Vec::new(), false, true),
     };
     let version = if reachable {
         tokio::time::timeout(PROBE_TIMEOUT, state.engine.version()).await.ok().and_then(Result::ok).flatten()
@@ -76,7 +79,7 @@ pub async fn capabilities(State(state): State<AppState>) -> Json<Value> {
         None
     };
     let cfg = &state.config;
-    let fallback = !reachable && cfg.engine.fallback == Fallback::Mock;
+    let fallback = absent && cfg.engine.fallback == Fallback::Mock;
     let mut llm_models = advertised(&state, &listed);
     if fallback && llm_models.is_empty() {
         llm_models = cfg.engine.mock.models.clone();

@@ -62,7 +62,7 @@ async fn check_models(state: &AppState, spec: &JobSpec) -> Result<Option<String>
             "{} engine unavailable ({why}); running on the mock engine because engine.fallback is mock",
             state.engine.kind()
         ))),
-        EngineModels::Unreachable(_) | EngineModels::Failed(_) => Ok(None),
+        EngineModels::Unreachable(_) | EngineModels::NoAnswer(_) | EngineModels::Failed(_) => Ok(None),
     }
 }
 
