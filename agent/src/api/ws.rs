@@ -86,8 +86,11 @@ async fn serve_socket(socket: WebSocket, mut sub: Subscription, filter: Option<A
         // Replay is history, not live: it may wait for the socket.
         for msg in std::mem::take(&mut sub.replay) {
             let terminal = msg.terminal;
-            if tx.send(Message::text(msg.json.to_string())).await.is_err() {
-                break 'run End::ClientGone;
+            tokio::select! {
+                sent = tx.send(Message::text(msg.json.to_string())) => if sent.is_err() {
+                    break 'run End::ClientGone;
+                },
+                _ = closing.cancelled() => break 'run End::Graceful(close_code::AWAY, "agent shutting down".into()),
             }
             if terminal {
                 break 'run End::Graceful(close_code::NORMAL, "job finished".into());
