@@ -86,5 +86,5 @@ for f in requests.csv summary.csv load_times.csv calibration_cache.json; do
   [[ -s "$T_TMP/sweep/$f" ]] || fail "README sweep did not write $f"
 done
 rows="$(($(wc -l <"$T_TMP/sweep/summary.csv") - 1))"
-((rows == 4)) || fail "summary.csv has $rows rows, want 4 (2 ctx points x 2 parallel levels)"
+((rows == 2)) || fail "summary.csv has $rows rows, want 2 (1 ctx point x 2 parallel levels)"
 pass "README terminal sweep writes the three CSVs (summary.csv: $rows rows) and the calibration cache"
