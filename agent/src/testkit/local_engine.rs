@@ -55,7 +55,7 @@ fn spawn() -> Result<Spawned, String> {
         return Err(format!("{} does not exist", script.display()));
     }
     let mut child = Command::new(&script)
-        .args(["serve", "--port", "0"])
+        .args(["serve", "--port", "0", "--threads", "1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
