@@ -66,11 +66,39 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Sends a request; returns the response and the instant taken immediately before sending.
+///
+/// A pooled keep-alive connection may be closed by the server at the very moment it is reused
+/// (llama.cpp's HTTP server drops idle connections after a few seconds): the request then fails
+/// with "connection closed before message completed" without the engine having answered. That
+/// one failure is retried once on a fresh connection, and the timing is taken for the attempt
+/// that is answered, so no measurement includes the dead connection.
 pub async fn send(builder: RequestBuilder, url: &str, timeout: Duration) -> Result<(Response, Instant), EngineError> {
     let request = builder.timeout(timeout);
+    let spare = request.try_clone();
     let t0 = Instant::now();
-    let response = request.send().await.map_err(|e| transport_error(url, timeout, e))?;
-    Ok((response, t0))
+    match request.send().await {
+        Ok(response) => Ok((response, t0)),
+        Err(err) if is_stale_connection(&err) && spare.is_some() => {
+            tracing::debug!(url, error = %error_chain(&err), "pooled connection was closed; retrying on a fresh one");
+            let retry = spare.expect("checked above");
+            let t0 = Instant::now();
+            let response = retry.send().await.map_err(|e| transport_error(url, timeout, e))?;
+            Ok((response, t0))
+        }
+        Err(err) => Err(transport_error(url, timeout, err)),
+    }
+}
+
+/// True when a request failed because its (reused) connection closed before any response.
+fn is_stale_connection(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The message of an error body: `{"error": "..."}` (Ollama), `{"error": {"message": ...}}`
@@ -177,5 +205,61 @@ impl TimedLines {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A raw HTTP server whose first `drop_first` connections read the request and close
+    /// without answering (a keep-alive connection closed under the client); later ones answer.
+    async fn flaky_server(drop_first: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    if n >= drop_first {
+                        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_answer_is_retried_once_on_a_fresh_one() {
+        let (url, accepted) = flaky_server(1).await;
+        let (response, _) = send(client().post(&url).body("{}"), &url, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_second_closed_connection_is_an_error_not_a_loop() {
+        let (url, accepted) = flaky_server(usize::MAX).await;
+        let err = send(client().post(&url).body("{}"), &url, Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, EngineError::Unreachable { .. } | EngineError::Protocol(_)), "{err:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }
