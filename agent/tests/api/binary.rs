@@ -1,7 +1,8 @@
 //! The `bench-agent` binary itself: start-up log with the real port, SIGTERM, config errors.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 
 fn write_config(text: &str) -> std::path::PathBuf {
     let dir = crate::support::temp_results_dir();
@@ -11,11 +12,10 @@ fn write_config(text: &str) -> std::path::PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
-    let config = write_config("machine_id: bin\nbind_host: 127.0.0.1\nengine: {kind: mock}\n");
+/// Starts `bench-agent` with `args`; its stderr lines arrive on the receiver as they are logged.
+fn spawn_agent(args: &[&str]) -> (Child, Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
-        .args(["--config", config.to_str().unwrap(), "--port", "0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -25,9 +25,18 @@ async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+            if tx.send(line).is_err() {
+                break;
+            }
         }
     });
+    (child, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
+    let config = write_config("machine_id: bin\nbind_host: 127.0.0.1\nengine: {kind: mock}\n");
+    let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap(), "--port", "0"]);
     let url = loop {
         let line = rx.recv_timeout(crate::support::WAIT_LIMIT).expect("a log line");
         assert!(!line.contains("SECURITY"), "no warning on loopback: {line}");
@@ -59,19 +68,7 @@ fn a_bad_config_exits_non_zero_naming_file_and_key() {
 #[test]
 fn non_loopback_bind_without_token_warns_loudly() {
     let config = write_config("machine_id: bin\nbind_host: 0.0.0.0\nbind_port: 0\nengine: {kind: mock}\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
-        .args(["--config", config.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap()]);
     let warned = loop {
         match rx.recv_timeout(crate::support::WAIT_LIMIT) {
             Ok(line) if line.contains("SECURITY") && line.contains("auth_token") => break true,
