@@ -8,7 +8,8 @@
 //! - [`hub`]: event fan-out with per-job replay logs.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
-//! - [`hardware`], [`telemetry`], [`cli`]: fingerprint, tracing set-up, command line.
+//! - [`hardware`]: fingerprint, runtime sampler, energy; [`prom`]: Prometheus `/metrics`.
+//! - [`telemetry`], [`cli`]: tracing set-up, command line.
 //! - [`testkit`]: the real local engine launcher and a fake Ollama for tests.
 
 pub mod api;
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod hardware;
 pub mod hub;
 pub mod jobs;
+pub mod prom;
 pub mod sweep;
 pub mod telemetry;
 pub mod testkit;
@@ -43,6 +45,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
+    if state.config.runtime_sampler.enabled {
+        let (sampler, stop) = (state.sampler.clone(), stop_worker.clone());
+        let hw = state.clone();
+        tokio::spawn(async move {
+            let probe = hardware::sampler::SystemProbe::new(&hw.hardware().await);
+            sampler.run(probe, stop).await;
+        });
+    }
     let app = api::router(state.clone());
     let graceful = async move {
         shutdown.await;

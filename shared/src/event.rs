@@ -60,6 +60,8 @@ pub enum Event {
     SweepProgress(SweepProgress),
     SweepRow(SweepRow),
     SweepDone(Box<SweepDone>),
+    /// One runtime sampler tick while the job runs (CPU, memory, GPUs).
+    RuntimeMetrics(Box<crate::runtime::RuntimeSample>),
 }
 
 impl Event {
@@ -77,6 +79,7 @@ impl Event {
             Event::SweepProgress(_) => "sweep_progress",
             Event::SweepRow(_) => "sweep_row",
             Event::SweepDone(_) => "sweep_done",
+            Event::RuntimeMetrics(_) => "runtime_metrics",
         }
     }
 
@@ -168,6 +171,16 @@ pub struct JobDone {
     /// Caveats a reader of the numbers must know (e.g. load time not measured).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Mean energy per recorded request, joules, when every request has one.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    /// Mean tokens per joule over the recorded requests, when every request has one.
+    #[serde(default)]
+    pub tokens_per_j: Option<f64>,
+    /// A GPU reported thermal or power clock limits during a recorded request (`None`: not
+    /// observable on this machine). Makes the job's speed figures suspect for comparison.
+    #[serde(default)]
+    pub throttled: Option<bool>,
 }
 
 /// Why a job failed.

@@ -8,13 +8,17 @@
 //! - [`event`]: the event envelope streamed by agents (`{job_id, type, payload, seq, machine_id}`).
 //! - [`metrics`]: per-request timing traces → metrics; summary statistics over repeats.
 //! - [`engine`]: engine kinds and model details as the agent reports them.
-//! - [`hardware`]: machine fingerprint types.
+//! - [`hardware`]: machine fingerprint types and the original bench-race's flat fields.
+//! - [`runtime`]: live telemetry samples (`runtime_metrics`), energy and throttling arithmetic.
+//! - [`fit`]: whether a model and its KV cache fit a machine's memory.
 //! - [`run`]: persisted run types used by central (metadata, summary).
 
 pub mod engine;
 pub mod event;
+pub mod fit;
 pub mod hardware;
 pub mod job;
 pub mod metrics;
 pub mod run;
+pub mod runtime;
 pub mod sweep;

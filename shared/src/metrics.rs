@@ -121,6 +121,20 @@ pub struct RequestMetrics {
     /// Gaps between consecutive text-carrying chunks (client-measured).
     pub itl_ms: Option<Percentiles>,
     pub done_reason: Option<String>,
+    /// Energy the machine used during the request, joules (`energy_source` says from what);
+    /// `None` with `energy_unavailable` saying why. Never estimated.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    /// `gen_tokens / energy_j`.
+    #[serde(default)]
+    pub tokens_per_j: Option<f64>,
+    #[serde(default)]
+    pub energy_source: Option<String>,
+    #[serde(default)]
+    pub energy_unavailable: Option<String>,
+    /// A GPU reported thermal or power clock limits during the request; `None`: not observable.
+    #[serde(default)]
+    pub throttled: Option<bool>,
 }
 
 fn us_to_ms(us: u64) -> f64 {
@@ -185,6 +199,11 @@ pub fn request_metrics(trace: &RequestTrace, stats: &EngineStats) -> RequestMetr
         engine_eval_ms: stats.eval_ms,
         itl_ms: percentiles(&gaps),
         done_reason: stats.done_reason.clone(),
+        energy_j: None,
+        tokens_per_j: None,
+        energy_source: None,
+        energy_unavailable: None,
+        throttled: None,
     }
 }
 

@@ -97,7 +97,9 @@ pub async fn capabilities(State(state): State<AppState>) -> Json<Value> {
         fallback_reason: fallback
             .then(|| "engine unreachable: jobs run on the mock engine (engine.fallback: mock)".into()),
     };
-    Json(json!({
+    let hardware = state.hardware().await;
+    let extras = super::machine::capability_extras(&state, &hardware, reachable, &llm_models).await;
+    let mut body = json!({
         "machine_id": cfg.machine_id,
         "label": cfg.label,
         "tests": TestType::ALL.map(TestType::as_str),
@@ -106,7 +108,11 @@ pub async fn capabilities(State(state): State<AppState>) -> Json<Value> {
         "sdxl_profiles": cfg.sdxl_profiles,
         "engine": engine,
         "models": models,
-        "hardware": state.hardware().await,
+        "hardware": hardware,
         "queue_limit": cfg.queue_limit,
-    }))
+    });
+    if let Some(obj) = body.as_object_mut() {
+        obj.extend(extras);
+    }
+    Json(body)
 }

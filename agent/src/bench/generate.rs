@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::coalesce::{FlushPolicy, coalesce};
 use crate::engine::{Engine, EngineError, GenOutcome, GenRequest, wall_now_s};
+use crate::hardware::energy::{EnergyFigures, EnergyMeter};
 use crate::jobs::JobEvents;
 
 /// Everything an `llm_generate` job needs.
@@ -27,6 +28,8 @@ pub struct GenerateJob {
     pub cancel: CancellationToken,
     /// Set when the job runs on the mock engine in place of the configured one.
     pub fallback_reason: Option<String>,
+    /// Reads energy around each request (`None`: energy not measured).
+    pub energy: Option<Arc<EnergyMeter>>,
 }
 
 /// How a job ended without a result.
@@ -132,9 +135,22 @@ async fn one_request_with_outcome(
             warmup,
         }))
     });
+    let mock = job.engine.kind() == bench_shared::engine::EngineKind::Mock;
+    let window = match &job.energy {
+        Some(meter) if !mock => Some(meter.start().await),
+        _ => None,
+    };
     let (result, ()) = cancellable(&job.cancel, async { tokio::join!(generate, stream) }).await?;
     let outcome = result.map_err(|error| Failure::Engine { error, repeat_index: Some(index) })?;
-    let metrics = request_metrics(&outcome.trace, &outcome.stats);
+    let mut metrics = request_metrics(&outcome.trace, &outcome.stats);
+    let energy = match (&job.energy, window) {
+        (Some(meter), Some(w)) => meter.finish(w).await,
+        _ if mock => {
+            EnergyFigures { unavailable: Some("mock engine: no real work to measure".into()), ..Default::default() }
+        }
+        _ => EnergyFigures { unavailable: Some("energy not measured by this agent".into()), ..Default::default() },
+    };
+    energy.apply(&mut metrics);
     events.emit(Event::RequestDone(Box::new(RequestDone {
         repeat_index: index,
         warmup,
@@ -169,6 +185,13 @@ fn job_done(
     notes: Vec<String>,
 ) -> JobDone {
     let agg = aggregate(&requests);
+    let all = |f: fn(&RequestMetrics) -> Option<f64>| -> Option<f64> {
+        let v: Option<Vec<f64>> = requests.iter().map(f).collect();
+        v.and_then(|v| mean(v.into_iter()))
+    };
+    let energy_j = all(|r| r.energy_j);
+    let tokens_per_j = all(|r| r.tokens_per_j);
+    let throttled = requests.iter().filter_map(|r| r.throttled).reduce(|a, b| a || b);
     let token_source = if requests.iter().all(|r| r.token_source == TokenSource::Engine) {
         TokenSource::Engine
     } else {
@@ -195,6 +218,9 @@ fn job_done(
         requests,
         output_text,
         notes,
+        energy_j,
+        tokens_per_j,
+        throttled,
     }
 }
 
