@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod binary;
 mod jobs_queue;
+mod machine;
 mod mock_engine;
 mod ollama;
 mod real_engine;
