@@ -3,65 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use bench_agent::testkit::prometheus::parse_exposition;
 use bench_agent::testkit::{LOCAL_MODEL, local_engine_url};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{TestAgent, WAIT_LIMIT, mock_config, of_type, openai_config};
-
-/// A strict reader of the Prometheus / OpenMetrics text format: every sample belongs to a family
-/// declared by `# TYPE` before it, names and labels are well formed, values are numbers.
-/// Returns `name{labels}` → value.
-fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
-    let valid_name = |n: &str| {
-        !n.is_empty()
-            && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    };
-    let mut families: Vec<String> = Vec::new();
-    let mut samples = BTreeMap::new();
-    let mut saw_eof = false;
-    for line in text.lines() {
-        assert!(!saw_eof, "nothing may follow # EOF: {line:?}");
-        if line == "# EOF" {
-            saw_eof = true;
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
-            assert!(valid_name(name), "bad family name {name:?}");
-            assert!(
-                ["counter", "gauge", "histogram", "summary", "unknown", "info", "stateset"].contains(&kind),
-                "{line}"
-            );
-            families.push(name.to_owned());
-        } else if line.starts_with("# HELP ") || line.starts_with("# UNIT ") {
-        } else {
-            assert!(!line.starts_with('#'), "unknown comment {line:?}");
-            let (series, value) = line.rsplit_once(' ').expect("sample: series value");
-            let value: f64 = match value {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
-            };
-            let name = series.split('{').next().unwrap();
-            assert!(valid_name(name), "bad metric name in {line:?}");
-            if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
-                let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).expect("labels in braces");
-                for pair in inner.split(',') {
-                    let (k, v) = pair.split_once('=').expect("label k=v");
-                    assert!(
-                        valid_name(k) && v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
-                        "bad label {pair:?}"
-                    );
-                }
-            }
-            let family = families.iter().filter(|f| name.starts_with(f.as_str())).max_by_key(|f| f.len());
-            assert!(family.is_some(), "sample {name} before its # TYPE");
-            samples.insert(series.to_owned(), value);
-        }
-    }
-    samples
-}
 
 async fn scrape(agent: &TestAgent) -> BTreeMap<String, f64> {
     let resp = agent.get("/metrics").await;
