@@ -7,6 +7,7 @@
 //! - [`bench`]: the benchmarks themselves (`llm_generate`, token coalescing).
 //! - [`hub`]: event fan-out with per-job replay logs.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
+//! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
 //! - [`hardware`]: fingerprint, runtime sampler, energy; [`prom`]: Prometheus `/metrics`.
 //! - [`telemetry`], [`cli`]: tracing set-up, command line.
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod engine_status;
 pub mod hardware;
 pub mod hub;
 pub mod jobs;
@@ -45,6 +47,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
+    tokio::spawn(state.engine_status.clone().run(
+        state.jobs.clone(),
+        state.engine_status_interval,
+        stop_worker.clone(),
+    ));
     if state.config.runtime_sampler.enabled {
         let (sampler, stop) = (state.sampler.clone(), stop_worker.clone());
         let hw = state.clone();

@@ -12,7 +12,10 @@
 //! - [`runtime`]: live telemetry samples (`runtime_metrics`), energy and throttling arithmetic.
 //! - [`fit`]: whether a model and its KV cache fit a machine's memory.
 //! - [`run`]: persisted run types used by central (metadata, summary).
+//! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`timeouts`]: every time bound between central, agents and engines, in one place.
 
+pub mod api;
 pub mod engine;
 pub mod event;
 pub mod fit;
@@ -22,3 +25,4 @@ pub mod metrics;
 pub mod run;
 pub mod runtime;
 pub mod sweep;
+pub mod timeouts;

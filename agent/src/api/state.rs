@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bench::coalesce::FlushPolicy;
 use crate::config::AgentConfig;
 use crate::engine::Engine;
+use crate::engine_status::EngineStatusCache;
 use crate::hardware::energy::{EnergyMeter, Rapl};
 use crate::hardware::sampler::Sampler;
 use crate::hub::Hub;
@@ -28,6 +29,11 @@ pub struct AppState {
     pub engine: Arc<dyn Engine>,
     pub jobs: Arc<Jobs>,
     pub hub: Arc<Hub>,
+    /// What the engine last said (models, version); `/health` and `/capabilities` answer from it.
+    pub engine_status: Arc<EngineStatusCache>,
+    /// Between background engine status probes (default
+    /// [`bench_shared::timeouts::AGENT_ENGINE_STATUS_INTERVAL`]; tests shorten it).
+    pub engine_status_interval: std::time::Duration,
     /// Detected on first use (it may spawn `nvidia-smi`).
     pub hardware: Arc<OnceCell<Hardware>>,
     /// Events buffered per WebSocket client; a client further behind is disconnected.
@@ -40,6 +46,8 @@ pub struct AppState {
     pub energy: Arc<EnergyMeter>,
     /// Prometheus metrics (`GET /metrics`).
     pub metrics: Arc<AgentMetrics>,
+    /// The engine's last fingerprint (`/props`, `/api/ps`, …), refreshed only while no job runs.
+    pub engine_fingerprint: Arc<tokio::sync::Mutex<Option<bench_shared::engine::EngineFingerprint>>>,
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
@@ -72,6 +80,8 @@ impl AppState {
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
         AppState {
             config: Arc::new(config),
+            engine_status: Arc::new(EngineStatusCache::new(engine.clone())),
+            engine_status_interval: bench_shared::timeouts::AGENT_ENGINE_STATUS_INTERVAL,
             engine,
             jobs,
             hub,
@@ -81,6 +91,7 @@ impl AppState {
             sampler,
             energy,
             metrics,
+            engine_fingerprint: Arc::new(tokio::sync::Mutex::new(None)),
             closing: CancellationToken::new(),
         }
     }

@@ -188,6 +188,7 @@ pub fn props_fingerprint(props: &Value) -> EngineFingerprint {
         slots: props.get("total_slots").and_then(Value::as_u64),
         loaded: Vec::new(),
         sources: vec!["/props".into()],
+        error: None,
     }
 }
 

@@ -30,12 +30,7 @@ pub struct MachineWithFit {
 /// The fit of every model the agent described in `/capabilities`, for a `num_ctx` context.
 pub fn fits(view: &MachineView, num_ctx: u64) -> Vec<ModelFit> {
     let Some(hw) = &view.hardware else { return Vec::new() };
-    let models: Vec<ModelInfo> = view
-        .capabilities
-        .as_ref()
-        .and_then(|c| c.get("models").cloned())
-        .and_then(|m| serde_json::from_value(m).ok())
-        .unwrap_or_default();
+    let models: &[ModelInfo] = view.capabilities.as_ref().map(|c| c.models.as_slice()).unwrap_or_default();
     models.iter().map(|m| model_fit(m, hw, num_ctx)).collect()
 }
 
