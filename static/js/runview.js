@@ -60,6 +60,7 @@ class RunView {
     st.el.reasoning = el("pre", { class: "output reasoning", hidden: true, title: "reasoning text" });
     st.el.extra = el("div", { class: "extra hint" });
     st.el.delta = el("div", { class: "deltas", hidden: true });
+    st.telemetry = new Telemetry.Panel();
     st.el.chart = el("div", { class: "spark", title: "tok/s since the first token; live values are estimated from text until the agent reports the token count" });
     st.el.card = el("article", { class: "card status-idle", dataset: { machine: st.id } },
       el("header", {},
@@ -72,6 +73,7 @@ class RunView {
       st.el.extra,
       st.el.delta,
       st.el.chart,
+      st.telemetry.el,
       el("div", { class: "output-head" }, el("span", { class: "hint", text: "Output" }), st.el.repeat),
       st.el.reasoning,
       st.el.output);
@@ -129,6 +131,7 @@ class RunView {
       case "llm_token": this.onToken(st, p); break;
       case "request_done": this.onRequestDone(st, p); break;
       case "job_done": this.onDone(st, ev, p); break;
+      case "runtime_metrics": st.telemetry.push(p); break;
       case "job_error":
         st.endedAt = ev.emitted_at_s || null;
         this.setStatus(st, "error", `${p.kind ? `${p.kind}: ` : ""}${p.message || "failed"}`);
@@ -257,6 +260,9 @@ class RunView {
     if (BR.num(p.load_ms) !== null) bits.push(`load ${BR.fmtMs(p.load_ms)}`);
     if (p.repeats > 1) bits.push(`mean of ${p.repeats} repeats`);
     if (p.token_source === "chunks") bits.push("tokens counted from chunks");
+    if (BR.num(p.tokens_per_j) !== null) bits.push(`${BR.fmt(p.tokens_per_j, 2)} tok/J (${BR.fmt(p.energy_j, 1)} J per request)`);
+    else if (p.requests && p.requests[0] && p.requests[0].energy_unavailable) bits.push(`energy: n/a (${p.requests[0].energy_unavailable})`);
+    if (p.throttled === true) bits.push("GPU throttled during the run");
     st.el.extra.textContent = bits.join(" · ");
     if (!st.el.output.textContent && p.output_text) st.el.output.textContent = p.output_text;
     this.setStatus(st, "done", "");

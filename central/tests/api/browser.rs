@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::support::{RealAgent, TestCentral, machine, temp_results_dir};
+use crate::support::{RealAgent, TestCentral, machine, of, temp_results_dir};
 use crate::webdriver::Browser;
 
 const MODEL: &str = "mock-llm";
@@ -167,7 +167,18 @@ async fn websocket_drop(bench: &Bench) -> Result<()> {
         states == json!([["fast", "online", MODEL], ["slow", "online", MODEL], ["gone", "offline", ""]]),
         "machines page: {states}"
     );
+    // Model fit is shown, and never guessed: the mock engine reports no model size.
+    let fit = text_of(b, ".card[data-machine=fast] .models .fit").await?;
+    ensure!(fit == "fit unknown", "machines page fit: {fit:?}");
     open_race_page(b, &bench.url("/")).await?;
+    let fit = b
+        .wait_for(
+            "the model fit of the fast machine",
+            "const f = document.querySelector('#model-holders .fit[data-machine=fast]'); return f && f.textContent",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    ensure!(fit.as_str().is_some_and(|t| t.contains("fit unknown") && t.contains("size")), "race page fit: {fit}");
     b.fill(&b.find("#max_tokens").await?, "64").await?;
     b.click(&b.find("#run").await?).await?;
     b.wait_for(
@@ -198,6 +209,12 @@ async fn websocket_drop(bench: &Bench) -> Result<()> {
         ensure!(shown == stored, "{id}: page shows {shown:?}, run stored {stored:?}");
         ensure!(card_text(b, id, "[data-metric=tokens]").await? == "64", "{id} token count after the re-sync");
     }
+    // The slow machine ran for seconds: its card shows the runtime sampler's memory sparkline,
+    // drawn from the runtime_metrics events of the run.
+    let stored = bench.central.events(&run_id).await;
+    ensure!(!of(&stored, "slow", "runtime_metrics").is_empty(), "a 3 s job has runtime samples");
+    let line = card_text(b, "slow", ".telemetry [data-series=mem] .hint").await?;
+    ensure!(line.starts_with("Mem ") && line.ends_with('%'), "telemetry line: {line:?}");
     Ok(())
 }
 
