@@ -250,8 +250,11 @@ async fn show(State(fake): State<Fake>, Json(body): Json<Value>) -> Response {
     match fake.model(&body) {
         Ok(m) => Json(json!({
             "details": details(&m),
+            // Llama 3.2 1B's architecture, as its GGUF metadata gives it.
             "model_info": {"general.architecture": "llama", "general.parameter_count": 1_235_814_432u64,
-                           "llama.context_length": m.context_length},
+                           "llama.context_length": m.context_length, "llama.block_count": 16,
+                           "llama.embedding_length": 2048, "llama.attention.head_count": 32,
+                           "llama.attention.head_count_kv": 8},
             "capabilities": if fake.script.thinking.is_empty() { json!(["completion"]) } else { json!(["completion", "thinking"]) },
         }))
         .into_response(),

@@ -137,3 +137,35 @@ async fn real_engine_capabilities_and_energy_fields() {
     }
     agent.shutdown().await;
 }
+
+/// Ollama (the protocol-faithful fake): the KV cache size per token from `/api/show`, and the
+/// engine fingerprint from `/api/version` + `/api/ps` (models loaded, their GPU offload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_fingerprint_and_kv_cache_facts() {
+    use bench_agent::testkit::fake_ollama::{FakeOllama, FakeScript};
+    let fake = FakeOllama::spawn(FakeScript { ttft_ms: 5.0, tokens_per_s: 500.0, ..Default::default() }).await;
+    let agent = TestAgent::spawn(crate::support::ollama_config(&fake.base_url)).await;
+    let caps = agent.get_json("/capabilities").await;
+    let model = caps["models"].as_array().unwrap().iter().find(|m| m["name"] == "llama3.2:1b").unwrap().clone();
+    // 16 layers × 8 KV heads × (64 + 64) × 2 bytes.
+    assert_eq!(model["kv_bytes_per_token"], 16 * 8 * 128 * 2, "{model}");
+    let fp = &caps["engine_fingerprint"];
+    assert_eq!(fp["sources"], json!(["/api/version", "/api/ps"]), "{fp}");
+    let id = agent.post_job_ok(json!({"model": "llama3.2:1b", "prompt": "hi", "max_tokens": 4})).await;
+    assert_eq!(agent.wait_for_terminal(&id).await.last().unwrap()["type"], "job_done");
+    let caps = agent.get_json("/capabilities").await;
+    let loaded = caps["engine_fingerprint"]["loaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "llama3.2:1b")
+        .cloned()
+        .unwrap_or_else(|| panic!("the job's model is loaded: {caps}"));
+    assert_eq!(
+        (loaded["name"].as_str(), loaded["gpu_offload_pct"].as_f64()),
+        (Some("llama3.2:1b"), Some(100.0)),
+        "{caps}"
+    );
+    assert_eq!(caps["engine_fingerprint"]["version"], caps["engine"]["version"]);
+    agent.shutdown().await;
+}
