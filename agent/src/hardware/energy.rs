@@ -3,8 +3,11 @@
 //! Two sources, each used only where it can be read:
 //! - Linux RAPL counters (`/sys/class/powercap/intel-rapl:N/energy_uj`, the CPU packages; AMD
 //!   CPUs expose the same interface): read at request start and end, exact to the counter.
-//! - GPU power from the runtime sampler (`nvidia-smi power.draw`, amdgpu `power1_average`):
-//!   integrated over the samples taken during the request (trapezoids; needs two samples).
+//! - NVIDIA GPUs with NVML: the total energy counter (`nvmlDeviceGetTotalEnergyConsumption`, mJ,
+//!   Volta and newer), read at request start and end like RAPL.
+//! - Otherwise GPU power from the runtime sampler (`nvidia-smi power.draw`, amdgpu
+//!   `power1_average`): integrated over the samples taken during the request (trapezoids; needs
+//!   two samples).
 //!
 //! A machine with a GPU needs the GPU figure (CPU energy alone would flatter it). Where a figure
 //! cannot be read, `energy_j` is null and `energy_unavailable` says why; nothing is estimated.
@@ -98,6 +101,7 @@ pub struct EnergyMeter {
 pub struct Window {
     start_wall_s: f64,
     rapl_uj: Result<u64, String>,
+    nvml_mj: Option<u64>,
 }
 
 /// The energy figures of one request.
@@ -118,15 +122,26 @@ impl EnergyMeter {
         self.rapl.as_ref().map_err(Clone::clone).and_then(Rapl::read_uj)
     }
 
+    /// Both counters: RAPL, and the NVML GPU energy counter where NVML loads and every GPU has one.
+    fn read_counters(&self) -> (Result<u64, String>, Option<u64>) {
+        let nvml = super::nvml::handle().ok().and_then(|n| super::nvml::total_energy_mj(&n).ok());
+        (self.read_rapl(), nvml)
+    }
+
     pub async fn start(&self) -> Window {
         let me = self.clone();
-        let rapl_uj = tokio::task::spawn_blocking(move || me.read_rapl()).await.unwrap_or_else(|e| Err(e.to_string()));
-        Window { start_wall_s: crate::engine::wall_now_s(), rapl_uj }
+        let (rapl_uj, nvml_mj) = tokio::task::spawn_blocking(move || me.read_counters())
+            .await
+            .unwrap_or_else(|e| (Err(e.to_string()), None));
+        Window { start_wall_s: crate::engine::wall_now_s(), rapl_uj, nvml_mj }
     }
 
     pub async fn finish(&self, w: Window) -> EnergyFigures {
         let me = self.clone();
-        let end_uj = tokio::task::spawn_blocking(move || me.read_rapl()).await.unwrap_or_else(|e| Err(e.to_string()));
+        let (end_uj, end_mj) = tokio::task::spawn_blocking(move || me.read_counters())
+            .await
+            .unwrap_or_else(|e| (Err(e.to_string()), None));
+        let gpu_counter_j = w.nvml_mj.zip(end_mj).map(|(a, b)| b.saturating_sub(a) as f64 / 1000.0);
         let end_s = crate::engine::wall_now_s();
         let cpu = match (&self.rapl, w.rapl_uj, end_uj) {
             (Ok(r), Ok(a), Ok(b)) => Ok(r.delta_uj(a, b) as f64 / 1e6),
@@ -139,13 +154,26 @@ impl EnergyMeter {
             .into_iter()
             .filter(|s| s.timestamp_s >= w.start_wall_s - margin && s.timestamp_s <= end_s)
             .collect();
-        combine(cpu, &during, w.start_wall_s, end_s)
+        combine(cpu, gpu_counter_j, &during, w.start_wall_s, end_s)
     }
 }
 
 /// Puts CPU and GPU energy together (see the module doc for the rules).
-pub fn combine(cpu: Result<f64, String>, during: &[RuntimeSample], from_s: f64, to_s: f64) -> EnergyFigures {
+pub fn combine(
+    cpu: Result<f64, String>,
+    gpu_counter_j: Option<f64>,
+    during: &[RuntimeSample],
+    from_s: f64,
+    to_s: f64,
+) -> EnergyFigures {
     let throttled = throttled_during(during);
+    if let Some(g) = gpu_counter_j {
+        let (energy_j, source) = match &cpu {
+            Ok(c) => (c + g, "rapl+nvml_energy_counter"),
+            Err(_) => (g, "nvml_energy_counter"),
+        };
+        return EnergyFigures { energy_j: Some(energy_j), source: Some(source.into()), unavailable: None, throttled };
+    }
     let has_gpu = during.iter().any(|s| !s.gpus.is_empty());
     let gpu: Option<Result<f64, String>> = has_gpu.then(|| {
         let points: Vec<(f64, f64)> = during
@@ -212,19 +240,23 @@ mod tests {
 
     #[test]
     fn combining_sources_and_saying_why_not() {
-        let cpu_only = combine(Ok(12.5), &[], 0.0, 1.0);
+        let cpu_only = combine(Ok(12.5), None, &[], 0.0, 1.0);
         assert_eq!((cpu_only.energy_j, cpu_only.source.as_deref()), (Some(12.5), Some("rapl")));
         let gpu = [gpu_sample(0.0, Some(300.0), Some(false)), gpu_sample(1.0, Some(300.0), Some(true))];
-        let both = combine(Ok(10.0), &gpu, 0.0, 1.0);
+        let both = combine(Ok(10.0), None, &gpu, 0.0, 1.0);
         assert_eq!((both.energy_j, both.throttled), (Some(310.0), Some(true)));
-        let gpu_alone = combine(Err("root only".into()), &gpu, 0.0, 1.0);
+        let gpu_alone = combine(Err("root only".into()), None, &gpu, 0.0, 1.0);
         assert_eq!(gpu_alone.source.as_deref(), Some("gpu_power_samples"));
-        let short = combine(Ok(1.0), &gpu[..1], 0.0, 1.0);
+        let short = combine(Ok(1.0), None, &gpu[..1], 0.0, 1.0);
         assert_eq!(short.energy_j, None, "CPU energy alone would flatter a GPU machine");
         assert!(short.unavailable.unwrap().contains("two GPU power samples"));
-        let no_power = combine(Ok(1.0), &[gpu_sample(0.0, None, None), gpu_sample(1.0, None, None)], 0.0, 1.0);
+        let no_power = combine(Ok(1.0), None, &[gpu_sample(0.0, None, None), gpu_sample(1.0, None, None)], 0.0, 1.0);
         assert!(no_power.unavailable.unwrap().contains("does not report its power"));
-        let none = combine(Err("no RAPL energy counters".into()), &[], 0.0, 1.0);
+        let none = combine(Err("no RAPL energy counters".into()), None, &[], 0.0, 1.0);
         assert_eq!((none.energy_j, none.unavailable.as_deref()), (None, Some("CPU energy: no RAPL energy counters")));
+        // NVML's energy counter wins over power samples, even for a short request.
+        let counted = combine(Ok(2.0), Some(40.5), &gpu[..1], 0.0, 1.0);
+        assert_eq!((counted.energy_j, counted.source.as_deref()), (Some(42.5), Some("rapl+nvml_energy_counter")));
+        assert_eq!(counted.throttled, Some(false));
     }
 }

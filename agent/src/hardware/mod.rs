@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`linux`]: `/proc/cpuinfo`, `/proc/meminfo`.
-//! - [`nvidia`]: `nvidia-smi` CSV (discovery and samples).
+//! - [`nvml`]: NVIDIA through NVML, loaded at run time (first choice).
+//! - [`nvidia`]: `nvidia-smi` CSV (discovery and samples) where NVML cannot be loaded.
 //! - [`amd`]: `amd-smi static --json` and sysfs (`/sys/class/drm/card*/device`).
 //! - [`apple`]: `sysctl` and `system_profiler SPDisplaysDataType -json`.
 //! - [`sampler`]: the runtime sampler task and its ring buffer.
@@ -17,6 +18,7 @@ pub mod apple;
 pub mod energy;
 pub mod linux;
 pub mod nvidia;
+pub mod nvml;
 pub mod sampler;
 
 use std::process::Command;
@@ -61,7 +63,10 @@ fn probe() -> Hardware {
         unified_memory: false,
         overridden: Vec::new(),
     };
-    hw.gpus.extend(nvidia::discover());
+    match nvml::handle() {
+        Ok(n) => hw.gpus.extend(nvml::read_all(&n).iter().map(nvml::to_info)),
+        Err(_) => hw.gpus.extend(nvidia::discover()),
+    }
     hw.gpus.extend(amd::discover());
     if cfg!(target_os = "macos") {
         apple::complete(&mut hw);

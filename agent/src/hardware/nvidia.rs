@@ -1,8 +1,8 @@
 //! NVIDIA GPUs through `nvidia-smi` CSV queries (`--format=csv,noheader,nounits`: MiB, %, °C,
 //! W, MHz; a figure the GPU does not report reads `[N/A]` or `[Not Supported]`).
 //!
-//! `nvidia-smi` is NVML's own front-end, so the figures are NVML's. The agent does not link
-//! NVML (`nvml-wrapper`) directly: see the README's "Hardware" section for why.
+//! `nvidia-smi` is NVML's own front-end, so the figures are NVML's; the agent uses it where the
+//! NVML library itself cannot be loaded ([`super::nvml`]).
 
 use bench_shared::hardware::GpuInfo;
 use bench_shared::runtime::GpuSample;

@@ -145,6 +145,8 @@ struct ProbeState {
     sys: Option<System>,
     primed: bool,
     nvidia: bool,
+    /// NVML when it loads, else `nvidia-smi` for NVIDIA GPUs.
+    nvml: Option<Arc<nvml_wrapper::Nvml>>,
     amd: bool,
     rapl: Option<Rapl>,
     last_rapl: Option<(std::time::Instant, u64)>,
@@ -158,10 +160,14 @@ impl SystemProbe {
             .with_cpu(CpuRefreshKind::nothing().with_usage())
             .with_memory(MemoryRefreshKind::nothing().with_ram());
         let sys = System::new_with_specifics(refresh).ok();
+        let nvidia = vendor("NVIDIA");
+        // Already loaded by discovery (process-wide), so this does not block.
+        let nvml = if nvidia { super::nvml::handle().ok() } else { None };
         let state = ProbeState {
             sys,
             primed: false,
-            nvidia: vendor("NVIDIA"),
+            nvidia,
+            nvml,
             amd: vendor("AMD"),
             rapl: Rapl::open().ok(),
             last_rapl: None,
@@ -180,8 +186,10 @@ impl ProbeState {
         let cpu_pct = self.sys.as_ref().filter(|_| self.primed).map(|s| s.global_cpu_usage() as f64);
         self.primed = true;
         let mut gpus = Vec::new();
-        if self.nvidia {
-            gpus.extend(super::nvidia::sample());
+        match (&self.nvml, self.nvidia) {
+            (Some(n), _) => gpus.extend(super::nvml::read_all(n).iter().map(super::nvml::to_sample)),
+            (None, true) => gpus.extend(super::nvidia::sample()),
+            (None, false) => {}
         }
         if self.amd {
             gpus.extend(super::amd::sample());
