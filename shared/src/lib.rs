@@ -11,6 +11,7 @@
 //! - [`hardware`]: machine fingerprint types.
 //! - [`run`]: persisted run types used by central (metadata, summary).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
 
 pub mod api;
@@ -21,4 +22,5 @@ pub mod job;
 pub mod metrics;
 pub mod run;
 pub mod sweep;
+pub mod sync;
 pub mod timeouts;
