@@ -109,8 +109,10 @@ impl RunManager {
         ids
     }
 
+    /// True while the run is in progress (a run whose final files are still being retried
+    /// after a write failure has ended: it is in the live table, but not running).
     pub fn is_running(&self, run_id: &str) -> bool {
-        self.live(run_id).is_some()
+        self.live(run_id).is_some_and(|l| task::lock(&l).meta.status == RunStatus::Running)
     }
 
     /// Starts a run from a `POST /api/runs` body.

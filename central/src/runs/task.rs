@@ -54,7 +54,7 @@ pub struct RunTask {
     pub clients: HashMap<String, AgentClient>,
     pub state: RunState,
     /// Called once the run's files are final (removes it from the manager's live table).
-    pub on_done: Box<dyn FnOnce() + Send>,
+    pub on_done: Box<dyn FnOnce() + Send + Sync>,
 }
 
 impl RunTask {
@@ -163,6 +163,11 @@ impl RunTask {
             (live.meta.clone(), live.outcomes.clone())
         };
         let (store, hub, run_id) = (self.store.clone(), self.hub.clone(), self.run_id.clone());
+        let kept = outcomes.clone();
+        let failure = match &end {
+            End::Failed(reason) => Some(reason.clone()),
+            _ => None,
+        };
         let result = self
             .writer
             .call(move |log| {
@@ -180,17 +185,53 @@ impl RunTask {
             Some((Ok(()), meta)) => lock(&self.live).meta = meta,
             Some((Err(e), mut meta)) => {
                 // The final files could not be written: say so to everyone watching.
-                let reason = super::writer::describe(&e);
-                tracing::error!(run_id, "cannot write the run's final files: {reason}");
+                let why = super::writer::describe(&e);
+                tracing::error!(run_id, "cannot write the run's final files: {why}");
                 meta.status = RunStatus::Failed;
-                meta.reason = Some(reason);
+                meta.reason = Some(match failure {
+                    Some(first) => format!("{first}; the final files could not be written either ({why})"),
+                    None => format!("the run's final files could not be written: {why}"),
+                });
                 super::finish::publish_run_end(&self.hub, &meta, None);
-                lock(&self.live).meta = meta;
+                lock(&self.live).meta = meta.clone();
+                self.persist_when_possible(meta, kept).await;
             }
             None => tracing::error!(run_id, "run writer stopped before the run's final files"),
         }
     }
 }
+
+impl RunTask {
+    /// The final files could not be written: retries `summary.json` and `metadata.json` until
+    /// space comes back (or central stops), so the history does not keep saying `running`.
+    /// Meanwhile the run stays in the live table, which the API reads.
+    async fn persist_when_possible(&self, meta: RunMetadata, outcomes: HashMap<String, Outcome>) {
+        for _ in 0..FINAL_WRITE_TRIES {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(FINAL_WRITE_RETRY) => {}
+            }
+            let (store, m, o) = (self.store.clone(), meta.clone(), outcomes.clone());
+            let written = self
+                .writer
+                .call(move |_| {
+                    let summary = summary::build(&m, &o);
+                    store.write_summary(&summary).and_then(|()| store.write_metadata(&m))
+                })
+                .await;
+            if let Some(Ok(())) = written {
+                tracing::info!(run_id = %self.run_id, "the failed run's final files are written now");
+                return;
+            }
+        }
+        tracing::error!(run_id = %self.run_id, "gave up writing the failed run's final files");
+    }
+}
+
+/// Between attempts to write a failed run's final files.
+const FINAL_WRITE_RETRY: Duration = Duration::from_secs(5);
+/// Attempts (one hour at [`FINAL_WRITE_RETRY`]).
+const FINAL_WRITE_TRIES: u32 = 720;
 
 /// How a run ends.
 enum End {

@@ -95,7 +95,9 @@ fn write_loop(mut log: EventLog, mut rx: mpsc::UnboundedReceiver<Cmd>, on_error:
 pub fn describe(e: &crate::store::StoreError) -> String {
     match e {
         crate::store::StoreError::Io { path, source } => {
-            let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            // An atomic write's temp file `.name.tmp` is reported as `name`.
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let file = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).unwrap_or(&name).to_owned();
             let what = match source.raw_os_error() {
                 Some(28) => "no space left on device".to_owned(),
                 _ => source.to_string(),
@@ -139,5 +141,10 @@ mod tests {
             source: std::io::Error::from_raw_os_error(28),
         };
         assert_eq!(describe(&e), "no space left on device writing events.ndjson");
+        let e = crate::store::StoreError::Io {
+            path: "/r/.summary.json.tmp".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(describe(&e), "no space left on device writing summary.json");
     }
 }
