@@ -5,7 +5,8 @@
 //! - [`api`]: axum routes (`/health`, `/capabilities`, `/jobs…`, `/ws`) and [`AppState`].
 //! - [`jobs`]: the FIFO job queue (one job at a time) and the worker that runs jobs.
 //! - [`bench`]: the benchmarks themselves (`llm_generate`, token coalescing).
-//! - [`hub`]: event fan-out with per-job replay logs.
+//! - [`hub`]: event fan-out with per-job replay logs (a window in memory).
+//! - [`journal`]: every job's events on disk (`results_dir/jobs/`), read back past the window.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
@@ -21,6 +22,7 @@ pub mod engine_status;
 pub mod hardware;
 pub mod hub;
 pub mod jobs;
+pub mod journal;
 pub mod sweep;
 pub mod telemetry;
 pub mod testkit;

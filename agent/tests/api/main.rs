@@ -7,6 +7,7 @@ mod bad_input;
 mod binary;
 mod engine_status;
 mod jobs_queue;
+mod journal;
 mod mock_engine;
 mod ollama;
 mod real_engine;
