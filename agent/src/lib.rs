@@ -9,7 +9,8 @@
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
 //! - [`hardware`], [`telemetry`], [`cli`]: fingerprint, tracing set-up, command line.
-//! - [`testkit`]: the real local engine launcher and a fake Ollama for tests.
+//! - `testkit` (feature `testkit`, on only in tests): the real local engine launcher and a fake
+//!   Ollama. The release binary contains none of it.
 
 pub mod api;
 pub mod bench;
@@ -21,6 +22,7 @@ pub mod hub;
 pub mod jobs;
 pub mod sweep;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use api::state::AppState;

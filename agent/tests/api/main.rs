@@ -8,6 +8,7 @@ mod binary;
 mod jobs_queue;
 mod mock_engine;
 mod ollama;
+mod openai_engine;
 mod real_engine;
 mod sweep;
 mod websocket;
