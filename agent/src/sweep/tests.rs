@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use bench_shared::engine::{EngineKind, ModelInfo};
 use bench_shared::job::JobSpec;
 use bench_shared::metrics::{ChunkArrival, EngineStats, RequestTrace, TokenChannel};
-use bench_shared::sweep::{CellState, SweepDone, SweepProgress};
+use bench_shared::sweep::{
+    CellState, LOAD_TIMES_CSV_HEADER, REQUESTS_CSV_HEADER, SUMMARY_CSV_HEADER, SweepDone, SweepProgress,
+};
 
 use super::*;
 use crate::engine::{GenOutcome, GenRequest, TextChunk, TokenSink};
@@ -211,6 +213,7 @@ async fn sweep_writes_three_csvs_calibrates_and_reuses_the_cache() {
     // The first cell found a 400 ms first TTFT and 50 ms later ones.
     let est: f64 = loads[0][col(&lh, "warmup_load_est_s")].parse().unwrap();
     assert!((est - 0.35).abs() < 0.01, "load estimate {est}");
+    assert_eq!(&loads[0][col(&lh, "warmup_load_est_clamped")], "false");
     let first_calls: u32 = loads[0][col(&lh, "calibration_calls")].parse().unwrap();
     assert!(first_calls > 0, "the 4.0 chars/token estimate misses a 3.5 chars/token engine");
     let seen = engine.seen.lock().unwrap().clone();
@@ -224,9 +227,15 @@ async fn sweep_writes_three_csvs_calibrates_and_reuses_the_cache() {
     assert_eq!(&sums[1][col(&sh, "request_count")], "2");
     assert_eq!(&sums[1][col(&sh, "success_count")], "2");
     assert_eq!(&sums[1][col(&sh, "error_count")], "0");
-    for name in ["stream_toks_per_s_total", "nonstream_toks_per_s_total", "completion_toks_per_s_total"] {
+    for name in
+        ["stream_toks_per_s_total", "nonstream_toks_per_s_total", "completion_toks_per_s_total", "aggregate_toks_per_s"]
+    {
         assert!(sums[1][col(&sh, name)].parse::<f64>().unwrap() > 0.0, "{name}");
     }
+    // The aggregate is all recorded tokens over the cell's wall time.
+    let num = |name: &str| sums[1][col(&sh, name)].parse::<f64>().unwrap();
+    let all_tokens = num("stream_completion_tokens") + num("nonstream_completion_tokens");
+    assert!((num("aggregate_toks_per_s") - all_tokens / num("elapsed_s")).abs() < 1e-6 * all_tokens);
 
     // Progress reached done for every cell with all requests counted.
     let last: Vec<_> = out.progress().filter(|p| p.state == CellState::Done).collect();
