@@ -35,6 +35,7 @@ impl AppState {
         crate::runs::finish::recover_interrupted(&store)?;
         let cancel = CancellationToken::new();
         let hub = Hub::new(settings.browser_buffer);
+        bench_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(settings.http_timeout)
             .build()

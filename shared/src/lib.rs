@@ -10,6 +10,7 @@
 //! - [`engine`]: engine kinds and model details as the agent reports them.
 //! - [`hardware`]: machine fingerprint types.
 //! - [`run`]: persisted run types used by central (metadata, summary).
+//! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
 
 pub mod engine;
 pub mod event;
@@ -18,3 +19,4 @@ pub mod job;
 pub mod metrics;
 pub mod run;
 pub mod sweep;
+pub mod tls;

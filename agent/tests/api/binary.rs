@@ -45,7 +45,8 @@ async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
         }
     };
     assert!(!url.ends_with(":0"), "the real port is logged: {url}");
-    let health: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
+    let health: serde_json::Value =
+        crate::support::http_client().get(format!("{url}/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["machine_id"], "bin");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -79,4 +80,51 @@ fn non_loopback_bind_without_token_warns_loudly() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(warned, "a warning naming auth_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_certificate_named_in_agent_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), made.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+    let config = dir.path().join("agent.yaml");
+    // Relative paths: relative to agent.yaml's folder, whatever the working directory.
+    std::fs::write(
+        &config,
+        "machine_id: tls\nbind_host: 127.0.0.1\nengine: {kind: mock}\ntls: {cert_file: cert.pem, key_file: key.pem}\n",
+    )
+    .unwrap();
+    let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap(), "--port", "0"]);
+    let url = loop {
+        let line = rx.recv_timeout(crate::support::WAIT_LIMIT).expect("a log line");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let port = url.strip_prefix("https://127.0.0.1:").expect("an https:// address is logged");
+    bench_shared::tls::install_crypto_provider();
+    let trusted = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let health: serde_json::Value =
+        trusted.get(format!("https://localhost:{port}/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["machine_id"], "tls");
+    // A client that does not trust the certificate is refused, naming the reason.
+    let err = crate::support::http_client().get(format!("https://localhost:{port}/health")).send().await.unwrap_err();
+    let chain = format!("{:?}", err).to_lowercase();
+    assert!(chain.contains("certificate"), "{chain}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A key file that is not there stops the start-up, naming the file.
+    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
+        .args(["--config", config.to_str().unwrap(), "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key.pem") && err.contains("tls"), "{err}");
 }

@@ -29,6 +29,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// A WebSocket client connection.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A plain HTTP client (after installing the rustls crypto provider reqwest needs).
+pub fn http_client() -> reqwest::Client {
+    bench_shared::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Failure guard for anything a test waits on (never a synchronization device).
 pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
 
@@ -62,7 +68,7 @@ impl TestAgent {
         TestAgent {
             addr,
             base_url: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: http_client(),
             token: state.config.auth_token.clone(),
             state,
             shutdown: Some(tx),

@@ -228,7 +228,7 @@ async fn central_crashed_mid_run_is_marked_interrupted_at_restart() {
     let fake = FakeAgent::spawn("survivor", &["mock-llm"]).await;
     let results = temp_results_dir();
     let crashing = CrashableCentral::spawn(vec![machine("survivor", &fake.base_url)], results.clone());
-    let client = reqwest::Client::new();
+    let client = http_client();
     let url = |p: &str| format!("{}{p}", crashing.base_url);
     // Bounded poll until the fleet sees the agent, then start a run.
     let start = std::time::Instant::now();

@@ -12,4 +12,5 @@ mod history;
 mod races;
 mod support;
 mod sweeps;
+mod tls;
 mod webdriver;

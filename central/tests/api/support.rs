@@ -15,6 +15,12 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A plain HTTP client (after installing the rustls crypto provider reqwest needs).
+pub fn http_client() -> reqwest::Client {
+    bench_shared::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Failure guard for anything a test waits on (never a synchronization device).
 pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
 /// Poll period of bounded waits.
@@ -47,13 +53,9 @@ pub fn temp_results_dir() -> PathBuf {
 }
 
 pub fn machine(id: &str, base_url: &str) -> MachineConfig {
-    MachineConfig {
-        machine_id: id.into(),
-        label: Some(format!("{id} label")),
-        agent_base_url: base_url.into(),
-        notes: None,
-        token: None,
-    }
+    let mut m = MachineConfig::new(id, base_url);
+    m.label = Some(format!("{id} label"));
+    m
 }
 
 /// A running central.
@@ -86,7 +88,7 @@ impl TestCentral {
             addr,
             results_dir,
             state,
-            client: reqwest::Client::new(),
+            client: http_client(),
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -268,6 +270,35 @@ impl RealAgent {
             mock: MockSettings::default(),
         };
         Self::spawn(machine_id, engine, None).await
+    }
+
+    /// An agent over the mock engine serving `https://localhost:PORT` with `tls` (PEM files).
+    pub async fn mock_tls(machine_id: &str, models: &[&str], tls: &bench_agent::tls::TlsFiles) -> RealAgent {
+        let engine = EngineSettings {
+            kind: EngineKind::Mock,
+            base_url: String::new(),
+            api_key: None,
+            fallback: Fallback::None,
+            request_timeout_s: 60.0,
+            mock: MockSettings {
+                ttft_ms: 30.0,
+                tokens_per_s: 400.0,
+                models: models.iter().map(|m| m.to_string()).collect(),
+            },
+        };
+        let mut config = bench_agent::AgentConfig::new(machine_id, engine);
+        config.results_dir = temp_results_dir();
+        config.tls = Some(tls.clone());
+        let server_tls = bench_shared::tls::server_config(&tls.cert_file, &tls.key_file).expect("agent TLS config");
+        let state = bench_agent::AppState::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let listener = bench_agent::tls::TlsListener::new(listener, server_tls).expect("TLS listener");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(bench_agent::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        RealAgent { base_url: format!("https://localhost:{port}"), shutdown: Some(tx) }
     }
 
     async fn spawn(machine_id: &str, engine: EngineSettings, token: Option<&str>) -> RealAgent {

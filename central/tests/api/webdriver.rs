@@ -106,6 +106,7 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium session with a `width`×`height` window.
     pub async fn launch(width: u32, height: u32) -> Result<Browser> {
+        bench_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
         let driver = Driver::start(&http).await?;
         let profile = Profile(std::env::temp_dir().join(format!("bench-chromium-{}", uuid::Uuid::new_v4())));
