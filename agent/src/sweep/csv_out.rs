@@ -121,8 +121,8 @@ mod tests {
 
     #[test]
     fn appends_under_the_same_header_and_refuses_another() {
-        let dir = std::env::temp_dir().join(format!("bench-csv-{}", uuid::Uuid::new_v4()));
-        let path = dir.join("x/requests.csv");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x/requests.csv");
         let mut f = CsvFile::<R>::open(&path).unwrap();
         f.write(&R { a: 1, b: None, c: "x, y".into() }).unwrap();
         // Flushed: readable before the writer is dropped.
@@ -133,6 +133,5 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b,c\n1,,\"x, y\"\n2,0.5,\n");
         let err = CsvFile::<Other>::open(&path).unwrap_err();
         assert!(err.to_string().contains("different header"), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

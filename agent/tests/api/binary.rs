@@ -4,12 +4,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 
-fn write_config(text: &str) -> std::path::PathBuf {
+/// `text` as `agent.yaml` in a fresh folder (removed when the returned handle is dropped).
+fn write_config(text: &str) -> (crate::support::ResultsDir, std::path::PathBuf) {
     let dir = crate::support::temp_results_dir();
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("agent.yaml");
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 /// Starts `bench-agent` with `args`; its stderr lines arrive on the receiver as they are logged.
@@ -35,7 +35,7 @@ fn spawn_agent(args: &[&str]) -> (Child, Receiver<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
-    let config = write_config("machine_id: bin\nbind_host: 127.0.0.1\nengine: {kind: mock}\n");
+    let (_dir, config) = write_config("machine_id: bin\nbind_host: 127.0.0.1\nengine: {kind: mock}\n");
     let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap(), "--port", "0"]);
     let url = loop {
         let line = rx.recv_timeout(crate::support::WAIT_LIMIT).expect("a log line");
@@ -56,7 +56,7 @@ async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn a_bad_config_exits_non_zero_naming_file_and_key() {
-    let config = write_config("machine_id: bin\nengine: {kind: mock}\nqueue_limt: 3\n");
+    let (_dir, config) = write_config("machine_id: bin\nengine: {kind: mock}\nqueue_limt: 3\n");
     let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .output()
@@ -68,7 +68,7 @@ fn a_bad_config_exits_non_zero_naming_file_and_key() {
 
 #[test]
 fn non_loopback_bind_without_token_warns_loudly() {
-    let config = write_config("machine_id: bin\nbind_host: 0.0.0.0\nbind_port: 0\nengine: {kind: mock}\n");
+    let (_dir, config) = write_config("machine_id: bin\nbind_host: 0.0.0.0\nbind_port: 0\nengine: {kind: mock}\n");
     let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap()]);
     let warned = loop {
         match rx.recv_timeout(crate::support::WAIT_LIMIT) {

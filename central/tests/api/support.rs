@@ -48,8 +48,30 @@ pub fn init_logs() {
     }
 }
 
-pub fn temp_results_dir() -> PathBuf {
-    std::env::temp_dir().join("bench-central-tests").join(uuid::Uuid::new_v4().simple().to_string())
+const PREFIX: &str = "bench-central-test-";
+
+/// A test's results folder: a fresh temporary directory (`tempfile`), removed when the last
+/// clone is dropped. Derefs to its path.
+#[derive(Debug, Clone)]
+pub struct ResultsDir(std::sync::Arc<tempfile::TempDir>);
+
+impl std::ops::Deref for ResultsDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for ResultsDir {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+/// A fresh, empty results folder, removed with its last [`ResultsDir`] clone.
+pub fn temp_results_dir() -> ResultsDir {
+    let dir = tempfile::Builder::new().prefix(PREFIX).tempdir().expect("a temporary directory");
+    ResultsDir(std::sync::Arc::new(dir))
 }
 
 pub fn machine(id: &str, base_url: &str) -> MachineConfig {
@@ -62,7 +84,7 @@ pub fn machine(id: &str, base_url: &str) -> MachineConfig {
 pub struct TestCentral {
     pub base_url: String,
     pub addr: std::net::SocketAddr,
-    pub results_dir: PathBuf,
+    pub results_dir: ResultsDir,
     pub state: AppState,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -70,11 +92,11 @@ pub struct TestCentral {
 }
 
 impl TestCentral {
-    pub async fn spawn(machines: Vec<MachineConfig>, results_dir: PathBuf) -> TestCentral {
+    pub async fn spawn(machines: Vec<MachineConfig>, results_dir: ResultsDir) -> TestCentral {
         Self::spawn_with(machines, results_dir, test_settings()).await
     }
 
-    pub async fn spawn_with(machines: Vec<MachineConfig>, results_dir: PathBuf, settings: Settings) -> TestCentral {
+    pub async fn spawn_with(machines: Vec<MachineConfig>, results_dir: ResultsDir, settings: Settings) -> TestCentral {
         init_logs();
         let state = AppState::start(&machines, &results_dir, settings).expect("start central");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -231,6 +253,7 @@ impl Drop for TestCentral {
 pub struct RealAgent {
     pub base_url: String,
     shutdown: Option<oneshot::Sender<()>>,
+    _results: ResultsDir,
 }
 
 impl RealAgent {
@@ -287,7 +310,8 @@ impl RealAgent {
             },
         };
         let mut config = bench_agent::AgentConfig::new(machine_id, engine);
-        config.results_dir = temp_results_dir();
+        let results = temp_results_dir();
+        config.results_dir = results.to_path_buf();
         config.tls = Some(tls.clone());
         let server_tls = bench_shared::tls::server_config(&tls.cert_file, &tls.key_file).expect("agent TLS config");
         let state = bench_agent::AppState::new(config);
@@ -298,13 +322,14 @@ impl RealAgent {
         tokio::spawn(bench_agent::serve(listener, state, async move {
             let _ = rx.await;
         }));
-        RealAgent { base_url: format!("https://localhost:{port}"), shutdown: Some(tx) }
+        RealAgent { base_url: format!("https://localhost:{port}"), shutdown: Some(tx), _results: results }
     }
 
     async fn spawn(machine_id: &str, engine: EngineSettings, token: Option<&str>) -> RealAgent {
         let mut config = bench_agent::AgentConfig::new(machine_id, engine);
         config.auth_token = token.map(str::to_owned);
-        config.results_dir = temp_results_dir();
+        let results = temp_results_dir();
+        config.results_dir = results.to_path_buf();
         let state = bench_agent::AppState::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -312,7 +337,7 @@ impl RealAgent {
         tokio::spawn(bench_agent::serve(listener, state, async move {
             let _ = rx.await;
         }));
-        RealAgent { base_url: format!("http://{addr}"), shutdown: Some(tx) }
+        RealAgent { base_url: format!("http://{addr}"), shutdown: Some(tx), _results: results }
     }
 }
 
@@ -371,7 +396,7 @@ pub struct CrashableCentral {
 }
 
 impl CrashableCentral {
-    pub fn spawn(machines: Vec<MachineConfig>, results_dir: PathBuf) -> CrashableCentral {
+    pub fn spawn(machines: Vec<MachineConfig>, results_dir: ResultsDir) -> CrashableCentral {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
