@@ -22,6 +22,13 @@ pub enum AgentError {
     Protocol(String),
 }
 
+impl AgentError {
+    /// The agent answered 404 (it does not know the job).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, AgentError::Status { status: 404, .. })
+    }
+}
+
 /// A cheap handle (clone of a pooled `reqwest::Client`) for one agent.
 #[derive(Debug, Clone)]
 pub struct AgentClient {

@@ -11,6 +11,7 @@
 //! - [`hardware`]: machine fingerprint types.
 //! - [`run`]: persisted run types used by central (metadata, summary).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
 //! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
 
@@ -22,5 +23,6 @@ pub mod job;
 pub mod metrics;
 pub mod run;
 pub mod sweep;
+pub mod sync;
 pub mod timeouts;
 pub mod tls;
