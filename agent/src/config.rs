@@ -15,6 +15,7 @@ use bench_shared::hardware::HardwareOverrides;
 
 use crate::engine::EngineSettings;
 use crate::hardware::sampler::SamplerConfig;
+use crate::tls::TlsFiles;
 
 /// The agent's validated settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +47,8 @@ pub struct AgentConfig {
     pub runtime_sampler: SamplerConfig,
     /// What cannot be probed, written by hand (marked as overridden in the fingerprint).
     pub hardware_overrides: HardwareOverrides,
+    /// Serve `https://` with this certificate and key; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Default port of the agent's API.
@@ -71,6 +74,7 @@ impl AgentConfig {
             stream_flush_seconds: 0.10,
             runtime_sampler: SamplerConfig::default(),
             hardware_overrides: HardwareOverrides::default(),
+            tls: None,
         }
     }
 
@@ -78,12 +82,16 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        Self::from_yaml(&text, &path.display().to_string(), &|k| std::env::var(k).ok())
+        let mut cfg = Self::from_yaml(&text, &path.display().to_string(), &|k| std::env::var(k).ok())?;
+        if let (Some(tls), Some(dir)) = (&mut cfg.tls, path.parent()) {
+            tls.resolve_relative_to(dir);
+        }
+        Ok(cfg)
     }
 
     /// Parses YAML text (named `origin` in errors), applies overrides from `env`, validates.
     pub fn from_yaml(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_yaml::from_str(text)
+        let raw: RawConfig = serde_norway::from_str(text)
             .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: describe_yaml_error(&e) })?;
         let mut cfg = raw.resolve(origin)?;
         cfg.apply_env(env)?;
@@ -227,6 +235,7 @@ struct RawConfig {
     runtime_sampler: Option<SamplerConfig>,
     #[serde(default)]
     hardware_overrides: Option<HardwareOverrides>,
+    tls: Option<TlsFiles>,
 }
 
 impl RawConfig {
@@ -275,12 +284,13 @@ impl RawConfig {
         cfg.stream_flush_seconds = self.stream_flush_seconds.unwrap_or(d.stream_flush_seconds);
         cfg.runtime_sampler = self.runtime_sampler.unwrap_or_default();
         cfg.hardware_overrides = self.hardware_overrides.unwrap_or_default();
+        cfg.tls = self.tls;
         Ok(cfg)
     }
 }
 
-/// serde_yaml's message already names the key and says "at line L column C"; keep it whole.
-fn describe_yaml_error(e: &serde_yaml::Error) -> String {
+/// serde_norway's message already names the key and says "at line L column C"; keep it whole.
+fn describe_yaml_error(e: &serde_norway::Error) -> String {
     let msg = e.to_string();
     match e.location() {
         Some(loc) if !msg.contains("line") => format!("{msg} (line {}, column {})", loc.line(), loc.column()),

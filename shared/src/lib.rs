@@ -13,7 +13,9 @@
 //! - [`fit`]: whether a model and its KV cache fit a machine's memory.
 //! - [`run`]: persisted run types used by central (metadata, summary).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
+//! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
 
 pub mod api;
 pub mod engine;
@@ -25,4 +27,6 @@ pub mod metrics;
 pub mod run;
 pub mod runtime;
 pub mod sweep;
+pub mod sync;
 pub mod timeouts;
+pub mod tls;

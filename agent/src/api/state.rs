@@ -73,7 +73,10 @@ impl AppState {
 
     fn build(config: AgentConfig, engine: Arc<dyn Engine>, hub_capacity: usize, ws_client_buffer: usize) -> Self {
         let metrics = Arc::new(AgentMetrics::new());
-        let hub = Arc::new(Hub::new(config.machine_id.clone(), hub_capacity).with_metrics(metrics.clone()));
+        let journal = crate::journal::Journal::open(config.results_dir.join("jobs"));
+        let hub = Arc::new(
+            Hub::new(config.machine_id.clone(), hub_capacity).with_journal(journal).with_metrics(metrics.clone()),
+        );
         let sampler = Arc::new(Sampler::new(config.runtime_sampler.clone()));
         let sampling = config.runtime_sampler.enabled.then(|| sampler.clone());
         let energy = Arc::new(EnergyMeter::new(Rapl::open(), sampling));

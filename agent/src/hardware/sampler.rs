@@ -88,7 +88,7 @@ impl Sampler {
     /// Adds a sample, dropping the oldest beyond `buffer_len`.
     pub fn push(&self, sample: RuntimeSample) {
         {
-            let mut ring = self.ring.lock().expect("sampler lock");
+            let mut ring = bench_shared::sync::lock(&self.ring);
             while ring.len() >= self.config.buffer_len.max(1) {
                 ring.pop_front();
             }
@@ -100,7 +100,7 @@ impl Sampler {
 
     /// The samples held, oldest first.
     pub fn snapshot(&self) -> Vec<RuntimeSample> {
-        self.ring.lock().expect("sampler lock").iter().cloned().collect()
+        bench_shared::sync::lock(&self.ring).iter().cloned().collect()
     }
 
     /// The buffer as `GET /api/agent/runtime_metrics` answers it.
@@ -220,7 +220,7 @@ impl Probe for SystemProbe {
     async fn sample(&mut self) -> RuntimeSample {
         let inner = self.inner.clone();
         // Reading /proc and spawning nvidia-smi block: keep them off the async threads.
-        tokio::task::spawn_blocking(move || inner.lock().expect("probe lock").sample()).await.unwrap_or_default()
+        tokio::task::spawn_blocking(move || bench_shared::sync::lock(&inner).sample()).await.unwrap_or_default()
     }
 }
 

@@ -52,10 +52,8 @@ pub async fn list(
 /// `GET /metrics`: Prometheus text.
 pub async fn prometheus(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.list(usize::MAX, 0))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let page =
+        super::blocking(move || store.list(usize::MAX, 0).map_err(|e| ApiError::Internal(e.to_string()))).await?;
     let mut runs: HashMap<&'static str, i64> = HashMap::new();
     for r in &page.runs {
         *runs.entry(r.status.as_str()).or_default() += 1;

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::support::*;
 
 /// A mock agent sampling every 0.25 s, generating at 20 tok/s (a 40-token job runs ~2 s).
-async fn sampling_agent(machine_id: &str) -> (String, oneshot::Sender<()>) {
+async fn sampling_agent(machine_id: &str) -> (String, oneshot::Sender<()>, ResultsDir) {
     let engine = EngineSettings {
         kind: EngineKind::Mock,
         base_url: String::new(),
@@ -20,7 +20,8 @@ async fn sampling_agent(machine_id: &str) -> (String, oneshot::Sender<()>) {
         mock: MockSettings { ttft_ms: 20.0, tokens_per_s: 20.0, models: vec!["mock-llm".into()] },
     };
     let mut config = bench_agent::AgentConfig::new(machine_id, engine);
-    config.results_dir = temp_results_dir();
+    let results = temp_results_dir();
+    config.results_dir = results.to_path_buf();
     config.runtime_sampler.interval_s = 0.25;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
@@ -28,18 +29,18 @@ async fn sampling_agent(machine_id: &str) -> (String, oneshot::Sender<()>) {
     tokio::spawn(bench_agent::serve(listener, bench_agent::AppState::new(config), async move {
         let _ = rx.await;
     }));
-    (format!("http://{addr}"), tx)
+    (format!("http://{addr}"), tx, results)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runtime_metrics_land_in_the_stored_run_and_metrics_move() {
-    let (url, _stop) = sampling_agent("box").await;
+    let (url, _stop, _results) = sampling_agent("box").await;
     let central = TestCentral::spawn(vec![machine("box", &url)], temp_results_dir()).await;
     central.wait_online(&["box"]).await;
     let scrape = |c: &TestCentral| {
         let url = c.url("/metrics");
         async move {
-            let resp = reqwest::get(url).await.unwrap();
+            let resp = http_client().get(url).send().await.unwrap();
             assert_eq!(resp.status(), 200);
             parse_exposition(&resp.text().await.unwrap())
         }
@@ -96,7 +97,7 @@ async fn machines_show_model_fit_from_the_engine_size_only() {
     let mock = by_id("mock");
     let mfit = &mock["model_fit"][0];
     assert!(mfit["model_fit"].is_null() && mfit["reason"].as_str().unwrap().contains("size"), "{mfit}");
-    let resp = reqwest::get(central.url("/api/machines?num_ctx=0")).await.unwrap();
+    let resp = http_client().get(central.url("/api/machines?num_ctx=0")).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let err: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(err["field"], "num_ctx", "{err}");

@@ -6,6 +6,7 @@
 
 mod browser;
 mod config_file;
+mod disk;
 mod fake_agent;
 mod faults;
 mod history;
@@ -13,4 +14,5 @@ mod machine_telemetry;
 mod races;
 mod support;
 mod sweeps;
+mod tls;
 mod webdriver;
