@@ -66,8 +66,13 @@ where
         let (sampler, stop) = (state.sampler.clone(), stop_worker.clone());
         let hw = state.clone();
         tokio::spawn(async move {
-            let probe = hardware::sampler::SystemProbe::new(&hw.hardware().await);
-            sampler.run(probe, stop).await;
+            let machine = hw.hardware().await;
+            // Opening RAPL and NVML reads sysfs / loads a library: off the async workers.
+            let probe = tokio::task::spawn_blocking(move || hardware::sampler::SystemProbe::new(&machine)).await;
+            match probe {
+                Ok(probe) => sampler.run(probe, stop).await,
+                Err(e) => tracing::error!(error = %e, "runtime sampler could not start"),
+            }
         });
     }
     let app = api::router(state.clone());
