@@ -11,6 +11,7 @@
 //! - [`hardware`]: machine fingerprint types.
 //! - [`run`]: persisted run types used by central (metadata, summary).
 
+pub mod compare;
 pub mod engine;
 pub mod event;
 pub mod hardware;
