@@ -159,6 +159,13 @@ pub struct JobDone {
     pub engine_prefill_tok_s: Option<f64>,
     pub client_prefill_tok_s: Option<f64>,
     pub load_ms: Option<f64>,
+    /// Where `load_ms` came from (engine report after a cold unload, or the warm-up estimate).
+    #[serde(default)]
+    pub load_source: Option<crate::metrics::LoadSource>,
+    /// The context length the engine really ran the model with, where it says (Ollama
+    /// `/api/ps`, llama.cpp per-slot `n_ctx`).
+    #[serde(default)]
+    pub context_length: Option<u64>,
     pub token_source: Option<crate::metrics::TokenSource>,
     pub repeats: u32,
     pub aggregate: Aggregate,

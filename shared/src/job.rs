@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::compare::Metric;
 use crate::sweep::SweepSpec;
 
 /// Largest `max_tokens` a job may ask for.
@@ -111,9 +112,37 @@ pub struct GenerateSpec {
     pub cold: bool,
     /// Epoch ms before which the first request must not be sent.
     pub start_at: Option<u64>,
+    /// Cache-bust nonce: when set, every request's prompt starts with `[nonce r<i>] ` (`w<i>`
+    /// for warm-ups), so no engine answers from its prompt cache while every machine still gets
+    /// the same prompt. Central sets it for races (`cache_bust: true`).
+    #[serde(default)]
+    pub prompt_nonce: Option<String>,
+    /// Comparison settings central keeps in the run's spec (agents ignore them): the metric the
+    /// winner is decided on, and the smallest difference that counts.
+    #[serde(default)]
+    pub rank_by: Metric,
+    #[serde(default = "default_min_effect_pct")]
+    pub min_effect_pct: f64,
 }
 
+fn default_min_effect_pct() -> f64 {
+    crate::compare::DEFAULT_MIN_EFFECT_PCT
+}
+
+/// Longest `prompt_nonce`.
+pub const MAX_NONCE_CHARS: usize = 64;
+/// Largest `min_effect_pct`.
+pub const MAX_MIN_EFFECT_PCT: f64 = 100.0;
+
 impl GenerateSpec {
+    /// The prompt of one request: the job's prompt, after the cache-bust nonce when there is one.
+    pub fn request_prompt(&self, index: u32, warmup: bool) -> String {
+        match &self.prompt_nonce {
+            Some(nonce) => format!("[{nonce} {}{index}] {}", if warmup { "w" } else { "r" }, self.prompt),
+            None => self.prompt.clone(),
+        }
+    }
+
     fn from_fields(f: &mut Fields<'_>, now_ms: u64) -> Result<Self, FieldError> {
         Ok(GenerateSpec {
             model: f.model("model")?,
@@ -127,6 +156,9 @@ impl GenerateSpec {
             warmup: f.uint("warmup", Some(0), 0, MAX_WARMUP)? as u32,
             cold: f.boolean("cold", Some(false))?,
             start_at: f.start_at(now_ms)?,
+            prompt_nonce: f.nonce("prompt_nonce")?,
+            rank_by: f.metric("rank_by")?,
+            min_effect_pct: f.float("min_effect_pct", Some(default_min_effect_pct()), 0.0, MAX_MIN_EFFECT_PCT)?,
         })
     }
 }
@@ -293,6 +325,38 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// `rank_by`: one of [`Metric::ALL`] (default `decode_tok_s`).
+    pub fn metric(&mut self, name: &'static str) -> Result<Metric, FieldError> {
+        let accepted = || Metric::ALL.map(Metric::as_str).join(", ");
+        match self.get(name) {
+            None => Ok(Metric::default()),
+            Some(Value::String(s)) => Metric::parse(s)
+                .ok_or_else(|| FieldError::new(name, format!("unknown metric {s:?}; accepted: {}", accepted()))),
+            Some(other) => Err(FieldError::new(
+                name,
+                format!("must be a metric name ({}), got {}", accepted(), kind_of(other)),
+            )),
+        }
+    }
+
+    /// An optional nonce: 1 to [`MAX_NONCE_CHARS`] ASCII letters, digits, `-` or `_`.
+    pub fn nonce(&mut self, name: &'static str) -> Result<Option<String>, FieldError> {
+        let Some(v) = self.get(name) else { return Ok(None) };
+        match v.as_str() {
+            Some(s)
+                if !s.is_empty()
+                    && s.len() <= MAX_NONCE_CHARS
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                Ok(Some(s.to_owned()))
+            }
+            _ => Err(FieldError::new(
+                name,
+                format!("must be 1 to {MAX_NONCE_CHARS} letters, digits, '-' or '_', got {}", short(v)),
+            )),
+        }
+    }
+
     /// `start_at`: epoch milliseconds, within [`START_AT_PAST_MS`] before and
     /// [`START_AT_FUTURE_MS`] after `now_ms`.
     pub fn start_at(&mut self, now_ms: u64) -> Result<Option<u64>, FieldError> {
@@ -384,6 +448,31 @@ mod tests {
         assert_eq!(err(with("stream", json!("yes"))).field, "stream");
         assert_eq!(err(with("mdoel", json!("typo"))).field, "mdoel");
         assert_eq!(err(json!([1, 2])).field, "body");
+        let e = err(with("rank_by", json!("speed")));
+        assert!(e.field == "rank_by" && e.message.contains("decode_tok_s, ttft_ms"), "{e}");
+        assert_eq!(err(with("min_effect_pct", json!(-1))).field, "min_effect_pct");
+        assert_eq!(err(with("prompt_nonce", json!("a b"))).field, "prompt_nonce");
+    }
+
+    #[test]
+    fn comparison_settings_and_nonce() {
+        let spec = JobSpec::from_json(
+            &json!({"model": "m", "prompt": "p", "rank_by": "ttft_ms", "min_effect_pct": 5, "prompt_nonce": "ab12"}),
+            NOW,
+        )
+        .unwrap();
+        let JobSpec::LlmGenerate(g) = spec else { panic!() };
+        assert_eq!((g.rank_by, g.min_effect_pct), (Metric::TtftMs, 5.0));
+        assert_eq!(g.request_prompt(2, false), "[ab12 r2] p");
+        assert_eq!(g.request_prompt(0, true), "[ab12 w0] p");
+        // Older stored specs (no such fields) still parse, with the defaults.
+        let mut v = serde_json::to_value(&g).unwrap();
+        for k in ["rank_by", "min_effect_pct", "prompt_nonce"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        let old: GenerateSpec = serde_json::from_value(v).unwrap();
+        assert_eq!((old.rank_by, old.min_effect_pct, old.prompt_nonce.as_deref()), (Metric::DecodeTokS, 2.0, None));
+        assert_eq!(old.request_prompt(0, false), "p");
     }
 
     #[test]

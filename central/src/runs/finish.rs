@@ -236,7 +236,12 @@ mod tests {
             json!({"type": "run_start", "run_id": run_id}),
             json!({"type": "machine_status", "machine_id": "done", "status": "running", "job_id": "j1"}),
             json!({"type": "llm_token", "machine_id": "mid", "seq": 1, "payload": {"text": "par", "repeat_index": 0}}),
-            json!({"type": "job_done", "machine_id": "done", "seq": 1, "payload": {"gen_tokens": 3, "gen_tokens_per_s": 9.0}}),
+            json!({"type": "job_done", "machine_id": "done", "seq": 1, "payload": {
+                "ttft_ms": 50.0, "gen_tokens": 3, "gen_tokens_per_s": 9.0, "total_ms": 300.0, "model": "m",
+                "engine": "mock", "ttfc_ms": 50.0, "decode_tok_s": 9.0, "engine_decode_tok_s": null,
+                "prompt_tokens": 7, "engine_prefill_tok_s": null, "client_prefill_tok_s": null, "load_ms": null,
+                "token_source": "chunks", "repeats": 1, "aggregate": {"requests": 1}, "requests": [],
+                "output_text": "abc"}}),
         ] {
             log.append(&e.to_string()).unwrap();
         }
@@ -248,7 +253,9 @@ mod tests {
         assert_eq!(status, vec![Complete, Interrupted, Skipped]);
         assert_eq!(meta.machines[0].job_id.as_deref(), Some("j1"));
         let summary = store.summary(&run_id).unwrap().unwrap();
-        assert_eq!(summary.winner.as_deref(), Some("done"));
+        assert_eq!(summary.winner, None, "one finisher: no winner");
+        let winner = &summary.comparison.as_ref().unwrap().winner;
+        assert_eq!(winner.status, bench_shared::compare::WinnerStatus::Undecided);
         assert_eq!(summary.machines[0].gen_tokens, Some(3));
         let events = crate::store::parse_events(&store.events(&run_id).unwrap());
         assert_eq!(events.last().unwrap()["type"], "run_end");
