@@ -125,6 +125,21 @@ pub struct GenerateSpec {
     pub min_effect_pct: f64,
 }
 
+/// 64-bit FNV-1a: a stable hash (the same on every machine and version), no security claim.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// MurmurHash3's 64-bit finalizer: every input bit flips about half the output bits, so
+/// tags of consecutive requests part at their first digits.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 fn default_min_effect_pct() -> f64 {
     crate::compare::DEFAULT_MIN_EFFECT_PCT
 }
@@ -135,10 +150,16 @@ pub const MAX_NONCE_CHARS: usize = 64;
 pub const MAX_MIN_EFFECT_PCT: f64 = 100.0;
 
 impl GenerateSpec {
-    /// The prompt of one request: the job's prompt, after the cache-bust nonce when there is one.
+    /// The prompt of one request: with a nonce, `[tag] prompt` where `tag` is 16 hex digits
+    /// derived from (nonce, warm-up or repeat, index). Consecutive requests' tags differ from
+    /// their first character, so an engine's prefix cache holds at most the chat template before
+    /// them; every machine derives the same tags, so all get the same prompts.
     pub fn request_prompt(&self, index: u32, warmup: bool) -> String {
         match &self.prompt_nonce {
-            Some(nonce) => format!("[{nonce} {}{index}] {}", if warmup { "w" } else { "r" }, self.prompt),
+            Some(nonce) => {
+                let key = format!("{nonce}/{}{index}", if warmup { "w" } else { "r" });
+                format!("[{:016x}] {}", mix(fnv1a(key.as_bytes())), self.prompt)
+            }
             None => self.prompt.clone(),
         }
     }
@@ -332,10 +353,9 @@ impl<'a> Fields<'a> {
             None => Ok(Metric::default()),
             Some(Value::String(s)) => Metric::parse(s)
                 .ok_or_else(|| FieldError::new(name, format!("unknown metric {s:?}; accepted: {}", accepted()))),
-            Some(other) => Err(FieldError::new(
-                name,
-                format!("must be a metric name ({}), got {}", accepted(), kind_of(other)),
-            )),
+            Some(other) => {
+                Err(FieldError::new(name, format!("must be a metric name ({}), got {}", accepted(), kind_of(other))))
+            }
         }
     }
 
@@ -463,8 +483,13 @@ mod tests {
         .unwrap();
         let JobSpec::LlmGenerate(g) = spec else { panic!() };
         assert_eq!((g.rank_by, g.min_effect_pct), (Metric::TtftMs, 5.0));
-        assert_eq!(g.request_prompt(2, false), "[ab12 r2] p");
-        assert_eq!(g.request_prompt(0, true), "[ab12 w0] p");
+        let (r0, r1, w0) = (g.request_prompt(0, false), g.request_prompt(1, false), g.request_prompt(0, true));
+        assert!(r0.starts_with('[') && r0.ends_with("] p") && r0.len() == "[0123456789abcdef] p".len(), "{r0}");
+        assert_eq!(r0, g.request_prompt(0, false), "the same on every machine");
+        assert!(r0 != r1 && r0 != w0 && r1 != w0);
+        // Tags part within their first digits (almost always; checked here for these).
+        assert!(r0[1..3] != r1[1..3] && r0[1..3] != w0[1..3], "{r0} {r1} {w0}");
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a test vector");
         // Older stored specs (no such fields) still parse, with the defaults.
         let mut v = serde_json::to_value(&g).unwrap();
         for k in ["rank_by", "min_effect_pct", "prompt_nonce"] {

@@ -5,6 +5,7 @@
 //! WebSocket, or streams a sweep).
 
 mod browser;
+mod comparison;
 mod config_file;
 mod fake_agent;
 mod faults;

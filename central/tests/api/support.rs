@@ -270,6 +270,19 @@ impl RealAgent {
         Self::spawn(machine_id, engine, None).await
     }
 
+    /// An agent over an Ollama server (e.g. a scripted fake) at `base_url`.
+    pub async fn ollama(machine_id: &str, base_url: &str) -> RealAgent {
+        let engine = EngineSettings {
+            kind: EngineKind::Ollama,
+            base_url: base_url.to_owned(),
+            api_key: None,
+            fallback: Fallback::None,
+            request_timeout_s: 60.0,
+            mock: MockSettings::default(),
+        };
+        Self::spawn(machine_id, engine, None).await
+    }
+
     async fn spawn(machine_id: &str, engine: EngineSettings, token: Option<&str>) -> RealAgent {
         let mut config = bench_agent::AgentConfig::new(machine_id, engine);
         config.auth_token = token.map(str::to_owned);
