@@ -126,6 +126,10 @@ pub struct LlmToken {
     pub channel: TokenChannel,
     #[serde(default)]
     pub warmup: bool,
+    /// Engine deltas coalesced into this event (Ollama and llama.cpp stream one token per
+    /// delta), so a live rate counts tokens rather than events or characters.
+    #[serde(default)]
+    pub tokens: u32,
 }
 
 /// `request_done`: one request (one repeat, or one warm-up) finished.
@@ -228,6 +232,7 @@ mod tests {
                 repeat_index: 0,
                 channel: TokenChannel::Content,
                 warmup: false,
+                tokens: 1,
             }),
         };
         let v = serde_json::to_value(&env).unwrap();

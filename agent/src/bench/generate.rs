@@ -153,6 +153,7 @@ async fn one_request_with_outcome(
             repeat_index: index,
             channel: p.channel,
             warmup,
+            tokens: p.chunks,
         }))
     });
     let (result, ()) = cancellable(&job.cancel, async { tokio::join!(generate, stream) }).await?;

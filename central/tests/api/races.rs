@@ -7,13 +7,17 @@ use tokio_tungstenite::tungstenite::Message;
 use super::support::*;
 
 /// Every file of a finished run is right: metadata, events (every token, contiguous seq),
-/// summary (ranks by gen_tokens_per_s), exports.
+/// summary (ranks by decode_tok_s, the default `rank_by`), exports.
 fn check_finished_run(central: &TestCentral, run_id: &str, events: &[Value], machines: &[&str]) {
     let meta = central.read_json(run_id, "metadata.json");
     assert_eq!(meta["status"], "complete", "{meta}");
     assert!(meta["ended_at"].is_string());
     let summary = central.read_json(run_id, "summary.json");
-    assert_eq!(summary["rank_by"], "gen_tokens_per_s");
+    assert_eq!(summary["rank_by"], "decode_tok_s");
+    assert_eq!(summary["comparison"]["rank_by"], "decode_tok_s");
+    // One repeat: ranked, but no verdict.
+    assert_eq!(summary["comparison"]["winner"]["status"], "undecided", "{summary}");
+    assert!(summary["winner"].is_null());
     assert_eq!(summary["status"], "complete");
     let mut ranks: Vec<u64> =
         summary["machines"].as_array().unwrap().iter().map(|m| m["rank"].as_u64().unwrap()).collect();
@@ -142,7 +146,8 @@ async fn machine_without_the_model_is_skipped_with_reason() {
     let s = summary["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == "lacks").unwrap().clone();
     assert_eq!(s["status"], "skipped");
     assert!(s["reason"].as_str().unwrap().contains("other-model"), "{s}");
-    assert_eq!(summary["winner"], "has");
+    assert!(summary["winner"].is_null(), "one finisher: no winner");
+    assert!(summary["comparison"]["winner"]["reason"].as_str().unwrap().contains("only has"), "{summary}");
 
     // Only machines without the model: 409 with reasons, and the attempt is kept as `failed`.
     let (status, body) =
