@@ -22,7 +22,7 @@ pub enum RunMsg {
     /// The result of `GET /jobs/{id}/events?after_seq=`.
     Backfill { machine_id: String, result: Result<Vec<RawEnvelope>, AgentError> },
     /// The result of probing a silent machine with `GET /jobs/{id}`.
-    Probe { machine_id: String, result: Result<serde_json::Value, AgentError> },
+    Probe { machine_id: String, result: Result<Box<bench_shared::api::JobView>, AgentError> },
     /// The result of posting the job to the machine's agent.
     Dispatched { machine_id: String, result: Result<String, AgentError> },
 }

@@ -10,7 +10,11 @@
 //! - [`engine`]: engine kinds and model details as the agent reports them.
 //! - [`hardware`]: machine fingerprint types.
 //! - [`run`]: persisted run types used by central (metadata, summary).
+//! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
+//! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`timeouts`]: every time bound between central, agents and engines, in one place.
 
+pub mod api;
 pub mod compare;
 pub mod engine;
 pub mod event;
@@ -19,3 +23,4 @@ pub mod job;
 pub mod metrics;
 pub mod run;
 pub mod sweep;
+pub mod timeouts;

@@ -310,7 +310,11 @@ impl Actor {
         }
     }
 
-    fn probed(&mut self, machine_id: &str, result: Result<Value, crate::agent_client::AgentError>) {
+    fn probed(
+        &mut self,
+        machine_id: &str,
+        result: Result<Box<bench_shared::api::JobView>, crate::agent_client::AgentError>,
+    ) {
         let Some(t) = self.tracks.get_mut(machine_id) else { return };
         t.probe_in_flight = false;
         if t.done {
@@ -341,7 +345,7 @@ impl Actor {
                 let (client, job_id, tx, machine_id) =
                     (t.client.clone(), t.job_id.clone().unwrap_or_default(), self.tx.clone(), id.clone());
                 tokio::spawn(async move {
-                    let result = client.job(&job_id).await;
+                    let result = client.job(&job_id).await.map(Box::new);
                     let _ = tx.send(RunMsg::Probe { machine_id, result });
                 });
             }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bench_shared::engine::ModelInfo;
+use bench_shared::engine::{ModelInfo, same_model};
 use bench_shared::job::{FieldError, JobSpec};
 use bench_shared::run::{
     MachineRecord, MachineRunStatus, MachineState, MachineView, RUN_START, RunMetadata, RunStatus,
@@ -123,7 +123,7 @@ impl RunManager {
         // A machine that looks unable (offline, model missing) is asked again right now: the
         // cached view may be up to one health interval old (agent just started, model just pulled).
         let stale = chosen.iter().filter(|m| preflight(&m.view(), &req.spec).status == MachineRunStatus::Skipped);
-        futures_util::future::join_all(stale.map(|m| crate::fleet::refresh(m, &self.hub))).await;
+        futures_util::future::join_all(stale.map(|m| crate::fleet::refresh_now(m, &self.hub))).await;
         // `start_at` counts from now, after that wait, so every agent still gets the job ahead of it.
         let now = now_ms();
         let start_at = now + delay;
@@ -215,6 +215,7 @@ impl RunManager {
         });
         let mut job_ids = HashMap::new();
         for (machine_id, result) in futures_util::future::join_all(posts).await {
+            let result = result.map(|accepted| accepted.job_id);
             if let Ok(job_id) = &result {
                 job_ids.insert(machine_id.clone(), job_id.clone());
             }
@@ -253,21 +254,12 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
     let caps = view.capabilities.as_ref();
     let models = spec.models();
     let model_details: Vec<ModelInfo> = caps
-        .and_then(|c| c.get("models"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|m| serde_json::from_value::<ModelInfo>(m.clone()).ok())
-        .filter(|m| models.iter().any(|w| same_model(&m.name, w)))
-        .collect();
-    let tests: Option<Vec<&str>> = caps
-        .and_then(|c| c.get("tests"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect());
+        .map(|c| c.models.iter().filter(|m| models.iter().any(|w| same_model(&m.name, w))).cloned().collect())
+        .unwrap_or_default();
     let missing: Vec<&String> = models.iter().filter(|w| !view.models.iter().any(|n| same_model(n, w))).collect();
     let skip = if view.state == MachineState::Offline {
         Some(format!("agent offline: {}", view.last_error.as_deref().unwrap_or("no answer")))
-    } else if tests.as_ref().is_some_and(|t| !t.contains(&spec.test_type().as_str())) {
+    } else if caps.is_some_and(|c| !c.supports(spec.test_type().as_str())) {
         Some(format!("agent does not support {}", spec.test_type().as_str()))
     } else if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
@@ -288,11 +280,6 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
         hardware: view.hardware.clone(),
         capabilities: view.capabilities.clone(),
     }
-}
-
-/// Ollama names `m` and `m:latest` the same model.
-pub fn same_model(name: &str, wanted: &str) -> bool {
-    name == wanted || name.strip_suffix(":latest") == Some(wanted) || wanted.strip_suffix(":latest") == Some(name)
 }
 
 /// How long a machine may take, from `start_at`: generous, derived from the work asked for.
