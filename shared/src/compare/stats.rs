@@ -142,7 +142,8 @@ pub fn t_cdf(t: f64, df: f64) -> f64 {
 /// The `p` quantile of Student's t with `df` degrees of freedom (0 < p < 1, df > 0), by
 /// bisection on [`t_cdf`] to 1e-12.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
-    if !(p > 0.0 && p < 1.0) || !(df > 0.0) {
+    let valid = p > 0.0 && p < 1.0 && df > 0.0;
+    if !valid {
         return f64::NAN;
     }
     if p < 0.5 {
