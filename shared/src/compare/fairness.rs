@@ -295,26 +295,51 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Client-measured and engine-reported decode rates differ by more than 5%.
+/// Client-measured and engine-reported decode rates differ by more than 5%. The client figure
+/// is what machines are compared on: an offset every machine shows alike (an engine that times
+/// its decode loop differently) leaves them comparable and is informational; a machine whose
+/// offset differs from the others' by more than 5 points has a distorted client figure (a
+/// buffering proxy, a starved agent), which makes `decode_tok_s` incomparable.
 pub(crate) fn engine_client_disagreement(machines: &[Prepared<'_>]) -> Vec<Warning> {
-    machines
+    let ratios: Vec<Option<(f64, f64)>> = machines
         .iter()
-        .filter_map(|m| {
+        .map(|m| {
             let client = mean(&m.values(Metric::DecodeTokS, Source::Client))?;
             let engine = mean(&m.values(Metric::DecodeTokS, Source::Engine)).filter(|e| *e > 0.0)?;
-            let off = (client - engine).abs() / engine;
-            (off > DISAGREEMENT_FRACTION).then(|| {
-                warn(
-                    WarningKind::EngineClientDisagreement,
-                    m,
-                    format!(
-                        "{}: client decode rate {client:.1} tok/s vs engine {engine:.1} tok/s ({:.1}% apart)",
-                        m.label(),
-                        off * 100.0
-                    ),
+            Some((client, engine))
+        })
+        .collect();
+    let mut known: Vec<f64> = ratios.iter().flatten().map(|(c, e)| c / e).collect();
+    known.sort_by(f64::total_cmp);
+    let median = known.get(known.len() / 2).copied().unwrap_or(1.0);
+    machines
+        .iter()
+        .zip(&ratios)
+        .filter_map(|(m, r)| {
+            let (client, engine) = (*r)?;
+            let ratio = client / engine;
+            if (ratio - 1.0).abs() <= DISAGREEMENT_FRACTION {
+                return None;
+            }
+            let own = (ratio - median).abs() > DISAGREEMENT_FRACTION;
+            let (tail, affects): (&str, &[Metric]) = if own {
+                (
+                    ": its offset differs from the other machines', so its client figure is not comparable",
                     &[Metric::DecodeTokS],
                 )
-            })
+            } else {
+                (": the same offset as the other machines, so client figures still compare", &[])
+            };
+            Some(warn(
+                WarningKind::EngineClientDisagreement,
+                m,
+                format!(
+                    "{}: client decode rate {client:.1} tok/s vs engine {engine:.1} tok/s ({:.1}% apart){tail}",
+                    m.label(),
+                    (ratio - 1.0).abs() * 100.0
+                ),
+                affects,
+            ))
         })
         .collect()
 }
