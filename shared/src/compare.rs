@@ -126,6 +126,8 @@ pub struct MachineInput {
     pub fallback_reason: Option<String>,
     pub model: Option<String>,
     pub hostname: Option<String>,
+    /// The engine's URL as the agent reported it (two agents of one host on one URL share an engine).
+    pub engine_base_url: Option<String>,
     /// Recorded repeats (warm-ups excluded), in order.
     pub requests: Vec<RequestMetrics>,
     /// The context length the engine really ran with, where it says.

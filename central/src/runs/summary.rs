@@ -159,6 +159,7 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
                     fallback_reason: d.fallback_reason,
                     model: Some(d.model),
                     hostname: rec.hardware.as_ref().and_then(|h| h.hostname.clone()),
+                    engine_base_url: rec.engine.as_ref().map(|e| e.base_url.clone()),
                     requests: d.requests,
                     context_length: d.context_length,
                     start_lag_ms: o.start_lag_ms,

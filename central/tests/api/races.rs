@@ -15,8 +15,8 @@ fn check_finished_run(central: &TestCentral, run_id: &str, events: &[Value], mac
     let summary = central.read_json(run_id, "summary.json");
     assert_eq!(summary["rank_by"], "decode_tok_s");
     assert_eq!(summary["comparison"]["rank_by"], "decode_tok_s");
-    // One repeat: ranked, but no verdict.
-    assert_eq!(summary["comparison"]["winner"]["status"], "undecided", "{summary}");
+    // One repeat: ranked, but no winner named.
+    assert!(summary["comparison"]["winner"]["machine_id"].is_null(), "{summary}");
     assert!(summary["winner"].is_null());
     assert_eq!(summary["status"], "complete");
     let mut ranks: Vec<u64> =
@@ -87,6 +87,10 @@ async fn race_over_three_mock_agents_completes_with_files_and_synchronized_start
     let detail = central.wait_run_end(&run_id).await;
     let events = central.events(&run_id).await;
     check_finished_run(&central, &run_id, &events, &ids);
+    // All mock (a demo, compared like for like), one repeat each: no verdict, and it says why.
+    let w = &central.read_json(&run_id, "summary.json")["comparison"]["winner"];
+    assert_eq!(w["status"], "undecided", "{w}");
+    assert!(w["reason"].as_str().unwrap().contains("run ≥ 3"), "{w}");
 
     // The browser got the same stream, with machine and run ids on every agent event.
     let relayed_runs: Vec<&Value> = relayed.iter().filter(|e| e["run_id"] == run_id).collect();
@@ -173,6 +177,14 @@ async fn race_over_the_real_local_engine() {
     let events = central.events(&run_id).await;
     check_finished_run(&central, &run_id, &events, &["llama-a", "llama-b"]);
     let summary = central.read_json(&run_id, "summary.json");
+    // Both agents drive the one local engine: an engine raced against itself compares nothing.
+    let c = &summary["comparison"];
+    assert_eq!(c["winner"]["status"], "unfair", "{c}");
+    let shared = c["fairness"]["warnings"].as_array().unwrap().iter().filter(|w| w["kind"] == "shared_host");
+    assert!(
+        shared.clone().count() == 2 && shared.into_iter().all(|w| w["affects"].as_array().unwrap().len() == 5),
+        "{c}"
+    );
     for m in summary["machines"].as_array().unwrap() {
         assert_eq!(m["engine"], "openai", "{m}");
         assert_eq!(m["token_source"], "engine", "{m}");

@@ -344,23 +344,42 @@ pub(crate) fn engine_client_disagreement(machines: &[Prepared<'_>]) -> Vec<Warni
         .collect()
 }
 
-/// Two machines on one host compete for it.
+/// Two machines on one host compete for it (informational). Two agents of one host on the same
+/// engine URL raced one engine process: their requests interleaved in it, so nothing compares.
 pub(crate) fn shared_host(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    fn engine<'a>(m: &Prepared<'a>) -> Option<&'a str> {
+        m.input.engine_base_url.as_deref().filter(|u| !u.is_empty() && m.input.engine != Some(EngineKind::Mock))
+    }
     machines
         .iter()
         .filter_map(|m| {
             let host = m.input.hostname.as_deref().filter(|h| !h.is_empty())?;
-            let others: Vec<&str> = machines
-                .iter()
-                .filter(|o| o.id() != m.id() && o.input.hostname.as_deref() == Some(host))
-                .map(|o| o.label())
-                .collect();
-            (!others.is_empty()).then(|| {
+            let others: Vec<&Prepared<'_>> =
+                machines.iter().filter(|o| o.id() != m.id() && o.input.hostname.as_deref() == Some(host)).collect();
+            if others.is_empty() {
+                return None;
+            }
+            let same_engine: Vec<&str> =
+                others.iter().filter(|o| engine(o).is_some() && engine(o) == engine(m)).map(|o| o.label()).collect();
+            let names = others.iter().map(|o| o.label()).collect::<Vec<_>>().join(", ");
+            Some(if same_engine.is_empty() {
                 warn(
                     WarningKind::SharedHost,
                     m,
-                    format!("{} shares host {host} with {}: they competed for it", m.label(), others.join(", ")),
+                    format!("{} shares host {host} with {names}: they competed for it", m.label()),
                     &[],
+                )
+            } else {
+                warn(
+                    WarningKind::SharedHost,
+                    m,
+                    format!(
+                        "{} uses the same engine ({}) on host {host} as {}: one engine served both, their requests interleaved, so no figure compares",
+                        m.label(),
+                        engine(m).unwrap_or_default(),
+                        same_engine.join(", ")
+                    ),
+                    &Metric::ALL,
                 )
             })
         })

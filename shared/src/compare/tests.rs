@@ -305,6 +305,18 @@ fn shared_host_is_informational() {
     assert_eq!(kinds(&c), vec![WarningKind::SharedHost, WarningKind::SharedHost]);
     assert!(c.fairness.fair);
     assert_eq!(c.winner.status, WinnerStatus::Decided);
+    // Different engines on one host compete for it; one engine shared by both agents is a
+    // race of an engine against itself.
+    m[0].engine_base_url = Some("http://127.0.0.1:11434".into());
+    m[1].engine_base_url = Some("http://127.0.0.1:11435".into());
+    assert!(compare(&m, settings()).fairness.fair);
+    m[1].engine_base_url = Some("http://127.0.0.1:11434".into());
+    let c = compare(&m, settings());
+    assert!(c.fairness.warnings.iter().all(|w| w.kind == WarningKind::SharedHost && w.affects == Metric::ALL));
+    assert_eq!(c.winner.status, WinnerStatus::Unfair);
+    // The same URL on different hosts is two engines.
+    m[1].hostname = Some("host-b".into());
+    assert!(kinds(&compare(&m, settings())).is_empty());
 }
 
 #[test]
