@@ -120,18 +120,27 @@ async fn identical_machines_tie_and_one_repeat_is_undecided() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rank_by_is_per_run_and_validated() {
-    let (_f, _a, central) = race_setup(vec![("fast", script(22.0)), ("slow", script(20.0))]).await;
+    // "eager" answers first but decodes slower; "steady" answers late but decodes faster.
+    let eager = FakeScript { ttft_ms: 20.0, ..script(20.0) };
+    let steady = FakeScript { ttft_ms: 300.0, ..script(22.0) };
+    let (_f, _a, central) = race_setup(vec![("eager", eager), ("steady", steady)]).await;
     let (status, err) = central.post_run(body(3, json!({"rank_by": "speed"}))).await;
     assert_eq!(status, 400, "{err}");
     assert!(err.to_string().contains("rank_by") && err.to_string().contains("ttft_ms"), "{err}");
     let (status, err) = central.post_run(body(3, json!({"min_effect_pct": -1}))).await;
     assert_eq!(status, 400, "{err}");
     assert!(err.to_string().contains("min_effect_pct"), "{err}");
-    // Same TTFT on both machines: ranked by it, nobody wins.
     let (summary, _) = run(&central, body(3, json!({"rank_by": "ttft_ms"}))).await;
     assert_eq!(summary["rank_by"], "ttft_ms");
-    assert_eq!(summary["comparison"]["rank_by"], "ttft_ms");
-    assert_ne!(summary["comparison"]["winner"]["status"], "decided", "{:#}", summary["comparison"]);
+    let c = &summary["comparison"];
+    assert_eq!(c["rank_by"], "ttft_ms");
+    assert_eq!(
+        (c["winner"]["status"].as_str(), c["winner"]["machine_id"].as_str()),
+        (Some("decided"), Some("eager")),
+        "{c:#}"
+    );
+    let decode = c["verdicts"].as_array().unwrap().iter().find(|v| v["metric"] == "decode_tok_s").unwrap();
+    assert_eq!(decode["better"], "steady", "the other metrics keep their own leader: {decode}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
