@@ -16,8 +16,8 @@ pub const OUTPUT_LENGTH_FRACTION: f64 = 0.10;
 pub const DISAGREEMENT_FRACTION: f64 = 0.05;
 /// A decode rate falling by more than this fraction from the first to the last third drifts.
 pub const DRIFT_FRACTION: f64 = 0.10;
-/// Cached prompt share above the race's lowest by more than this is a cache hit.
-pub const PROMPT_CACHE_SHARE: f64 = 0.10;
+/// A warm request with at least this share of its prompt tokens cached was served from the cache.
+pub const PROMPT_CACHE_SHARE: f64 = 0.90;
 
 /// The kinds of fairness warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -125,16 +125,17 @@ fn cache_shares(m: &Prepared<'_>) -> Vec<(usize, u64, u64, f64)> {
         .collect()
 }
 
-/// The engine answered part of a prompt from its cache beyond what every request of the race
-/// shares (a chat template's fixed prefix is cached everywhere and stays fair).
+/// The engine served (nearly) the whole prompt of a warm request from its cache — as when the
+/// same prompt was sent before. A cached chat-template prefix (the same on every request, cached
+/// everywhere once the engine has seen one request) stays well below that and is fair.
 pub(crate) fn prompt_cache(machines: &[Prepared<'_>]) -> Vec<Warning> {
-    let shares: Vec<_> = machines.iter().map(cache_shares).collect();
-    let Some(floor) = shares.iter().flatten().map(|s| s.3).min_by(f64::total_cmp) else { return Vec::new() };
     machines
         .iter()
-        .zip(&shares)
-        .filter_map(|(m, s)| {
-            let hit = s.iter().filter(|x| x.1 > 0 && x.3 > floor + PROMPT_CACHE_SHARE).max_by(|a, b| a.3.total_cmp(&b.3))?;
+        .filter_map(|m| {
+            let hit = cache_shares(m)
+                .into_iter()
+                .filter(|x| x.3 >= PROMPT_CACHE_SHARE)
+                .max_by(|a, b| a.3.total_cmp(&b.3))?;
             Some(warn(
                 WarningKind::PromptCache,
                 m,

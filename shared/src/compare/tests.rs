@@ -191,10 +191,13 @@ fn cold_start_is_reported_apart() {
 #[test]
 fn prompt_cache_beyond_the_shared_prefix() {
     let mut m = base();
-    // Everyone caches a 10-token template prefix: fair.
+    // A fresh engine caches nothing on its first request, then the 20-token template prefix.
     for r in m.iter_mut().flat_map(|m| m.requests.iter_mut()) {
-        r.cached_prompt_tokens = Some(10);
+        r.cached_prompt_tokens = Some(20);
     }
+    m[1].requests[0].cached_prompt_tokens = Some(0);
+    assert!(kinds(&compare(&m, settings())).is_empty());
+    m[1].requests[2].cached_prompt_tokens = Some(26); // 86.7%: not the whole prompt
     assert!(kinds(&compare(&m, settings())).is_empty());
     m[1].requests[2].cached_prompt_tokens = Some(29);
     let c = compare(&m, settings());
