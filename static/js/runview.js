@@ -370,7 +370,10 @@ class RunView {
       el("strong", { text: r.label }), ` — ${r.status}${r.reason ? `: ${r.reason}` : ""}`)));
     const grid = el("div", { class: "bar-grid" }, el("div", { class: "order" }, el("h3", { text: "Finishing order" }), ol));
 
-    const ttftBest = done.filter((r) => r.ttft_ms !== null).sort((a, b) => a.ttft_ms - b.ttft_ms)[0];
+    // A star only where the verdict on TTFT is significant (or before there is a comparison).
+    const ttftVerdict = comparison && (comparison.verdicts || []).find((v) => v.metric === "ttft_ms");
+    const ttftBest = comparison && !(ttftVerdict && ttftVerdict.significant) ? null
+      : done.filter((r) => r.ttft_ms !== null).sort((a, b) => a.ttft_ms - b.ttft_ms)[0];
     Charts.bars(grid, { title: metric.label, unit: metric.unit, better: metric.better, digits,
       rows: done.map((r) => ({ ...r, value: r[rankBy], winner: !!winner && r.id === winner.id })) });
     Charts.bars(grid, { title: "Time to first token", unit: "ms", better: "lower", digits: 0,
