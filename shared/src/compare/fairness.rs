@@ -16,6 +16,9 @@ pub const OUTPUT_LENGTH_FRACTION: f64 = 0.10;
 pub const DISAGREEMENT_FRACTION: f64 = 0.05;
 /// A decode rate falling by more than this fraction from the first to the last third drifts.
 pub const DRIFT_FRACTION: f64 = 0.10;
+/// Fewest warm repeats for the drift check: two per third, so one noisy repeat is not a trend
+/// (below that, noise shows in the verdict's interval instead).
+pub const DRIFT_MIN_REPEATS: usize = 6;
 /// A warm request with at least this share of its prompt tokens cached was served from the cache.
 pub const PROMPT_CACHE_SHARE: f64 = 0.90;
 
@@ -392,9 +395,11 @@ pub(crate) fn drift(machines: &[Prepared<'_>]) -> Vec<Warning> {
     machines
         .iter()
         .filter_map(|m| {
-            let source = [Source::Client, Source::Engine].into_iter().find(|s| m.values(Metric::DecodeTokS, *s).len() >= 3)?;
+            let source = [Source::Client, Source::Engine]
+                .into_iter()
+                .find(|s| m.values(Metric::DecodeTokS, *s).len() >= DRIFT_MIN_REPEATS)?;
             let v = m.values(Metric::DecodeTokS, source);
-            let third = (v.len() / 3).max(1);
+            let third = v.len() / 3;
             let first = mean(&v[..third])?;
             let last = mean(&v[v.len() - third..])?;
             (first > 0.0 && (first - last) / first > DRIFT_FRACTION).then(|| {

@@ -325,7 +325,9 @@ fn shared_host_is_informational() {
 #[test]
 fn drift_over_ten_percent() {
     let mut m = base();
-    m[0] = machine("a", &[110.0, 105.0, 100.0]); // −9.1%
+    m[0] = machine("a", &[110.0, 110.0, 105.0, 105.0, 100.0, 100.0]); // −9.1%
+    assert!(kinds(&compare(&m, settings())).is_empty());
+    m[0] = machine("a", &[120.0, 110.0, 100.0, 95.0, 90.0]); // falling, but fewer than 6 repeats
     assert!(kinds(&compare(&m, settings())).is_empty());
     m[0] = machine("a", &[120.0, 110.0, 100.0, 110.0, 105.0, 100.0]); // thirds 115 → 102.5: −10.9%
     let c = compare(&m, settings());
