@@ -12,7 +12,9 @@
 //! - [`run`]: persisted run types used by central (metadata, summary).
 //! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
+//! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
 
 pub mod api;
 pub mod compare;
@@ -23,4 +25,6 @@ pub mod job;
 pub mod metrics;
 pub mod run;
 pub mod sweep;
+pub mod sync;
 pub mod timeouts;
+pub mod tls;

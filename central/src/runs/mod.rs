@@ -1,14 +1,18 @@
 //! Run lifecycle: validate the request, preflight the fleet, persist the run, post the job to every
-//! chosen agent at once with a common `start_at`, and hand the run to its task ([`actor`]).
+//! chosen agent at once with a common `start_at`, and hand the run to its task ([`task`], which
+//! executes the decisions of the sans-I/O [`state::RunState`]; files go through [`writer`]).
 //!
 //! Decision: when preflight leaves no machine, the run is still persisted (status `failed`, every
 //! machine `skipped` with its reason) so the history shows what was tried, and the request is
 //! answered `409` with those reasons and the `run_id`.
 
-pub mod actor;
 pub mod finish;
 pub mod request;
+pub mod resume;
+pub mod state;
 pub mod summary;
+pub mod task;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +29,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::actor::{Actor, LiveRun, SharedRun};
+use self::state::RunState;
+use self::task::{LiveRun, RunTask, SharedRun};
+use self::writer::RunWriter;
 use crate::config::Settings;
 use crate::fleet::Fleet;
 use crate::hub::Hub;
@@ -88,7 +94,7 @@ impl RunManager {
 
     /// The live state of a running run (`None` once its files are final).
     pub fn live(&self, run_id: &str) -> Option<SharedRun> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(run_id).cloned()
+        bench_shared::sync::lock(&self.live).get(run_id).cloned()
     }
 
     /// After `cancel` fired: waits until every run task has written its final files.
@@ -99,13 +105,15 @@ impl RunManager {
 
     /// Ids of the runs in progress.
     pub fn running_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.live.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let mut ids: Vec<String> = bench_shared::sync::lock(&self.live).keys().cloned().collect();
         ids.sort();
         ids
     }
 
+    /// True while the run is in progress (a run whose final files are still being retried
+    /// after a write failure has ended: it is in the live table, but not running).
     pub fn is_running(&self, run_id: &str) -> bool {
-        self.live(run_id).is_some()
+        self.live(run_id).is_some_and(|l| task::lock(&l).meta.status == RunStatus::Running)
     }
 
     /// Starts a run from a `POST /api/runs` body.
@@ -149,18 +157,21 @@ impl RunManager {
             ended_at_s: None,
             machines: records,
         };
-        self.store.create_run(&run_id)?;
-        let mut log = self.store.event_log(&run_id)?;
-        let start_event = json!({
-            "type": RUN_START, "run_id": run_id, "test_type": meta.test_type, "models": meta.models,
-            "prompt": meta.prompt, "start_at": start_at, "started_at_s": started,
-            "machines": meta.machines.iter().map(|m| json!({"machine_id": m.machine_id, "label": m.label,
-                "status": m.status, "reason": m.reason, "engine": m.engine, "hardware": m.hardware})).collect::<Vec<_>>(),
-        });
-        let line = start_event.to_string();
-        log.append(&line)?;
-        self.hub.publish_line(line.into());
-        self.store.write_metadata(&meta)?;
+        // Files are written off the async runtime; a results directory that cannot be written
+        // refuses the run (507) before any agent is asked.
+        let (store, hub, first) = (self.store.clone(), self.hub.clone(), meta.clone());
+        let log = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            store.create_run(&first.run_id)?;
+            let mut log = store.event_log(&first.run_id)?;
+            let line = run_start_line(&first, start_at);
+            log.append(&line)?;
+            store.write_metadata(&first)?;
+            hub.publish_line(line.into());
+            Ok(log)
+        })
+        .await
+        .map_err(|e| StoreError::Unwritable(format!("run set-up task failed: {e}")))?
+        .map_err(|e| StoreError::Unwritable(writer::describe(&e)))?;
         tracing::info!(run_id, machines = meta.machines.len(), "run started");
 
         let eligible: Vec<_> = chosen
@@ -177,36 +188,25 @@ impl RunManager {
                 .collect();
             let reason = if reasons.is_empty() { "no machine selected".to_owned() } else { reasons.join("; ") };
             meta.reason = Some(format!("no machine can run this job ({reason})"));
-            finish::finish_run(&self.store, &self.hub, &mut log, &mut meta, &HashMap::new())?;
+            let (store, hub, mut log, mut done) = (self.store.clone(), self.hub.clone(), log, meta.clone());
+            let meta = tokio::task::spawn_blocking(move || {
+                finish::finish_run(&store, &hub, &mut log, &mut done, &HashMap::new()).map(|_| done)
+            })
+            .await
+            .map_err(|e| StoreError::Unwritable(format!("run end task failed: {e}")))??;
             return Err(RunError::NoMachines { run_id, reason, machines: outcomes_of(&meta) });
         }
 
-        let live: SharedRun = Arc::new(Mutex::new(LiveRun { meta, outcomes: HashMap::new(), finished: 0 }));
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id.clone(), live.clone());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let table = self.live.clone();
-        let id = run_id.clone();
-        let on_done = Box::new(move || {
-            table.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        });
-        let mut actor = Actor::new(
-            run_id.clone(),
-            live.clone(),
-            self.store.clone(),
-            log,
-            self.hub.clone(),
-            self.router.clone(),
-            (tx.clone(), rx),
-            self.settings.clone(),
-            self.cancel.clone(),
-            on_done,
-        );
         let lead = Duration::from_millis(start_at.saturating_sub(now_ms()));
         let limit = lead + deadline(&req.spec, &self.settings);
+        let mut state = RunState::new(run_id.clone(), self.settings.silence);
+        let now = std::time::Instant::now();
         for m in &eligible {
-            actor.track(&m.config.machine_id, m.client.clone(), limit);
+            state.track(&m.config.machine_id, now, limit);
         }
-        self.tasks.spawn(actor.run());
+        let clients = eligible.iter().map(|m| (m.config.machine_id.clone(), m.client.clone())).collect();
+        let live = LiveRun { meta, outcomes: HashMap::new(), finished: 0 };
+        let (live, tx) = self.launch(live, log, state, Vec::new(), clients);
 
         // Every agent gets the job at once; `start_at` makes them begin together.
         let posts = eligible.iter().map(|m| {
@@ -219,10 +219,10 @@ impl RunManager {
             if let Ok(job_id) = &result {
                 job_ids.insert(machine_id.clone(), job_id.clone());
             }
-            // The actor outlives this send: it waits for every dispatched machine.
+            // The task outlives this send: it waits for every dispatched machine.
             let _ = tx.send(RunMsg::Dispatched { machine_id, result });
         }
-        let meta = actor::lock(&live).meta.clone();
+        let meta = task::lock(&live).meta.clone();
         let mut machines = outcomes_of(&meta);
         for m in &mut machines {
             if let Some(j) = job_ids.get(&m.machine_id) {
@@ -233,6 +233,60 @@ impl RunManager {
             }
         }
         Ok(CreatedRun { run_id, start_at, machines })
+    }
+}
+
+/// The `run_start` event line.
+fn run_start_line(meta: &RunMetadata, start_at: u64) -> String {
+    json!({
+        "type": RUN_START, "run_id": meta.run_id, "test_type": meta.test_type, "models": meta.models,
+        "prompt": meta.prompt, "start_at": start_at, "started_at_s": meta.started_at_s,
+        "machines": meta.machines.iter().map(|m| json!({"machine_id": m.machine_id, "label": m.label,
+            "status": m.status, "reason": m.reason, "engine": m.engine, "hardware": m.hardware})).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+impl RunManager {
+    /// Hands a run to its task: registers it as live, starts its writer and its task (which
+    /// first executes `initial`). Returns the live state and the task's mailbox.
+    fn launch(
+        &self,
+        live: LiveRun,
+        log: crate::store::EventLog,
+        state: RunState,
+        initial: Vec<state::Action>,
+        clients: HashMap<String, crate::agent_client::AgentClient>,
+    ) -> (SharedRun, mpsc::UnboundedSender<RunMsg>) {
+        let run_id = live.meta.run_id.clone();
+        let live: SharedRun = Arc::new(Mutex::new(live));
+        bench_shared::sync::lock(&self.live).insert(run_id.clone(), live.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let table = self.live.clone();
+        let id = run_id.clone();
+        let on_done = Box::new(move || {
+            bench_shared::sync::lock(&table).remove(&id);
+        });
+        let failed = tx.clone();
+        let (writer, _thread) = RunWriter::spawn(log, move |reason| {
+            let _ = failed.send(RunMsg::WriteFailed { reason });
+        });
+        let task = RunTask {
+            run_id,
+            live: live.clone(),
+            store: self.store.clone(),
+            writer,
+            hub: self.hub.clone(),
+            router: self.router.clone(),
+            tx: tx.clone(),
+            rx,
+            cancel: self.cancel.clone(),
+            clients,
+            state,
+            on_done,
+        };
+        self.tasks.spawn(task.run(initial));
+        (live, tx)
     }
 }
 

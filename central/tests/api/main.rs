@@ -7,10 +7,12 @@
 mod browser;
 mod comparison;
 mod config_file;
+mod disk;
 mod fake_agent;
 mod faults;
 mod history;
 mod races;
 mod support;
 mod sweeps;
+mod tls;
 mod webdriver;
