@@ -129,6 +129,10 @@ pub struct LlmToken {
     pub channel: TokenChannel,
     #[serde(default)]
     pub warmup: bool,
+    /// Engine deltas coalesced into this event (Ollama and llama.cpp stream one token per
+    /// delta), so a live rate counts tokens rather than events or characters.
+    #[serde(default)]
+    pub tokens: u32,
 }
 
 /// `request_done`: one request (one repeat, or one warm-up) finished.
@@ -162,6 +166,13 @@ pub struct JobDone {
     pub engine_prefill_tok_s: Option<f64>,
     pub client_prefill_tok_s: Option<f64>,
     pub load_ms: Option<f64>,
+    /// Where `load_ms` came from (engine report after a cold unload, or the warm-up estimate).
+    #[serde(default)]
+    pub load_source: Option<crate::metrics::LoadSource>,
+    /// The context length the engine really ran the model with, where it says (Ollama
+    /// `/api/ps`, llama.cpp per-slot `n_ctx`).
+    #[serde(default)]
+    pub context_length: Option<u64>,
     pub token_source: Option<crate::metrics::TokenSource>,
     pub repeats: u32,
     pub aggregate: Aggregate,
@@ -234,6 +245,7 @@ mod tests {
                 repeat_index: 0,
                 channel: TokenChannel::Content,
                 warmup: false,
+                tokens: 1,
             }),
         };
         let v = serde_json::to_value(&env).unwrap();

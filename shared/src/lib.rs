@@ -12,12 +12,14 @@
 //! - [`runtime`]: live telemetry samples (`runtime_metrics`), energy and throttling arithmetic.
 //! - [`fit`]: whether a model and its KV cache fit a machine's memory.
 //! - [`run`]: persisted run types used by central (metadata, summary).
+//! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
 //! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
 
 pub mod api;
+pub mod compare;
 pub mod engine;
 pub mod event;
 pub mod fit;

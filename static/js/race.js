@@ -242,6 +242,12 @@
     updatePreflight();
   };
 
+  // "1 repeat: no verdict — run ≥ 3": one click reruns the same race with enough repeats.
+  view.onRerun = (repeats) => {
+    $("repeat").value = String(repeats);
+    form.requestSubmit();
+  };
+
   document.querySelectorAll(".sample").forEach((b) => b.addEventListener("click", () => { $("prompt").value = b.dataset.prompt; }));
   modelSel.addEventListener("change", updatePreflight);
   $("num_ctx").addEventListener("change", () => { if (!running) loadMachines(); });

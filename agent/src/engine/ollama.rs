@@ -113,7 +113,14 @@ impl OllamaEngine {
             rec.text(at, TokenChannel::Reasoning, chunk.thinking());
             rec.text(at, TokenChannel::Content, chunk.content());
             if chunk.done {
-                return Ok(rec.finish(at, true, chunk.stats()));
+                let mut out = rec.finish(at, true, chunk.stats());
+                // `eval_count` includes thinking tokens without a split; Ollama streams one token
+                // per line, so the thinking lines are the reasoning tokens.
+                let thinking = out.trace.chunks.iter().filter(|c| c.channel == TokenChannel::Reasoning).count();
+                if thinking > 0 {
+                    out.stats.reasoning_tokens = Some(thinking as u64);
+                }
+                return Ok(out);
             }
         }
         Err(EngineError::Protocol("stream ended before the final stats (no done:true line)".into()))

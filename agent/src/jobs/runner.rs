@@ -69,7 +69,9 @@ impl Runner {
     async fn run_job(&self, job: NextJob, events: &JobEvents) -> Event {
         let events = events.clone();
         let cancelled = || self.jobs.cancelled_event(&job.job_id);
-        if let Some(at) = job.spec.start_at_ms()
+        // `llm_generate` waits for `start_at` itself, after its cold unload.
+        if !matches!(job.spec, JobSpec::LlmGenerate(_))
+            && let Some(at) = job.spec.start_at_ms()
             && !crate::bench::wait_until_epoch_ms(at, &job.cancel).await
         {
             return cancelled();

@@ -76,6 +76,8 @@ pub struct FakeScript {
     pub preloaded: bool,
     /// Reported `prompt_eval_count`.
     pub prompt_tokens: u64,
+    /// How long an unload request (`keep_alive: 0`) takes to answer.
+    pub unload_ms: f64,
 }
 
 impl Default for FakeScript {
@@ -92,6 +94,7 @@ impl Default for FakeScript {
             load_ms: 50.0,
             preloaded: true,
             prompt_tokens: 26,
+            unload_ms: 0.0,
         }
     }
 }
@@ -136,6 +139,11 @@ impl FakeOllama {
         }
         let recorded = Arc::new(Mutex::new(initial));
         let app = router(Fake { script: Arc::new(script), recorded: recorded.clone() });
+        // Like Ollama (Go sets TCP_NODELAY by default): every line leaves when it is written,
+        // never held back by Nagle's algorithm waiting for a delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
