@@ -24,6 +24,11 @@ fn req(decode: f64) -> RequestMetrics {
         engine_eval_ms: None,
         itl_ms: None,
         done_reason: Some("length".into()),
+        energy_j: None,
+        tokens_per_j: None,
+        energy_source: None,
+        energy_unavailable: None,
+        throttled: None,
     }
 }
 
