@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -100,11 +100,13 @@ async fn serve_connection(stream: TcpStream, app: Router, limits: Limits, stop: 
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("cannot set TCP_NODELAY: {e}");
     }
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    // HTTP/1.1 only: hyper-util's auto (h1 + h2c) builder first reads the protocol preface
+    // with no timeout at all, so a silent connection would never be closed. Browsers speak h2
+    // only over TLS, which these servers do not terminate.
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     let service = TowerToHyperService::new(app);
-    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
     let stopping = async {
         // `wait_for` borrows the value; only whether it happened matters here.
         let _ = stop.wait_for(|s| *s).await.is_ok();
