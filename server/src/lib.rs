@@ -13,6 +13,14 @@
 //! A connection upgraded to a WebSocket leaves the HTTP cap once the upgrade is done; WebSockets
 //! are bounded by each server's own subscriber cap. Shutdown mirrors `with_graceful_shutdown`: stop
 //! accepting, ask every connection to finish its current request, wait for them.
+//!
+//! # Layout
+//! - [`serve`]: the accept loop with its [`Limits`].
+//! - [`guard`]: Host / Origin / Content-Type checks, JSON 405s, token-free request logs, bearer parsing.
+//! - [`ws`]: the WebSocket subscriber cap and bounded socket buffers.
+
+pub mod guard;
+pub mod ws;
 
 use std::convert::Infallible;
 use std::future::Future;

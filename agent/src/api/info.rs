@@ -30,7 +30,7 @@ pub async fn engine_models(state: &AppState, timeout: Duration) -> EngineModels 
     match tokio::time::timeout(timeout, state.engine.list_models()).await {
         Ok(Ok(models)) => EngineModels::Listed(models),
         Ok(Err(e @ EngineError::Unreachable { .. })) => EngineModels::Unreachable(e.to_string()),
-        Ok(Err(e @ EngineError::Timeout(_))) => EngineModels::NoAnswer(e.to_string()),
+        Ok(Err(e @ EngineError::Timeout { .. })) => EngineModels::NoAnswer(e.to_string()),
         Ok(Err(e)) => EngineModels::Failed(e.to_string()),
         Err(_) => EngineModels::NoAnswer(format!("no answer from {} within {timeout:?}", state.engine.base_url())),
     }

@@ -96,6 +96,7 @@ mod tests {
             fallback: Fallback::None,
             request_timeout_s: 10.0,
             mock: Default::default(),
+            ..crate::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
         };
         let mut cfg = AgentConfig::new("unit", engine);
         cfg.auth_token = token.map(str::to_owned);

@@ -265,7 +265,7 @@ mod tests {
         assert_eq!(row.attempts, 2);
         let failed = CallRecord {
             mode: RunMode::Stream,
-            result: Err(EngineError::Timeout(std::time::Duration::from_secs(3))),
+            result: Err(EngineError::timeout(crate::engine::TimeoutBound::Request, std::time::Duration::from_secs(3))),
             attempts: 5,
             timestamp: 1.0,
         };

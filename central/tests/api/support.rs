@@ -252,6 +252,7 @@ impl RealAgent {
             fallback: Fallback::None,
             request_timeout_s: 60.0,
             mock: MockSettings { ttft_ms, tokens_per_s, models: models.iter().map(|m| m.to_string()).collect() },
+            ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
         };
         Self::spawn(machine_id, engine, token).await
     }
@@ -266,6 +267,7 @@ impl RealAgent {
             fallback: Fallback::None,
             request_timeout_s: 120.0,
             mock: MockSettings::default(),
+            ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
         };
         Self::spawn(machine_id, engine, None).await
     }
