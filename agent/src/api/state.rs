@@ -31,6 +31,8 @@ pub struct AppState {
     pub ws_client_buffer: usize,
     /// WebSocket clients disconnected for being too slow (shown in `/health`; tests await it).
     pub ws_slow_disconnects: Arc<watch::Sender<u64>>,
+    /// Live `/ws` subscribers (`ws_max_subscribers`; 503 beyond).
+    pub ws_cap: bench_server::ws::SubscriberCap,
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
@@ -58,6 +60,7 @@ impl AppState {
         let hub = Arc::new(Hub::new(config.machine_id.clone(), hub_capacity));
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
         AppState {
+            ws_cap: bench_server::ws::SubscriberCap::new(config.ws_max_subscribers),
             config: Arc::new(config),
             engine,
             jobs,
