@@ -25,6 +25,9 @@ pub enum RunMsg {
     Probe { machine_id: String, result: Result<serde_json::Value, AgentError> },
     /// The result of posting the job to the machine's agent.
     Dispatched { machine_id: String, result: Result<String, AgentError> },
+    /// The machine's WebSocket closed, reset or stopped answering pings: probe its job now
+    /// rather than after `silence`.
+    ConnectionLost { machine_id: String },
 }
 
 type Key = (String, String);
@@ -55,12 +58,21 @@ impl JobRouter {
 
     /// Tells every run with a job on `machine_id` that the machine's WebSocket (re)connected.
     pub fn reconnected(&self, machine_id: &str) {
-        let targets: Vec<_> =
-            self.lock().iter().filter(|((m, _), _)| m == machine_id).map(|(_, tx)| tx.clone()).collect();
-        for tx in targets {
+        for tx in self.senders(machine_id) {
             // A run that just finished has dropped its receiver: nothing left to recover.
             let _ = tx.send(RunMsg::Reconnected { machine_id: machine_id.to_owned() });
         }
+    }
+
+    /// Tells every run with a job on `machine_id` that the machine's WebSocket was lost.
+    pub fn connection_lost(&self, machine_id: &str) {
+        for tx in self.senders(machine_id) {
+            let _ = tx.send(RunMsg::ConnectionLost { machine_id: machine_id.to_owned() });
+        }
+    }
+
+    fn senders(&self, machine_id: &str) -> Vec<mpsc::UnboundedSender<RunMsg>> {
+        self.lock().iter().filter(|((m, _), _)| m == machine_id).map(|(_, tx)| tx.clone()).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, mpsc::UnboundedSender<RunMsg>>> {

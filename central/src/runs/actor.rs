@@ -147,7 +147,23 @@ impl Actor {
             }
             RunMsg::Backfill { machine_id, result } => self.backfilled(&machine_id, result),
             RunMsg::Probe { machine_id, result } => self.probed(&machine_id, result),
+            RunMsg::ConnectionLost { machine_id } => self.probe_now(&machine_id),
         }
+    }
+
+    /// The machine's WebSocket was lost: probe its job at once, as `silence` would later.
+    fn probe_now(&mut self, machine_id: &str) {
+        let Some(t) = self.tracks.get_mut(machine_id) else { return };
+        if t.done || t.probe_in_flight {
+            return;
+        }
+        let Some(job_id) = t.job_id.clone() else { return };
+        t.probe_in_flight = true;
+        let (client, tx, machine_id) = (t.client.clone(), self.tx.clone(), machine_id.to_owned());
+        tokio::spawn(async move {
+            let result = client.job(&job_id).await;
+            let _ = tx.send(RunMsg::Probe { machine_id, result });
+        });
     }
 
     fn dispatched(&mut self, machine_id: &str, job_id: String) {

@@ -33,6 +33,8 @@ pub fn test_settings() -> Settings {
         deadline_base: Duration::from_secs(300),
         deadline_per_token: Duration::from_millis(250),
         browser_buffer: 4096,
+        // Two missed pings drop a socket: short enough for fault tests, long enough for a busy CPU.
+        ping_interval: Duration::from_millis(500),
     }
 }
 
