@@ -271,7 +271,7 @@ mod tests {
         };
         let row = RequestRow::from_call(&ctx(), 0, 0, true, &failed, None);
         assert!(!row.ok());
-        assert!(row.error.contains("timed out"));
+        assert!(row.error.contains("engine.request_timeout_s = 3 s"));
         assert_eq!(row.wall_s, None);
     }
 
