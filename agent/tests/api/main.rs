@@ -9,5 +9,6 @@ mod jobs_queue;
 mod mock_engine;
 mod ollama;
 mod real_engine;
+mod security;
 mod sweep;
 mod websocket;
