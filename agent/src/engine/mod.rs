@@ -311,6 +311,8 @@ pub enum Fallback {
 }
 
 #[cfg(test)]
+mod tests_lines;
+#[cfg(test)]
 mod tests_ollama;
 #[cfg(test)]
 mod tests_openai;
