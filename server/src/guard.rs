@@ -78,10 +78,15 @@ pub fn check(policy: &Policy, method: &Method, path: &str, headers: &HeaderMap) 
     }
     if method == Method::POST {
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let form = policy.form_paths.contains(&path) && media_type(ct) == "application/x-www-form-urlencoded";
-        if !form && !is_json(ct) {
+        const FORM: &str = "application/x-www-form-urlencoded";
+        let (ok, wanted) = if policy.form_paths.contains(&path) {
+            (media_type(ct) == FORM, FORM)
+        } else {
+            (is_json(ct), "application/json")
+        };
+        if !ok {
             let got = if ct.is_empty() { "none".to_owned() } else { format!("{ct:?}") };
-            let error = format!("Content-Type must be application/json (got {got})");
+            let error = format!("Content-Type must be {wanted} (got {got})");
             return Err(error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, &error, Some("Content-Type")));
         }
     }

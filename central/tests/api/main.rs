@@ -10,6 +10,7 @@ mod fake_agent;
 mod faults;
 mod history;
 mod races;
+mod security;
 mod support;
 mod sweeps;
 mod webdriver;

@@ -75,8 +75,18 @@ impl TestCentral {
     }
 
     pub async fn spawn_with(machines: Vec<MachineConfig>, results_dir: PathBuf, settings: Settings) -> TestCentral {
+        Self::spawn_secured(machines, results_dir, settings, Default::default()).await
+    }
+
+    /// Like [`TestCentral::spawn_with`], with a `central:` block (token, origins, limits).
+    pub async fn spawn_secured(
+        machines: Vec<MachineConfig>,
+        results_dir: PathBuf,
+        settings: Settings,
+        central: bench_central::config::CentralConfig,
+    ) -> TestCentral {
         init_logs();
-        let state = AppState::start(&machines, &results_dir, settings).expect("start central");
+        let state = AppState::start(&machines, &results_dir, settings).expect("start central").with_central(central);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
