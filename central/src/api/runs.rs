@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::AppState;
-use crate::runs::actor;
 use crate::runs::summary::{Outcome, outcomes_from_events};
+use crate::runs::task;
 use crate::store::valid_run_id;
 
 const DEFAULT_LIMIT: usize = 50;
@@ -54,9 +54,7 @@ pub async fn list(
     let limit = num("limit", DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = num("offset", 0, usize::MAX)?;
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.list(limit, offset))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let page = super::blocking(move || Ok(store.list(limit, offset)?)).await?;
     Ok(Json(page))
 }
 
@@ -84,7 +82,7 @@ pub fn checked(run_id: &str) -> Result<(), ApiError> {
 pub async fn show(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
     checked(&run_id)?;
     if let Some(live) = state.runs.live(&run_id) {
-        let l = actor::lock(&live);
+        let l = task::lock(&live);
         return Ok(Json(RunDetail {
             metadata: l.meta.clone(),
             summary: None,
@@ -93,21 +91,21 @@ pub async fn show(State(state): State<AppState>, Path(run_id): Path<String>) -> 
         }));
     }
     let store = state.store.clone();
-    let detail = tokio::task::spawn_blocking(move || -> Result<RunDetail, ApiError> {
+    let detail = super::blocking(move || {
         let metadata = store.metadata(&run_id)?;
         let summary = store.summary(&run_id)?;
         let machines = outcomes_from_events(&store.events(&run_id)?);
         Ok(RunDetail { metadata, summary, live: false, machines })
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await?;
     Ok(Json(detail))
 }
 
 /// `GET /api/runs/{id}/events`: `events.ndjson` as stored.
 pub async fn events(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     checked(&run_id)?;
-    let bytes = state.store.events(&run_id)?;
+    let store = state.store.clone();
+    let bytes = super::blocking(move || Ok(store.events(&run_id)?)).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
 
@@ -120,7 +118,8 @@ pub async fn delete(State(state): State<AppState>, Path(run_id): Path<String>) -
             detail: json!({"run_id": run_id, "status": "running"}),
         });
     }
-    state.store.delete(&run_id)?;
+    let (store, id) = (state.store.clone(), run_id.clone());
+    super::blocking(move || Ok(store.delete(&id)?)).await?;
     tracing::info!(run_id, "run deleted");
     Ok(Json(json!({"deleted": run_id})))
 }
