@@ -6,87 +6,18 @@
 # Prints FIGURE lines (seconds to detect, RSS) for the issue's note; asserts generous bounds only.
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
-AGENT_BIN="$BENCH_BIN_DIR/bench-agent"
-CENTRAL_BIN="$BENCH_BIN_DIR/bench-central"
-[[ -x "$AGENT_BIN" && -x "$CENTRAL_BIN" ]] || fail "build first: cargo build --workspace (no $AGENT_BIN or $CENTRAL_BIN)"
-command -v python3 >/dev/null || fail "python3 is needed"
-
-now() { python3 -c 'import time; print(time.monotonic())'; }
-since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-# json EXPR: evaluates a Python expression over the JSON document on stdin (as `d`).
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-
-# wait_until SECONDS CMD...: polls CMD every 0.1 s; fails the test after SECONDS.
-wait_until() {
-  local limit="$1" i
-  shift
-  for i in $(seq $((limit * 10))); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-start_agent() { # NAME PORT
-  cat >"$BENCH_CONFIG_DIR/$1.yaml" <<YAML
-machine_id: "$1"
-bind_host: "127.0.0.1"
-bind_port: $2
-results_dir: "$BENCH_RESULTS_DIR/$1"
-max_connections: 256
-header_read_timeout_s: 2
-engine:
-  kind: mock
-  mock: {ttft_ms: 50, tokens_per_s: 8, models: ["mock-llm"]}
-YAML
-  "$AGENT_BIN" --config "$BENCH_CONFIG_DIR/$1.yaml" >"$BENCH_LOG_DIR/$1.log" 2>&1 &
-  T_EXTRA_PIDS+=($!)
-  LAST_PID=$!
-  wait_until 30 curl -fsS -o /dev/null "http://127.0.0.1:$2/health" || fail "agent $1 did not start"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/_fleet.sh"
 
 port_a="$(free_port)" port_b="$(free_port)" port_c="$(free_port)"
-start_agent a "$port_a"
+start_agent a 127.0.0.1 "$port_a"
 pid_a=$LAST_PID
-start_agent b "$port_b"
+start_agent b 127.0.0.1 "$port_b"
 pid_b=$LAST_PID
-cat >"$BENCH_CONFIG_DIR/machines.yaml" <<YAML
-machines:
-  - machine_id: a
-    agent_base_url: "http://127.0.0.1:$port_a"
-  - machine_id: b
-    agent_base_url: "http://127.0.0.1:$port_b"
-central:
-  max_connections: 256
-  header_read_timeout_s: 2
-YAML
-"$CENTRAL_BIN" serve --config "$BENCH_CONFIG_DIR/machines.yaml" --results-dir "$BENCH_RESULTS_DIR" \
-  --host 127.0.0.1 --port "$port_c" >"$BENCH_LOG_DIR/central.log" 2>&1 &
-T_EXTRA_PIDS+=($!)
-pid_c=$!
-central="http://127.0.0.1:$port_c"
-wait_until 30 curl -fsS -o /dev/null "$central/health" || fail "central did not start"
-
-machine_field() { # ID EXPR-over-m
-  curl -fsS "$central/api/machines" | json "[$2 for m in d if m['machine_id'] == '$1'][0]"
-}
-online() { [[ "$(machine_field "$1" "m['state'] in ('online', 'busy') and m['ws_connected']")" == True ]]; }
+start_central "$port_c" "a=http://127.0.0.1:$port_a" "b=http://127.0.0.1:$port_b"
+pid_c=$CENTRAL_PID
 wait_until 30 online a || fail "agent a never online"
 wait_until 30 online b || fail "agent b never online"
 pass "central and two agents up"
-
-start_run() {
-  curl -fsS -X POST "$central/api/runs" -H 'Content-Type: application/json' \
-    -d '{"model": "mock-llm", "prompt": "tell me a story", "max_tokens": 400}' | json "d['run_id']"
-}
-run_status() { # RUN MACHINE
-  curl -fsS "$central/api/runs/$1" | json "d['machines'].get('$2', {}).get('status')"
-}
-is_status() { [[ "$(run_status "$1" "$2")" == "$3" ]]; }
-streaming() { # RUN MACHINE: the machine's job is running and has sent tokens
-  curl -fsS "$central/api/runs/$1" | json "d['machines'].get('$2', {}).get('status') == 'running' and (d['machines']['$2'].get('last_seq') or 0) >= 3" | grep -q True
-}
 
 # ---- a SIGKILLed agent mid-run: its connection resets, central probes its job at once
 run1="$(start_run)"
@@ -95,15 +26,15 @@ t0="$(now)"
 kill -KILL "$pid_b"
 wait_until 60 is_status "$run1" b error || fail "run $run1: killed agent b never became error"
 killed_s="$(since "$t0")"
-reason="$(curl -fsS "$central/api/runs/$run1" | json "d['machines']['b'].get('reason')")"
+reason="$(reason_of "$run1" b)"
 echo "  FIGURE killed agent: machine error after ${killed_s} s (target 5 s); reason: $reason"
-python3 -c "import sys; sys.exit(0 if float('$killed_s') < 20 else 1)" || fail "killed agent took ${killed_s} s (the old silence path is 30 s)"
+below "$killed_s" 20 || fail "killed agent took ${killed_s} s (the old silence path is 30 s)"
 pass "killed agent -> error in ${killed_s} s"
-wait_until 120 is_status "$run1" a complete || fail "run $run1: a did not complete"
+wait_until 120 run_ended "$run1" || fail "run $run1 did not end"
 
 # ---- the agent returns: online again
 t0="$(now)"
-start_agent b "$port_b"
+start_agent b 127.0.0.1 "$port_b"
 pid_b=$LAST_PID
 wait_until 60 online b || fail "restarted agent b never online"
 echo "  FIGURE restarted agent back online after $(since "$t0") s (target 15 s)"
@@ -119,14 +50,14 @@ wait_until 60 is_status "$run2" b error || {
 }
 stopped_s="$(since "$t0")"
 echo "  FIGURE SIGSTOPped agent: machine error after ${stopped_s} s (target 15 s)"
-python3 -c "import sys; sys.exit(0 if float('$stopped_s') < 29 else 1)" || fail "stopped agent took ${stopped_s} s"
+below "$stopped_s" 29 || fail "stopped agent took ${stopped_s} s"
 pass "stopped agent -> error in ${stopped_s} s"
 t0="$(now)"
 kill -CONT "$pid_b"
 wait_until 60 online b || fail "agent b never back online after SIGCONT"
 echo "  FIGURE SIGCONTed agent back online after $(since "$t0") s (target 15 s)"
 pass "stopped agent back online after SIGCONT"
-wait_until 120 is_status "$run2" a complete || fail "run $run2: a did not complete"
+wait_until 120 run_ended "$run2" || fail "run $run2 did not end"
 
 # ---- the next race includes it again
 run3="$(start_run)"
