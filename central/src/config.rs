@@ -296,6 +296,9 @@ pub struct Settings {
     /// Capacity of the browser broadcast; a client that falls this far behind is disconnected.
     pub browser_buffer: usize,
     /// How often central pings each agent and browser WebSocket; two unanswered pings drop it.
+    /// 1 s: a silent agent is dropped within 2-3 s, and the probe of its job that follows
+    /// (bounded by `http_timeout`) still ends the machine as `error` within 15 s. A false drop
+    /// (a very busy agent) costs one reconnect and a backfill, nothing else.
     pub ping_interval: Duration,
 }
 
@@ -311,7 +314,7 @@ impl Default for Settings {
             deadline_base: Duration::from_secs(300),
             deadline_per_token: Duration::from_secs(1),
             browser_buffer: 4096,
-            ping_interval: Duration::from_secs(2),
+            ping_interval: Duration::from_secs(1),
         }
     }
 }

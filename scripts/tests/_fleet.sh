@@ -45,7 +45,7 @@ YAML
   "$@" "$AGENT_BIN" --config "$BENCH_CONFIG_DIR/$name.yaml" >>"$BENCH_LOG_DIR/$name.log" 2>&1 &
   LAST_PID=$!
   T_EXTRA_PIDS+=("$LAST_PID")
-  wait_until 30 curl -fsS -o /dev/null "http://$host:$port/health" || fail "agent $name did not start"
+  wait_until 30 curl -fs -o /dev/null "http://$host:$port/health" || fail "agent $name did not start"
 }
 
 # start_central PORT MACHINE=URL...: central on 127.0.0.1:PORT racing those agents; sets CENTRAL, CENTRAL_PID.
@@ -64,7 +64,7 @@ start_central() {
   CENTRAL_PID=$!
   T_EXTRA_PIDS+=("$CENTRAL_PID")
   CENTRAL="http://127.0.0.1:$port"
-  wait_until 30 curl -fsS -o /dev/null "$CENTRAL/health" || fail "central did not start"
+  wait_until 30 curl -fs -o /dev/null "$CENTRAL/health" || fail "central did not start"
 }
 
 machine_field() { # ID EXPR-over-m
