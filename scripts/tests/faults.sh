@@ -112,3 +112,49 @@ for target in "agent:$pid_a:$port_a" "central:$pid_c:$port_c"; do
   ((peak - before < 100 * 1024)) || fail "$name grew by $(((peak - before) / 1024)) MiB under the flood"
   pass "$name: 3000 half-open connections closed, memory bounded"
 done
+
+# ---- WebSocket subscribers: the cap (256 by default) answers 503 beyond; memory per subscriber
+ws_flood() { # PORT PATH N SECONDS: opens N idle WebSockets (raw handshakes), holds them; prints "accepted refused"
+  python3 - "$@" <<'PY'
+import socket, sys, time
+port, path, n, hold = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+req = (f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+       "sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
+ok, refused, socks = 0, 0, []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    s.settimeout(10)
+    head = s.recv(4096)
+    if head.startswith(b"HTTP/1.1 101"):
+        ok += 1
+        socks.append(s)
+    elif head.startswith(b"HTTP/1.1 503"):
+        while b"cap of" not in head:
+            more = s.recv(4096)
+            if not more:
+                break
+            head += more
+        refused += b"cap of" in head
+        s.close()
+print(ok, refused, flush=True)
+time.sleep(hold)
+PY
+}
+for target in "agent:$pid_a:$port_a:/ws" "central:$pid_c:$port_c:/api/ws"; do
+  IFS=: read -r name pid port path <<<"$target"
+  before="$(rss_kib "$pid")"
+  ws_flood "$port" "$path" 300 3 >"$T_TMP/ws.$name" &
+  flood_pid=$!
+  wait_until 60 test -s "$T_TMP/ws.$name" || fail "$name WebSocket flood did not report"
+  during="$(rss_kib "$pid")"
+  read -r accepted refused <"$T_TMP/ws.$name"
+  wait "$flood_pid" || true
+  # Central's own event socket already holds one of the agent's places.
+  ((accepted + refused == 300 && accepted <= 256 && accepted >= 255)) ||
+    fail "$name: $accepted accepted, $refused refused with 503 (want the cap of 256 filled, the rest 503)"
+  per_kib=$(((during - before) / accepted))
+  echo "  FIGURE $name: 300 WebSocket subscribers -> $accepted accepted, $refused refused (503); RSS ${before} -> ${during} KiB (~${per_kib} KiB each)"
+  ((per_kib <= 64)) || fail "$name: ${per_kib} KiB per subscriber (target 64 KiB)"
+  pass "$name WebSocket cap and per-subscriber memory"
+done
