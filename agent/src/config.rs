@@ -12,6 +12,7 @@ use bench_shared::engine::EngineKind;
 use serde::Deserialize;
 
 use crate::engine::EngineSettings;
+use crate::tls::TlsFiles;
 
 /// The agent's validated settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,8 @@ pub struct AgentConfig {
     pub header_read_timeout_s: f64,
     /// Most `/ws` subscribers at once; beyond, the upgrade is answered 503.
     pub ws_max_subscribers: usize,
+    /// Serve `https://` with this certificate and key; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Default port of the agent's API.
@@ -77,6 +80,7 @@ impl AgentConfig {
             max_connections: bench_server::DEFAULT_MAX_CONNECTIONS,
             header_read_timeout_s: bench_server::DEFAULT_HEADER_READ_TIMEOUT_S,
             ws_max_subscribers: bench_server::ws::DEFAULT_WS_MAX_SUBSCRIBERS,
+            tls: None,
         }
     }
 
@@ -84,12 +88,16 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        Self::from_yaml(&text, &path.display().to_string(), &|k| std::env::var(k).ok())
+        let mut cfg = Self::from_yaml(&text, &path.display().to_string(), &|k| std::env::var(k).ok())?;
+        if let (Some(tls), Some(dir)) = (&mut cfg.tls, path.parent()) {
+            tls.resolve_relative_to(dir);
+        }
+        Ok(cfg)
     }
 
     /// Parses YAML text (named `origin` in errors), applies overrides from `env`, validates.
     pub fn from_yaml(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_yaml::from_str(text)
+        let raw: RawConfig = serde_norway::from_str(text)
             .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: describe_yaml_error(&e) })?;
         let mut cfg = raw.resolve(origin)?;
         cfg.apply_env(env)?;
@@ -252,6 +260,8 @@ struct RawConfig {
     header_read_timeout_s: Option<f64>,
     #[serde(default)]
     ws_max_subscribers: Option<usize>,
+    #[serde(default)]
+    tls: Option<TlsFiles>,
 }
 
 impl RawConfig {
@@ -303,12 +313,13 @@ impl RawConfig {
         cfg.max_connections = self.max_connections.unwrap_or(d.max_connections);
         cfg.header_read_timeout_s = self.header_read_timeout_s.unwrap_or(d.header_read_timeout_s);
         cfg.ws_max_subscribers = self.ws_max_subscribers.unwrap_or(d.ws_max_subscribers);
+        cfg.tls = self.tls;
         Ok(cfg)
     }
 }
 
-/// serde_yaml's message already names the key and says "at line L column C"; keep it whole.
-fn describe_yaml_error(e: &serde_yaml::Error) -> String {
+/// serde_norway's message already names the key and says "at line L column C"; keep it whole.
+fn describe_yaml_error(e: &serde_norway::Error) -> String {
     let msg = e.to_string();
     match e.location() {
         Some(loc) if !msg.contains("line") => format!("{msg} (line {}, column {})", loc.line(), loc.column()),

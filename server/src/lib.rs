@@ -30,10 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::Listener;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 /// Bounds of one server.
@@ -59,9 +60,10 @@ impl Default for Limits {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains open connections.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `app` on `listener` (a `TcpListener`, or any axum [`Listener`] such as the agent's TLS
+/// one) until `shutdown` resolves, then drains open connections.
+pub async fn serve<L: Listener>(
+    mut listener: L,
     app: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -75,15 +77,10 @@ pub async fn serve(
     let (alive_tx, mut alive_rx) = mpsc::channel::<Infallible>(1);
     let mut shutdown = pin!(shutdown);
     loop {
+        // `Listener::accept` retries failed accepts itself (with a pause on errors like EMFILE).
         let stream = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    accept_error(e).await;
-                    continue;
-                }
-            },
+            (stream, _) = listener.accept() => stream,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::debug!(limit = limits.max_connections, "connection refused: connection cap reached");
@@ -104,10 +101,10 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(stream: TcpStream, app: Router, limits: Limits, stop: &mut watch::Receiver<bool>) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("cannot set TCP_NODELAY: {e}");
-    }
+async fn serve_connection<S>(stream: S, app: Router, limits: Limits, stop: &mut watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // HTTP/1.1 only: hyper-util's auto (h1 + h2c) builder first reads the protocol preface
     // with no timeout at all, so a silent connection would never be closed. Browsers speak h2
     // only over TLS, which these servers do not terminate.
@@ -142,7 +139,10 @@ const REFUSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Answers 503 and closes. The request is drained briefly first: closing a socket with unread
 /// data makes the kernel send a reset, and the peer would lose the answer.
-fn refuse(stream: TcpStream, refusal: &Arc<str>, refusing: &Arc<Semaphore>) {
+fn refuse<S>(stream: S, refusal: &Arc<str>, refusing: &Arc<Semaphore>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Ok(slot) = refusing.clone().try_acquire_owned() else { return };
     let refusal = refusal.clone();
     tokio::spawn(async move {
@@ -158,17 +158,6 @@ fn refuse(stream: TcpStream, refusal: &Arc<str>, refusing: &Arc<Semaphore>) {
         })
         .await;
     });
-}
-
-/// Per-connection accept errors (the peer reset before we took it) are normal; running out of
-/// file descriptors is not, and retrying at once would spin.
-async fn accept_error(e: io::Error) {
-    use io::ErrorKind::*;
-    if matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted) {
-        return;
-    }
-    tracing::error!("accept failed: {e}; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// The answer to a connection beyond the cap: JSON like every other error, then close.
@@ -188,6 +177,7 @@ mod tests {
     use super::*;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     async fn start(limits: Limits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -53,13 +53,14 @@ impl Bounds {
 ///   (`engine.connect_timeout_s`).
 /// - No overall timeout here: each request sets its own (generation vs metadata).
 pub fn client(connect: Duration) -> reqwest::Client {
+    bench_shared::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
         .connect_timeout(connect)
         .build()
         // Fails only when the TLS backend cannot initialise: a broken build, not a runtime state.
-        .expect("the HTTP client (rustls) initialises")
+        .expect("the HTTP client (rustls, ring provider) initialises")
 }
 
 /// Joins a base URL (with or without a trailing slash) and an absolute path.

@@ -14,4 +14,5 @@ mod races;
 mod security;
 mod support;
 mod sweeps;
+mod tls;
 mod webdriver;
