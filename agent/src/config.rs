@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use bench_shared::engine::EngineKind;
 use serde::Deserialize;
 
+use bench_shared::hardware::HardwareOverrides;
+
 use crate::engine::EngineSettings;
+use crate::hardware::sampler::SamplerConfig;
 use crate::tls::TlsFiles;
 
 /// The agent's validated settings.
@@ -50,6 +53,10 @@ pub struct AgentConfig {
     pub header_read_timeout_s: f64,
     /// Most `/ws` subscribers at once; beyond, the upgrade is answered 503.
     pub ws_max_subscribers: usize,
+    /// Live telemetry: `runtime_sampler: {enabled, interval_s, buffer_len}`.
+    pub runtime_sampler: SamplerConfig,
+    /// What cannot be probed, written by hand (marked as overridden in the fingerprint).
+    pub hardware_overrides: HardwareOverrides,
     /// Serve `https://` with this certificate and key; plain HTTP when absent.
     pub tls: Option<TlsFiles>,
 }
@@ -80,6 +87,8 @@ impl AgentConfig {
             max_connections: bench_server::DEFAULT_MAX_CONNECTIONS,
             header_read_timeout_s: bench_server::DEFAULT_HEADER_READ_TIMEOUT_S,
             ws_max_subscribers: bench_server::ws::DEFAULT_WS_MAX_SUBSCRIBERS,
+            runtime_sampler: SamplerConfig::default(),
+            hardware_overrides: HardwareOverrides::default(),
             tls: None,
         }
     }
@@ -165,6 +174,9 @@ impl AgentConfig {
         }
         if !(self.header_read_timeout_s.is_finite() && self.header_read_timeout_s > 0.0) {
             return Err(invalid("header_read_timeout_s", "must be a positive number of seconds".into()));
+        }
+        if let Err((key, message)) = self.runtime_sampler.check() {
+            return Err(invalid(key, message));
         }
         let e = &self.engine;
         for (key, value) in [
@@ -261,6 +273,9 @@ struct RawConfig {
     #[serde(default)]
     ws_max_subscribers: Option<usize>,
     #[serde(default)]
+    runtime_sampler: Option<SamplerConfig>,
+    #[serde(default)]
+    hardware_overrides: Option<HardwareOverrides>,
     tls: Option<TlsFiles>,
 }
 
@@ -313,6 +328,8 @@ impl RawConfig {
         cfg.max_connections = self.max_connections.unwrap_or(d.max_connections);
         cfg.header_read_timeout_s = self.header_read_timeout_s.unwrap_or(d.header_read_timeout_s);
         cfg.ws_max_subscribers = self.ws_max_subscribers.unwrap_or(d.ws_max_subscribers);
+        cfg.runtime_sampler = self.runtime_sampler.unwrap_or_default();
+        cfg.hardware_overrides = self.hardware_overrides.unwrap_or_default();
         cfg.tls = self.tls;
         Ok(cfg)
     }
@@ -439,6 +456,12 @@ mod tests {
         assert_eq!(key_of("machine_id: m\nengine: {kind: mock}\nqueue_limit: 0\n"), "queue_limit");
         assert_eq!(key_of("machine_id: m\nengine: {kind: mock}\nstream_flush_seconds: 0\n"), "stream_flush_seconds");
         assert_eq!(key_of("machine_id: ''\nengine: {kind: mock}\n"), "machine_id");
+        assert_eq!(
+            key_of("machine_id: m\nengine: {kind: mock}\nruntime_sampler: {interval_s: 0.1}\n"),
+            "runtime_sampler.interval_s"
+        );
+        let err = parse("machine_id: m\nengine: {kind: mock}\nruntime_sampler: {interval: 1}\n").unwrap_err();
+        assert!(err.to_string().contains("interval"), "{err}");
         let err = parse("machine_id: m\nengine: {kind: mock}\nbind_port: 70000\n").unwrap_err().to_string();
         assert!(err.contains("bind_port") || err.contains("line 3"), "{err}");
     }
@@ -489,5 +512,6 @@ mod tests {
         let cfg = AgentConfig::from_yaml(&std::fs::read_to_string(&path).unwrap(), "agent.example.yaml", &no_env)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!cfg.machine_id.is_empty());
+        assert_eq!(cfg.runtime_sampler, SamplerConfig { enabled: true, interval_s: 1.0, buffer_len: 120 });
     }
 }

@@ -9,6 +9,7 @@ use crate::auth::Sessions;
 use crate::config::{CentralConfig, MachineConfig, Settings};
 use crate::fleet::Fleet;
 use crate::hub::Hub;
+use crate::prom::CentralMetrics;
 use crate::routing::JobRouter;
 use crate::runs::RunManager;
 use crate::store::{Store, StoreError};
@@ -24,6 +25,8 @@ pub struct AppState {
     /// Fan-out to browser WebSockets.
     pub hub: Hub,
     pub settings: Settings,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<CentralMetrics>,
     /// Fired on shutdown: stops fleet tasks, run tasks and browser sockets.
     pub cancel: CancellationToken,
     /// Who may use central and how much it accepts.
@@ -71,8 +74,9 @@ impl AppState {
             cancel.clone(),
         ));
         runs.resume_left_running()?;
+        let metrics = Arc::new(CentralMetrics::new(&hub));
         let access = Arc::new(Access::new(CentralConfig::default()));
-        Ok(AppState { fleet, runs, store, hub, settings, cancel, access })
+        Ok(AppState { fleet, runs, store, hub, settings, metrics, cancel, access })
     }
 
     /// The same state with `central:` settings (authentication, origins, limits).

@@ -3,6 +3,7 @@
 
 mod error;
 mod export;
+mod machines;
 mod runs;
 mod ws;
 
@@ -15,12 +16,11 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
 }
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
 use bench_server::guard;
-use bench_shared::run::MachineView;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -39,7 +39,8 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route("/health", get(health))
         .route("/login", get(crate::auth::login_page).post(crate::auth::login))
-        .route("/api/machines", get(machines))
+        .route("/api/machines", get(machines::list))
+        .route("/metrics", get(machines::prometheus))
         .route("/api/runs", get(runs::list).post(runs::create))
         .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))
         .route("/api/runs/{run_id}/events", get(runs::events))
@@ -60,9 +61,4 @@ async fn health() -> Json<Value> {
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!("no route {} {}", req.method(), req.uri().path()))
-}
-
-/// `GET /api/machines`: every configured machine with its state, models and capabilities.
-async fn machines(State(state): State<AppState>) -> Json<Vec<MachineView>> {
-    Json(state.fleet.views())
 }
