@@ -56,11 +56,20 @@ pub enum Metric {
     GenTokensPerS,
     /// Engine-reported prompt rate; client `prompt_tokens / ttft` where no engine reports one.
     PrefillTokS,
+    /// Generated tokens per joule of measured energy (RAPL, NVML, GPU power samples); no value
+    /// where the machine cannot read its power (never estimated).
+    TokensPerJ,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] =
-        [Metric::DecodeTokS, Metric::TtftMs, Metric::TotalMs, Metric::GenTokensPerS, Metric::PrefillTokS];
+    pub const ALL: [Metric; 6] = [
+        Metric::DecodeTokS,
+        Metric::TtftMs,
+        Metric::TotalMs,
+        Metric::GenTokensPerS,
+        Metric::PrefillTokS,
+        Metric::TokensPerJ,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -69,6 +78,7 @@ impl Metric {
             Metric::TotalMs => "total_ms",
             Metric::GenTokensPerS => "gen_tokens_per_s",
             Metric::PrefillTokS => "prefill_tok_s",
+            Metric::TokensPerJ => "tokens_per_j",
         }
     }
 
@@ -78,7 +88,7 @@ impl Metric {
 
     /// Rates are better high, times low.
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::DecodeTokS | Metric::GenTokensPerS | Metric::PrefillTokS)
+        matches!(self, Metric::DecodeTokS | Metric::GenTokensPerS | Metric::PrefillTokS | Metric::TokensPerJ)
     }
 
     /// The sources this metric can come from, preferred first.
@@ -86,7 +96,7 @@ impl Metric {
         match self {
             Metric::DecodeTokS => &[Source::Client, Source::Engine],
             Metric::PrefillTokS => &[Source::Engine, Source::Client],
-            Metric::TtftMs | Metric::TotalMs | Metric::GenTokensPerS => &[Source::Client],
+            Metric::TtftMs | Metric::TotalMs | Metric::GenTokensPerS | Metric::TokensPerJ => &[Source::Client],
         }
     }
 
@@ -100,6 +110,7 @@ impl Metric {
             (Metric::GenTokensPerS, Source::Client) => r.gen_tokens_per_s,
             (Metric::PrefillTokS, Source::Engine) => r.engine_prefill_tok_s,
             (Metric::PrefillTokS, Source::Client) => r.client_prefill_tok_s,
+            (Metric::TokensPerJ, Source::Client) => r.tokens_per_j,
             _ => None,
         };
         v.filter(|x| x.is_finite())

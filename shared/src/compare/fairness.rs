@@ -36,6 +36,7 @@ pub enum WarningKind {
     EngineClientDisagreement,
     SharedHost,
     Drift,
+    Throttled,
 }
 
 impl WarningKind {
@@ -51,6 +52,7 @@ impl WarningKind {
             WarningKind::EngineClientDisagreement => "engine_client_disagreement",
             WarningKind::SharedHost => "shared_host",
             WarningKind::Drift => "drift",
+            WarningKind::Throttled => "throttled",
         }
     }
 }
@@ -83,7 +85,34 @@ pub(crate) fn warnings(machines: &[Prepared<'_>]) -> Vec<Warning> {
     all.extend(engine_client_disagreement(machines));
     all.extend(shared_host(machines));
     all.extend(drift(machines));
+    all.extend(throttled(machines));
     all
+}
+
+/// The GPU reported thermal or power clock limits during a warm request: its speed and energy
+/// figures are not the machine's own. `throttled: null` (cannot be observed) raises nothing.
+pub(crate) fn throttled(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    machines
+        .iter()
+        .filter_map(|m| {
+            let hit: Vec<String> = m
+                .input
+                .requests
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| !m.cold.contains(i) && r.throttled == Some(true))
+                .map(|(i, _)| i.to_string())
+                .collect();
+            (!hit.is_empty()).then(|| {
+                let detail = format!(
+                    "{} reported GPU clock throttling (thermal or power limit) during repeat(s) {}: its figures do not show what the machine does unthrottled",
+                    m.label(),
+                    hit.join(", ")
+                );
+                warn(WarningKind::Throttled, m, detail, &Metric::ALL)
+            })
+        })
+        .collect()
 }
 
 /// A machine paid a model load while another was warm. Its cold repeats are already out of

@@ -24,6 +24,11 @@ fn req(decode: f64) -> RequestMetrics {
         engine_eval_ms: None,
         itl_ms: None,
         done_reason: Some("length".into()),
+        energy_j: None,
+        tokens_per_j: None,
+        energy_source: None,
+        energy_unavailable: None,
+        throttled: None,
     }
 }
 
@@ -348,4 +353,37 @@ fn outputs_group_and_locate_the_divergence() {
     assert_eq!(d.excerpts, ["three".to_string(), "four".into()]);
     let o = compare(&m, Settings { temperature: 0.7, ..settings() }).outputs;
     assert!(!o.compared && o.reason.is_some());
+}
+
+#[test]
+fn throttling_is_raised_only_by_a_throttled_warm_repeat() {
+    let mut a = machine("a", &[50.0, 50.0, 50.0]);
+    let b = machine("b", &[40.0, 40.0, 40.0]);
+    let c = compare(&[a.clone(), b.clone()], settings());
+    assert!(c.fairness.warnings.iter().all(|w| w.kind != WarningKind::Throttled));
+    a.requests[1].throttled = Some(true);
+    let c = compare(&[a, b], settings());
+    let w = only(&c, WarningKind::Throttled);
+    assert_eq!((w.machine_id.as_deref(), w.affects.clone()), (Some("a"), Metric::ALL.to_vec()));
+    assert!(!c.fairness.fair);
+    assert_eq!(c.winner.status, WinnerStatus::Unfair);
+}
+
+#[test]
+fn tokens_per_joule_is_compared_where_energy_was_measured() {
+    let mut a = machine("a", &[50.0, 50.0, 50.0]);
+    let mut b = machine("b", &[50.0, 50.0, 50.0]);
+    for (r, j) in a.requests.iter_mut().zip([10.0, 10.2, 9.8]) {
+        r.tokens_per_j = Some(j);
+    }
+    for (r, j) in b.requests.iter_mut().zip([5.0, 5.1, 4.9]) {
+        r.tokens_per_j = Some(j);
+    }
+    let c = compare(&[a, b], settings());
+    let v = c.verdicts.iter().find(|v| v.metric == Metric::TokensPerJ).expect("a tokens_per_j verdict");
+    assert_eq!((v.better.as_str(), v.significant), ("a", true));
+    assert!((v.diff_pct - 100.0).abs() < 1e-9, "{}", v.diff_pct);
+    // Without energy readings there is no verdict on it, and no made-up value.
+    let c = compare(&[machine("a", &[50.0; 3]), machine("b", &[40.0; 3])], settings());
+    assert!(c.verdicts.iter().all(|v| v.metric != Metric::TokensPerJ));
 }

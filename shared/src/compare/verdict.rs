@@ -56,6 +56,7 @@ fn phrase(metric: Metric) -> (&'static str, &'static str) {
         Metric::PrefillTokS => ("reads the prompt {}% faster than", "prefill rate"),
         Metric::TtftMs => ("answers {}% sooner than", "time to first token"),
         Metric::TotalMs => ("finishes {}% sooner than", "total time"),
+        Metric::TokensPerJ => ("makes {}% more tokens per joule than", "energy efficiency"),
     }
 }
 
