@@ -89,37 +89,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let state = AppState::new(config);
     match tls {
-        Some(tls) => crate::serve(crate::tls::TlsListener::new(listener, tls)?, state, shutdown_signal()).await?,
-        None => crate::serve(listener, state, shutdown_signal()).await?,
+        Some(tls) => {
+            crate::serve(crate::tls::TlsListener::new(listener, tls)?, state, bench_server::shutdown_signal()).await?
+        }
+        None => crate::serve(listener, state, bench_server::shutdown_signal()).await?,
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Completes on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

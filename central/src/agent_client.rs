@@ -133,17 +133,4 @@ impl AgentClient {
     }
 }
 
-/// An error with its sources (reqwest hides the useful part, e.g. "connection refused", in them).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = inner.source();
-    }
-    s
-}
+pub use bench_shared::error_chain;

@@ -57,7 +57,7 @@ impl Sessions {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        bench_shared::sync::lock(&self.live)
     }
 }
 

@@ -39,13 +39,13 @@ pub struct Machine {
 
 impl Machine {
     pub fn view(&self) -> MachineView {
-        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        bench_shared::sync::lock(&self.view).clone()
     }
 
     /// Applies `f` to the view; publishes a `machine_state` event when something a user sees changed.
     fn update(&self, hub: &Hub, f: impl FnOnce(&mut MachineView)) {
         let (changed, view) = {
-            let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+            let mut v = bench_shared::sync::lock(&self.view);
             let before = (v.state, v.ws_connected, v.models.clone(), v.last_error.clone());
             f(&mut v);
             let after = (v.state, v.ws_connected, v.models.clone(), v.last_error.clone());

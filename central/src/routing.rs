@@ -78,6 +78,6 @@ impl JobRouter {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, mpsc::UnboundedSender<RunMsg>>> {
-        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+        bench_shared::sync::lock(&self.routes)
     }
 }

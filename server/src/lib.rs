@@ -18,9 +18,13 @@
 //! - [`serve`]: the accept loop with its [`Limits`].
 //! - [`guard`]: Host / Origin / Content-Type checks, JSON 405s, token-free request logs, bearer parsing.
 //! - [`ws`]: the WebSocket subscriber cap and bounded socket buffers.
+//! - [`signal`]: the Ctrl-C / SIGTERM future both binaries shut down on.
 
 pub mod guard;
+pub mod signal;
 pub mod ws;
+
+pub use signal::shutdown_signal;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -19,6 +19,7 @@
 //! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
 
 pub mod api;
+pub mod close;
 pub mod compare;
 pub mod engine;
 pub mod event;
@@ -32,3 +33,43 @@ pub mod sweep;
 pub mod sync;
 pub mod timeouts;
 pub mod tls;
+
+/// An error with its sources in one line (reqwest hides the useful part, e.g. "connection
+/// refused", in them); a source whose text the message already contains is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_chain_joins_sources_once() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let outer = std::io::Error::other(inner);
+        assert_eq!(super::error_chain(&outer), "connection refused");
+        #[derive(Debug)]
+        struct Wrap(std::io::Error);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("request failed")
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Wrap(std::io::Error::other("refused"));
+        assert_eq!(super::error_chain(&e), "request failed: refused");
+    }
+}

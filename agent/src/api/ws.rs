@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use bench_shared::close;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
@@ -99,15 +100,15 @@ async fn serve_socket(socket: WebSocket, mut sub: Subscription, filter: Option<A
                 sent = tx.send(Message::text(msg.json.to_string())) => if sent.is_err() {
                     break 'run End::ClientGone;
                 },
-                _ = closing.cancelled() => break 'run End::Graceful(close_code::AWAY, "agent shutting down".into()),
+                _ = closing.cancelled() => break 'run End::Graceful(close::GOING_AWAY, "agent shutting down".into()),
             }
             if terminal {
-                break 'run End::Graceful(close_code::NORMAL, "job finished".into());
+                break 'run End::Graceful(close::NORMAL, "job finished".into());
             }
         }
         // `after_seq` at or past the terminal event of a finished job: nothing more will come.
         if filter.is_some() && sub.finished {
-            break 'run End::Graceful(close_code::NORMAL, "job finished".into());
+            break 'run End::Graceful(close::NORMAL, "job finished".into());
         }
         loop {
             tokio::select! {
@@ -118,7 +119,7 @@ async fn serve_socket(socket: WebSocket, mut sub: Subscription, filter: Option<A
                         }
                     }
                     Err(RecvError::Lagged(n)) => break 'run too_slow(&format!("{n} events were dropped")),
-                    Err(RecvError::Closed) => break 'run End::Graceful(close_code::AWAY, "agent shutting down".into()),
+                    Err(RecvError::Closed) => break 'run End::Graceful(close::GOING_AWAY, "agent shutting down".into()),
                 },
                 m = incoming.next() => match m {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break 'run End::ClientGone,
@@ -132,7 +133,7 @@ async fn serve_socket(socket: WebSocket, mut sub: Subscription, filter: Option<A
                             break 'run end;
                         }
                     }
-                    break 'run End::Graceful(close_code::AWAY, "agent shutting down".into());
+                    break 'run End::Graceful(close::GOING_AWAY, "agent shutting down".into());
                 }
             }
         }
@@ -150,7 +151,7 @@ async fn serve_socket(socket: WebSocket, mut sub: Subscription, filter: Option<A
             tracing::warn!(%reason, "disconnecting a slow WebSocket client");
             stop_writer.cancel();
             limits.slow_disconnects.send_modify(|n| *n += 1);
-            (close_code::POLICY, reason)
+            (close::POLICY, reason)
         }
     };
     let sink = match tokio::time::timeout(CLOSE_GRACE, &mut writer).await {
@@ -178,7 +179,7 @@ fn forward(tx: &mpsc::Sender<Message>, msg: &HubMsg, filter: Option<&str>) -> Op
         }
         Err(mpsc::error::TrySendError::Closed(_)) => return Some(End::ClientGone),
     }
-    (filter.is_some() && msg.terminal).then(|| End::Graceful(close_code::NORMAL, "job finished".into()))
+    (filter.is_some() && msg.terminal).then(|| End::Graceful(close::NORMAL, "job finished".into()))
 }
 
 /// The Close reason (at most 123 bytes by the protocol) for a client that fell behind.

@@ -1,6 +1,7 @@
 //! The HTTP plumbing both real engine clients share: one client configuration, error mapping,
 //! and a response reader that stamps every read at the socket.
 
+use bench_shared::error_chain;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -80,19 +81,6 @@ pub fn transport_error(url: &str, bounds: Bounds, err: reqwest::Error) -> Engine
     } else {
         EngineError::Protocol(format!("reading the response from {url}: {}", error_chain(&err)))
     }
-}
-
-/// The error and its sources in one line (reqwest's own message omits the interesting cause,
-/// e.g. "Connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Sends a request; returns the response and the instant taken immediately before sending.

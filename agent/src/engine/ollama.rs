@@ -157,7 +157,7 @@ impl OllamaEngine {
     /// `None` where Ollama does not say.
     async fn context_length(&self, model: &str, digest: Option<&str>) -> (Option<u64>, Option<u64>) {
         let key = format!("{model}@{}", digest.unwrap_or(""));
-        if let Some(known) = self.context_lengths.lock().expect("context cache lock").get(&key) {
+        if let Some(known) = bench_shared::sync::lock(&self.context_lengths).get(&key) {
             return *known;
         }
         let url = self.url("/api/show");
@@ -166,7 +166,7 @@ impl OllamaEngine {
             return (None, None);
         };
         let facts = (wire::show_context_length(&show), wire::show_kv_bytes_per_token(&show));
-        self.context_lengths.lock().expect("context cache lock").insert(key, facts);
+        bench_shared::sync::lock(&self.context_lengths).insert(key, facts);
         facts
     }
 }

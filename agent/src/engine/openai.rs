@@ -96,7 +96,7 @@ impl OpenAiEngine {
             .and_then(Value::as_array)
             .ok_or_else(|| EngineError::Protocol(format!("{url} answered without a data array")))?;
         let models: Vec<ModelInfo> = data.iter().filter_map(wire::model_info).collect();
-        *self.models.lock().expect("models cache lock") = Some((Instant::now(), models.clone()));
+        *bench_shared::sync::lock(&self.models) = Some((Instant::now(), models.clone()));
         Ok(models)
     }
 
@@ -104,7 +104,7 @@ impl OpenAiEngine {
     /// a model missing from it is looked up afresh (it may have just been loaded). A server
     /// without `/v1/models` (404) cannot be checked and is trusted.
     async fn check_model(&self, model: &str) -> Result<(), EngineError> {
-        let cached = self.models.lock().expect("models cache lock").clone();
+        let cached = bench_shared::sync::lock(&self.models).clone();
         if let Some((at, models)) = cached
             && at.elapsed() < MODELS_TTL
             && models.iter().any(|m| m.name == model)

@@ -147,7 +147,7 @@ impl Jobs {
             return Err(SubmitError::ShuttingDown);
         }
         let job_id = uuid::Uuid::new_v4().simple().to_string();
-        let mut inner = self.inner.lock().expect("jobs lock poisoned");
+        let mut inner = bench_shared::sync::lock(&self.inner);
         if inner.queue.len() >= self.queue_limit {
             return Err(SubmitError::QueueFull { limit: self.queue_limit });
         }
@@ -178,7 +178,7 @@ impl Jobs {
 
     /// Publishes an event of `job_id`, updating its record first.
     pub fn publish(&self, job_id: &str, event: Event) {
-        let mut inner = self.inner.lock().expect("jobs lock poisoned");
+        let mut inner = bench_shared::sync::lock(&self.inner);
         self.publish_locked(&mut inner, job_id, event);
     }
 
@@ -216,7 +216,7 @@ impl Jobs {
 
     /// Marks a job as running on the mock engine from now on (every later event says why).
     pub fn set_fallback(&self, job_id: &str, reason: String) {
-        let mut inner = self.inner.lock().expect("jobs lock poisoned");
+        let mut inner = bench_shared::sync::lock(&self.inner);
         if let Some(rec) = inner.records.get_mut(job_id) {
             rec.view.fallback_reason = Some(reason);
         }
@@ -242,7 +242,7 @@ impl Jobs {
     }
 
     fn try_start_next(&self) -> Option<NextJob> {
-        let mut inner = self.inner.lock().expect("jobs lock poisoned");
+        let mut inner = bench_shared::sync::lock(&self.inner);
         let job_id = inner.queue.pop_front()?;
         inner.running = Some(job_id.clone());
         let rec = inner.records.get_mut(&job_id).expect("queued jobs have records");
@@ -257,7 +257,7 @@ impl Jobs {
 
     /// The worker is done with the running job.
     pub fn finish_running(&self, job_id: &str) {
-        let mut inner = self.inner.lock().expect("jobs lock poisoned");
+        let mut inner = bench_shared::sync::lock(&self.inner);
         if inner.running.as_deref() == Some(job_id) {
             inner.running = None;
         }
@@ -266,7 +266,7 @@ impl Jobs {
     /// Cancels a queued job at once (publishing `job_cancelled`) or asks the running one to stop
     /// (the worker publishes `job_cancelled` once it has). Returns the status after the call.
     pub fn cancel(&self, job_id: &str, reason: &str) -> Result<JobStatus, CancelError> {
-        let mut inner = self.inner.lock().expect("jobs lock poisoned");
+        let mut inner = bench_shared::sync::lock(&self.inner);
         let status = match inner.records.get(job_id) {
             None => return Err(CancelError::NotFound(job_id.to_owned())),
             Some(r) => r.view.status,
@@ -292,7 +292,7 @@ impl Jobs {
     pub fn close(&self, reason: &str) {
         self.closed.cancel();
         let ids: Vec<String> = {
-            let inner = self.inner.lock().expect("jobs lock poisoned");
+            let inner = bench_shared::sync::lock(&self.inner);
             inner.queue.iter().cloned().chain(inner.running.clone()).collect()
         };
         for id in ids {
@@ -302,24 +302,24 @@ impl Jobs {
 
     /// The `job_cancelled` event for a job that was asked to stop.
     pub fn cancelled_event(&self, job_id: &str) -> Event {
-        let inner = self.inner.lock().expect("jobs lock poisoned");
+        let inner = bench_shared::sync::lock(&self.inner);
         let reason = inner.records.get(job_id).and_then(|r| r.cancel_reason.clone());
         Event::JobCancelled(JobCancelled { reason: reason.unwrap_or_else(|| "cancelled".into()) })
     }
 
     pub fn get(&self, job_id: &str) -> Option<JobView> {
-        self.inner.lock().expect("jobs lock poisoned").view(job_id)
+        bench_shared::sync::lock(&self.inner).view(job_id)
     }
 
     /// Every known job, oldest first.
     pub fn list(&self) -> Vec<JobView> {
-        let inner = self.inner.lock().expect("jobs lock poisoned");
+        let inner = bench_shared::sync::lock(&self.inner);
         inner.order.iter().filter_map(|id| inner.view(id)).collect()
     }
 
     /// `(busy, queue_len)` for `/health`.
     pub fn load(&self) -> (bool, usize) {
-        let inner = self.inner.lock().expect("jobs lock poisoned");
+        let inner = bench_shared::sync::lock(&self.inner);
         (inner.running.is_some(), inner.queue.len())
     }
 }

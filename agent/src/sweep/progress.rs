@@ -66,7 +66,7 @@ impl Tracker {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock cannot leave the counters half-updated in a
         // way that matters for display, so a poisoned lock is used as is.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        bench_shared::sync::lock(&self.state)
     }
 
     /// Applies `f` to the progress (state reset to the current phase first) and publishes it.

@@ -156,7 +156,7 @@ impl FakeOllama {
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Received> {
-        self.recorded.lock().expect("fake lock").requests.clone()
+        bench_shared::sync::lock(&self.recorded).requests.clone()
     }
 
     /// Bodies of the requests received on `path`.
@@ -166,7 +166,7 @@ impl FakeOllama {
 
     /// Models currently loaded (as `/api/ps` would list them).
     pub fn loaded(&self) -> Vec<String> {
-        self.recorded.lock().expect("fake lock").loaded.keys().cloned().collect()
+        bench_shared::sync::lock(&self.recorded).loaded.keys().cloned().collect()
     }
 }
 
@@ -194,7 +194,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 impl Fake {
     fn record(&self, path: &str, body: &Value) {
-        self.recorded.lock().expect("fake lock").requests.push(Received { path: path.into(), body: body.clone() });
+        bench_shared::sync::lock(&self.recorded).requests.push(Received { path: path.into(), body: body.clone() });
     }
 
     /// The model a request names, or the error response Ollama gives.
@@ -240,7 +240,7 @@ async fn tags(State(fake): State<Fake>) -> Json<Value> {
 }
 
 async fn ps(State(fake): State<Fake>) -> Json<Value> {
-    let loaded = fake.recorded.lock().expect("fake lock").loaded.clone();
+    let loaded = bench_shared::sync::lock(&fake.recorded).loaded.clone();
     let models: Vec<Value> = fake
         .script
         .models

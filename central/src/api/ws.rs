@@ -22,9 +22,9 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A browser that leaves this many pings unanswered is gone (a sleeping laptop, a dead network).
 const MISSED_PONGS: u32 = 2;
 /// WebSocket close code for a client that fell behind ("policy violation").
-const CLOSE_TOO_SLOW: u16 = 1008;
+const CLOSE_TOO_SLOW: u16 = bench_shared::close::POLICY;
 /// WebSocket close code for a server going down ("going away").
-const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_GOING_AWAY: u16 = bench_shared::close::GOING_AWAY;
 
 pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let permit = match state.access.ws_cap.join() {

@@ -108,7 +108,7 @@ pub(super) async fn generation(State(fake): State<Fake>, Json(body): Json<Value>
     };
     let unload = body.get("keep_alive").and_then(Value::as_f64) == Some(0.0);
     let cold = {
-        let mut recorded = fake.recorded.lock().expect("fake lock");
+        let mut recorded = bench_shared::sync::lock(&fake.recorded);
         let cold = !recorded.loaded.contains_key(&model.name);
         if unload && !has_input {
             recorded.loaded.remove(&model.name);
