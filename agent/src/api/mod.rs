@@ -5,12 +5,14 @@
 //! - [`info`]: `GET /health`, `GET /capabilities`.
 //! - [`jobs`]: `POST/GET /jobs`, `GET/DELETE /jobs/{id}`, `GET /jobs/{id}/events` (NDJSON).
 //! - [`ws`]: `GET /ws`, every event as one JSON text frame.
+//! - [`newline`]: every JSON response ends with a newline.
 //! - [`error`], [`extract`]: JSON errors `{"error", "field"?, "detail"?}` for every failure.
 
 pub mod error;
 pub mod extract;
 pub mod info;
 pub mod jobs;
+mod newline;
 pub mod state;
 pub mod ws;
 
@@ -40,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(info::health))
         .merge(protected)
         .fallback(not_found)
+        .layer(middleware::map_response(newline::json_newline))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

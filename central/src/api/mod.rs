@@ -3,7 +3,9 @@
 
 mod error;
 mod export;
+mod newline;
 mod runs;
+mod wait;
 mod ws;
 
 pub use error::ApiError;
@@ -30,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{run_id}/export.json", get(export::json))
         .route("/api/ws", get(ws::upgrade))
         .merge(crate::pages::router())
+        .layer(axum::middleware::map_response(newline::json_newline))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

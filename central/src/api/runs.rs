@@ -75,9 +75,18 @@ pub fn checked(run_id: &str) -> Result<(), ApiError> {
     }
 }
 
-pub async fn show(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
+/// `GET /api/runs/{id}?wait=SECONDS`: with `wait`, a running run is answered when it ends (final
+/// summary) or when the time is up (live state, `live: true`); see [`super::wait`].
+pub async fn show(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<RunDetail>, ApiError> {
     checked(&run_id)?;
-    if let Some(live) = state.runs.live(&run_id) {
+    let wait = super::wait::parse_wait(q.get("wait").map(String::as_str))?;
+    // After run_end the files are final even if the live entry has not been dropped yet.
+    let ended = super::wait::until_run_end(&state, &run_id, wait).await;
+    if let Some(live) = state.runs.live(&run_id).filter(|_| !ended) {
         let l = actor::lock(&live);
         return Ok(Json(RunDetail {
             metadata: l.meta.clone(),

@@ -9,6 +9,7 @@ mod config_file;
 mod fake_agent;
 mod faults;
 mod history;
+mod manners;
 mod races;
 mod support;
 mod sweeps;
