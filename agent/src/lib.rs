@@ -7,6 +7,7 @@
 //! - [`bench`]: the benchmarks themselves (`llm_generate`, token coalescing).
 //! - [`hub`]: event fan-out with per-job replay logs.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
+//! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
 //! - [`hardware`], [`telemetry`], [`cli`]: fingerprint, tracing set-up, command line.
 //! - [`testkit`]: the real local engine launcher and a fake Ollama for tests.
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod engine_status;
 pub mod hardware;
 pub mod hub;
 pub mod jobs;
@@ -43,6 +45,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
+    tokio::spawn(state.engine_status.clone().run(
+        state.jobs.clone(),
+        state.engine_status_interval,
+        stop_worker.clone(),
+    ));
     let app = api::router(state.clone());
     let graceful = async move {
         shutdown.await;

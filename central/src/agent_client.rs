@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use bench_shared::api::{Capabilities, Health, JobAccepted, JobView};
 use bench_shared::event::RawEnvelope;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::MachineConfig;
@@ -60,32 +62,36 @@ impl AgentClient {
         if e.is_timeout() { AgentError::Timeout(self.timeout) } else { AgentError::Unreachable(error_chain(&e)) }
     }
 
-    async fn get_json(&self, path: &str) -> Result<Value, AgentError> {
+    /// Reads a typed answer; a body that does not match names the field and the call.
+    async fn read<T: DeserializeOwned>(&self, what: &str, resp: reqwest::Response) -> Result<T, AgentError> {
+        let bytes = resp.bytes().await.map_err(|e| self.map_err(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol(format!("{what}: {e}")))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, AgentError> {
         let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
-        resp.json().await.map_err(|e| AgentError::Protocol(format!("GET {path}: {}", error_chain(&e))))
+        self.read(&format!("GET {path}"), resp).await
     }
 
-    pub async fn health(&self) -> Result<Value, AgentError> {
-        self.get_json("/health").await
+    /// `GET /health` (the agent answers from its cached engine status).
+    pub async fn health(&self) -> Result<Health, AgentError> {
+        self.get("/health").await
     }
 
-    pub async fn capabilities(&self) -> Result<Value, AgentError> {
-        self.get_json("/capabilities").await
+    /// `GET /capabilities`; `refresh` makes the agent probe its engine first (`?refresh=1`).
+    pub async fn capabilities(&self, refresh: bool) -> Result<Capabilities, AgentError> {
+        self.get(if refresh { "/capabilities?refresh=1" } else { "/capabilities" }).await
     }
 
-    /// `POST /jobs`; returns the agent's job id.
-    pub async fn post_job(&self, job: &Value) -> Result<String, AgentError> {
+    /// `POST /jobs`.
+    pub async fn post_job(&self, job: &Value) -> Result<JobAccepted, AgentError> {
         let resp = self.send(self.request(reqwest::Method::POST, "/jobs").json(job)).await?;
-        let body: Value = resp.json().await.map_err(|e| AgentError::Protocol(format!("POST /jobs: {e}")))?;
-        body.get("job_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| AgentError::Protocol(format!("POST /jobs answered without job_id: {body}")))
+        self.read("POST /jobs", resp).await
     }
 
     /// `GET /jobs/{id}`.
-    pub async fn job(&self, job_id: &str) -> Result<Value, AgentError> {
-        self.get_json(&format!("/jobs/{job_id}")).await
+    pub async fn job(&self, job_id: &str) -> Result<JobView, AgentError> {
+        self.get(&format!("/jobs/{job_id}")).await
     }
 
     /// `DELETE /jobs/{id}` (cancel).

@@ -180,7 +180,7 @@ pub struct Settings {
     pub start_delay: Duration,
     /// How often the fleet refreshes `/health` and `/capabilities`.
     pub health_interval: Duration,
-    /// Time limit of one agent HTTP call.
+    /// Time limit of one agent HTTP call (default: `bench_shared::timeouts::CENTRAL_AGENT_HTTP`).
     pub http_timeout: Duration,
     /// First reconnect delay of an agent WebSocket; doubles up to `backoff_max`, with jitter.
     pub backoff_initial: Duration,
@@ -203,7 +203,7 @@ impl Default for Settings {
         Settings {
             start_delay: Duration::from_millis(1500),
             health_interval: Duration::from_secs(5),
-            http_timeout: Duration::from_secs(5),
+            http_timeout: bench_shared::timeouts::CENTRAL_AGENT_HTTP,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(10),
             silence: Duration::from_secs(30),

@@ -9,13 +9,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bench_shared::engine::EngineInfo;
 use bench_shared::event::RawEnvelope;
-use bench_shared::hardware::Hardware;
 use bench_shared::run::{MACHINE_STATE, MachineState, MachineView};
 use futures_util::StreamExt;
 use rand::Rng;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
@@ -130,11 +128,20 @@ async fn health_loop(m: &Machine, hub: &Hub, settings: &Settings) {
     }
 }
 
-/// One `/health` + `/capabilities` round.
+/// One `/health` + `/capabilities` round, from the agent's cached engine status.
 pub async fn refresh(m: &Machine, hub: &Hub) {
+    refresh_with(m, hub, false).await
+}
+
+/// Like [`refresh`], but the agent probes its engine first (a model may have just been pulled).
+pub async fn refresh_now(m: &Machine, hub: &Hub) {
+    refresh_with(m, hub, true).await
+}
+
+async fn refresh_with(m: &Machine, hub: &Hub, fresh: bool) {
     let health = m.client.health().await;
     let caps = match &health {
-        Ok(_) => Some(m.client.capabilities().await),
+        Ok(_) => Some(m.client.capabilities(fresh).await),
         Err(_) => None,
     };
     m.update(hub, |v| match health {
@@ -143,9 +150,7 @@ pub async fn refresh(m: &Machine, hub: &Hub) {
             v.last_error = Some(e.to_string());
         }
         Ok(h) => {
-            let busy = h.get("busy").and_then(Value::as_bool).unwrap_or(false)
-                || h.get("queue_len").and_then(Value::as_u64).unwrap_or(0) > 0;
-            v.state = if busy { MachineState::Busy } else { MachineState::Online };
+            v.state = if h.is_busy() { MachineState::Busy } else { MachineState::Online };
             v.last_seen_s = Some(crate::store::now_s());
             v.health = Some(h);
             let ws_error = v.last_error.as_deref().is_some_and(|e| e.starts_with("event stream"));
@@ -154,9 +159,9 @@ pub async fn refresh(m: &Machine, hub: &Hub) {
             }
             match caps {
                 Some(Ok(c)) => {
-                    v.models = models_of(&c);
-                    v.engine = c.get("engine").cloned().and_then(|e| serde_json::from_value::<EngineInfo>(e).ok());
-                    v.hardware = c.get("hardware").cloned().and_then(|h| serde_json::from_value::<Hardware>(h).ok());
+                    v.models = c.model_names();
+                    v.engine = Some(c.engine.clone());
+                    v.hardware = Some(c.hardware.clone());
                     v.capabilities = Some(c);
                 }
                 Some(Err(e)) => v.last_error = Some(format!("capabilities: {e}")),
@@ -164,30 +169,6 @@ pub async fn refresh(m: &Machine, hub: &Hub) {
             }
         }
     });
-}
-
-/// LLM model names from a `/capabilities` answer (`llm_models`, else `models[].name`).
-pub fn models_of(caps: &Value) -> Vec<String> {
-    let names = |arr: &Value, key: Option<&str>| -> Vec<String> {
-        arr.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| match key {
-                        Some(k) => x.get(k).and_then(Value::as_str),
-                        None => x.as_str(),
-                    })
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut models = names(caps.get("llm_models").unwrap_or(&Value::Null), None);
-    for n in names(caps.get("models").unwrap_or(&Value::Null), Some("name")) {
-        if !models.contains(&n) {
-            models.push(n);
-        }
-    }
-    models
 }
 
 async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings) {
@@ -239,7 +220,7 @@ async fn connect(config: &MachineConfig) -> Result<WsStream, String> {
         req.headers_mut().insert("authorization", value);
     }
     let connecting = tokio_tungstenite::connect_async(req);
-    match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+    match tokio::time::timeout(bench_shared::timeouts::CENTRAL_WS_CONNECT, connecting).await {
         Ok(Ok((stream, _))) => Ok(stream),
         Ok(Err(e)) => Err(error_chain(&e)),
         Err(_) => Err("WebSocket connect timed out".into()),
@@ -284,12 +265,5 @@ mod tests {
             assert!(got >= d / 2 && got <= d, "attempt {attempt}: {got:?} not in [{:?}, {d:?}]", d / 2);
         }
         assert!(backoff(100, &s) <= Duration::from_secs(10));
-    }
-
-    #[test]
-    fn models_from_capabilities() {
-        let caps = serde_json::json!({"llm_models": ["a", "b"], "models": [{"name": "b"}, {"name": "c"}]});
-        assert_eq!(models_of(&caps), vec!["a", "b", "c"]);
-        assert!(models_of(&serde_json::json!({})).is_empty());
     }
 }

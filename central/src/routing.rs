@@ -19,10 +19,14 @@ pub enum RunMsg {
     Event { machine_id: String, env: RawEnvelope },
     /// The fleet (re)connected to the machine's WebSocket: events may have been missed.
     Reconnected { machine_id: String },
+    /// The machine's WebSocket closed or reset: the run asks the agent about its job at once.
+    ConnectionLost { machine_id: String },
+    /// The run's writer could not write its files (the reason names the error and the file).
+    WriteFailed { reason: String },
     /// The result of `GET /jobs/{id}/events?after_seq=`.
     Backfill { machine_id: String, result: Result<Vec<RawEnvelope>, AgentError> },
     /// The result of probing a silent machine with `GET /jobs/{id}`.
-    Probe { machine_id: String, result: Result<serde_json::Value, AgentError> },
+    Probe { machine_id: String, result: Result<Box<bench_shared::api::JobView>, AgentError> },
     /// The result of posting the job to the machine's agent.
     Dispatched { machine_id: String, result: Result<String, AgentError> },
 }

@@ -30,6 +30,9 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     Json { path: PathBuf, source: serde_json::Error },
+    /// The results directory cannot be written (full disk, permissions): 507 for a new run.
+    #[error("cannot write the results directory: {0}")]
+    Unwritable(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -139,9 +142,7 @@ impl Store {
 
     /// Opens `events.ndjson` for appending.
     pub fn event_log(&self, run_id: &str) -> Result<EventLog, StoreError> {
-        let path = self.run_dir(run_id)?.join(EVENTS);
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
-        Ok(EventLog { file, path })
+        EventLog::open(self.run_dir(run_id)?.join(EVENTS))
     }
 
     pub fn write_json<T: Serialize>(&self, run_id: &str, name: &str, value: &T) -> Result<(), StoreError> {
@@ -229,22 +230,83 @@ fn list_entry(m: &RunMetadata, summary: Option<&RunSummary>) -> RunListEntry {
     }
 }
 
-/// `events.ndjson` opened for appending; every line is flushed as it is written.
+/// `events.ndjson`, appended in whole lines: lines are buffered with [`EventLog::push`] and
+/// written with [`EventLog::flush`]; a write that fails part-way is cut back to the last whole
+/// line, so the file never holds a torn line.
 #[derive(Debug)]
 pub struct EventLog {
     file: File,
     path: PathBuf,
+    /// Whole lines not written yet.
+    pending: Vec<u8>,
+    /// File length after the last successful flush (a failed write is truncated back to it).
+    committed_len: u64,
 }
 
 impl EventLog {
-    /// Appends one compact JSON object as one line.
-    pub fn append(&mut self, line: &str) -> Result<(), StoreError> {
-        let mut buf = Vec::with_capacity(line.len() + 1);
-        buf.extend_from_slice(line.as_bytes());
-        buf.push(b'\n');
-        self.file.write_all(&buf).map_err(io(&self.path))?;
-        self.file.flush().map_err(io(&self.path))
+    /// Opens (or creates) the log for appending. A torn last line left by a crash or a full disk
+    /// is cut off first, so the next line does not append onto its fragment.
+    pub fn open(path: PathBuf) -> Result<EventLog, StoreError> {
+        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io(&path))?;
+        let len = file.metadata().map_err(io(&path))?.len();
+        let keep = whole_lines_len(&mut file, len).map_err(io(&path))?;
+        if keep < len {
+            tracing::warn!(path = %path.display(), torn_bytes = len - keep, "cutting a torn last line");
+            file.set_len(keep).map_err(io(&path))?;
+        }
+        Ok(EventLog { file, path, pending: Vec::new(), committed_len: keep })
     }
+
+    /// Buffers one compact JSON object as one line.
+    pub fn push(&mut self, line: &str) {
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.push(b'\n');
+    }
+
+    /// Writes the buffered lines. On failure nothing of them stays in the file (a partial write is
+    /// truncated away) and the buffer is dropped: the caller reports the error.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.pending);
+        match self.file.write_all(&bytes).and_then(|()| self.file.flush()) {
+            Ok(()) => {
+                self.committed_len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(cut) = self.file.set_len(self.committed_len) {
+                    tracing::error!(path = %self.path.display(), "cannot cut a failed write back: {cut}");
+                }
+                Err(StoreError::Io { path: self.path.clone(), source: e })
+            }
+        }
+    }
+
+    /// Appends one line and writes it at once.
+    pub fn append(&mut self, line: &str) -> Result<(), StoreError> {
+        self.push(line);
+        self.flush()
+    }
+}
+
+/// Length of `file` up to and including its last newline (`len` when it ends with one or is empty).
+fn whole_lines_len(file: &mut File, len: u64) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut end = len;
+    let mut buf = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Reads `events.ndjson` bytes as JSON values, skipping a torn last line.
@@ -279,5 +341,29 @@ mod tests {
         store.write_file(&id, "a.csv", b"1").unwrap();
         assert_eq!(fs::read(store.run_dir(&id).unwrap().join("a.csv")).unwrap(), b"1");
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_before_appending() {
+        let dir = tempdir_for_test("torn");
+        let path = dir.join(EVENTS);
+        std::fs::write(&path, b"{\"a\":1}\n{\"b\":2}\n{\"torn\":").unwrap();
+        let mut log = EventLog::open(path.clone()).unwrap();
+        log.push("{\"c\":3}");
+        log.push("{\"d\":4}");
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n");
+        // No newline at all: the whole fragment goes.
+        std::fs::write(&path, b"{\"half").unwrap();
+        EventLog::open(path.clone()).unwrap().append("{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempdir_for_test(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("central-store-{name}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

@@ -59,3 +59,19 @@ pub struct EngineInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
 }
+
+/// True when `name` is the model `wanted` (Ollama also serves `llama3` as `llama3:latest`).
+pub fn same_model(name: &str, wanted: &str) -> bool {
+    name == wanted || name.strip_suffix(":latest") == Some(wanted) || wanted.strip_suffix(":latest") == Some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_tag_is_the_same_model() {
+        assert!(same_model("llama3:latest", "llama3") && same_model("llama3", "llama3:latest"));
+        assert!(same_model("a:7b", "a:7b") && !same_model("a:7b", "a") && !same_model("a:latest", "b"));
+    }
+}

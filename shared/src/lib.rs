@@ -10,7 +10,11 @@
 //! - [`engine`]: engine kinds and model details as the agent reports them.
 //! - [`hardware`]: machine fingerprint types.
 //! - [`run`]: persisted run types used by central (metadata, summary).
+//! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`sync`]: the lock-poisoning policy (`sync::lock`).
+//! - [`timeouts`]: every time bound between central, agents and engines, in one place.
 
+pub mod api;
 pub mod engine;
 pub mod event;
 pub mod hardware;
@@ -18,3 +22,5 @@ pub mod job;
 pub mod metrics;
 pub mod run;
 pub mod sweep;
+pub mod sync;
+pub mod timeouts;

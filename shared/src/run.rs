@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::{Capabilities, Health};
 use crate::engine::{EngineInfo, EngineKind, ModelInfo};
 use crate::hardware::Hardware;
 use crate::job::{JobSpec, TestType};
@@ -113,9 +114,10 @@ pub struct MachineRecord {
     pub models: Vec<ModelInfo>,
     #[serde(default)]
     pub hardware: Option<Hardware>,
-    /// The agent's `/capabilities` answer at preflight, verbatim (nothing it said is lost).
+    /// The agent's `/capabilities` answer at preflight (fields central does not know are kept
+    /// in its `extra`, so nothing the agent said is lost).
     #[serde(default)]
-    pub capabilities: Option<serde_json::Value>,
+    pub capabilities: Option<Capabilities>,
 }
 
 /// `metadata.json`.
@@ -318,12 +320,12 @@ pub struct MachineView {
     pub engine: Option<EngineInfo>,
     #[serde(default)]
     pub hardware: Option<Hardware>,
-    /// The agent's last `/health` answer, verbatim.
+    /// The agent's last `/health` answer.
     #[serde(default)]
-    pub health: Option<serde_json::Value>,
-    /// The agent's last `/capabilities` answer, verbatim.
+    pub health: Option<Health>,
+    /// The agent's last `/capabilities` answer.
     #[serde(default)]
-    pub capabilities: Option<serde_json::Value>,
+    pub capabilities: Option<Capabilities>,
 }
 
 #[cfg(test)]

@@ -1,44 +1,36 @@
-//! `GET /health` and `GET /capabilities`, and the model lookup `POST /jobs` relies on.
+//! `GET /health` and `GET /capabilities`, answered from the engine status cache
+//! ([`crate::engine_status`]) so that probes never load the engine under test. `?refresh=1`
+//! probes the engine first (bounded by [`timeouts::AGENT_ENGINE_PROBE`]).
 
-use std::time::Duration;
+use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::State;
-use bench_shared::engine::{EngineInfo, ModelInfo};
+use axum::extract::{Query, State};
+use bench_shared::api::{Capabilities, EngineHealth, Health};
+use bench_shared::engine::{EngineInfo, ModelInfo, same_model};
 use bench_shared::job::TestType;
-use serde_json::{Value, json};
+use bench_shared::timeouts;
 
+use super::error::ApiError;
 use super::state::AppState;
-use crate::engine::{EngineError, Fallback};
+use crate::engine::Fallback;
+use crate::engine_status::{EngineModels, EngineStatus};
 
-/// How long `/health` and `/capabilities` wait for the engine.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the engine said when asked for its models.
-pub enum EngineModels {
-    Listed(Vec<ModelInfo>),
-    /// Connection refused, DNS, connect timeout: nobody is there.
-    Unreachable(String),
-    /// Connected, but no answer in time (a busy engine is not a missing one: no fallback).
-    NoAnswer(String),
-    /// It answered, but with an error.
-    Failed(String),
-}
-
-/// Lists the engine's models within `timeout`.
-pub async fn engine_models(state: &AppState, timeout: Duration) -> EngineModels {
-    match tokio::time::timeout(timeout, state.engine.list_models()).await {
-        Ok(Ok(models)) => EngineModels::Listed(models),
-        Ok(Err(e @ EngineError::Unreachable { .. })) => EngineModels::Unreachable(e.to_string()),
-        Ok(Err(e @ EngineError::Timeout(_))) => EngineModels::NoAnswer(e.to_string()),
-        Ok(Err(e)) => EngineModels::Failed(e.to_string()),
-        Err(_) => EngineModels::NoAnswer(format!("no answer from {} within {timeout:?}", state.engine.base_url())),
+/// `?refresh=1` (or `true`): probe the engine before answering.
+fn wants_refresh(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match query.get("refresh").map(String::as_str) {
+        None | Some("0" | "false") => Ok(false),
+        Some("1" | "true" | "") => Ok(true),
+        Some(other) => Err(ApiError::bad("refresh", format!("must be 1, true, 0 or false, got {other:?}"))),
     }
 }
 
-/// True when `name` is `wanted` (Ollama also serves `llama3` as `llama3:latest`).
-pub fn same_model(name: &str, wanted: &str) -> bool {
-    name == wanted || name.strip_suffix(":latest") == Some(wanted) || wanted.strip_suffix(":latest") == Some(name)
+async fn status(state: &AppState, query: &HashMap<String, String>) -> Result<std::sync::Arc<EngineStatus>, ApiError> {
+    Ok(if wants_refresh(query)? {
+        state.engine_status.refresh(timeouts::AGENT_ENGINE_PROBE).await
+    } else {
+        state.engine_status.get_or_refresh().await
+    })
 }
 
 /// The models this agent offers: the configured `llm_models`, else what the engine lists.
@@ -50,63 +42,83 @@ fn advertised(state: &AppState, listed: &[ModelInfo]) -> Vec<String> {
     }
 }
 
-pub async fn health(State(state): State<AppState>) -> Json<Value> {
-    let reachable =
-        matches!(engine_models(&state, PROBE_TIMEOUT).await, EngineModels::Listed(_) | EngineModels::Failed(_));
+/// `GET /health`: never waits for the engine (unless `?refresh=1`): before the first engine
+/// check has finished it says so, with `reachable: false` and no `checked_age_s`.
+pub async fn health(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Health>, ApiError> {
+    let status = if wants_refresh(&query)? {
+        Some(state.engine_status.refresh(timeouts::AGENT_ENGINE_PROBE).await)
+    } else {
+        state.engine_status.current()
+    };
     let (busy, queue_len) = state.jobs.load();
     let cfg = &state.config;
-    Json(json!({
-        "ok": true,
-        "machine_id": cfg.machine_id,
-        "label": cfg.label,
-        "engine": {"kind": state.engine.kind(), "base_url": state.engine.base_url(), "reachable": reachable},
-        "busy": busy,
-        "queue_len": queue_len,
-        "ws_slow_disconnects": *state.ws_slow_disconnects.borrow(),
+    let engine = match status {
+        Some(s) => EngineHealth {
+            kind: state.engine.kind(),
+            base_url: state.engine.base_url().to_owned(),
+            reachable: s.models.reachable(),
+            checked_age_s: Some(s.checked_at.elapsed().as_secs_f64()),
+            error: s.models.error().map(str::to_owned),
+        },
+        None => EngineHealth {
+            kind: state.engine.kind(),
+            base_url: state.engine.base_url().to_owned(),
+            reachable: false,
+            checked_age_s: None,
+            error: Some("first engine check in progress".into()),
+        },
+    };
+    Ok(Json(Health {
+        ok: true,
+        machine_id: cfg.machine_id.clone(),
+        label: cfg.label.clone(),
+        engine,
+        busy,
+        queue_len,
+        ws_slow_disconnects: *state.ws_slow_disconnects.borrow(),
     }))
 }
 
-pub async fn capabilities(State(state): State<AppState>) -> Json<Value> {
-    let (listed, reachable, absent) = match engine_models(&state, PROBE_TIMEOUT).await {
-        EngineModels::Listed(m) => (m, true, false),
-        EngineModels::Failed(_) => (Vec::new(), true, false),
-        EngineModels::NoAnswer(_) => (Vec::new(), false, false),
-        EngineModels::Unreachable(_) => (Vec::new(), false, true),
-    };
-    let version = if reachable {
-        tokio::time::timeout(PROBE_TIMEOUT, state.engine.version()).await.ok().and_then(Result::ok).flatten()
-    } else {
-        None
-    };
+pub async fn capabilities(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Capabilities>, ApiError> {
+    let status = status(&state, &query).await?;
+    let listed = status.models.listed();
     let cfg = &state.config;
+    let absent = matches!(status.models, EngineModels::Unreachable(_));
     let fallback = absent && cfg.engine.fallback == Fallback::Mock;
-    let mut llm_models = advertised(&state, &listed);
+    let mut llm_models = advertised(&state, listed);
     if fallback && llm_models.is_empty() {
         llm_models = cfg.engine.mock.models.clone();
     }
-    let models: Vec<&ModelInfo> = if cfg.llm_models.is_empty() {
-        listed.iter().collect()
+    let models: Vec<ModelInfo> = if cfg.llm_models.is_empty() {
+        listed.to_vec()
     } else {
-        listed.iter().filter(|m| cfg.llm_models.iter().any(|w| same_model(&m.name, w))).collect()
+        listed.iter().filter(|m| cfg.llm_models.iter().any(|w| same_model(&m.name, w))).cloned().collect()
     };
     let engine = EngineInfo {
         kind: state.engine.kind(),
         base_url: state.engine.base_url().to_owned(),
-        version,
-        reachable,
+        version: status.version.clone(),
+        reachable: status.models.reachable(),
         fallback_reason: fallback
             .then(|| "engine unreachable: jobs run on the mock engine (engine.fallback: mock)".into()),
     };
-    Json(json!({
-        "machine_id": cfg.machine_id,
-        "label": cfg.label,
-        "tests": TestType::ALL.map(TestType::as_str),
-        "llm_models": llm_models,
-        "whisper_models": cfg.whisper_models,
-        "sdxl_profiles": cfg.sdxl_profiles,
-        "engine": engine,
-        "models": models,
-        "hardware": state.hardware().await,
-        "queue_limit": cfg.queue_limit,
+    Ok(Json(Capabilities {
+        machine_id: cfg.machine_id.clone(),
+        label: cfg.label.clone(),
+        tests: TestType::ALL.map(|t| t.as_str().to_owned()).to_vec(),
+        llm_models,
+        whisper_models: cfg.whisper_models.clone(),
+        sdxl_profiles: cfg.sdxl_profiles.clone(),
+        engine,
+        models,
+        hardware: state.hardware().await,
+        queue_limit: Some(cfg.queue_limit),
+        extra: Default::default(),
     }))
 }

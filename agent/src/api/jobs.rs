@@ -1,43 +1,43 @@
 //! `/jobs`: submit, list, inspect, cancel, and read a job's events as NDJSON.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bench_shared::api::{JobAccepted, JobCancelAnswer, JobStatus};
+use bench_shared::engine::same_model;
 use bench_shared::job::JobSpec;
-use serde_json::{Value, json};
+use bench_shared::timeouts;
 
 use super::error::ApiError;
 use super::extract::JsonBody;
-use super::info::{EngineModels, engine_models, same_model};
 use super::state::AppState;
 use crate::engine::Fallback;
+use crate::engine_status::EngineModels;
 use crate::jobs::JobView;
-
-/// How long `POST /jobs` waits for the engine's model list.
-const MODEL_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn now_ms() -> u64 {
     (crate::engine::wall_now_s() * 1000.0) as u64
 }
 
-/// `POST /jobs`: 202 `{"job_id", "position"}`.
+/// `POST /jobs`: 202 [`JobAccepted`].
 pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
     let spec = JobSpec::from_json(&body, now_ms())?;
     let fallback_reason = check_models(&state, &spec).await?;
     let (job_id, position) = state.jobs.submit(spec, fallback_reason)?;
     tracing::info!(%job_id, position, "job queued");
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": job_id, "position": position, "status": "queued"})))
-        .into_response())
+    Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id, position, status: JobStatus::Queued })).into_response())
 }
 
-/// Refuses models the agent does not offer. Returns the fallback reason when the engine is
-/// unreachable and `engine.fallback: mock` is set (the job then runs on the mock engine).
-/// An unreachable engine without fallback is not refused here: the job reports
-/// `job_error {kind: engine_unreachable}`, which is what a racing central must record.
+/// Refuses models the agent does not offer, checking the cached engine status. A model the cache
+/// does not list triggers one refresh, bounded by [`timeouts::AGENT_MODEL_REFRESH`] (it may have
+/// just been pulled); past that bound the cached answer stands.
+/// Returns the fallback reason when the engine is unreachable and `engine.fallback: mock` is set
+/// (the job then runs on the mock engine). An unreachable engine without fallback is not refused
+/// here: the job reports `job_error {kind: engine_unreachable}`, which is what a racing central
+/// must record.
 async fn check_models(state: &AppState, spec: &JobSpec) -> Result<Option<String>, ApiError> {
     let cfg = &state.config;
     let wanted = spec.models();
@@ -46,15 +46,29 @@ async fn check_models(state: &AppState, spec: &JobSpec) -> Result<Option<String>
     {
         return Err(ApiError::UnknownModel { model: m.clone(), available: cfg.llm_models.clone() });
     }
-    match engine_models(state, MODEL_CHECK_TIMEOUT).await {
+    let cache = &state.engine_status;
+    let missing = |models: &EngineModels| {
+        wanted.iter().find(|m| !models.listed().iter().any(|l| same_model(&l.name, m))).cloned()
+    };
+    let mut status = cache.current();
+    if status.as_ref().is_none_or(|s| missing(&s.models).is_some()) {
+        // Only a probe that finishes within the bound replaces the cached answer: one cut short
+        // says nothing about the models.
+        let probe = cache.refresh(timeouts::AGENT_ENGINE_PROBE);
+        if let Ok(fresh) = tokio::time::timeout(timeouts::AGENT_MODEL_REFRESH, probe).await {
+            status = Some(fresh);
+        }
+    }
+    let Some(status) = status else { return Ok(None) };
+    match &status.models {
         EngineModels::Listed(listed) => {
-            if let Some(m) = wanted.iter().find(|m| !listed.iter().any(|l| same_model(&l.name, m))) {
+            if let Some(m) = missing(&status.models) {
                 let available = listed
                     .iter()
                     .map(|l| l.name.clone())
                     .filter(|n| cfg.llm_models.is_empty() || cfg.llm_models.iter().any(|a| same_model(n, a)))
                     .collect();
-                return Err(ApiError::UnknownModel { model: m.clone(), available });
+                return Err(ApiError::UnknownModel { model: m, available });
             }
             Ok(None)
         }
@@ -78,10 +92,10 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 
 /// `DELETE /jobs/{id}`: 200 `{"job_id", "status"}`; a running job reports `cancelling` until its
 /// `job_cancelled` event is out.
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobCancelAnswer>, ApiError> {
     let status = state.jobs.cancel(&id, "cancelled by DELETE /jobs/{id}")?;
     let shown = if status.is_finished() { "cancelled" } else { "cancelling" };
-    Ok(Json(json!({"job_id": id, "status": shown})))
+    Ok(Json(JobCancelAnswer { job_id: id, status: shown.to_owned() }))
 }
 
 /// `GET /jobs/{id}/events[?after_seq=N]`: the job's events so far, one JSON object per line.

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bench::coalesce::FlushPolicy;
 use crate::config::AgentConfig;
 use crate::engine::Engine;
+use crate::engine_status::EngineStatusCache;
 use crate::hub::Hub;
 use crate::jobs::Jobs;
 use crate::jobs::runner::Runner;
@@ -25,6 +26,11 @@ pub struct AppState {
     pub engine: Arc<dyn Engine>,
     pub jobs: Arc<Jobs>,
     pub hub: Arc<Hub>,
+    /// What the engine last said (models, version); `/health` and `/capabilities` answer from it.
+    pub engine_status: Arc<EngineStatusCache>,
+    /// Between background engine status probes (default
+    /// [`bench_shared::timeouts::AGENT_ENGINE_STATUS_INTERVAL`]; tests shorten it).
+    pub engine_status_interval: std::time::Duration,
     /// Detected on first use (it may spawn `nvidia-smi`).
     pub hardware: Arc<OnceCell<Hardware>>,
     /// Events buffered per WebSocket client; a client further behind is disconnected.
@@ -59,6 +65,8 @@ impl AppState {
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
         AppState {
             config: Arc::new(config),
+            engine_status: Arc::new(EngineStatusCache::new(engine.clone())),
+            engine_status_interval: bench_shared::timeouts::AGENT_ENGINE_STATUS_INTERVAL,
             engine,
             jobs,
             hub,

@@ -14,55 +14,14 @@ pub mod runner;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use bench_shared::engine::EngineKind;
-use bench_shared::event::{Event, JobCancelled, JobError, JobQueued};
+use bench_shared::event::{Event, JobCancelled, JobQueued};
 use bench_shared::job::JobSpec;
-use bench_shared::metrics::{Aggregate, RequestMetrics};
-use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
 
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Done,
-    Error,
-    Cancelled,
-}
-
-impl JobStatus {
-    pub fn is_finished(self) -> bool {
-        matches!(self, JobStatus::Done | JobStatus::Error | JobStatus::Cancelled)
-    }
-}
-
-/// A job as `GET /jobs/{id}` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobView {
-    pub job_id: String,
-    pub status: JobStatus,
-    pub spec: JobSpec,
-    /// Jobs ahead of this one (the running job included); only while queued.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<usize>,
-    /// The engine that ran (or runs) the job; set when it starts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engine: Option<EngineKind>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_reason: Option<String>,
-    pub created_at_s: f64,
-    /// Metrics of every recorded (non-warm-up) request so far.
-    pub requests: Vec<RequestMetrics>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aggregate: Option<Aggregate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<JobError>,
-}
+pub use bench_shared::api::{JobStatus, JobView};
 
 #[derive(Debug)]
 struct Record {
@@ -205,6 +164,7 @@ impl Jobs {
             requests: Vec::new(),
             aggregate: None,
             error: None,
+            last_seq: 0,
         };
         inner.records.insert(job_id.clone(), Record { view, cancel: CancellationToken::new(), cancel_reason: None });
         inner.order.push_back(job_id.clone());
@@ -245,7 +205,10 @@ impl Jobs {
         }
         let finished = v.status.is_finished();
         let fallback = v.fallback_reason.clone();
-        self.hub.publish(job_id, event, fallback.as_deref());
+        let seq = self.hub.publish(job_id, event, fallback.as_deref()).seq;
+        if let Some(rec) = inner.records.get_mut(job_id) {
+            rec.view.last_seq = seq;
+        }
         if finished {
             inner.evict();
         }

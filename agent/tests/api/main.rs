@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod binary;
+mod engine_status;
 mod jobs_queue;
 mod mock_engine;
 mod ollama;

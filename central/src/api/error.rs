@@ -21,6 +21,8 @@ pub enum ApiError {
         message: String,
         detail: Value,
     },
+    /// The results directory cannot be written (full disk): 507 with the reason.
+    InsufficientStorage(String),
     /// A server-side failure: logged in full, answered with a generic message.
     Internal(String),
 }
@@ -45,6 +47,10 @@ impl IntoResponse for ApiError {
             ApiError::Conflict { message, detail } => {
                 (StatusCode::CONFLICT, json!({"error": message, "detail": detail}))
             }
+            ApiError::InsufficientStorage(reason) => {
+                tracing::error!("results directory not writable: {reason}");
+                (StatusCode::INSUFFICIENT_STORAGE, json!({"error": reason}))
+            }
             ApiError::Internal(cause) => {
                 tracing::error!("internal error: {cause}");
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error; see the central log"}))
@@ -60,6 +66,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidId(_) => ApiError::bad("run_id", e.to_string()),
             StoreError::InvalidName(_) => ApiError::bad("name", e.to_string()),
             StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            StoreError::Unwritable(_) => ApiError::InsufficientStorage(e.to_string()),
             StoreError::Io { .. } | StoreError::Json { .. } => ApiError::Internal(e.to_string()),
         }
     }

@@ -39,24 +39,28 @@ pub const EXPORT_CSV_HEADER: &[&str] = &[
 ];
 
 /// The stored summary, or one computed from the events (running or interrupted runs).
-fn load(state: &AppState, run_id: &str) -> Result<(RunMetadata, RunSummary), ApiError> {
+async fn load(state: &AppState, run_id: &str) -> Result<(RunMetadata, RunSummary), ApiError> {
     checked(run_id)?;
-    let meta = state.store.metadata(run_id)?;
-    let summary = match state.store.summary(run_id)? {
-        Some(s) => s,
-        None => build(&meta, &outcomes_from_events(&state.store.events(run_id)?)),
-    };
-    Ok((meta, summary))
+    let (store, run_id) = (state.store.clone(), run_id.to_owned());
+    super::blocking(move || {
+        let meta = store.metadata(&run_id)?;
+        let summary = match store.summary(&run_id)? {
+            Some(s) => s,
+            None => build(&meta, &outcomes_from_events(&store.events(&run_id)?)),
+        };
+        Ok((meta, summary))
+    })
+    .await
 }
 
 pub async fn json(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let (metadata, summary) = load(&state, &run_id)?;
+    let (metadata, summary) = load(&state, &run_id).await?;
     let disposition = format!("attachment; filename=\"{run_id}.json\"");
     Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(json!({"metadata": metadata, "summary": summary}))))
 }
 
 pub async fn csv(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let (meta, summary) = load(&state, &run_id)?;
+    let (meta, summary) = load(&state, &run_id).await?;
     let rows: Vec<serde_json::Map<String, Value>> = summary
         .machines
         .iter()

@@ -7,14 +7,14 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use bench_shared::run::{RunMetadata, RunPage, RunSummary};
+use bench_shared::run::{RunMetadata, RunPage, RunStatus, RunSummary};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::AppState;
-use crate::runs::actor;
 use crate::runs::summary::{Outcome, outcomes_from_events};
+use crate::runs::task;
 use crate::store::valid_run_id;
 
 const DEFAULT_LIMIT: usize = 50;
@@ -48,9 +48,7 @@ pub async fn list(
     let limit = num("limit", DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = num("offset", 0, usize::MAX)?;
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.list(limit, offset))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let page = super::blocking(move || Ok(store.list(limit, offset)?)).await?;
     Ok(Json(page))
 }
 
@@ -84,33 +82,40 @@ pub async fn show(
 ) -> Result<Json<RunDetail>, ApiError> {
     checked(&run_id)?;
     let wait = super::wait::parse_wait(q.get("wait").map(String::as_str))?;
-    // After run_end the files are final even if the live entry has not been dropped yet.
+    // After run_end the files are normally final even if the live entry has not been dropped yet.
     let ended = super::wait::until_run_end(&state, &run_id, wait).await;
-    if let Some(live) = state.runs.live(&run_id).filter(|_| !ended) {
-        let l = actor::lock(&live);
-        return Ok(Json(RunDetail {
-            metadata: l.meta.clone(),
-            summary: None,
-            live: true,
-            machines: l.outcomes.clone(),
-        }));
+    let live_detail = |state: &AppState| {
+        state.runs.live(&run_id).map(|live| {
+            let l = task::lock(&live);
+            RunDetail { metadata: l.meta.clone(), summary: None, live: true, machines: l.outcomes.clone() }
+        })
+    };
+    if !ended && let Some(detail) = live_detail(&state) {
+        return Ok(Json(detail));
     }
     let store = state.store.clone();
-    let detail = tokio::task::spawn_blocking(move || -> Result<RunDetail, ApiError> {
-        let metadata = store.metadata(&run_id)?;
-        let summary = store.summary(&run_id)?;
-        let machines = outcomes_from_events(&store.events(&run_id)?);
+    let id = run_id.clone();
+    let detail = super::blocking(move || {
+        let metadata = store.metadata(&id)?;
+        let summary = store.summary(&id)?;
+        let machines = outcomes_from_events(&store.events(&id)?);
         Ok(RunDetail { metadata, summary, live: false, machines })
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await?;
+    // run_end was sent but the final files could not be written: the live state is the truth.
+    if detail.metadata.status == RunStatus::Running
+        && let Some(live) = live_detail(&state)
+    {
+        return Ok(Json(live));
+    }
     Ok(Json(detail))
 }
 
 /// `GET /api/runs/{id}/events`: `events.ndjson` as stored.
 pub async fn events(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     checked(&run_id)?;
-    let bytes = state.store.events(&run_id)?;
+    let store = state.store.clone();
+    let bytes = super::blocking(move || Ok(store.events(&run_id)?)).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
 
@@ -123,7 +128,8 @@ pub async fn delete(State(state): State<AppState>, Path(run_id): Path<String>) -
             detail: json!({"run_id": run_id, "status": "running"}),
         });
     }
-    state.store.delete(&run_id)?;
+    let (store, id) = (state.store.clone(), run_id.clone());
+    super::blocking(move || Ok(store.delete(&id)?)).await?;
     tracing::info!(run_id, "run deleted");
     Ok(Json(json!({"deleted": run_id})))
 }

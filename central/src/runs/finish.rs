@@ -63,6 +63,29 @@ pub fn interrupt_run(
     write_final(store, hub, log, meta, outcomes)
 }
 
+/// Ends a run whose files can no longer be written (full disk, I/O error): machines that had not
+/// finished become `error` with `reason`, the run `failed` with it. The final files are tried
+/// all the same (space may have come back); `run_end` reaches browsers either way.
+pub fn fail_run(
+    store: &Store,
+    hub: &Hub,
+    log: &mut EventLog,
+    meta: &mut RunMetadata,
+    outcomes: &HashMap<String, Outcome>,
+    reason: &str,
+) -> Result<RunSummary, StoreError> {
+    for m in &mut meta.machines {
+        let finished = outcomes.get(&m.machine_id).is_some_and(Outcome::is_terminal) || m.status.is_terminal();
+        if !finished {
+            m.status = MachineRunStatus::Error;
+            m.reason = Some(format!("run failed: {reason}"));
+        }
+    }
+    meta.status = RunStatus::Failed;
+    meta.reason = Some(reason.to_owned());
+    write_final(store, hub, log, meta, outcomes)
+}
+
 /// Marks runs a previous process left `running` as `interrupted` (see [`interrupt_run`]),
 /// deriving what each machine did from the stored events. Returns their ids.
 pub fn recover_interrupted(store: &Store) -> Result<Vec<String>, StoreError> {
@@ -103,19 +126,29 @@ fn write_final(
     }
     store.write_summary(&summary)?;
     store.write_metadata(meta)?;
-    let end = json!({
-        "type": RUN_END,
-        "run_id": meta.run_id,
-        "status": meta.status,
-        "reason": meta.reason,
-        "ended_at_s": now,
-        "summary": summary,
-    });
-    let line = end.to_string();
+    let line = run_end_line(meta, Some(&summary));
     log.append(&line)?;
     hub.publish_line(line.into());
     tracing::info!(run_id = %meta.run_id, status = meta.status.as_str(), "run ended");
     Ok(summary)
+}
+
+/// The `run_end` event line.
+fn run_end_line(meta: &RunMetadata, summary: Option<&RunSummary>) -> String {
+    json!({
+        "type": RUN_END,
+        "run_id": meta.run_id,
+        "status": meta.status,
+        "reason": meta.reason,
+        "ended_at_s": meta.ended_at_s.unwrap_or_else(now_s),
+        "summary": summary,
+    })
+    .to_string()
+}
+
+/// Sends `run_end` to browsers without storing it (when the run's files cannot be written).
+pub fn publish_run_end(hub: &Hub, meta: &RunMetadata, summary: Option<&RunSummary>) {
+    hub.publish_line(run_end_line(meta, summary).into());
 }
 
 /// Writes `<machine_id>.requests.csv`, `.summary.csv` and `.load_times.csv` from the machine's

@@ -1,20 +1,23 @@
 //! Run lifecycle: validate the request, preflight the fleet, persist the run, post the job to every
-//! chosen agent at once with a common `start_at`, and hand the run to its task ([`actor`]).
+//! chosen agent at once with a common `start_at`, and hand the run to its task ([`task`], which
+//! executes the decisions of the sans-I/O [`state::RunState`]; files go through [`writer`]).
 //!
 //! Decision: when preflight leaves no machine, the run is still persisted (status `failed`, every
 //! machine `skipped` with its reason) so the history shows what was tried, and the request is
 //! answered `409` with those reasons and the `run_id`.
 
-pub mod actor;
 pub mod finish;
 pub mod request;
+pub mod state;
 pub mod summary;
+pub mod task;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bench_shared::engine::ModelInfo;
+use bench_shared::engine::{ModelInfo, same_model};
 use bench_shared::job::{FieldError, JobSpec};
 use bench_shared::run::{
     MachineRecord, MachineRunStatus, MachineState, MachineView, RUN_START, RunMetadata, RunStatus,
@@ -25,7 +28,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::actor::{Actor, LiveRun, SharedRun};
+use self::state::RunState;
+use self::task::{LiveRun, RunTask, SharedRun};
+use self::writer::RunWriter;
 use crate::config::Settings;
 use crate::fleet::Fleet;
 use crate::hub::Hub;
@@ -88,7 +93,7 @@ impl RunManager {
 
     /// The live state of a running run (`None` once its files are final).
     pub fn live(&self, run_id: &str) -> Option<SharedRun> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(run_id).cloned()
+        bench_shared::sync::lock(&self.live).get(run_id).cloned()
     }
 
     /// After `cancel` fired: waits until every run task has written its final files.
@@ -99,13 +104,15 @@ impl RunManager {
 
     /// Ids of the runs in progress.
     pub fn running_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.live.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let mut ids: Vec<String> = bench_shared::sync::lock(&self.live).keys().cloned().collect();
         ids.sort();
         ids
     }
 
+    /// True while the run is in progress (a run whose final files are still being retried
+    /// after a write failure has ended: it is in the live table, but not running).
     pub fn is_running(&self, run_id: &str) -> bool {
-        self.live(run_id).is_some()
+        self.live(run_id).is_some_and(|l| task::lock(&l).meta.status == RunStatus::Running)
     }
 
     /// Starts a run from a `POST /api/runs` body.
@@ -123,7 +130,7 @@ impl RunManager {
         // A machine that looks unable (offline, model missing) is asked again right now: the
         // cached view may be up to one health interval old (agent just started, model just pulled).
         let stale = chosen.iter().filter(|m| preflight(&m.view(), &req.spec).status == MachineRunStatus::Skipped);
-        futures_util::future::join_all(stale.map(|m| crate::fleet::refresh(m, &self.hub))).await;
+        futures_util::future::join_all(stale.map(|m| crate::fleet::refresh_now(m, &self.hub))).await;
         // `start_at` counts from now, after that wait, so every agent still gets the job ahead of it.
         let now = now_ms();
         let start_at = now + delay;
@@ -149,18 +156,21 @@ impl RunManager {
             ended_at_s: None,
             machines: records,
         };
-        self.store.create_run(&run_id)?;
-        let mut log = self.store.event_log(&run_id)?;
-        let start_event = json!({
-            "type": RUN_START, "run_id": run_id, "test_type": meta.test_type, "models": meta.models,
-            "prompt": meta.prompt, "start_at": start_at, "started_at_s": started,
-            "machines": meta.machines.iter().map(|m| json!({"machine_id": m.machine_id, "label": m.label,
-                "status": m.status, "reason": m.reason, "engine": m.engine, "hardware": m.hardware})).collect::<Vec<_>>(),
-        });
-        let line = start_event.to_string();
-        log.append(&line)?;
-        self.hub.publish_line(line.into());
-        self.store.write_metadata(&meta)?;
+        // Files are written off the async runtime; a results directory that cannot be written
+        // refuses the run (507) before any agent is asked.
+        let (store, hub, first) = (self.store.clone(), self.hub.clone(), meta.clone());
+        let log = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            store.create_run(&first.run_id)?;
+            let mut log = store.event_log(&first.run_id)?;
+            let line = run_start_line(&first, start_at);
+            log.append(&line)?;
+            store.write_metadata(&first)?;
+            hub.publish_line(line.into());
+            Ok(log)
+        })
+        .await
+        .map_err(|e| StoreError::Unwritable(format!("run set-up task failed: {e}")))?
+        .map_err(|e| StoreError::Unwritable(writer::describe(&e)))?;
         tracing::info!(run_id, machines = meta.machines.len(), "run started");
 
         let eligible: Vec<_> = chosen
@@ -177,36 +187,49 @@ impl RunManager {
                 .collect();
             let reason = if reasons.is_empty() { "no machine selected".to_owned() } else { reasons.join("; ") };
             meta.reason = Some(format!("no machine can run this job ({reason})"));
-            finish::finish_run(&self.store, &self.hub, &mut log, &mut meta, &HashMap::new())?;
+            let (store, hub, mut log, mut done) = (self.store.clone(), self.hub.clone(), log, meta.clone());
+            let meta = tokio::task::spawn_blocking(move || {
+                finish::finish_run(&store, &hub, &mut log, &mut done, &HashMap::new()).map(|_| done)
+            })
+            .await
+            .map_err(|e| StoreError::Unwritable(format!("run end task failed: {e}")))??;
             return Err(RunError::NoMachines { run_id, reason, machines: outcomes_of(&meta) });
         }
 
         let live: SharedRun = Arc::new(Mutex::new(LiveRun { meta, outcomes: HashMap::new(), finished: 0 }));
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id.clone(), live.clone());
+        bench_shared::sync::lock(&self.live).insert(run_id.clone(), live.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let table = self.live.clone();
         let id = run_id.clone();
         let on_done = Box::new(move || {
-            table.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            bench_shared::sync::lock(&table).remove(&id);
         });
-        let mut actor = Actor::new(
-            run_id.clone(),
-            live.clone(),
-            self.store.clone(),
-            log,
-            self.hub.clone(),
-            self.router.clone(),
-            (tx.clone(), rx),
-            self.settings.clone(),
-            self.cancel.clone(),
-            on_done,
-        );
+        let failed = tx.clone();
+        let (writer, _thread) = RunWriter::spawn(log, move |reason| {
+            let _ = failed.send(RunMsg::WriteFailed { reason });
+        });
         let lead = Duration::from_millis(start_at.saturating_sub(now_ms()));
         let limit = lead + deadline(&req.spec, &self.settings);
+        let mut state = RunState::new(run_id.clone(), self.settings.silence);
+        let now = std::time::Instant::now();
         for m in &eligible {
-            actor.track(&m.config.machine_id, m.client.clone(), limit);
+            state.track(&m.config.machine_id, now, limit);
         }
-        self.tasks.spawn(actor.run());
+        let task = RunTask {
+            run_id: run_id.clone(),
+            live: live.clone(),
+            store: self.store.clone(),
+            writer,
+            hub: self.hub.clone(),
+            router: self.router.clone(),
+            tx: tx.clone(),
+            rx,
+            cancel: self.cancel.clone(),
+            clients: eligible.iter().map(|m| (m.config.machine_id.clone(), m.client.clone())).collect(),
+            state,
+            on_done,
+        };
+        self.tasks.spawn(task.run());
 
         // Every agent gets the job at once; `start_at` makes them begin together.
         let posts = eligible.iter().map(|m| {
@@ -215,13 +238,14 @@ impl RunManager {
         });
         let mut job_ids = HashMap::new();
         for (machine_id, result) in futures_util::future::join_all(posts).await {
+            let result = result.map(|accepted| accepted.job_id);
             if let Ok(job_id) = &result {
                 job_ids.insert(machine_id.clone(), job_id.clone());
             }
-            // The actor outlives this send: it waits for every dispatched machine.
+            // The task outlives this send: it waits for every dispatched machine.
             let _ = tx.send(RunMsg::Dispatched { machine_id, result });
         }
-        let meta = actor::lock(&live).meta.clone();
+        let meta = task::lock(&live).meta.clone();
         let mut machines = outcomes_of(&meta);
         for m in &mut machines {
             if let Some(j) = job_ids.get(&m.machine_id) {
@@ -233,6 +257,17 @@ impl RunManager {
         }
         Ok(CreatedRun { run_id, start_at, machines })
     }
+}
+
+/// The `run_start` event line.
+fn run_start_line(meta: &RunMetadata, start_at: u64) -> String {
+    json!({
+        "type": RUN_START, "run_id": meta.run_id, "test_type": meta.test_type, "models": meta.models,
+        "prompt": meta.prompt, "start_at": start_at, "started_at_s": meta.started_at_s,
+        "machines": meta.machines.iter().map(|m| json!({"machine_id": m.machine_id, "label": m.label,
+            "status": m.status, "reason": m.reason, "engine": m.engine, "hardware": m.hardware})).collect::<Vec<_>>(),
+    })
+    .to_string()
 }
 
 fn outcomes_of(meta: &RunMetadata) -> Vec<MachineOutcome> {
@@ -253,21 +288,12 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
     let caps = view.capabilities.as_ref();
     let models = spec.models();
     let model_details: Vec<ModelInfo> = caps
-        .and_then(|c| c.get("models"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|m| serde_json::from_value::<ModelInfo>(m.clone()).ok())
-        .filter(|m| models.iter().any(|w| same_model(&m.name, w)))
-        .collect();
-    let tests: Option<Vec<&str>> = caps
-        .and_then(|c| c.get("tests"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect());
+        .map(|c| c.models.iter().filter(|m| models.iter().any(|w| same_model(&m.name, w))).cloned().collect())
+        .unwrap_or_default();
     let missing: Vec<&String> = models.iter().filter(|w| !view.models.iter().any(|n| same_model(n, w))).collect();
     let skip = if view.state == MachineState::Offline {
         Some(format!("agent offline: {}", view.last_error.as_deref().unwrap_or("no answer")))
-    } else if tests.as_ref().is_some_and(|t| !t.contains(&spec.test_type().as_str())) {
+    } else if caps.is_some_and(|c| !c.supports(spec.test_type().as_str())) {
         Some(format!("agent does not support {}", spec.test_type().as_str()))
     } else if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
@@ -288,11 +314,6 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
         hardware: view.hardware.clone(),
         capabilities: view.capabilities.clone(),
     }
-}
-
-/// Ollama names `m` and `m:latest` the same model.
-pub fn same_model(name: &str, wanted: &str) -> bool {
-    name == wanted || name.strip_suffix(":latest") == Some(wanted) || wanted.strip_suffix(":latest") == Some(name)
 }
 
 /// How long a machine may take, from `start_at`: generous, derived from the work asked for.

@@ -15,6 +15,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bench_shared::api::{Capabilities, EngineHealth, Health, JobAccepted, JobStatus, JobView};
+use bench_shared::engine::{EngineInfo, EngineKind, ModelInfo};
+use bench_shared::hardware::Hardware;
+use bench_shared::job::JobSpec;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -203,22 +207,60 @@ async fn alive(s: &Shared) {
     }
 }
 
-async fn health(State(s): State<Shared>) -> Json<Value> {
+// The fake answers with the shared contract types, as the real agent does.
+async fn health(State(s): State<Shared>) -> Json<Health> {
     alive(&s).await;
-    Json(json!({"ok": true, "machine_id": s.0.machine_id, "label": s.0.machine_id,
-        "engine": {"kind": "mock", "base_url": "", "reachable": true}, "busy": false, "queue_len": 0}))
+    Json(Health {
+        ok: true,
+        machine_id: s.0.machine_id.clone(),
+        label: s.0.machine_id.clone(),
+        engine: EngineHealth {
+            kind: EngineKind::Mock,
+            base_url: String::new(),
+            reachable: true,
+            checked_age_s: Some(0.0),
+            error: None,
+        },
+        busy: false,
+        queue_len: 0,
+        ws_slow_disconnects: 0,
+    })
 }
 
-async fn capabilities(State(s): State<Shared>) -> Json<Value> {
+async fn capabilities(State(s): State<Shared>) -> Json<Capabilities> {
     alive(&s).await;
     let names = s.0.models.lock().unwrap().clone();
-    let models: Vec<Value> = names.iter().map(|m| json!({"name": m, "family": "fake"})).collect();
-    Json(json!({"machine_id": s.0.machine_id, "label": s.0.machine_id, "tests": ["llm_generate", "llm_sweep"],
-        "llm_models": names, "whisper_models": [], "sdxl_profiles": [],
-        "engine": {"kind": "mock", "base_url": "", "version": "fake-1", "reachable": true},
-        "models": models,
-        "hardware": {"os": "linux", "hostname": "fake", "cpu_brand": "Fake CPU", "cpu_logical_cores": 4,
-                     "cpu_physical_cores": 2, "memory_total_bytes": 8_000_000_000u64, "gpus": []}}))
+    let models = names
+        .iter()
+        .map(|m| ModelInfo { name: m.clone(), family: Some("fake".into()), ..Default::default() })
+        .collect();
+    Json(Capabilities {
+        machine_id: s.0.machine_id.clone(),
+        label: s.0.machine_id.clone(),
+        tests: vec!["llm_generate".into(), "llm_sweep".into()],
+        llm_models: names,
+        whisper_models: vec![],
+        sdxl_profiles: vec![],
+        engine: EngineInfo {
+            kind: EngineKind::Mock,
+            base_url: String::new(),
+            version: Some("fake-1".into()),
+            reachable: true,
+            fallback_reason: None,
+        },
+        models,
+        hardware: Hardware {
+            os: Some("linux".into()),
+            hostname: Some("fake".into()),
+            cpu_brand: Some("Fake CPU".into()),
+            cpu_logical_cores: 4,
+            cpu_physical_cores: Some(2),
+            memory_total_bytes: 8_000_000_000,
+            gpus: vec![],
+        },
+        queue_limit: Some(16),
+        extra: Default::default(),
+    })
 }
 
 async fn post_job(State(s): State<Shared>, Json(body): Json<Value>) -> Response {
@@ -234,7 +276,7 @@ async fn post_job(State(s): State<Shared>, Json(body): Json<Value>) -> Response 
         events: Vec::new(),
     });
     s.0.jobs_posted.send_modify(|n| *n += 1);
-    (StatusCode::ACCEPTED, Json(json!({"job_id": job_id, "position": 0}))).into_response()
+    (StatusCode::ACCEPTED, Json(JobAccepted { job_id, position: 0, status: JobStatus::Queued })).into_response()
 }
 
 async fn get_job(State(s): State<Shared>, Path(id): Path<String>) -> Response {
@@ -245,7 +287,21 @@ async fn get_job(State(s): State<Shared>, Path(id): Path<String>) -> Response {
         Some(j) => {
             let terminal =
                 j.events.iter().any(|e| bench_shared::event::is_terminal_type(e["type"].as_str().unwrap_or("")));
-            Json(json!({"job_id": id, "status": if terminal { "done" } else { "running" }})).into_response()
+            let view = JobView {
+                job_id: id,
+                status: if terminal { JobStatus::Done } else { JobStatus::Running },
+                spec: JobSpec::from_json(&j.body, j.received_at_ms as u64)
+                    .expect("the fake only keeps jobs central posted"),
+                position: None,
+                engine: Some(EngineKind::Mock),
+                fallback_reason: None,
+                created_at_s: j.received_at_ms / 1000.0,
+                requests: vec![],
+                aggregate: None,
+                error: None,
+                last_seq: j.events.len() as u64,
+            };
+            Json(view).into_response()
         }
     }
 }

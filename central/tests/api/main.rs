@@ -6,6 +6,7 @@
 
 mod browser;
 mod config_file;
+mod disk;
 mod fake_agent;
 mod faults;
 mod history;

@@ -1,0 +1,411 @@
+//! The run state machine, without I/O: inputs in (an event offered, a backfill or probe result, a
+//! dispatch result, a tick, a lost connection, a cancel), actions out (record a line, fetch
+//! missed events, probe or cancel a job, finish). [`super::task`] executes the actions; these
+//! unit tests drive the machine through event sequences with made-up instants.
+//!
+//! Per machine it keeps the agent's events in `seq` order without duplicates: an event ahead of a
+//! gap waits while the gap is fetched (`GET /jobs/{id}/events?after_seq=`); when the agent no
+//! longer has the missing events, what exists is kept in order. A machine ends `error` when its
+//! deadline passes (its job is then cancelled), when its agent refused the job, or when it was
+//! silent for `silence` (or its connection dropped) and the agent no longer answers for the job.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bench_shared::event::{RawEnvelope, is_terminal_type};
+use bench_shared::run::{MACHINE_STATUS, MachineRunStatus};
+use serde_json::{Value, json};
+
+/// What happened, as the run task saw it.
+#[derive(Debug)]
+pub enum Input {
+    /// The agent answered `POST /jobs`: its job id, or why it refused.
+    Dispatched { machine_id: String, result: Result<String, String> },
+    /// An agent event (WebSocket or backfill) for one of the run's jobs.
+    Event { machine_id: String, env: RawEnvelope },
+    /// The machine's WebSocket (re)connected: events may have been missed.
+    Reconnected { machine_id: String },
+    /// The machine's WebSocket closed or reset: ask the agent about the job at once.
+    ConnectionLost { machine_id: String },
+    /// The answer to a [`Action::FetchEvents`].
+    Backfill { machine_id: String, result: Result<Vec<RawEnvelope>, String> },
+    /// The answer to a [`Action::ProbeJob`]: the agent's `last_seq` for the job, or why it failed.
+    Probe { machine_id: String, result: Result<u64, String> },
+    /// Time passed (deadlines, silence).
+    Tick,
+    /// Writing the run's files failed: the run cannot be kept, it ends `failed` with the reason.
+    WriteFailed { reason: String },
+    /// Central is shutting down.
+    Cancel,
+}
+
+/// What the run task must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Store the line in `events.ndjson`, relay it to browsers, fold it into the live run.
+    Record { machine_id: String, line: Value },
+    /// Route the job's live events to this run.
+    Register { machine_id: String, job_id: String },
+    /// Stop routing the job's events here.
+    Unregister { machine_id: String, job_id: String },
+    /// `GET /jobs/{id}/events?after_seq=`, answered with [`Input::Backfill`].
+    FetchEvents { machine_id: String, job_id: String, after_seq: u64 },
+    /// `GET /jobs/{id}`, answered with [`Input::Probe`].
+    ProbeJob { machine_id: String, job_id: String },
+    /// `DELETE /jobs/{id}` (best effort).
+    CancelJob { machine_id: String, job_id: String },
+    /// Rewrite `metadata.json` (a machine's job was accepted).
+    WriteMetadata,
+    /// Every machine is terminal: write the final files and `run_end`.
+    Finish,
+    /// Central stops: the run ends `interrupted` with this reason, keeping what finished.
+    Interrupt { reason: String },
+    /// The run cannot be stored: end it `failed` with this reason.
+    Fail { reason: String },
+}
+
+/// Central's bookkeeping for one dispatched machine.
+#[derive(Debug)]
+struct Track {
+    job_id: Option<String>,
+    last_seq: u64,
+    /// Events that arrived ahead of a gap, by seq.
+    pending: BTreeMap<u64, RawEnvelope>,
+    backfill_in_flight: bool,
+    /// A backfill was asked for while one was in flight: run another when it returns.
+    backfill_again: bool,
+    probe_in_flight: bool,
+    /// Why the running probe was sent (for the error message if it fails).
+    probe_cause: ProbeCause,
+    last_event: Instant,
+    deadline: Instant,
+    /// The deadline's length, for the error message.
+    limit: Duration,
+    done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ProbeCause {
+    Silence,
+    ConnectionLost,
+}
+
+/// One run's state. Time comes in with every call (`now`), so tests control it.
+#[derive(Debug)]
+pub struct RunState {
+    run_id: String,
+    silence: Duration,
+    tracks: BTreeMap<String, Track>,
+    /// `Finish`, `Interrupt` or `Fail` was emitted: nothing more happens.
+    ended: bool,
+}
+
+impl RunState {
+    pub fn new(run_id: impl Into<String>, silence: Duration) -> Self {
+        RunState { run_id: run_id.into(), silence, tracks: BTreeMap::new(), ended: false }
+    }
+
+    /// Adds a machine the job is being posted to; `limit` is its deadline from `now`.
+    pub fn track(&mut self, machine_id: &str, now: Instant, limit: Duration) {
+        self.tracks.insert(
+            machine_id.to_owned(),
+            Track {
+                job_id: None,
+                last_seq: 0,
+                pending: BTreeMap::new(),
+                backfill_in_flight: false,
+                backfill_again: false,
+                probe_in_flight: false,
+                probe_cause: ProbeCause::Silence,
+                last_event: now,
+                deadline: now + limit,
+                limit,
+                done: false,
+            },
+        );
+    }
+
+    /// How often the task should send [`Input::Tick`].
+    pub fn tick_period(&self) -> Duration {
+        (self.silence / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
+    /// True once the run has ended (after `Finish`, `Interrupt` or `Fail`).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The machine's highest stored `seq` (tests, diagnostics).
+    pub fn last_seq(&self, machine_id: &str) -> Option<u64> {
+        self.tracks.get(machine_id).map(|t| t.last_seq)
+    }
+
+    /// Takes one input; returns what to do, in order.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.ended {
+            return out;
+        }
+        match input {
+            Input::Dispatched { machine_id, result } => match result {
+                Ok(job_id) => self.dispatched(&machine_id, job_id, now, &mut out),
+                Err(e) => self.set_status(
+                    &machine_id,
+                    MachineRunStatus::Error,
+                    Some(format!("job not accepted: {e}")),
+                    &mut out,
+                ),
+            },
+            Input::Event { machine_id, env } => self.offer(&machine_id, env, now, &mut out),
+            Input::Reconnected { machine_id } => {
+                if self.tracks.get(&machine_id).is_some_and(|t| !t.done && t.job_id.is_some()) {
+                    self.request_backfill(&machine_id, &mut out);
+                }
+            }
+            Input::ConnectionLost { machine_id } => self.probe(&machine_id, ProbeCause::ConnectionLost, &mut out),
+            Input::Backfill { machine_id, result } => self.backfilled(&machine_id, result, now, &mut out),
+            Input::Probe { machine_id, result } => self.probed(&machine_id, result, now, &mut out),
+            Input::Tick => self.watchdog(now, &mut out),
+            Input::WriteFailed { reason } => {
+                self.cancel_running(&mut out);
+                self.ended = true;
+                out.push(Action::Fail { reason });
+                return out;
+            }
+            Input::Cancel => {
+                self.cancel_running(&mut out);
+                self.ended = true;
+                out.push(Action::Interrupt { reason: "central shut down while the run was running".into() });
+                return out;
+            }
+        }
+        if self.tracks.values().all(|t| t.done) {
+            self.ended = true;
+            out.push(Action::Finish);
+        }
+        out
+    }
+
+    fn cancel_running(&mut self, out: &mut Vec<Action>) {
+        for (machine_id, t) in self.tracks.iter().filter(|(_, t)| !t.done) {
+            if let Some(job_id) = &t.job_id {
+                out.push(Action::CancelJob { machine_id: machine_id.clone(), job_id: job_id.clone() });
+            }
+        }
+    }
+
+    fn dispatched(&mut self, machine_id: &str, job_id: String, now: Instant, out: &mut Vec<Action>) {
+        let Some(t) = self.tracks.get_mut(machine_id) else { return };
+        if t.done {
+            return;
+        }
+        t.job_id = Some(job_id.clone());
+        t.last_event = now;
+        out.push(Action::Register { machine_id: machine_id.to_owned(), job_id: job_id.clone() });
+        let line = json!({"type": MACHINE_STATUS, "run_id": self.run_id, "machine_id": machine_id,
+            "status": MachineRunStatus::Running, "reason": null, "job_id": job_id});
+        out.push(Action::Record { machine_id: machine_id.to_owned(), line });
+        out.push(Action::WriteMetadata);
+        // Events emitted before the job was registered were dropped by the router: fetch them.
+        self.request_backfill(machine_id, out);
+    }
+
+    /// Takes one agent event in `seq` order: duplicates are dropped, events ahead of a gap wait
+    /// while the gap is fetched.
+    fn offer(&mut self, machine_id: &str, env: RawEnvelope, now: Instant, out: &mut Vec<Action>) {
+        let Some(t) = self.tracks.get_mut(machine_id) else { return };
+        if t.done || t.job_id.as_deref() != Some(env.job_id.as_str()) {
+            return;
+        }
+        if env.seq != 0 && env.seq <= t.last_seq {
+            return;
+        }
+        if env.seq != 0 && env.seq > t.last_seq + 1 {
+            t.pending.insert(env.seq, env);
+            self.request_backfill(machine_id, out);
+            return;
+        }
+        self.accept(machine_id, env, now, out);
+        self.drain_pending(machine_id, false, now, out);
+    }
+
+    /// Accepts waiting events that are next in line (all of them with `force`, gap or not).
+    fn drain_pending(&mut self, machine_id: &str, force: bool, now: Instant, out: &mut Vec<Action>) {
+        loop {
+            let Some(t) = self.tracks.get_mut(machine_id) else { return };
+            let next = match t.pending.first_key_value() {
+                Some((&seq, _)) if seq <= t.last_seq => {
+                    t.pending.remove(&seq);
+                    continue;
+                }
+                Some((&seq, _)) if force || seq == t.last_seq + 1 => t.pending.remove(&seq),
+                _ => None,
+            };
+            match next {
+                Some(env) if !t.done => self.accept(machine_id, env, now, out),
+                _ => return,
+            }
+        }
+    }
+
+    fn accept(&mut self, machine_id: &str, mut env: RawEnvelope, now: Instant, out: &mut Vec<Action>) {
+        let terminal = is_terminal_type(&env.kind);
+        if let Some(t) = self.tracks.get_mut(machine_id) {
+            t.last_seq = t.last_seq.max(env.seq);
+            t.last_event = now;
+        }
+        env.machine_id = machine_id.to_owned();
+        let mut line = serde_json::to_value(&env).unwrap_or(Value::Null);
+        if let Some(obj) = line.as_object_mut() {
+            obj.insert("run_id".into(), Value::from(self.run_id.clone()));
+        }
+        out.push(Action::Record { machine_id: machine_id.to_owned(), line });
+        if terminal {
+            self.mark_done(machine_id, out);
+        }
+    }
+
+    fn mark_done(&mut self, machine_id: &str, out: &mut Vec<Action>) {
+        let Some(t) = self.tracks.get_mut(machine_id) else { return };
+        t.done = true;
+        t.pending.clear();
+        if let Some(job_id) = &t.job_id {
+            out.push(Action::Unregister { machine_id: machine_id.to_owned(), job_id: job_id.clone() });
+        }
+    }
+
+    /// Central's own status change for a machine (error, timeout), as a `machine_status` line.
+    fn set_status(
+        &mut self,
+        machine_id: &str,
+        status: MachineRunStatus,
+        reason: Option<String>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(t) = self.tracks.get(machine_id) else { return };
+        if t.done {
+            return;
+        }
+        let line = json!({"type": MACHINE_STATUS, "run_id": self.run_id, "machine_id": machine_id,
+            "status": status, "reason": reason, "job_id": t.job_id});
+        out.push(Action::Record { machine_id: machine_id.to_owned(), line });
+        if status.is_terminal() {
+            self.mark_done(machine_id, out);
+        }
+    }
+
+    fn request_backfill(&mut self, machine_id: &str, out: &mut Vec<Action>) {
+        let Some(t) = self.tracks.get_mut(machine_id) else { return };
+        let Some(job_id) = t.job_id.clone() else { return };
+        if t.done {
+            return;
+        }
+        if t.backfill_in_flight {
+            t.backfill_again = true;
+            return;
+        }
+        t.backfill_in_flight = true;
+        out.push(Action::FetchEvents { machine_id: machine_id.to_owned(), job_id, after_seq: t.last_seq });
+    }
+
+    fn backfilled(
+        &mut self,
+        machine_id: &str,
+        result: Result<Vec<RawEnvelope>, String>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(t) = self.tracks.get_mut(machine_id) else { return };
+        t.backfill_in_flight = false;
+        let again = std::mem::take(&mut t.backfill_again);
+        let before = t.last_seq;
+        match result {
+            Ok(events) => {
+                for env in events {
+                    self.offer(machine_id, env, now, out);
+                }
+                let Some(t) = self.tracks.get_mut(machine_id) else { return };
+                if t.done {
+                    return;
+                }
+                if !t.pending.is_empty() && t.last_seq == before && !again {
+                    // The agent no longer has the missing events: keep what exists, in order.
+                    tracing::warn!(run_id = %self.run_id, machine_id, after_seq = before, "events lost on the agent; continuing after the gap");
+                    self.drain_pending(machine_id, true, now, out);
+                } else if again || !t.pending.is_empty() {
+                    self.request_backfill(machine_id, out);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(run_id = %self.run_id, machine_id, "cannot fetch missed events: {e}");
+                if again {
+                    self.request_backfill(machine_id, out);
+                }
+            }
+        }
+    }
+
+    fn probe(&mut self, machine_id: &str, cause: ProbeCause, out: &mut Vec<Action>) {
+        let Some(t) = self.tracks.get_mut(machine_id) else { return };
+        let Some(job_id) = t.job_id.clone() else { return };
+        if t.done || t.probe_in_flight {
+            return;
+        }
+        t.probe_in_flight = true;
+        t.probe_cause = cause;
+        out.push(Action::ProbeJob { machine_id: machine_id.to_owned(), job_id });
+    }
+
+    fn probed(&mut self, machine_id: &str, result: Result<u64, String>, now: Instant, out: &mut Vec<Action>) {
+        let Some(t) = self.tracks.get_mut(machine_id) else { return };
+        t.probe_in_flight = false;
+        if t.done {
+            return;
+        }
+        match result {
+            Ok(_agent_last_seq) => {
+                // Alive (queued behind another job, or a long prefill): fetch anything missed.
+                t.last_event = now;
+                self.request_backfill(machine_id, out);
+            }
+            Err(e) => {
+                let reason = match t.probe_cause {
+                    ProbeCause::Silence => format!(
+                        "agent lost: no event for {:.0} s and GET /jobs/{{id}} failed: {e}",
+                        self.silence.as_secs_f64()
+                    ),
+                    ProbeCause::ConnectionLost => {
+                        format!("agent lost: its connection dropped and GET /jobs/{{id}} failed: {e}")
+                    }
+                };
+                self.set_status(machine_id, MachineRunStatus::Error, Some(reason), out);
+            }
+        }
+    }
+
+    fn watchdog(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let mut expired = Vec::new();
+        let mut silent = Vec::new();
+        for (id, t) in self.tracks.iter().filter(|(_, t)| !t.done && t.job_id.is_some()) {
+            if now >= t.deadline {
+                expired.push((id.clone(), t.limit, t.job_id.clone()));
+            } else if now.duration_since(t.last_event) >= self.silence {
+                silent.push(id.clone());
+            }
+        }
+        for id in silent {
+            self.probe(&id, ProbeCause::Silence, out);
+        }
+        for (id, limit, job_id) in expired {
+            let reason = format!("timed out: no result within {:.0} s", limit.as_secs_f64());
+            self.set_status(&id, MachineRunStatus::Error, Some(reason), out);
+            if let Some(job_id) = job_id {
+                out.push(Action::CancelJob { machine_id: id, job_id });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

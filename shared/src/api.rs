@@ -1,0 +1,219 @@
+//! The agent's HTTP contract: what `GET /health`, `GET /capabilities`, `POST /jobs` and
+//! `GET /jobs/{id}` answer. The agent serializes these structs and central deserializes them, so
+//! a renamed field is a compile error on one side or a parse error naming the field on the other,
+//! never a silent `null`.
+//!
+//! Compatibility rule: fields a neighbouring version adds are tolerated (serde ignores unknown
+//! fields; [`Capabilities::extra`] keeps them so nothing an agent said is lost), and a missing
+//! required field is an error that names it (`missing field `machine_id``). New optional fields
+//! carry `#[serde(default)]` so older agents still parse.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{EngineInfo, EngineKind, ModelInfo};
+use crate::event::JobError;
+use crate::hardware::Hardware;
+use crate::job::JobSpec;
+use crate::metrics::{Aggregate, RequestMetrics};
+
+/// The engine as `/health` reports it: from the agent's cached engine status, never a fresh probe
+/// of the engine under test (unless `?refresh=1` asked for one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineHealth {
+    pub kind: EngineKind,
+    pub base_url: String,
+    /// Whether the engine answered its last status check (an error answer counts as reachable).
+    pub reachable: bool,
+    /// Seconds since that check; `None` before the first one finished.
+    #[serde(default)]
+    pub checked_age_s: Option<f64>,
+    /// Why the last check failed, if it did.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `GET /health` (open even when the agent has an `auth_token`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub ok: bool,
+    pub machine_id: String,
+    pub label: String,
+    pub engine: EngineHealth,
+    /// A job is running.
+    pub busy: bool,
+    /// Jobs waiting behind the running one.
+    pub queue_len: usize,
+    /// WebSocket clients closed because they could not keep up (since start).
+    #[serde(default)]
+    pub ws_slow_disconnects: u64,
+}
+
+impl Health {
+    /// Running or queueing a job.
+    pub fn is_busy(&self) -> bool {
+        self.busy || self.queue_len > 0
+    }
+}
+
+/// `GET /capabilities`: what the agent can run, on which engine, models and hardware.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub machine_id: String,
+    pub label: String,
+    /// Test types this agent runs (`llm_generate`, `llm_sweep`, …); strings, so a newer agent's
+    /// extra test types do not break an older central.
+    pub tests: Vec<String>,
+    /// The LLM models this agent offers (configured `llm_models`, else what the engine lists).
+    pub llm_models: Vec<String>,
+    #[serde(default)]
+    pub whisper_models: Vec<String>,
+    #[serde(default)]
+    pub sdxl_profiles: Vec<String>,
+    pub engine: EngineInfo,
+    /// Details of the offered models, as the engine describes them.
+    #[serde(default)]
+    pub models: Vec<ModelInfo>,
+    pub hardware: Hardware,
+    /// Jobs the agent queues before answering 429.
+    #[serde(default)]
+    pub queue_limit: Option<usize>,
+    /// Fields this side does not know (a newer agent's), kept verbatim.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Capabilities {
+    /// Every LLM model name the agent mentions: `llm_models`, then `models[].name` not already listed.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names = self.llm_models.clone();
+        for m in &self.models {
+            if !names.contains(&m.name) {
+                names.push(m.name.clone());
+            }
+        }
+        names
+    }
+
+    /// Whether the agent runs this test type.
+    pub fn supports(&self, test_type: &str) -> bool {
+        self.tests.iter().any(|t| t == test_type)
+    }
+}
+
+/// The answer to `POST /jobs` (202).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobAccepted {
+    pub job_id: String,
+    /// Jobs ahead of this one (0 = runs next).
+    pub position: usize,
+    pub status: JobStatus,
+}
+
+/// Where a job stands on its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+    Error,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobStatus::Done | JobStatus::Error | JobStatus::Cancelled)
+    }
+}
+
+/// A job as `GET /jobs/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub job_id: String,
+    pub status: JobStatus,
+    pub spec: JobSpec,
+    /// Jobs ahead of this one (the running job included); only while queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// The engine that ran (or runs) the job; set when it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    pub created_at_s: f64,
+    /// Metrics of every recorded (non-warm-up) request so far.
+    #[serde(default)]
+    pub requests: Vec<RequestMetrics>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// `seq` of the job's last event so far (a follower that stored less has missed events).
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+/// `DELETE /jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobCancelAnswer {
+    pub job_id: String,
+    /// `cancelled` when the job had already ended or never started, else `cancelling`.
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn caps_json() -> serde_json::Value {
+        json!({
+            "machine_id": "m1", "label": "M1", "tests": ["llm_generate", "llm_sweep", "future_test"],
+            "llm_models": ["a"], "whisper_models": [], "sdxl_profiles": [],
+            "engine": {"kind": "openai", "base_url": "http://e", "version": "b1", "reachable": true},
+            "models": [{"name": "a"}, {"name": "b", "quantization": "Q4_0"}],
+            "hardware": {"os": "linux", "hostname": "h", "cpu_brand": "x", "cpu_logical_cores": 2,
+                         "cpu_physical_cores": 1, "memory_total_bytes": 10, "gpus": []},
+            "queue_limit": 16,
+            "accelerator_type": null, "gpu_name": "future field"
+        })
+    }
+
+    #[test]
+    fn capabilities_tolerate_and_keep_unknown_fields() {
+        let caps: Capabilities = serde_json::from_value(caps_json()).unwrap();
+        assert_eq!(caps.model_names(), vec!["a", "b"]);
+        assert!(caps.supports("llm_sweep") && caps.supports("future_test") && !caps.supports("x"));
+        assert_eq!(caps.extra["gpu_name"], "future field");
+        assert!(caps.extra.contains_key("accelerator_type"));
+        // Round trip keeps the unknown fields at the top level.
+        let back = serde_json::to_value(&caps).unwrap();
+        assert_eq!(back["gpu_name"], "future field");
+        assert_eq!(back["engine"]["version"], "b1");
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named() {
+        let mut v = caps_json();
+        v.as_object_mut().unwrap().remove("machine_id");
+        let err = serde_json::from_value::<Capabilities>(v).unwrap_err().to_string();
+        assert!(err.contains("missing field `machine_id`"), "{err}");
+        let err = serde_json::from_value::<Health>(json!({"ok": true, "machine_id": "m", "label": "l",
+            "busy": false, "queue_len": 0}))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("missing field `engine`"), "{err}");
+    }
+
+    #[test]
+    fn health_and_job_accepted_shapes() {
+        let h: Health = serde_json::from_value(json!({"ok": true, "machine_id": "m", "label": "l",
+            "engine": {"kind": "mock", "base_url": "", "reachable": true}, "busy": false, "queue_len": 2,
+            "newer_field": 1}))
+        .unwrap();
+        assert!(h.is_busy() && h.engine.checked_age_s.is_none());
+        let a: JobAccepted = serde_json::from_value(json!({"job_id": "j", "position": 0, "status": "queued"})).unwrap();
+        assert_eq!(a.status, JobStatus::Queued);
+        assert!(JobStatus::Cancelled.is_finished() && !JobStatus::Running.is_finished());
+    }
+}
