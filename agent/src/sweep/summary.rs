@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use bench_shared::engine::EngineKind;
-use bench_shared::metrics::{Summary, load_estimate_ms, summarize};
+use bench_shared::metrics::{Summary, load_estimate, summarize};
 use serde::Serialize;
 
 use super::rows::{RequestRow, RunMode};
@@ -200,12 +200,15 @@ pub struct LoadRow {
 }
 
 /// The warm-up part of a load row, from the successful warm-ups' TTFTs (seconds, in order).
-pub fn warmup_fields(row: &mut LoadRow, ttfts_s: &[f64]) {
+/// Returns true when a negative load estimate was reported as 0 (see [`load_estimate`]).
+pub fn warmup_fields(row: &mut LoadRow, ttfts_s: &[f64]) -> bool {
     row.warmup_count = ttfts_s.len() as u32;
     row.warmup_ttft_first_s = ttfts_s.first().copied();
     row.warmup_ttft_rest_mean_s = mean_of(ttfts_s.iter().skip(1).map(|t| Some(*t)));
     let ms: Vec<f64> = ttfts_s.iter().map(|s| s * 1000.0).collect();
-    row.warmup_load_est_s = load_estimate_ms(&ms).map(|ms| ms / 1000.0);
+    let est = load_estimate(&ms);
+    row.warmup_load_est_s = est.map(|e| e.load_ms / 1000.0);
+    est.is_some_and(|e| e.clamped)
 }
 
 #[cfg(test)]
@@ -282,7 +285,7 @@ mod tests {
     #[test]
     fn load_row_from_warmups() {
         let mut l = LoadRow::default();
-        warmup_fields(&mut l, &[0.9, 0.1, 0.2]);
+        assert!(!warmup_fields(&mut l, &[0.9, 0.1, 0.2]));
         assert_eq!(l.warmup_count, 3);
         assert_eq!(l.warmup_ttft_first_s, Some(0.9));
         assert!((l.warmup_ttft_rest_mean_s.unwrap() - 0.15).abs() < 1e-12);
@@ -290,5 +293,8 @@ mod tests {
         warmup_fields(&mut l, &[0.9]);
         assert_eq!((l.warmup_ttft_rest_mean_s, l.warmup_load_est_s), (None, None));
         assert_eq!(columns_of(&l), LOAD_TIMES_CSV_HEADER);
+        // The case: a first warm-up 0.128 s faster than the rest is 0 s, flagged.
+        assert!(warmup_fields(&mut l, &[0.2, 0.328]));
+        assert_eq!(l.warmup_load_est_s, Some(0.0));
     }
 }
