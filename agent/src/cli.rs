@@ -35,6 +35,9 @@ pub enum Command {
     /// Validate agent.yaml (and the bind overrides) without starting anything: prints what would
     /// be served and exits 0, or prints the error and exits 1 (`scripts/agents restart` runs it first).
     Check(ServeArgs),
+    /// The LLMBench terminal app: pick models and sweep settings, start, watch the live table,
+    /// get the CSV paths (works over SSH and in an 80x24 terminal).
+    Tui(Box<crate::tui::TuiArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -57,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Sweep(args)) => crate::sweep::cli::run_terminal(*args).await,
         Some(Command::Check(args)) => check(&args).map(|line| println!("{line}")),
+        Some(Command::Tui(args)) => crate::tui::run(*args).await,
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
+//! - [`tui`]: `bench-agent tui`, the interactive LLMBench terminal app over [`sweep`].
 //! - [`hardware`], [`telemetry`], [`cli`]: fingerprint, tracing set-up, command line.
 //! - [`testkit`]: the real local engine launcher and a fake Ollama for tests.
 
@@ -24,6 +25,7 @@ pub mod jobs;
 pub mod sweep;
 pub mod telemetry;
 pub mod testkit;
+pub mod tui;
 
 pub use api::state::AppState;
 pub use config::AgentConfig;

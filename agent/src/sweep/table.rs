@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bench_shared::event::Event;
 use bench_shared::sweep::{CellState, SweepProgress};
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 
@@ -210,10 +210,14 @@ impl SweepTable {
         parts.join(" · ")
     }
 
-    /// Draws the table and the status line.
+    /// Draws the table and the status line over the whole frame.
     pub fn render(&self, frame: &mut Frame<'_>, now: Instant) {
-        let [table_area, status_area] =
-            Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
+        self.render_in(frame, frame.area(), now);
+    }
+
+    /// Draws the table and the status line in `area`.
+    pub fn render_in(&self, frame: &mut Frame<'_>, area: Rect, now: Instant) {
+        let [table_area, status_area] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
         let n = columns_that_fit(table_area.width);
         let header = Row::new(COLUMNS[..n].to_vec()).style(Style::default().add_modifier(Modifier::BOLD));
         let rows = self.cells.iter().map(|c| {
