@@ -6,14 +6,19 @@
 //! every event exactly once. Events are serialized once, here, and shared as `Arc<str>`: a
 //! thousand WebSocket clients cost one serialization per event.
 //!
-//! Memory is bounded by keeping the logs of unfinished jobs plus the last
-//! [`Hub::KEEP_FINISHED`] finished ones.
+//! Memory is bounded: each job's log keeps its last [`Hub::WINDOW`] events, and only the logs of
+//! unfinished jobs plus the last [`Hub::KEEP_FINISHED`] finished ones are kept. With a
+//! [`Journal`] every event also goes to disk, and [`Hub::events_full`] /
+//! [`Hub::subscribe_job_full`] read what memory no longer holds (older events, jobs from before a
+//! restart) back from it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bench_shared::event::{Envelope, Event};
 use tokio::sync::broadcast;
+
+use crate::journal::Journal;
 
 /// One published event, serialized.
 #[derive(Debug, Clone)]
@@ -28,7 +33,10 @@ pub struct HubMsg {
 
 #[derive(Debug, Default)]
 struct JobLog {
-    events: Vec<HubMsg>,
+    /// The last [`Hub::WINDOW`] events.
+    events: VecDeque<HubMsg>,
+    /// Events published so far (the next seq is `published + 1`).
+    published: u64,
     finished: bool,
 }
 
@@ -45,6 +53,8 @@ pub struct Hub {
     machine_id: String,
     inner: Mutex<Inner>,
     tx: broadcast::Sender<HubMsg>,
+    /// Every event on disk too, when set.
+    journal: Option<Journal>,
 }
 
 /// Answer of [`Hub::subscribe_job`]: what happened so far, and a receiver for what follows.
@@ -58,26 +68,35 @@ pub struct Subscription {
 impl Hub {
     /// Finished jobs whose logs are kept for late readers.
     pub const KEEP_FINISHED: usize = 64;
+    /// Events of one job kept in memory; older ones are read back from the journal.
+    pub const WINDOW: usize = 2048;
 
     /// `capacity` bounds how far a broadcast subscriber may fall behind before it lags.
     pub fn new(machine_id: impl Into<String>, capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Hub { machine_id: machine_id.into(), inner: Mutex::new(Inner::default()), tx }
+        Hub { machine_id: machine_id.into(), inner: Mutex::new(Inner::default()), tx, journal: None }
+    }
+
+    /// Writes every event to `journal` as well.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     /// Publishes one event of `job_id`; returns its envelope. `fallback_reason` is set on every
     /// event of a job that runs on the mock engine in place of the real one.
     pub fn publish(&self, job_id: &str, event: Event, fallback_reason: Option<&str>) -> Envelope {
         let terminal = event.is_terminal();
-        let mut inner = self.inner.lock().expect("hub lock poisoned");
+        let mut inner = bench_shared::sync::lock(&self.inner);
         let key: Arc<str> = match inner.logs.get_key_value(job_id) {
             Some((k, _)) => k.clone(),
             None => Arc::from(job_id),
         };
         let log = inner.logs.entry(key.clone()).or_default();
+        log.published += 1;
         let envelope = Envelope {
             job_id: job_id.to_owned(),
-            seq: log.events.len() as u64 + 1,
+            seq: log.published,
             machine_id: self.machine_id.clone(),
             emitted_at_s: crate::engine::wall_now_s(),
             fallback_reason: fallback_reason.map(str::to_owned),
@@ -85,7 +104,16 @@ impl Hub {
         };
         let json: Arc<str> = serde_json::to_string(&envelope).expect("events always serialize").into();
         let msg = HubMsg { job_id: key.clone(), seq: envelope.seq, json, terminal };
-        log.events.push(msg.clone());
+        log.events.push_back(msg.clone());
+        if log.events.len() > Self::WINDOW {
+            log.events.pop_front();
+        }
+        if let Some(j) = &self.journal {
+            j.append(&key, &msg.json);
+            if terminal {
+                j.finished(&key);
+            }
+        }
         if terminal && !log.finished {
             log.finished = true;
             inner.finished.push_back(key);
@@ -100,10 +128,64 @@ impl Hub {
         envelope
     }
 
-    /// Events of `job_id` with `seq > after_seq`; `None` for an unknown (or evicted) job.
+    /// Events of `job_id` with `seq > after_seq` held in memory; `None` for a job not in memory
+    /// (unknown, evicted, or from before a restart). See [`Hub::events_full`].
     pub fn events(&self, job_id: &str, after_seq: u64) -> Option<Vec<HubMsg>> {
-        let inner = self.inner.lock().expect("hub lock poisoned");
+        let inner = bench_shared::sync::lock(&self.inner);
         inner.logs.get(job_id).map(|l| l.events.iter().filter(|m| m.seq > after_seq).cloned().collect())
+    }
+
+    /// Every event of `job_id` with `seq > after_seq`: from memory, completed from the journal
+    /// where memory no longer holds them. `None` when neither knows the job.
+    pub async fn events_full(&self, job_id: &str, after_seq: u64) -> Option<Vec<HubMsg>> {
+        let memory = self.events(job_id, after_seq);
+        let first_in_memory = memory.as_ref().map(|m| m.first().map_or(u64::MAX, |e| e.seq));
+        if first_in_memory.is_some_and(|first| first == u64::MAX || first <= after_seq + 1) {
+            return memory; // memory covers it (or there is nothing after after_seq)
+        }
+        let older = self.read_journal(job_id, after_seq, first_in_memory.unwrap_or(u64::MAX)).await;
+        match (older, memory) {
+            (None, memory) => memory,
+            (Some(mut older), memory) => {
+                older.extend(memory.unwrap_or_default());
+                Some(older)
+            }
+        }
+    }
+
+    /// Like [`Hub::subscribe_job`], with the replay completed from the journal.
+    pub async fn subscribe_job_full(&self, job_id: &str, after_seq: u64) -> Subscription {
+        let mut sub = self.subscribe_job(job_id, after_seq);
+        let first = sub.replay.first().map_or(u64::MAX, |m| m.seq);
+        if first > after_seq + 1
+            && let Some(mut older) = self.read_journal(job_id, after_seq, first).await
+        {
+            sub.finished |= older.iter().any(|m| m.terminal);
+            older.append(&mut sub.replay);
+            sub.replay = older;
+        }
+        sub
+    }
+
+    /// Journal events of `job_id` with `after_seq < seq < before_seq`.
+    async fn read_journal(&self, job_id: &str, after_seq: u64, before_seq: u64) -> Option<Vec<HubMsg>> {
+        let journal = self.journal.clone()?;
+        let id = job_id.to_owned();
+        let lines = tokio::task::spawn_blocking(move || journal.read(&id, after_seq)).await.ok()??;
+        let key: Arc<str> = Arc::from(job_id);
+        Some(
+            lines
+                .into_iter()
+                .filter(|(seq, _)| *seq < before_seq)
+                .map(|(seq, json)| {
+                    let terminal = serde_json::from_str::<serde_json::Value>(&json)
+                        .ok()
+                        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(bench_shared::event::is_terminal_type))
+                        .unwrap_or(false);
+                    HubMsg { job_id: key.clone(), seq, json: json.into(), terminal }
+                })
+                .collect(),
+        )
     }
 
     /// Live events of every job.
@@ -113,7 +195,7 @@ impl Hub {
 
     /// The log of `job_id` after `after_seq` plus a receiver for later events, taken atomically.
     pub fn subscribe_job(&self, job_id: &str, after_seq: u64) -> Subscription {
-        let inner = self.inner.lock().expect("hub lock poisoned");
+        let inner = bench_shared::sync::lock(&self.inner);
         let rx = self.tx.subscribe();
         let (replay, finished) = match inner.logs.get(job_id) {
             Some(l) => (l.events.iter().filter(|m| m.seq > after_seq).cloned().collect(), l.finished),
@@ -185,5 +267,30 @@ mod tests {
         assert!(hub.events("j4", 0).is_none());
         assert!(hub.events("j5", 0).is_some());
         assert!(hub.events("running", 0).is_some(), "unfinished jobs are never evicted");
+    }
+
+    #[tokio::test]
+    async fn memory_keeps_a_window_and_the_journal_has_the_rest() {
+        let dir = std::env::temp_dir().join(format!("agent-hub-{}", uuid::Uuid::new_v4().simple()));
+        let hub = Hub::new("m1", 16).with_journal(Journal::open(dir.clone()));
+        let n = Hub::WINDOW as u64 + 10;
+        for _ in 0..n {
+            hub.publish("a", queued(), None);
+        }
+        let memory = hub.events("a", 0).unwrap();
+        assert_eq!(memory.len(), Hub::WINDOW);
+        assert_eq!(memory.first().unwrap().seq, 11);
+        let all = hub.events_full("a", 0).await.unwrap();
+        assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>());
+        assert_eq!(hub.events_full("a", 5).await.unwrap().first().unwrap().seq, 6);
+        hub.publish("a", cancelled(), None);
+        let sub = hub.subscribe_job_full("a", 0).await;
+        assert_eq!(sub.replay.len() as u64, n + 1);
+        assert!(sub.finished);
+        // A hub that restarted (empty memory) still answers from the journal.
+        let restarted = Hub::new("m1", 16).with_journal(Journal::open(dir.clone()));
+        assert_eq!(restarted.events_full("a", n).await.unwrap().len(), 1);
+        assert!(restarted.events_full("never", 0).await.is_none());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

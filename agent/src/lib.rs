@@ -5,13 +5,16 @@
 //! - [`api`]: axum routes (`/health`, `/capabilities`, `/jobs…`, `/ws`) and [`AppState`].
 //! - [`jobs`]: the FIFO job queue (one job at a time) and the worker that runs jobs.
 //! - [`bench`]: the benchmarks themselves (`llm_generate`, token coalescing).
-//! - [`hub`]: event fan-out with per-job replay logs.
+//! - [`hub`]: event fan-out with per-job replay logs (a window in memory).
+//! - [`journal`]: every job's events on disk (`results_dir/jobs/`), read back past the window.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
 //! - [`tui`]: `bench-agent tui`, the interactive LLMBench terminal app over [`sweep`].
 //! - [`hardware`], [`telemetry`], [`cli`]: fingerprint, tracing set-up, command line.
-//! - [`testkit`]: the real local engine launcher and a fake Ollama for tests.
+//! - [`tls`]: optional `https://` serving (`tls:` in agent.yaml).
+//! - `testkit` (feature `testkit`, on only in tests): the real local engine launcher and a fake
+//!   Ollama. The release binary contains none of it.
 
 pub mod api;
 pub mod bench;
@@ -22,9 +25,12 @@ pub mod engine_status;
 pub mod hardware;
 pub mod hub;
 pub mod jobs;
+pub mod journal;
 pub mod sweep;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod tls;
 pub mod tui;
 
 pub use api::state::AppState;
@@ -32,19 +38,23 @@ pub use config::AgentConfig;
 
 use std::future::Future;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves the agent on `listener` until `shutdown` completes.
+/// Serves the agent on `listener` (a `TcpListener`, or a [`tls::TlsListener`] for `https://`)
+/// until `shutdown` completes.
 ///
 /// Shutdown order matters for clients: new jobs are refused and queued ones cancelled, the
 /// running job is cancelled and publishes `job_cancelled`, then WebSocket clients receive what
 /// they are owed and a Close frame, and finally open HTTP connections are drained.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L>(
+    listener: L,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
     tokio::spawn(state.engine_status.clone().run(

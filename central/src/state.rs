@@ -28,13 +28,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens the results directory (marking runs a previous process left `running` as
-    /// `interrupted`) and starts one fleet task per machine.
+    /// Opens the results directory, starts one fleet task per machine, and resumes the runs a
+    /// previous process left `running` (see [`crate::runs::resume`]).
     pub fn start(machines: &[MachineConfig], results_dir: &Path, settings: Settings) -> Result<AppState, StoreError> {
         let store = Store::open(results_dir)?;
-        crate::runs::finish::recover_interrupted(&store)?;
         let cancel = CancellationToken::new();
         let hub = Hub::new(settings.browser_buffer);
+        bench_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(settings.http_timeout)
             .build()
@@ -50,6 +50,7 @@ impl AppState {
             settings.clone(),
             cancel.clone(),
         ));
+        runs.resume_left_running()?;
         Ok(AppState { fleet, runs, store, hub, settings, cancel })
     }
 }

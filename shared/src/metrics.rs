@@ -291,31 +291,15 @@ pub fn aggregate(requests: &[RequestMetrics]) -> Aggregate {
     }
 }
 
-/// The LLMBench model-load estimate: first warm-up TTFT − mean TTFT of the later warm-ups,
-/// reported as 0 when that difference is negative (see [`load_estimate`] for the flag).
+/// The LLMBench model-load estimate: first warm-up TTFT − mean TTFT of the later warm-ups.
 /// `None` with fewer than two values.
 pub fn load_estimate_ms(warmup_ttfts_ms: &[f64]) -> Option<f64> {
-    load_estimate(warmup_ttfts_ms).map(|e| e.load_ms)
-}
-
-/// A warm-up load estimate that is never negative.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LoadEstimate {
-    /// `max(0, first − mean(rest))`, milliseconds.
-    pub load_ms: f64,
-    /// True when `first − mean(rest)` was negative (reported as 0): the first warm-up was the
-    /// faster one, so it measured noise (or a model that was already loaded), not a load.
-    pub clamped: bool,
-}
-
-/// [`load_estimate_ms`] with the flag saying whether a negative difference was clamped to 0.
-pub fn load_estimate(warmup_ttfts_ms: &[f64]) -> Option<LoadEstimate> {
     let (first, rest) = warmup_ttfts_ms.split_first()?;
     if rest.is_empty() {
         return None;
     }
-    let raw = first - rest.iter().sum::<f64>() / rest.len() as f64;
-    Some(LoadEstimate { load_ms: raw.max(0.0), clamped: raw < 0.0 })
+    let mean_rest = rest.iter().sum::<f64>() / rest.len() as f64;
+    Some(first - mean_rest)
 }
 
 #[cfg(test)]
@@ -439,9 +423,5 @@ mod tests {
         assert_eq!(load_estimate_ms(&[900.0, 100.0, 120.0]), Some(790.0));
         assert_eq!(load_estimate_ms(&[900.0]), None);
         assert_eq!(load_estimate_ms(&[]), None);
-        // A first warm-up faster than the rest is no load: 0, flagged.
-        assert_eq!(load_estimate(&[100.0, 228.0]), Some(LoadEstimate { load_ms: 0.0, clamped: true }));
-        assert_eq!(load_estimate_ms(&[100.0, 228.0]), Some(0.0));
-        assert_eq!(load_estimate(&[900.0, 100.0]), Some(LoadEstimate { load_ms: 800.0, clamped: false }));
     }
 }

@@ -105,7 +105,7 @@ pub async fn events(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let after_seq = parse_after_seq(&query)?;
-    let events = state.hub.events(&id, after_seq).ok_or_else(|| no_job(&id))?;
+    let events = state.hub.events_full(&id, after_seq).await.ok_or_else(|| no_job(&id))?;
     let mut body = String::with_capacity(events.iter().map(|e| e.json.len() + 1).sum());
     for e in &events {
         body.push_str(&e.json);
@@ -126,7 +126,7 @@ pub fn parse_after_seq(query: &HashMap<String, String>) -> Result<u64, ApiError>
 
 fn no_job(id: &str) -> ApiError {
     ApiError::NotFound(format!(
-        "no job {id:?} on this agent (finished jobs are kept for the last {} jobs)",
-        crate::hub::Hub::KEEP_FINISHED
+        "no job {id:?} on this agent (the events of the last {} jobs are kept)",
+        crate::journal::KEEP_JOBS
     ))
 }

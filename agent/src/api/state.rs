@@ -61,7 +61,8 @@ impl AppState {
     }
 
     fn build(config: AgentConfig, engine: Arc<dyn Engine>, hub_capacity: usize, ws_client_buffer: usize) -> Self {
-        let hub = Arc::new(Hub::new(config.machine_id.clone(), hub_capacity));
+        let journal = crate::journal::Journal::open(config.results_dir.join("jobs"));
+        let hub = Arc::new(Hub::new(config.machine_id.clone(), hub_capacity).with_journal(journal));
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
         AppState {
             config: Arc::new(config),

@@ -41,10 +41,10 @@ pub async fn upgrade(
     // Subscribe before the upgrade completes so that nothing published meanwhile is missed.
     let sub = match &filter {
         Some(job) => {
-            if state.jobs.get(job).is_none() && state.hub.events(job, 0).is_none() {
+            if state.jobs.get(job).is_none() && state.hub.events_full(job, 0).await.is_none() {
                 return Err(ApiError::NotFound(format!("no job {job:?} on this agent")));
             }
-            state.hub.subscribe_job(job, after_seq)
+            state.hub.subscribe_job_full(job, after_seq).await
         }
         None => Subscription { replay: Vec::new(), rx: state.hub.subscribe(), finished: false },
     };

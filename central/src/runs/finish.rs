@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use bench_shared::job::TestType;
 use bench_shared::run::{MachineRunStatus, RUN_END, RunMetadata, RunStatus, RunSummary};
-use bench_shared::sweep::{LOAD_TIMES_CSV_HEADER, REQUESTS_CSV_HEADER, SUMMARY_CSV_HEADER};
+use bench_shared::sweep::{CsvRow, LoadRow, RequestRow, SummaryRow, csv_text};
 use serde_json::{Map, Value, json};
 
 use super::summary::{self, Outcome};
@@ -86,25 +86,6 @@ pub fn fail_run(
     write_final(store, hub, log, meta, outcomes)
 }
 
-/// Marks runs a previous process left `running` as `interrupted` (see [`interrupt_run`]),
-/// deriving what each machine did from the stored events. Returns their ids.
-pub fn recover_interrupted(store: &Store) -> Result<Vec<String>, StoreError> {
-    let hub = Hub::new(16);
-    let mut recovered = Vec::new();
-    for id in store.run_ids()? {
-        let Ok(mut meta) = store.metadata(&id) else { continue };
-        if meta.status != RunStatus::Running {
-            continue;
-        }
-        let outcomes = summary::outcomes_from_events(&store.events(&id)?);
-        let mut log = store.event_log(&id)?;
-        interrupt_run(store, &hub, &mut log, &mut meta, &outcomes, "central stopped while the run was running")?;
-        tracing::warn!(run_id = %id, "run was left running by a previous central: marked interrupted");
-        recovered.push(id);
-    }
-    Ok(recovered)
-}
-
 /// Final `summary.json` (and sweep CSVs), final `metadata.json`, then the `run_end` event.
 /// Files come first so a browser reacting to `run_end` finds them.
 fn write_final(
@@ -152,7 +133,9 @@ pub fn publish_run_end(hub: &Hub, meta: &RunMetadata, summary: Option<&RunSummar
 }
 
 /// Writes `<machine_id>.requests.csv`, `.summary.csv` and `.load_times.csv` from the machine's
-/// `sweep_row` and `sweep_done` events; returns the file names written.
+/// `sweep_row` and `sweep_done` events, through the same row types the agent writes; returns the
+/// file names written. Keys of a neighbouring agent version that the types do not know are not
+/// columns here; they stay in `events.ndjson`, like a row that does not parse (logged).
 pub fn write_sweep_csvs(
     store: &Store,
     run_id: &str,
@@ -165,27 +148,42 @@ pub fn write_sweep_csvs(
                 && e.get("type").and_then(Value::as_str) == Some(kind)
         })
     };
-    let requests: Vec<&Map<String, Value>> = mine("sweep_row").filter_map(|e| e.get("payload")?.as_object()).collect();
+    let requests: Vec<&Value> = mine("sweep_row").filter_map(|e| e.get("payload")).collect();
     let done = mine("sweep_done").filter_map(|e| e.get("payload")).next_back();
-    let rows = |key: &str| -> Vec<&Map<String, Value>> {
-        done.and_then(|d| d.get(key))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_object)
-            .collect()
+    let rows = |key: &str| -> Vec<&Value> {
+        done.and_then(|d| d.get(key)).and_then(Value::as_array).into_iter().flatten().collect()
     };
+    let files = [
+        ("requests.csv", sweep_csv::<RequestRow>(machine_id, &requests)),
+        ("summary.csv", sweep_csv::<SummaryRow>(machine_id, &rows("summary_rows"))),
+        ("load_times.csv", sweep_csv::<LoadRow>(machine_id, &rows("load_time_rows"))),
+    ];
     let mut written = Vec::new();
-    for (name, header, rows) in [
-        ("requests.csv", REQUESTS_CSV_HEADER, requests),
-        ("summary.csv", SUMMARY_CSV_HEADER, rows("summary_rows")),
-        ("load_times.csv", LOAD_TIMES_CSV_HEADER, rows("load_time_rows")),
-    ] {
+    for (name, text) in files {
         let file = format!("{machine_id}.{name}");
-        store.write_file(run_id, &file, csv_bytes(header, &rows).as_bytes())?;
+        store.write_file(run_id, &file, text.as_bytes())?;
         written.push(file);
     }
     Ok(written)
+}
+
+/// CSV text of the `T` rows among `rows` (JSON objects as the agent sent them), header first.
+pub fn sweep_csv<T: CsvRow>(machine_id: &str, rows: &[&Value]) -> String {
+    let typed: Vec<T> = rows
+        .iter()
+        .filter_map(|v| {
+            <T as serde::Deserialize>::deserialize(*v)
+                .inspect_err(
+                    |e| tracing::warn!(machine_id, error = %e, "sweep CSV row skipped (kept in events.ndjson)"),
+                )
+                .ok()
+        })
+        .collect();
+    // Serialising plain rows into memory fails only on a row type csv cannot express (tested).
+    csv_text(&typed).unwrap_or_else(|e| {
+        tracing::error!(machine_id, error = %e, "sweep CSV could not be written");
+        T::HEADER.join(",") + "\n"
+    })
 }
 
 /// CSV text with `header` first; keys a row has beyond the header are appended as extra columns
@@ -217,84 +215,26 @@ fn cell(v: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Store, new_run_id};
-    use bench_shared::job::JobSpec;
-    use bench_shared::run::MachineRecord;
-
-    fn record(id: &str, status: MachineRunStatus) -> MachineRecord {
-        MachineRecord {
-            machine_id: id.into(),
-            label: id.into(),
-            agent_base_url: "http://127.0.0.1:9".into(),
-            notes: None,
-            status,
-            reason: None,
-            job_id: None,
-            engine: None,
-            models: vec![],
-            hardware: None,
-            capabilities: None,
-        }
-    }
-
-    /// What a crash leaves: metadata still `running`, events up to the crash.
-    #[test]
-    fn crashed_runs_are_recovered_as_interrupted_from_their_events() {
-        let dir = std::env::temp_dir().join(format!("central-recover-{}", uuid::Uuid::new_v4().simple()));
-        let store = Store::open(&dir).unwrap();
-        let run_id = new_run_id(now_s());
-        store.create_run(&run_id).unwrap();
-        let spec = JobSpec::from_json(&json!({"model": "m", "prompt": "p"}), 0).unwrap();
-        let meta = RunMetadata {
-            run_id: run_id.clone(),
-            test_type: spec.test_type(),
-            models: vec!["m".into()],
-            prompt: Some("p".into()),
-            spec,
-            status: RunStatus::Running,
-            reason: None,
-            started_at: rfc3339(now_s()),
-            started_at_s: now_s(),
-            ended_at: None,
-            ended_at_s: None,
-            machines: vec![
-                record("done", MachineRunStatus::Running),
-                record("mid", MachineRunStatus::Running),
-                record("off", MachineRunStatus::Skipped),
-            ],
-        };
-        store.write_metadata(&meta).unwrap();
-        let mut log = store.event_log(&run_id).unwrap();
-        for e in [
-            json!({"type": "run_start", "run_id": run_id}),
-            json!({"type": "machine_status", "machine_id": "done", "status": "running", "job_id": "j1"}),
-            json!({"type": "llm_token", "machine_id": "mid", "seq": 1, "payload": {"text": "par", "repeat_index": 0}}),
-            json!({"type": "job_done", "machine_id": "done", "seq": 1, "payload": {"gen_tokens": 3, "gen_tokens_per_s": 9.0}}),
-        ] {
-            log.append(&e.to_string()).unwrap();
-        }
-        assert_eq!(recover_interrupted(&store).unwrap(), vec![run_id.clone()]);
-        let meta = store.metadata(&run_id).unwrap();
-        assert_eq!(meta.status, RunStatus::Interrupted);
-        let status: Vec<_> = meta.machines.iter().map(|m| m.status).collect();
-        use MachineRunStatus::*;
-        assert_eq!(status, vec![Complete, Interrupted, Skipped]);
-        assert_eq!(meta.machines[0].job_id.as_deref(), Some("j1"));
-        let summary = store.summary(&run_id).unwrap().unwrap();
-        assert_eq!(summary.winner.as_deref(), Some("done"));
-        assert_eq!(summary.machines[0].gen_tokens, Some(3));
-        let events = crate::store::parse_events(&store.events(&run_id).unwrap());
-        assert_eq!(events.last().unwrap()["type"], "run_end");
-        assert_eq!(events.last().unwrap()["status"], "interrupted");
-        // A second start finds nothing left to recover.
-        assert!(recover_interrupted(&store).unwrap().is_empty());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
     #[test]
     fn csv_follows_header_and_keeps_extra_keys() {
         let row = json!({"b": 2, "a": "x,y", "zz": true, "n": null}).as_object().cloned().unwrap();
         let text = csv_bytes(&["a", "b", "n"], &[&row]);
         assert_eq!(text, "a,b,n,zz\n\"x,y\",2,,true\n");
+    }
+
+    #[test]
+    fn csv_rows_are_typed_and_unparseable_rows_are_left_to_the_event_log() {
+        let good = serde_json::to_value(LoadRow { model: "m, 1".into(), par: 2, ..Default::default() }).unwrap();
+        let mut extra = good.clone();
+        extra.as_object_mut().unwrap().insert("zz".into(), json!(true));
+        let bad = json!({"model": 3});
+        let text = sweep_csv::<LoadRow>("a", &[&good, &bad, &extra]);
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), LoadRow::HEADER.join(","));
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert_eq!(rows[0], rows[1], "an unknown key is no column");
+        assert!(rows[0].starts_with(",\"m, 1\",0,2,"), "{}", rows[0]);
+        assert_eq!(sweep_csv::<SummaryRow>("a", &[]), format!("{}\n", SummaryRow::HEADER.join(",")));
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod finish;
 pub mod request;
+pub mod resume;
 pub mod state;
 pub mod summary;
 pub mod task;
@@ -196,18 +197,6 @@ impl RunManager {
             return Err(RunError::NoMachines { run_id, reason, machines: outcomes_of(&meta) });
         }
 
-        let live: SharedRun = Arc::new(Mutex::new(LiveRun { meta, outcomes: HashMap::new(), finished: 0 }));
-        bench_shared::sync::lock(&self.live).insert(run_id.clone(), live.clone());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let table = self.live.clone();
-        let id = run_id.clone();
-        let on_done = Box::new(move || {
-            bench_shared::sync::lock(&table).remove(&id);
-        });
-        let failed = tx.clone();
-        let (writer, _thread) = RunWriter::spawn(log, move |reason| {
-            let _ = failed.send(RunMsg::WriteFailed { reason });
-        });
         let lead = Duration::from_millis(start_at.saturating_sub(now_ms()));
         let limit = lead + deadline(&req.spec, &self.settings);
         let mut state = RunState::new(run_id.clone(), self.settings.silence);
@@ -215,21 +204,9 @@ impl RunManager {
         for m in &eligible {
             state.track(&m.config.machine_id, now, limit);
         }
-        let task = RunTask {
-            run_id: run_id.clone(),
-            live: live.clone(),
-            store: self.store.clone(),
-            writer,
-            hub: self.hub.clone(),
-            router: self.router.clone(),
-            tx: tx.clone(),
-            rx,
-            cancel: self.cancel.clone(),
-            clients: eligible.iter().map(|m| (m.config.machine_id.clone(), m.client.clone())).collect(),
-            state,
-            on_done,
-        };
-        self.tasks.spawn(task.run());
+        let clients = eligible.iter().map(|m| (m.config.machine_id.clone(), m.client.clone())).collect();
+        let live = LiveRun { meta, outcomes: HashMap::new(), finished: 0 };
+        let (live, tx) = self.launch(live, log, state, Vec::new(), clients);
 
         // Every agent gets the job at once; `start_at` makes them begin together.
         let posts = eligible.iter().map(|m| {
@@ -268,6 +245,49 @@ fn run_start_line(meta: &RunMetadata, start_at: u64) -> String {
             "status": m.status, "reason": m.reason, "engine": m.engine, "hardware": m.hardware})).collect::<Vec<_>>(),
     })
     .to_string()
+}
+
+impl RunManager {
+    /// Hands a run to its task: registers it as live, starts its writer and its task (which
+    /// first executes `initial`). Returns the live state and the task's mailbox.
+    fn launch(
+        &self,
+        live: LiveRun,
+        log: crate::store::EventLog,
+        state: RunState,
+        initial: Vec<state::Action>,
+        clients: HashMap<String, crate::agent_client::AgentClient>,
+    ) -> (SharedRun, mpsc::UnboundedSender<RunMsg>) {
+        let run_id = live.meta.run_id.clone();
+        let live: SharedRun = Arc::new(Mutex::new(live));
+        bench_shared::sync::lock(&self.live).insert(run_id.clone(), live.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let table = self.live.clone();
+        let id = run_id.clone();
+        let on_done = Box::new(move || {
+            bench_shared::sync::lock(&table).remove(&id);
+        });
+        let failed = tx.clone();
+        let (writer, _thread) = RunWriter::spawn(log, move |reason| {
+            let _ = failed.send(RunMsg::WriteFailed { reason });
+        });
+        let task = RunTask {
+            run_id,
+            live: live.clone(),
+            store: self.store.clone(),
+            writer,
+            hub: self.hub.clone(),
+            router: self.router.clone(),
+            tx: tx.clone(),
+            rx,
+            cancel: self.cancel.clone(),
+            clients,
+            state,
+            on_done,
+        };
+        self.tasks.spawn(task.run(initial));
+        (live, tx)
+    }
 }
 
 fn outcomes_of(meta: &RunMetadata) -> Vec<MachineOutcome> {

@@ -33,6 +33,9 @@ pub enum Input {
     Probe { machine_id: String, result: Result<u64, String> },
     /// Time passed (deadlines, silence).
     Tick,
+    /// The agent answered 404 for the machine's job: it no longer has it (agent restarted, or
+    /// the job's log was evicted).
+    JobGone { machine_id: String, reason: String },
     /// Writing the run's files failed: the run cannot be kept, it ends `failed` with the reason.
     WriteFailed { reason: String },
     /// Central is shutting down.
@@ -98,11 +101,38 @@ pub struct RunState {
     tracks: BTreeMap<String, Track>,
     /// `Finish`, `Interrupt` or `Fail` was emitted: nothing more happens.
     ended: bool,
+    /// Resumed after a central restart: a job the agent no longer has ends `interrupted`.
+    resumed: bool,
 }
 
 impl RunState {
     pub fn new(run_id: impl Into<String>, silence: Duration) -> Self {
-        RunState { run_id: run_id.into(), silence, tracks: BTreeMap::new(), ended: false }
+        RunState { run_id: run_id.into(), silence, tracks: BTreeMap::new(), ended: false, resumed: false }
+    }
+
+    /// A run a previous central left `running`, picked up again: `jobs` are the machines whose
+    /// jobs were accepted and had not ended, with the last `seq` stored for each. The returned
+    /// actions route their events here again and fetch what the agents emitted meanwhile; a
+    /// job its agent no longer has ends `interrupted`, the others finish normally.
+    pub fn resume(
+        run_id: impl Into<String>,
+        silence: Duration,
+        jobs: &[(String, String, u64)],
+        now: Instant,
+        limit: Duration,
+    ) -> (RunState, Vec<Action>) {
+        let mut state = RunState::new(run_id, silence);
+        state.resumed = true;
+        let mut out = Vec::new();
+        for (machine_id, job_id, last_seq) in jobs {
+            state.track(machine_id, now, limit);
+            let t = state.tracks.get_mut(machine_id).expect("just tracked");
+            t.job_id = Some(job_id.clone());
+            t.last_seq = *last_seq;
+            out.push(Action::Register { machine_id: machine_id.clone(), job_id: job_id.clone() });
+            state.request_backfill(machine_id, &mut out);
+        }
+        (state, out)
     }
 
     /// Adds a machine the job is being posted to; `limit` is its deadline from `now`.
@@ -166,6 +196,19 @@ impl RunState {
             Input::Backfill { machine_id, result } => self.backfilled(&machine_id, result, now, &mut out),
             Input::Probe { machine_id, result } => self.probed(&machine_id, result, now, &mut out),
             Input::Tick => self.watchdog(now, &mut out),
+            Input::JobGone { machine_id, reason } => {
+                if let Some(t) = self.tracks.get_mut(&machine_id) {
+                    t.backfill_in_flight = false;
+                    t.probe_in_flight = false;
+                }
+                let status = if self.resumed { MachineRunStatus::Interrupted } else { MachineRunStatus::Error };
+                let reason = if self.resumed {
+                    format!("central stopped while the run was running, and the agent no longer has the job ({reason})")
+                } else {
+                    format!("agent lost the job: {reason}")
+                };
+                self.set_status(&machine_id, status, Some(reason), &mut out);
+            }
             Input::WriteFailed { reason } => {
                 self.cancel_running(&mut out);
                 self.ended = true;

@@ -222,3 +222,40 @@ fn a_write_failure_fails_the_run() {
     assert_eq!(out.last(), Some(&Action::Fail { reason }));
     assert_eq!(out.iter().filter(|a| matches!(a, Action::CancelJob { .. })).count(), 2);
 }
+
+#[test]
+fn a_resumed_run_fetches_what_it_missed_and_interrupts_jobs_the_agents_lost() {
+    let t0 = Instant::now();
+    let jobs = vec![("a".to_owned(), "ja".to_owned(), 2), ("b".to_owned(), "jb".to_owned(), 0)];
+    let (mut s, out) = RunState::resume("r", SILENCE, &jobs, t0, LIMIT);
+    assert_eq!(
+        out,
+        vec![
+            Action::Register { machine_id: "a".into(), job_id: "ja".into() },
+            Action::FetchEvents { machine_id: "a".into(), job_id: "ja".into(), after_seq: 2 },
+            Action::Register { machine_id: "b".into(), job_id: "jb".into() },
+            Action::FetchEvents { machine_id: "b".into(), job_id: "jb".into(), after_seq: 0 },
+        ]
+    );
+    // a finished while central was down: its remaining events are stored, in order.
+    let got = vec![env("ja", 3, "llm_token"), env("ja", 4, "job_done")];
+    let out = s.handle(Input::Backfill { machine_id: "a".into(), result: Ok(got) }, t0);
+    assert_eq!(recorded(&out, "a"), vec![3, 4]);
+    // b's agent restarted and no longer knows the job.
+    let out = s.handle(Input::JobGone { machine_id: "b".into(), reason: "HTTP 404".into() }, t0);
+    let lines = status_lines(&out);
+    assert!(lines[0].1.contains("the agent no longer has the job"), "{lines:?}");
+    let Action::Record { line, .. } = &out[0] else { panic!() };
+    assert_eq!(line["status"], "interrupted");
+    assert_eq!(out.last(), Some(&Action::Finish));
+}
+
+#[test]
+fn in_a_normal_run_a_lost_job_is_an_error() {
+    let t0 = Instant::now();
+    let mut s = started(t0);
+    let out = s.handle(Input::JobGone { machine_id: "a".into(), reason: "HTTP 404".into() }, t0);
+    let Action::Record { line, .. } = &out[0] else { panic!() };
+    assert_eq!(line["status"], "error");
+    assert!(line["reason"].as_str().unwrap().contains("agent lost the job"));
+}

@@ -58,7 +58,9 @@ pub struct RunTask {
 }
 
 impl RunTask {
-    pub async fn run(mut self) {
+    /// Executes `initial` (a resumed run's first fetches), then follows the run to its end.
+    pub async fn run(mut self, initial: Vec<Action>) {
+        self.execute(initial).await;
         let mut tick = tokio::time::interval(self.state.tick_period());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cancelled = false;
@@ -252,6 +254,12 @@ fn input_of(msg: RunMsg) -> Input {
         RunMsg::Event { machine_id, env } => Input::Event { machine_id, env },
         RunMsg::Reconnected { machine_id } => Input::Reconnected { machine_id },
         RunMsg::ConnectionLost { machine_id } => Input::ConnectionLost { machine_id },
+        // 404 for the job: the agent no longer has it.
+        RunMsg::Backfill { machine_id, result: Err(e) } | RunMsg::Probe { machine_id, result: Err(e) }
+            if e.is_not_found() =>
+        {
+            Input::JobGone { machine_id, reason: e.to_string() }
+        }
         RunMsg::Backfill { machine_id, result } => {
             Input::Backfill { machine_id, result: result.map_err(|e| e.to_string()) }
         }

@@ -112,6 +112,11 @@ impl FakeAgent {
     }
 
     /// Makes `POST /jobs` answer `status` with `body` from now on.
+    /// Forgets every job, as a restarted agent does (its endpoints answer 404 for them).
+    pub fn forget_jobs(&self) {
+        self.inner.jobs.lock().unwrap().clear();
+    }
+
     pub fn refuse_jobs(&self, status: u16, body: Value) {
         *self.inner.refuse.lock().unwrap() = Some((status, body));
     }

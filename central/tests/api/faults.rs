@@ -224,33 +224,40 @@ async fn slow_browser_is_disconnected_and_the_run_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn central_crashed_mid_run_is_marked_interrupted_at_restart() {
+async fn central_crashed_mid_run_resumes_at_restart_and_finishes_the_run() {
     let fake = FakeAgent::spawn("survivor", &["mock-llm"]).await;
+    let lost = FakeAgent::spawn("amnesiac", &["mock-llm"]).await;
     let results = temp_results_dir();
-    let crashing = CrashableCentral::spawn(vec![machine("survivor", &fake.base_url)], results.clone());
-    let client = reqwest::Client::new();
+    let machines = vec![machine("survivor", &fake.base_url), machine("amnesiac", &lost.base_url)];
+    let crashing = CrashableCentral::spawn(machines.clone(), results.clone());
+    let client = http_client();
     let url = |p: &str| format!("{}{p}", crashing.base_url);
-    // Bounded poll until the fleet sees the agent, then start a run.
+    // Bounded poll until the fleet sees both agents, then start a run.
     let start = std::time::Instant::now();
     let run_id = loop {
         let resp = client.post(url("/api/runs")).json(&generate_body("mock-llm", 8)).send().await.unwrap();
         if resp.status() == 201 {
-            break resp.json::<serde_json::Value>().await.unwrap()["run_id"].as_str().unwrap().to_owned();
+            let v: serde_json::Value = resp.json().await.unwrap();
+            if v["machines"].as_array().unwrap().iter().all(|m| m["status"] == "running") {
+                break v["run_id"].as_str().unwrap().to_owned();
+            }
         }
-        assert!(start.elapsed() < WAIT_LIMIT, "central never saw the agent");
+        assert!(start.elapsed() < WAIT_LIMIT, "central never saw both agents");
         tokio::time::sleep(POLL).await;
     };
     let job = fake.wait_jobs(1).await.into_iter().last().unwrap();
+    let gone = lost.wait_jobs(1).await.into_iter().last().unwrap();
     fake.started(&job.job_id);
-    fake.token(&job.job_id, "cut short");
+    fake.token(&job.job_id, "cut ");
+    lost.started(&gone.job_id);
     let start = std::time::Instant::now();
     loop {
         let d: serde_json::Value =
             client.get(url(&format!("/api/runs/{run_id}"))).send().await.unwrap().json().await.unwrap();
-        if d["machines"]["survivor"]["last_seq"] == 2 {
+        if d["machines"]["survivor"]["last_seq"] == 2 && d["machines"]["amnesiac"]["last_seq"] == 1 {
             break;
         }
-        assert!(start.elapsed() < WAIT_LIMIT, "token never stored: {d}");
+        assert!(start.elapsed() < WAIT_LIMIT, "events never stored: {d}");
         tokio::time::sleep(POLL).await;
     }
     tokio::task::spawn_blocking(move || crashing.crash()).await.unwrap();
@@ -258,14 +265,26 @@ async fn central_crashed_mid_run_is_marked_interrupted_at_restart() {
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
     assert_eq!(meta["status"], "running", "a crash leaves the run as it was");
 
-    let central = TestCentral::spawn(vec![machine("survivor", &fake.base_url)], results).await;
-    let detail = central.get_json(&format!("/api/runs/{run_id}")).await;
-    assert_eq!(detail["metadata"]["status"], "interrupted", "{detail}");
-    assert!(detail["metadata"]["reason"].as_str().unwrap().contains("central stopped"));
-    assert_eq!(detail["metadata"]["machines"][0]["status"], "interrupted");
-    assert_eq!(detail["summary"]["status"], "interrupted");
-    assert_eq!(detail["machines"]["survivor"]["output_text"], "cut short");
+    // While central is down, the survivor's job goes on and finishes; the other agent restarts
+    // and forgets its job.
+    fake.token(&job.job_id, "short, then finished");
+    fake.done(&job.job_id, "cut short, then finished", 50.0);
+    lost.forget_jobs();
+
+    let central = TestCentral::spawn(machines, results).await;
+    let detail = central.wait_run_end(&run_id).await;
+    assert_eq!(detail["metadata"]["status"], "partial", "{detail}");
+    let machines = detail["metadata"]["machines"].as_array().unwrap();
+    let by_id = |id: &str| machines.iter().find(|m| m["machine_id"] == id).unwrap().clone();
+    assert_eq!(by_id("survivor")["status"], "complete", "{detail}");
+    let amnesiac = by_id("amnesiac");
+    assert_eq!(amnesiac["status"], "interrupted", "{amnesiac}");
+    assert!(amnesiac["reason"].as_str().unwrap().contains("no longer has the job"), "{amnesiac}");
+    assert_eq!(detail["summary"]["status"], "partial");
+    assert_eq!(detail["machines"]["survivor"]["output_text"], "cut short, then finished");
+    // The stored stream has no gap and no duplicate: what was missed was fetched after seq 2.
     let events = central.events(&run_id).await;
-    assert_eq!(assert_contiguous(&events, "survivor"), 2);
+    assert_eq!(assert_contiguous(&events, "survivor"), 4);
+    assert!(fake.backfills().contains(&2), "backfills: {:?}", fake.backfills());
     assert_eq!(events.last().unwrap()["type"], "run_end");
 }

@@ -14,4 +14,5 @@ mod manners;
 mod races;
 mod support;
 mod sweeps;
+mod tls;
 mod webdriver;
