@@ -3,6 +3,7 @@
 
 mod error;
 mod export;
+mod filters;
 mod newline;
 mod runs;
 mod wait;

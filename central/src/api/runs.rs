@@ -30,7 +30,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// `GET /api/runs?limit=&offset=`: newest first.
+/// `GET /api/runs?limit=&offset=&model=&machine=&engine_version=&status=&since=`: newest first,
+/// filtered (see [`super::filters`]).
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -47,8 +48,16 @@ pub async fn list(
     };
     let limit = num("limit", DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = num("offset", 0, usize::MAX)?;
+    let filter = super::filters::RunFilter::from_query(&q)?;
     let store = state.store.clone();
-    let page = super::blocking(move || Ok(store.list(limit, offset)?)).await?;
+    let page = super::blocking(move || {
+        Ok(if filter.is_empty() {
+            store.list(limit, offset)?
+        } else {
+            store.list_where(|m| filter.matches(m), limit, offset)?
+        })
+    })
+    .await?;
     Ok(Json(page))
 }
 
