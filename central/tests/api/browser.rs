@@ -379,7 +379,14 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         .json()
         .await?;
     let second = created["run_id"].as_str().context("second run id")?.to_owned();
-    b.goto(&format!("{central}/history?run_id={second}")).await?;
+    // The baseline is a link, not browser state: the share link names it, and opening the
+    // second run with `baseline=` shows the deltas.
+    let link = js(b, "return document.querySelector('#baseline-link').href").await?;
+    let link = link.as_str().context("share link")?.to_owned();
+    ensure!(link.contains(&format!("baseline={run_id}")), "share link {link}");
+    let stored = js(b, "return Object.keys(localStorage).filter(k => k.includes('baseline')).length").await?;
+    ensure!(stored == json!(0), "the baseline must not live in localStorage");
+    b.goto(&format!("{central}/history?run_id={second}&baseline={run_id}")).await?;
     let deltas = b
         .wait_for(
             "baseline deltas on the second run",
@@ -419,5 +426,24 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     .await?;
     let gone = http_client().get(format!("{central}/api/runs/{second}")).send().await?.status();
     ensure!(gone == 404, "deleted run answers {gone}");
+
+    // Filters come from the address (a filtered list is a link); the list shows machine labels.
+    b.goto(&format!("{central}/history?model=no-such-model")).await?;
+    b.wait_for(
+        "the filtered, empty list",
+        "return document.querySelector('#runs-list').textContent.includes('No run matches')
+            && document.querySelector('#filters [name=model]').value === 'no-such-model'",
+        PAGE_TIMEOUT,
+    )
+    .await?;
+    b.goto(&format!("{central}/history?model={MODEL}")).await?;
+    let labels = b
+        .wait_for(
+            "machine labels in the runs list",
+            "const l = document.querySelector('#runs-list li .run-machines'); return l ? l.textContent : null;",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    ensure!(labels.as_str().is_some_and(|t| t.contains(fast_label)), "runs list shows labels: {labels}");
     Ok(())
 }
