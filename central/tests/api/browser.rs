@@ -370,6 +370,16 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         PAGE_TIMEOUT,
     )
     .await?;
+    // The baseline is a link, not browser state: the share link names it, and opening the
+    // second run with `baseline=` shows the deltas.
+    let link = js(b, "return document.querySelector('#baseline-link').href").await?;
+    let link = link.as_str().context("share link")?.to_owned();
+    ensure!(link.contains(&format!("baseline={run_id}")), "share link {link}");
+    let stored = js(b, "return Object.keys(localStorage).filter(k => k.includes('baseline')).length").await?;
+    ensure!(stored == json!(0), "the baseline must not live in localStorage");
+    // The race page follows a race started elsewhere (here: the API) and shows its settings.
+    b.goto(&format!("{central}/")).await?;
+    b.wait_for("the live socket", "return document.querySelector('#conn.up') !== null", PAGE_TIMEOUT).await?;
     let http = http_client();
     let created: Value = http
         .post(format!("{central}/api/runs"))
@@ -379,13 +389,23 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         .json()
         .await?;
     let second = created["run_id"].as_str().context("second run id")?.to_owned();
-    // The baseline is a link, not browser state: the share link names it, and opening the
-    // second run with `baseline=` shows the deltas.
-    let link = js(b, "return document.querySelector('#baseline-link').href").await?;
-    let link = link.as_str().context("share link")?.to_owned();
-    ensure!(link.contains(&format!("baseline={run_id}")), "share link {link}");
-    let stored = js(b, "return Object.keys(localStorage).filter(k => k.includes('baseline')).length").await?;
-    ensure!(stored == json!(0), "the baseline must not live in localStorage");
+    let followed = b
+        .wait_for(
+            "the race page to follow the API's run and show its settings",
+            &format!(
+                "const a = document.querySelector('#run-link');
+                 const p = document.querySelector('#prompt').value;
+                 return a && a.textContent === '{second}' && p === 'A second, different prompt.'
+                   ? [p, document.querySelector('#max_tokens').value] : null;"
+            ),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    ensure!(followed == json!(["A second, different prompt.", "24"]), "race page settings: {followed}");
+    // Chart ticks carry their unit and enough decimals to differ.
+    let ticks =
+        js(b, "return [Charts.tickLabels([3, 3.05, 3.1], 's'), Charts.tickLabels([0, 10, 20], ' tok/s')]").await?;
+    ensure!(ticks == json!([["3.00s", "3.05s", "3.10s"], ["0 tok/s", "10 tok/s", "20 tok/s"]]), "chart ticks {ticks}");
     b.goto(&format!("{central}/history?run_id={second}&baseline={run_id}")).await?;
     let deltas = b
         .wait_for(
