@@ -129,7 +129,7 @@ impl App {
     pub fn render(&self, frame: &mut Frame<'_>, now: Instant) {
         let [main, help] = Layout::vertical([Constraint::Min(5), Constraint::Length(1)]).areas(frame.area());
         let help_text = match self.screen {
-            Screen::Setup => "Tab/↑↓ move · Space pick model · a all · digits edit · Enter start · r reload · q quit",
+            Screen::Setup => "Tab/↑↓ move · Space pick · a all · Enter start · r reload · q quit",
             Screen::Running if self.stopping => "stopping: the rows measured so far are kept…",
             Screen::Running => "x/Esc stop (rows measured so far are kept)",
             Screen::Finished => "n new sweep · q quit",
@@ -247,6 +247,7 @@ mod tests {
             "Output tokens",
             "2 cells",
             "Enter start",
+            "q quit",
         ] {
             assert!(s.contains(text), "{text:?} missing:\n{s}");
         }
