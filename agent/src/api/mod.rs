@@ -6,12 +6,14 @@
 //! - [`jobs`]: `POST/GET /jobs`, `GET/DELETE /jobs/{id}`, `GET /jobs/{id}/events` (NDJSON).
 //! - [`ws`]: `GET /ws`, every event as one JSON text frame.
 //! - [`newline`]: every JSON response ends with a newline.
+//! - [`machine`]: `GET /api/agent/runtime_metrics`, `GET /metrics` (Prometheus), capability extras.
 //! - [`error`], [`extract`]: JSON errors `{"error", "field"?, "detail"?}` for every failure.
 
 pub mod error;
 pub mod extract;
 pub mod info;
 pub mod jobs;
+pub mod machine;
 mod newline;
 pub mod state;
 pub mod ws;
@@ -37,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
         .route("/ws", get(ws::upgrade))
+        .route("/api/agent/runtime_metrics", get(machine::runtime_metrics))
+        .route("/metrics", get(machine::prometheus))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(info::health))
@@ -50,7 +54,8 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
-        "no route {} {}; see GET /health, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws",
+        "no route {} {}; see GET /health, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws, \
+         /api/agent/runtime_metrics, /metrics",
         req.method(),
         req.uri().path()
     ))
