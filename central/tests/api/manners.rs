@@ -35,7 +35,8 @@ async fn wait_returns_the_live_state_at_the_timeout_and_the_final_run_at_its_end
     let detail = waiting.await.unwrap();
     assert_eq!(detail["live"], false, "{detail}");
     assert_eq!(detail["metadata"]["status"], "complete", "{detail}");
-    assert_eq!(detail["summary"]["winner"], "waiter", "{detail}");
+    assert_eq!(detail["summary"]["machines"][0]["machine_id"], "waiter", "{detail}");
+    assert_eq!(detail["summary"]["machines"][0]["status"], "complete", "{detail}");
 
     // An ended run answers at once, whatever the wait.
     let again = central.get_json(&format!("/api/runs/{run_id}?wait=300")).await;
