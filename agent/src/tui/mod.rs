@@ -122,6 +122,7 @@ pub async fn run(args: TuiArgs) -> anyhow::Result<()> {
         fallback: Fallback::None,
         request_timeout_s: args.timeout_s,
         mock: Default::default(),
+        ..crate::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
     });
     let defaults = Defaults {
         ctx: args.ctx,

@@ -14,6 +14,7 @@ mod history;
 mod machine_telemetry;
 mod manners;
 mod races;
+mod security;
 mod support;
 mod sweeps;
 mod tls;
