@@ -1,5 +1,6 @@
 //! The command line: `bench-agent [serve] --config PATH [--host H] [--port P]` and
-//! `bench-agent sweep …` (the terminal sweep, see [`crate::sweep::cli`]).
+//! `bench-agent sweep …` (the terminal sweep, see [`crate::sweep::cli`]), `bench-agent check …`
+//! (validate the config) and `bench-agent tui` (the interactive terminal app, [`crate::tui`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,12 @@ pub enum Command {
     /// Run an LLMBench sweep (warm-up, calibration, context × parallelism) against an engine
     /// from this terminal, with a live table and CSVs.
     Sweep(Box<SweepArgs>),
+    /// Validate agent.yaml (and the bind overrides) without starting anything: prints what would
+    /// be served and exits 0, or prints the error and exits 1 (`scripts/agents restart` runs it first).
+    Check(ServeArgs),
+    /// The LLMBench terminal app: pick models and sweep settings, start, watch the live table,
+    /// get the CSV paths (works over SSH and in an 80x24 terminal).
+    Tui(Box<crate::tui::TuiArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -52,7 +59,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Sweep(args)) => crate::sweep::cli::run_terminal(*args).await,
+        Some(Command::Check(args)) => check(&args).map(|line| println!("{line}")),
+        Some(Command::Tui(args)) => crate::tui::run(*args).await,
     }
+}
+
+/// `bench-agent check`: the config as `serve` would resolve it, or the error.
+pub fn check(args: &ServeArgs) -> anyhow::Result<String> {
+    let mut config = AgentConfig::load(&args.config)?;
+    config.override_bind(args.host.clone(), args.port);
+    Ok(format!(
+        "config ok: {} (machine_id {}, engine {} at {}, listen {}:{}, auth {})",
+        args.config.display(),
+        config.machine_id,
+        config.engine.kind,
+        config.engine.base_url,
+        config.bind_host,
+        config.bind_port,
+        if config.auth_token.is_some() { "on" } else { "off" }
+    ))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

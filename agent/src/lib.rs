@@ -10,6 +10,7 @@
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
+//! - [`tui`]: `bench-agent tui`, the interactive LLMBench terminal app over [`sweep`].
 //! - [`hardware`]: fingerprint, runtime sampler, energy; [`prom`]: Prometheus `/metrics`.
 //! - [`telemetry`], [`cli`]: tracing set-up, command line.
 //! - [`tls`]: optional `https://` serving (`tls:` in agent.yaml).
@@ -32,6 +33,7 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tls;
+pub mod tui;
 
 pub use api::state::AppState;
 pub use config::AgentConfig;

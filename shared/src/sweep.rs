@@ -201,6 +201,18 @@ pub struct SweepProgress {
     pub elapsed_s: f64,
     /// Estimated seconds until the cell is done.
     pub eta_s: Option<f64>,
+    /// Estimated seconds until the whole sweep is done: this cell's remaining time plus the
+    /// cells after it × the measured mean cell time (the projected time of this cell before
+    /// any cell has finished). `None` until something has been measured.
+    #[serde(default)]
+    pub sweep_eta_s: Option<f64>,
+    /// Warm-up load estimate (first warm-up TTFT − mean of the others), never below 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_load_est_s: Option<f64>,
+    /// True when the raw load estimate was negative (the first warm-up was the faster: noise,
+    /// or the model was already loaded) and `warmup_load_est_s` reports 0 instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warmup_load_est_clamped: bool,
     /// With state `retrying`: seconds until the next attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_delay_s: Option<f64>,

@@ -15,6 +15,21 @@ const Charts = (() => {
   }
 
   /**
+   * Tick labels with their unit and just enough decimals for neighbouring ticks to differ
+   * ("3.00s 3.05s 3.10s", never "3.0s 3.0s 3.1s").
+   */
+  function tickLabels(values, unit) {
+    const finite = values.filter((v) => Number.isFinite(v));
+    let step = Infinity;
+    for (let i = 1; i < finite.length; i++) step = Math.min(step, Math.abs(finite[i] - finite[i - 1]));
+    let decimals = 0;
+    while (decimals < 6 && Number.isFinite(step) && step > 0 && Math.round(step * 10 ** decimals) < 1) decimals++;
+    // A step like 0.25 needs two decimals, not one.
+    while (decimals < 6 && Number.isFinite(step) && step > 0 && Math.abs(step * 10 ** decimals - Math.round(step * 10 ** decimals)) > 1e-6) decimals++;
+    return values.map((v) => (Number.isFinite(v) ? `${v.toFixed(decimals)}${unit}` : ""));
+  }
+
+  /**
    * A small line chart whose data is appended over time. Returns {push(x, y), set(xs, ys), el}.
    * Draws nothing until uPlot is loaded (it always is: vendored under /static/vendor/).
    */
@@ -28,8 +43,8 @@ const Charts = (() => {
       // From zero: a live rate that wobbles by 2 % must not look like a crash.
       scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
       axes: [
-        { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 28, values: (u, v) => v.map((s) => `${fmt(s, 1)}s`) },
-        { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 44 },
+        { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 28, values: (u, v) => tickLabels(v, "s") },
+        { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 56, values: (u, v) => tickLabels(v, ` ${label}`) },
       ],
       series: [{}, { label, stroke, width: 2, fill: `${stroke}22`, points: { show: false } }],
     };
@@ -113,5 +128,5 @@ const Charts = (() => {
     return fig;
   }
 
-  return { color, liveLine, multiLine, bars };
+  return { color, liveLine, multiLine, bars, tickLabels };
 })();

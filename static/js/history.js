@@ -1,25 +1,77 @@
-// History page: the stored runs, newest first; a run opens (also via `?run_id=`) re-rendered
-// from its stored files: metadata/summary from `GET /api/runs/{id}`, text and live curves from
-// the replayed `events.ndjson`. A run can be pinned as the baseline (localStorage) to see
-// per-machine deltas of TTFT, tok/s and total time on every other run.
+// History page: the stored runs, newest first, filtered by model, machine, engine version,
+// status and date (the filters live in the URL, so a filtered list is a link); a run opens (also
+// via `?run_id=`) re-rendered from its stored files: metadata/summary from `GET /api/runs/{id}`,
+// text and live curves from the replayed `events.ndjson`. A run can be pinned as the baseline —
+// `?baseline=RUN` in the URL, a link anyone can share — to see per-machine deltas of TTFT, tok/s
+// and total time on every other run.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const PAGE = 20;
-  const BASELINE_KEY = "benchrace.baseline";
+  const FILTERS = ["model", "machine", "engine_version", "status", "since"];
   const listEl = $("runs-list"), head = $("run-head"), empty = $("run-empty");
   const view = new RunView({ cardsEl: $("cards"), comparisonEl: $("comparison") });
   let offset = 0, total = 0, openId = null;
+  /** The baseline run's per-machine figures, loaded from `?baseline=` (null: none). */
+  let base = null;
 
-  function baseline() {
-    try { return JSON.parse(localStorage.getItem(BASELINE_KEY) || "null"); } catch (_) { return null; }
+  function params() { return new URLSearchParams(location.search); }
+
+  /** Sets (or with null removes) URL parameters without reloading. */
+  function setParams(changes) {
+    const p = params();
+    for (const [k, v] of Object.entries(changes)) {
+      if (v === null || v === undefined || v === "") p.delete(k); else p.set(k, v);
+    }
+    const qs = p.toString();
+    history.replaceState(null, "", `/history${qs ? `?${qs}` : ""}`);
+    const link = $("baseline-link");
+    if (link) link.href = location.pathname + location.search;
+  }
+
+  function baseline() { return base; }
+
+  /** Loads the figures of the run named by `?baseline=` from its stored summary. */
+  async function loadBaseline() {
+    const id = params().get("baseline");
+    if (!id) { base = null; return; }
+    if (base && base.run_id === id) return;
+    try {
+      const run = await BR.api(`/api/runs/${encodeURIComponent(id)}`);
+      const md = run.metadata || {};
+      const machines = {};
+      for (const m of (run.summary && run.summary.machines) || []) {
+        if (m.status !== "complete") continue;
+        machines[m.machine_id] = { label: m.label, ttft_ms: BR.num(m.ttft_ms), decode_tok_s: BR.num(m.decode_tok_s), total_ms: BR.num(m.total_ms) };
+      }
+      base = { run_id: id, model: (md.models || []).join(", "), machines };
+    } catch (e) {
+      base = { run_id: id, model: "?", machines: {}, error: e.message };
+    }
+  }
+
+  function filterQuery() {
+    const p = params(), q = new URLSearchParams();
+    for (const k of FILTERS) if (p.get(k)) q.set(k, p.get(k));
+    return q.toString();
+  }
+
+  function labelsOf(r) {
+    const ls = (r.machine_labels || []).map((m) => m.label || m.machine_id);
+    return ls.length ? ls.join(", ") : `${r.machines ?? "?"} machines`;
+  }
+
+  function winnerLabel(r) {
+    const m = (r.machine_labels || []).find((x) => x.machine_id === r.winner);
+    return m ? m.label : r.winner;
   }
 
   async function loadList() {
     let page;
     try {
-      page = await BR.api(`/api/runs?limit=${PAGE}&offset=${offset}`);
+      const f = filterQuery();
+      page = await BR.api(`/api/runs?limit=${PAGE}&offset=${offset}${f ? `&${f}` : ""}`);
     } catch (e) {
       BR.clear(listEl).appendChild(BR.el("li", { class: "notice error", text: `Could not load runs: ${e.message}` }));
       return;
@@ -27,7 +79,10 @@
     const runs = BR.list(page, "runs");
     total = typeof page.total === "number" ? page.total : runs.length;
     BR.clear(listEl);
-    if (!runs.length) listEl.appendChild(BR.el("li", { class: "hint", text: "No runs yet: start one on the Race page." }));
+    if (!runs.length) {
+      const text = filterQuery() ? "No run matches these filters." : "No runs yet: start one on the Race page.";
+      listEl.appendChild(BR.el("li", { class: "hint", text }));
+    }
     const base = baseline();
     for (const r of runs) {
       const li = BR.el("li", { dataset: { runId: r.run_id }, class: r.run_id === openId ? "selected" : "", tabindex: "0",
@@ -35,7 +90,7 @@
         BR.el("div", { class: "run-title" },
           BR.el("strong", { text: `${r.test_type === "llm_sweep" ? "sweep · " : ""}${(r.models || []).join(", ") || "run"}` }),
           BR.el("span", { class: `run-state ${r.status}`, text: r.status || "" })),
-        BR.el("div", { class: "hint", text: `${BR.fmtTime(r.started_at)} · ${r.machines ?? "?"} machines${r.winner ? ` · ★ ${r.winner}` : ""}` }),
+        BR.el("div", { class: "hint run-machines", text: `${BR.fmtTime(r.started_at)} · ${labelsOf(r)}${r.winner ? ` · ★ ${winnerLabel(r)}` : ""}` }),
         r.prompt_preview ? BR.el("div", { class: "hint", text: r.prompt_preview }) : null,
         base && base.run_id === r.run_id ? BR.el("div", { class: "pin", text: "● baseline" }) : null);
       listEl.appendChild(li);
@@ -49,14 +104,17 @@
     const b = baseline();
     const info = BR.clear($("baseline-info"));
     if (!b) { info.textContent = "No baseline pinned."; return; }
-    info.appendChild(document.createTextNode(`Baseline: ${b.run_id} (${b.model || "?"}) `));
+    info.appendChild(document.createTextNode(`Baseline: ${b.run_id} (${b.model || "?"})${b.error ? ` — ${b.error}` : ""} `));
+    info.appendChild(BR.el("a", { id: "baseline-link", class: "chip", href: location.pathname + location.search, text: "share link",
+      title: "This page's address carries the baseline: anyone opening it sees the same comparison" }));
     info.appendChild(BR.el("button", { type: "button", class: "chip", text: "unpin",
-      on: { click: () => { localStorage.removeItem(BASELINE_KEY); refreshOpen(); } } }));
+      on: { click: () => { setParams({ baseline: null }); base = null; refreshOpen(); } } }));
   }
 
   async function openRun(runId) {
     openId = runId;
-    history.replaceState(null, "", `/history?run_id=${encodeURIComponent(runId)}`);
+    setParams({ run_id: runId });
+    await loadBaseline();
     listEl.querySelectorAll("li").forEach((li) => li.classList.toggle("selected", li.dataset.runId === runId));
     empty.hidden = true;
     head.hidden = false;
@@ -115,7 +173,7 @@
       el("a", { class: "chip", href: `/api/runs/${enc}/export.csv`, download: `${runId}.csv`, text: "Export CSV" }),
       el("a", { class: "chip", href: `/api/runs/${enc}/export.json`, download: `${runId}.json`, text: "Export JSON" }),
       md.test_type === "llm_sweep" ? null
-        : el("button", { type: "button", class: "chip", id: "pin", text: "Pin as baseline", on: { click: () => pin(runId, md) } }),
+        : el("button", { type: "button", class: "chip", id: "pin", text: "Pin as baseline", on: { click: () => pin(runId) } }),
       el("button", { type: "button", class: "chip danger", id: "delete", text: "Delete", on: { click: () => del(runId) } }));
     if (md.test_type === "llm_sweep") {
       actions.prepend(el("a", { class: "chip", href: `/sweep?run_id=${enc}`, text: "Open sweep charts" }));
@@ -160,14 +218,10 @@
     box.appendChild(el("p", {}, el("a", { href: `/sweep?run_id=${encodeURIComponent(runId)}`, text: "Charts of this sweep" })));
   }
 
-  /** Stores the open run's per-machine figures as the baseline. */
-  function pin(runId, md) {
-    const machines = {};
-    for (const r of view.rows()) {
-      if (r.status !== "done") continue;
-      machines[r.id] = { label: r.label, ttft_ms: r.ttft_ms, decode_tok_s: r.decode_tok_s, total_ms: r.total_ms };
-    }
-    localStorage.setItem(BASELINE_KEY, JSON.stringify({ run_id: runId, model: (md.models || []).join(", "), machines }));
+  /** Makes the open run the baseline: `?baseline=` in the address, so the link can be shared. */
+  async function pin(runId) {
+    setParams({ baseline: runId });
+    await loadBaseline();
     refreshOpen();
   }
 
@@ -212,9 +266,9 @@
       return;
     }
     const b = baseline();
-    if (b && b.run_id === runId) localStorage.removeItem(BASELINE_KEY);
+    if (b && b.run_id === runId) { base = null; setParams({ baseline: null }); }
     openId = null;
-    history.replaceState(null, "", "/history");
+    setParams({ run_id: null });
     head.hidden = true;
     empty.hidden = false;
     view.reset(null, []);
@@ -226,6 +280,18 @@
     if (openId) openRun(openId);
   }
 
+  // Filters: kept in the address (shareable), applied by the API.
+  const form = $("filters");
+  for (const k of FILTERS) if (form.elements[k]) form.elements[k].value = params().get(k) || "";
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const changes = {};
+    for (const k of FILTERS) changes[k] = form.elements[k].value.trim() || null;
+    setParams(changes);
+    offset = 0;
+    loadList();
+  });
+
   $("refresh").addEventListener("click", () => loadList());
   $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); loadList(); });
   $("next").addEventListener("click", () => { offset += PAGE; loadList(); });
@@ -235,7 +301,9 @@
     if (ev.type === "run_start" || ev.type === "run_end") loadList();
     if (ev.type === "run_end" && ev.run_id === openId) openRun(openId);
   });
-  loadList();
-  const q = new URLSearchParams(location.search).get("run_id");
-  if (q) openRun(q);
+  loadBaseline().then(() => {
+    loadList();
+    const q = params().get("run_id");
+    if (q) openRun(q);
+  });
 })();

@@ -112,6 +112,8 @@
     };
     localStorage.setItem("benchrace.model", body.model);
     runBtn.disabled = true;
+    // This tab's own run_start must not be "followed" as someone else's race.
+    running = true;
     BR.notice(runStatus, "info", "Starting…");
     let res;
     try {
@@ -119,6 +121,7 @@
     } catch (err) {
       BR.notice(runStatus, "error", `Run not started: ${err.message}`);
       runBtn.disabled = false;
+      running = false;
       return;
     }
     running = true;
@@ -165,6 +168,7 @@
         BR.api(`/api/runs/${encodeURIComponent(currentRun)}`),
         BR.ndjson(`/api/runs/${encodeURIComponent(currentRun)}/events`),
       ]);
+      showSettings(meta);
       const skipped = RunView.skippedList(runSkipped(meta));
       if (skipped.length) view.markSkipped(skipped);
       for (const ev of events) view.apply({ run_id: currentRun, ...ev });
@@ -205,8 +209,36 @@
     return ms.filter((m) => m.status === "skipped").map((m) => ({ machine_id: m.machine_id, reason: m.reason }));
   }
 
+  /** Shows a run this tab did not start (API, another tab, a reload): cards, link, settings. */
+  function follow(runId) {
+    if (!runId || runId === currentRun) return;
+    currentRun = runId;
+    running = true;
+    runBtn.disabled = true;
+    view.reset(runId, machines);
+    BR.clear(runStatus).appendChild(BR.el("div", { class: "notice info" }, "Run ",
+      BR.el("a", { id: "run-link", href: `/history?run_id=${encodeURIComponent(runId)}`, text: runId }), " is running…"));
+    runStatus.hidden = false;
+    history.replaceState(null, "", `/?run_id=${encodeURIComponent(runId)}`);
+    resync();
+  }
+
+  /** The form shows the settings of the run on display. */
+  function showSettings(meta) {
+    const md = (meta && (meta.metadata || meta)) || {};
+    const spec = md.spec || {};
+    if (md.prompt !== undefined && md.prompt !== null) $("prompt").value = md.prompt;
+    for (const k of ["max_tokens", "num_ctx", "temperature", "repeat"]) {
+      if (spec[k] !== undefined && spec[k] !== null && $(k)) $(k).value = spec[k];
+    }
+    const model = spec.model || (md.models || [])[0];
+    if (model && [...modelSel.options].some((o) => o.value === model)) modelSel.value = model;
+  }
+
   function onEvent(ev) {
     if (ev.type === "machine_state") { onMachineState(ev); return; }
+    // A race started anywhere is followed when this page is not showing one in progress.
+    if (ev.type === "run_start" && ev.test_type !== "llm_sweep" && !running) { follow(ev.run_id); return; }
     if (!currentRun || ev.run_id !== currentRun) return;
     if (buffered) { buffered.push(ev); return; }
     view.apply(ev);
@@ -261,7 +293,13 @@
       running = true;
       view.reset(q, machines);
       resync();
+      return;
     }
+    // Opening the page while a race runs (started elsewhere) shows that race.
+    BR.api("/api/runs?status=running&limit=5").then((page) => {
+      const r = BR.list(page, "runs").find((x) => x.test_type !== "llm_sweep");
+      if (r && !currentRun) follow(r.run_id);
+    }).catch((err) => console.warn("could not look for a running race", err));
   });
   setInterval(() => { if (!running) loadMachines(); }, 15000);
 })();

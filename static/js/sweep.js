@@ -198,7 +198,7 @@
     progressEl.hidden = per.size === 0;
     if (!per.size) return;
     const table = el("table", { class: "progress-table", id: "sweep-table" },
-      el("thead", {}, el("tr", {}, ...["Machine", "Model", "Ctx", "Par", "State", "Cell", "Warm-up", "Reqs", "Live tok/s", "Total tok/s", "TTFT", "Errors", "ETA"].map((h) => el("th", { text: h })))));
+      el("thead", {}, el("tr", {}, ...["Machine", "Model", "Ctx", "Par", "State", "Cell", "Warm-up", "Reqs", "Live tok/s", "Total tok/s", "TTFT", "Errors", "Sweep ETA"].map((h) => el("th", { text: h })))));
     const tbody = el("tbody");
     for (const st of per.values()) {
       const p = st.progress || {};
@@ -212,10 +212,20 @@
         el("td", { text: st.done || p.state === "done" ? "–" : BR.fmt(p.live_tok_s, 1) }), el("td", { text: BR.fmt(p.total_tok_s, 1) }),
         el("td", { text: BR.num(p.ttft_s) === null ? "–" : BR.fmtMs(p.ttft_s * 1000) }),
         el("td", { text: p.errors ?? 0 }),
-        el("td", { text: BR.num(p.eta_s) === null || st.done ? "–" : `${Math.round(p.eta_s)} s` })));
+        el("td", { class: "sweep-eta", text: etaText(st, p) })));
     }
     table.appendChild(tbody);
     progressEl.append(el("h2", { text: "Progress" }), table);
+  }
+
+  /** The whole sweep's ETA from the agent (cells left × measured cell time), as "1m05s". */
+  function etaText(st, p) {
+    if (st.done || st.error) return "–";
+    const eta = BR.num(p.sweep_eta_s);
+    if (eta === null) return p.state ? "after the first measurements" : "–";
+    const s = Math.max(0, Math.round(eta));
+    return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, "0")}m`
+      : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
   }
 
   /** All points over every machine, for the axis selectors. */

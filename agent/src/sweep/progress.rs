@@ -45,21 +45,51 @@ struct State {
     retry: Option<(Instant, String)>,
 }
 
+/// What the sweep ETA of a cell's updates is built from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EtaBasis {
+    /// Mean wall time of the cells finished so far (`None` before the first one).
+    pub mean_done_cell_s: Option<f64>,
+    /// Cells still to run after this one.
+    pub cells_after: usize,
+}
+
+impl EtaBasis {
+    /// Seconds until the sweep is done, given this cell's elapsed time and its own ETA.
+    ///
+    /// This cell's remaining time is its per-request ETA when there is one, else the mean cell
+    /// time minus what it has used (never below 0); each later cell counts one mean cell time,
+    /// or, before any cell finished, this cell's projected time (elapsed + remaining).
+    pub fn sweep_eta_s(&self, elapsed_s: f64, cell_eta_s: Option<f64>, done: bool) -> Option<f64> {
+        let remaining =
+            if done { Some(0.0) } else { cell_eta_s.or(self.mean_done_cell_s.map(|m| (m - elapsed_s).max(0.0))) }?;
+        let per_cell = self.mean_done_cell_s.unwrap_or(elapsed_s + remaining);
+        Some(remaining + per_cell * self.cells_after as f64)
+    }
+}
+
 /// The progress of one cell.
 #[derive(Debug)]
 pub struct Tracker {
     state: Mutex<State>,
     started: Instant,
     emitter: Emitter,
+    basis: EtaBasis,
 }
 
 impl Tracker {
     pub fn new(progress: SweepProgress, emitter: Emitter) -> Self {
+        Self::with_basis(progress, emitter, EtaBasis::default())
+    }
+
+    /// A tracker whose updates also carry the sweep ETA (`sweep_eta_s`).
+    pub fn with_basis(progress: SweepProgress, emitter: Emitter, basis: EtaBasis) -> Self {
         let phase = progress.state;
         Tracker {
             state: Mutex::new(State { progress, phase, recorded_started: None, retry: None }),
             started: Instant::now(),
             emitter,
+            basis,
         }
     }
 
@@ -96,6 +126,7 @@ impl Tracker {
                 }
                 _ => p.eta_s.filter(|_| p.state != CellState::Done),
             };
+            p.sweep_eta_s = self.basis.sweep_eta_s(p.elapsed_s, p.eta_s, p.state == CellState::Done);
             p.clone()
         };
         self.emitter.emit(Event::SweepProgress(snapshot));
@@ -142,5 +173,33 @@ impl Tracker {
             p.errors = errors;
             extra(p);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EtaBasis;
+
+    #[test]
+    fn sweep_eta_counts_the_cells_left_even_before_this_cell_has_an_eta() {
+        // The case: one cell done in 40 s, the last cell warming up (no own ETA yet).
+        let last = EtaBasis { mean_done_cell_s: Some(40.0), cells_after: 0 };
+        assert_eq!(last.sweep_eta_s(10.0, None, false), Some(30.0));
+        // Two more cells after this one: 30 s left here + 2 × 40 s.
+        let mid = EtaBasis { mean_done_cell_s: Some(40.0), cells_after: 2 };
+        assert_eq!(mid.sweep_eta_s(10.0, None, false), Some(110.0));
+        // The cell's own per-request ETA wins over the mean.
+        assert_eq!(mid.sweep_eta_s(10.0, Some(5.0), false), Some(85.0));
+        // Over the mean and no own ETA yet: 0 for this cell, the later cells still count.
+        assert_eq!(mid.sweep_eta_s(50.0, None, false), Some(80.0));
+        // A finished cell leaves only the later ones.
+        assert_eq!(mid.sweep_eta_s(45.0, None, true), Some(80.0));
+    }
+
+    #[test]
+    fn before_any_cell_finished_this_cells_projection_is_the_cell_time() {
+        let first = EtaBasis { mean_done_cell_s: None, cells_after: 3 };
+        assert_eq!(first.sweep_eta_s(10.0, None, false), None, "nothing measured yet");
+        assert_eq!(first.sweep_eta_s(10.0, Some(20.0), false), Some(20.0 + 30.0 * 3.0));
     }
 }

@@ -14,7 +14,7 @@ use super::cache::{self, CachedCalibration, CalibrationCache};
 use super::calibrate::{Calibrator, MAX_CALIBRATION_CALLS, Start};
 use super::csv_out::CsvFile;
 use super::json_map;
-use super::progress::{Emitter, Tracker};
+use super::progress::{Emitter, EtaBasis, Tracker};
 use super::prompt::{self, NonceSource};
 use super::retry::{Attempted, Backoff, with_retries};
 use super::rows::{CallRecord, RequestRow, RowContext, RunMode, row_from_call};
@@ -38,6 +38,8 @@ pub struct Cell {
     pub par: u32,
     pub index: usize,
     pub cells_total: usize,
+    /// Mean wall time of the cells finished before this one (for the sweep ETA).
+    pub mean_done_cell_s: Option<f64>,
 }
 
 /// What the cells share.
@@ -120,7 +122,11 @@ impl Runner {
             runs: spec.runs,
             target_prompt_tokens: target,
         };
-        let tracker = Tracker::new(
+        let basis = EtaBasis {
+            mean_done_cell_s: cell.mean_done_cell_s,
+            cells_after: cell.cells_total.saturating_sub(cell.index + 1),
+        };
+        let tracker = Tracker::with_basis(
             SweepProgress {
                 model: cell.model.clone(),
                 ctx: cell.ctx,
@@ -133,6 +139,7 @@ impl Runner {
                 ..Default::default()
             },
             self.emitter.clone(),
+            basis,
         );
         let result = self.measure(csvs, &tracker, &shape, &row_ctx, &key).await;
         if matches!(result, Err(SweepError::Cancelled)) {
@@ -225,6 +232,11 @@ impl Runner {
             ..Default::default()
         };
         warmup_fields(&mut load, &ttfts);
+        let (load_est_s, clamped) = (load.warmup_load_est_s, load.warmup_load_est_clamped);
+        tracker.update(|p| {
+            p.warmup_load_est_s = load_est_s;
+            p.warmup_load_est_clamped = clamped;
+        });
 
         // Recorded requests: per run, `par` concurrent logical requests (stream, then non-stream).
         tracker.phase(CellState::Running);

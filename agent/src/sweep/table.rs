@@ -9,29 +9,55 @@ use std::time::{Duration, Instant};
 use bench_shared::event::Event;
 use bench_shared::sweep::{CellState, SweepProgress};
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
-use ratatui::widgets::{Block, Paragraph, Row, Table};
+use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 
-/// The table's columns (LLMBench's, in its order).
+/// The table's columns, most useful first, with short headers that carry their unit. A narrow
+/// terminal shows the leading columns that fit (80 columns: model to errors), a wide one all.
 pub const COLUMNS: [&str; 14] = [
     "Model",
     "Ctx",
     "Par",
     "State",
     "Reqs",
-    "Warmup",
-    "Job elapsed",
-    "Live est tok/s",
-    "Stream tok/s",
-    "Total tok/s",
-    "Prefill tok/s",
-    "TTFT",
-    "Errors",
-    "Last update",
+    "Strm tok/s",
+    "Tot tok/s",
+    "TTFT ms",
+    "Err",
+    "Pfill tok/s",
+    "Live tok/s",
+    "Warm",
+    "Elapsed",
+    "Updated",
 ];
 
-const WIDTHS: [u16; 14] = [18, 6, 4, 11, 6, 6, 11, 14, 12, 11, 13, 8, 6, 11];
+const WIDTHS: [u16; 14] = [14, 5, 3, 11, 5, 10, 9, 7, 3, 11, 10, 5, 7, 8];
+
+/// How many leading columns fit in `width` cells (borders and one space between columns).
+fn columns_that_fit(width: u16) -> usize {
+    let mut used = 2u16; // the block's borders
+    let mut n = 0;
+    for (i, w) in WIDTHS.iter().enumerate() {
+        let need = w + u16::from(i > 0);
+        if used + need > width {
+            break;
+        }
+        used += need;
+        n += 1;
+    }
+    n.max(1)
+}
+
+/// `text` cut to `width` characters, with `…` when cut.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
 
 #[derive(Debug, Clone)]
 struct CellView {
@@ -47,6 +73,8 @@ struct CellView {
 pub struct SweepTable {
     cells: Vec<CellView>,
     finished: Option<String>,
+    /// The bordered block's title.
+    title: String,
 }
 
 fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
@@ -66,7 +94,11 @@ fn duration(s: f64) -> String {
 
 impl SweepTable {
     pub fn new() -> Self {
-        SweepTable::default()
+        SweepTable::with_title("bench-agent sweep (Ctrl-C stops, CSV rows so far are kept)")
+    }
+
+    pub fn with_title(title: &str) -> Self {
+        SweepTable { title: title.to_owned(), ..Default::default() }
     }
 
     /// Applies one event; `now` and `wall_s` are when it was received.
@@ -120,19 +152,19 @@ impl SweepTable {
     fn row_texts(c: &CellView) -> [String; 14] {
         let p = &c.progress;
         [
-            p.model.clone(),
+            fit(&p.model, WIDTHS[0] as usize),
             p.ctx.to_string(),
             p.par.to_string(),
             p.state.as_str().to_owned(),
             format!("{}/{}", p.requests_done, p.requests_total),
-            format!("{}/{}", p.warmup_done, p.warmup_total),
-            if p.state == CellState::Pending { "-".into() } else { duration(p.elapsed_s) },
-            fmt_opt(p.live_tok_s, 1),
             fmt_opt(p.stream_tok_s, 1),
             fmt_opt(p.total_tok_s, 1),
-            fmt_opt(p.prefill_tok_s, 0),
-            p.ttft_s.map(|t| format!("{:.0}ms", t * 1000.0)).unwrap_or_else(|| "-".into()),
+            p.ttft_s.map(|t| format!("{:.0}", t * 1000.0)).unwrap_or_else(|| "-".into()),
             p.errors.to_string(),
+            fmt_opt(p.prefill_tok_s, 0),
+            fmt_opt(p.live_tok_s, 1),
+            format!("{}/{}", p.warmup_done, p.warmup_total),
+            if p.state == CellState::Pending { "-".into() } else { duration(p.elapsed_s) },
             c.last_update_s.map(clock).unwrap_or_else(|| "-".into()),
         ]
     }
@@ -146,15 +178,22 @@ impl SweepTable {
         let done: Vec<&SweepProgress> = self.cells().filter(|p| p.state == CellState::Done).collect();
         let active = self.cells().find(|p| !matches!(p.state, CellState::Pending | CellState::Done));
         let mut parts = vec![format!("cells {}/{}", done.len(), total)];
-        // Sweep ETA: the active cell's ETA plus, for each pending cell, the mean duration of the
-        // finished ones (cells differ in size, so this is a rough guide).
+        // Sweep ETA: the newest progress of the cell in flight carries it (its remaining time
+        // plus the cells after it × the measured mean cell time); between cells, the cells left
+        // × the mean of the finished ones.
         let pending = self.cells().filter(|p| p.state == CellState::Pending).count();
-        if !done.is_empty() {
-            let mean = done.iter().map(|p| p.elapsed_s).sum::<f64>() / done.len() as f64;
-            let eta = active.and_then(|a| a.eta_s).unwrap_or(0.0) + mean * pending as f64;
-            parts.push(format!("ETA ~{}", duration(eta)));
-        } else if let Some(eta) = active.and_then(|a| a.eta_s) {
-            parts.push(format!("cell ETA ~{}", duration(eta)));
+        let mean = (!done.is_empty()).then(|| done.iter().map(|p| p.elapsed_s).sum::<f64>() / done.len() as f64);
+        let eta = match active {
+            Some(a) => a.sweep_eta_s,
+            None => mean.map(|m| m * pending as f64),
+        };
+        match eta {
+            Some(eta) if done.len() < total => parts.push(format!("ETA ~{}", duration(eta))),
+            _ if done.len() < total => parts.push("ETA: after the first measurements".into()),
+            _ => {}
+        }
+        if let Some(a) = active.filter(|a| a.warmup_load_est_clamped) {
+            parts.push(format!("ctx {} par {}: load est 0 s (negative, clamped)", a.ctx, a.par));
         }
         for c in &self.cells {
             if let Some(at) = c.retry_at {
@@ -171,11 +210,16 @@ impl SweepTable {
         parts.join(" · ")
     }
 
-    /// Draws the table and the status line.
+    /// Draws the table and the status line over the whole frame.
     pub fn render(&self, frame: &mut Frame<'_>, now: Instant) {
-        let [table_area, status_area] =
-            Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
-        let header = Row::new(COLUMNS).style(Style::default().add_modifier(Modifier::BOLD));
+        self.render_in(frame, frame.area(), now);
+    }
+
+    /// Draws the table and the status line in `area`.
+    pub fn render_in(&self, frame: &mut Frame<'_>, area: Rect, now: Instant) {
+        let [table_area, status_area] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
+        let n = columns_that_fit(table_area.width);
+        let header = Row::new(COLUMNS[..n].to_vec()).style(Style::default().add_modifier(Modifier::BOLD));
         let rows = self.cells.iter().map(|c| {
             let style = match c.progress.state {
                 CellState::Running | CellState::WarmingUp | CellState::Calibrating => {
@@ -184,12 +228,18 @@ impl SweepTable {
                 CellState::Retrying => Style::default().add_modifier(Modifier::REVERSED),
                 _ => Style::default(),
             };
-            Row::new(Self::row_texts(c)).style(style)
+            let mut texts = Self::row_texts(c).to_vec();
+            texts.truncate(n);
+            Row::new(texts).style(style)
         });
-        let table = Table::new(rows, WIDTHS.map(Constraint::Length))
+        let table = Table::new(rows, WIDTHS[..n].iter().map(|w| Constraint::Length(*w)))
             .header(header)
-            .block(Block::bordered().title(" bench-agent sweep (Ctrl-C stops, CSV rows so far are kept) "));
-        frame.render_widget(table, table_area);
+            .block(Block::bordered().title(format!(" {} ", self.title)));
+        // Keep the cell in flight in view when the grid is taller than the screen.
+        let visible = table_area.height.saturating_sub(3) as usize;
+        let focus = self.cells.iter().rposition(|c| c.progress.state != CellState::Pending).unwrap_or(0);
+        let mut state = TableState::default().with_offset(focus.saturating_sub(visible.saturating_sub(2)));
+        frame.render_stateful_widget(table, table_area, &mut state);
         frame.render_widget(Paragraph::new(self.status_line(now)), status_area);
     }
 }
@@ -217,6 +267,12 @@ pub fn progress_line(p: &SweepProgress) -> String {
     }
     if let Some(eta) = p.eta_s {
         line.push_str(&format!(" eta {}", duration(eta)));
+    }
+    if let Some(eta) = p.sweep_eta_s.filter(|_| p.state != CellState::Done || p.cell_index + 1 < p.cells_total) {
+        line.push_str(&format!(" sweep eta {}", duration(eta)));
+    }
+    if p.warmup_load_est_clamped {
+        line.push_str(" load est 0 s (negative, clamped)");
     }
     if let Some(d) = &p.detail {
         line.push_str(&format!(" ({d})"));
@@ -285,10 +341,105 @@ mod tests {
         term.draw(|f| table.render(f, now + Duration::from_secs(2))).unwrap();
         let after = screen(&term);
         assert_eq!(after.matches("pending").count(), 3, "{after}");
-        for text in ["retrying", "1/2", "3/3", "1m15s", "123.5", "150.0", "42ms", "07:01:01"] {
+        for text in ["retrying", "1/2", "3/3", "1m15s", "123.5", "150.0", " 42 ", "07:01:01"] {
             assert!(after.contains(text), "{text:?} missing:\n{after}");
         }
         assert!(after.contains("in 3s (attempt 2/5 failed)"), "retry countdown missing:\n{after}");
+    }
+
+    fn started(models: &[&str], ctx: &[u32], par: &[u32]) -> Event {
+        Event::SweepStarted(SweepStarted {
+            models: models.iter().map(|m| m.to_string()).collect(),
+            ctx_points: ctx.to_vec(),
+            parallel: par.to_vec(),
+            cells_total: models.len() * ctx.len() * par.len(),
+        })
+    }
+
+    #[test]
+    fn at_80x24_the_leading_columns_fit_whole_with_units_and_the_active_cell_is_in_view() {
+        let now = Instant::now();
+        let mut table = SweepTable::new();
+        // 2 models × 4 ctx × 3 par = 24 cells: taller than the 20 rows an 80×24 screen has.
+        table.apply(
+            &started(&["smollm2:135m-instruct-q8", "qwen3:0.6b"], &[256, 512, 1024, 2048], &[1, 2, 4]),
+            now,
+            0.0,
+        );
+        for i in 0..22 {
+            let p = SweepProgress {
+                model: if i < 12 { "smollm2:135m-instruct-q8".into() } else { "qwen3:0.6b".into() },
+                cell_index: i,
+                cells_total: 24,
+                state: CellState::Done,
+                requests_done: 4,
+                requests_total: 4,
+                stream_tok_s: Some(41.25),
+                total_tok_s: Some(38.5),
+                ttft_s: Some(1.366),
+                elapsed_s: 30.0,
+                ..Default::default()
+            };
+            table.apply(&Event::SweepProgress(p), now, 10.0);
+        }
+        let active = SweepProgress {
+            model: "qwen3:0.6b".into(),
+            ctx: 2048,
+            par: 2,
+            cell_index: 22,
+            cells_total: 24,
+            state: CellState::WarmingUp,
+            requests_total: 4,
+            elapsed_s: 5.0,
+            sweep_eta_s: Some(55.0),
+            ..Default::default()
+        };
+        table.apply(&Event::SweepProgress(active), now, 11.0);
+        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        term.draw(|f| table.render(f, now)).unwrap();
+        let screen = screen(&term);
+        let header = screen.lines().nth(1).unwrap();
+        for col in ["Model", "Ctx", "Par", "State", "Reqs", "Strm tok/s", "Tot tok/s", "TTFT ms", "Err"] {
+            assert!(header.contains(col), "column {col:?} cut at 80 columns:\n{screen}");
+        }
+        assert!(screen.contains("1366"), "TTFT in ms under a 'TTFT ms' header:\n{screen}");
+        assert!(screen.contains("smollm2:135m-…"), "long model names are cut with an ellipsis:\n{screen}");
+        assert!(screen.contains("warming_up"), "the cell in flight is scrolled into view:\n{screen}");
+        assert!(screen.contains("cells 22/24") && screen.contains("ETA ~0m55s"), "{screen}");
+    }
+
+    #[test]
+    fn eta_is_never_zero_while_a_cell_is_left() {
+        let now = Instant::now();
+        let mut table = SweepTable::new();
+        table.apply(&started(&["m"], &[256], &[1, 2]), now, 0.0);
+        let done = SweepProgress {
+            model: "m".into(),
+            ctx: 256,
+            par: 1,
+            cell_index: 0,
+            cells_total: 2,
+            state: CellState::Done,
+            elapsed_s: 40.0,
+            ..Default::default()
+        };
+        table.apply(&Event::SweepProgress(done), now, 1.0);
+        // Between cells: the one left counts one mean cell time.
+        assert!(table.status_line(now).contains("ETA ~0m40s"), "{}", table.status_line(now));
+        // The last cell warming up has no per-request ETA yet: the agent's sweep ETA is used.
+        let warming = SweepProgress {
+            model: "m".into(),
+            ctx: 256,
+            par: 2,
+            cell_index: 1,
+            cells_total: 2,
+            state: CellState::WarmingUp,
+            elapsed_s: 10.0,
+            sweep_eta_s: Some(30.0),
+            ..Default::default()
+        };
+        table.apply(&Event::SweepProgress(warming), now, 2.0);
+        assert!(table.status_line(now).contains("ETA ~0m30s"), "{}", table.status_line(now));
     }
 
     #[test]

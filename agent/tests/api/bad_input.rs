@@ -82,3 +82,22 @@ async fn each_bad_field_is_a_400_naming_it_and_the_agent_keeps_serving() {
     assert_eq!(agent.wait_for_terminal(&id).await.last().unwrap()["type"], "job_done");
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_answer_ends_with_a_newline() {
+    let agent = TestAgent::spawn(mock_config()).await;
+    let job_id = agent.post_job_ok(base()).await;
+    agent.wait_for_terminal(&job_id).await;
+    let bad = agent.post_job(with("max_tokens", json!(-1))).await;
+    let mut answers = vec![("POST /jobs (bad)".to_owned(), bad)];
+    for path in ["/health", "/capabilities", "/jobs", &format!("/jobs/{job_id}"), "/no-such-route"] {
+        answers.push((format!("GET {path}"), agent.get(path).await));
+    }
+    for (what, resp) in answers {
+        let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ctype.starts_with("application/json"), "{what}: {ctype}");
+        let text = resp.text().await.unwrap();
+        assert!(text.ends_with("}\n") || text.ends_with("]\n"), "{what}: {text:?}");
+        serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+    }
+}

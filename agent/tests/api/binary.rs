@@ -82,6 +82,27 @@ fn non_loopback_bind_without_token_warns_loudly() {
     assert!(warned, "a warning naming auth_token");
 }
 
+#[test]
+fn check_validates_the_config_without_serving() {
+    let (_dir, good) = write_config("machine_id: chk\nbind_port: 0\nengine: {kind: mock}\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
+        .args(["check", "--config", good.to_str().unwrap(), "--port", "9123"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("config ok") && text.contains("machine_id chk") && text.contains(":9123"), "{text}");
+
+    let (_dir2, bad) = write_config("machine_id: chk\nengine: {kind: mock}\nqueue_limt: 3\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
+        .args(["check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("queue_limt") && err.contains("line 3") && !err.contains("backtrace"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_with_the_certificate_named_in_agent_yaml() {
     let dir = tempfile::tempdir().unwrap();

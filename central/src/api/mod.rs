@@ -3,8 +3,11 @@
 
 mod error;
 mod export;
+mod filters;
 mod machines;
+mod newline;
 mod runs;
+mod wait;
 mod ws;
 
 pub use error::ApiError;
@@ -50,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::pages::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require))
+        .layer(middleware::map_response(newline::json_newline))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
     guard::apply(app, policy).with_state(state)
 }

@@ -7,7 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use bench_shared::run::{RunMetadata, RunPage, RunSummary};
+use bench_shared::run::{RunMetadata, RunPage, RunStatus, RunSummary};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -36,7 +36,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// `GET /api/runs?limit=&offset=`: newest first.
+/// `GET /api/runs?limit=&offset=&model=&machine=&engine_version=&status=&since=`: newest first,
+/// filtered (see [`super::filters`]).
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -53,8 +54,16 @@ pub async fn list(
     };
     let limit = num("limit", DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = num("offset", 0, usize::MAX)?;
+    let filter = super::filters::RunFilter::from_query(&q)?;
     let store = state.store.clone();
-    let page = super::blocking(move || Ok(store.list(limit, offset)?)).await?;
+    let page = super::blocking(move || {
+        Ok(if filter.is_empty() {
+            store.list(limit, offset)?
+        } else {
+            store.list_where(|m| filter.matches(m), limit, offset)?
+        })
+    })
+    .await?;
     Ok(Json(page))
 }
 
@@ -79,25 +88,41 @@ pub fn checked(run_id: &str) -> Result<(), ApiError> {
     }
 }
 
-pub async fn show(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
+/// `GET /api/runs/{id}?wait=SECONDS`: with `wait`, a running run is answered when it ends (final
+/// summary) or when the time is up (live state, `live: true`); see [`super::wait`].
+pub async fn show(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<RunDetail>, ApiError> {
     checked(&run_id)?;
-    if let Some(live) = state.runs.live(&run_id) {
-        let l = task::lock(&live);
-        return Ok(Json(RunDetail {
-            metadata: l.meta.clone(),
-            summary: None,
-            live: true,
-            machines: l.outcomes.clone(),
-        }));
+    let wait = super::wait::parse_wait(q.get("wait").map(String::as_str))?;
+    // After run_end the files are normally final even if the live entry has not been dropped yet.
+    let ended = super::wait::until_run_end(&state, &run_id, wait).await;
+    let live_detail = |state: &AppState| {
+        state.runs.live(&run_id).map(|live| {
+            let l = task::lock(&live);
+            RunDetail { metadata: l.meta.clone(), summary: None, live: true, machines: l.outcomes.clone() }
+        })
+    };
+    if !ended && let Some(detail) = live_detail(&state) {
+        return Ok(Json(detail));
     }
     let store = state.store.clone();
+    let id = run_id.clone();
     let detail = super::blocking(move || {
-        let metadata = store.metadata(&run_id)?;
-        let summary = store.summary(&run_id)?;
-        let machines = outcomes_from_events(&store.events(&run_id)?);
+        let metadata = store.metadata(&id)?;
+        let summary = store.summary(&id)?;
+        let machines = outcomes_from_events(&store.events(&id)?);
         Ok(RunDetail { metadata, summary, live: false, machines })
     })
     .await?;
+    // run_end was sent but the final files could not be written: the live state is the truth.
+    if detail.metadata.status == RunStatus::Running
+        && let Some(live) = live_detail(&state)
+    {
+        return Ok(Json(live));
+    }
     Ok(Json(detail))
 }
 

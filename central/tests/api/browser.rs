@@ -437,6 +437,16 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         PAGE_TIMEOUT,
     )
     .await?;
+    // The baseline is a link, not browser state: the share link names it, and opening the
+    // second run with `baseline=` shows the deltas.
+    let link = js(b, "return document.querySelector('#baseline-link').href").await?;
+    let link = link.as_str().context("share link")?.to_owned();
+    ensure!(link.contains(&format!("baseline={run_id}")), "share link {link}");
+    let stored = js(b, "return Object.keys(localStorage).filter(k => k.includes('baseline')).length").await?;
+    ensure!(stored == json!(0), "the baseline must not live in localStorage");
+    // The race page follows a race started elsewhere (here: the API) and shows its settings.
+    b.goto(&format!("{central}/")).await?;
+    b.wait_for("the live socket", "return document.querySelector('#conn.up') !== null", PAGE_TIMEOUT).await?;
     let http = http_client();
     let created: Value = http
         .post(format!("{central}/api/runs"))
@@ -446,7 +456,24 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         .json()
         .await?;
     let second = created["run_id"].as_str().context("second run id")?.to_owned();
-    b.goto(&format!("{central}/history?run_id={second}")).await?;
+    let followed = b
+        .wait_for(
+            "the race page to follow the API's run and show its settings",
+            &format!(
+                "const a = document.querySelector('#run-link');
+                 const p = document.querySelector('#prompt').value;
+                 return a && a.textContent === '{second}' && p === 'A second, different prompt.'
+                   ? [p, document.querySelector('#max_tokens').value] : null;"
+            ),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    ensure!(followed == json!(["A second, different prompt.", "24"]), "race page settings: {followed}");
+    // Chart ticks carry their unit and enough decimals to differ.
+    let ticks =
+        js(b, "return [Charts.tickLabels([3, 3.05, 3.1], 's'), Charts.tickLabels([0, 10, 20], ' tok/s')]").await?;
+    ensure!(ticks == json!([["3.00s", "3.05s", "3.10s"], ["0 tok/s", "10 tok/s", "20 tok/s"]]), "chart ticks {ticks}");
+    b.goto(&format!("{central}/history?run_id={second}&baseline={run_id}")).await?;
     let deltas = b
         .wait_for(
             "baseline deltas on the second run",
@@ -486,5 +513,24 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     .await?;
     let gone = http_client().get(format!("{central}/api/runs/{second}")).send().await?.status();
     ensure!(gone == 404, "deleted run answers {gone}");
+
+    // Filters come from the address (a filtered list is a link); the list shows machine labels.
+    b.goto(&format!("{central}/history?model=no-such-model")).await?;
+    b.wait_for(
+        "the filtered, empty list",
+        "return document.querySelector('#runs-list').textContent.includes('No run matches')
+            && document.querySelector('#filters [name=model]').value === 'no-such-model'",
+        PAGE_TIMEOUT,
+    )
+    .await?;
+    b.goto(&format!("{central}/history?model={MODEL}")).await?;
+    let labels = b
+        .wait_for(
+            "machine labels in the runs list",
+            "const l = document.querySelector('#runs-list li .run-machines'); return l ? l.textContent : null;",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    ensure!(labels.as_str().is_some_and(|t| t.contains(fast_label)), "runs list shows labels: {labels}");
     Ok(())
 }

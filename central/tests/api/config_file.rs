@@ -80,3 +80,28 @@ mod reqwest {
             .block_on(async { crate::support::http_client().get(url).send().await.unwrap().text().await.unwrap() })
     }
 }
+
+#[test]
+fn check_validates_machines_yaml_without_serving() {
+    let dir = temp_results_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("machines.yaml");
+    let check = |yaml: &str| {
+        std::fs::write(&cfg, yaml).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_bench-central"))
+            .args(["check", "--config", cfg.to_str().unwrap(), "--host", "127.0.0.1"])
+            .env_remove("CENTRAL_PORT")
+            .output()
+            .expect("run bench-central check")
+    };
+    let out = check("machines:\n  - machine_id: a\n    agent_base_url: http://127.0.0.1:1\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("config ok") && text.contains("1 machines: a (http://127.0.0.1:1)"), "{text}");
+    assert!(text.contains("listen 127.0.0.1:8080"), "{text}");
+
+    let out = check("machines:\n  - machine_id: a\n    agent_base_url: http://127.0.0.1:1\n    lable: typo\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lable") && err.contains("line 4"), "{err}");
+}

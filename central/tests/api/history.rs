@@ -110,3 +110,45 @@ async fn bad_run_bodies_are_400_naming_the_field() {
     assert_eq!(resp["detail"]["machines"][0]["status"], "skipped");
     assert!(resp["detail"]["machines"][0]["reason"].as_str().unwrap().contains("offline"), "{resp}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_list_shows_labels_and_filters_by_model_machine_status_and_date() {
+    let fake = FakeAgent::spawn("solo", &["mock-llm"]).await;
+    let central = TestCentral::spawn(vec![machine("solo", &fake.base_url)], temp_results_dir()).await;
+    central.wait_online(&["solo"]).await;
+    let id = central.start_run(generate_body("mock-llm", 8)).await;
+    let job = fake.wait_jobs(1).await.remove(0);
+    fake.started(&job.job_id);
+    fake.done(&job.job_id, "", 5.0);
+    central.wait_run_end(&id).await;
+
+    let all = central.get_json("/api/runs").await;
+    assert_eq!(all["total"], 1);
+    assert_eq!(all["runs"][0]["machine_labels"], json!([{"machine_id": "solo", "label": "solo label"}]));
+
+    let total = |q: &'static str| {
+        let central = &central;
+        async move { central.get_json(&format!("/api/runs?{q}")).await["total"].as_u64().unwrap() }
+    };
+    for (q, want) in [
+        ("model=MOCK", 1),
+        ("model=other-model", 0),
+        ("machine=solo", 1),
+        ("machine=Solo%20Label", 1),
+        ("machine=elsewhere", 0),
+        ("status=complete", 1),
+        ("status=failed", 0),
+        ("since=2000-01-01", 1),
+        ("since=2999-01-01T00:00Z", 0),
+        ("engine_version=no-such-version", 0),
+        ("model=mock&machine=solo&status=complete&since=2000-01-01", 1),
+    ] {
+        assert_eq!(total(q).await, want, "{q}");
+    }
+    for (q, field) in [("status=done", "status"), ("since=yesterday", "since")] {
+        let resp = central.get(&format!("/api/runs?{q}")).await;
+        assert_eq!(resp.status(), 400, "{q}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["field"], field, "{body}");
+    }
+}

@@ -12,6 +12,7 @@ mod fake_agent;
 mod faults;
 mod history;
 mod machine_telemetry;
+mod manners;
 mod races;
 mod security;
 mod support;
