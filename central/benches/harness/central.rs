@@ -18,7 +18,11 @@ pub fn machine(id: &str, base_url: &str) -> MachineConfig {
 
 /// Faster health checks than the defaults, so machines come online quickly.
 pub fn settings() -> Settings {
-    Settings { health_interval: Duration::from_millis(200), start_delay: Duration::from_millis(800), ..Settings::default() }
+    Settings {
+        health_interval: Duration::from_millis(200),
+        start_delay: Duration::from_millis(800),
+        ..Settings::default()
+    }
 }
 
 pub struct Central {

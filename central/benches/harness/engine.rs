@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -52,6 +53,11 @@ impl ScriptedEngine {
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
                     addr_tx.send(listener.local_addr().expect("addr")).expect("report addr");
                     let app = router(Arc::new(script));
+                    // No Nagle: each token leaves when written (as llama.cpp's and Ollama's servers
+                    // do), so the schedule is exact for every client, pooled connections included.
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                     let _ = axum::serve(listener, app)
                         .with_graceful_shutdown(async move {
                             let _ = stop_rx.await;
@@ -67,7 +73,10 @@ impl ScriptedEngine {
 
 fn router(script: Arc<Script>) -> Router {
     Router::new()
-        .route("/v1/models", get(|| async { axum::Json(json!({"object": "list", "data": [{"id": MODEL, "object": "model"}]})) }))
+        .route(
+            "/v1/models",
+            get(|| async { axum::Json(json!({"object": "list", "data": [{"id": MODEL, "object": "model"}]})) }),
+        )
         .route("/v1/chat/completions", post(openai))
         .route("/api/tags", get(|| async { axum::Json(json!({"models": [tag()]})) }))
         .route("/api/ps", get(|| async { axum::Json(json!({"models": [tag()]})) }))
@@ -84,7 +93,8 @@ fn tag() -> Value {
 
 /// The token count a request asks for, capped by the script.
 fn wanted(body: &Value, script: &Script) -> u64 {
-    let asked = body["max_tokens"].as_u64().or_else(|| body["options"]["num_predict"].as_u64()).unwrap_or(script.tokens);
+    let asked =
+        body["max_tokens"].as_u64().or_else(|| body["options"]["num_predict"].as_u64()).unwrap_or(script.tokens);
     asked.min(script.tokens).max(1)
 }
 

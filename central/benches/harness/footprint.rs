@@ -52,7 +52,8 @@ pub async fn run(quick: bool, args: &Args) -> Result<(Vec<Row>, Value)> {
     let client = reqwest::Client::new();
     central::http_json(&client, &format!("{}/health", agent.base_url)).await?;
     let agent_idle = settled_rss(&agent).await;
-    let central = process::central(&args.central_bin, &dir.join("central"), &[("fp".into(), agent.base_url.clone())]).await?;
+    let central =
+        process::central(&args.central_bin, &dir.join("central"), &[("fp".into(), agent.base_url.clone())]).await?;
     central::wait_online(&client, &central.base_url, &["fp".into()]).await?;
     let central_idle = settled_rss(&central).await;
     let central_ws = format!("{}/api/ws", central.base_url.replace("http://", "ws://"));
@@ -65,14 +66,29 @@ pub async fn run(quick: bool, args: &Args) -> Result<(Vec<Row>, Value)> {
     let mut rows = vec![
         Row::check("agent RSS idle", "<= 10 MB", agent_idle / MIB, "MiB", agent_idle <= 10.0 * MIB),
         Row::check("central RSS idle", "<= 16 MB", central_idle / MIB, "MiB", central_idle <= 16.0 * MIB),
-        Row::check(&format!("central RSS per browser subscriber ({n})"), "<= 64 KB", per_browser / 1024.0, "KiB", per_browser <= 64.0 * 1024.0),
-        Row::check(&format!("agent RSS per /ws subscriber ({n})"), "<= 64 KB", per_agent_sub / 1024.0, "KiB", per_agent_sub <= 64.0 * 1024.0),
+        Row::check(
+            &format!("central RSS per browser subscriber ({n})"),
+            "<= 64 KB",
+            per_browser / 1024.0,
+            "KiB",
+            per_browser <= 64.0 * 1024.0,
+        ),
+        Row::check(
+            &format!("agent RSS per /ws subscriber ({n})"),
+            "<= 64 KB",
+            per_agent_sub / 1024.0,
+            "KiB",
+            per_agent_sub <= 64.0 * 1024.0,
+        ),
     ];
     let loaded = *UNDER_LOAD_RSS.lock().unwrap_or_else(|e| e.into_inner());
     match loaded {
         Some(b) => rows.push(Row::info("central RSS under the relay load (max)", b as f64 / MIB, "MiB")),
         None => rows.push(Row::gap("central RSS under the relay load", "-", "relay scenario not run")),
     }
-    Ok((rows, json!({"subscribers": n, "agent_idle_bytes": agent_idle, "central_idle_bytes": central_idle,
-        "central_bytes_per_browser": per_browser, "agent_bytes_per_ws": per_agent_sub, "central_under_load_bytes": loaded})))
+    Ok((
+        rows,
+        json!({"subscribers": n, "agent_idle_bytes": agent_idle, "central_idle_bytes": central_idle,
+        "central_bytes_per_browser": per_browser, "agent_bytes_per_ws": per_agent_sub, "central_under_load_bytes": loaded}),
+    ))
 }

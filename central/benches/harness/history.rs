@@ -62,8 +62,11 @@ pub async fn run(plan: &Plan) -> Result<(Vec<Row>, Value)> {
         Row::info("GET /api/runs p99", percentile(&api_ms, 99.0), "ms"),
         Row::info("GET /history p99", percentile(&page_ms, 99.0), "ms"),
     ];
-    Ok((rows, json!({"runs": runs, "requests": plan.requests, "api_runs_ms": api_ms, "history_page_ms": page_ms,
-                     "write_s": write_s})))
+    Ok((
+        rows,
+        json!({"runs": runs, "requests": plan.requests, "api_runs_ms": api_ms, "history_page_ms": page_ms,
+                     "write_s": write_s}),
+    ))
 }
 
 /// Writes `count − 1` copies of run `template` (so `count` runs in all), one second apart.

@@ -20,8 +20,10 @@ pub struct Plan {
 }
 
 pub async fn run(plan: &Plan) -> Result<(Vec<Row>, Value)> {
-    let engine = ScriptedEngine::spawn(Script { ttft: Duration::from_millis(1), gap: Duration::ZERO, tokens: plan.tokens });
-    let agent = Agent::spawn(agent::config("bench", EngineKind::Openai, &engine.base_url, agent::unused_mock())).await?;
+    let engine =
+        ScriptedEngine::spawn(Script { ttft: Duration::from_millis(1), gap: Duration::ZERO, tokens: plan.tokens });
+    let agent =
+        Agent::spawn(agent::config("bench", EngineKind::Openai, &engine.base_url, agent::unused_mock())).await?;
     agent.job_done(&agent::generate(MODEL, 1000, 1)).await?;
     let (mut a_rate, mut r_rate, mut a_cpu, mut r_cpu) = (vec![], vec![], vec![], vec![]);
     for _ in 0..plan.rounds {
@@ -30,8 +32,18 @@ pub async fn run(plan: &Plan) -> Result<(Vec<Row>, Value)> {
         let c1 = cpu_s("self").unwrap_or(f64::NAN);
         let trace = raw::generate(engine.addr, Protocol::OpenAi, MODEL, plan.tokens).await?;
         let c2 = cpu_s("self").unwrap_or(f64::NAN);
-        ensure!(done["gen_tokens"].as_u64() == Some(plan.tokens), "agent counted {} tokens of {}", done["gen_tokens"], plan.tokens);
-        ensure!(trace.token_us.len() as u64 == plan.tokens, "raw reader saw {} tokens of {}", trace.token_us.len(), plan.tokens);
+        ensure!(
+            done["gen_tokens"].as_u64() == Some(plan.tokens),
+            "agent counted {} tokens of {}",
+            done["gen_tokens"],
+            plan.tokens
+        );
+        ensure!(
+            trace.token_us.len() as u64 == plan.tokens,
+            "raw reader saw {} tokens of {}",
+            trace.token_us.len(),
+            plan.tokens
+        );
         a_rate.push(done["decode_tok_s"].as_f64().unwrap_or(f64::NAN));
         r_rate.push(trace.decode_tok_s());
         a_cpu.push((c1 - c0) / plan.tokens as f64 * 1e6);

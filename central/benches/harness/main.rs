@@ -65,7 +65,9 @@ fn parse_args() -> Result<Args> {
                     bail!("--only: unknown scenario {bad:?}; known: {}", SCENARIOS.join(", "));
                 }
             }
-            other => bail!("unknown argument {other:?} (accepted: --quick, --out PATH, --only LIST, --agent-bin PATH, --central-bin PATH)"),
+            other => bail!(
+                "unknown argument {other:?} (accepted: --quick, --out PATH, --only LIST, --agent-bin PATH, --central-bin PATH)"
+            ),
         }
     }
     Ok(args)
@@ -84,7 +86,10 @@ async fn scenario(name: &str, args: &Args) -> Result<(Vec<Row>, serde_json::Valu
             };
             ttft::run(&plan).await
         }
-        "ingest_ceiling" => ingest::run(&ingest::Plan { rounds: if q { 2 } else { 4 }, tokens: if q { 100_000 } else { 300_000 } }).await,
+        "ingest_ceiling" => {
+            ingest::run(&ingest::Plan { rounds: if q { 2 } else { 4 }, tokens: if q { 100_000 } else { 300_000 } })
+                .await
+        }
         "relay" => relay::run(&relay::Plan::new(q), args).await,
         "footprint" => footprint::run(q, args).await,
         "sync_skew" => skew::run(&skew::Plan { agents: 8, races: if q { 5 } else { 20 } }).await,

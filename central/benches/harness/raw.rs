@@ -49,7 +49,12 @@ impl Protocol {
 }
 
 /// One streamed generation of `max_tokens` for `model` from the engine at `addr`.
-pub async fn generate(addr: std::net::SocketAddr, protocol: Protocol, model: &str, max_tokens: u64) -> std::io::Result<RawTrace> {
+pub async fn generate(
+    addr: std::net::SocketAddr,
+    protocol: Protocol,
+    model: &str,
+    max_tokens: u64,
+) -> std::io::Result<RawTrace> {
     generate_marked(addr, protocol, model, max_tokens, SCRIPTED_MARKER).await
 }
 

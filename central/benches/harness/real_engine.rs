@@ -23,7 +23,8 @@ pub async fn run(quick: bool) -> Result<(Vec<Row>, Value)> {
         ));
     };
     let addr = url.trim_start_matches("http://").trim_end_matches('/').trim_end_matches("/v1");
-    let addr: std::net::SocketAddr = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| anyhow::anyhow!("no address for {url}"))?;
+    let addr: std::net::SocketAddr =
+        tokio::net::lookup_host(addr).await?.next().ok_or_else(|| anyhow::anyhow!("no address for {url}"))?;
     let agent = Agent::spawn(agent::config("real", EngineKind::Openai, &url, agent::unused_mock())).await?;
     let (rounds, tokens) = if quick { (4, 32) } else { (10, 64) };
     agent.job_done(&agent::generate(MODEL, 8, 1)).await?;

@@ -157,14 +157,23 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
     let latency: Vec<f64> = seen.iter().flat_map(|s| s.latency_ms.iter().copied()).collect();
     let (p50, p99) = (median(&latency), percentile(&latency, 99.0));
     let rows = vec![
-        Row::check(&format!("emit → browser p99 ({} agents × 100 tok/s, {BROWSERS} browsers)", plan.agents), "<= 5 ms", p99, "ms", p99 <= 5.0),
+        Row::check(
+            &format!("emit → browser p99 ({} agents × 100 tok/s, {BROWSERS} browsers)", plan.agents),
+            "<= 5 ms",
+            p99,
+            "ms",
+            p99 <= 5.0,
+        ),
         Row::info("emit → browser p50", p50, "ms"),
         Row::check("events lost", "0", lost as f64, "events", lost == 0),
         Row::info("central CPU during the race", cpu / race_s * 100.0, "% of a core"),
         Row::info("central RSS max during the race", rss_max as f64 / 1048576.0, "MiB"),
     ];
-    Ok((rows, json!({"agents": plan.agents, "tokens_per_agent": plan.tokens, "browsers": BROWSERS, "race_s": race_s,
+    Ok((
+        rows,
+        json!({"agents": plan.agents, "tokens_per_agent": plan.tokens, "browsers": BROWSERS, "race_s": race_s,
         "events_received": events, "central_cpu_s": cpu, "central_rss_before_bytes": rss0, "central_rss_max_bytes": rss_max,
         "run_status": detail["metadata"]["status"],
-        "note": "the agents run in the harness process; central is the release binary"})))
+        "note": "the agents run in the harness process; central is the release binary"}),
+    ))
 }

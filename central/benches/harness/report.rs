@@ -57,17 +57,35 @@ impl Row {
 
     /// A figure without a target.
     pub fn info(metric: &str, value: f64, unit: &str) -> Row {
-        Row { metric: metric.into(), target: "-".into(), measured: format!("{} {unit}", fmt(value)), value: Some(value), verdict: Verdict::Info }
+        Row {
+            metric: metric.into(),
+            target: "-".into(),
+            measured: format!("{} {unit}", fmt(value)),
+            value: Some(value),
+            verdict: Verdict::Info,
+        }
     }
 
     /// A scenario that could not run: a failure, with the error.
     pub fn failed(metric: &str, error: &str) -> Row {
-        Row { metric: metric.into(), target: "runs".into(), measured: error.into(), value: None, verdict: Verdict::Fail }
+        Row {
+            metric: metric.into(),
+            target: "runs".into(),
+            measured: error.into(),
+            value: None,
+            verdict: Verdict::Fail,
+        }
     }
 
     /// A figure not measured in this run, and why.
     pub fn gap(metric: &str, target: &str, reason: &str) -> Row {
-        Row { metric: metric.into(), target: target.into(), measured: reason.into(), value: None, verdict: Verdict::Gap }
+        Row {
+            metric: metric.into(),
+            target: target.into(),
+            measured: reason.into(),
+            value: None,
+            verdict: Verdict::Gap,
+        }
     }
 }
 
@@ -99,10 +117,17 @@ impl Report {
         let mut lines = vec![["scenario", "metric", "target", "measured", "verdict"].map(String::from).to_vec()];
         for (name, rows, _) in &self.scenarios {
             for r in rows {
-                lines.push(vec![name.clone(), r.metric.clone(), r.target.clone(), r.measured.clone(), r.verdict.as_str().into()]);
+                lines.push(vec![
+                    name.clone(),
+                    r.metric.clone(),
+                    r.target.clone(),
+                    r.measured.clone(),
+                    r.verdict.as_str().into(),
+                ]);
             }
         }
-        let widths: Vec<usize> = (0..5).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> =
+            (0..5).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
         let mut out = String::new();
         for (i, l) in lines.iter().enumerate() {
             let cells: Vec<String> = l.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();

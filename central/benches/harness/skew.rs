@@ -45,10 +45,19 @@ pub async fn run(plan: &Plan) -> Result<(Vec<Row>, Value)> {
     }
     let p99 = percentile(&skews_ms, 99.0);
     let rows = vec![
-        Row::check(&format!("start skew p99 ({} agents, {} races)", plan.agents, plan.races), "<= 5 ms", p99, "ms", p99 <= 5.0),
+        Row::check(
+            &format!("start skew p99 ({} agents, {} races)", plan.agents, plan.races),
+            "<= 5 ms",
+            p99,
+            "ms",
+            p99 <= 5.0,
+        ),
         Row::info("start skew median", median(&skews_ms), "ms"),
     ];
     let first = skews_ms.first().copied().context("no race")?;
-    Ok((rows, json!({"skews_ms": skews_ms, "first_race_ms": first,
-                     "note": "one host: one clock; cross-host clock offsets are issue 12 item 3"})))
+    Ok((
+        rows,
+        json!({"skews_ms": skews_ms, "first_race_ms": first,
+                     "note": "one host: one clock; cross-host clock offsets are issue 12 item 3"}),
+    ))
 }

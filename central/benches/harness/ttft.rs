@@ -54,7 +54,8 @@ pub async fn run(plan: &Plan) -> Result<(Vec<Row>, Value)> {
                              "tokens": plan.tokens, "rounds": plan.rounds, "repeat": plan.repeat});
     for protocol in [Protocol::OpenAi, Protocol::Ollama] {
         let name = protocol.name();
-        let agent = Agent::spawn(agent::config("bench", kind(protocol), &engine.base_url, agent::unused_mock())).await?;
+        let agent =
+            Agent::spawn(agent::config("bench", kind(protocol), &engine.base_url, agent::unused_mock())).await?;
         agent.job_done(&agent::generate(MODEL, 4, 1)).await?; // warm: model check, connection pool
         raw::generate(engine.addr, protocol, MODEL, 4).await?;
         let (mut a_ttft, mut a_rate, mut r_ttft, mut r_rate) = (vec![], vec![], vec![], vec![]);
@@ -100,7 +101,9 @@ pub async fn run(plan: &Plan) -> Result<(Vec<Row>, Value)> {
 async fn concurrent(plan: &Plan, engine: &ScriptedEngine, protocol: Protocol) -> Result<(Vec<f64>, Vec<f64>)> {
     let mut agents = Vec::new();
     for i in 0..plan.concurrent {
-        let a = Agent::spawn(agent::config(&format!("bench-{i}"), kind(protocol), &engine.base_url, agent::unused_mock())).await?;
+        let a =
+            Agent::spawn(agent::config(&format!("bench-{i}"), kind(protocol), &engine.base_url, agent::unused_mock()))
+                .await?;
         a.job_done(&agent::generate(MODEL, 2, 1)).await?;
         agents.push(a);
     }
