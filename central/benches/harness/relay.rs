@@ -74,10 +74,10 @@ async fn browser(
             let Some(machine) = v["machine_id"].as_str() else { continue };
             let Some(seq) = v["seq"].as_u64() else { continue };
             seen.seqs.entry(machine.to_owned()).or_default().insert(seq);
-            if kind == "llm_token" {
-                if let Some(at) = v["emitted_at_s"].as_f64() {
-                    seen.latency_ms.push((now - at) * 1000.0);
-                }
+            if kind == "llm_token"
+                && let Some(at) = v["emitted_at_s"].as_f64()
+            {
+                seen.latency_ms.push((now - at) * 1000.0);
             }
             if bench_shared::event::is_terminal_type(kind) {
                 seen.last_seq.insert(machine.to_owned(), seq);
