@@ -58,15 +58,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = AgentConfig::load(&args.config)?;
     config.override_bind(args.host, args.port);
+    // The certificate first: a TLS mistake fails the start without touching the port.
+    let tls = match config.tls.clone() {
+        Some(files) => {
+            let built = tokio::task::spawn_blocking(move || {
+                bench_shared::tls::server_config(&files.cert_file, &files.key_file)
+            })
+            .await?;
+            Some(built.with_context(|| format!("tls in {}", args.config.display()))?)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind((config.bind_host.as_str(), config.bind_port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.bind_host, config.bind_port))?;
     let addr: SocketAddr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         machine_id = %config.machine_id,
         engine = %config.engine.kind,
         engine_url = %config.engine.base_url,
-        "listening on http://{addr}"
+        "listening on {scheme}://{addr}"
     );
     if !addr.ip().is_loopback() && config.auth_token.is_none() {
         tracing::warn!(
@@ -75,7 +87,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.config.display()
         );
     }
-    crate::serve(listener, AppState::new(config), shutdown_signal()).await?;
+    let state = AppState::new(config);
+    match tls {
+        Some(tls) => crate::serve(crate::tls::TlsListener::new(listener, tls)?, state, shutdown_signal()).await?,
+        None => crate::serve(listener, state, shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,6 +12,7 @@ use bench_shared::engine::EngineKind;
 use serde::Deserialize;
 
 use crate::engine::EngineSettings;
+use crate::tls::TlsFiles;
 
 /// The agent's validated settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,8 @@ pub struct AgentConfig {
     pub stream_flush_chars: usize,
     /// …or this long after their first piece of text arrived, or at a newline.
     pub stream_flush_seconds: f64,
+    /// Serve `https://` with this certificate and key; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Default port of the agent's API.
@@ -62,6 +65,7 @@ impl AgentConfig {
             results_dir: PathBuf::from("results"),
             stream_flush_chars: 64,
             stream_flush_seconds: 0.10,
+            tls: None,
         }
     }
 
@@ -69,12 +73,16 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        Self::from_yaml(&text, &path.display().to_string(), &|k| std::env::var(k).ok())
+        let mut cfg = Self::from_yaml(&text, &path.display().to_string(), &|k| std::env::var(k).ok())?;
+        if let (Some(tls), Some(dir)) = (&mut cfg.tls, path.parent()) {
+            tls.resolve_relative_to(dir);
+        }
+        Ok(cfg)
     }
 
     /// Parses YAML text (named `origin` in errors), applies overrides from `env`, validates.
     pub fn from_yaml(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_yaml::from_str(text)
+        let raw: RawConfig = serde_norway::from_str(text)
             .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: describe_yaml_error(&e) })?;
         let mut cfg = raw.resolve(origin)?;
         cfg.apply_env(env)?;
@@ -211,6 +219,8 @@ struct RawConfig {
     stream_flush_chars: Option<usize>,
     #[serde(default)]
     stream_flush_seconds: Option<f64>,
+    #[serde(default)]
+    tls: Option<TlsFiles>,
 }
 
 impl RawConfig {
@@ -257,12 +267,13 @@ impl RawConfig {
         cfg.results_dir = self.results_dir.unwrap_or(d.results_dir);
         cfg.stream_flush_chars = self.stream_flush_chars.unwrap_or(d.stream_flush_chars);
         cfg.stream_flush_seconds = self.stream_flush_seconds.unwrap_or(d.stream_flush_seconds);
+        cfg.tls = self.tls;
         Ok(cfg)
     }
 }
 
-/// serde_yaml's message already names the key and says "at line L column C"; keep it whole.
-fn describe_yaml_error(e: &serde_yaml::Error) -> String {
+/// serde_norway's message already names the key and says "at line L column C"; keep it whole.
+fn describe_yaml_error(e: &serde_norway::Error) -> String {
     let msg = e.to_string();
     match e.location() {
         Some(loc) if !msg.contains("line") => format!("{msg} (line {}, column {})", loc.line(), loc.column()),

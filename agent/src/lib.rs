@@ -11,7 +11,9 @@
 //! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
 //! - [`hardware`], [`telemetry`], [`cli`]: fingerprint, tracing set-up, command line.
-//! - [`testkit`]: the real local engine launcher and a fake Ollama for tests.
+//! - [`tls`]: optional `https://` serving (`tls:` in agent.yaml).
+//! - `testkit` (feature `testkit`, on only in tests): the real local engine launcher and a fake
+//!   Ollama. The release binary contains none of it.
 
 pub mod api;
 pub mod bench;
@@ -25,26 +27,32 @@ pub mod jobs;
 pub mod journal;
 pub mod sweep;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod tls;
 
 pub use api::state::AppState;
 pub use config::AgentConfig;
 
 use std::future::Future;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves the agent on `listener` until `shutdown` completes.
+/// Serves the agent on `listener` (a `TcpListener`, or a [`tls::TlsListener`] for `https://`)
+/// until `shutdown` completes.
 ///
 /// Shutdown order matters for clients: new jobs are refused and queued ones cancelled, the
 /// running job is cancelled and publishes `job_cancelled`, then WebSocket clients receive what
 /// they are owed and a Close frame, and finally open HTTP connections are drained.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L>(
+    listener: L,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
     tokio::spawn(state.engine_status.clone().run(

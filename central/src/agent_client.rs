@@ -39,7 +39,22 @@ pub struct AgentClient {
 }
 
 impl AgentClient {
+    /// Uses `http` (the shared pool), or a client of its own when the machine trusts its own CA
+    /// (`ca_cert_file`).
     pub fn new(http: reqwest::Client, machine: &MachineConfig, timeout: Duration) -> Self {
+        let http = match machine.tls_client_config() {
+            Some(tls) => reqwest::Client::builder()
+                .connect_timeout(timeout)
+                .tls_backend_preconfigured((*tls).clone())
+                .build()
+                .unwrap_or_else(|e| {
+                    // Only a broken TLS build fails here; the shared client then reports the
+                    // certificate error on every call, naming the agent.
+                    tracing::error!(machine_id = %machine.machine_id, error = %e, "cannot build the agent's TLS client");
+                    http
+                }),
+            None => http,
+        };
         AgentClient { http, base_url: machine.base_url().to_owned(), token: machine.token.clone(), timeout }
     }
 

@@ -5,8 +5,10 @@
 //! URLs are errors that name the key and the line, so a user can fix the file without guessing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bench_shared::tls::TlsError;
 use serde::Deserialize;
 
 /// The whole `machines.yaml`.
@@ -32,9 +34,57 @@ pub struct MachineConfig {
     /// The agent's `auth_token`, sent as `Authorization: Bearer <token>`.
     #[serde(default)]
     pub token: Option<String>,
+    /// For an `https://` agent whose certificate a private CA (or the agent itself) signed: the
+    /// PEM CA certificate(s) central trusts for this agent, instead of the system's roots.
+    /// Relative to the folder of machines.yaml.
+    #[serde(default)]
+    pub ca_cert_file: Option<PathBuf>,
+    /// The TLS client set-up built from `ca_cert_file` when the file is loaded.
+    #[serde(skip)]
+    trust: AgentTrust,
+}
+
+/// A machine's TLS client configuration, when it has its own CA (compared by identity).
+#[derive(Debug, Clone, Default)]
+struct AgentTrust(Option<Arc<rustls::ClientConfig>>);
+
+impl PartialEq for AgentTrust {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
 }
 
 impl MachineConfig {
+    /// A machine with only its id and URL set (tests and embedding).
+    pub fn new(machine_id: impl Into<String>, agent_base_url: impl Into<String>) -> Self {
+        MachineConfig {
+            machine_id: machine_id.into(),
+            label: None,
+            agent_base_url: agent_base_url.into(),
+            notes: None,
+            token: None,
+            ca_cert_file: None,
+            trust: AgentTrust::default(),
+        }
+    }
+
+    /// Trusts the CA certificate(s) in `ca_cert_file` (PEM) for this agent's `https://` and
+    /// `wss://` connections. Blocking file I/O.
+    pub fn trust_ca_file(&mut self, ca_cert_file: PathBuf) -> Result<(), TlsError> {
+        let config = bench_shared::tls::client_config_trusting(&ca_cert_file)?;
+        self.trust = AgentTrust(Some(Arc::new(config)));
+        self.ca_cert_file = Some(ca_cert_file);
+        Ok(())
+    }
+
+    /// The TLS client configuration for this agent, when `ca_cert_file` is set.
+    pub fn tls_client_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.trust.0.clone()
+    }
+
     pub fn label(&self) -> &str {
         self.label.as_deref().unwrap_or(&self.machine_id)
     }
@@ -78,8 +128,8 @@ impl MachinesFile {
 
     /// Parses and validates `text`; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<MachinesFile, ConfigError> {
-        let file: MachinesFile = serde_yaml::from_str(text).map_err(|e| {
-            // serde_yaml puts "at line L column C" in its message when it knows the location.
+        let mut file: MachinesFile = serde_norway::from_str(text).map_err(|e| {
+            // serde_norway puts "at line L column C" in its message when it knows the location.
             let message = match e.location() {
                 Some(loc) if !e.to_string().contains("line") => format!("line {}: {e}", loc.line()),
                 _ => e.to_string(),
@@ -87,7 +137,27 @@ impl MachinesFile {
             ConfigError::Parse { path: path.into(), message }
         })?;
         file.validate(text, path)?;
+        file.load_trust(text, path)?;
         Ok(file)
+    }
+
+    /// Loads every machine's `ca_cert_file` (relative to the folder of `path`).
+    fn load_trust(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for (i, m) in self.machines.iter_mut().enumerate() {
+            let Some(file) = m.ca_cert_file.clone() else { continue };
+            let resolved = if file.is_absolute() { file.clone() } else { dir.join(&file) };
+            if let Err(e) = m.trust_ca_file(resolved) {
+                let line = key_line(text, "ca_cert_file", file.to_str(), 0).unwrap_or(0);
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    line,
+                    key: format!("machines[{i}].ca_cert_file"),
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
@@ -256,5 +326,29 @@ mod tests {
         assert!(msg.contains("line 2") && msg.contains("machine_id"), "{msg}");
         let msg = parse("machines:\n  - label: x\n    agent_base_url: http://h:1\n").unwrap_err().to_string();
         assert!(msg.contains("machine_id") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn ca_cert_file_is_loaded_relative_to_the_file_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("agent-ca.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "junk\n").unwrap();
+        let yaml = |file: &str| {
+            format!("machines:\n  - machine_id: a\n    agent_base_url: https://localhost:1\n    ca_cert_file: {file}\n")
+        };
+        let path = dir.path().join("machines.yaml");
+        let file = MachinesFile::parse(&yaml("agent-ca.pem"), &path).unwrap();
+        assert_eq!(file.machines[0].ca_cert_file.as_deref(), Some(dir.path().join("agent-ca.pem").as_path()));
+        assert!(file.machines[0].tls_client_config().is_some());
+        let msg = MachinesFile::parse(&yaml("junk.pem"), &path).unwrap_err().to_string();
+        assert!(msg.contains("line 4: machines[0].ca_cert_file") && msg.contains("no PEM certificate"), "{msg}");
+        let msg = MachinesFile::parse(&yaml("missing.pem"), &path).unwrap_err().to_string();
+        assert!(msg.contains("machines[0].ca_cert_file") && msg.contains("cannot read"), "{msg}");
+        assert!(
+            parse("machines:\n  - machine_id: a\n    agent_base_url: http://h:1\n").unwrap().machines[0]
+                .tls_client_config()
+                .is_none()
+        );
     }
 }

@@ -219,7 +219,9 @@ async fn connect(config: &MachineConfig) -> Result<WsStream, String> {
         let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
         req.headers_mut().insert("authorization", value);
     }
-    let connecting = tokio_tungstenite::connect_async(req);
+    // wss:// with the machine's own CA when it has one; else the system's roots (rustls, ring).
+    let connector = config.tls_client_config().map(tokio_tungstenite::Connector::Rustls);
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector);
     match tokio::time::timeout(bench_shared::timeouts::CENTRAL_WS_CONNECT, connecting).await {
         Ok(Ok((stream, _))) => Ok(stream),
         Ok(Err(e)) => Err(error_chain(&e)),

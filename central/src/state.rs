@@ -34,6 +34,7 @@ impl AppState {
         let store = Store::open(results_dir)?;
         let cancel = CancellationToken::new();
         let hub = Hub::new(settings.browser_buffer);
+        bench_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(settings.http_timeout)
             .build()

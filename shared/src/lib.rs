@@ -13,6 +13,7 @@
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
+//! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
 
 pub mod api;
 pub mod engine;
@@ -24,3 +25,4 @@ pub mod run;
 pub mod sweep;
 pub mod sync;
 pub mod timeouts;
+pub mod tls;

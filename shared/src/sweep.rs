@@ -1,8 +1,8 @@
 //! `llm_sweep`: the LLMBench workflow (warm-up, calibration, context × parallelism) as a job.
 //!
-//! This module holds the sweep's wire types: its spec, its event payloads, and the column order
-//! of the three CSVs (`requests.csv`, `summary.csv`, `load_times.csv`), so that the agent and
-//! central write the same files.
+//! This module holds the sweep's wire types: its spec, its event payloads, and the rows of the
+//! three CSVs (`requests.csv`, `summary.csv`, `load_times.csv`; structs in [`rows`], header
+//! constants here), so that the agent and central write the same files.
 //!
 //! # What a context point means
 //! The sweep visits `ctx·i/sweep_count` for i = 1..=sweep_count. With `ctx` (the default,
@@ -15,6 +15,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::job::{FieldError, Fields};
+
+pub mod rows;
+
+pub use rows::{CsvRow, LoadRow, RequestRow, RunMode, SummaryRow, UsageSource, csv_text};
 
 /// A validated `llm_sweep` job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -268,6 +272,7 @@ pub const SUMMARY_CSV_HEADER: &[&str] = &[
     "stream_toks_per_s_total",
     "nonstream_toks_per_s_total",
     "completion_toks_per_s_total",
+    "aggregate_toks_per_s",
     "completion_tokens_reasoning",
     "completion_tokens_visible",
     "completion_toks_per_s_reasoning_total",
@@ -298,6 +303,7 @@ pub const LOAD_TIMES_CSV_HEADER: &[&str] = &[
     "warmup_ttft_first_s",
     "warmup_ttft_rest_mean_s",
     "warmup_load_est_s",
+    "warmup_load_est_clamped",
     "target_prompt_tokens",
     "calibrated_prompt_tokens",
     "calibration_within_tolerance",

@@ -25,13 +25,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// - `tcp_nodelay(true)`: requests are small; Nagle's algorithm would delay them and skew TTFT.
 /// - No overall timeout here: each request sets its own (generation vs metadata).
 pub fn client() -> reqwest::Client {
+    bench_shared::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
         // Fails only when the TLS backend cannot initialise: a broken build, not a runtime state.
-        .expect("the HTTP client (rustls) initialises")
+        .expect("the HTTP client (rustls, ring provider) initialises")
 }
 
 /// Joins a base URL (with or without a trailing slash) and an absolute path.

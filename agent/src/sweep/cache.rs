@@ -86,7 +86,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_atomic_rewrite() {
-        let dir = std::env::temp_dir().join(format!("bench-cal-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let cache = CalibrationCache::new(dir.join("sub/cache.json"));
         let k = key(EngineKind::Openai, "http://127.0.0.1:1/", "m", 240);
         assert_eq!(k, "v1|openai|http://127.0.0.1:1|m|240");
@@ -99,6 +100,5 @@ mod tests {
         assert_eq!(names, vec!["cache.json"], "no temp files left behind");
         std::fs::write(cache.path(), b"{not json").unwrap();
         assert!(cache.get(&k).is_none());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

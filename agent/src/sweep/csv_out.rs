@@ -1,5 +1,5 @@
 //! The three CSV files, written row by row and flushed after each row, so Ctrl-C (or a crash)
-//! keeps everything measured so far.
+//! keeps everything measured so far. Each file holds one row type ([`CsvRow`]).
 //!
 //! An existing file is appended to only when its header is exactly the current one: LLMBench's
 //! schema changed several times, and mixing schemas in one file silently corrupts every later
@@ -7,9 +7,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use bench_shared::sweep::CsvRow;
 
 /// A CSV file could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -22,16 +23,19 @@ pub enum CsvError {
     Row { path: PathBuf, source: csv::Error },
 }
 
-/// One CSV file with a fixed header.
+/// One CSV file of `T` rows.
 #[derive(Debug)]
-pub struct CsvFile {
+pub struct CsvFile<T> {
     path: PathBuf,
     writer: csv::Writer<File>,
+    rows: PhantomData<fn(&T)>,
 }
 
-impl CsvFile {
-    /// Opens `path` for appending rows under `header`, creating it (and its folder) if needed.
-    pub fn open(path: &Path, header: &[&str]) -> Result<Self, CsvError> {
+impl<T: CsvRow> CsvFile<T> {
+    /// Opens `path` for appending rows under `T`'s header ([`CsvRow::HEADER`], tested to equal
+    /// what `csv::Writer::serialize` makes of the struct), creating it and its folder if needed.
+    pub fn open(path: &Path) -> Result<Self, CsvError> {
+        let header = T::HEADER;
         let io = |source| CsvError::Io { path: path.to_owned(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
@@ -53,14 +57,15 @@ impl CsvFile {
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
         let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
         if existing_header.is_none() {
+            // An empty file still names its columns (a sweep stopped before its first row).
             writer.write_record(header).map_err(|source| CsvError::Row { path: path.to_owned(), source })?;
             writer.flush().map_err(io)?;
         }
-        Ok(CsvFile { path: path.to_owned(), writer })
+        Ok(CsvFile { path: path.to_owned(), writer, rows: PhantomData })
     }
 
     /// Appends one row and flushes it to the OS.
-    pub fn write<T: Serialize>(&mut self, row: &T) -> Result<(), CsvError> {
+    pub fn write(&mut self, row: &T) -> Result<(), CsvError> {
         self.writer.serialize(row).map_err(|source| CsvError::Row { path: self.path.clone(), source })?;
         self.writer.flush().map_err(|source| CsvError::Io { path: self.path.clone(), source })
     }
@@ -93,27 +98,40 @@ impl CsvPaths {
 mod tests {
     use super::*;
 
-    #[derive(Serialize)]
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
     struct R {
         a: u32,
         b: Option<f64>,
         c: String,
     }
 
+    impl CsvRow for R {
+        const HEADER: &'static [&'static str] = &["a", "b", "c"];
+    }
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Other {
+        a: u32,
+        b: u32,
+    }
+
+    impl CsvRow for Other {
+        const HEADER: &'static [&'static str] = &["a", "b"];
+    }
+
     #[test]
     fn appends_under_the_same_header_and_refuses_another() {
-        let dir = std::env::temp_dir().join(format!("bench-csv-{}", uuid::Uuid::new_v4()));
-        let path = dir.join("x/requests.csv");
-        let mut f = CsvFile::open(&path, &["a", "b", "c"]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x/requests.csv");
+        let mut f = CsvFile::<R>::open(&path).unwrap();
         f.write(&R { a: 1, b: None, c: "x, y".into() }).unwrap();
         // Flushed: readable before the writer is dropped.
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b,c\n1,,\"x, y\"\n");
         drop(f);
-        let mut f = CsvFile::open(&path, &["a", "b", "c"]).unwrap();
+        let mut f = CsvFile::<R>::open(&path).unwrap();
         f.write(&R { a: 2, b: Some(0.5), c: String::new() }).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b,c\n1,,\"x, y\"\n2,0.5,\n");
-        let err = CsvFile::open(&path, &["a", "b"]).unwrap_err();
+        let err = CsvFile::<Other>::open(&path).unwrap_err();
         assert!(err.to_string().contains("different header"), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

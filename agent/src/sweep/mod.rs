@@ -40,9 +40,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bench_shared::event::{ErrorKind, Event};
-use bench_shared::sweep::{
-    LOAD_TIMES_CSV_HEADER, REQUESTS_CSV_HEADER, SUMMARY_CSV_HEADER, SweepDone, SweepSpec, SweepStarted,
-};
+use bench_shared::sweep::{SweepDone, SweepSpec, SweepStarted};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -118,9 +116,9 @@ pub async fn run_sweep(
     check_models(job.engine.as_ref(), &job.spec.models).await?;
     let paths = &options.paths;
     let mut csvs = Csvs {
-        requests: CsvFile::open(&paths.requests, REQUESTS_CSV_HEADER)?,
-        summary: CsvFile::open(&paths.summary, SUMMARY_CSV_HEADER)?,
-        load_times: CsvFile::open(&paths.load_times, LOAD_TIMES_CSV_HEADER)?,
+        requests: CsvFile::open(&paths.requests)?,
+        summary: CsvFile::open(&paths.summary)?,
+        load_times: CsvFile::open(&paths.load_times)?,
     };
     let emitter = Emitter::new(events);
     let ctx_points = job.spec.ctx_points();
@@ -177,7 +175,8 @@ async fn check_models(engine: &dyn Engine, models: &[String]) -> Result<(), Engi
     }
 }
 
-fn json_map<T: Serialize>(row: &T) -> serde_json::Map<String, serde_json::Value> {
+/// A row as an event payload: a JSON object keyed by the CSV header.
+pub(crate) fn json_map<T: Serialize>(row: &T) -> serde_json::Map<String, serde_json::Value> {
     match serde_json::to_value(row) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => unreachable!("a row struct serialises to a JSON object"),

@@ -1,71 +1,12 @@
-//! `requests.csv` rows: one per call, built from what the engine returned.
-//!
-//! The struct's fields are the CSV columns, in the order of
-//! [`bench_shared::sweep::REQUESTS_CSV_HEADER`] (a test holds them together); the same struct
-//! serialises to the `sweep_row` event's JSON object. Empty cells (JSON null) mean "not
-//! applicable or not reported" — LLMBench wrote 0 for a non-stream row's prefill rate; an empty
-//! cell cannot be mistaken for a measurement.
+//! `requests.csv` rows ([`RequestRow`], defined in `bench_shared::sweep::rows` so central writes
+//! the same file): one per call, built here from what the engine returned. The same struct
+//! serialises to the `sweep_row` event's JSON object.
 
 use bench_shared::engine::EngineKind;
 use bench_shared::metrics::{EngineStats, request_metrics};
-use serde::Serialize;
+pub use bench_shared::sweep::{RequestRow, RunMode, UsageSource};
 
 use crate::engine::{EngineError, GenOutcome};
-
-/// Which of the two calls of a logical request a row describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunMode {
-    Stream,
-    Nonstream,
-}
-
-/// Which call's usage a row's token counts come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsageSource {
-    Stream,
-    /// A stream row without usage of its own reuses its non-stream twin's (as LLMBench did).
-    Nonstream,
-}
-
-/// One `requests.csv` row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RequestRow {
-    pub run_mode: RunMode,
-    pub warmup_run: bool,
-    pub model: String,
-    pub ctx: u32,
-    pub par: u32,
-    /// Logical request index within the cell (warm-ups count separately from 0).
-    pub idx: u32,
-    /// Which of the `par` concurrent requests (0 for warm-ups).
-    pub slot: u32,
-    pub wall_s: Option<f64>,
-    pub ttft_s: Option<f64>,
-    pub prompt_tokens: Option<u64>,
-    pub completion_tokens: Option<u64>,
-    pub completion_tokens_reasoning: Option<u64>,
-    pub completion_tokens_visible: Option<u64>,
-    /// completion tokens / wall_s.
-    pub completion_toks_per_s: Option<f64>,
-    pub completion_toks_per_s_reasoning: Option<f64>,
-    pub completion_toks_per_s_visible: Option<f64>,
-    /// Stream rows: prompt tokens / TTFT.
-    pub prefill_toks_per_s: Option<f64>,
-    /// Stream rows: (completion tokens − 1) / (last token − first token).
-    pub decode_toks_per_s: Option<f64>,
-    /// Empty when the call succeeded; else the last attempt's error.
-    pub error: String,
-    /// Wall clock when the call finished, epoch seconds.
-    pub timestamp: f64,
-    pub engine: EngineKind,
-    pub target_prompt_tokens: u32,
-    pub cached_prompt_tokens: Option<u64>,
-    pub usage_source: Option<UsageSource>,
-    /// Attempts made (1 = no retry).
-    pub attempts: u32,
-}
 
 /// Where a row sits in the sweep.
 #[derive(Debug, Clone)]
@@ -93,89 +34,75 @@ fn rate(tokens: Option<u64>, seconds: Option<f64>) -> Option<f64> {
     }
 }
 
-impl RequestRow {
-    /// Builds the row of `call`. `usage_fallback` is the non-stream twin's usage, used by a
-    /// stream row whose stream carried none.
-    pub fn from_call(
-        ctx: &RowContext,
-        idx: u32,
-        slot: u32,
-        warmup: bool,
-        call: &CallRecord,
-        usage_fallback: Option<&EngineStats>,
-    ) -> Self {
-        let mut row = RequestRow {
-            run_mode: call.mode,
-            warmup_run: warmup,
-            model: ctx.model.clone(),
-            ctx: ctx.ctx,
-            par: ctx.par,
-            idx,
-            slot,
-            wall_s: None,
-            ttft_s: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            completion_tokens_reasoning: None,
-            completion_tokens_visible: None,
-            completion_toks_per_s: None,
-            completion_toks_per_s_reasoning: None,
-            completion_toks_per_s_visible: None,
-            prefill_toks_per_s: None,
-            decode_toks_per_s: None,
-            error: String::new(),
-            timestamp: call.timestamp,
-            engine: ctx.engine,
-            target_prompt_tokens: ctx.target_prompt_tokens,
-            cached_prompt_tokens: None,
-            usage_source: None,
-            attempts: call.attempts,
-        };
-        let out = match &call.result {
-            Ok(out) => out,
-            Err(e) => {
-                row.error = e.to_string();
-                return row;
-            }
-        };
-        let own_usage = out.stats.completion_tokens.is_some();
-        let (stats, source) = match (call.mode, own_usage, usage_fallback) {
-            (RunMode::Stream, false, Some(fallback)) => (merge_usage(&out.stats, fallback), UsageSource::Nonstream),
-            (RunMode::Stream, _, _) => (out.stats.clone(), UsageSource::Stream),
-            (RunMode::Nonstream, _, _) => (out.stats.clone(), UsageSource::Nonstream),
-        };
-        let m = request_metrics(&out.trace, &stats);
-        let wall_s = m.total_ms / 1000.0;
-        row.wall_s = Some(wall_s);
-        row.ttft_s = m.ttft_ms.map(|ms| ms / 1000.0);
-        row.prompt_tokens = stats.prompt_tokens;
-        row.cached_prompt_tokens = stats.cached_prompt_tokens;
-        row.usage_source = stats.completion_tokens.is_some().then_some(source);
-        row.completion_tokens = stats.completion_tokens;
-        row.completion_tokens_reasoning = stats.reasoning_tokens;
-        row.completion_tokens_visible =
-            stats.completion_tokens.map(|c| c.saturating_sub(stats.reasoning_tokens.unwrap_or(0)));
-        row.completion_toks_per_s = rate(row.completion_tokens, row.wall_s);
-        row.completion_toks_per_s_reasoning = rate(row.completion_tokens_reasoning, row.wall_s);
-        row.completion_toks_per_s_visible = rate(row.completion_tokens_visible, row.wall_s);
-        if call.mode == RunMode::Stream {
-            row.prefill_toks_per_s = m.client_prefill_tok_s;
-            row.decode_toks_per_s = m.decode_tok_s;
+/// Builds the row of `call`. `usage_fallback` is the non-stream twin's usage, used by a stream
+/// row whose stream carried none.
+pub fn row_from_call(
+    ctx: &RowContext,
+    idx: u32,
+    slot: u32,
+    warmup: bool,
+    call: &CallRecord,
+    usage_fallback: Option<&EngineStats>,
+) -> RequestRow {
+    let mut row = RequestRow {
+        run_mode: call.mode,
+        warmup_run: warmup,
+        model: ctx.model.clone(),
+        ctx: ctx.ctx,
+        par: ctx.par,
+        idx,
+        slot,
+        wall_s: None,
+        ttft_s: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        completion_tokens_reasoning: None,
+        completion_tokens_visible: None,
+        completion_toks_per_s: None,
+        completion_toks_per_s_reasoning: None,
+        completion_toks_per_s_visible: None,
+        prefill_toks_per_s: None,
+        decode_toks_per_s: None,
+        error: String::new(),
+        timestamp: call.timestamp,
+        engine: ctx.engine,
+        target_prompt_tokens: ctx.target_prompt_tokens,
+        cached_prompt_tokens: None,
+        usage_source: None,
+        attempts: call.attempts,
+    };
+    let out = match &call.result {
+        Ok(out) => out,
+        Err(e) => {
+            row.error = e.to_string();
+            return row;
         }
-        row
+    };
+    let own_usage = out.stats.completion_tokens.is_some();
+    let (stats, source) = match (call.mode, own_usage, usage_fallback) {
+        (RunMode::Stream, false, Some(fallback)) => (merge_usage(&out.stats, fallback), UsageSource::Nonstream),
+        (RunMode::Stream, _, _) => (out.stats.clone(), UsageSource::Stream),
+        (RunMode::Nonstream, _, _) => (out.stats.clone(), UsageSource::Nonstream),
+    };
+    let m = request_metrics(&out.trace, &stats);
+    let wall_s = m.total_ms / 1000.0;
+    row.wall_s = Some(wall_s);
+    row.ttft_s = m.ttft_ms.map(|ms| ms / 1000.0);
+    row.prompt_tokens = stats.prompt_tokens;
+    row.cached_prompt_tokens = stats.cached_prompt_tokens;
+    row.usage_source = stats.completion_tokens.is_some().then_some(source);
+    row.completion_tokens = stats.completion_tokens;
+    row.completion_tokens_reasoning = stats.reasoning_tokens;
+    row.completion_tokens_visible =
+        stats.completion_tokens.map(|c| c.saturating_sub(stats.reasoning_tokens.unwrap_or(0)));
+    row.completion_toks_per_s = rate(row.completion_tokens, row.wall_s);
+    row.completion_toks_per_s_reasoning = rate(row.completion_tokens_reasoning, row.wall_s);
+    row.completion_toks_per_s_visible = rate(row.completion_tokens_visible, row.wall_s);
+    if call.mode == RunMode::Stream {
+        row.prefill_toks_per_s = m.client_prefill_tok_s;
+        row.decode_toks_per_s = m.decode_tok_s;
     }
-
-    pub fn ok(&self) -> bool {
-        self.error.is_empty()
-    }
-
-    /// The row as the `sweep_row` payload: a JSON object keyed by the CSV header.
-    pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => unreachable!("a struct serialises to a JSON object"),
-        }
-    }
+    row
 }
 
 /// The stream call's timing with the non-stream call's token counts.
@@ -187,18 +114,6 @@ fn merge_usage(stream: &EngineStats, usage: &EngineStats) -> EngineStats {
         cached_prompt_tokens: stream.cached_prompt_tokens.or(usage.cached_prompt_tokens),
         ..stream.clone()
     }
-}
-
-/// The column names a serialisable row struct produces, in order (for header tests).
-#[cfg(test)]
-pub fn columns_of<T: Serialize>(row: &T) -> Vec<String> {
-    // serde_json's Map keeps insertion order only with `preserve_order`; the csv crate's own
-    // header writer gives the struct order without that feature.
-    let mut w = csv::WriterBuilder::new().has_headers(true).from_writer(Vec::new());
-    w.serialize(row).unwrap();
-    let bytes = w.into_inner().unwrap();
-    let text = String::from_utf8(bytes).unwrap();
-    text.lines().next().unwrap().split(',').map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -235,7 +150,7 @@ mod tests {
             attempts: 1,
             timestamp: 5.0,
         };
-        let row = RequestRow::from_call(&ctx(), 7, 1, false, &stream, Some(&usage));
+        let row = row_from_call(&ctx(), 7, 1, false, &stream, Some(&usage));
         assert_eq!(row.usage_source, Some(UsageSource::Nonstream));
         assert_eq!((row.completion_tokens, row.completion_tokens_reasoning), (Some(11), Some(3)));
         assert_eq!(row.completion_tokens_visible, Some(8));
@@ -246,7 +161,7 @@ mod tests {
         assert!((row.prefill_toks_per_s.unwrap() - 5000.0).abs() < 1e-9);
         // 10 gaps of 10 ms.
         assert!((row.decode_toks_per_s.unwrap() - 100.0).abs() < 1e-9);
-        let map = row.to_json_map();
+        let map = crate::sweep::json_map(&row);
         assert_eq!(map["run_mode"], "stream");
         assert_eq!(map["idx"], 7);
         assert_eq!(map["error"], "");
@@ -257,7 +172,7 @@ mod tests {
         let usage = EngineStats { prompt_tokens: Some(500), completion_tokens: Some(20), ..Default::default() };
         let ns =
             CallRecord { mode: RunMode::Nonstream, result: Ok(outcome(false, usage)), attempts: 2, timestamp: 1.0 };
-        let row = RequestRow::from_call(&ctx(), 0, 0, false, &ns, None);
+        let row = row_from_call(&ctx(), 0, 0, false, &ns, None);
         assert_eq!((row.ttft_s, row.prefill_toks_per_s, row.decode_toks_per_s), (None, None, None));
         assert_eq!(row.completion_toks_per_s, Some(80.0));
         assert_eq!(row.completion_tokens_reasoning, None);
@@ -269,7 +184,7 @@ mod tests {
             attempts: 5,
             timestamp: 1.0,
         };
-        let row = RequestRow::from_call(&ctx(), 0, 0, true, &failed, None);
+        let row = row_from_call(&ctx(), 0, 0, true, &failed, None);
         assert!(!row.ok());
         assert!(row.error.contains("timed out"));
         assert_eq!(row.wall_s, None);
@@ -283,7 +198,7 @@ mod tests {
             attempts: 1,
             timestamp: 0.0,
         };
-        let row = RequestRow::from_call(&ctx(), 0, 0, false, &failed, None);
-        assert_eq!(columns_of(&row), REQUESTS_CSV_HEADER);
+        let row = row_from_call(&ctx(), 0, 0, false, &failed, None);
+        assert_eq!(bench_shared::sweep::rows::serialized_header(&row).unwrap(), REQUESTS_CSV_HEADER);
     }
 }

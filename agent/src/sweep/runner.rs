@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 use super::cache::{self, CachedCalibration, CalibrationCache};
 use super::calibrate::{Calibrator, MAX_CALIBRATION_CALLS, Start};
 use super::csv_out::CsvFile;
+use super::json_map;
 use super::progress::{Emitter, Tracker};
 use super::prompt::{self, NonceSource};
 use super::retry::{Attempted, Backoff, with_retries};
-use super::rows::{CallRecord, RequestRow, RowContext, RunMode};
+use super::rows::{CallRecord, RequestRow, RowContext, RunMode, row_from_call};
 use super::summary::{CellKey, LoadRow, SummaryRow, summary_row, warmup_fields};
 use super::{SweepError, wall_now_s};
 use crate::engine::{Engine, GenRequest, TextChunk, TokenSink};
@@ -24,9 +25,9 @@ use crate::engine::{Engine, GenRequest, TextChunk, TokenSink};
 /// The open CSV files of a sweep.
 #[derive(Debug)]
 pub struct Csvs {
-    pub requests: CsvFile,
-    pub summary: CsvFile,
-    pub load_times: CsvFile,
+    pub requests: CsvFile<RequestRow>,
+    pub summary: CsvFile<SummaryRow>,
+    pub load_times: CsvFile<LoadRow>,
 }
 
 /// One cell of the grid.
@@ -95,7 +96,7 @@ impl Runner {
 
     fn write_row(&self, csvs: &mut Csvs, row: &RequestRow) -> Result<(), SweepError> {
         csvs.requests.write(row)?;
-        self.emitter.emit(Event::SweepRow(row.to_json_map()));
+        self.emitter.emit(Event::SweepRow(json_map(row)));
         Ok(())
     }
 
@@ -168,7 +169,7 @@ impl Runner {
                 .call(tracker, shape, warm_chars, RunMode::Stream, spec.out_tokens, None)
                 .await
                 .ok_or(SweepError::Cancelled)?;
-            let row = RequestRow::from_call(row_ctx, i, 0, true, &rec, None);
+            let row = row_from_call(row_ctx, i, 0, true, &rec, None);
             self.write_row(csvs, &row)?;
             ttfts.extend(row.ttft_s.filter(|_| row.ok()));
             warm_prompt_tokens = warm_prompt_tokens.or(row.prompt_tokens);
@@ -304,8 +305,8 @@ impl Runner {
         let stream = self.call(tracker, shape, filler_chars, RunMode::Stream, out_tokens, Some(sink)).await?;
         let nonstream = self.call(tracker, shape, filler_chars, RunMode::Nonstream, out_tokens, None).await?;
         let usage = nonstream.result.as_ref().ok().map(|o| &o.stats);
-        let stream_row = RequestRow::from_call(row_ctx, idx, slot, false, &stream, usage);
-        let nonstream_row = RequestRow::from_call(row_ctx, idx, slot, false, &nonstream, None);
+        let stream_row = row_from_call(row_ctx, idx, slot, false, &stream, usage);
+        let nonstream_row = row_from_call(row_ctx, idx, slot, false, &nonstream, None);
         Some((stream_row, nonstream_row))
     }
 }

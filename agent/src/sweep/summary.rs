@@ -4,55 +4,17 @@
 //! logical requests (`runs × par`), and one succeeded only when both its stream and its
 //! non-stream call did; the totals are tokens / wall time summed over successful calls of one
 //! mode; `completion_toks_per_s_total` is the mean of the stream and non-stream totals; the
-//! distributions (mean/stdev/p50/p90/p99) are over stream calls.
+//! distributions (mean/stdev/p50/p90/p99) are over stream calls. Besides LLMBench's per-call
+//! rates, `aggregate_toks_per_s` is what the machine delivered: all recorded completion tokens ÷
+//! the cell's wall time. The row types live in `bench_shared::sweep::rows`.
 
 use std::collections::BTreeMap;
 
 use bench_shared::engine::EngineKind;
 use bench_shared::metrics::{Summary, load_estimate_ms, summarize};
-use serde::Serialize;
+pub use bench_shared::sweep::{LoadRow, SummaryRow};
 
 use super::rows::{RequestRow, RunMode};
-
-/// One `summary.csv` row (columns: [`bench_shared::sweep::SUMMARY_CSV_HEADER`]).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SummaryRow {
-    pub engine: Option<EngineKind>,
-    pub model: String,
-    pub ctx: u32,
-    pub par: u32,
-    pub runs: u32,
-    pub target_prompt_tokens: u32,
-    pub prompt_tokens_mean: Option<f64>,
-    pub request_count: u32,
-    pub success_count: u32,
-    pub error_count: u32,
-    pub stream_completion_tokens: u64,
-    pub stream_wall_s: f64,
-    pub nonstream_completion_tokens: u64,
-    pub nonstream_wall_s: f64,
-    pub stream_toks_per_s_total: Option<f64>,
-    pub nonstream_toks_per_s_total: Option<f64>,
-    pub completion_toks_per_s_total: Option<f64>,
-    pub completion_tokens_reasoning: Option<u64>,
-    pub completion_tokens_visible: Option<u64>,
-    pub completion_toks_per_s_reasoning_total: Option<f64>,
-    pub completion_toks_per_s_visible_total: Option<f64>,
-    pub ttft_s_mean: Option<f64>,
-    pub ttft_s_stdev: Option<f64>,
-    pub ttft_s_p50: Option<f64>,
-    pub ttft_s_p90: Option<f64>,
-    pub ttft_s_p99: Option<f64>,
-    pub completion_toks_per_s_mean: Option<f64>,
-    pub completion_toks_per_s_stdev: Option<f64>,
-    pub completion_toks_per_s_p50: Option<f64>,
-    pub completion_toks_per_s_p90: Option<f64>,
-    pub completion_toks_per_s_p99: Option<f64>,
-    pub prefill_toks_per_s_mean: Option<f64>,
-    pub decode_toks_per_s_mean: Option<f64>,
-    /// Seconds the recorded phase of the cell took.
-    pub elapsed_s: f64,
-}
 
 /// What identifies a cell in its summary.
 #[derive(Debug, Clone)]
@@ -152,6 +114,7 @@ pub fn summary_row(key: &CellKey, rows: &[RequestRow], elapsed_s: f64) -> Summar
         stream_toks_per_s_total: stream_total,
         nonstream_toks_per_s_total: nonstream_total,
         completion_toks_per_s_total: both_mean(stream_total, nonstream_total),
+        aggregate_toks_per_s: ratio((s.tokens + n.tokens) as f64, elapsed_s),
         // Token splits come from the non-stream call: it is the usage source of record.
         completion_tokens_reasoning: n.reasoning,
         completion_tokens_visible: n.visible,
@@ -173,45 +136,23 @@ pub fn summary_row(key: &CellKey, rows: &[RequestRow], elapsed_s: f64) -> Summar
     }
 }
 
-/// One `load_times.csv` row (columns: [`bench_shared::sweep::LOAD_TIMES_CSV_HEADER`]).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LoadRow {
-    pub engine: Option<EngineKind>,
-    pub model: String,
-    pub ctx: u32,
-    pub par: u32,
-    /// Successful warm-ups.
-    pub warmup_count: u32,
-    pub warmup_ttft_first_s: Option<f64>,
-    pub warmup_ttft_rest_mean_s: Option<f64>,
-    /// First warm-up TTFT − mean of the rest.
-    pub warmup_load_est_s: Option<f64>,
-    pub target_prompt_tokens: u32,
-    /// Engine-reported prompt tokens of the prompt the recorded runs used.
-    pub calibrated_prompt_tokens: Option<u64>,
-    pub calibration_within_tolerance: bool,
-    /// Prompt characters per engine prompt token (template included).
-    pub chars_per_token: Option<f64>,
-    /// Characters of the recorded runs' prompt.
-    pub prompt_chars: usize,
-    /// Extra non-streaming calls made to calibrate (0 when warm-ups already hit the target).
-    pub calibration_calls: u32,
-    pub calibration_cache_hit: bool,
-}
-
 /// The warm-up part of a load row, from the successful warm-ups' TTFTs (seconds, in order).
 pub fn warmup_fields(row: &mut LoadRow, ttfts_s: &[f64]) {
     row.warmup_count = ttfts_s.len() as u32;
     row.warmup_ttft_first_s = ttfts_s.first().copied();
     row.warmup_ttft_rest_mean_s = mean_of(ttfts_s.iter().skip(1).map(|t| Some(*t)));
     let ms: Vec<f64> = ttfts_s.iter().map(|s| s * 1000.0).collect();
-    row.warmup_load_est_s = load_estimate_ms(&ms).map(|ms| ms / 1000.0);
+    let est_s = load_estimate_ms(&ms).map(|ms| ms / 1000.0);
+    // A negative estimate (the first warm-up was not the slowest) is no load time: report 0
+    // and say so, rather than a load that took less than nothing.
+    row.warmup_load_est_clamped = est_s.is_some_and(|s| s < 0.0);
+    row.warmup_load_est_s = est_s.map(|s| s.max(0.0));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sweep::rows::columns_of;
+    use bench_shared::sweep::rows::serialized_header;
     use bench_shared::sweep::{LOAD_TIMES_CSV_HEADER, SUMMARY_CSV_HEADER};
 
     fn row(mode: RunMode, idx: u32, wall: f64, tokens: u64, ttft: Option<f64>, error: &str) -> RequestRow {
@@ -276,7 +217,9 @@ mod tests {
         assert_eq!(s.completion_tokens_visible, Some(300));
         assert_eq!(s.completion_tokens_reasoning, None);
         assert_eq!(s.prompt_tokens_mean, Some(400.0));
-        assert_eq!(columns_of(&s), SUMMARY_CSV_HEADER);
+        assert_eq!(serialized_header(&s).unwrap(), SUMMARY_CSV_HEADER);
+        // All recorded tokens (300 stream + 300 non-stream) over the cell's 12 s.
+        assert_eq!(s.aggregate_toks_per_s, Some(50.0));
     }
 
     #[test]
@@ -289,6 +232,11 @@ mod tests {
         assert!((l.warmup_load_est_s.unwrap() - 0.75).abs() < 1e-12);
         warmup_fields(&mut l, &[0.9]);
         assert_eq!((l.warmup_ttft_rest_mean_s, l.warmup_load_est_s), (None, None));
-        assert_eq!(columns_of(&l), LOAD_TIMES_CSV_HEADER);
+        assert!(!l.warmup_load_est_clamped);
+        assert_eq!(serialized_header(&l).unwrap(), LOAD_TIMES_CSV_HEADER);
+        // The first warm-up faster than the rest: 0 with the flag, not −0.128 s.
+        warmup_fields(&mut l, &[0.1, 0.2, 0.256]);
+        assert_eq!(l.warmup_load_est_s, Some(0.0));
+        assert!(l.warmup_load_est_clamped);
     }
 }

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use bench_shared::engine::{EngineKind, ModelInfo};
 use bench_shared::job::JobSpec;
 use bench_shared::metrics::{ChunkArrival, EngineStats, RequestTrace, TokenChannel};
-use bench_shared::sweep::{CellState, SweepDone, SweepProgress};
+use bench_shared::sweep::{
+    CellState, LOAD_TIMES_CSV_HEADER, REQUESTS_CSV_HEADER, SUMMARY_CSV_HEADER, SweepDone, SweepProgress,
+};
 
 use super::*;
 use crate::engine::{GenOutcome, GenRequest, TextChunk, TokenSink};
@@ -148,8 +150,9 @@ async fn run(engine: Arc<TestEngine>, spec: SweepSpec, dir: &std::path::Path, ca
     Outcome { result, events, dir: dir.to_owned() }
 }
 
-fn temp_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("bench-sweep-{}", uuid::Uuid::new_v4()))
+/// A fresh folder for a sweep's files, removed when dropped.
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("bench-sweep-").tempdir().unwrap()
 }
 
 fn col(header: &[String], name: &str) -> usize {
@@ -158,9 +161,10 @@ fn col(header: &[String], name: &str) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn sweep_writes_three_csvs_calibrates_and_reuses_the_cache() {
-    let dir = temp_dir();
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let engine = TestEngine::new(|_, _| false);
-    let out = run(engine.clone(), spec(serde_json::json!({})), &dir, CancellationToken::new()).await;
+    let out = run(engine.clone(), spec(serde_json::json!({})), dir, CancellationToken::new()).await;
     let done = out.result.as_ref().unwrap();
     assert_eq!(done.summary_rows.len(), 4, "2 ctx points × 2 parallel levels");
 
@@ -211,6 +215,7 @@ async fn sweep_writes_three_csvs_calibrates_and_reuses_the_cache() {
     // The first cell found a 400 ms first TTFT and 50 ms later ones.
     let est: f64 = loads[0][col(&lh, "warmup_load_est_s")].parse().unwrap();
     assert!((est - 0.35).abs() < 0.01, "load estimate {est}");
+    assert_eq!(&loads[0][col(&lh, "warmup_load_est_clamped")], "false");
     let first_calls: u32 = loads[0][col(&lh, "calibration_calls")].parse().unwrap();
     assert!(first_calls > 0, "the 4.0 chars/token estimate misses a 3.5 chars/token engine");
     let seen = engine.seen.lock().unwrap().clone();
@@ -224,9 +229,15 @@ async fn sweep_writes_three_csvs_calibrates_and_reuses_the_cache() {
     assert_eq!(&sums[1][col(&sh, "request_count")], "2");
     assert_eq!(&sums[1][col(&sh, "success_count")], "2");
     assert_eq!(&sums[1][col(&sh, "error_count")], "0");
-    for name in ["stream_toks_per_s_total", "nonstream_toks_per_s_total", "completion_toks_per_s_total"] {
+    for name in
+        ["stream_toks_per_s_total", "nonstream_toks_per_s_total", "completion_toks_per_s_total", "aggregate_toks_per_s"]
+    {
         assert!(sums[1][col(&sh, name)].parse::<f64>().unwrap() > 0.0, "{name}");
     }
+    // The aggregate is all recorded tokens over the cell's wall time.
+    let num = |name: &str| sums[1][col(&sh, name)].parse::<f64>().unwrap();
+    let all_tokens = num("stream_completion_tokens") + num("nonstream_completion_tokens");
+    assert!((num("aggregate_toks_per_s") - all_tokens / num("elapsed_s")).abs() < 1e-6 * all_tokens);
 
     // Progress reached done for every cell with all requests counted.
     let last: Vec<_> = out.progress().filter(|p| p.state == CellState::Done).collect();
@@ -235,7 +246,7 @@ async fn sweep_writes_three_csvs_calibrates_and_reuses_the_cache() {
     assert!(out.progress().any(|p| p.state == CellState::Calibrating));
 
     // Second sweep: starts calibrated from the cache, no extra calibration calls.
-    let out2 = run(engine, spec(serde_json::json!({})), &dir, CancellationToken::new()).await;
+    let out2 = run(engine, spec(serde_json::json!({})), dir, CancellationToken::new()).await;
     out2.result.as_ref().unwrap();
     let loads = out2.read("load_times.csv");
     assert_eq!(loads.len(), 8, "appended under the same header");
@@ -244,12 +255,12 @@ async fn sweep_writes_three_csvs_calibrates_and_reuses_the_cache() {
         assert_eq!(&l[col(&lh, "calibration_calls")], "0");
         assert_eq!(&l[col(&lh, "calibration_within_tolerance")], "true");
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn failed_calls_are_retried_on_the_backoff_schedule_then_become_error_rows() {
-    let dir = temp_dir();
+    let tmp = temp_dir();
+    let dir = tmp.path();
     // Calls 2 and 3 fail once each (a retry that succeeds); every non-stream call with a full
     // answer fails for good (the recorded non-stream calls: 5 attempts each).
     let engine = TestEngine::new(|n, req| n == 2 || n == 3 || (!req.stream && req.max_tokens > 1));
@@ -257,7 +268,7 @@ async fn failed_calls_are_retried_on_the_backoff_schedule_then_become_error_rows
     let out = run(
         engine.clone(),
         spec(serde_json::json!({"ctx": 256, "sweep_count": 1, "parallel": [1]})),
-        &dir,
+        dir,
         CancellationToken::new(),
     )
     .await;
@@ -298,16 +309,16 @@ async fn failed_calls_are_retried_on_the_backoff_schedule_then_become_error_rows
     assert!(sum[col(&sh, "stream_toks_per_s_total")].is_empty(), "no usage without the non-stream call");
     let last = out.progress().last().unwrap();
     assert_eq!((last.state, last.errors, last.requests_done), (CellState::Done, 1, 1));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn unknown_model_and_cancel_end_the_sweep() {
-    let dir = temp_dir();
+    let tmp = temp_dir();
+    let dir = tmp.path();
     let out = run(
         TestEngine::new(|_, _| false),
         spec(serde_json::json!({"models": ["nope"]})),
-        &dir,
+        dir,
         CancellationToken::new(),
     )
     .await;
@@ -347,10 +358,9 @@ async fn unknown_model_and_cancel_end_the_sweep() {
         }
         false
     });
-    let out = run(engine, spec(serde_json::json!({})), &dir, cancel).await;
+    let out = run(engine, spec(serde_json::json!({})), dir, cancel).await;
     assert!(out.result.as_ref().unwrap_err().is_cancelled());
     let rows = out.read("requests.csv");
     assert!(rows.len() >= 3, "warm-up rows were flushed: {}", rows.len());
     assert_eq!(out.progress().last().unwrap().state, CellState::Cancelled);
-    std::fs::remove_dir_all(dir).unwrap();
 }

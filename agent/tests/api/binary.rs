@@ -4,12 +4,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 
-fn write_config(text: &str) -> std::path::PathBuf {
+/// `text` as `agent.yaml` in a fresh folder (removed when the returned handle is dropped).
+fn write_config(text: &str) -> (crate::support::ResultsDir, std::path::PathBuf) {
     let dir = crate::support::temp_results_dir();
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("agent.yaml");
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 /// Starts `bench-agent` with `args`; its stderr lines arrive on the receiver as they are logged.
@@ -35,7 +35,7 @@ fn spawn_agent(args: &[&str]) -> (Child, Receiver<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
-    let config = write_config("machine_id: bin\nbind_host: 127.0.0.1\nengine: {kind: mock}\n");
+    let (_dir, config) = write_config("machine_id: bin\nbind_host: 127.0.0.1\nengine: {kind: mock}\n");
     let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap(), "--port", "0"]);
     let url = loop {
         let line = rx.recv_timeout(crate::support::WAIT_LIMIT).expect("a log line");
@@ -45,7 +45,8 @@ async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
         }
     };
     assert!(!url.ends_with(":0"), "the real port is logged: {url}");
-    let health: serde_json::Value = reqwest::get(format!("{url}/health")).await.unwrap().json().await.unwrap();
+    let health: serde_json::Value =
+        crate::support::http_client().get(format!("{url}/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["machine_id"], "bin");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -55,7 +56,7 @@ async fn serve_on_port_0_logs_the_bound_address_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn a_bad_config_exits_non_zero_naming_file_and_key() {
-    let config = write_config("machine_id: bin\nengine: {kind: mock}\nqueue_limt: 3\n");
+    let (_dir, config) = write_config("machine_id: bin\nengine: {kind: mock}\nqueue_limt: 3\n");
     let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .output()
@@ -67,7 +68,7 @@ fn a_bad_config_exits_non_zero_naming_file_and_key() {
 
 #[test]
 fn non_loopback_bind_without_token_warns_loudly() {
-    let config = write_config("machine_id: bin\nbind_host: 0.0.0.0\nbind_port: 0\nengine: {kind: mock}\n");
+    let (_dir, config) = write_config("machine_id: bin\nbind_host: 0.0.0.0\nbind_port: 0\nengine: {kind: mock}\n");
     let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap()]);
     let warned = loop {
         match rx.recv_timeout(crate::support::WAIT_LIMIT) {
@@ -79,4 +80,51 @@ fn non_loopback_bind_without_token_warns_loudly() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(warned, "a warning naming auth_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_certificate_named_in_agent_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), made.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+    let config = dir.path().join("agent.yaml");
+    // Relative paths: relative to agent.yaml's folder, whatever the working directory.
+    std::fs::write(
+        &config,
+        "machine_id: tls\nbind_host: 127.0.0.1\nengine: {kind: mock}\ntls: {cert_file: cert.pem, key_file: key.pem}\n",
+    )
+    .unwrap();
+    let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap(), "--port", "0"]);
+    let url = loop {
+        let line = rx.recv_timeout(crate::support::WAIT_LIMIT).expect("a log line");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let port = url.strip_prefix("https://127.0.0.1:").expect("an https:// address is logged");
+    bench_shared::tls::install_crypto_provider();
+    let trusted = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let health: serde_json::Value =
+        trusted.get(format!("https://localhost:{port}/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["machine_id"], "tls");
+    // A client that does not trust the certificate is refused, naming the reason.
+    let err = crate::support::http_client().get(format!("https://localhost:{port}/health")).send().await.unwrap_err();
+    let chain = format!("{:?}", err).to_lowercase();
+    assert!(chain.contains("certificate"), "{chain}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A key file that is not there stops the start-up, naming the file.
+    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
+        .args(["--config", config.to_str().unwrap(), "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key.pem") && err.contains("tls"), "{err}");
 }

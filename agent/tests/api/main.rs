@@ -10,6 +10,7 @@ mod jobs_queue;
 mod journal;
 mod mock_engine;
 mod ollama;
+mod openai_engine;
 mod real_engine;
 mod sweep;
 mod websocket;

@@ -66,7 +66,7 @@ async fn real_engine_three_repeats_stream_real_tokens_with_engine_counts() {
     assert_eq!(done["model"], LOCAL_MODEL);
     let requests = of_type(&ndjson, "request_done");
     assert_eq!(requests.len(), 3);
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     for (i, r) in requests.iter().enumerate() {
         let m = &r["payload"];
         assert_eq!((m["repeat_index"].as_u64(), m["warmup"].as_bool()), (Some(i as u64), Some(false)));

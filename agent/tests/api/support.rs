@@ -29,6 +29,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// A WebSocket client connection.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A plain HTTP client (after installing the rustls crypto provider reqwest needs).
+pub fn http_client() -> reqwest::Client {
+    bench_shared::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Failure guard for anything a test waits on (never a synchronization device).
 pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
 
@@ -62,7 +68,7 @@ impl TestAgent {
         TestAgent {
             addr,
             base_url: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: http_client(),
             token: state.config.auth_token.clone(),
             state,
             shutdown: Some(tx),
@@ -195,9 +201,38 @@ pub fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
 
-/// A fresh results folder under the system temp dir.
-pub fn temp_results_dir() -> PathBuf {
-    std::env::temp_dir().join("bench-agent-tests").join(uuid::Uuid::new_v4().simple().to_string())
+const PREFIX: &str = "bench-agent-test-";
+
+/// A test's results folder: a fresh temporary directory (`tempfile`), removed when the last
+/// clone is dropped. Derefs to its path.
+#[derive(Debug, Clone)]
+pub struct ResultsDir(std::sync::Arc<tempfile::TempDir>);
+
+impl std::ops::Deref for ResultsDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for ResultsDir {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+/// A fresh, empty results folder, removed with its last [`ResultsDir`] clone.
+pub fn temp_results_dir() -> ResultsDir {
+    let dir = tempfile::Builder::new().prefix(PREFIX).tempdir().expect("a temporary directory");
+    ResultsDir(std::sync::Arc::new(dir))
+}
+
+/// Where [`mock_config`] & co. point `results_dir`: a unique path under one temporary folder per
+/// test process (created only if a test writes there; a test that checks files owns a
+/// [`temp_results_dir`] instead).
+fn unused_results_dir() -> PathBuf {
+    static ROOT: std::sync::LazyLock<ResultsDir> = std::sync::LazyLock::new(temp_results_dir);
+    ROOT.join(uuid::Uuid::new_v4().simple().to_string())
 }
 
 fn config(kind: EngineKind, base_url: &str) -> AgentConfig {
@@ -213,7 +248,7 @@ fn config(kind: EngineKind, base_url: &str) -> AgentConfig {
     cfg.label = "Test machine".into();
     cfg.bind_host = "127.0.0.1".into();
     cfg.bind_port = 0;
-    cfg.results_dir = temp_results_dir();
+    cfg.results_dir = unused_results_dir();
     cfg
 }
 

@@ -176,7 +176,6 @@ async fn real_engine_sweep_writes_csvs_and_reuses_the_calibration_cache() {
     }
     let second_calls: f64 = loads.rows.iter().map(|l| num(l, "calibration_calls")).sum();
     assert!(second_calls <= first_calls);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Follows a job over `/ws` until its terminal event. A sweep makes dozens of calls, and on a
@@ -206,7 +205,10 @@ async fn follow_long(agent: &TestAgent, job_id: &str) -> Vec<serde_json::Value> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_job_over_http_streams_events_and_writes_csvs_in_the_results_dir() {
-    let agent = TestAgent::spawn(openai_config(&local_engine_url())).await;
+    let results = temp_results_dir();
+    let mut config = openai_config(&local_engine_url());
+    config.results_dir = results.to_path_buf();
+    let agent = TestAgent::spawn(config).await;
     let results_dir = agent.state.config.results_dir.clone();
     let job_id = agent
         .post_job_ok(json!({
@@ -253,7 +255,6 @@ async fn sweep_job_over_http_streams_events_and_writes_csvs_in_the_results_dir()
     assert_eq!(Csv::read(&dir.join("load_times.csv")).rows.len(), 2);
     assert!(results_dir.join("calibration_cache.json").exists());
     agent.shutdown().await;
-    std::fs::remove_dir_all(results_dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +276,7 @@ async fn terminal_sweep_without_a_tty_prints_lines_and_writes_the_csvs() {
         chars_per_token_est: 4.0,
         calibration_tolerance: 0.05,
         temperature: 0.0,
-        out_dir: dir.clone(),
+        out_dir: dir.to_path_buf(),
         requests_csv: None,
         summary_csv: Some(dir.join("custom/summary.csv")),
         load_times_csv: None,
@@ -294,5 +295,4 @@ async fn terminal_sweep_without_a_tty_prints_lines_and_writes_the_csvs() {
         .unwrap_err();
     assert!(err.to_string().contains(LOCAL_MODEL), "{err}");
     assert_eq!(Csv::read(&dir.join("requests.csv")).rows.len(), 5, "nothing appended");
-    std::fs::remove_dir_all(dir).unwrap();
 }

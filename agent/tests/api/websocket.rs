@@ -69,7 +69,7 @@ async fn auth_token_protects_everything_but_health() {
     let mut cfg = mock_config();
     cfg.auth_token = Some("s3cret".into());
     let agent = TestAgent::spawn(cfg).await;
-    let anon = reqwest::Client::new();
+    let anon = crate::support::http_client();
     let health = anon.get(agent.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     for path in ["/capabilities", "/jobs", "/jobs/x", "/jobs/x/events"] {

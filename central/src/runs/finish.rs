@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use bench_shared::job::TestType;
 use bench_shared::run::{MachineRunStatus, RUN_END, RunMetadata, RunStatus, RunSummary};
-use bench_shared::sweep::{LOAD_TIMES_CSV_HEADER, REQUESTS_CSV_HEADER, SUMMARY_CSV_HEADER};
+use bench_shared::sweep::{CsvRow, LoadRow, RequestRow, SummaryRow, csv_text};
 use serde_json::{Map, Value, json};
 
 use super::summary::{self, Outcome};
@@ -133,7 +133,9 @@ pub fn publish_run_end(hub: &Hub, meta: &RunMetadata, summary: Option<&RunSummar
 }
 
 /// Writes `<machine_id>.requests.csv`, `.summary.csv` and `.load_times.csv` from the machine's
-/// `sweep_row` and `sweep_done` events; returns the file names written.
+/// `sweep_row` and `sweep_done` events, through the same row types the agent writes; returns the
+/// file names written. Keys of a neighbouring agent version that the types do not know are not
+/// columns here; they stay in `events.ndjson`, like a row that does not parse (logged).
 pub fn write_sweep_csvs(
     store: &Store,
     run_id: &str,
@@ -146,27 +148,42 @@ pub fn write_sweep_csvs(
                 && e.get("type").and_then(Value::as_str) == Some(kind)
         })
     };
-    let requests: Vec<&Map<String, Value>> = mine("sweep_row").filter_map(|e| e.get("payload")?.as_object()).collect();
+    let requests: Vec<&Value> = mine("sweep_row").filter_map(|e| e.get("payload")).collect();
     let done = mine("sweep_done").filter_map(|e| e.get("payload")).next_back();
-    let rows = |key: &str| -> Vec<&Map<String, Value>> {
-        done.and_then(|d| d.get(key))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_object)
-            .collect()
+    let rows = |key: &str| -> Vec<&Value> {
+        done.and_then(|d| d.get(key)).and_then(Value::as_array).into_iter().flatten().collect()
     };
+    let files = [
+        ("requests.csv", sweep_csv::<RequestRow>(machine_id, &requests)),
+        ("summary.csv", sweep_csv::<SummaryRow>(machine_id, &rows("summary_rows"))),
+        ("load_times.csv", sweep_csv::<LoadRow>(machine_id, &rows("load_time_rows"))),
+    ];
     let mut written = Vec::new();
-    for (name, header, rows) in [
-        ("requests.csv", REQUESTS_CSV_HEADER, requests),
-        ("summary.csv", SUMMARY_CSV_HEADER, rows("summary_rows")),
-        ("load_times.csv", LOAD_TIMES_CSV_HEADER, rows("load_time_rows")),
-    ] {
+    for (name, text) in files {
         let file = format!("{machine_id}.{name}");
-        store.write_file(run_id, &file, csv_bytes(header, &rows).as_bytes())?;
+        store.write_file(run_id, &file, text.as_bytes())?;
         written.push(file);
     }
     Ok(written)
+}
+
+/// CSV text of the `T` rows among `rows` (JSON objects as the agent sent them), header first.
+pub fn sweep_csv<T: CsvRow>(machine_id: &str, rows: &[&Value]) -> String {
+    let typed: Vec<T> = rows
+        .iter()
+        .filter_map(|v| {
+            <T as serde::Deserialize>::deserialize(*v)
+                .inspect_err(
+                    |e| tracing::warn!(machine_id, error = %e, "sweep CSV row skipped (kept in events.ndjson)"),
+                )
+                .ok()
+        })
+        .collect();
+    // Serialising plain rows into memory fails only on a row type csv cannot express (tested).
+    csv_text(&typed).unwrap_or_else(|e| {
+        tracing::error!(machine_id, error = %e, "sweep CSV could not be written");
+        T::HEADER.join(",") + "\n"
+    })
 }
 
 /// CSV text with `header` first; keys a row has beyond the header are appended as extra columns
@@ -203,5 +220,21 @@ mod tests {
         let row = json!({"b": 2, "a": "x,y", "zz": true, "n": null}).as_object().cloned().unwrap();
         let text = csv_bytes(&["a", "b", "n"], &[&row]);
         assert_eq!(text, "a,b,n,zz\n\"x,y\",2,,true\n");
+    }
+
+    #[test]
+    fn csv_rows_are_typed_and_unparseable_rows_are_left_to_the_event_log() {
+        let good = serde_json::to_value(LoadRow { model: "m, 1".into(), par: 2, ..Default::default() }).unwrap();
+        let mut extra = good.clone();
+        extra.as_object_mut().unwrap().insert("zz".into(), json!(true));
+        let bad = json!({"model": 3});
+        let text = sweep_csv::<LoadRow>("a", &[&good, &bad, &extra]);
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), LoadRow::HEADER.join(","));
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert_eq!(rows[0], rows[1], "an unknown key is no column");
+        assert!(rows[0].starts_with(",\"m, 1\",0,2,"), "{}", rows[0]);
+        assert_eq!(sweep_csv::<SummaryRow>("a", &[]), format!("{}\n", SummaryRow::HEADER.join(",")));
     }
 }

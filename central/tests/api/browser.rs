@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::support::{RealAgent, TestCentral, machine, temp_results_dir};
+use crate::support::{RealAgent, TestCentral, http_client, machine, temp_results_dir};
 use crate::webdriver::Browser;
 
 const MODEL: &str = "mock-llm";
@@ -349,7 +349,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     let exports =
         js(b, "return [...document.querySelectorAll('.run-actions a[href*=export]')].map(a => a.href)").await?;
     for href in exports.as_array().into_iter().flatten().filter_map(Value::as_str) {
-        let res = reqwest::get(href).await?;
+        let res = http_client().get(href).send().await?;
         ensure!(res.status() == 200 && res.text().await?.contains(&run_id), "export link {href}");
     }
     ensure!(exports.as_array().is_some_and(|a| a.len() == 2), "export links {exports}");
@@ -370,7 +370,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         PAGE_TIMEOUT,
     )
     .await?;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let created: Value = http
         .post(format!("{central}/api/runs"))
         .json(&json!({"model": MODEL, "prompt": "A second, different prompt.", "max_tokens": 24}))
@@ -417,7 +417,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         PAGE_TIMEOUT,
     )
     .await?;
-    let gone = reqwest::get(format!("{central}/api/runs/{second}")).await?.status();
+    let gone = http_client().get(format!("{central}/api/runs/{second}")).send().await?.status();
     ensure!(gone == 404, "deleted run answers {gone}");
     Ok(())
 }

@@ -77,6 +77,6 @@ mod reqwest {
     pub fn blocking_get(url: &str) -> String {
         tokio::runtime::Runtime::new()
             .unwrap()
-            .block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+            .block_on(async { crate::support::http_client().get(url).send().await.unwrap().text().await.unwrap() })
     }
 }

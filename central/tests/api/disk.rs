@@ -3,7 +3,7 @@
 //! refused with 507 naming the problem. Needs root (to mount a tmpfs); skipped with a message
 //! otherwise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use futures_util::StreamExt;
@@ -12,16 +12,16 @@ use tokio_tungstenite::tungstenite::Message;
 use super::fake_agent::FakeAgent;
 use super::support::*;
 
-/// A tmpfs of `size` mounted on a fresh directory; unmounted on drop.
-struct SmallDisk(PathBuf);
+/// A tmpfs of `size` mounted on a fresh temporary directory; unmounted (then the directory
+/// removed) on drop.
+struct SmallDisk(ResultsDir);
 
 impl SmallDisk {
     fn mount(size: &str) -> Option<SmallDisk> {
         let dir = temp_results_dir();
-        std::fs::create_dir_all(&dir).ok()?;
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
+            .arg(&*dir)
             .status()
             .is_ok_and(|s| s.success());
         ok.then_some(SmallDisk(dir))
@@ -42,8 +42,7 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = Command::new("umount").arg(&*self.0).status();
     }
 }
 

@@ -230,7 +230,7 @@ async fn central_crashed_mid_run_resumes_at_restart_and_finishes_the_run() {
     let results = temp_results_dir();
     let machines = vec![machine("survivor", &fake.base_url), machine("amnesiac", &lost.base_url)];
     let crashing = CrashableCentral::spawn(machines.clone(), results.clone());
-    let client = reqwest::Client::new();
+    let client = http_client();
     let url = |p: &str| format!("{}{p}", crashing.base_url);
     // Bounded poll until the fleet sees both agents, then start a run.
     let start = std::time::Instant::now();

@@ -13,4 +13,5 @@ mod history;
 mod races;
 mod support;
 mod sweeps;
+mod tls;
 mod webdriver;

@@ -15,6 +15,12 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A plain HTTP client (after installing the rustls crypto provider reqwest needs).
+pub fn http_client() -> reqwest::Client {
+    bench_shared::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Failure guard for anything a test waits on (never a synchronization device).
 pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
 /// Poll period of bounded waits.
@@ -42,25 +48,43 @@ pub fn init_logs() {
     }
 }
 
-pub fn temp_results_dir() -> PathBuf {
-    std::env::temp_dir().join("bench-central-tests").join(uuid::Uuid::new_v4().simple().to_string())
+const PREFIX: &str = "bench-central-test-";
+
+/// A test's results folder: a fresh temporary directory (`tempfile`), removed when the last
+/// clone is dropped. Derefs to its path.
+#[derive(Debug, Clone)]
+pub struct ResultsDir(std::sync::Arc<tempfile::TempDir>);
+
+impl std::ops::Deref for ResultsDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for ResultsDir {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+/// A fresh, empty results folder, removed with its last [`ResultsDir`] clone.
+pub fn temp_results_dir() -> ResultsDir {
+    let dir = tempfile::Builder::new().prefix(PREFIX).tempdir().expect("a temporary directory");
+    ResultsDir(std::sync::Arc::new(dir))
 }
 
 pub fn machine(id: &str, base_url: &str) -> MachineConfig {
-    MachineConfig {
-        machine_id: id.into(),
-        label: Some(format!("{id} label")),
-        agent_base_url: base_url.into(),
-        notes: None,
-        token: None,
-    }
+    let mut m = MachineConfig::new(id, base_url);
+    m.label = Some(format!("{id} label"));
+    m
 }
 
 /// A running central.
 pub struct TestCentral {
     pub base_url: String,
     pub addr: std::net::SocketAddr,
-    pub results_dir: PathBuf,
+    pub results_dir: ResultsDir,
     pub state: AppState,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -68,11 +92,11 @@ pub struct TestCentral {
 }
 
 impl TestCentral {
-    pub async fn spawn(machines: Vec<MachineConfig>, results_dir: PathBuf) -> TestCentral {
+    pub async fn spawn(machines: Vec<MachineConfig>, results_dir: ResultsDir) -> TestCentral {
         Self::spawn_with(machines, results_dir, test_settings()).await
     }
 
-    pub async fn spawn_with(machines: Vec<MachineConfig>, results_dir: PathBuf, settings: Settings) -> TestCentral {
+    pub async fn spawn_with(machines: Vec<MachineConfig>, results_dir: ResultsDir, settings: Settings) -> TestCentral {
         init_logs();
         let state = AppState::start(&machines, &results_dir, settings).expect("start central");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -86,7 +110,7 @@ impl TestCentral {
             addr,
             results_dir,
             state,
-            client: reqwest::Client::new(),
+            client: http_client(),
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -229,6 +253,7 @@ impl Drop for TestCentral {
 pub struct RealAgent {
     pub base_url: String,
     shutdown: Option<oneshot::Sender<()>>,
+    _results: ResultsDir,
 }
 
 impl RealAgent {
@@ -270,10 +295,41 @@ impl RealAgent {
         Self::spawn(machine_id, engine, None).await
     }
 
+    /// An agent over the mock engine serving `https://localhost:PORT` with `tls` (PEM files).
+    pub async fn mock_tls(machine_id: &str, models: &[&str], tls: &bench_agent::tls::TlsFiles) -> RealAgent {
+        let engine = EngineSettings {
+            kind: EngineKind::Mock,
+            base_url: String::new(),
+            api_key: None,
+            fallback: Fallback::None,
+            request_timeout_s: 60.0,
+            mock: MockSettings {
+                ttft_ms: 30.0,
+                tokens_per_s: 400.0,
+                models: models.iter().map(|m| m.to_string()).collect(),
+            },
+        };
+        let mut config = bench_agent::AgentConfig::new(machine_id, engine);
+        let results = temp_results_dir();
+        config.results_dir = results.to_path_buf();
+        config.tls = Some(tls.clone());
+        let server_tls = bench_shared::tls::server_config(&tls.cert_file, &tls.key_file).expect("agent TLS config");
+        let state = bench_agent::AppState::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let listener = bench_agent::tls::TlsListener::new(listener, server_tls).expect("TLS listener");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(bench_agent::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        RealAgent { base_url: format!("https://localhost:{port}"), shutdown: Some(tx), _results: results }
+    }
+
     async fn spawn(machine_id: &str, engine: EngineSettings, token: Option<&str>) -> RealAgent {
         let mut config = bench_agent::AgentConfig::new(machine_id, engine);
         config.auth_token = token.map(str::to_owned);
-        config.results_dir = temp_results_dir();
+        let results = temp_results_dir();
+        config.results_dir = results.to_path_buf();
         let state = bench_agent::AppState::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -281,7 +337,7 @@ impl RealAgent {
         tokio::spawn(bench_agent::serve(listener, state, async move {
             let _ = rx.await;
         }));
-        RealAgent { base_url: format!("http://{addr}"), shutdown: Some(tx) }
+        RealAgent { base_url: format!("http://{addr}"), shutdown: Some(tx), _results: results }
     }
 }
 
@@ -340,7 +396,7 @@ pub struct CrashableCentral {
 }
 
 impl CrashableCentral {
-    pub fn spawn(machines: Vec<MachineConfig>, results_dir: PathBuf) -> CrashableCentral {
+    pub fn spawn(machines: Vec<MachineConfig>, results_dir: ResultsDir) -> CrashableCentral {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -1,13 +1,45 @@
 //! Sweeps started from central: the job is forwarded, the CSVs land in the run folder.
 
-use bench_shared::sweep::{LOAD_TIMES_CSV_HEADER, REQUESTS_CSV_HEADER, SUMMARY_CSV_HEADER};
-use serde_json::{Map, Value, json};
+use bench_shared::engine::EngineKind;
+use bench_shared::sweep::{
+    LOAD_TIMES_CSV_HEADER, LoadRow, REQUESTS_CSV_HEADER, RequestRow, RunMode, SUMMARY_CSV_HEADER, SummaryRow,
+};
+use serde_json::{Value, json};
 
 use super::fake_agent::FakeAgent;
 use super::support::*;
 
-fn row(header: &[&str], f: impl Fn(&str) -> Value) -> Value {
-    Value::Object(header.iter().map(|h| (h.to_string(), f(h))).collect::<Map<_, _>>())
+/// A `requests.csv` row as an agent sends it in `sweep_row`.
+fn request_row(run_mode: RunMode, idx: u32) -> Value {
+    let nonstream = run_mode == RunMode::Nonstream;
+    let row = RequestRow {
+        run_mode,
+        warmup_run: false,
+        model: "mock-llm".into(),
+        ctx: 256,
+        par: 1,
+        idx,
+        slot: 0,
+        wall_s: Some(1.5),
+        ttft_s: (!nonstream).then_some(0.5),
+        prompt_tokens: Some(200),
+        completion_tokens: Some(16),
+        completion_tokens_reasoning: None,
+        completion_tokens_visible: Some(16),
+        completion_toks_per_s: Some(16.0 / 1.5),
+        completion_toks_per_s_reasoning: None,
+        completion_toks_per_s_visible: Some(16.0 / 1.5),
+        prefill_toks_per_s: (!nonstream).then_some(400.0),
+        decode_toks_per_s: None,
+        error: "ok, \"quoted\"".into(),
+        timestamp: 1.5,
+        engine: EngineKind::Mock,
+        target_prompt_tokens: 240,
+        cached_prompt_tokens: None,
+        usage_source: None,
+        attempts: 1,
+    };
+    serde_json::to_value(row).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -28,25 +60,23 @@ async fn sweep_from_central_stores_csvs_per_machine() {
         "sweep_started",
         json!({"models": ["mock-llm"], "ctx_points": [256, 512], "parallel": [1, 2], "cells_total": 4}),
     );
-    for (i, mode) in ["stream", "nonstream"].iter().enumerate() {
-        fake.emit(
-            id,
-            "sweep_row",
-            row(REQUESTS_CSV_HEADER, |h| match h {
-                "run_mode" => json!(mode),
-                "idx" => json!(i),
-                "ttft_s" if *mode == "nonstream" => Value::Null,
-                "error" => json!("ok, \"quoted\""),
-                _ => json!(1.5),
-            }),
-        );
+    for mode in [RunMode::Stream, RunMode::Nonstream] {
+        fake.emit(id, "sweep_row", request_row(mode, 0));
     }
+    let summary_row =
+        SummaryRow { model: "mock-llm".into(), par: 2, aggregate_toks_per_s: Some(9.5), ..Default::default() };
+    let load_row = LoadRow {
+        model: "mock-llm".into(),
+        warmup_load_est_s: Some(0.0),
+        warmup_load_est_clamped: true,
+        ..Default::default()
+    };
     fake.emit(
         id,
         "sweep_done",
         json!({
-        "summary_rows": [row(SUMMARY_CSV_HEADER, |_| json!(2))],
-        "load_time_rows": [row(LOAD_TIMES_CSV_HEADER, |_| json!("x"))],
+        "summary_rows": [summary_row],
+        "load_time_rows": [load_row],
         "requests_csv": null, "summary_csv": null, "load_times_csv": null}),
     );
     let detail = central.wait_run_end(&run_id).await;
@@ -59,13 +89,22 @@ async fn sweep_from_central_stores_csvs_per_machine() {
     assert_eq!(lines.next().unwrap(), REQUESTS_CSV_HEADER.join(","));
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 2);
-    assert!(rows[0].starts_with("stream,1.5,1.5,1.5,1.5,0,"), "{}", rows[0]);
+    assert!(rows[0].starts_with("stream,false,mock-llm,256,1,0,0,1.5,0.5,200,16,"), "{}", rows[0]);
+    assert!(rows[1].starts_with("nonstream,false,mock-llm,256,1,0,0,1.5,,200,16,"), "{}", rows[1]);
     assert!(rows[1].contains("\"ok, \"\"quoted\"\"\""), "{}", rows[1]);
+    // The files read back into the agent's own row types.
+    let back: Vec<RequestRow> =
+        csv::Reader::from_reader(requests.as_bytes()).deserialize().collect::<Result<_, _>>().unwrap();
+    assert_eq!(serde_json::to_value(&back[1]).unwrap(), request_row(RunMode::Nonstream, 0));
     let summary = read("sweeper.summary.csv");
     assert_eq!(summary.lines().next().unwrap(), SUMMARY_CSV_HEADER.join(","));
-    assert_eq!(summary.lines().count(), 2);
+    let back: Vec<SummaryRow> =
+        csv::Reader::from_reader(summary.as_bytes()).deserialize().collect::<Result<_, _>>().unwrap();
+    assert_eq!(back, vec![summary_row]);
     let load = read("sweeper.load_times.csv");
     assert_eq!(load.lines().next().unwrap(), LOAD_TIMES_CSV_HEADER.join(","));
+    let back: Vec<LoadRow> = csv::Reader::from_reader(load.as_bytes()).deserialize().collect::<Result<_, _>>().unwrap();
+    assert_eq!(back, vec![load_row]);
     let s = central.read_json(&run_id, "summary.json");
     assert_eq!(
         s["machines"][0]["files"],

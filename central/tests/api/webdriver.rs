@@ -1,23 +1,21 @@
-//! A minimal W3C WebDriver client for the browser tests: starts `chromedriver` on a free port,
-//! opens one headless Chromium session, and offers the handful of commands the tests use
-//! (navigate, find, click, type, text, run a script, wait for a condition, screenshot).
-//!
-//! Why not a crate: the few JSON calls below are all the tests need, and they keep the test
-//! binary free of a large async WebDriver stack. Every wait is a bounded poll: a condition that
-//! never becomes true fails the test with the last value seen, never hangs it.
+//! The browser tests' WebDriver side, on `fantoccini`: starts `chromedriver` on a free port and
+//! opens one headless Chromium session through it. [`Browser`] adds what the tests need on top
+//! of fantoccini's client: bounded waits for a page condition (a condition that never becomes
+//! true fails the test with the page's text, never hangs it) and a throwaway profile.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use fantoccini::elements::Element;
+use fantoccini::{ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-/// The W3C key of an element reference in WebDriver JSON.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How often conditions are polled.
 const POLL: Duration = Duration::from_millis(100);
+/// How long chromedriver may take to start answering.
+const DRIVER_START: Duration = Duration::from_secs(20);
 
 /// Where Chromium and chromedriver live (Debian packages `chromium`, `chromium-driver`);
 /// `CHROME_BIN` / `CHROMEDRIVER` override.
@@ -40,7 +38,7 @@ struct Driver {
 }
 
 impl Driver {
-    async fn start(http: &reqwest::Client) -> Result<Driver> {
+    async fn start() -> Result<Driver> {
         let (_, driver) = binaries();
         // A free port: bind port 0, read it, release it for chromedriver.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -52,7 +50,8 @@ impl Driver {
             .spawn()
             .with_context(|| format!("cannot start {driver} (install the chromium-driver package)"))?;
         let mut d = Driver { child, url: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = crate::support::http_client();
+        let deadline = Instant::now() + DRIVER_START;
         loop {
             if let Ok(res) = http.get(format!("{}/status", d.url)).send().await
                 && let Ok(v) = res.json::<Value>().await
@@ -64,7 +63,7 @@ impl Driver {
                 bail!("chromedriver exited with {status} before it was ready");
             }
             if Instant::now() > deadline {
-                bail!("chromedriver on port {port} was not ready within 20 s");
+                bail!("chromedriver on port {port} was not ready within {DRIVER_START:?}");
             }
             tokio::time::sleep(POLL).await;
         }
@@ -78,38 +77,20 @@ impl Drop for Driver {
     }
 }
 
-/// A throwaway Chromium profile directory, removed when dropped.
-struct Profile(PathBuf);
-
-impl Drop for Profile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A found element.
-#[derive(Debug, Clone)]
-pub struct Element {
-    id: String,
-}
-
 /// One headless Chromium session. Call [`Browser::close`] at the end; dropping it still kills
 /// chromedriver (and with it Chromium).
 pub struct Browser {
-    http: reqwest::Client,
-    session_url: String,
-    // Field order matters on drop: the profile outlives nothing, the driver goes last.
-    _profile: Profile,
+    client: fantoccini::Client,
+    // Field order matters on drop: the profile directory goes before the driver.
+    _profile: tempfile::TempDir,
     _driver: Driver,
 }
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium session with a `width`×`height` window.
     pub async fn launch(width: u32, height: u32) -> Result<Browser> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-        let driver = Driver::start(&http).await?;
-        let profile = Profile(std::env::temp_dir().join(format!("bench-chromium-{}", uuid::Uuid::new_v4())));
-        std::fs::create_dir_all(&profile.0)?;
+        let driver = Driver::start().await?;
+        let profile = tempfile::Builder::new().prefix("bench-chromium-").tempdir()?;
         let (chrome, _) = binaries();
         let args = [
             "--headless".to_owned(),
@@ -122,77 +103,49 @@ impl Browser {
             "--disable-component-update".into(),
             "--disable-sync".into(),
             format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", profile.0.display()),
+            format!("--user-data-dir={}", profile.path().display()),
         ];
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": chrome, "args": args},
-        }}});
-        let res: Value = http.post(format!("{}/session", driver.url)).json(&caps).send().await?.json().await?;
-        let session = res["value"]["sessionId"]
-            .as_str()
-            .ok_or_else(|| anyhow!("chromedriver did not create a session: {res}"))?
-            .to_owned();
-        Ok(Browser {
-            http,
-            session_url: format!("{}/session/{session}", driver.url),
-            _profile: profile,
-            _driver: driver,
-        })
-    }
-
-    /// One WebDriver command; returns its `value`, or the WebDriver error as an `Err`.
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.session_url));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = res.status();
-        let v: Value = res.json().await.with_context(|| format!("{method} {path}: no JSON"))?;
-        if !status.is_success() {
-            bail!("{method} {path}: {} {}", v["value"]["error"], v["value"]["message"]);
-        }
-        Ok(v["value"].clone())
+        let caps = json!({"browserName": "chrome", "goog:chromeOptions": {"binary": chrome, "args": args}});
+        let caps = caps.as_object().cloned().ok_or_else(|| anyhow!("capabilities are an object"))?;
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .context("chromedriver did not create a session")?;
+        Ok(Browser { client, _profile: profile, _driver: driver })
     }
 
     pub async fn goto(&self, url: &str) -> Result<()> {
-        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await.map(|_| ())
+        self.client.goto(url).await.with_context(|| format!("goto {url}"))
     }
 
     /// The first element matching a CSS selector.
     pub async fn find(&self, css: &str) -> Result<Element> {
-        let v =
-            self.cmd(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await?;
-        let id = v[ELEMENT_KEY].as_str().ok_or_else(|| anyhow!("no element id for {css}: {v}"))?;
-        Ok(Element { id: id.to_owned() })
+        self.client.find(Locator::Css(css)).await.with_context(|| format!("find {css}"))
     }
 
     pub async fn click(&self, el: &Element) -> Result<()> {
-        self.cmd(reqwest::Method::POST, &format!("/element/{}/click", el.id), Some(json!({}))).await.map(|_| ())
+        el.click().await.context("click")
     }
 
     /// Clears an input and types `text` into it.
     pub async fn fill(&self, el: &Element, text: &str) -> Result<()> {
-        self.cmd(reqwest::Method::POST, &format!("/element/{}/clear", el.id), Some(json!({}))).await?;
-        self.cmd(reqwest::Method::POST, &format!("/element/{}/value", el.id), Some(json!({"text": text})))
-            .await
-            .map(|_| ())
+        el.clear().await.context("clear")?;
+        el.send_keys(text).await.context("type")
     }
 
     /// The rendered (visible) text of an element.
     pub async fn text(&self, el: &Element) -> Result<String> {
-        let v = self.cmd(reqwest::Method::GET, &format!("/element/{}/text", el.id), None).await?;
-        Ok(v.as_str().unwrap_or_default().to_owned())
+        el.text().await.context("element text")
     }
 
     /// Runs `script` (a function body; `arguments[i]` are `args`) and returns its result.
     pub async fn script(&self, script: &str, args: Vec<Value>) -> Result<Value> {
-        self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": args}))).await
+        self.client.execute(script, args).await.context("execute script")
     }
 
     /// Polls `script` until it returns something other than null/false, within `timeout`.
-    /// On timeout the error carries `what` and the page's state from `describe` (a script).
+    /// On timeout the error carries `what` and the page's text.
     pub async fn wait_for(&self, what: &str, script: &str, timeout: Duration) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -213,9 +166,9 @@ impl Browser {
     pub async fn accept_alert(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.cmd(reqwest::Method::POST, "/alert/accept", Some(json!({}))).await {
-                Ok(_) => return Ok(()),
-                Err(e) if Instant::now() > deadline => return Err(e.context("no dialog to accept")),
+            match self.client.accept_alert().await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(anyhow!(e).context("no dialog to accept")),
                 Err(_) => tokio::time::sleep(POLL).await,
             }
         }
@@ -223,49 +176,11 @@ impl Browser {
 
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
-        let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await?;
-        base64_decode(v.as_str().ok_or_else(|| anyhow!("screenshot is not a string"))?)
+        self.client.screenshot().await.context("screenshot")
     }
 
     /// Ends the session (Chromium exits); chromedriver is killed on drop.
     pub async fn close(self) -> Result<()> {
-        self.cmd(reqwest::Method::DELETE, "", None).await.map(|_| ())
+        self.client.close().await.context("close the session")
     }
-}
-
-/// Standard base64 (RFC 4648, with padding) as WebDriver sends screenshots.
-pub fn base64_decode(s: &str) -> Result<Vec<u8>> {
-    fn val(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some((c - b'A') as u32),
-            b'a'..=b'z' => Some((c - b'a') as u32 + 26),
-            b'0'..=b'9' => Some((c - b'0') as u32 + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    let data = clean.strip_suffix(b"==").or_else(|| clean.strip_suffix(b"=")).unwrap_or(&clean);
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in data {
-        acc = (acc << 6) | val(c).ok_or_else(|| anyhow!("invalid base64 byte {c}"))?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
-}
-
-#[test]
-fn base64_decodes_padding_variants() {
-    assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-    assert_eq!(base64_decode("aGVsbG8h").unwrap(), b"hello!");
-    assert_eq!(base64_decode("aGk=\n").unwrap(), b"hi");
-    assert_eq!(base64_decode("YQ==").unwrap(), b"a");
-    assert!(base64_decode("a$==").is_err());
 }
