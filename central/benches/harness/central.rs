@@ -13,7 +13,7 @@ const LIMIT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(20);
 
 pub fn machine(id: &str, base_url: &str) -> MachineConfig {
-    MachineConfig { machine_id: id.into(), label: None, agent_base_url: base_url.into(), notes: None, token: None }
+    MachineConfig::new(id, base_url)
 }
 
 /// Faster health checks than the defaults, so machines come online quickly.

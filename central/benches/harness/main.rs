@@ -101,6 +101,7 @@ async fn scenario(name: &str, args: &Args) -> Result<(Vec<Row>, serde_json::Valu
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    bench_shared::tls::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut report = Report::default();
     for name in SCENARIOS {
