@@ -16,6 +16,8 @@ pub const OPENAI_MARKER: &[u8] = b"\"content\":\"";
 pub struct RawTrace {
     /// Microseconds from the request's first byte written to each token's bytes read.
     pub token_us: Vec<u64>,
+    /// The engine's token count (`usage.completion_tokens` / `eval_count`), when it sent one.
+    pub engine_tokens: Option<u64>,
 }
 
 impl RawTrace {
@@ -23,10 +25,12 @@ impl RawTrace {
         self.token_us.first().map_or(f64::NAN, |u| *u as f64 / 1000.0)
     }
 
-    /// (tokens − 1) / (last − first), as the agent defines its client decode rate.
+    /// (tokens − 1) / (last − first), as the agent defines its client decode rate: tokens are the
+    /// engine's count when it sent one, else the chunks that carried text.
     pub fn decode_tok_s(&self) -> f64 {
+        let tokens = self.engine_tokens.unwrap_or(self.token_us.len() as u64);
         match (self.token_us.first(), self.token_us.last()) {
-            (Some(f), Some(l)) if l > f => (self.token_us.len() - 1) as f64 / ((l - f) as f64 / 1e6),
+            (Some(f), Some(l)) if l > f && tokens > 1 => (tokens - 1) as f64 / ((l - f) as f64 / 1e6),
             _ => f64::NAN,
         }
     }
@@ -92,6 +96,8 @@ pub async fn generate_marked(
     // and a marker ending a read is judged (empty or not) with the next read's first byte.
     let mut carry: Vec<u8> = Vec::new();
     let mut token_us = Vec::new();
+    // The end of the response, where the engine's final counts are.
+    let mut tail: Vec<u8> = Vec::new();
     loop {
         let n = sock.read(&mut buf).await?;
         if n == 0 {
@@ -99,6 +105,10 @@ pub async fn generate_marked(
         }
         let at = t0.elapsed().as_micros() as u64;
         carry.extend_from_slice(&buf[..n]);
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 16 * 1024 {
+            tail.drain(..tail.len() - 8 * 1024);
+        }
         let m = marker.len();
         // Windows of m + 1 bytes: the marker and the byte after it.
         let found = carry.windows(m + 1).filter(|w| &w[..m] == marker && w[m] != b'"').count();
@@ -108,5 +118,14 @@ pub async fn generate_marked(
             carry.drain(..carry.len() - keep);
         }
     }
-    Ok(RawTrace { token_us })
+    let engine_tokens =
+        count_after(&tail, b"\"completion_tokens\":").or_else(|| count_after(&tail, b"\"eval_count\":"));
+    Ok(RawTrace { token_us, engine_tokens })
+}
+
+/// The integer after the last `key` in `bytes`.
+fn count_after(bytes: &[u8], key: &[u8]) -> Option<u64> {
+    let at = bytes.windows(key.len()).rposition(|w| w == key)? + key.len();
+    let digits: String = bytes[at..].iter().take_while(|b| b.is_ascii_digit()).map(|b| *b as char).collect();
+    digits.parse().ok()
 }

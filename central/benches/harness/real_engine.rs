@@ -26,7 +26,7 @@ pub async fn run(quick: bool) -> Result<(Vec<Row>, Value)> {
     let addr: std::net::SocketAddr =
         tokio::net::lookup_host(addr).await?.next().ok_or_else(|| anyhow::anyhow!("no address for {url}"))?;
     let agent = Agent::spawn(agent::config("real", EngineKind::Openai, &url, agent::unused_mock())).await?;
-    let (rounds, tokens) = if quick { (4, 32) } else { (10, 64) };
+    let (rounds, tokens) = if quick { (6, 32) } else { (12, 64) };
     agent.job_done(&agent::generate(MODEL, 8, 1)).await?;
     raw::generate_marked(addr, Protocol::OpenAi, MODEL, 8, raw::OPENAI_MARKER).await?;
     let (mut a_rate, mut r_rate, mut a_ttft, mut r_ttft) = (vec![], vec![], vec![], vec![]);
