@@ -73,7 +73,8 @@ pub async fn generate_marked(
     let (path, body) = match protocol {
         Protocol::OpenAi => (
             "/v1/chat/completions",
-            serde_json::json!({"model": model, "stream": true, "max_tokens": max_tokens, "temperature": 0.0,
+            serde_json::json!({"model": model, "stream": true, "stream_options": {"include_usage": true},
+                               "max_tokens": max_tokens, "temperature": 0.0,
                                "messages": [{"role": "user", "content": "hi"}]}),
         ),
         Protocol::Ollama => (
