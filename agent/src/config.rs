@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use bench_shared::engine::EngineKind;
 use serde::Deserialize;
 
+use bench_shared::hardware::HardwareOverrides;
+
 use crate::engine::EngineSettings;
+use crate::hardware::sampler::SamplerConfig;
 use crate::tls::TlsFiles;
 
 /// The agent's validated settings.
@@ -40,6 +43,10 @@ pub struct AgentConfig {
     pub stream_flush_chars: usize,
     /// …or this long after their first piece of text arrived, or at a newline.
     pub stream_flush_seconds: f64,
+    /// Live telemetry: `runtime_sampler: {enabled, interval_s, buffer_len}`.
+    pub runtime_sampler: SamplerConfig,
+    /// What cannot be probed, written by hand (marked as overridden in the fingerprint).
+    pub hardware_overrides: HardwareOverrides,
     /// Serve `https://` with this certificate and key; plain HTTP when absent.
     pub tls: Option<TlsFiles>,
 }
@@ -65,6 +72,8 @@ impl AgentConfig {
             results_dir: PathBuf::from("results"),
             stream_flush_chars: 64,
             stream_flush_seconds: 0.10,
+            runtime_sampler: SamplerConfig::default(),
+            hardware_overrides: HardwareOverrides::default(),
             tls: None,
         }
     }
@@ -141,6 +150,9 @@ impl AgentConfig {
                 "stream_flush_seconds",
                 format!("must be a positive number of seconds, got {}", self.stream_flush_seconds),
             ));
+        }
+        if let Err((key, message)) = self.runtime_sampler.check() {
+            return Err(invalid(key, message));
         }
         let e = &self.engine;
         if !(e.request_timeout_s.is_finite() && e.request_timeout_s > 0.0) {
@@ -220,6 +232,9 @@ struct RawConfig {
     #[serde(default)]
     stream_flush_seconds: Option<f64>,
     #[serde(default)]
+    runtime_sampler: Option<SamplerConfig>,
+    #[serde(default)]
+    hardware_overrides: Option<HardwareOverrides>,
     tls: Option<TlsFiles>,
 }
 
@@ -267,6 +282,8 @@ impl RawConfig {
         cfg.results_dir = self.results_dir.unwrap_or(d.results_dir);
         cfg.stream_flush_chars = self.stream_flush_chars.unwrap_or(d.stream_flush_chars);
         cfg.stream_flush_seconds = self.stream_flush_seconds.unwrap_or(d.stream_flush_seconds);
+        cfg.runtime_sampler = self.runtime_sampler.unwrap_or_default();
+        cfg.hardware_overrides = self.hardware_overrides.unwrap_or_default();
         cfg.tls = self.tls;
         Ok(cfg)
     }
@@ -393,6 +410,12 @@ mod tests {
         assert_eq!(key_of("machine_id: m\nengine: {kind: mock}\nqueue_limit: 0\n"), "queue_limit");
         assert_eq!(key_of("machine_id: m\nengine: {kind: mock}\nstream_flush_seconds: 0\n"), "stream_flush_seconds");
         assert_eq!(key_of("machine_id: ''\nengine: {kind: mock}\n"), "machine_id");
+        assert_eq!(
+            key_of("machine_id: m\nengine: {kind: mock}\nruntime_sampler: {interval_s: 0.1}\n"),
+            "runtime_sampler.interval_s"
+        );
+        let err = parse("machine_id: m\nengine: {kind: mock}\nruntime_sampler: {interval: 1}\n").unwrap_err();
+        assert!(err.to_string().contains("interval"), "{err}");
         let err = parse("machine_id: m\nengine: {kind: mock}\nbind_port: 70000\n").unwrap_err().to_string();
         assert!(err.contains("bind_port") || err.contains("line 3"), "{err}");
     }
@@ -443,5 +466,6 @@ mod tests {
         let cfg = AgentConfig::from_yaml(&std::fs::read_to_string(&path).unwrap(), "agent.example.yaml", &no_env)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!cfg.machine_id.is_empty());
+        assert_eq!(cfg.runtime_sampler, SamplerConfig { enabled: true, interval_s: 1.0, buffer_len: 120 });
     }
 }

@@ -53,6 +53,8 @@ pub struct Hub {
     machine_id: String,
     inner: Mutex<Inner>,
     tx: broadcast::Sender<HubMsg>,
+    /// Prometheus counters moved by every published event.
+    metrics: Option<Arc<crate::prom::AgentMetrics>>,
     /// Every event on disk too, when set.
     journal: Option<Journal>,
 }
@@ -74,7 +76,13 @@ impl Hub {
     /// `capacity` bounds how far a broadcast subscriber may fall behind before it lags.
     pub fn new(machine_id: impl Into<String>, capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Hub { machine_id: machine_id.into(), inner: Mutex::new(Inner::default()), tx, journal: None }
+        Hub { machine_id: machine_id.into(), inner: Mutex::new(Inner::default()), tx, journal: None, metrics: None }
+    }
+
+    /// Moves these Prometheus metrics with every published event.
+    pub fn with_metrics(mut self, metrics: Arc<crate::prom::AgentMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Writes every event to `journal` as well.
@@ -87,6 +95,9 @@ impl Hub {
     /// event of a job that runs on the mock engine in place of the real one.
     pub fn publish(&self, job_id: &str, event: Event, fallback_reason: Option<&str>) -> Envelope {
         let terminal = event.is_terminal();
+        if let Some(m) = &self.metrics {
+            m.observe(&event);
+        }
         let mut inner = bench_shared::sync::lock(&self.inner);
         let key: Arc<str> = match inner.logs.get_key_value(job_id) {
             Some((k, _)) => k.clone(),

@@ -10,7 +10,8 @@
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
-//! - [`hardware`], [`telemetry`], [`cli`]: fingerprint, tracing set-up, command line.
+//! - [`hardware`]: fingerprint, runtime sampler, energy; [`prom`]: Prometheus `/metrics`.
+//! - [`telemetry`], [`cli`]: tracing set-up, command line.
 //! - [`tls`]: optional `https://` serving (`tls:` in agent.yaml).
 //! - `testkit` (feature `testkit`, on only in tests): the real local engine launcher and a fake
 //!   Ollama. The release binary contains none of it.
@@ -25,6 +26,7 @@ pub mod hardware;
 pub mod hub;
 pub mod jobs;
 pub mod journal;
+pub mod prom;
 pub mod sweep;
 pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
@@ -60,6 +62,19 @@ where
         state.engine_status_interval,
         stop_worker.clone(),
     ));
+    if state.config.runtime_sampler.enabled {
+        let (sampler, stop) = (state.sampler.clone(), stop_worker.clone());
+        let hw = state.clone();
+        tokio::spawn(async move {
+            let machine = hw.hardware().await;
+            // Opening RAPL and NVML reads sysfs / loads a library: off the async workers.
+            let probe = tokio::task::spawn_blocking(move || hardware::sampler::SystemProbe::new(&machine)).await;
+            match probe {
+                Ok(probe) => sampler.run(probe, stop).await,
+                Err(e) => tracing::error!(error = %e, "runtime sampler could not start"),
+            }
+        });
+    }
     let app = api::router(state.clone());
     let graceful = async move {
         shutdown.await;

@@ -7,17 +7,38 @@
 
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::broadcast;
+
+/// The `type` label of a relayed message.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub r#type: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<str>>,
+    /// Messages published, by their `type` (Prometheus `bench_central_relayed_messages_total`).
+    relayed: Family<TypeLabel, Counter>,
 }
 
 impl Hub {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
-        Hub { tx }
+        Hub { tx, relayed: Family::default() }
+    }
+
+    /// The relay counter (shared: clones count into the same family).
+    pub fn relayed(&self) -> Family<TypeLabel, Counter> {
+        self.relayed.clone()
+    }
+
+    /// Browser WebSockets subscribed now.
+    pub fn clients(&self) -> usize {
+        self.tx.receiver_count()
     }
 
     /// Sends one compact JSON object to every connected browser. Having no browser connected is
@@ -27,6 +48,13 @@ impl Hub {
     }
 
     pub fn publish_line(&self, line: Arc<str>) {
+        #[derive(serde::Deserialize)]
+        struct Kind {
+            #[serde(rename = "type", default)]
+            kind: String,
+        }
+        let kind = serde_json::from_str::<Kind>(&line).map(|k| k.kind).unwrap_or_default();
+        self.relayed.get_or_create(&TypeLabel { r#type: kind }).inc();
         if self.tx.receiver_count() > 0 {
             // Err only means every receiver went away between the check and the send.
             let _ = self.tx.send(line);

@@ -9,7 +9,7 @@
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
-//! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages.
+//! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`prom`]: Prometheus `/metrics`.
 //! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
 
 pub mod agent_client;
@@ -19,6 +19,7 @@ pub mod config;
 pub mod fleet;
 pub mod hub;
 pub mod pages;
+pub mod prom;
 pub mod routing;
 pub mod runs;
 pub mod state;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{MachineConfig, Settings};
 use crate::fleet::Fleet;
 use crate::hub::Hub;
+use crate::prom::CentralMetrics;
 use crate::routing::JobRouter;
 use crate::runs::RunManager;
 use crate::store::{Store, StoreError};
@@ -23,6 +24,8 @@ pub struct AppState {
     /// Fan-out to browser WebSockets.
     pub hub: Hub,
     pub settings: Settings,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<CentralMetrics>,
     /// Fired on shutdown: stops fleet tasks, run tasks and browser sockets.
     pub cancel: CancellationToken,
 }
@@ -51,6 +54,7 @@ impl AppState {
             cancel.clone(),
         ));
         runs.resume_left_running()?;
-        Ok(AppState { fleet, runs, store, hub, settings, cancel })
+        let metrics = Arc::new(CentralMetrics::new(&hub));
+        Ok(AppState { fleet, runs, store, hub, settings, metrics, cancel })
     }
 }

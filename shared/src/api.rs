@@ -10,9 +10,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineInfo, EngineKind, ModelInfo};
+use crate::engine::{EngineFingerprint, EngineInfo, EngineKind, ModelInfo};
 use crate::event::JobError;
-use crate::hardware::Hardware;
+use crate::hardware::{Hardware, LegacyCapabilities};
 use crate::job::JobSpec;
 use crate::metrics::{Aggregate, RequestMetrics};
 
@@ -77,6 +77,15 @@ pub struct Capabilities {
     /// Jobs the agent queues before answering 429.
     #[serde(default)]
     pub queue_limit: Option<usize>,
+    /// What the engine reports about its build and settings (llama.cpp `/props`, Ollama
+    /// `/api/version` + `/api/ps`, vLLM `/version`); absent before the engine first answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_fingerprint: Option<EngineFingerprint>,
+    /// The original bench-race's flat fields (`accelerator_type`, `gpu_name`, `ollama_reachable`,
+    /// …), derived from `hardware` for its central. Written by the agent only: a reader finds
+    /// them in `extra` (they repeat `hardware`).
+    #[serde(flatten, default, skip_deserializing)]
+    pub legacy: Option<LegacyCapabilities>,
     /// Fields this side does not know (a newer agent's), kept verbatim.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,

@@ -46,6 +46,47 @@ pub struct ModelInfo {
     pub size_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// KV cache bytes per context token (f16 K and V), from the model's own layer and head counts
+    /// (Ollama `/api/show` `model_info`); `None` when the engine does not give them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_bytes_per_token: Option<u64>,
+}
+
+/// What the engine reports about its build and settings (`/capabilities` `engine_fingerprint`).
+/// Sources: Ollama `/api/version` and `/api/ps`; llama.cpp `/props`; vLLM `/version`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineFingerprint {
+    pub kind: Option<EngineKind>,
+    pub version: Option<String>,
+    /// Build identifier where the engine gives one apart from its version (llama.cpp `build_info`).
+    #[serde(default)]
+    pub build: Option<String>,
+    /// Context size the engine serves with (llama.cpp per-slot `n_ctx`).
+    #[serde(default)]
+    pub context_size: Option<u64>,
+    /// Parallel slots (llama.cpp `total_slots`).
+    #[serde(default)]
+    pub slots: Option<u64>,
+    /// Models loaded now, with their GPU offload (Ollama `/api/ps`).
+    #[serde(default)]
+    pub loaded: Vec<LoadedModel>,
+    /// Where each figure came from, e.g. `["/props"]`.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Why the engine gave no fingerprint, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A model the engine holds in memory now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadedModel {
+    pub name: String,
+    pub size_bytes: Option<u64>,
+    pub size_vram_bytes: Option<u64>,
+    /// `size_vram / size × 100`: below 100 the model runs partly on the CPU.
+    pub gpu_offload_pct: Option<f64>,
+    pub context_length: Option<u64>,
 }
 
 /// The engine as `/capabilities` reports it.

@@ -60,6 +60,8 @@ pub enum Event {
     SweepProgress(SweepProgress),
     SweepRow(SweepRow),
     SweepDone(Box<SweepDone>),
+    /// One runtime sampler tick while the job runs (CPU, memory, GPUs).
+    RuntimeMetrics(Box<crate::runtime::RuntimeSample>),
 }
 
 impl Event {
@@ -77,6 +79,7 @@ impl Event {
             Event::SweepProgress(_) => "sweep_progress",
             Event::SweepRow(_) => "sweep_row",
             Event::SweepDone(_) => "sweep_done",
+            Event::RuntimeMetrics(_) => "runtime_metrics",
         }
     }
 
@@ -126,6 +129,10 @@ pub struct LlmToken {
     pub channel: TokenChannel,
     #[serde(default)]
     pub warmup: bool,
+    /// Engine deltas coalesced into this event (Ollama and llama.cpp stream one token per
+    /// delta), so a live rate counts tokens rather than events or characters.
+    #[serde(default)]
+    pub tokens: u32,
 }
 
 /// `request_done`: one request (one repeat, or one warm-up) finished.
@@ -159,6 +166,13 @@ pub struct JobDone {
     pub engine_prefill_tok_s: Option<f64>,
     pub client_prefill_tok_s: Option<f64>,
     pub load_ms: Option<f64>,
+    /// Where `load_ms` came from (engine report after a cold unload, or the warm-up estimate).
+    #[serde(default)]
+    pub load_source: Option<crate::metrics::LoadSource>,
+    /// The context length the engine really ran the model with, where it says (Ollama
+    /// `/api/ps`, llama.cpp per-slot `n_ctx`).
+    #[serde(default)]
+    pub context_length: Option<u64>,
     pub token_source: Option<crate::metrics::TokenSource>,
     pub repeats: u32,
     pub aggregate: Aggregate,
@@ -168,6 +182,16 @@ pub struct JobDone {
     /// Caveats a reader of the numbers must know (e.g. load time not measured).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Mean energy per recorded request, joules, when every request has one.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    /// Mean tokens per joule over the recorded requests, when every request has one.
+    #[serde(default)]
+    pub tokens_per_j: Option<f64>,
+    /// A GPU reported thermal or power clock limits during a recorded request (`None`: not
+    /// observable on this machine). Makes the job's speed figures suspect for comparison.
+    #[serde(default)]
+    pub throttled: Option<bool>,
 }
 
 /// Why a job failed.
@@ -221,6 +245,7 @@ mod tests {
                 repeat_index: 0,
                 channel: TokenChannel::Content,
                 warmup: false,
+                tokens: 1,
             }),
         };
         let v = serde_json::to_value(&env).unwrap();

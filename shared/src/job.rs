@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::compare::Metric;
 use crate::sweep::SweepSpec;
 
 /// Largest `max_tokens` a job may ask for.
@@ -111,9 +112,58 @@ pub struct GenerateSpec {
     pub cold: bool,
     /// Epoch ms before which the first request must not be sent.
     pub start_at: Option<u64>,
+    /// Cache-bust nonce: when set, every request's prompt starts with `[nonce r<i>] ` (`w<i>`
+    /// for warm-ups), so no engine answers from its prompt cache while every machine still gets
+    /// the same prompt. Central sets it for races (`cache_bust: true`).
+    #[serde(default)]
+    pub prompt_nonce: Option<String>,
+    /// Comparison settings central keeps in the run's spec (agents ignore them): the metric the
+    /// winner is decided on, and the smallest difference that counts.
+    #[serde(default)]
+    pub rank_by: Metric,
+    #[serde(default = "default_min_effect_pct")]
+    pub min_effect_pct: f64,
 }
 
+/// 64-bit FNV-1a: a stable hash (the same on every machine and version), no security claim.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// MurmurHash3's 64-bit finalizer: every input bit flips about half the output bits, so
+/// tags of consecutive requests part at their first digits.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+fn default_min_effect_pct() -> f64 {
+    crate::compare::DEFAULT_MIN_EFFECT_PCT
+}
+
+/// Longest `prompt_nonce`.
+pub const MAX_NONCE_CHARS: usize = 64;
+/// Largest `min_effect_pct`.
+pub const MAX_MIN_EFFECT_PCT: f64 = 100.0;
+
 impl GenerateSpec {
+    /// The prompt of one request: with a nonce, `[tag] prompt` where `tag` is 16 hex digits
+    /// derived from (nonce, warm-up or repeat, index). Consecutive requests' tags differ from
+    /// their first character, so an engine's prefix cache holds at most the chat template before
+    /// them; every machine derives the same tags, so all get the same prompts.
+    pub fn request_prompt(&self, index: u32, warmup: bool) -> String {
+        match &self.prompt_nonce {
+            Some(nonce) => {
+                let key = format!("{nonce}/{}{index}", if warmup { "w" } else { "r" });
+                format!("[{:016x}] {}", mix(fnv1a(key.as_bytes())), self.prompt)
+            }
+            None => self.prompt.clone(),
+        }
+    }
+
     fn from_fields(f: &mut Fields<'_>, now_ms: u64) -> Result<Self, FieldError> {
         Ok(GenerateSpec {
             model: f.model("model")?,
@@ -127,6 +177,9 @@ impl GenerateSpec {
             warmup: f.uint("warmup", Some(0), 0, MAX_WARMUP)? as u32,
             cold: f.boolean("cold", Some(false))?,
             start_at: f.start_at(now_ms)?,
+            prompt_nonce: f.nonce("prompt_nonce")?,
+            rank_by: f.metric("rank_by")?,
+            min_effect_pct: f.float("min_effect_pct", Some(default_min_effect_pct()), 0.0, MAX_MIN_EFFECT_PCT)?,
         })
     }
 }
@@ -293,6 +346,37 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// `rank_by`: one of [`Metric::ALL`] (default `decode_tok_s`).
+    pub fn metric(&mut self, name: &'static str) -> Result<Metric, FieldError> {
+        let accepted = || Metric::ALL.map(Metric::as_str).join(", ");
+        match self.get(name) {
+            None => Ok(Metric::default()),
+            Some(Value::String(s)) => Metric::parse(s)
+                .ok_or_else(|| FieldError::new(name, format!("unknown metric {s:?}; accepted: {}", accepted()))),
+            Some(other) => {
+                Err(FieldError::new(name, format!("must be a metric name ({}), got {}", accepted(), kind_of(other))))
+            }
+        }
+    }
+
+    /// An optional nonce: 1 to [`MAX_NONCE_CHARS`] ASCII letters, digits, `-` or `_`.
+    pub fn nonce(&mut self, name: &'static str) -> Result<Option<String>, FieldError> {
+        let Some(v) = self.get(name) else { return Ok(None) };
+        match v.as_str() {
+            Some(s)
+                if !s.is_empty()
+                    && s.len() <= MAX_NONCE_CHARS
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                Ok(Some(s.to_owned()))
+            }
+            _ => Err(FieldError::new(
+                name,
+                format!("must be 1 to {MAX_NONCE_CHARS} letters, digits, '-' or '_', got {}", short(v)),
+            )),
+        }
+    }
+
     /// `start_at`: epoch milliseconds, within [`START_AT_PAST_MS`] before and
     /// [`START_AT_FUTURE_MS`] after `now_ms`.
     pub fn start_at(&mut self, now_ms: u64) -> Result<Option<u64>, FieldError> {
@@ -384,6 +468,36 @@ mod tests {
         assert_eq!(err(with("stream", json!("yes"))).field, "stream");
         assert_eq!(err(with("mdoel", json!("typo"))).field, "mdoel");
         assert_eq!(err(json!([1, 2])).field, "body");
+        let e = err(with("rank_by", json!("speed")));
+        assert!(e.field == "rank_by" && e.message.contains("decode_tok_s, ttft_ms"), "{e}");
+        assert_eq!(err(with("min_effect_pct", json!(-1))).field, "min_effect_pct");
+        assert_eq!(err(with("prompt_nonce", json!("a b"))).field, "prompt_nonce");
+    }
+
+    #[test]
+    fn comparison_settings_and_nonce() {
+        let spec = JobSpec::from_json(
+            &json!({"model": "m", "prompt": "p", "rank_by": "ttft_ms", "min_effect_pct": 5, "prompt_nonce": "ab12"}),
+            NOW,
+        )
+        .unwrap();
+        let JobSpec::LlmGenerate(g) = spec else { panic!() };
+        assert_eq!((g.rank_by, g.min_effect_pct), (Metric::TtftMs, 5.0));
+        let (r0, r1, w0) = (g.request_prompt(0, false), g.request_prompt(1, false), g.request_prompt(0, true));
+        assert!(r0.starts_with('[') && r0.ends_with("] p") && r0.len() == "[0123456789abcdef] p".len(), "{r0}");
+        assert_eq!(r0, g.request_prompt(0, false), "the same on every machine");
+        assert!(r0 != r1 && r0 != w0 && r1 != w0);
+        // Tags part within their first digits (almost always; checked here for these).
+        assert!(r0[1..3] != r1[1..3] && r0[1..3] != w0[1..3], "{r0} {r1} {w0}");
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a test vector");
+        // Older stored specs (no such fields) still parse, with the defaults.
+        let mut v = serde_json::to_value(&g).unwrap();
+        for k in ["rank_by", "min_effect_pct", "prompt_nonce"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        let old: GenerateSpec = serde_json::from_value(v).unwrap();
+        assert_eq!((old.rank_by, old.min_effect_pct, old.prompt_nonce.as_deref()), (Metric::DecodeTokS, 2.0, None));
+        assert_eq!(old.request_prompt(0, false), "p");
     }
 
     #[test]

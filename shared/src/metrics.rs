@@ -118,9 +118,24 @@ pub struct RequestMetrics {
     pub engine_total_ms: Option<f64>,
     pub engine_prompt_eval_ms: Option<f64>,
     pub engine_eval_ms: Option<f64>,
-    /// Gaps between consecutive text-carrying chunks (client-measured).
+    /// Gaps between consecutive text-carrying chunks that arrived in different reads
+    /// (client-measured; chunks read together have no measurable gap and are not counted).
     pub itl_ms: Option<Percentiles>,
     pub done_reason: Option<String>,
+    /// Energy the machine used during the request, joules (`energy_source` says from what);
+    /// `None` with `energy_unavailable` saying why. Never estimated.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    /// `gen_tokens / energy_j`.
+    #[serde(default)]
+    pub tokens_per_j: Option<f64>,
+    #[serde(default)]
+    pub energy_source: Option<String>,
+    #[serde(default)]
+    pub energy_unavailable: Option<String>,
+    /// A GPU reported thermal or power clock limits during the request; `None`: not observable.
+    #[serde(default)]
+    pub throttled: Option<bool>,
 }
 
 fn us_to_ms(us: u64) -> f64 {
@@ -161,8 +176,15 @@ pub fn request_metrics(trace: &RequestTrace, stats: &EngineStats) -> RequestMetr
         evaluated.zip(stats.prompt_eval_ms).and_then(|(n, ms)| positive_rate(n as f64, ms))
     });
     let client_prefill_tok_s = stats.prompt_tokens.zip(ttft_ms).and_then(|(n, ms)| positive_rate(n as f64, ms));
-    let gaps: Vec<f64> =
-        trace.chunks.windows(2).map(|w| us_to_ms(w[1].offset_us.saturating_sub(w[0].offset_us))).collect();
+    // Lines that arrived in one read share one instant: a zero gap is the reader's batching,
+    // not an inter-token latency, so it is left out.
+    let gaps: Vec<f64> = trace
+        .chunks
+        .windows(2)
+        .map(|w| w[1].offset_us.saturating_sub(w[0].offset_us))
+        .filter(|gap| *gap > 0)
+        .map(us_to_ms)
+        .collect();
     RequestMetrics {
         ttft_ms,
         ttfc_ms,
@@ -185,6 +207,11 @@ pub fn request_metrics(trace: &RequestTrace, stats: &EngineStats) -> RequestMetr
         engine_eval_ms: stats.eval_ms,
         itl_ms: percentiles(&gaps),
         done_reason: stats.done_reason.clone(),
+        energy_j: None,
+        tokens_per_j: None,
+        energy_source: None,
+        energy_unavailable: None,
+        throttled: None,
     }
 }
 
@@ -339,6 +366,16 @@ mod tests {
         assert_eq!(m.load_source, Some(LoadSource::Engine));
         let itl = m.itl_ms.unwrap();
         assert_eq!((itl.p50, itl.p90, itl.p99), (20.0, 20.0, 20.0));
+    }
+
+    #[test]
+    fn itl_ignores_chunks_that_arrived_in_one_read() {
+        // Two reads of three lines each, 30 ms apart, then one more 10 ms later.
+        let offsets = [100, 100, 100, 130, 130, 130, 140];
+        let chunks = offsets.iter().map(|o| chunk(*o, TokenChannel::Content)).collect();
+        let trace = RequestTrace { chunks, end_offset_us: 150_000, streamed: true };
+        let itl = request_metrics(&trace, &EngineStats::default()).itl_ms.unwrap();
+        assert_eq!((itl.p50, itl.p90), (20.0, 28.0), "gaps 30 and 10 only");
     }
 
     #[test]

@@ -8,10 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Capabilities, Health};
+use crate::compare::{Comparison, Metric};
 use crate::engine::{EngineInfo, EngineKind, ModelInfo};
+use crate::event::JobDone;
 use crate::hardware::Hardware;
 use crate::job::{JobSpec, TestType};
-use crate::metrics::TokenSource;
+use crate::metrics::{LoadSource, TokenSource};
 
 /// Lifecycle of a run. `running` is the only non-final state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -153,9 +155,6 @@ impl RunMetadata {
     }
 }
 
-/// The metric the run ranks machines by (`summary.json` `rank_by`).
-pub const RANK_BY: &str = "gen_tokens_per_s";
-
 /// One machine's outcome in `summary.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MachineSummary {
@@ -164,7 +163,8 @@ pub struct MachineSummary {
     pub status: Option<MachineRunStatus>,
     #[serde(default)]
     pub reason: Option<String>,
-    /// 1 = fastest by [`RANK_BY`]; only machines that completed with a rate are ranked.
+    /// 1 = best mean on the run's `rank_by` over warm repeats; only machines that completed
+    /// with that figure are ranked. A rank is an order, not a verdict: see `comparison`.
     #[serde(default)]
     pub rank: Option<u32>,
     /// 1 = first machine to reach a terminal event.
@@ -199,6 +199,10 @@ pub struct MachineSummary {
     #[serde(default)]
     pub load_ms: Option<f64>,
     #[serde(default)]
+    pub load_source: Option<LoadSource>,
+    #[serde(default)]
+    pub context_length: Option<u64>,
+    #[serde(default)]
     pub token_source: Option<TokenSource>,
     #[serde(default)]
     pub repeats: Option<u32>,
@@ -220,24 +224,61 @@ pub struct RunSummary {
     pub test_type: TestType,
     pub models: Vec<String>,
     pub status: RunStatus,
-    /// The metric `rank` orders by (always [`RANK_BY`]).
-    pub rank_by: String,
-    /// Machine id of rank 1, if any machine was ranked.
+    /// The metric `rank` orders by and the winner is decided on (`POST /api/runs` `rank_by`).
+    pub rank_by: Metric,
+    /// Legacy: `comparison.winner.machine_id` — set only when the winner is `decided`.
     #[serde(default)]
     pub winner: Option<String>,
+    /// The statistical comparison (`llm_generate` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
     pub machines: Vec<MachineSummary>,
 }
 
-/// Assigns `rank` (1 = highest [`RANK_BY`]) to completed machines that have a rate; others get
-/// `None`. Ties keep their input order.
-pub fn assign_ranks(machines: &mut [MachineSummary]) {
+impl From<&JobDone> for MachineSummary {
+    /// The metrics of a `job_done`; identity and status are the caller's to fill.
+    fn from(d: &JobDone) -> Self {
+        MachineSummary {
+            engine: Some(d.engine),
+            model: Some(d.model.clone()),
+            fallback_reason: d.fallback_reason.clone(),
+            ttft_ms: d.ttft_ms,
+            gen_tokens: Some(d.gen_tokens),
+            gen_tokens_per_s: d.gen_tokens_per_s,
+            total_ms: Some(d.total_ms),
+            ttfc_ms: d.ttfc_ms,
+            decode_tok_s: d.decode_tok_s,
+            engine_decode_tok_s: d.engine_decode_tok_s,
+            prompt_tokens: d.prompt_tokens,
+            engine_prefill_tok_s: d.engine_prefill_tok_s,
+            client_prefill_tok_s: d.client_prefill_tok_s,
+            load_ms: d.load_ms,
+            load_source: d.load_source,
+            context_length: d.context_length,
+            token_source: d.token_source,
+            repeats: Some(d.repeats),
+            aggregate: serde_json::to_value(&d.aggregate).ok(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Assigns `rank` (1 = best) to completed machines by the mean of `rank_by` in `means`
+/// (machine id → mean; machines without one are not ranked). Ties keep their input order.
+pub fn assign_ranks(machines: &mut [MachineSummary], rank_by: Metric, means: &[(String, f64)]) {
     let mut ranked: Vec<(usize, f64)> = machines
         .iter()
         .enumerate()
         .filter(|(_, m)| m.status == Some(MachineRunStatus::Complete))
-        .filter_map(|(i, m)| m.gen_tokens_per_s.filter(|r| r.is_finite()).map(|r| (i, r)))
+        .filter_map(|(i, m)| {
+            means.iter().find(|(id, _)| *id == m.machine_id).map(|(_, v)| (i, *v)).filter(|(_, v)| v.is_finite())
+        })
         .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if rank_by.higher_is_better() {
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    } else {
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    }
     for m in machines.iter_mut() {
         m.rank = None;
     }
@@ -332,21 +373,42 @@ pub struct MachineView {
 mod tests {
     use super::*;
 
-    fn m(id: &str, status: MachineRunStatus, rate: Option<f64>) -> MachineSummary {
-        MachineSummary { machine_id: id.into(), status: Some(status), gen_tokens_per_s: rate, ..Default::default() }
+    fn m(id: &str, status: MachineRunStatus) -> MachineSummary {
+        MachineSummary { machine_id: id.into(), status: Some(status), ..Default::default() }
     }
 
     #[test]
-    fn ranks_completed_machines_by_rate() {
+    fn ranks_completed_machines_by_the_chosen_metric() {
         let mut ms = vec![
-            m("slow", MachineRunStatus::Complete, Some(10.0)),
-            m("err", MachineRunStatus::Error, Some(99.0)),
-            m("fast", MachineRunStatus::Complete, Some(50.0)),
-            m("norate", MachineRunStatus::Complete, None),
+            m("slow", MachineRunStatus::Complete),
+            m("err", MachineRunStatus::Error),
+            m("fast", MachineRunStatus::Complete),
+            m("norate", MachineRunStatus::Complete),
         ];
-        assign_ranks(&mut ms);
+        let means = vec![("slow".to_string(), 10.0), ("err".into(), 99.0), ("fast".into(), 50.0)];
+        assign_ranks(&mut ms, Metric::DecodeTokS, &means);
         let ranks: Vec<_> = ms.iter().map(|m| m.rank).collect();
         assert_eq!(ranks, vec![Some(2), None, Some(1), None]);
+        // Times: lowest first.
+        assign_ranks(&mut ms, Metric::TtftMs, &means);
+        let ranks: Vec<_> = ms.iter().map(|m| m.rank).collect();
+        assert_eq!(ranks, vec![Some(1), None, Some(2), None]);
+    }
+
+    #[test]
+    fn machine_summary_from_typed_job_done() {
+        let done: JobDone = serde_json::from_value(serde_json::json!({
+            "ttft_ms": 50.0, "gen_tokens": 5, "gen_tokens_per_s": 9.0, "total_ms": 300.0, "model": "m",
+            "engine": "ollama", "ttfc_ms": 50.0, "decode_tok_s": 10.0, "engine_decode_tok_s": 10.5,
+            "prompt_tokens": 7, "engine_prefill_tok_s": null, "client_prefill_tok_s": null, "load_ms": 800.0,
+            "load_source": "warmup_estimate", "token_source": "engine", "repeats": 3,
+            "aggregate": {"requests": 3}, "requests": [], "output_text": "hi"}))
+        .unwrap();
+        let s = MachineSummary::from(&done);
+        assert_eq!((s.engine, s.model.as_deref(), s.repeats), (Some(EngineKind::Ollama), Some("m"), Some(3)));
+        assert_eq!((s.decode_tok_s, s.engine_decode_tok_s, s.total_ms), (Some(10.0), Some(10.5), Some(300.0)));
+        assert_eq!((s.load_ms, s.load_source), (Some(800.0), Some(LoadSource::WarmupEstimate)));
+        assert_eq!(s.aggregate.unwrap()["requests"], 3);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 (() => {
   const root = document.getElementById("machines");
   let machines = [];
+  const panels = new Map(); // machine id -> Telemetry.Panel (kept across re-renders)
 
   async function load() {
     try {
@@ -30,10 +31,21 @@
       row("Last seen", raw.last_seen_s ? BR.fmtTime(raw.last_seen_s) : "–"),
       row("CPU", [hw.cpu_brand, hw.cpu_logical_cores ? `${hw.cpu_logical_cores} threads` : null, hw.cpu_physical_cores ? `${hw.cpu_physical_cores} cores` : null].filter(Boolean).join(" · ") || "–"),
       row("Memory", BR.fmtBytes(hw.memory_total_bytes)),
-      row("OS", [hw.os, hw.hostname].filter(Boolean).join(" · ") || "–"));
+      row("OS", [hw.os, hw.kernel, hw.arch, hw.hostname].filter(Boolean).join(" · ") || "–"));
     for (const g of hw.gpus || []) {
-      table.appendChild(row("GPU", `${g.name}${g.memory_total_bytes ? ` · ${BR.fmtBytes(g.memory_total_bytes)}` : ""}${g.unified_memory ? " · unified memory" : ""}`));
+      const bits = [g.name, g.memory_total_bytes ? BR.fmtBytes(g.memory_total_bytes) : null, g.unified_memory ? "unified memory" : null,
+        g.gpu_cores ? `${g.gpu_cores} GPU cores` : null, g.driver ? `driver ${g.driver}` : null,
+        g.cuda_compute ? `CUDA ${g.cuda_compute.join(".")}` : null];
+      table.appendChild(row("GPU", bits.filter(Boolean).join(" · ")));
     }
+    if ((hw.overridden || []).length) table.appendChild(row("Overridden", hw.overridden.join(", ")));
+    const fp = (raw.capabilities || {}).engine_fingerprint;
+    if (fp && !fp.error) {
+      const bits = [fp.build ? `build ${fp.build}` : null, fp.context_size ? `ctx ${fp.context_size}` : null, fp.slots ? `${fp.slots} slots` : null,
+        ...(fp.loaded || []).map((l) => `${l.name} loaded${BR.num(l.gpu_offload_pct) !== null ? `, ${Math.round(l.gpu_offload_pct)}% on GPU` : ""}`)];
+      if (bits.some(Boolean)) table.appendChild(row("Engine reports", bits.filter(Boolean).join(" · ")));
+    }
+    const fits = new Map((raw.model_fit || []).map((f) => [f.model, f]));
     const infos = new Map((m.modelInfos || []).map((i) => [i.name, i]));
     const models = el("div", { class: "models" });
     if (!m.models.length) models.appendChild(el("span", { class: "hint", text: "no models reported" }));
@@ -41,7 +53,15 @@
       const i = infos.get(name) || {};
       const detail = [i.parameter_size, i.quantization, i.context_length ? `ctx ${i.context_length}` : null, i.size_bytes ? BR.fmtBytes(i.size_bytes) : null].filter(Boolean).join(" · ");
       models.appendChild(el("span", { class: "badge", text: name, title: detail || name }));
+      const fit = fits.get(name);
+      if (fit) {
+        models.appendChild(el("span", {
+          class: `hint fit fit-${fit.model_fit || "unknown"}`, dataset: { model: name, fit: fit.model_fit || "" },
+          text: `fit ${fit.model_fit || "unknown"}`, title: `at ${fit.num_ctx} tokens of context: ${fit.reason}`,
+        }));
+      }
     }
+    if (!panels.has(m.id)) panels.set(m.id, new Telemetry.Panel());
     const statusClass = m.state === "online" ? "done" : m.state === "busy" ? "running" : "offline";
     return el("article", { class: `card status-${statusClass}`, dataset: { machine: m.id } },
       el("header", {}, el("h3", { text: m.label }), el("span", { class: "status", text: m.state })),
@@ -49,6 +69,7 @@
       m.error ? el("div", { class: "reason", text: m.error }) : null,
       m.notes ? el("div", { class: "hint", text: m.notes }) : null,
       table,
+      panels.get(m.id).el,
       el("div", { class: "hint", text: "Models" }),
       models);
   }
@@ -61,6 +82,12 @@
   }
 
   BR.liveSocket((ev) => {
+    if (ev.type === "runtime_metrics") {
+      // Telemetry arrives while a machine runs a job; the card's sparklines follow it.
+      const panel = panels.get(ev.machine_id);
+      if (panel) panel.push(ev.payload);
+      return;
+    }
     if (ev.type !== "machine_state") return;
     const p = ev.machine || ev.payload || ev;
     const id = p.machine_id || ev.machine_id;

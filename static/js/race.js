@@ -15,7 +15,9 @@
 
   async function loadMachines() {
     try {
-      machines = BR.list(await BR.api("/api/machines"), "machines").map(BR.machine);
+      const ctx = Number($("num_ctx").value);
+      const q = Number.isInteger(ctx) && ctx > 0 ? `?num_ctx=${ctx}` : "";
+      machines = BR.list(await BR.api(`/api/machines${q}`), "machines").map(BR.machine);
     } catch (e) {
       BR.notice(preflight, "error", `Could not load machines: ${e.message}`);
       return;
@@ -70,6 +72,15 @@
       else have.push(m.label);
     }
     BR.clear(holders).appendChild(document.createTextNode(have.length ? `On: ${have.join(", ")}` : ""));
+    // Model fit per machine (from the engine's real model size and the KV cache of this context).
+    for (const m of machines) {
+      const fit = ((m.raw && m.raw.model_fit) || []).find((f) => f.model === model);
+      if (!m.online || !fit) continue;
+      holders.appendChild(BR.el("div", {
+        class: `hint fit fit-${fit.model_fit || "unknown"}`, dataset: { machine: m.id, fit: fit.model_fit || "" },
+        text: `${m.label}: fit ${fit.model_fit || "unknown"} (${fit.reason})`,
+      }));
+    }
     if (running) return;
     BR.clear(preflight);
     preflight.hidden = false;
@@ -231,8 +242,15 @@
     updatePreflight();
   };
 
+  // "1 repeat: no verdict — run ≥ 3": one click reruns the same race with enough repeats.
+  view.onRerun = (repeats) => {
+    $("repeat").value = String(repeats);
+    form.requestSubmit();
+  };
+
   document.querySelectorAll(".sample").forEach((b) => b.addEventListener("click", () => { $("prompt").value = b.dataset.prompt; }));
   modelSel.addEventListener("change", updatePreflight);
+  $("num_ctx").addEventListener("change", () => { if (!running) loadMachines(); });
   form.addEventListener("submit", startRun);
 
   BR.liveSocket(onEvent, (reconnected) => { if (reconnected) resync(); });

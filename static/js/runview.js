@@ -4,11 +4,15 @@
 "use strict";
 
 const TERMINAL = new Set(["done", "error", "cancelled", "skipped"]);
-const EST_CHARS_PER_TOKEN = 4; // live estimate only; exact counts replace it at request_done
+const EST_CHARS_PER_TOKEN = 4;
+const el_ = (...a) => BR.el(...a); // live estimate only; exact counts replace it at request_done
 /** The metrics a run can be ranked by (summary.json `rank_by`), as the page names them. */
 const RANK_METRICS = {
-  decode_tok_s: { label: "decode tok/s", help: "tokens after the first ÷ time from first to last token, mean over repeats." },
-  gen_tokens_per_s: { label: "tok/s", help: "generated tokens ÷ (total time − time to first token), mean over repeats." },
+  decode_tok_s: { label: "decode tok/s", unit: "tok/s", better: "higher", help: "tokens after the first ÷ time from first to last token, mean over warm repeats." },
+  gen_tokens_per_s: { label: "tok/s", unit: "tok/s", better: "higher", help: "generated tokens ÷ (total time − time to first token), mean over warm repeats." },
+  prefill_tok_s: { label: "prefill tok/s", unit: "tok/s", better: "higher", help: "prompt tokens ÷ prompt-processing time (engine-reported where the engine says), mean over warm repeats." },
+  ttft_ms: { label: "time to first token", unit: "ms", better: "lower", help: "request sent → first generated text, mean over warm repeats." },
+  total_ms: { label: "total time", unit: "ms", better: "lower", help: "request sent → last byte, mean over warm repeats." },
 };
 
 class RunView {
@@ -20,6 +24,7 @@ class RunView {
     this.finished = false;
     this.onFinish = null;
     this.onAllTerminal = null;
+    this.onRerun = null; // (repeats) => void: the race page reruns with more repeats
   }
 
   /** Starts a fresh view: `machines` = normalised machine records (BR.machine) to show. */
@@ -38,7 +43,7 @@ class RunView {
     const st = {
       id: m.id, label: m.label || m.id, machine: m, color: Charts.color(index),
       status: "idle", reason: "", jobId: null, seqs: new Map(),
-      repeat: 0, repeats: 1, startedAt: null, firstTokenAt: null, lastTokenAt: null, chars: 0,
+      repeat: 0, repeats: 1, startedAt: null, firstTokenAt: null, lastTokenAt: null, chars: 0, liveTokens: 0,
       metrics: {}, final: null, endedAt: null, arrival: null, el: {}, chart: null,
     };
     this.machines.set(m.id, st);
@@ -60,18 +65,25 @@ class RunView {
     st.el.reasoning = el("pre", { class: "output reasoning", hidden: true, title: "reasoning text" });
     st.el.extra = el("div", { class: "extra hint" });
     st.el.delta = el("div", { class: "deltas", hidden: true });
+    st.telemetry = new Telemetry.Panel();
+    st.el.lead = el("div", { class: "lead", hidden: true, dataset: { metric: "lead" } });
+    st.el.warnings = el("div", { class: "card-warnings" });
     st.el.chart = el("div", { class: "spark", title: "tok/s since the first token; live values are estimated from text until the agent reports the token count" });
-    st.el.card = el("article", { class: "card status-idle", dataset: { machine: st.id } },
+    // One colour per machine: the card's edge, its live line and its bars share it.
+    st.el.card = el("article", { class: "card status-idle", dataset: { machine: st.id }, style: `border-top: 4px solid ${st.color}` },
       el("header", {},
-        el("h3", { text: st.label }),
+        el("h3", {}, el("span", { class: "swatch", style: `background:${st.color}` }), st.label),
         st.el.status),
       el("div", { class: "badges" }, BR.badges(st.machine)),
       st.el.reason,
+      st.el.lead,
+      st.el.warnings,
       el("dl", { class: "metrics" },
-        metric("ttft", "TTFT"), metric("tokens", "Tokens"), metric("toks", "Decode tok/s"), metric("total", "Total")),
+        metric("ttft", "TTFT (client)"), metric("tokens", "Tokens"), metric("toks", "Decode tok/s (client)"), metric("total", "Total (client)")),
       st.el.extra,
       st.el.delta,
       st.el.chart,
+      st.telemetry.el,
       el("div", { class: "output-head" }, el("span", { class: "hint", text: "Output" }), st.el.repeat),
       st.el.reasoning,
       st.el.output);
@@ -129,6 +141,7 @@ class RunView {
       case "llm_token": this.onToken(st, p); break;
       case "request_done": this.onRequestDone(st, p); break;
       case "job_done": this.onDone(st, ev, p); break;
+      case "runtime_metrics": st.telemetry.push(p); break;
       case "job_error":
         st.endedAt = ev.emitted_at_s || null;
         this.setStatus(st, "error", `${p.kind ? `${p.kind}: ` : ""}${p.message || "failed"}`);
@@ -176,6 +189,7 @@ class RunView {
       // Every repeat's text stays visible, one after the other, so nothing generated is hidden.
       st.el.output.appendChild(BR.el("span", { class: "repeat-sep", text: `\n── repeat ${repeat + 1} ──\n` }));
       st.chars = 0;
+      st.liveTokens = 0;
       st.firstTokenAt = null;
       st.repeat = repeat;
     }
@@ -198,15 +212,21 @@ class RunView {
     // between the first event and now, which is what the live rate may divide by that span.
     const before = st.chars;
     st.chars += text.length;
+    // Agents say how many engine deltas (tokens) an event carries: count those, not events.
+    const tokensBefore = st.liveTokens;
+    if (BR.num(p.tokens) !== null && p.tokens > 0) st.liveTokens = (st.liveTokens || 0) + p.tokens;
+    else st.liveTokens = null;
     st.el.repeat.textContent = st.repeats > 1 ? `repeat ${repeat + 1}/${st.repeats}` : "";
-    this.liveMetrics(st, before);
+    this.liveMetrics(st, before, tokensBefore);
   }
 
   /** Live estimates (marked ≈) until request_done brings the agent's measured figures. */
-  liveMetrics(st, charsBefore) {
+  liveMetrics(st, charsBefore, tokensBefore) {
     if (st.final) return;
-    const perToken = st.charsPerToken || EST_CHARS_PER_TOKEN;
-    st.el.tokens.textContent = `≈${Math.round(st.chars / perToken)}`;
+    // Token counts from the agent when every event carried one; else characters ÷ chars/token.
+    const counted = st.liveTokens !== null && st.liveTokens !== undefined && tokensBefore !== null && tokensBefore !== undefined;
+    const perToken = counted && st.liveTokens > 0 ? st.chars / st.liveTokens : (st.charsPerToken || EST_CHARS_PER_TOKEN);
+    st.el.tokens.textContent = `≈${counted ? st.liveTokens : Math.round(st.chars / perToken)}`;
     if (st.startedAt !== null && st.lastTokenAt !== null) st.el.total.textContent = `≈${BR.fmtMs((st.lastTokenAt - st.startedAt) * 1000)}`;
     const span = st.lastTokenAt - st.firstTokenAt;
     // Too early the estimate is mostly noise (one coalesced chunk over a few ms).
@@ -257,6 +277,9 @@ class RunView {
     if (BR.num(p.load_ms) !== null) bits.push(`load ${BR.fmtMs(p.load_ms)}`);
     if (p.repeats > 1) bits.push(`mean of ${p.repeats} repeats`);
     if (p.token_source === "chunks") bits.push("tokens counted from chunks");
+    if (BR.num(p.tokens_per_j) !== null) bits.push(`${BR.fmt(p.tokens_per_j, 2)} tok/J (${BR.fmt(p.energy_j, 1)} J per request)`);
+    else if (p.requests && p.requests[0] && p.requests[0].energy_unavailable) bits.push(`energy: n/a (${p.requests[0].energy_unavailable})`);
+    if (p.throttled === true) bits.push("GPU throttled during the run");
     st.el.extra.textContent = bits.join(" · ");
     if (!st.el.output.textContent && p.output_text) st.el.output.textContent = p.output_text;
     this.setStatus(st, "done", "");
@@ -317,14 +340,17 @@ class RunView {
       r.rank = s.rank;
     }
     const rankBy = (summary && summary.rank_by) || "decode_tok_s";
-    const metric = RANK_METRICS[rankBy] || { label: rankBy, help: "" };
+    const metric = RANK_METRICS[rankBy] || { label: rankBy, unit: "", better: "higher", help: "" };
+    const comparison = summary && summary.comparison;
     const done = rows.filter((r) => r.status === "done");
-    let winner = null;
-    if (summary && summary.winner) winner = rows.find((r) => r.id === summary.winner) || null;
-    else if (!summary) {
-      const ranked = done.filter((r) => BR.num(r[rankBy]) !== null).sort((a, b) => b[rankBy] - a[rankBy]);
-      winner = ranked[0] || null;
+    // The comparison's warm means are what the verdict is on: the bars show the same figures.
+    for (const r of rows) {
+      const f = comparison && Verdict.figure(comparison, rankBy, r.id);
+      if (f && BR.num(f.mean) !== null) r[rankBy] = f.mean;
     }
+    let winner = null;
+    // Only a decided comparison names a winner; without a summary (still live) nobody is crowned.
+    if (summary && summary.winner) winner = rows.find((r) => r.id === summary.winner) || null;
     for (const s of this.machines.values()) {
       s.el.card.classList.toggle("winner", !!winner && s.id === winner.id);
       if (s.status === "done") s.el.status.textContent = winner && s.id === winner.id ? "done · winner" : "done";
@@ -333,11 +359,13 @@ class RunView {
     const box = BR.clear(this.comparisonEl);
     box.hidden = false;
     box.appendChild(el("h2", { text: "Result" }));
+    const digits = metric.unit === "ms" ? 0 : 1;
     box.appendChild(winner
       ? el("p", { class: "winner-line" }, el("span", { class: "trophy", text: "★" }), " Winner: ",
-        el("strong", { id: "winner-name", text: winner.label }), ` — ${BR.fmt(winner[rankBy], 1)} ${metric.label}. `,
+        el("strong", { id: "winner-name", text: winner.label }), ` — ${BR.fmt(winner[rankBy], digits)} ${metric.unit}. `,
         el("span", { class: "hint", id: "winner-metric", text: `Decided by ${metric.label}: ${metric.help}` }))
-      : el("p", { class: "hint", text: "No machine finished, so there is no winner." }));
+      : el("p", { class: "hint", id: "no-winner", text: done.length ? `No winner named on ${metric.label}: see the verdict.` : "No machine finished, so there is no winner." }));
+    if (comparison) this.showComparison(box, comparison, rankBy);
 
     const orderKey = (r) => r.finish_order ?? (r.elapsed_s ?? Infinity);
     const order = [...done].sort((a, b) => orderKey(a) - orderKey(b));
@@ -348,13 +376,37 @@ class RunView {
       el("strong", { text: r.label }), ` — ${r.status}${r.reason ? `: ${r.reason}` : ""}`)));
     const grid = el("div", { class: "bar-grid" }, el("div", { class: "order" }, el("h3", { text: "Finishing order" }), ol));
 
-    const ttftBest = done.filter((r) => r.ttft_ms !== null).sort((a, b) => a.ttft_ms - b.ttft_ms)[0];
-    Charts.bars(grid, { title: metric.label, unit: "tok/s", better: "higher",
+    // A star only where the verdict on TTFT is significant (or before there is a comparison).
+    const ttftVerdict = comparison && (comparison.verdicts || []).find((v) => v.metric === "ttft_ms");
+    const ttftBest = comparison && !(ttftVerdict && ttftVerdict.significant) ? null
+      : done.filter((r) => r.ttft_ms !== null).sort((a, b) => a.ttft_ms - b.ttft_ms)[0];
+    Charts.bars(grid, { title: metric.label, unit: metric.unit, better: metric.better, digits,
       rows: done.map((r) => ({ ...r, value: r[rankBy], winner: !!winner && r.id === winner.id })) });
     Charts.bars(grid, { title: "Time to first token", unit: "ms", better: "lower", digits: 0,
       rows: done.map((r) => ({ ...r, value: r.ttft_ms, winner: !!ttftBest && r.id === ttftBest.id })) });
     box.appendChild(grid);
     if (this.onFinish) this.onFinish(rows, winner);
+  }
+
+  /** Verdict panel, each warning on its machine's card, each card led by the `rank_by` figure. */
+  showComparison(box, c, rankBy) {
+    const labels = new Map([...this.machines.values()].map((s) => [s.id, s.label]));
+    Verdict.render(box, c, { labels, onRerun: this.onRerun });
+    const metric = RANK_METRICS[rankBy] || { label: rankBy, unit: "" };
+    for (const st of this.machines.values()) {
+      BR.clear(st.el.warnings);
+      for (const w of (c.fairness && c.fairness.warnings) || []) {
+        if (w.machine_id === st.id) st.el.warnings.appendChild(Verdict.warningEl(w));
+      }
+      const f = Verdict.figure(c, rankBy, st.id);
+      if (!f || BR.num(f.mean) === null) continue;
+      const digits = metric.unit === "ms" ? 0 : 1;
+      const ci = f.ci95 ? ` (95% CI ${BR.fmt(f.ci95[0], digits)}–${BR.fmt(f.ci95[1], digits)})` : "";
+      BR.clear(st.el.lead).append(
+        BR.el("strong", { class: "lead-value", text: `${BR.fmt(f.mean, digits)} ${metric.unit}` }),
+        BR.el("span", { class: "hint", text: ` ${metric.label}${ci} · ${f.source || "?"}-measured · ${f.n} warm repeat${f.n === 1 ? "" : "s"}` }));
+      st.el.lead.hidden = false;
+    }
   }
 
   /** The skipped machines of a `machines` list ([{machine_id, status, reason}]). */

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use bench_shared::api::{Capabilities, EngineHealth, Health};
 use bench_shared::engine::{EngineInfo, ModelInfo, same_model};
+use bench_shared::hardware::LegacyCapabilities;
 use bench_shared::job::TestType;
 use bench_shared::timeouts;
 
@@ -108,6 +109,9 @@ pub async fn capabilities(
         fallback_reason: fallback
             .then(|| "engine unreachable: jobs run on the mock engine (engine.fallback: mock)".into()),
     };
+    let hardware = state.hardware().await;
+    let reachable = status.models.reachable();
+    let legacy = LegacyCapabilities::derive(&hardware, reachable, llm_models.clone());
     Ok(Json(Capabilities {
         machine_id: cfg.machine_id.clone(),
         label: cfg.label.clone(),
@@ -117,8 +121,10 @@ pub async fn capabilities(
         sdxl_profiles: cfg.sdxl_profiles.clone(),
         engine,
         models,
-        hardware: state.hardware().await,
+        hardware,
         queue_limit: Some(cfg.queue_limit),
+        engine_fingerprint: super::machine::engine_fingerprint(&state, reachable).await,
+        legacy: Some(legacy),
         extra: Default::default(),
     }))
 }

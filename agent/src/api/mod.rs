@@ -5,12 +5,14 @@
 //! - [`info`]: `GET /health`, `GET /capabilities`.
 //! - [`jobs`]: `POST/GET /jobs`, `GET/DELETE /jobs/{id}`, `GET /jobs/{id}/events` (NDJSON).
 //! - [`ws`]: `GET /ws`, every event as one JSON text frame.
+//! - [`machine`]: `GET /api/agent/runtime_metrics`, `GET /metrics` (Prometheus), capability extras.
 //! - [`error`], [`extract`]: JSON errors `{"error", "field"?, "detail"?}` for every failure.
 
 pub mod error;
 pub mod extract;
 pub mod info;
 pub mod jobs;
+pub mod machine;
 pub mod state;
 pub mod ws;
 
@@ -35,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
         .route("/ws", get(ws::upgrade))
+        .route("/api/agent/runtime_metrics", get(machine::runtime_metrics))
+        .route("/metrics", get(machine::prometheus))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(info::health))
@@ -47,7 +51,8 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
-        "no route {} {}; see GET /health, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws",
+        "no route {} {}; see GET /health, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws, \
+         /api/agent/runtime_metrics, /metrics",
         req.method(),
         req.uri().path()
     ))

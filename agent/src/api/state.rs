@@ -10,9 +10,12 @@ use crate::bench::coalesce::FlushPolicy;
 use crate::config::AgentConfig;
 use crate::engine::Engine;
 use crate::engine_status::EngineStatusCache;
+use crate::hardware::energy::{EnergyMeter, Rapl};
+use crate::hardware::sampler::Sampler;
 use crate::hub::Hub;
 use crate::jobs::Jobs;
 use crate::jobs::runner::Runner;
+use crate::prom::AgentMetrics;
 
 /// Default: how far a WebSocket subscriber may fall behind the hub before it is cut off.
 pub const DEFAULT_HUB_CAPACITY: usize = 4096;
@@ -37,6 +40,14 @@ pub struct AppState {
     pub ws_client_buffer: usize,
     /// WebSocket clients disconnected for being too slow (shown in `/health`; tests await it).
     pub ws_slow_disconnects: Arc<watch::Sender<u64>>,
+    /// The runtime sampler's ring buffer (started by [`crate::serve`] when enabled).
+    pub sampler: Arc<Sampler>,
+    /// Energy per request (RAPL and the sampler's GPU power).
+    pub energy: Arc<EnergyMeter>,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<AgentMetrics>,
+    /// The engine's last fingerprint (`/props`, `/api/ps`, …), refreshed only while no job runs.
+    pub engine_fingerprint: Arc<tokio::sync::Mutex<Option<bench_shared::engine::EngineFingerprint>>>,
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
@@ -61,8 +72,14 @@ impl AppState {
     }
 
     fn build(config: AgentConfig, engine: Arc<dyn Engine>, hub_capacity: usize, ws_client_buffer: usize) -> Self {
+        let metrics = Arc::new(AgentMetrics::new());
         let journal = crate::journal::Journal::open(config.results_dir.join("jobs"));
-        let hub = Arc::new(Hub::new(config.machine_id.clone(), hub_capacity).with_journal(journal));
+        let hub = Arc::new(
+            Hub::new(config.machine_id.clone(), hub_capacity).with_journal(journal).with_metrics(metrics.clone()),
+        );
+        let sampler = Arc::new(Sampler::new(config.runtime_sampler.clone()));
+        let sampling = config.runtime_sampler.enabled.then(|| sampler.clone());
+        let energy = Arc::new(EnergyMeter::new(Rapl::open(), sampling));
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
         AppState {
             config: Arc::new(config),
@@ -74,6 +91,10 @@ impl AppState {
             hardware: Arc::new(OnceCell::new()),
             ws_client_buffer: ws_client_buffer.max(1),
             ws_slow_disconnects: Arc::new(watch::Sender::new(0)),
+            sampler,
+            energy,
+            metrics,
+            engine_fingerprint: Arc::new(tokio::sync::Mutex::new(None)),
             closing: CancellationToken::new(),
         }
     }
@@ -81,7 +102,10 @@ impl AppState {
     /// The machine fingerprint (detected once).
     pub async fn hardware(&self) -> Hardware {
         self.hardware
-            .get_or_init(|| async { tokio::task::spawn_blocking(crate::hardware::detect).await.unwrap_or_default() })
+            .get_or_init(|| async {
+                let overrides = self.config.hardware_overrides.clone();
+                tokio::task::spawn_blocking(move || crate::hardware::detect(&overrides)).await.unwrap_or_default()
+            })
             .await
             .clone()
     }
@@ -94,6 +118,8 @@ impl AppState {
             settings: self.config.engine.clone(),
             flush: FlushPolicy::new(self.config.stream_flush_chars, self.config.stream_flush_seconds),
             results_dir: self.config.results_dir.clone(),
+            sampler: self.config.runtime_sampler.enabled.then(|| self.sampler.clone()),
+            energy: self.energy.clone(),
         }
     }
 }

@@ -32,11 +32,14 @@ pub struct Piece {
     /// Wall-clock arrival (epoch s) of the first chunk in this piece.
     pub timestamp_s: f64,
     pub channel: TokenChannel,
+    /// Chunks (engine deltas) coalesced into this piece.
+    pub chunks: u32,
 }
 
 struct Buffer {
     text: String,
     chars: usize,
+    chunks: u32,
     first_at: std::time::Instant,
     timestamp_s: f64,
     channel: TokenChannel,
@@ -44,7 +47,7 @@ struct Buffer {
 
 impl Buffer {
     fn into_piece(self) -> Piece {
-        Piece { text: self.text, timestamp_s: self.timestamp_s, channel: self.channel }
+        Piece { text: self.text, timestamp_s: self.timestamp_s, channel: self.channel, chunks: self.chunks }
     }
 }
 
@@ -79,12 +82,14 @@ pub async fn coalesce(mut rx: mpsc::UnboundedReceiver<TextChunk>, policy: FlushP
         let b = buf.get_or_insert_with(|| Buffer {
             text: String::new(),
             chars: 0,
+            chunks: 0,
             first_at: chunk.at,
             timestamp_s: chunk.wall_s,
             channel: chunk.channel,
         });
         b.text.push_str(&chunk.text);
         b.chars += chunk.text.chars().count();
+        b.chunks += 1;
         if (b.chars >= policy.max_chars || chunk.text.contains('\n'))
             && let Some(b) = buf.take()
         {
@@ -135,6 +140,8 @@ mod tests {
         let got: Vec<(&str, f64, TokenChannel)> =
             pieces.iter().map(|p| (p.text.as_str(), p.timestamp_s, p.channel)).collect();
         assert_eq!(got, vec![("think", 1.0, r), ("abcd", 2.0, c), ("e\n", 4.0, c), ("fghi", 5.0, c), ("j", 7.0, c)]);
+        let chunks: Vec<u32> = pieces.iter().map(|p| p.chunks).collect();
+        assert_eq!(chunks, vec![1, 2, 1, 2, 1], "each piece counts the engine deltas in it");
     }
 
     #[tokio::test(start_paused = true)]

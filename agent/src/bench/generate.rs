@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use bench_shared::event::{Event, JobDone, JobStarted, LlmToken, RequestDone};
 use bench_shared::job::{GenerateSpec, TestType};
-use bench_shared::metrics::{RequestMetrics, TokenSource, aggregate, request_metrics};
+use bench_shared::metrics::{LoadSource, RequestMetrics, TokenSource, aggregate, load_estimate_ms, request_metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::coalesce::{FlushPolicy, coalesce};
 use crate::engine::{Engine, EngineError, GenOutcome, GenRequest, wall_now_s};
+use crate::hardware::energy::{EnergyFigures, EnergyMeter};
 use crate::jobs::JobEvents;
 
 /// Everything an `llm_generate` job needs.
@@ -27,6 +28,8 @@ pub struct GenerateJob {
     pub cancel: CancellationToken,
     /// Set when the job runs on the mock engine in place of the configured one.
     pub fallback_reason: Option<String>,
+    /// Reads energy around each request (`None`: energy not measured).
+    pub energy: Option<Arc<EnergyMeter>>,
 }
 
 /// How a job ended without a result.
@@ -43,6 +46,8 @@ pub async fn run(job: GenerateJob, events: &JobEvents) -> Result<JobDone, Failur
     let engine = job.engine.clone();
     let mut notes = Vec::new();
     let mut unloaded = false;
+    // A cold job unloads *before* the shared start, so an engine that is slow to unload does
+    // not start late: every machine's first request still leaves at `start_at`.
     if spec.cold {
         let unload = cancellable(&job.cancel, engine.unload(&spec.model)).await?;
         match unload.map_err(|error| Failure::Engine { error, repeat_index: None })? {
@@ -52,6 +57,11 @@ pub async fn run(job: GenerateJob, events: &JobEvents) -> Result<JobDone, Failur
                 engine.kind()
             )),
         }
+    }
+    if let Some(at) = spec.start_at
+        && !crate::bench::wait_until_epoch_ms(at, &job.cancel).await
+    {
+        return Err(Failure::Cancelled);
     }
     events.emit(Event::JobStarted(JobStarted {
         test_type: TestType::LlmGenerate,
@@ -63,11 +73,13 @@ pub async fn run(job: GenerateJob, events: &JobEvents) -> Result<JobDone, Failur
         notes: notes.clone(),
     }));
     let mut first_load_ms = None;
+    let mut warmup_ttfts = Vec::new();
     for i in 0..spec.warmup {
         let m = one_request(&job, events, i, true).await?;
         if i == 0 {
             first_load_ms = m.load_ms;
         }
+        warmup_ttfts.extend(m.ttft_ms);
     }
     let mut recorded: Vec<RequestMetrics> = Vec::with_capacity(spec.repeat as usize);
     let mut output_text = String::new();
@@ -81,12 +93,26 @@ pub async fn run(job: GenerateJob, events: &JobEvents) -> Result<JobDone, Failur
         }
         recorded.push(m);
     }
-    let load_ms = if unloaded { first_load_ms } else { None };
-    if unloaded && load_ms.is_none() {
+    let mut load = if unloaded { first_load_ms.map(|l| (l, LoadSource::Engine)) } else { None };
+    if load.is_none() && warmup_ttfts.len() == spec.warmup as usize {
+        // The documented estimate: first warm-up TTFT − mean TTFT of the later warm-ups.
+        load = load_estimate_ms(&warmup_ttfts).map(|l| (l, LoadSource::WarmupEstimate));
+    }
+    if unloaded && load.is_none() {
         notes.push("the engine unloaded the model but reported no load time".into());
     }
-    Ok(job_done(spec, engine.kind(), job.fallback_reason.clone(), recorded, output_text, load_ms, notes))
+    // What the engine really ran with (engines may cap num_ctx silently): for settings_mismatch.
+    let context_length = match tokio::time::timeout(CONTEXT_PROBE, engine.loaded_context_length(&spec.model)).await {
+        Ok(Ok(c)) => c,
+        _ => None,
+    };
+    let mut done = job_done(spec, engine.kind(), job.fallback_reason.clone(), recorded, output_text, load, notes);
+    done.context_length = context_length;
+    Ok(done)
 }
+
+/// Limit for asking the engine its loaded context length after the job.
+const CONTEXT_PROBE: Duration = Duration::from_secs(5);
 
 async fn one_request(
     job: &GenerateJob,
@@ -107,7 +133,7 @@ async fn one_request_with_outcome(
     let spec = &job.spec;
     let req = GenRequest {
         model: spec.model.clone(),
-        prompt: spec.prompt.clone(),
+        prompt: spec.request_prompt(index, warmup),
         max_tokens: spec.max_tokens,
         temperature: spec.temperature,
         num_ctx: spec.num_ctx,
@@ -130,11 +156,25 @@ async fn one_request_with_outcome(
             repeat_index: index,
             channel: p.channel,
             warmup,
+            tokens: p.chunks,
         }))
     });
+    let mock = job.engine.kind() == bench_shared::engine::EngineKind::Mock;
+    let window = match &job.energy {
+        Some(meter) if !mock => Some(meter.start().await),
+        _ => None,
+    };
     let (result, ()) = cancellable(&job.cancel, async { tokio::join!(generate, stream) }).await?;
     let outcome = result.map_err(|error| Failure::Engine { error, repeat_index: Some(index) })?;
-    let metrics = request_metrics(&outcome.trace, &outcome.stats);
+    let mut metrics = request_metrics(&outcome.trace, &outcome.stats);
+    let energy = match (&job.energy, window) {
+        (Some(meter), Some(w)) => meter.finish(w).await,
+        _ if mock => {
+            EnergyFigures { unavailable: Some("mock engine: no real work to measure".into()), ..Default::default() }
+        }
+        _ => EnergyFigures { unavailable: Some("energy not measured by this agent".into()), ..Default::default() },
+    };
+    energy.apply(&mut metrics);
     events.emit(Event::RequestDone(Box::new(RequestDone {
         repeat_index: index,
         warmup,
@@ -165,10 +205,17 @@ fn job_done(
     fallback_reason: Option<String>,
     requests: Vec<RequestMetrics>,
     output_text: String,
-    load_ms: Option<f64>,
+    load: Option<(f64, LoadSource)>,
     notes: Vec<String>,
 ) -> JobDone {
     let agg = aggregate(&requests);
+    let all = |f: fn(&RequestMetrics) -> Option<f64>| -> Option<f64> {
+        let v: Option<Vec<f64>> = requests.iter().map(f).collect();
+        v.and_then(|v| mean(v.into_iter()))
+    };
+    let energy_j = all(|r| r.energy_j);
+    let tokens_per_j = all(|r| r.tokens_per_j);
+    let throttled = requests.iter().filter_map(|r| r.throttled).reduce(|a, b| a || b);
     let token_source = if requests.iter().all(|r| r.token_source == TokenSource::Engine) {
         TokenSource::Engine
     } else {
@@ -188,13 +235,18 @@ fn job_done(
         prompt_tokens: requests.first().and_then(|r| r.prompt_tokens),
         engine_prefill_tok_s: mean(requests.iter().filter_map(|r| r.engine_prefill_tok_s)),
         client_prefill_tok_s: mean(requests.iter().filter_map(|r| r.client_prefill_tok_s)),
-        load_ms,
+        load_ms: load.map(|l| l.0),
+        load_source: load.map(|l| l.1),
+        context_length: None,
         token_source: (!requests.is_empty()).then_some(token_source),
         repeats: requests.len() as u32,
         aggregate: agg,
         requests,
         output_text,
         notes,
+        energy_j,
+        tokens_per_j,
+        throttled,
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bench_shared::engine::{EngineKind, ModelInfo};
+use bench_shared::engine::{EngineFingerprint, EngineKind, ModelInfo};
 use bench_shared::event::ErrorKind;
 use bench_shared::metrics::{EngineStats, RequestTrace, TokenChannel};
 use tokio::sync::mpsc;
@@ -124,6 +124,10 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// cap a requested `num_ctx`, so results should report this beside the requested one.
     async fn loaded_context_length(&self, _model: &str) -> Result<Option<u64>, EngineError> {
         Ok(None)
+    }
+    /// Version, build and the settings the engine reports (context size, slots, GPU offload).
+    async fn fingerprint(&self) -> Result<EngineFingerprint, EngineError> {
+        Ok(EngineFingerprint { kind: Some(self.kind()), version: self.version().await?, ..Default::default() })
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bench_shared::engine::{EngineKind, ModelInfo};
+use bench_shared::engine::{EngineFingerprint, EngineKind, ModelInfo};
 use bench_shared::metrics::TokenChannel;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -23,6 +23,9 @@ use super::ollama_wire::{self as wire, ChatLine, Tags};
 use super::record::{Recorder, non_streamed};
 use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, TokenSink};
 
+/// From `/api/show`: (trained context length, KV cache bytes per token).
+type ShowFacts = (Option<u64>, Option<u64>);
+
 /// Talks to one Ollama server.
 #[derive(Debug)]
 pub struct OllamaEngine {
@@ -30,7 +33,8 @@ pub struct OllamaEngine {
     client: reqwest::Client,
     /// Context length per model digest: `/api/show` is asked once per model version, so
     /// `list_models` (also the agent's reachability probe) stays one request.
-    context_lengths: Mutex<HashMap<String, Option<u64>>>,
+    /// Value: (context length, KV cache bytes per token).
+    context_lengths: Mutex<HashMap<String, ShowFacts>>,
 }
 
 impl OllamaEngine {
@@ -109,7 +113,14 @@ impl OllamaEngine {
             rec.text(at, TokenChannel::Reasoning, chunk.thinking());
             rec.text(at, TokenChannel::Content, chunk.content());
             if chunk.done {
-                return Ok(rec.finish(at, true, chunk.stats()));
+                let mut out = rec.finish(at, true, chunk.stats());
+                // `eval_count` includes thinking tokens without a split; Ollama streams one token
+                // per line, so the thinking lines are the reasoning tokens.
+                let thinking = out.trace.chunks.iter().filter(|c| c.channel == TokenChannel::Reasoning).count();
+                if thinking > 0 {
+                    out.stats.reasoning_tokens = Some(thinking as u64);
+                }
+                return Ok(out);
             }
         }
         Err(EngineError::Protocol("stream ended before the final stats (no done:true line)".into()))
@@ -128,17 +139,20 @@ impl OllamaEngine {
         Ok(non_streamed(t0, end, answer.content(), answer.thinking(), answer.stats()))
     }
 
-    /// The trained context length of a model (`/api/show`), `None` when Ollama does not say.
-    async fn context_length(&self, model: &str, digest: Option<&str>) -> Option<u64> {
+    /// The trained context length of a model and its KV cache bytes per token (`/api/show`),
+    /// `None` where Ollama does not say.
+    async fn context_length(&self, model: &str, digest: Option<&str>) -> (Option<u64>, Option<u64>) {
         let key = format!("{model}@{}", digest.unwrap_or(""));
         if let Some(known) = self.context_lengths.lock().expect("context cache lock").get(&key) {
             return *known;
         }
         let url = self.url("/api/show");
-        let show = http::fetch_json(&self.client, &url, Some(&json!({"model": model})), None).await.ok()?;
-        let length = wire::show_context_length(&show);
-        self.context_lengths.lock().expect("context cache lock").insert(key, length);
-        length
+        let Ok(show) = http::fetch_json(&self.client, &url, Some(&json!({"model": model})), None).await else {
+            return (None, None);
+        };
+        let facts = (wire::show_context_length(&show), wire::show_kv_bytes_per_token(&show));
+        self.context_lengths.lock().expect("context cache lock").insert(key, facts);
+        facts
     }
 }
 
@@ -161,11 +175,29 @@ impl Engine for OllamaEngine {
         let tags = self.tags().await?;
         // One /api/show per new model, concurrently: the context length is otherwise unknown.
         let lengths = join_all(tags.models.iter().map(|m| self.context_length(&m.name, m.digest.as_deref()))).await;
-        Ok(tags.models.iter().zip(lengths).map(|(m, ctx)| ModelInfo { context_length: ctx, ..m.info() }).collect())
+        Ok(tags
+            .models
+            .iter()
+            .zip(lengths)
+            .map(|(m, (ctx, kv))| ModelInfo { context_length: ctx, kv_bytes_per_token: kv, ..m.info() })
+            .collect())
     }
 
     async fn generate(&self, req: &GenRequest, tokens: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
         if req.stream { self.stream(req, tokens).await } else { self.single(req).await }
+    }
+
+    /// `/api/version` and the loaded models of `/api/ps` with their GPU offload.
+    async fn fingerprint(&self) -> Result<EngineFingerprint, EngineError> {
+        let version = self.version().await?;
+        let ps = http::fetch_json(&self.client, &self.url("/api/ps"), None, None).await?;
+        Ok(EngineFingerprint {
+            kind: Some(EngineKind::Ollama),
+            version,
+            loaded: wire::ps_loaded(&ps),
+            sources: vec!["/api/version".into(), "/api/ps".into()],
+            ..Default::default()
+        })
     }
 
     /// `/api/ps` `context_length` of the loaded model (`None` when it is not loaded).

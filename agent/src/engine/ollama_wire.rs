@@ -2,7 +2,7 @@
 //!
 //! Durations on the wire are nanoseconds; [`EngineStats`] holds milliseconds.
 
-use bench_shared::engine::ModelInfo;
+use bench_shared::engine::{LoadedModel, ModelInfo};
 use bench_shared::metrics::EngineStats;
 use serde::Deserialize;
 use serde_json::Value;
@@ -136,6 +136,7 @@ impl TagModel {
             context_length: None,
             size_bytes: self.size,
             digest: non_empty(&self.digest),
+            kv_bytes_per_token: None,
         }
     }
 }
@@ -145,6 +146,41 @@ pub fn show_context_length(show: &Value) -> Option<u64> {
     let info = show.get("model_info")?;
     let arch = info.get("general.architecture")?.as_str()?;
     info.get(format!("{arch}.context_length"))?.as_u64()
+}
+
+/// The loaded models of a `GET /api/ps` answer; `size_vram < size` means partly on the CPU.
+pub fn ps_loaded(ps: &Value) -> Vec<LoadedModel> {
+    let models = ps.get("models").and_then(Value::as_array).cloned().unwrap_or_default();
+    models
+        .iter()
+        .map(|m| {
+            let num = |k: &str| m.get(k).and_then(Value::as_u64);
+            let (size, vram) = (num("size"), num("size_vram"));
+            LoadedModel {
+                name: m.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                size_bytes: size,
+                size_vram_bytes: vram,
+                gpu_offload_pct: size.zip(vram).filter(|(s, _)| *s > 0).map(|(s, v)| v as f64 / s as f64 * 100.0),
+                context_length: num("context_length"),
+            }
+        })
+        .collect()
+}
+
+/// KV cache bytes per context token from `/api/show` `model_info`: layers × KV heads ×
+/// (key + value length) × 2 bytes (f16). Key/value lengths default to `embedding_length /
+/// head_count`, as llama.cpp computes them when the GGUF omits them.
+pub fn show_kv_bytes_per_token(show: &Value) -> Option<u64> {
+    let info = show.get("model_info")?;
+    let arch = info.get("general.architecture")?.as_str()?;
+    let num = |k: &str| info.get(format!("{arch}.{k}")).and_then(Value::as_u64);
+    let layers = num("block_count")?;
+    let heads = num("attention.head_count").filter(|h| *h > 0)?;
+    let kv_heads = num("attention.head_count_kv").unwrap_or(heads);
+    let head_dim = num("embedding_length").map(|e| e / heads);
+    let key = num("attention.key_length").or(head_dim)?;
+    let value = num("attention.value_length").or(head_dim)?;
+    Some(layers * kv_heads * (key + value) * 2)
 }
 
 #[cfg(test)]
@@ -202,6 +238,16 @@ mod tests {
         assert_eq!(info.quantization.as_deref(), Some("Q4_K_M"));
         assert_eq!(info.size_bytes, Some(4683075271));
         let show = serde_json::json!({"model_info": {"general.architecture": "llama", "llama.context_length": 131072}});
+        assert_eq!(show_kv_bytes_per_token(&show), None, "no layer/head counts: unknown, not guessed");
+        // Llama 3.1 8B as /api/show reports it: 32 layers, 8 KV heads of 128 → 128 KiB per token.
+        let l31 = serde_json::json!({"model_info": {"general.architecture": "llama", "llama.block_count": 32,
+            "llama.attention.head_count": 32, "llama.attention.head_count_kv": 8, "llama.embedding_length": 4096}});
+        assert_eq!(show_kv_bytes_per_token(&l31), Some(32 * 8 * 256 * 2));
+        // /api/ps as documented: a model half on the GPU.
+        let ps = serde_json::json!({"models": [{"name": "mistral:latest", "model": "mistral:latest", "size": 5137025024u64,
+            "digest": "2ae6", "expires_at": "2024-06-04T14:38:31.83753-07:00", "size_vram": 2568512512u64, "context_length": 4096}]});
+        let loaded = ps_loaded(&ps);
+        assert_eq!((loaded[0].gpu_offload_pct, loaded[0].context_length), (Some(50.0), Some(4096)));
         assert_eq!(show_context_length(&show), Some(131072));
         assert_eq!(show_context_length(&serde_json::json!({})), None);
     }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bench_shared::engine::{EngineKind, ModelInfo};
+use bench_shared::engine::{EngineFingerprint, EngineKind, ModelInfo};
 use bench_shared::metrics::TokenChannel;
 use serde_json::{Value, json};
 
@@ -192,6 +192,18 @@ impl Engine for OpenAiEngine {
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, EngineError> {
         self.fetch_models().await
+    }
+
+    /// llama.cpp `/props` (build, per-slot context, slots), else vLLM `/version`.
+    async fn fingerprint(&self) -> Result<EngineFingerprint, EngineError> {
+        match http::fetch_json(&self.client, &self.url("/props"), None, self.api_key.as_deref()).await {
+            Ok(props) if props.get("build_info").is_some() => return Ok(wire::props_fingerprint(&props)),
+            Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout(_))) => return Err(e),
+            _ => {}
+        }
+        let version = self.version().await?;
+        let sources = if version.is_some() { vec!["/version".to_owned()] } else { Vec::new() };
+        Ok(EngineFingerprint { kind: Some(EngineKind::Openai), version, sources, ..Default::default() })
     }
 
     async fn generate(&self, req: &GenRequest, tokens: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {

@@ -1,7 +1,7 @@
 //! OpenAI-compatible wire shapes: chat-completion chunks and answers, `usage`, llama.cpp's
 //! `timings`, and `/v1/models` entries.
 
-use bench_shared::engine::ModelInfo;
+use bench_shared::engine::{EngineFingerprint, EngineKind, ModelInfo};
 use bench_shared::metrics::EngineStats;
 use serde::Deserialize;
 use serde_json::Value;
@@ -160,6 +160,7 @@ pub fn model_info(entry: &Value) -> Option<ModelInfo> {
         context_length: num("n_ctx").or(num("n_ctx_train")),
         size_bytes: num("size"),
         digest: None,
+        kv_bytes_per_token: None,
     })
 }
 
@@ -172,6 +173,22 @@ pub fn format_params(n: u64) -> String {
         format!("{:.0}M", n / 1e6)
     } else {
         format!("{:.0}K", n / 1e3)
+    }
+}
+
+/// llama.cpp's `GET /props`: `build_info` (its version; `b0-unknown` for builds without git
+/// metadata, reported as is), `total_slots`, and the per-slot `default_generation_settings.n_ctx`.
+pub fn props_fingerprint(props: &Value) -> EngineFingerprint {
+    let build = props.get("build_info").and_then(Value::as_str).map(str::to_owned);
+    EngineFingerprint {
+        kind: Some(EngineKind::Openai),
+        version: build.clone(),
+        build,
+        context_size: props.pointer("/default_generation_settings/n_ctx").and_then(Value::as_u64),
+        slots: props.get("total_slots").and_then(Value::as_u64),
+        loaded: Vec::new(),
+        sources: vec!["/props".into()],
+        error: None,
     }
 }
 
@@ -243,5 +260,14 @@ mod tests {
         let plain = model_info(&serde_json::json!({"id": "gpt-x", "object": "model"})).unwrap();
         assert_eq!((plain.name.as_str(), plain.context_length), ("gpt-x", None));
         assert_eq!(format_params(7_615_616_512), "7.6B");
+    }
+
+    #[test]
+    fn props_of_the_local_engine() {
+        // Recorded from the local xllamacpp engine (trimmed): its build carries no git tag.
+        let props: Value = serde_json::from_str(r#"{"default_generation_settings":{"params":{"seed":4294967295},"n_ctx":1024},"total_slots":4,"model_alias":"smollm2:135m","model_ftype":"Q4_1","endpoint_slots":true,"endpoint_metrics":true,"build_info":"b0-unknown","is_sleeping":false}"#).unwrap();
+        let f = props_fingerprint(&props);
+        assert_eq!((f.build.as_deref(), f.context_size, f.slots), (Some("b0-unknown"), Some(1024), Some(4)));
+        assert_eq!(f.sources, vec!["/props"]);
     }
 }

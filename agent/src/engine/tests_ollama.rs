@@ -90,6 +90,7 @@ async fn thinking_is_the_reasoning_channel() {
     let m = request_metrics(&out.trace, &out.stats);
     assert!(m.ttfc_ms.unwrap() > m.ttft_ms.unwrap());
     assert_eq!(out.stats.completion_tokens, Some(5), "eval_count includes thinking tokens");
+    assert_eq!(m.reasoning_tokens, Some(3), "the thinking lines are counted as reasoning tokens");
 }
 
 #[tokio::test]

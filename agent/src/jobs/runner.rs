@@ -16,6 +16,8 @@ use crate::bench::coalesce::FlushPolicy;
 use crate::bench::generate::{self, Failure, GenerateJob};
 use crate::engine::mock::MockEngine;
 use crate::engine::{Engine, EngineError, EngineSettings, Fallback, wall_now_s};
+use crate::hardware::energy::EnergyMeter;
+use crate::hardware::sampler::Sampler;
 use crate::sweep::{self, SweepJob};
 
 /// What the worker needs from the agent's state.
@@ -26,6 +28,10 @@ pub struct Runner {
     pub settings: EngineSettings,
     pub flush: FlushPolicy,
     pub results_dir: PathBuf,
+    /// The runtime sampler, when enabled: its samples become the job's `runtime_metrics` events.
+    pub sampler: Option<Arc<Sampler>>,
+    /// Energy per request.
+    pub energy: Arc<EnergyMeter>,
 }
 
 /// How long the fallback check waits for the engine's model list.
@@ -45,11 +51,27 @@ impl Runner {
         }
     }
 
-    /// Runs one job and returns its terminal event.
+    /// Runs one job and returns its terminal event; while it runs, every runtime sample is
+    /// published as a `runtime_metrics` event of the job (stopped before the terminal event).
     async fn run_one(&self, job: NextJob) -> Event {
         let events = JobEvents::new(self.jobs.clone(), job.job_id.clone());
+        let stop = CancellationToken::new();
+        let forward =
+            self.sampler.as_ref().map(|s| tokio::spawn(forward_samples(s.subscribe(), events.clone(), stop.clone())));
+        let terminal = self.run_job(job, &events).await;
+        stop.cancel();
+        if let Some(f) = forward {
+            let _ = f.await;
+        }
+        terminal
+    }
+
+    async fn run_job(&self, job: NextJob, events: &JobEvents) -> Event {
+        let events = events.clone();
         let cancelled = || self.jobs.cancelled_event(&job.job_id);
-        if let Some(at) = job.spec.start_at_ms()
+        // `llm_generate` waits for `start_at` itself, after its cold unload.
+        if !matches!(job.spec, JobSpec::LlmGenerate(_))
+            && let Some(at) = job.spec.start_at_ms()
             && !crate::bench::wait_until_epoch_ms(at, &job.cancel).await
         {
             return cancelled();
@@ -75,6 +97,7 @@ impl Runner {
                     request_timeout: Duration::from_secs_f64(self.settings.request_timeout_s),
                     cancel: job.cancel.clone(),
                     fallback_reason,
+                    energy: Some(self.energy.clone()),
                 };
                 generate::run(gen_job, &events).await.map(|done| Event::JobDone(Box::new(done)))
             }
@@ -160,5 +183,26 @@ impl Runner {
             }
         }
         MockEngine::new(settings)
+    }
+}
+
+/// Publishes each new runtime sample as a `runtime_metrics` event until `stop` fires. A lagging
+/// receiver skips samples rather than holding up the sampler.
+async fn forward_samples(
+    mut rx: tokio::sync::broadcast::Receiver<bench_shared::runtime::RuntimeSample>,
+    events: JobEvents,
+    stop: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            r = rx.recv() => match r {
+                Ok(sample) => events.emit(Event::RuntimeMetrics(Box::new(sample))),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+        }
     }
 }

@@ -66,6 +66,18 @@ impl CalibrationCache {
         self.load().entries.remove(key)
     }
 
+    /// [`get`](Self::get) on the blocking pool (the sweep is async).
+    pub async fn get_async(&self, key: &str) -> Option<CachedCalibration> {
+        let (cache, key) = (self.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || cache.get(&key)).await.ok().flatten()
+    }
+
+    /// [`put`](Self::put) on the blocking pool.
+    pub async fn put_async(&self, key: &str, entry: CachedCalibration) -> std::io::Result<()> {
+        let (cache, key) = (self.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || cache.put(&key, entry)).await.map_err(std::io::Error::other)?
+    }
+
     /// Stores an entry (re-reading the file first, so entries written meanwhile are kept).
     pub fn put(&self, key: &str, entry: CachedCalibration) -> std::io::Result<()> {
         let mut file = self.load();

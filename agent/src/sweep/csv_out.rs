@@ -1,12 +1,14 @@
 //! The three CSV files, written row by row and flushed after each row, so Ctrl-C (or a crash)
-//! keeps everything measured so far. Each file holds one row type ([`CsvRow`]).
+//! keeps everything measured so far. Each file holds one row type ([`CsvRow`]). The sweep (async)
+//! uses [`CsvFile::open_async`] and [`CsvFile::write_async`], which do the file work on the
+//! blocking pool: a row is serialized in memory, then appended off the async runtime.
 //!
 //! An existing file is appended to only when its header is exactly the current one: LLMBench's
 //! schema changed several times, and mixing schemas in one file silently corrupts every later
 //! analysis. A different header is an error that names the file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -21,13 +23,16 @@ pub enum CsvError {
     HeaderMismatch { path: PathBuf, found: String },
     #[error("cannot write a row to {path}: {source}")]
     Row { path: PathBuf, source: csv::Error },
+    #[error("the CSV writer task for {path} failed: {reason}")]
+    Task { path: PathBuf, reason: String },
 }
 
 /// One CSV file of `T` rows.
 #[derive(Debug)]
 pub struct CsvFile<T> {
     path: PathBuf,
-    writer: csv::Writer<File>,
+    /// `None` only while a row is being written on the blocking pool.
+    file: Option<File>,
     rows: PhantomData<fn(&T)>,
 }
 
@@ -54,20 +59,64 @@ impl<T: CsvRow> CsvFile<T> {
         {
             return Err(CsvError::HeaderMismatch { path: path.to_owned(), found: found.clone() });
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+        let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
         if existing_header.is_none() {
             // An empty file still names its columns (a sweep stopped before its first row).
-            writer.write_record(header).map_err(|source| CsvError::Row { path: path.to_owned(), source })?;
-            writer.flush().map_err(io)?;
+            let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+            w.write_record(header).map_err(|source| CsvError::Row { path: path.to_owned(), source })?;
+            let bytes = w.into_inner().map_err(|e| io(e.into_error()))?;
+            file.write_all(&bytes).and_then(|()| file.flush()).map_err(io)?;
         }
-        Ok(CsvFile { path: path.to_owned(), writer, rows: PhantomData })
+        Ok(CsvFile { path: path.to_owned(), file: Some(file), rows: PhantomData })
+    }
+
+    /// [`open`](Self::open) on the blocking pool.
+    pub async fn open_async(path: &Path) -> Result<Self, CsvError>
+    where
+        T: 'static,
+    {
+        let p = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open(&p))
+            .await
+            .map_err(|e| CsvError::Task { path: path.to_owned(), reason: e.to_string() })?
+    }
+
+    /// One row as CSV bytes (in memory).
+    fn encode(&self, row: &T) -> Result<Vec<u8>, CsvError> {
+        let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        w.serialize(row).map_err(|source| CsvError::Row { path: self.path.clone(), source })?;
+        w.into_inner().map_err(|e| CsvError::Io { path: self.path.clone(), source: e.into_error() })
     }
 
     /// Appends one row and flushes it to the OS.
     pub fn write(&mut self, row: &T) -> Result<(), CsvError> {
-        self.writer.serialize(row).map_err(|source| CsvError::Row { path: self.path.clone(), source })?;
-        self.writer.flush().map_err(|source| CsvError::Io { path: self.path.clone(), source })
+        let bytes = self.encode(row)?;
+        let busy = self.busy();
+        let path = self.path.clone();
+        let file = self.file.as_mut().ok_or(busy)?;
+        file.write_all(&bytes).and_then(|()| file.flush()).map_err(|source| CsvError::Io { path, source })
+    }
+
+    /// [`write`](Self::write) with the file work on the blocking pool.
+    pub async fn write_async(&mut self, row: &T) -> Result<(), CsvError> {
+        let bytes = self.encode(row)?;
+        let mut file = self.file.take().ok_or_else(|| self.busy())?;
+        let done = tokio::task::spawn_blocking(move || {
+            let result = file.write_all(&bytes).and_then(|()| file.flush());
+            (file, result)
+        })
+        .await;
+        match done {
+            Ok((file, result)) => {
+                self.file = Some(file);
+                result.map_err(|source| CsvError::Io { path: self.path.clone(), source })
+            }
+            Err(e) => Err(CsvError::Task { path: self.path.clone(), reason: e.to_string() }),
+        }
+    }
+
+    fn busy(&self) -> CsvError {
+        CsvError::Task { path: self.path.clone(), reason: "a previous write did not finish".into() }
     }
 
     pub fn path(&self) -> &Path {
@@ -133,5 +182,16 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b,c\n1,,\"x, y\"\n2,0.5,\n");
         let err = CsvFile::<Other>::open(&path).unwrap_err();
         assert!(err.to_string().contains("different header"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn async_writes_land_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        let mut f = CsvFile::<R>::open_async(&path).await.unwrap();
+        for a in 0..3 {
+            f.write_async(&R { a, b: None, c: "z".into() }).await.unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b,c\n0,,z\n1,,z\n2,,z\n");
     }
 }

@@ -116,9 +116,9 @@ pub async fn run_sweep(
     check_models(job.engine.as_ref(), &job.spec.models).await?;
     let paths = &options.paths;
     let mut csvs = Csvs {
-        requests: CsvFile::open(&paths.requests)?,
-        summary: CsvFile::open(&paths.summary)?,
-        load_times: CsvFile::open(&paths.load_times)?,
+        requests: CsvFile::open_async(&paths.requests).await?,
+        summary: CsvFile::open_async(&paths.summary).await?,
+        load_times: CsvFile::open_async(&paths.load_times).await?,
     };
     let emitter = Emitter::new(events);
     let ctx_points = job.spec.ctx_points();

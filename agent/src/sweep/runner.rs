@@ -94,8 +94,8 @@ impl Runner {
         Some(CallRecord { mode, result: result.0, attempts: result.1, timestamp: wall_now_s() })
     }
 
-    fn write_row(&self, csvs: &mut Csvs, row: &RequestRow) -> Result<(), SweepError> {
-        csvs.requests.write(row)?;
+    async fn write_row(&self, csvs: &mut Csvs, row: &RequestRow) -> Result<(), SweepError> {
+        csvs.requests.write_async(row).await?;
         self.emitter.emit(Event::SweepRow(json_map(row)));
         Ok(())
     }
@@ -155,7 +155,7 @@ impl Runner {
 
         // Warm-up: sequential streaming calls at the cached (or estimated) prompt size.
         let cache_key = cache::key(self.engine.kind(), self.engine.base_url(), &key.model, target);
-        let cached = self.cache.get(&cache_key);
+        let cached = self.cache.get_async(&cache_key).await;
         let start = match &cached {
             Some(c) => Start::Cached { filler_chars: c.filler_chars },
             None => Start::Estimate { chars_per_token: spec.chars_per_token_est },
@@ -170,7 +170,7 @@ impl Runner {
                 .await
                 .ok_or(SweepError::Cancelled)?;
             let row = row_from_call(row_ctx, i, 0, true, &rec, None);
-            self.write_row(csvs, &row)?;
+            self.write_row(csvs, &row).await?;
             ttfts.extend(row.ttft_s.filter(|_| row.ok()));
             warm_prompt_tokens = warm_prompt_tokens.or(row.prompt_tokens);
             tracker.update(|p| p.warmup_done = i + 1);
@@ -206,7 +206,7 @@ impl Runner {
                 chars_per_token: chars_per_token.unwrap_or(spec.chars_per_token_est),
                 updated_at_s: wall_now_s(),
             };
-            if let Err(e) = self.cache.put(&cache_key, entry) {
+            if let Err(e) = self.cache.put_async(&cache_key, entry).await {
                 tracing::warn!(path = %self.cache.path().display(), error = %e, "cannot store calibration");
             }
         }
@@ -230,8 +230,8 @@ impl Runner {
         tracker.phase(CellState::Running);
         let rows = self.recorded(csvs, tracker, shape, row_ctx, key, filler_chars).await?;
         let summary = summary_row(key, &rows, tracker.recorded_elapsed_s());
-        csvs.summary.write(&summary)?;
-        csvs.load_times.write(&load)?;
+        csvs.summary.write_async(&summary).await?;
+        csvs.load_times.write_async(&load).await?;
         tracker.phase(CellState::Done);
         Ok((summary, load))
     }
@@ -264,8 +264,8 @@ impl Runner {
                     next = slots.next() => {
                         let Some(pair) = next else { break };
                         let (stream_row, nonstream_row) = pair.ok_or(SweepError::Cancelled)?;
-                        self.write_row(csvs, &stream_row)?;
-                        self.write_row(csvs, &nonstream_row)?;
+                        self.write_row(csvs, &stream_row).await?;
+                        self.write_row(csvs, &nonstream_row).await?;
                         done += 1;
                         errors += u32::from(!(stream_row.ok() && nonstream_row.ok()));
                         rows.push(stream_row);

@@ -76,6 +76,8 @@ pub struct FakeScript {
     pub preloaded: bool,
     /// Reported `prompt_eval_count`.
     pub prompt_tokens: u64,
+    /// How long an unload request (`keep_alive: 0`) takes to answer.
+    pub unload_ms: f64,
 }
 
 impl Default for FakeScript {
@@ -92,6 +94,7 @@ impl Default for FakeScript {
             load_ms: 50.0,
             preloaded: true,
             prompt_tokens: 26,
+            unload_ms: 0.0,
         }
     }
 }
@@ -136,6 +139,11 @@ impl FakeOllama {
         }
         let recorded = Arc::new(Mutex::new(initial));
         let app = router(Fake { script: Arc::new(script), recorded: recorded.clone() });
+        // Like Ollama (Go sets TCP_NODELAY by default): every line leaves when it is written,
+        // never held back by Nagle's algorithm waiting for a delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -250,8 +258,11 @@ async fn show(State(fake): State<Fake>, Json(body): Json<Value>) -> Response {
     match fake.model(&body) {
         Ok(m) => Json(json!({
             "details": details(&m),
+            // Llama 3.2 1B's architecture, as its GGUF metadata gives it.
             "model_info": {"general.architecture": "llama", "general.parameter_count": 1_235_814_432u64,
-                           "llama.context_length": m.context_length},
+                           "llama.context_length": m.context_length, "llama.block_count": 16,
+                           "llama.embedding_length": 2048, "llama.attention.head_count": 32,
+                           "llama.attention.head_count_kv": 8},
             "capabilities": if fake.script.thinking.is_empty() { json!(["completion"]) } else { json!(["completion", "thinking"]) },
         }))
         .into_response(),

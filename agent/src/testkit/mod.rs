@@ -1,7 +1,9 @@
 //! Test support shared by the agent's and central's integration tests: the real local engine
-//! launcher and a protocol-faithful fake Ollama. Not used by the product itself.
+//! launcher, a protocol-faithful fake Ollama and a strict
+//! Prometheus text parser. Not used by the product itself.
 
 pub mod fake_ollama;
 pub mod local_engine;
+pub mod prometheus;
 
 pub use local_engine::{LOCAL_MODEL, local_engine_url};

@@ -8,6 +8,7 @@ mod binary;
 mod engine_status;
 mod jobs_queue;
 mod journal;
+mod machine;
 mod mock_engine;
 mod ollama;
 mod openai_engine;

@@ -127,8 +127,29 @@ async fn cold_job_unloads_with_keep_alive_zero_and_reports_the_load() {
     assert_eq!(requests[unload.unwrap()].body["model"], "qwen3:0.6b");
     // The first request after the unload paid the load: Ollama's load_duration, and in the TTFT.
     assert_eq!(num(done, "load_ms"), 300.0);
+    assert_eq!(done["load_source"], "engine");
     let ttft = num(done, "ttft_ms");
     assert!((300.0..=380.0).contains(&ttft), "cold ttft {ttft} ms = 20 warm + 300 load");
+    // What the engine really ran with (Ollama /api/ps), for the settings check.
+    assert_eq!(done["context_length"], 4096, "{done}");
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmups_give_the_documented_load_estimate() {
+    // Not loaded at first: the first warm-up pays 300 ms, the later ones are warm.
+    let script =
+        FakeScript { ttft_ms: 20.0, tokens_per_s: 500.0, load_ms: 300.0, preloaded: false, ..Default::default() };
+    let fake = FakeOllama::spawn(script).await;
+    let agent = TestAgent::spawn(ollama_config(&fake.base_url)).await;
+    let id = agent.post_job_ok(json!({"model": "qwen3:0.6b", "prompt": "hi", "max_tokens": 4, "warmup": 3})).await;
+    let events = agent.wait_for_terminal(&id).await;
+    let done = &events.last().unwrap()["payload"];
+    assert_eq!(events.last().unwrap()["type"], "job_done", "{events:?}");
+    assert_eq!(done["load_source"], "warmup_estimate", "{done}");
+    // First warm-up TTFT (~320 ms) − mean of the later ones (~20 ms) ≈ the scripted 300 ms load.
+    let load = num(done, "load_ms");
+    assert!((240.0..=360.0).contains(&load), "load estimate {load} ms for a scripted 300 ms load");
     agent.shutdown().await;
 }
 
@@ -157,5 +178,8 @@ async fn thinking_text_streams_on_the_reasoning_channel_and_separates_ttft_from_
         .map(|t| t["payload"]["text"].as_str().unwrap())
         .collect();
     assert_eq!(reasoning, "Let me see");
+    // Ollama's eval_count has no split: the three thinking lines are the reasoning tokens.
+    let request = of_type(&events, "request_done")[0]["payload"].clone();
+    assert_eq!(request["reasoning_tokens"], 3, "{request}");
     agent.shutdown().await;
 }

@@ -227,9 +227,10 @@ pub fn temp_results_dir() -> ResultsDir {
     ResultsDir(std::sync::Arc::new(dir))
 }
 
-/// Where [`mock_config`] & co. point `results_dir`: a unique path under one temporary folder per
-/// test process (created only if a test writes there; a test that checks files owns a
-/// [`temp_results_dir`] instead).
+/// Where [`mock_config`] & co. point `results_dir` (job journals, sweeps): a unique path under
+/// one temporary folder per test process, so an agent restarted with the same config finds its
+/// files. That folder outlives the process (statics are never dropped); a test that checks
+/// files owns a [`temp_results_dir`] instead, removed when it ends.
 fn unused_results_dir() -> PathBuf {
     static ROOT: std::sync::LazyLock<ResultsDir> = std::sync::LazyLock::new(temp_results_dir);
     ROOT.join(uuid::Uuid::new_v4().simple().to_string())

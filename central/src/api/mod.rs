@@ -3,6 +3,7 @@
 
 mod error;
 mod export;
+mod machines;
 mod runs;
 mod ws;
 
@@ -15,10 +16,9 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
 }
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::{Json, Router};
-use bench_shared::run::MachineView;
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
@@ -29,7 +29,8 @@ const BODY_LIMIT_BYTES: usize = 3 * 1024 * 1024;
 /// The whole application: API, browser WebSocket and pages.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/machines", get(machines))
+        .route("/api/machines", get(machines::list))
+        .route("/metrics", get(machines::prometheus))
         .route("/api/runs", get(runs::list).post(runs::create))
         .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))
         .route("/api/runs/{run_id}/events", get(runs::events))
@@ -40,9 +41,4 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-/// `GET /api/machines`: every configured machine with its state, models and capabilities.
-async fn machines(State(state): State<AppState>) -> Json<Vec<MachineView>> {
-    Json(state.fleet.views())
 }

@@ -4,6 +4,11 @@
 //! synchronized start) and validates the rest with the agents' own rules
 //! (`bench_shared::job::JobSpec::from_json`), so a body central accepts is one every agent accepts,
 //! and a bad field gets the same message from both.
+//!
+//! For `llm_generate` central also reads its own comparison fields: `cache_bust` (default true:
+//! central draws a per-run `prompt_nonce` that every machine gets, so no engine answers from its
+//! prompt cache yet all run the same prompt), and `rank_by` / `min_effect_pct`, which stay in the
+//! run's stored spec for the summary but are not sent to agents.
 
 use bench_shared::job::{FieldError, JobSpec};
 use serde_json::Value;
@@ -30,9 +35,21 @@ pub fn parse(body: &Value, start_at_ms: u64, now_ms: u64, known: &[&str]) -> Res
     };
     job.entry("test_type").or_insert_with(|| Value::from("llm_generate"));
     job.insert("start_at".into(), Value::from(start_at_ms));
-    let job = Value::Object(job);
-    let spec = JobSpec::from_json(&job, now_ms)?;
-    Ok(RunRequest { job, spec, machine_ids })
+    if job.get("test_type").and_then(Value::as_str) == Some("llm_generate") {
+        let cache_bust = match job.remove("cache_bust") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(FieldError::new("cache_bust", "must be true or false (default true)")),
+        };
+        if cache_bust && !job.contains_key("prompt_nonce") {
+            job.insert("prompt_nonce".into(), Value::from(uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()));
+        }
+    }
+    let spec = JobSpec::from_json(&Value::Object(job.clone()), now_ms)?;
+    // Comparison settings are central's: kept in the spec, not sent to agents.
+    job.remove("rank_by");
+    job.remove("min_effect_pct");
+    Ok(RunRequest { job: Value::Object(job), spec, machine_ids })
 }
 
 fn machine_ids(v: &Value, known: &[&str]) -> Result<Vec<String>, FieldError> {
@@ -81,6 +98,22 @@ mod tests {
     }
 
     #[test]
+    fn comparison_fields_stay_in_the_spec_and_the_nonce_goes_to_agents() {
+        let r = parse(&json!({"model": "m", "prompt": "p", "rank_by": "ttft_ms", "min_effect_pct": 5}), NOW, NOW, &[])
+            .unwrap();
+        let JobSpec::LlmGenerate(g) = &r.spec else { panic!() };
+        assert_eq!((g.rank_by.as_str(), g.min_effect_pct), ("ttft_ms", 5.0));
+        assert!(r.job.get("rank_by").is_none() && r.job.get("min_effect_pct").is_none(), "{}", r.job);
+        let nonce = r.job["prompt_nonce"].as_str().unwrap();
+        assert_eq!(g.prompt_nonce.as_deref(), Some(nonce));
+        assert_eq!(nonce.len(), 12);
+        let other = parse(&json!({"model": "m", "prompt": "p"}), NOW, NOW, &[]).unwrap();
+        assert_ne!(other.job["prompt_nonce"], r.job["prompt_nonce"], "a fresh nonce per run");
+        let off = parse(&json!({"model": "m", "prompt": "p", "cache_bust": false}), NOW, NOW, &[]).unwrap();
+        assert!(off.job.get("prompt_nonce").is_none() && off.job.get("cache_bust").is_none());
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let p = |b: Value| parse(&b, NOW + 1500, NOW, &["a"]).unwrap_err().field;
         assert_eq!(p(json!({"model": "m", "prompt": "p", "machine_ids": ["zz"]})), "machine_ids");
@@ -91,5 +124,8 @@ mod tests {
         assert_eq!(p(json!({"model": "m", "prompt": "p", "temprature": 1})), "temprature");
         assert_eq!(p(json!("x")), "body");
         assert_eq!(p(json!({"test_type": "llm_sweep", "models": ["m"]})), "ctx");
+        assert_eq!(p(json!({"model": "m", "prompt": "p", "cache_bust": "yes"})), "cache_bust");
+        assert_eq!(p(json!({"model": "m", "prompt": "p", "rank_by": "speed"})), "rank_by");
+        assert_eq!(p(json!({"model": "m", "prompt": "p", "min_effect_pct": 101})), "min_effect_pct");
     }
 }

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-use bench_shared::run::{
-    MACHINE_STATUS, MachineRunStatus, MachineSummary, RANK_BY, RunMetadata, RunSummary, assign_ranks,
-};
+use bench_shared::compare::{self, Comparison, MachineInput, Metric};
+use bench_shared::event::JobDone;
+use bench_shared::job::JobSpec;
+use bench_shared::run::{MACHINE_STATUS, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -28,6 +29,8 @@ pub struct Outcome {
     pub last_seq: u64,
     /// Visible text of the first recorded repeat, as streamed (`llm_token`, content channel).
     pub output_text: String,
+    /// First request sent − shared `start_at`, ms (from `job_started`).
+    pub start_lag_ms: Option<f64>,
 }
 
 impl Outcome {
@@ -87,6 +90,11 @@ pub fn apply(outcomes: &mut HashMap<String, Outcome>, finished: &mut u32, event:
             o.output_text.push_str(payload.get("text").and_then(Value::as_str).unwrap_or(""));
         }
     }
+    if kind == "job_started" {
+        let at = payload.get("start_at").and_then(Value::as_f64);
+        let sent = payload.get("started_at_s").and_then(Value::as_f64);
+        o.start_lag_ms = at.zip(sent).map(|(at, sent)| (sent * 1000.0 - at).max(0.0));
+    }
     if o.is_terminal() {
         return;
     }
@@ -112,71 +120,83 @@ pub fn outcomes_from_events(bytes: &[u8]) -> HashMap<String, Outcome> {
 }
 
 /// `summary.json` for a run: status and reason from the metadata (authoritative), metrics from
-/// the `job_done` payloads, ranks by [`RANK_BY`].
+/// the typed `job_done` payloads, the comparison (and ranks) on the run's `rank_by`.
 pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSummary {
+    let empty = Outcome::default();
+    let outcome = |id: &str| outcomes.get(id).unwrap_or(&empty);
+    let mut inputs = Vec::new();
     let mut machines: Vec<MachineSummary> = meta
         .machines
         .iter()
         .map(|rec| {
-            let empty = Outcome::default();
-            let o = outcomes.get(&rec.machine_id).unwrap_or(&empty);
-            let mut s = match (&o.done, rec.status) {
-                (Some(done), MachineRunStatus::Complete) => from_done(done),
+            let o = outcome(&rec.machine_id);
+            let done = match (&o.done, rec.status) {
+                (Some(done), MachineRunStatus::Complete) => Some(serde_json::from_value::<JobDone>(done.clone())),
+                _ => None,
+            };
+            let mut s = match &done {
+                Some(Ok(d)) => MachineSummary::from(d),
                 _ => MachineSummary::default(),
             };
-            // Machines that did not finish still say which engine they were on.
             s.engine = s.engine.or(rec.engine.as_ref().map(|e| e.kind));
             s.machine_id = rec.machine_id.clone();
             s.label = rec.label.clone();
             s.status = Some(rec.status);
             s.reason = rec.reason.clone();
+            if let Some(Err(e)) = &done
+                && meta.spec.test_type() == bench_shared::job::TestType::LlmGenerate
+            {
+                s.reason = Some(format!("job_done payload not readable, metrics unknown: {e}"));
+            }
             s.job_id = rec.job_id.clone();
             s.finish_order = o.finish_order;
             s.events = o.events;
+            if let Some(Ok(d)) = done {
+                inputs.push(MachineInput {
+                    machine_id: rec.machine_id.clone(),
+                    label: rec.label.clone(),
+                    engine: Some(d.engine),
+                    fallback_reason: d.fallback_reason,
+                    model: Some(d.model),
+                    hostname: rec.hardware.as_ref().and_then(|h| h.hostname.clone()),
+                    engine_base_url: rec.engine.as_ref().map(|e| e.base_url.clone()),
+                    requests: d.requests,
+                    context_length: d.context_length,
+                    start_lag_ms: o.start_lag_ms,
+                    output_text: Some(d.output_text),
+                });
+            }
             s
         })
         .collect();
-    assign_ranks(&mut machines);
-    let winner = machines.iter().find(|m| m.rank == Some(1)).map(|m| m.machine_id.clone());
+    let (rank_by, comparison) = match &meta.spec {
+        JobSpec::LlmGenerate(g) => {
+            let settings =
+                compare::Settings { rank_by: g.rank_by, min_effect_pct: g.min_effect_pct, temperature: g.temperature };
+            (g.rank_by, Some(compare::compare(&inputs, settings)))
+        }
+        JobSpec::LlmSweep(_) => (Metric::default(), None),
+    };
+    assign_ranks(&mut machines, rank_by, &rank_means(comparison.as_ref(), rank_by));
+    let winner = comparison.as_ref().and_then(|c| c.winner.machine_id.clone());
     RunSummary {
         run_id: meta.run_id.clone(),
         test_type: meta.spec.test_type(),
         models: meta.models.clone(),
         status: meta.status,
-        rank_by: RANK_BY.into(),
+        rank_by,
         winner,
+        comparison,
         machines,
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: &Value, key: &str) -> Option<T> {
-    v.get(key).cloned().and_then(|x| serde_json::from_value(x).ok())
-}
-
-/// The metrics of a `job_done` payload (lenient: a field the agent did not send stays empty).
-fn from_done(done: &Value) -> MachineSummary {
-    let f = |k: &str| done.get(k).and_then(Value::as_f64);
-    let u = |k: &str| done.get(k).and_then(Value::as_u64);
-    MachineSummary {
-        engine: typed(done, "engine"),
-        model: done.get("model").and_then(Value::as_str).map(str::to_owned),
-        fallback_reason: done.get("fallback_reason").and_then(Value::as_str).map(str::to_owned),
-        ttft_ms: f("ttft_ms"),
-        gen_tokens: u("gen_tokens"),
-        gen_tokens_per_s: f("gen_tokens_per_s"),
-        total_ms: f("total_ms"),
-        ttfc_ms: f("ttfc_ms"),
-        decode_tok_s: f("decode_tok_s"),
-        engine_decode_tok_s: f("engine_decode_tok_s"),
-        prompt_tokens: u("prompt_tokens"),
-        engine_prefill_tok_s: f("engine_prefill_tok_s"),
-        client_prefill_tok_s: f("client_prefill_tok_s"),
-        load_ms: f("load_ms"),
-        token_source: typed(done, "token_source"),
-        repeats: u("repeats").map(|r| r as u32),
-        aggregate: done.get("aggregate").cloned(),
-        ..Default::default()
-    }
+/// Each machine's warm mean of `rank_by`, from the comparison.
+fn rank_means(comparison: Option<&Comparison>, rank_by: Metric) -> Vec<(String, f64)> {
+    let Some(stats) = comparison.and_then(|c| c.metrics.iter().find(|m| m.metric == rank_by)) else {
+        return Vec::new();
+    };
+    stats.machines.iter().filter_map(|m| m.mean.map(|v| (m.machine_id.clone(), v))).collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::support::{RealAgent, TestCentral, http_client, machine, temp_results_dir};
+use crate::support::{RealAgent, TestCentral, http_client, machine, of, temp_results_dir};
 use crate::webdriver::Browser;
 
 const MODEL: &str = "mock-llm";
@@ -167,8 +167,21 @@ async fn websocket_drop(bench: &Bench) -> Result<()> {
         states == json!([["fast", "online", MODEL], ["slow", "online", MODEL], ["gone", "offline", ""]]),
         "machines page: {states}"
     );
+    // Model fit is shown, and never guessed: the mock engine reports no model size.
+    let fit = text_of(b, ".card[data-machine=fast] .models .fit").await?;
+    ensure!(fit == "fit unknown", "machines page fit: {fit:?}");
     open_race_page(b, &bench.url("/")).await?;
+    let fit = b
+        .wait_for(
+            "the model fit of the fast machine",
+            "const f = document.querySelector('#model-holders .fit[data-machine=fast]'); return f && f.textContent",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    ensure!(fit.as_str().is_some_and(|t| t.contains("fit unknown") && t.contains("size")), "race page fit: {fit}");
     b.fill(&b.find("#max_tokens").await?, "64").await?;
+    // One repeat: the page shows each repeat's text, the store keeps the first.
+    b.fill(&b.find("#repeat").await?, "1").await?;
     b.click(&b.find("#run").await?).await?;
     b.wait_for(
         "the slow machine streaming",
@@ -184,12 +197,21 @@ async fn websocket_drop(bench: &Bench) -> Result<()> {
         PAGE_TIMEOUT,
     )
     .await?;
-    b.wait_for(
-        "the winner",
-        "const w = document.querySelector('#winner-name'); return w && w.textContent;",
-        RUN_TIMEOUT,
-    )
-    .await?;
+    // One repeat: no winner is named, and the verdict says what to do.
+    let status = b
+        .wait_for(
+            "the verdict",
+            "const v = document.querySelector('#verdict'); return v && v.dataset.status;",
+            RUN_TIMEOUT,
+        )
+        .await?;
+    ensure!(status == "undecided", "verdict after one repeat: {status}");
+    ensure!(
+        js(b, "return document.querySelector('#winner-name') === null").await? == true,
+        "no winner after one repeat"
+    );
+    let few = text_of(b, "#verdict-few").await?;
+    ensure!(few.contains("1 repeat: no verdict — run ≥ 3"), "verdict hint {few}");
     let run_id = text_of(b, "#run-link").await?;
     let detail = bench.central.get_json(&format!("/api/runs/{run_id}")).await;
     for id in ["fast", "slow"] {
@@ -198,6 +220,21 @@ async fn websocket_drop(bench: &Bench) -> Result<()> {
         ensure!(shown == stored, "{id}: page shows {shown:?}, run stored {stored:?}");
         ensure!(card_text(b, id, "[data-metric=tokens]").await? == "64", "{id} token count after the re-sync");
     }
+    // The slow machine ran for seconds: its card shows the runtime sampler's memory sparkline,
+    // drawn from the runtime_metrics events of the run.
+    let stored = bench.central.events(&run_id).await;
+    ensure!(!of(&stored, "slow", "runtime_metrics").is_empty(), "a 3 s job has runtime samples");
+    let line = card_text(b, "slow", ".telemetry [data-series=mem] .hint").await?;
+    ensure!(line.starts_with("Mem ") && line.ends_with('%'), "telemetry line: {line:?}");
+    // One click reruns the same race with 3 repeats.
+    b.click(&b.find("#rerun-3").await?).await?;
+    let js_new_run = format!(
+        "const a = document.querySelector('#run-link'); return a && a.textContent !== '{run_id}' ? a.textContent : null;"
+    );
+    let rerun = b.wait_for("the rerun", &js_new_run, PAGE_TIMEOUT).await?;
+    let rerun = rerun.as_str().context("rerun id")?;
+    let spec = &bench.central.get_json(&format!("/api/runs/{rerun}")).await["metadata"]["spec"];
+    ensure!(spec["repeat"] == 3 && spec["max_tokens"] == 64, "rerun spec {spec}");
     Ok(())
 }
 
@@ -312,6 +349,36 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     ensure!(card_text(b, "gone", ".status").await? == "skipped", "the offline machine is not marked skipped");
     let bars = js(b, "return document.querySelectorAll('#comparison .bar-row').length").await?;
     ensure!(bars == 4, "expected 2 bar charts × 2 machines, got {bars}");
+    // The verdict in words: decided (the form's default is 3 repeats), one sentence per metric,
+    // each warning on the card of the machine it concerns, each card led by the rank_by figure.
+    ensure!(js(b, "return document.querySelector('#repeat').value").await? == "3", "form defaults to 3 repeats");
+    let status = js(b, "return document.querySelector('#verdict').dataset.status").await?;
+    ensure!(status == "decided", "verdict {status}: {}", text_of(b, "#verdict").await?);
+    ensure!(text_of(b, "#verdict-status").await?.eq_ignore_ascii_case("decided"), "verdict badge");
+    let sentence = js(b, "return document.querySelector('#verdicts li[data-metric=decode_tok_s]').textContent").await?;
+    ensure!(
+        sentence.as_str().is_some_and(|t| t.contains(&format!("{fast_label} decodes")) && t.contains("95% CI")),
+        "verdict sentence {sentence}"
+    );
+    let card_warnings = js(
+        b,
+        "return [...document.querySelectorAll('.card[data-machine=slow] .fairness-warning')].map(w => w.dataset.kind)",
+    )
+    .await?;
+    ensure!(
+        card_warnings.as_array().is_some_and(|k| k.contains(&json!("mock_engine"))),
+        "warnings on the slow card: {card_warnings}"
+    );
+    let lead = card_text(b, "fast", "[data-metric=lead]").await?;
+    ensure!(
+        lead.contains("tok/s") && lead.contains("client-measured") && lead.contains("3 warm repeats"),
+        "card lead {lead}"
+    );
+    // One colour per machine: the card's edge is its bar's colour.
+    let same = js(b, "const c = (id) => getComputedStyle(document.querySelector(`.card[data-machine=${id}]`)).borderTopColor;
+                       const bar = (id) => getComputedStyle(document.querySelector(`#comparison .bar-row[data-machine=${id}] .bar-fill`)).backgroundColor;
+                       return c('fast') === bar('fast') && c('slow') === bar('slow') && c('fast') !== c('slow');").await?;
+    ensure!(same == true, "card and bar colours differ");
 
     let mut race_text = std::collections::HashMap::new();
     for id in ["fast", "slow"] {
@@ -373,7 +440,7 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     let http = http_client();
     let created: Value = http
         .post(format!("{central}/api/runs"))
-        .json(&json!({"model": MODEL, "prompt": "A second, different prompt.", "max_tokens": 24}))
+        .json(&json!({"model": MODEL, "prompt": "A second, different prompt.", "max_tokens": 24, "repeat": 3}))
         .send()
         .await?
         .json()

@@ -262,8 +262,11 @@ async fn capabilities(State(s): State<Shared>) -> Json<Capabilities> {
             cpu_physical_cores: Some(2),
             memory_total_bytes: 8_000_000_000,
             gpus: vec![],
+            ..Default::default()
         },
         queue_limit: Some(16),
+        engine_fingerprint: None,
+        legacy: None,
         extra: Default::default(),
     })
 }

@@ -5,11 +5,13 @@
 //! WebSocket, or streams a sweep).
 
 mod browser;
+mod comparison;
 mod config_file;
 mod disk;
 mod fake_agent;
 mod faults;
 mod history;
+mod machine_telemetry;
 mod races;
 mod support;
 mod sweeps;

@@ -7,13 +7,17 @@ use tokio_tungstenite::tungstenite::Message;
 use super::support::*;
 
 /// Every file of a finished run is right: metadata, events (every token, contiguous seq),
-/// summary (ranks by gen_tokens_per_s), exports.
+/// summary (ranks by decode_tok_s, the default `rank_by`), exports.
 fn check_finished_run(central: &TestCentral, run_id: &str, events: &[Value], machines: &[&str]) {
     let meta = central.read_json(run_id, "metadata.json");
     assert_eq!(meta["status"], "complete", "{meta}");
     assert!(meta["ended_at"].is_string());
     let summary = central.read_json(run_id, "summary.json");
-    assert_eq!(summary["rank_by"], "gen_tokens_per_s");
+    assert_eq!(summary["rank_by"], "decode_tok_s");
+    assert_eq!(summary["comparison"]["rank_by"], "decode_tok_s");
+    // One repeat: ranked, but no winner named.
+    assert!(summary["comparison"]["winner"]["machine_id"].is_null(), "{summary}");
+    assert!(summary["winner"].is_null());
     assert_eq!(summary["status"], "complete");
     let mut ranks: Vec<u64> =
         summary["machines"].as_array().unwrap().iter().map(|m| m["rank"].as_u64().unwrap()).collect();
@@ -83,6 +87,10 @@ async fn race_over_three_mock_agents_completes_with_files_and_synchronized_start
     let detail = central.wait_run_end(&run_id).await;
     let events = central.events(&run_id).await;
     check_finished_run(&central, &run_id, &events, &ids);
+    // All mock (a demo, compared like for like), one repeat each: no verdict, and it says why.
+    let w = &central.read_json(&run_id, "summary.json")["comparison"]["winner"];
+    assert_eq!(w["status"], "undecided", "{w}");
+    assert!(w["reason"].as_str().unwrap().contains("run ≥ 3"), "{w}");
 
     // The browser got the same stream, with machine and run ids on every agent event.
     let relayed_runs: Vec<&Value> = relayed.iter().filter(|e| e["run_id"] == run_id).collect();
@@ -142,7 +150,8 @@ async fn machine_without_the_model_is_skipped_with_reason() {
     let s = summary["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == "lacks").unwrap().clone();
     assert_eq!(s["status"], "skipped");
     assert!(s["reason"].as_str().unwrap().contains("other-model"), "{s}");
-    assert_eq!(summary["winner"], "has");
+    assert!(summary["winner"].is_null(), "one finisher: no winner");
+    assert!(summary["comparison"]["winner"]["reason"].as_str().unwrap().contains("only has"), "{summary}");
 
     // Only machines without the model: 409 with reasons, and the attempt is kept as `failed`.
     let (status, body) =
@@ -168,6 +177,14 @@ async fn race_over_the_real_local_engine() {
     let events = central.events(&run_id).await;
     check_finished_run(&central, &run_id, &events, &["llama-a", "llama-b"]);
     let summary = central.read_json(&run_id, "summary.json");
+    // Both agents drive the one local engine: an engine raced against itself compares nothing.
+    let c = &summary["comparison"];
+    assert_eq!(c["winner"]["status"], "unfair", "{c}");
+    let shared = c["fairness"]["warnings"].as_array().unwrap().iter().filter(|w| w["kind"] == "shared_host");
+    assert!(
+        shared.clone().count() == 2 && shared.into_iter().all(|w| w["affects"].as_array().unwrap().len() == 5),
+        "{c}"
+    );
     for m in summary["machines"].as_array().unwrap() {
         assert_eq!(m["engine"], "openai", "{m}");
         assert_eq!(m["token_source"], "engine", "{m}");

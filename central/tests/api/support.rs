@@ -295,6 +295,19 @@ impl RealAgent {
         Self::spawn(machine_id, engine, None).await
     }
 
+    /// An agent over an Ollama server (e.g. a scripted fake) at `base_url`.
+    pub async fn ollama(machine_id: &str, base_url: &str) -> RealAgent {
+        let engine = EngineSettings {
+            kind: EngineKind::Ollama,
+            base_url: base_url.to_owned(),
+            api_key: None,
+            fallback: Fallback::None,
+            request_timeout_s: 60.0,
+            mock: MockSettings::default(),
+        };
+        Self::spawn(machine_id, engine, None).await
+    }
+
     /// An agent over the mock engine serving `https://localhost:PORT` with `tls` (PEM files).
     pub async fn mock_tls(machine_id: &str, models: &[&str], tls: &bench_agent::tls::TlsFiles) -> RealAgent {
         let engine = EngineSettings {

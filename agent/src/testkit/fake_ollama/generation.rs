@@ -119,6 +119,9 @@ pub(super) async fn generation(State(fake): State<Fake>, Json(body): Json<Value>
     };
     if !has_input {
         // Load / unload requests carry no text and are answered at once.
+        if unload && fake.script.unload_ms > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(fake.script.unload_ms / 1000.0)).await;
+        }
         let mut line = endpoint.line(&model.name, true, "", "");
         line["done_reason"] = json!(if unload { "unload" } else { "load" });
         return Json(line).into_response();

@@ -1,0 +1,65 @@
+//! `GET /api/machines` (every machine with its state, fingerprint and model fit) and `GET /metrics`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use bench_shared::engine::ModelInfo;
+use bench_shared::fit::{ModelFit, model_fit};
+use bench_shared::run::MachineView;
+use serde::Serialize;
+
+use super::ApiError;
+use crate::AppState;
+
+/// The context a fit is computed for when the page does not say (the race page's default).
+pub const DEFAULT_FIT_NUM_CTX: u64 = 4096;
+const MAX_FIT_NUM_CTX: u64 = 1 << 21;
+
+/// One machine of `GET /api/machines`: its view plus `model_fit` for each model it offers.
+#[derive(Debug, Serialize)]
+pub struct MachineWithFit {
+    #[serde(flatten)]
+    pub view: MachineView,
+    /// Per model the agent describes: `good | marginal | no` (or null) with the numbers.
+    pub model_fit: Vec<ModelFit>,
+}
+
+/// The fit of every model the agent described in `/capabilities`, for a `num_ctx` context.
+pub fn fits(view: &MachineView, num_ctx: u64) -> Vec<ModelFit> {
+    let Some(hw) = &view.hardware else { return Vec::new() };
+    let models: &[ModelInfo] = view.capabilities.as_ref().map(|c| c.models.as_slice()).unwrap_or_default();
+    models.iter().map(|m| model_fit(m, hw, num_ctx)).collect()
+}
+
+/// `GET /api/machines[?num_ctx=N]`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<MachineWithFit>>, ApiError> {
+    let num_ctx = match q.get("num_ctx") {
+        None => DEFAULT_FIT_NUM_CTX,
+        Some(v) => v.parse::<u64>().ok().filter(|n| (1..=MAX_FIT_NUM_CTX).contains(n)).ok_or_else(|| {
+            ApiError::bad("num_ctx", format!("must be an integer from 1 to {MAX_FIT_NUM_CTX}, got {v:?}"))
+        })?,
+    };
+    let views = state.fleet.views();
+    Ok(Json(views.into_iter().map(|view| MachineWithFit { model_fit: fits(&view, num_ctx), view }).collect()))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn prometheus(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let store = state.store.clone();
+    let page =
+        super::blocking(move || store.list(usize::MAX, 0).map_err(|e| ApiError::Internal(e.to_string()))).await?;
+    let mut runs: HashMap<&'static str, i64> = HashMap::new();
+    for r in &page.runs {
+        *runs.entry(r.status.as_str()).or_default() += 1;
+    }
+    let runs: Vec<(String, i64)> = runs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let machines: Vec<_> = state.fleet.views().into_iter().map(|v| v.state).collect();
+    let body = state.metrics.encode(&runs, &machines, state.hub.clients());
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body))
+}
