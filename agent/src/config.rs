@@ -43,6 +43,16 @@ pub struct AgentConfig {
     pub stream_flush_chars: usize,
     /// …or this long after their first piece of text arrived, or at a newline.
     pub stream_flush_seconds: f64,
+    /// Browser origins (besides the agent's own) allowed to open `/ws`.
+    pub allowed_origins: Vec<String>,
+    /// When not empty, the only `Host` names accepted (DNS-rebinding defence; loopback always passes).
+    pub allowed_hosts: Vec<String>,
+    /// Most HTTP connections open at once; beyond, a connection is answered 503 and closed.
+    pub max_connections: usize,
+    /// A connection whose request headers do not arrive within this is closed.
+    pub header_read_timeout_s: f64,
+    /// Most `/ws` subscribers at once; beyond, the upgrade is answered 503.
+    pub ws_max_subscribers: usize,
     /// Live telemetry: `runtime_sampler: {enabled, interval_s, buffer_len}`.
     pub runtime_sampler: SamplerConfig,
     /// What cannot be probed, written by hand (marked as overridden in the fingerprint).
@@ -72,6 +82,11 @@ impl AgentConfig {
             results_dir: PathBuf::from("results"),
             stream_flush_chars: 64,
             stream_flush_seconds: 0.10,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: bench_server::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout_s: bench_server::DEFAULT_HEADER_READ_TIMEOUT_S,
+            ws_max_subscribers: bench_server::ws::DEFAULT_WS_MAX_SUBSCRIBERS,
             runtime_sampler: SamplerConfig::default(),
             hardware_overrides: HardwareOverrides::default(),
             tls: None,
@@ -151,12 +166,28 @@ impl AgentConfig {
                 format!("must be a positive number of seconds, got {}", self.stream_flush_seconds),
             ));
         }
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1".into()));
+        }
+        if self.ws_max_subscribers == 0 {
+            return Err(invalid("ws_max_subscribers", "must be at least 1".into()));
+        }
+        if !(self.header_read_timeout_s.is_finite() && self.header_read_timeout_s > 0.0) {
+            return Err(invalid("header_read_timeout_s", "must be a positive number of seconds".into()));
+        }
         if let Err((key, message)) = self.runtime_sampler.check() {
             return Err(invalid(key, message));
         }
         let e = &self.engine;
-        if !(e.request_timeout_s.is_finite() && e.request_timeout_s > 0.0) {
-            return Err(invalid("engine.request_timeout_s", "must be a positive number of seconds".into()));
+        for (key, value) in [
+            ("engine.request_timeout_s", e.request_timeout_s),
+            ("engine.connect_timeout_s", e.connect_timeout_s),
+            ("engine.first_token_timeout_s", e.first_token_timeout_s),
+            ("engine.idle_timeout_s", e.idle_timeout_s),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(invalid(key, format!("must be a positive number of seconds, got {value}")));
+            }
         }
         if e.kind != EngineKind::Mock {
             match reqwest::Url::parse(&e.base_url) {
@@ -232,6 +263,16 @@ struct RawConfig {
     #[serde(default)]
     stream_flush_seconds: Option<f64>,
     #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    max_connections: Option<usize>,
+    #[serde(default)]
+    header_read_timeout_s: Option<f64>,
+    #[serde(default)]
+    ws_max_subscribers: Option<usize>,
+    #[serde(default)]
     runtime_sampler: Option<SamplerConfig>,
     #[serde(default)]
     hardware_overrides: Option<HardwareOverrides>,
@@ -247,8 +288,8 @@ impl RawConfig {
                 base_url: url,
                 api_key: None,
                 fallback: Default::default(),
-                request_timeout_s: 600.0,
                 mock: Default::default(),
+                ..EngineSettings::defaults(EngineKind::Ollama)
             },
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Invalid {
@@ -282,6 +323,11 @@ impl RawConfig {
         cfg.results_dir = self.results_dir.unwrap_or(d.results_dir);
         cfg.stream_flush_chars = self.stream_flush_chars.unwrap_or(d.stream_flush_chars);
         cfg.stream_flush_seconds = self.stream_flush_seconds.unwrap_or(d.stream_flush_seconds);
+        cfg.allowed_origins = self.allowed_origins;
+        cfg.allowed_hosts = self.allowed_hosts;
+        cfg.max_connections = self.max_connections.unwrap_or(d.max_connections);
+        cfg.header_read_timeout_s = self.header_read_timeout_s.unwrap_or(d.header_read_timeout_s);
+        cfg.ws_max_subscribers = self.ws_max_subscribers.unwrap_or(d.ws_max_subscribers);
         cfg.runtime_sampler = self.runtime_sampler.unwrap_or_default();
         cfg.hardware_overrides = self.hardware_overrides.unwrap_or_default();
         cfg.tls = self.tls;

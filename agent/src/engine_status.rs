@@ -114,7 +114,7 @@ impl EngineStatusCache {
         let models = match tokio::time::timeout_at(deadline, self.engine.list_models()).await {
             Ok(Ok(models)) => EngineModels::Listed(models),
             Ok(Err(e @ EngineError::Unreachable { .. })) => EngineModels::Unreachable(e.to_string()),
-            Ok(Err(e @ EngineError::Timeout(_))) => EngineModels::NoAnswer(e.to_string()),
+            Ok(Err(e @ EngineError::Timeout { .. })) => EngineModels::NoAnswer(e.to_string()),
             Ok(Err(e)) => EngineModels::Failed(e.to_string()),
             Err(_) => EngineModels::NoAnswer(format!(
                 "no answer from {} within {:.1} s",

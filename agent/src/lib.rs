@@ -46,6 +46,8 @@ use tokio_util::sync::CancellationToken;
 /// Shutdown order matters for clients: new jobs are refused and queued ones cancelled, the
 /// running job is cancelled and publishes `job_cancelled`, then WebSocket clients receive what
 /// they are owed and a Close frame, and finally open HTTP connections are drained.
+///
+/// Connections are bounded by `max_connections` (503 beyond) and `header_read_timeout_s`.
 pub async fn serve<L>(
     listener: L,
     state: AppState,
@@ -76,6 +78,7 @@ where
         });
     }
     let app = api::router(state.clone());
+    let state_limits = (state.config.max_connections, state.config.header_read_timeout_s);
     let graceful = async move {
         shutdown.await;
         tracing::info!("shutting down: cancelling jobs");
@@ -86,5 +89,9 @@ where
         }
         state.closing.cancel();
     };
-    axum::serve(listener, app).with_graceful_shutdown(graceful).await
+    let limits = bench_server::Limits {
+        max_connections: state_limits.0,
+        header_read_timeout: std::time::Duration::from_secs_f64(state_limits.1),
+    };
+    bench_server::serve(listener, app, limits, graceful).await
 }

@@ -16,6 +16,85 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct MachinesFile {
     pub machines: Vec<MachineConfig>,
+    /// Central's own server settings (authentication, origins, limits); all optional.
+    #[serde(default)]
+    pub central: CentralConfig,
+}
+
+/// The `central:` block of `machines.yaml`: who may use central and how much it accepts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralConfig {
+    /// When set, every `/api/*` route and `/api/ws` need `Authorization: Bearer <token>` or the
+    /// session cookie of `/login`. The env `BENCH_CENTRAL_TOKEN` overrides it.
+    #[serde(default)]
+    pub auth_token: Option<String>,
+    /// Browser origins (besides central's own) allowed to open `/api/ws`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// When not empty, the only `Host` names accepted (DNS-rebinding defence; loopback always passes).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Most HTTP connections open at once; beyond, 503 and close.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection whose request headers do not arrive within this is closed.
+    #[serde(default = "default_header_read_timeout_s")]
+    pub header_read_timeout_s: f64,
+    /// Most browser WebSockets at once; beyond, the upgrade is answered 503.
+    #[serde(default = "default_ws_max_subscribers")]
+    pub ws_max_subscribers: usize,
+}
+
+fn default_max_connections() -> usize {
+    bench_server::DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_header_read_timeout_s() -> f64 {
+    bench_server::DEFAULT_HEADER_READ_TIMEOUT_S
+}
+
+fn default_ws_max_subscribers() -> usize {
+    bench_server::ws::DEFAULT_WS_MAX_SUBSCRIBERS
+}
+
+impl Default for CentralConfig {
+    fn default() -> Self {
+        CentralConfig {
+            auth_token: None,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: default_max_connections(),
+            header_read_timeout_s: default_header_read_timeout_s(),
+            ws_max_subscribers: default_ws_max_subscribers(),
+        }
+    }
+}
+
+/// The environment variable that sets (and overrides) `central.auth_token`.
+pub const TOKEN_ENV: &str = "BENCH_CENTRAL_TOKEN";
+
+impl CentralConfig {
+    /// Applies `BENCH_CENTRAL_TOKEN` from `env` (a non-empty value wins over the file).
+    pub fn with_env(mut self, env: impl Fn(&str) -> Option<String>) -> Self {
+        if let Some(t) = env(TOKEN_ENV).map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) {
+            self.auth_token = Some(t);
+        }
+        self
+    }
+
+    /// The token, if authentication is on.
+    pub fn token(&self) -> Option<&str> {
+        self.auth_token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// The limits of central's HTTP server.
+    pub fn limits(&self) -> bench_server::Limits {
+        bench_server::Limits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs_f64(self.header_read_timeout_s),
+        }
+    }
 }
 
 /// One agent central races.
@@ -167,6 +246,26 @@ impl MachinesFile {
             key: key.into(),
             message,
         };
+        let c = &self.central;
+        let central_line = |key: &str| key_line(text, key, None, 0).unwrap_or(0);
+        if c.auth_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(invalid(central_line("auth_token"), "central.auth_token", "must not be empty".into()));
+        }
+        if c.max_connections == 0 {
+            return Err(invalid(
+                central_line("max_connections"),
+                "central.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if c.ws_max_subscribers == 0 {
+            let line = central_line("ws_max_subscribers");
+            return Err(invalid(line, "central.ws_max_subscribers", "must be at least 1".into()));
+        }
+        if !(c.header_read_timeout_s.is_finite() && c.header_read_timeout_s > 0.0) {
+            let line = central_line("header_read_timeout_s");
+            return Err(invalid(line, "central.header_read_timeout_s", "must be a positive number of seconds".into()));
+        }
         if self.machines.is_empty() {
             let line = key_line(text, "machines", None, 0).unwrap_or(1);
             return Err(invalid(line, "machines", "must list at least one machine".into()));
@@ -266,6 +365,11 @@ pub struct Settings {
     pub deadline_per_token: Duration,
     /// Capacity of the browser broadcast; a client that falls this far behind is disconnected.
     pub browser_buffer: usize,
+    /// How often central pings each agent and browser WebSocket; two unanswered pings drop it.
+    /// 1 s: a silent agent is dropped within 2-3 s, and the probe of its job that follows
+    /// (bounded by `http_timeout`) still ends the machine as `error` within 15 s. A false drop
+    /// (a very busy agent) costs one reconnect and a backfill, nothing else.
+    pub ping_interval: Duration,
 }
 
 impl Default for Settings {
@@ -280,6 +384,7 @@ impl Default for Settings {
             deadline_base: Duration::from_secs(300),
             deadline_per_token: Duration::from_secs(1),
             browser_buffer: 4096,
+            ping_interval: Duration::from_secs(1),
         }
     }
 }
@@ -312,6 +417,25 @@ mod tests {
         let text = "machines:\n  - machine_id: a\n    agent_base_url: http://h:1\n  - machine_id: \"a\"\n    agent_base_url: http://h:2\n";
         let msg = parse(text).unwrap_err().to_string();
         assert!(msg.contains("line 4") && msg.contains("machines[1].machine_id") && msg.contains("duplicate"), "{msg}");
+    }
+
+    #[test]
+    fn central_block_and_env_token() {
+        let f = parse("machines:\n  - machine_id: a\n    agent_base_url: http://h:1\ncentral:\n  auth_token: s\n  allowed_origins: [\"http://x:1\"]\n  ws_max_subscribers: 3\n").unwrap();
+        assert_eq!(f.central.token(), Some("s"));
+        assert_eq!((f.central.ws_max_subscribers, f.central.max_connections), (3, 1024));
+        let env = |k: &str| (k == TOKEN_ENV).then(|| "from-env".to_owned());
+        assert_eq!(f.central.clone().with_env(env).token(), Some("from-env"));
+        assert_eq!(CentralConfig::default().with_env(|_| None).token(), None);
+        let msg =
+            parse("machines:\n  - machine_id: a\n    agent_base_url: http://h:1\ncentral:\n  ws_max_subscribers: 0\n")
+                .unwrap_err()
+                .to_string();
+        assert!(msg.contains("central.ws_max_subscribers") && msg.contains("line 5"), "{msg}");
+        let msg = parse("machines:\n  - machine_id: a\n    agent_base_url: http://h:1\ncentral:\n  auth_tokn: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("auth_tokn"), "{msg}");
     }
 
     #[test]

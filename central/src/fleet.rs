@@ -11,17 +11,21 @@ use std::time::Duration;
 
 use bench_shared::event::RawEnvelope;
 use bench_shared::run::{MACHINE_STATE, MachineState, MachineView};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_client::{AgentClient, error_chain};
+use crate::agent_client::{AgentClient, AgentError, error_chain};
 use crate::config::{MachineConfig, Settings};
 use crate::hub::Hub;
 use crate::routing::JobRouter;
+
+/// The reason shown for a machine whose agent answers 401 to central's requests.
+pub const UNAUTHORIZED: &str =
+    "agent refused central's token (401): set this machine's `token` in machines.yaml to the agent's auth_token";
 
 /// One configured machine and what central last learned about it.
 #[derive(Debug)]
@@ -158,6 +162,10 @@ async fn refresh_with(m: &Machine, hub: &Hub, fresh: bool) {
                 v.last_error = None;
             }
             match caps {
+                Some(Err(AgentError::Status { status: 401, .. })) => {
+                    v.state = MachineState::Unauthorized;
+                    v.last_error = Some(UNAUTHORIZED.into());
+                }
                 Some(Ok(c)) => {
                     v.models = c.model_names();
                     v.engine = Some(c.engine.clone());
@@ -180,12 +188,16 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 m.update(hub, |v| v.ws_connected = true);
                 m.refresh.notify_one();
                 router.reconnected(&m.config.machine_id);
-                let why = read_events(m, router, stream).await;
+                let why = read_events(m, router, stream, settings.ping_interval).await;
                 tracing::warn!(machine_id = %m.config.machine_id, "agent WebSocket closed: {why}");
+                // Runs with a job there probe it now: a killed agent is an error at once, not after `silence`.
+                router.connection_lost(&m.config.machine_id);
                 m.update(hub, |v| {
                     v.ws_connected = false;
                     v.last_error = Some(format!("event stream: {why}"));
                 });
+                // Health says at once whether the agent is still there.
+                m.refresh.notify_one();
             }
             Err(e) => {
                 // The health loop reports an unreachable agent; a refused WebSocket on an agent
@@ -193,7 +205,10 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 tracing::debug!(machine_id = %m.config.machine_id, "agent WebSocket connect failed: {e}");
                 m.update(hub, |v| {
                     v.ws_connected = false;
-                    if v.state != MachineState::Offline && v.last_error.is_none() {
+                    if e.contains("401") && v.state != MachineState::Offline {
+                        v.state = MachineState::Unauthorized;
+                        v.last_error = Some(UNAUTHORIZED.into());
+                    } else if v.state != MachineState::Offline && v.last_error.is_none() {
                         v.last_error = Some(format!("event stream: {e}"));
                     }
                 });
@@ -229,9 +244,34 @@ async fn connect(config: &MachineConfig) -> Result<WsStream, String> {
     }
 }
 
-/// Routes every event until the stream ends; returns why it ended.
-async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream) -> String {
-    while let Some(msg) = stream.next().await {
+/// Pings that may go unanswered before the agent counts as gone (a partition, a stopped process).
+const MISSED_PONGS: u32 = 2;
+
+/// Routes every event until the stream ends; returns why it ended. Pings the agent every
+/// `ping_interval` and gives up after [`MISSED_PONGS`] unanswered pings: a silent peer (a
+/// SIGSTOPped agent, a cut cable) never closes the socket by itself.
+async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream, ping_interval: Duration) -> String {
+    let mut heartbeat = tokio::time::interval(ping_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered = 0u32;
+    loop {
+        let msg = tokio::select! {
+            msg = stream.next() => msg,
+            _ = heartbeat.tick() => {
+                if unanswered >= MISSED_PONGS {
+                    return format!("no pong to {MISSED_PONGS} pings {:.1} s apart", ping_interval.as_secs_f64());
+                }
+                unanswered += 1;
+                match tokio::time::timeout(ping_interval, stream.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => return error_chain(&e),
+                    Err(_) => return "a ping could not be sent in time".into(),
+                }
+            }
+        };
+        let Some(msg) = msg else { break };
+        // Any frame proves the agent alive, a pong or an event.
+        unanswered = 0;
         let text = match msg {
             Ok(Message::Text(t)) => t,
             Ok(Message::Close(frame)) => {

@@ -9,11 +9,13 @@
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
-//! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`prom`]: Prometheus `/metrics`.
+//! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`auth`]: token, login page, sessions;
+//!   [`prom`]: Prometheus `/metrics`.
 //! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
 
 pub mod agent_client;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod fleet;
@@ -44,19 +46,26 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "bench-central listening on http://{addr}");
+    if !addr.ip().is_loopback() && state.access.config.token().is_none() {
+        tracing::warn!(
+            "SECURITY: listening on {addr} (reachable from other machines) without central.auth_token: anyone \
+             who can reach this port can start runs, delete results, read the live feed and drive your \
+             agents. Set central.auth_token in machines.yaml (or BENCH_CENTRAL_TOKEN), or bind to 127.0.0.1."
+        );
+    }
+    let limits = state.access.config.limits();
     let cancel = state.cancel.clone();
     let runs = state.runs.clone();
     let stop = cancel.clone();
     let app = router(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = cancel.cancelled() => {}
-            }
-            cancel.cancel();
-        })
-        .await;
+    let served = bench_server::serve(listener, app, limits, async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = cancel.cancelled() => {}
+        }
+        cancel.cancel();
+    })
+    .await;
     stop.cancel();
     runs.wait_stopped().await;
     served

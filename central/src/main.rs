@@ -24,8 +24,10 @@ async fn run() -> anyhow::Result<()> {
     telemetry::init();
     let args = Cli::parse().serve_args();
     let machines = MachinesFile::load(&args.config)?;
+    let central = machines.central.clone().with_env(|k| std::env::var(k).ok());
     let state = AppState::start(&machines.machines, &args.results_dir, Settings::default())
-        .with_context(|| format!("cannot open results directory {}", args.results_dir.display()))?;
+        .with_context(|| format!("cannot open results directory {}", args.results_dir.display()))?
+        .with_central(central);
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
     serve(listener, state, shutdown_signal()).await.context("server failed")?;

@@ -23,7 +23,7 @@ use rust_embed::RustEmbed;
 /// allowed because uPlot sizes its canvas through the style attribute.
 const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
                         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-                        frame-ancestors 'none'";
+                        frame-ancestors 'none'; form-action 'self'";
 
 /// The files under the workspace's `static/` directory, embedded at compile time.
 #[derive(RustEmbed)]
@@ -132,7 +132,8 @@ async fn sweep_page() -> Response {
     with_page_headers(SweepPage { nav: NavItem::Sweep, version: VERSION })
 }
 
-fn with_page_headers(page: impl IntoResponse) -> Response {
+/// A page with its security headers (CSP, nosniff, no referrer).
+pub fn with_page_headers(page: impl IntoResponse) -> Response {
     let mut res = page.into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));

@@ -19,7 +19,8 @@ pub enum RunMsg {
     Event { machine_id: String, env: RawEnvelope },
     /// The fleet (re)connected to the machine's WebSocket: events may have been missed.
     Reconnected { machine_id: String },
-    /// The machine's WebSocket closed or reset: the run asks the agent about its job at once.
+    /// The machine's WebSocket closed, reset or stopped answering pings: the run asks the agent
+    /// about its job at once.
     ConnectionLost { machine_id: String },
     /// The run's writer could not write its files (the reason names the error and the file).
     WriteFailed { reason: String },
@@ -59,12 +60,21 @@ impl JobRouter {
 
     /// Tells every run with a job on `machine_id` that the machine's WebSocket (re)connected.
     pub fn reconnected(&self, machine_id: &str) {
-        let targets: Vec<_> =
-            self.lock().iter().filter(|((m, _), _)| m == machine_id).map(|(_, tx)| tx.clone()).collect();
-        for tx in targets {
+        for tx in self.senders(machine_id) {
             // A run that just finished has dropped its receiver: nothing left to recover.
             let _ = tx.send(RunMsg::Reconnected { machine_id: machine_id.to_owned() });
         }
+    }
+
+    /// Tells every run with a job on `machine_id` that the machine's WebSocket was lost.
+    pub fn connection_lost(&self, machine_id: &str) {
+        for tx in self.senders(machine_id) {
+            let _ = tx.send(RunMsg::ConnectionLost { machine_id: machine_id.to_owned() });
+        }
+    }
+
+    fn senders(&self, machine_id: &str) -> Vec<mpsc::UnboundedSender<RunMsg>> {
+        self.lock().iter().filter(|((m, _), _)| m == machine_id).map(|(_, tx)| tx.clone()).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, mpsc::UnboundedSender<RunMsg>>> {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MachineConfig, Settings};
+use crate::auth::Sessions;
+use crate::config::{CentralConfig, MachineConfig, Settings};
 use crate::fleet::Fleet;
 use crate::hub::Hub;
 use crate::prom::CentralMetrics;
@@ -28,6 +29,25 @@ pub struct AppState {
     pub metrics: Arc<CentralMetrics>,
     /// Fired on shutdown: stops fleet tasks, run tasks and browser sockets.
     pub cancel: CancellationToken,
+    /// Who may use central and how much it accepts.
+    pub access: Arc<Access>,
+}
+
+/// Central's `central:` settings and what enforces them at run time.
+#[derive(Debug)]
+pub struct Access {
+    pub config: CentralConfig,
+    /// Browser sessions of `/login`.
+    pub sessions: Sessions,
+    /// Live browser WebSockets (`ws_max_subscribers`; 503 beyond).
+    pub ws_cap: bench_server::ws::SubscriberCap,
+}
+
+impl Access {
+    pub fn new(config: CentralConfig) -> Self {
+        let ws_cap = bench_server::ws::SubscriberCap::new(config.ws_max_subscribers);
+        Access { config, sessions: Sessions::default(), ws_cap }
+    }
 }
 
 impl AppState {
@@ -55,6 +75,13 @@ impl AppState {
         ));
         runs.resume_left_running()?;
         let metrics = Arc::new(CentralMetrics::new(&hub));
-        Ok(AppState { fleet, runs, store, hub, settings, metrics, cancel })
+        let access = Arc::new(Access::new(CentralConfig::default()));
+        Ok(AppState { fleet, runs, store, hub, settings, metrics, cancel, access })
+    }
+
+    /// The same state with `central:` settings (authentication, origins, limits).
+    pub fn with_central(mut self, config: CentralConfig) -> Self {
+        self.access = Arc::new(Access::new(config));
+        self
     }
 }

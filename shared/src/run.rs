@@ -335,6 +335,9 @@ pub enum MachineState {
     Busy,
     /// `/health` does not answer (or has not answered yet).
     Offline,
+    /// `/health` answers but the agent refuses central's token (`token` in machines.yaml is
+    /// missing or differs from the agent's `auth_token`): central cannot race it.
+    Unauthorized,
 }
 
 /// One machine of `GET /api/machines` and of `machine_state` browser events.

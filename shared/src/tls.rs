@@ -52,7 +52,9 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::BadKey { path: path.into(), message: e.to_string() })
 }
 
-/// A server configuration (HTTP/1.1 and HTTP/2 by ALPN) from a PEM certificate chain and key.
+/// A server configuration (HTTP/1.1 by ALPN) from a PEM certificate chain and key. HTTP/1.1 only:
+/// the servers (`bench-server`) speak HTTP/1.1, whose header read timeout bounds every
+/// connection, and the agent's WebSocket is an HTTP/1.1 upgrade.
 pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<rustls::ServerConfig, TlsError> {
     let certs = load_certs(cert_file)?;
     let key = load_private_key(key_file)?;
@@ -60,7 +62,7 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<rustls::Server
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
         .map_err(|e| TlsError::Invalid { path: key_file.into(), message: e.to_string() })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

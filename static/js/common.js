@@ -21,6 +21,10 @@ const BR = (() => {
     if (text) {
       try { body = JSON.parse(text); } catch (_) { body = { error: text }; }
     }
+    if (res.status === 401) {
+      // Central has a token and this browser's session is gone: log in, then come back here.
+      location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+    }
     if (!res.ok) {
       const msg = (body && (body.error || body.detail)) || `${res.status} ${res.statusText}`;
       const err = new Error(body && body.field ? `${msg} (field: ${body.field})` : msg);

@@ -11,8 +11,9 @@ use super::error::ApiError;
 /// with a message naming `prompt`, small enough to bound memory.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 
-/// A JSON body of any shape (validation names fields itself). Any content type is accepted so
-/// that `curl -d '{…}'` works without `-H 'Content-Type: application/json'`.
+/// A JSON body of any shape (validation names fields itself). The `Content-Type:
+/// application/json` requirement (415 otherwise) is checked before routing, by
+/// `bench_server::guard`: a `text/plain` POST is what another site's page can send unasked.
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {

@@ -24,7 +24,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
-use tower_http::trace::TraceLayer;
+use bench_server::guard::{self, bearer_token, constant_time_eq};
 
 use error::ApiError;
 use state::AppState;
@@ -40,13 +40,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agent/runtime_metrics", get(machine::runtime_metrics))
         .route("/metrics", get(machine::prometheus))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let policy = guard::Policy {
+        allowed_origins: state.config.allowed_origins.clone(),
+        allowed_hosts: state.config.allowed_hosts.clone(),
+        form_paths: Vec::new(),
+    };
+    let app = Router::new()
         .route("/health", get(info::health))
         .merge(protected)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES));
+    guard::apply(app, policy).with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -59,28 +63,19 @@ async fn not_found(req: Request) -> ApiError {
 }
 
 /// With `auth_token` configured, every route but `/health` needs `Authorization: Bearer <token>`
-/// (`/ws` also accepts `?token=`, since browsers cannot set headers on WebSockets).
+/// (scheme in any case; `/ws` also accepts `?token=`, since browsers cannot set headers on
+/// WebSockets, and request logs redact it).
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let Some(expected) = state.config.auth_token.as_deref() else {
         return Ok(next.run(req).await);
     };
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     let from_query = (req.uri().path() == "/ws")
         .then(|| Query::<HashMap<String, String>>::try_from_uri(req.uri()).ok())
         .flatten()
         .and_then(|Query(mut q)| q.remove("token"));
     let ok = [bearer, from_query.as_deref()].into_iter().flatten().any(|given| constant_time_eq(given, expected));
     if ok { Ok(next.run(req).await) } else { Err(ApiError::Unauthorized) }
-}
-
-/// Compares without an early exit on the first differing byte (no timing hint about the token).
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -91,16 +86,12 @@ mod tests {
 
     use super::*;
     use crate::config::AgentConfig;
-    use crate::engine::{EngineSettings, Fallback};
+    use crate::engine::EngineSettings;
 
     fn state(token: Option<&str>) -> AppState {
         let engine = EngineSettings {
-            kind: bench_shared::engine::EngineKind::Mock,
-            base_url: String::new(),
-            api_key: None,
-            fallback: Fallback::None,
             request_timeout_s: 10.0,
-            mock: Default::default(),
+            ..EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
         };
         let mut cfg = AgentConfig::new("unit", engine);
         cfg.auth_token = token.map(str::to_owned);
@@ -120,18 +111,16 @@ mod tests {
         assert_eq!((status, body["machine_id"].as_str()), (StatusCode::OK, Some("unit")));
         let (status, body) = call(state(Some("t")), Request::get("/jobs").body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-        let req = Request::post("/jobs").header("authorization", "Bearer t").body(Body::from("{nope")).unwrap();
+        let req = Request::post("/jobs")
+            .header("authorization", "bearer t")
+            .header("content-type", "application/json")
+            .body(Body::from("{nope"))
+            .unwrap();
         let (status, body) = call(state(Some("t")), req).await;
         assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("body")));
         assert!(body["error"].as_str().unwrap().contains("malformed JSON"), "{body}");
         let req = Request::get("/ws?token=t").body(Body::empty()).unwrap();
         let (status, body) = call(state(Some("t")), req).await;
         assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("upgrade")), "{body}");
-    }
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq("abc", "abc"));
-        assert!(!constant_time_eq("abc", "abd") && !constant_time_eq("abc", "abcd"));
     }
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub ws_client_buffer: usize,
     /// WebSocket clients disconnected for being too slow (shown in `/health`; tests await it).
     pub ws_slow_disconnects: Arc<watch::Sender<u64>>,
+    /// Live `/ws` subscribers (`ws_max_subscribers`; 503 beyond).
+    pub ws_cap: bench_server::ws::SubscriberCap,
     /// The runtime sampler's ring buffer (started by [`crate::serve`] when enabled).
     pub sampler: Arc<Sampler>,
     /// Energy per request (RAPL and the sampler's GPU power).
@@ -82,6 +84,7 @@ impl AppState {
         let energy = Arc::new(EnergyMeter::new(Rapl::open(), sampling));
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
         AppState {
+            ws_cap: bench_server::ws::SubscriberCap::new(config.ws_max_subscribers),
             config: Arc::new(config),
             engine_status: Arc::new(EngineStatusCache::new(engine.clone())),
             engine_status_interval: bench_shared::timeouts::AGENT_ENGINE_STATUS_INTERVAL,

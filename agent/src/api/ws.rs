@@ -1,7 +1,9 @@
 //! `GET /ws[?job_id=…&after_seq=N]`: every event as one compact JSON text frame.
 //!
 //! With `job_id`, the job's events so far are replayed first (so connecting after `POST /jobs`
-//! loses nothing), and the socket is closed normally after the job's terminal event.
+//! loses nothing), and the socket is closed normally after the job's terminal event (at once
+//! when `after_seq` is already past it). At most `ws_max_subscribers` sockets live at once (503
+//! beyond), each with small buffers (`bench_server::ws::bounded`).
 //!
 //! A slow client must never slow a benchmark: one task writes to the socket from a bounded
 //! per-client buffer, this task only moves events from the hub into it without waiting. When
@@ -37,6 +39,10 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let ws = ws.map_err(|e| ApiError::bad("upgrade", format!("{e}; connect with a WebSocket client")))?;
     let after_seq = parse_after_seq(&query)?;
+    let permit = match state.ws_cap.join() {
+        Ok(p) => p,
+        Err(full) => return Ok(full),
+    };
     let filter: Option<Arc<str>> = query.get("job_id").filter(|j| !j.is_empty()).map(|j| Arc::from(j.as_str()));
     // Subscribe before the upgrade completes so that nothing published meanwhile is missed.
     let sub = match &filter {
@@ -53,7 +59,10 @@ pub async fn upgrade(
         closing: state.closing.clone(),
         slow_disconnects: state.ws_slow_disconnects.clone(),
     };
-    Ok(ws.on_upgrade(move |socket| serve_socket(socket, sub, filter, limits)))
+    Ok(bench_server::ws::bounded(ws).on_upgrade(move |socket| async move {
+        let _permit = permit;
+        serve_socket(socket, sub, filter, limits).await;
+    }))
 }
 
 /// What a connection shares with the agent.
@@ -95,6 +104,10 @@ async fn serve_socket(socket: WebSocket, mut sub: Subscription, filter: Option<A
             if terminal {
                 break 'run End::Graceful(close_code::NORMAL, "job finished".into());
             }
+        }
+        // `after_seq` at or past the terminal event of a finished job: nothing more will come.
+        if filter.is_some() && sub.finished {
+            break 'run End::Graceful(close_code::NORMAL, "job finished".into());
         }
         loop {
             tokio::select! {

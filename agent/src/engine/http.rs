@@ -7,29 +7,57 @@ use futures_util::StreamExt;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
-use super::EngineError;
 use super::lines::LineSplitter;
+use super::{EngineError, TimeoutBound, Timeouts};
 
 /// Limit for the small metadata calls (`/api/tags`, `/v1/models`, `/api/version`, …): these
 /// answer in milliseconds on a healthy engine, so a long wait means it is stuck.
 pub const META_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Limit for establishing a TCP connection: a local engine accepts at once, a remote one on a
-/// LAN within a second; a dead host must not hold a job for the whole request timeout.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The limits of one request: its total and the engine's per-phase bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub total: Duration,
+    /// What the total is, for the message when it runs out.
+    pub total_bound: TimeoutBound,
+    pub timeouts: Timeouts,
+}
+
+impl Bounds {
+    /// A generation request limited to `total` (`engine.request_timeout_s`).
+    pub fn request(total: Duration, timeouts: Timeouts) -> Self {
+        Bounds { total, total_bound: TimeoutBound::Request, timeouts }
+    }
+
+    /// A metadata call ([`META_TIMEOUT`]).
+    pub fn meta(timeouts: Timeouts) -> Self {
+        Bounds { total: META_TIMEOUT, total_bound: TimeoutBound::Metadata, timeouts }
+    }
+
+    /// The wait for the first bytes of an answer: the first-token bound or the total, whichever is shorter.
+    fn first_bytes(&self) -> (Duration, TimeoutBound) {
+        if self.timeouts.first_token < self.total {
+            (self.timeouts.first_token, TimeoutBound::FirstToken)
+        } else {
+            (self.total, self.total_bound)
+        }
+    }
+}
 
 /// The client every engine uses.
 ///
 /// - `no_proxy()`: engines live on the machine or the LAN; an `HTTP_PROXY` set for the rest of
 ///   the system would add a hop to every measured request (and usually cannot reach 127.0.0.1).
 /// - `tcp_nodelay(true)`: requests are small; Nagle's algorithm would delay them and skew TTFT.
+/// - `connect`: a dead host must not hold a job for the whole request timeout
+///   (`engine.connect_timeout_s`).
 /// - No overall timeout here: each request sets its own (generation vs metadata).
-pub fn client() -> reqwest::Client {
+pub fn client(connect: Duration) -> reqwest::Client {
     bench_shared::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(connect)
         .build()
         // Fails only when the TLS backend cannot initialise: a broken build, not a runtime state.
         .expect("the HTTP client (rustls, ring provider) initialises")
@@ -41,13 +69,14 @@ pub fn join(base: &str, path: &str) -> String {
 }
 
 /// Maps a transport failure to an engine error.
-pub fn transport_error(url: &str, timeout: Duration, err: reqwest::Error) -> EngineError {
-    // Connect first: a connect timeout means the engine cannot be reached, not that the
-    // request's own limit ran out.
-    if err.is_connect() || (err.is_request() && !err.is_body() && !err.is_timeout()) {
+pub fn transport_error(url: &str, bounds: Bounds, err: reqwest::Error) -> EngineError {
+    // Connect first: a connect timeout is the connect bound, not the request's own limit.
+    if err.is_connect() && err.is_timeout() {
+        EngineError::timeout(TimeoutBound::Connect, bounds.timeouts.connect)
+    } else if err.is_connect() || (err.is_request() && !err.is_body() && !err.is_timeout()) {
         EngineError::Unreachable { url: url.to_owned(), reason: error_chain(&err) }
     } else if err.is_timeout() {
-        EngineError::Timeout(timeout)
+        EngineError::timeout(bounds.total_bound, bounds.total)
     } else {
         EngineError::Protocol(format!("reading the response from {url}: {}", error_chain(&err)))
     }
@@ -73,21 +102,29 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// with "connection closed before message completed" without the engine having answered. That
 /// one failure is retried once on a fresh connection, and the timing is taken for the attempt
 /// that is answered, so no measurement includes the dead connection.
-pub async fn send(builder: RequestBuilder, url: &str, timeout: Duration) -> Result<(Response, Instant), EngineError> {
-    let request = builder.timeout(timeout);
+///
+/// The answer's headers must arrive within the first-token bound (a hung engine that accepts
+/// and never answers ends there, not at the request's total).
+pub async fn send(builder: RequestBuilder, url: &str, bounds: Bounds) -> Result<(Response, Instant), EngineError> {
+    let request = builder.timeout(bounds.total);
     let spare = request.try_clone();
     let t0 = Instant::now();
-    match request.send().await {
+    match first_bytes(bounds, request.send()).await? {
         Ok(response) => Ok((response, t0)),
         Err(err) if is_stale_connection(&err) && spare.is_some() => {
             tracing::debug!(url, error = %error_chain(&err), "pooled connection was closed; retrying on a fresh one");
             let retry = spare.expect("checked above");
             let t0 = Instant::now();
-            let response = retry.send().await.map_err(|e| transport_error(url, timeout, e))?;
+            let response = first_bytes(bounds, retry.send()).await?.map_err(|e| transport_error(url, bounds, e))?;
             Ok((response, t0))
         }
-        Err(err) => Err(transport_error(url, timeout, err)),
+        Err(err) => Err(transport_error(url, bounds, err)),
     }
+}
+
+async fn first_bytes<T>(bounds: Bounds, fut: impl Future<Output = T>) -> Result<T, EngineError> {
+    let (limit, bound) = bounds.first_bytes();
+    tokio::time::timeout(limit, fut).await.map_err(|_| EngineError::timeout(bound, limit))
 }
 
 /// True when a request failed because its (reused) connection closed before any response.
@@ -116,11 +153,11 @@ pub fn error_message(body: &str) -> String {
 }
 
 /// Turns a non-success response into `EngineError::Http` with the engine's own message.
-pub async fn http_error(response: Response, url: &str, timeout: Duration) -> EngineError {
+pub async fn http_error(response: Response, url: &str, bounds: Bounds) -> EngineError {
     let status = response.status();
     match response.text().await {
         Ok(body) => EngineError::Http { status: status.as_u16(), message: error_message(&body) },
-        Err(e) => transport_error(url, timeout, e),
+        Err(e) => transport_error(url, bounds, e),
     }
 }
 
@@ -130,7 +167,9 @@ pub async fn fetch_json(
     url: &str,
     body: Option<&Value>,
     bearer: Option<&str>,
+    timeouts: Timeouts,
 ) -> Result<Value, EngineError> {
+    let bounds = Bounds::meta(timeouts);
     let mut builder = match body {
         Some(b) => client.post(url).json(b),
         None => client.get(url),
@@ -138,11 +177,11 @@ pub async fn fetch_json(
     if let Some(key) = bearer {
         builder = builder.bearer_auth(key);
     }
-    let (response, _) = send(builder, url, META_TIMEOUT).await?;
+    let (response, _) = send(builder, url, bounds).await?;
     if !response.status().is_success() {
-        return Err(http_error(response, url, META_TIMEOUT).await);
+        return Err(http_error(response, url, bounds).await);
     }
-    let bytes = response.bytes().await.map_err(|e| transport_error(url, META_TIMEOUT, e))?;
+    let bytes = response.bytes().await.map_err(|e| transport_error(url, bounds, e))?;
     serde_json::from_slice(&bytes).map_err(|e| EngineError::Protocol(format!("{url} answered invalid JSON: {e}")))
 }
 
@@ -155,27 +194,46 @@ pub fn is_not_found(err: &EngineError) -> bool {
 ///
 /// The instant is taken right after the bytes arrive and before anything is parsed, so parse time
 /// never leaks into the figures.
+///
+/// Each read is bounded: until the first bytes arrive by the first-token bound (counted from the
+/// request's `sent_at`), after that by the idle bound; the request's total is enforced by reqwest.
 pub struct TimedLines {
     body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     splitter: LineSplitter,
     ready: std::collections::VecDeque<(Instant, String)>,
     url: String,
-    timeout: Duration,
+    bounds: Bounds,
+    sent_at: Instant,
     finished: bool,
     /// Instant of the latest read: an unterminated last line arrived then, not at end-of-body.
     last_read: Option<Instant>,
+    /// Lines handed out so far (named in a timeout: what arrived is kept).
+    lines: usize,
 }
 
 impl TimedLines {
-    pub fn new(response: Response, url: &str, timeout: Duration) -> Self {
+    pub fn new(response: Response, url: &str, bounds: Bounds, sent_at: Instant) -> Self {
         TimedLines {
             body: response.bytes_stream().boxed(),
             splitter: LineSplitter::default(),
             ready: Default::default(),
             url: url.to_owned(),
-            timeout,
+            bounds,
+            sent_at,
             finished: false,
             last_read: None,
+            lines: 0,
+        }
+    }
+
+    /// How long the next read may wait, and which bound that is.
+    fn read_limit(&self) -> (Duration, Duration, TimeoutBound) {
+        match self.last_read {
+            None => {
+                let (limit, bound) = self.bounds.first_bytes();
+                (limit.saturating_sub(self.sent_at.elapsed()), limit, bound)
+            }
+            Some(_) => (self.bounds.timeouts.idle, self.bounds.timeouts.idle, TimeoutBound::Idle),
         }
     }
 
@@ -184,12 +242,19 @@ impl TimedLines {
     pub async fn next_line(&mut self) -> Result<Option<(Instant, String)>, EngineError> {
         loop {
             if let Some(line) = self.ready.pop_front() {
+                self.lines += 1;
                 return Ok(Some(line));
             }
             if self.finished {
                 return Ok(None);
             }
-            match self.body.next().await {
+            let (wait, limit, bound) = self.read_limit();
+            let read = tokio::time::timeout(wait, self.body.next()).await.map_err(|_| EngineError::Timeout {
+                bound,
+                limit,
+                lines: self.lines,
+            })?;
+            match read {
                 Some(Ok(bytes)) => {
                     let at = Instant::now();
                     self.last_read = Some(at);
@@ -197,7 +262,14 @@ impl TimedLines {
                         self.ready.push_back((at, line));
                     }
                 }
-                Some(Err(e)) => return Err(transport_error(&self.url, self.timeout, e)),
+                Some(Err(e)) => {
+                    return Err(match transport_error(&self.url, self.bounds, e) {
+                        EngineError::Timeout { bound, limit, .. } => {
+                            EngineError::Timeout { bound, limit, lines: self.lines }
+                        }
+                        other => other,
+                    });
+                }
                 None => {
                     self.finished = true;
                     if let Some(rest) = self.splitter.finish() {
@@ -247,10 +319,14 @@ mod tests {
         (url, accepted)
     }
 
+    fn bounds() -> Bounds {
+        Bounds::request(Duration::from_secs(5), Timeouts::default())
+    }
+
     #[tokio::test]
     async fn a_connection_closed_before_the_answer_is_retried_once_on_a_fresh_one() {
         let (url, accepted) = flaky_server(1).await;
-        let (response, _) = send(client().post(&url).body("{}"), &url, Duration::from_secs(5)).await.unwrap();
+        let (response, _) = send(client(Duration::from_secs(5)).post(&url).body("{}"), &url, bounds()).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.text().await.unwrap(), "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -259,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn a_second_closed_connection_is_an_error_not_a_loop() {
         let (url, accepted) = flaky_server(usize::MAX).await;
-        let err = send(client().post(&url).body("{}"), &url, Duration::from_secs(5)).await.unwrap_err();
+        let err = send(client(Duration::from_secs(5)).post(&url).body("{}"), &url, bounds()).await.unwrap_err();
         assert!(matches!(err, EngineError::Unreachable { .. } | EngineError::Protocol(_)), "{err:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }

@@ -121,7 +121,7 @@ impl Engine for MockEngine {
         let mut chunks = Vec::with_capacity(req.max_tokens as usize);
         for i in 0..req.max_tokens as usize {
             if start.elapsed() > req.timeout {
-                return Err(EngineError::Timeout(req.timeout));
+                return Err(EngineError::timeout(super::TimeoutBound::Request, req.timeout));
             }
             tokio::time::sleep_until(next).await;
             next += gap;

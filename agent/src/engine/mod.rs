@@ -86,11 +86,31 @@ pub enum EngineError {
     Stream(String),
     #[error("unexpected response from engine: {0}")]
     Protocol(String),
-    #[error("request timed out after {0:?}")]
-    Timeout(Duration),
+    #[error("{}", timeout_message(*.bound, *.limit, *.lines))]
+    Timeout {
+        bound: TimeoutBound,
+        limit: Duration,
+        /// Lines of the answer that arrived before the bound ran out (their text is in the
+        /// job's `llm_token` events).
+        lines: usize,
+    },
+}
+
+fn timeout_message(bound: TimeoutBound, limit: Duration, lines: usize) -> String {
+    let kept = if lines > 0 {
+        format!(" (after {lines} lines of the answer; what arrived is kept in the job's events)")
+    } else {
+        String::new()
+    };
+    format!("{} within {} = {} s{kept}", bound.what(), bound.key(), limit.as_secs_f64())
 }
 
 impl EngineError {
+    /// A timeout of `bound` before any of the answer arrived.
+    pub fn timeout(bound: TimeoutBound, limit: Duration) -> Self {
+        EngineError::Timeout { bound, limit, lines: 0 }
+    }
+
     /// The `job_error` kind for this failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -98,7 +118,7 @@ impl EngineError {
             EngineError::ModelNotFound { .. } => ErrorKind::ModelNotFound,
             EngineError::Http { .. } | EngineError::Stream(_) => ErrorKind::EngineError,
             EngineError::Protocol(_) => ErrorKind::Protocol,
-            EngineError::Timeout(_) => ErrorKind::Timeout,
+            EngineError::Timeout { .. } => ErrorKind::Timeout,
         }
     }
 }
@@ -138,8 +158,12 @@ pub const DEFAULT_SEED: i64 = 42;
 /// The engine the settings describe. Building makes no request: reachability shows on first use.
 pub fn build(settings: &EngineSettings) -> Arc<dyn Engine> {
     match settings.kind {
-        EngineKind::Ollama => Arc::new(ollama::OllamaEngine::new(&settings.base_url)),
-        EngineKind::Openai => Arc::new(openai::OpenAiEngine::new(&settings.base_url, settings.api_key.clone())),
+        EngineKind::Ollama => {
+            Arc::new(ollama::OllamaEngine::new(&settings.base_url).with_timeouts(settings.timeouts()))
+        }
+        EngineKind::Openai => Arc::new(
+            openai::OpenAiEngine::new(&settings.base_url, settings.api_key.clone()).with_timeouts(settings.timeouts()),
+        ),
         EngineKind::Mock => Arc::new(mock::MockEngine::new(settings.mock.clone())),
     }
 }
@@ -170,9 +194,18 @@ pub struct EngineSettings {
     /// default) or `mock` (run on the mock engine and say so in every event of the job).
     #[serde(default)]
     pub fallback: Fallback,
-    /// Limit for one request, seconds.
+    /// Limit for one whole request (headers, every token, the final stats), seconds.
     #[serde(default = "default_request_timeout_s")]
     pub request_timeout_s: f64,
+    /// Limit for opening the TCP connection to the engine, seconds.
+    #[serde(default = "default_connect_timeout_s")]
+    pub connect_timeout_s: f64,
+    /// Limit from sending a request to the first bytes of its answer, seconds (covers a model load).
+    #[serde(default = "default_first_token_timeout_s")]
+    pub first_token_timeout_s: f64,
+    /// Longest silence between two chunks of a streamed answer, seconds.
+    #[serde(default = "default_idle_timeout_s")]
+    pub idle_timeout_s: f64,
     /// Settings of the mock engine (used when `kind: mock` or on fallback).
     #[serde(default)]
     pub mock: mock::MockSettings,
@@ -180,6 +213,96 @@ pub struct EngineSettings {
 
 fn default_request_timeout_s() -> f64 {
     600.0
+}
+
+fn default_connect_timeout_s() -> f64 {
+    10.0
+}
+
+fn default_first_token_timeout_s() -> f64 {
+    300.0
+}
+
+fn default_idle_timeout_s() -> f64 {
+    60.0
+}
+
+impl EngineSettings {
+    /// Settings for `kind` with every default (no URL, no key, no fallback).
+    pub fn defaults(kind: EngineKind) -> Self {
+        EngineSettings {
+            kind,
+            base_url: String::new(),
+            api_key: None,
+            fallback: Fallback::None,
+            request_timeout_s: default_request_timeout_s(),
+            connect_timeout_s: default_connect_timeout_s(),
+            first_token_timeout_s: default_first_token_timeout_s(),
+            idle_timeout_s: default_idle_timeout_s(),
+            mock: mock::MockSettings::default(),
+        }
+    }
+
+    /// The engine's per-phase bounds (the total is `request_timeout_s`, per request).
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs_f64(self.connect_timeout_s),
+            first_token: Duration::from_secs_f64(self.first_token_timeout_s),
+            idle: Duration::from_secs_f64(self.idle_timeout_s),
+        }
+    }
+}
+
+/// Per-phase limits of one engine request; each one that runs out ends the request with
+/// [`EngineError::Timeout`] naming it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_token: Duration,
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        EngineSettings::defaults(EngineKind::Mock).timeouts()
+    }
+}
+
+/// Which bound ended a request: named in the error as the config key a user would change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutBound {
+    /// `engine.connect_timeout_s`.
+    Connect,
+    /// `engine.first_token_timeout_s`.
+    FirstToken,
+    /// `engine.idle_timeout_s`.
+    Idle,
+    /// `engine.request_timeout_s` (the whole request).
+    Request,
+    /// The fixed limit of a metadata call (`/api/tags`, `/v1/models`, …).
+    Metadata,
+}
+
+impl TimeoutBound {
+    pub fn key(self) -> &'static str {
+        match self {
+            TimeoutBound::Connect => "engine.connect_timeout_s",
+            TimeoutBound::FirstToken => "engine.first_token_timeout_s",
+            TimeoutBound::Idle => "engine.idle_timeout_s",
+            TimeoutBound::Request => "engine.request_timeout_s",
+            TimeoutBound::Metadata => "the metadata call limit",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            TimeoutBound::Connect => "no connection to the engine",
+            TimeoutBound::FirstToken => "no answer from the engine",
+            TimeoutBound::Idle => "the engine's stream stalled: no data",
+            TimeoutBound::Request => "the request did not complete",
+            TimeoutBound::Metadata => "no answer to a metadata call",
+        }
+    }
 }
 
 /// Fallback policy when the real engine is unreachable.
@@ -191,6 +314,8 @@ pub enum Fallback {
     Mock,
 }
 
+#[cfg(test)]
+mod tests_lines;
 #[cfg(test)]
 mod tests_ollama;
 #[cfg(test)]

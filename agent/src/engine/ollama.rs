@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bench_shared::engine::{EngineFingerprint, EngineKind, ModelInfo};
@@ -18,10 +18,10 @@ use bench_shared::metrics::TokenChannel;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use super::http::{self, TimedLines};
+use super::http::{self, Bounds, TimedLines};
 use super::ollama_wire::{self as wire, ChatLine, Tags};
 use super::record::{Recorder, non_streamed};
-use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, TokenSink};
+use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, Timeouts, TokenSink};
 
 /// From `/api/show`: (trained context length, KV cache bytes per token).
 type ShowFacts = (Option<u64>, Option<u64>);
@@ -31,6 +31,8 @@ type ShowFacts = (Option<u64>, Option<u64>);
 pub struct OllamaEngine {
     base_url: String,
     client: reqwest::Client,
+    /// Connect, first-token and idle bounds of every request.
+    timeouts: Timeouts,
     /// Context length per model digest: `/api/show` is asked once per model version, so
     /// `list_models` (also the agent's reachability probe) stays one request.
     /// Value: (context length, KV cache bytes per token).
@@ -42,9 +44,21 @@ impl OllamaEngine {
     pub fn new(base_url: &str) -> Self {
         OllamaEngine {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            client: http::client(),
+            client: http::client(Timeouts::default().connect),
+            timeouts: Timeouts::default(),
             context_lengths: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same engine with other connect, first-token and idle bounds.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.client = http::client(timeouts.connect);
+        self.timeouts = timeouts;
+        self
+    }
+
+    fn bounds(&self, req: &GenRequest) -> Bounds {
+        Bounds::request(req.timeout, self.timeouts)
     }
 
     fn url(&self, path: &str) -> String {
@@ -68,7 +82,7 @@ impl OllamaEngine {
 
     async fn tags(&self) -> Result<Tags, EngineError> {
         let url = self.url("/api/tags");
-        let value = http::fetch_json(&self.client, &url, None, None).await?;
+        let value = http::fetch_json(&self.client, &url, None, None, self.timeouts).await?;
         serde_json::from_value(value).map_err(|e| EngineError::Protocol(format!("{url}: {e}")))
     }
 
@@ -81,7 +95,7 @@ impl OllamaEngine {
                 model: model.to_owned(),
                 available: tags.models.into_iter().map(|m| m.name).collect(),
             },
-            _ => http::http_error(response, url, http::META_TIMEOUT).await,
+            _ => http::http_error(response, url, Bounds::meta(self.timeouts)).await,
         }
     }
 
@@ -91,22 +105,22 @@ impl OllamaEngine {
         path: &str,
         body: &Value,
         model: &str,
-        timeout: Duration,
+        bounds: Bounds,
     ) -> Result<(reqwest::Response, Instant), EngineError> {
         let url = self.url(path);
-        let (response, t0) = http::send(self.client.post(&url).json(body), &url, timeout).await?;
+        let (response, t0) = http::send(self.client.post(&url).json(body), &url, bounds).await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(self.not_found(model, response, &url).await);
         }
         if !response.status().is_success() {
-            return Err(http::http_error(response, &url, timeout).await);
+            return Err(http::http_error(response, &url, bounds).await);
         }
         Ok((response, t0))
     }
 
     async fn stream(&self, req: &GenRequest, sink: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
-        let (response, t0) = self.post("/api/chat", &Self::chat_body(req), &req.model, req.timeout).await?;
-        let mut lines = TimedLines::new(response, &self.url("/api/chat"), req.timeout);
+        let (response, t0) = self.post("/api/chat", &Self::chat_body(req), &req.model, self.bounds(req)).await?;
+        let mut lines = TimedLines::new(response, &self.url("/api/chat"), self.bounds(req), t0);
         let mut rec = Recorder::new(t0, sink);
         while let Some((at, line)) = lines.next_line().await? {
             let chunk = wire::parse_line(&line)?;
@@ -128,8 +142,8 @@ impl OllamaEngine {
 
     async fn single(&self, req: &GenRequest) -> Result<GenOutcome, EngineError> {
         let url = self.url("/api/chat");
-        let (response, t0) = self.post("/api/chat", &Self::chat_body(req), &req.model, req.timeout).await?;
-        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, req.timeout, e))?;
+        let (response, t0) = self.post("/api/chat", &Self::chat_body(req), &req.model, self.bounds(req)).await?;
+        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, self.bounds(req), e))?;
         let end = Instant::now();
         let text = String::from_utf8_lossy(&bytes);
         let answer: ChatLine = wire::parse_line(text.trim())?;
@@ -147,7 +161,8 @@ impl OllamaEngine {
             return *known;
         }
         let url = self.url("/api/show");
-        let Ok(show) = http::fetch_json(&self.client, &url, Some(&json!({"model": model})), None).await else {
+        let Ok(show) = http::fetch_json(&self.client, &url, Some(&json!({"model": model})), None, self.timeouts).await
+        else {
             return (None, None);
         };
         let facts = (wire::show_context_length(&show), wire::show_kv_bytes_per_token(&show));
@@ -167,7 +182,7 @@ impl Engine for OllamaEngine {
     }
 
     async fn version(&self) -> Result<Option<String>, EngineError> {
-        let v = http::fetch_json(&self.client, &self.url("/api/version"), None, None).await?;
+        let v = http::fetch_json(&self.client, &self.url("/api/version"), None, None, self.timeouts).await?;
         Ok(v.get("version").and_then(Value::as_str).map(str::to_owned))
     }
 
@@ -190,7 +205,7 @@ impl Engine for OllamaEngine {
     /// `/api/version` and the loaded models of `/api/ps` with their GPU offload.
     async fn fingerprint(&self) -> Result<EngineFingerprint, EngineError> {
         let version = self.version().await?;
-        let ps = http::fetch_json(&self.client, &self.url("/api/ps"), None, None).await?;
+        let ps = http::fetch_json(&self.client, &self.url("/api/ps"), None, None, self.timeouts).await?;
         Ok(EngineFingerprint {
             kind: Some(EngineKind::Ollama),
             version,
@@ -202,7 +217,7 @@ impl Engine for OllamaEngine {
 
     /// `/api/ps` `context_length` of the loaded model (`None` when it is not loaded).
     async fn loaded_context_length(&self, model: &str) -> Result<Option<u64>, EngineError> {
-        let ps = http::fetch_json(&self.client, &self.url("/api/ps"), None, None).await?;
+        let ps = http::fetch_json(&self.client, &self.url("/api/ps"), None, None, self.timeouts).await?;
         let models = ps.get("models").and_then(Value::as_array).cloned().unwrap_or_default();
         Ok(models
             .iter()
@@ -215,9 +230,9 @@ impl Engine for OllamaEngine {
     /// `done_reason: "unload"`.
     async fn unload(&self, model: &str) -> Result<bool, EngineError> {
         let body = json!({"model": model, "keep_alive": 0});
-        let (response, _) = self.post("/api/generate", &body, model, http::META_TIMEOUT).await?;
+        let (response, _) = self.post("/api/generate", &body, model, Bounds::meta(self.timeouts)).await?;
         let url = self.url("/api/generate");
-        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, http::META_TIMEOUT, e))?;
+        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, Bounds::meta(self.timeouts), e))?;
         let text = String::from_utf8_lossy(&bytes);
         // Ollama answers one object; check each line anyway so an error line is not missed.
         for line in text.lines().filter(|l| !l.trim().is_empty()) {

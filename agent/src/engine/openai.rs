@@ -17,11 +17,11 @@ use bench_shared::engine::{EngineFingerprint, EngineKind, ModelInfo};
 use bench_shared::metrics::TokenChannel;
 use serde_json::{Value, json};
 
-use super::http::{self, TimedLines};
+use super::http::{self, Bounds, TimedLines};
 use super::lines::{SseLine, sse_line};
 use super::openai_wire::{self as wire, Timings, Usage};
 use super::record::{Recorder, non_streamed};
-use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, TokenSink};
+use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, Timeouts, TokenSink};
 
 /// How long a `/v1/models` answer is trusted for the model check: long enough that a repeat
 /// loop does not ask before every request, short enough to notice a model swap.
@@ -36,6 +36,8 @@ pub struct OpenAiEngine {
     base_url: String,
     api_key: Option<String>,
     client: reqwest::Client,
+    /// Connect, first-token and idle bounds of every request.
+    timeouts: Timeouts,
     models: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
 }
 
@@ -48,9 +50,21 @@ impl OpenAiEngine {
             root,
             base_url: base_url.to_owned(),
             api_key: api_key.filter(|k| !k.is_empty()),
-            client: http::client(),
+            client: http::client(Timeouts::default().connect),
+            timeouts: Timeouts::default(),
             models: Mutex::new(None),
         }
+    }
+
+    /// The same engine with other connect, first-token and idle bounds.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.client = http::client(timeouts.connect);
+        self.timeouts = timeouts;
+        self
+    }
+
+    fn bounds(&self, req: &GenRequest) -> Bounds {
+        Bounds::request(req.timeout, self.timeouts)
     }
 
     fn url(&self, path: &str) -> String {
@@ -76,7 +90,7 @@ impl OpenAiEngine {
     /// `/v1/models`, fetched afresh.
     async fn fetch_models(&self) -> Result<Vec<ModelInfo>, EngineError> {
         let url = self.url("/v1/models");
-        let value = http::fetch_json(&self.client, &url, None, self.api_key.as_deref()).await?;
+        let value = http::fetch_json(&self.client, &url, None, self.api_key.as_deref(), self.timeouts).await?;
         let data = value
             .get("data")
             .and_then(Value::as_array)
@@ -118,16 +132,16 @@ impl OpenAiEngine {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
-        let (response, t0) = http::send(builder, &url, req.timeout).await?;
+        let (response, t0) = http::send(builder, &url, self.bounds(req)).await?;
         if !response.status().is_success() {
-            return Err(http::http_error(response, &url, req.timeout).await);
+            return Err(http::http_error(response, &url, self.bounds(req)).await);
         }
         Ok((response, t0, url))
     }
 
     async fn stream(&self, req: &GenRequest, sink: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
         let (response, t0, url) = self.send(req).await?;
-        let mut lines = TimedLines::new(response, &url, req.timeout);
+        let mut lines = TimedLines::new(response, &url, self.bounds(req), t0);
         let mut rec = Recorder::new(t0, sink);
         let mut usage: Option<Usage> = None;
         let mut timings: Option<Timings> = None;
@@ -155,7 +169,7 @@ impl OpenAiEngine {
 
     async fn single(&self, req: &GenRequest) -> Result<GenOutcome, EngineError> {
         let (response, t0, url) = self.send(req).await?;
-        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, req.timeout, e))?;
+        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, self.bounds(req), e))?;
         let end = Instant::now();
         let answer = wire::parse_completion(&String::from_utf8_lossy(&bytes))?;
         let stats = wire::stats(answer.usage.as_ref(), answer.timings.as_ref(), answer.finish_reason());
@@ -177,13 +191,13 @@ impl Engine for OpenAiEngine {
     /// standard version endpoint (`None`).
     async fn version(&self) -> Result<Option<String>, EngineError> {
         for (path, field) in [("/props", "build_info"), ("/version", "version")] {
-            match http::fetch_json(&self.client, &self.url(path), None, self.api_key.as_deref()).await {
+            match http::fetch_json(&self.client, &self.url(path), None, self.api_key.as_deref(), self.timeouts).await {
                 Ok(v) => {
                     if let Some(version) = v.get(field).and_then(Value::as_str) {
                         return Ok(Some(version.to_owned()));
                     }
                 }
-                Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout(_))) => return Err(e),
+                Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout { .. })) => return Err(e),
                 Err(_) => {}
             }
         }
@@ -196,9 +210,9 @@ impl Engine for OpenAiEngine {
 
     /// llama.cpp `/props` (build, per-slot context, slots), else vLLM `/version`.
     async fn fingerprint(&self) -> Result<EngineFingerprint, EngineError> {
-        match http::fetch_json(&self.client, &self.url("/props"), None, self.api_key.as_deref()).await {
+        match http::fetch_json(&self.client, &self.url("/props"), None, self.api_key.as_deref(), self.timeouts).await {
             Ok(props) if props.get("build_info").is_some() => return Ok(wire::props_fingerprint(&props)),
-            Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout(_))) => return Err(e),
+            Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout { .. })) => return Err(e),
             _ => {}
         }
         let version = self.version().await?;

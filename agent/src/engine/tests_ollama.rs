@@ -156,7 +156,9 @@ async fn request_timeout() {
     let fake = FakeOllama::spawn(FakeScript { ttft_ms: 5_000.0, ..Default::default() }).await;
     let engine = OllamaEngine::new(&fake.base_url);
     let r = GenRequest { timeout: Duration::from_millis(300), ..req("llama3.2:1b", 5, true) };
-    assert_eq!(engine.generate(&r, None).await.unwrap_err(), EngineError::Timeout(Duration::from_millis(300)));
+    let expected =
+        EngineError::Timeout { bound: super::TimeoutBound::Request, limit: Duration::from_millis(300), lines: 0 };
+    assert_eq!(engine.generate(&r, None).await.unwrap_err(), expected);
 }
 
 #[tokio::test]
@@ -239,4 +241,49 @@ async fn final_line_without_trailing_newline_still_counts() {
     assert_eq!((out.text.as_str(), out.stats.completion_tokens, out.stats.eval_ms), ("Hi", Some(1), Some(1.0)));
     assert!(out.trace.end_offset_us >= out.trace.chunks[0].offset_us);
     server.abort();
+}
+
+/// A stream that stops mid-answer ends at the idle bound, naming it, with what arrived kept.
+#[tokio::test]
+async fn stalled_stream_ends_at_the_idle_bound_keeping_what_arrived() {
+    let script = FakeScript { ttft_ms: 5.0, tokens_per_s: 500.0, stall_after: Some(3), ..Default::default() };
+    let fake = FakeOllama::spawn(script).await;
+    let timeouts = super::Timeouts { idle: Duration::from_millis(300), ..Default::default() };
+    let engine = OllamaEngine::new(&fake.base_url).with_timeouts(timeouts);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let err = engine.generate(&req("llama3.2:1b", 20, true), Some(&tx)).await.unwrap_err();
+    let EngineError::Timeout { bound, limit, lines } = &err else { panic!("{err:?}") };
+    assert_eq!((*bound, *limit, *lines), (super::TimeoutBound::Idle, Duration::from_millis(300), 3));
+    assert_eq!(err.kind(), bench_shared::event::ErrorKind::Timeout);
+    assert!(err.to_string().contains("engine.idle_timeout_s = 0.3 s"), "{err}");
+    drop(tx);
+    let mut pieces = 0;
+    while rx.recv().await.is_some() {
+        pieces += 1;
+    }
+    assert_eq!(pieces, 3, "the three tokens that arrived reach the token sink");
+}
+
+/// An engine that accepts and never answers ends at the first-token bound.
+#[tokio::test]
+async fn hung_engine_ends_at_the_first_token_bound() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accept and hold every connection without a byte of answer.
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            conns.push(s);
+        }
+    });
+    let timeouts = super::Timeouts { first_token: Duration::from_millis(300), ..Default::default() };
+    let engine = OllamaEngine::new(&format!("http://{addr}")).with_timeouts(timeouts);
+    let started = std::time::Instant::now();
+    let err = engine.generate(&req("llama3.2:1b", 5, true), None).await.unwrap_err();
+    let expected =
+        EngineError::Timeout { bound: super::TimeoutBound::FirstToken, limit: Duration::from_millis(300), lines: 0 };
+    assert_eq!(err, expected);
+    assert!(err.to_string().contains("engine.first_token_timeout_s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "ended by the bound, not the request total");
+    held.abort();
 }

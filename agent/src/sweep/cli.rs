@@ -165,6 +165,7 @@ pub async fn run_terminal(args: SweepArgs) -> anyhow::Result<()> {
         fallback: Fallback::None,
         request_timeout_s: args.timeout_s,
         mock: Default::default(),
+        ..crate::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
     });
     let paths = args.paths();
     let cancel = CancellationToken::new();

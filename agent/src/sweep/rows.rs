@@ -180,13 +180,13 @@ mod tests {
         assert_eq!(row.attempts, 2);
         let failed = CallRecord {
             mode: RunMode::Stream,
-            result: Err(EngineError::Timeout(std::time::Duration::from_secs(3))),
+            result: Err(EngineError::timeout(crate::engine::TimeoutBound::Request, std::time::Duration::from_secs(3))),
             attempts: 5,
             timestamp: 1.0,
         };
         let row = row_from_call(&ctx(), 0, 0, true, &failed, None);
         assert!(!row.ok());
-        assert!(row.error.contains("timed out"));
+        assert!(row.error.contains("engine.request_timeout_s = 3 s"));
         assert_eq!(row.wall_s, None);
     }
 

@@ -336,6 +336,7 @@ async fn unknown_model_and_cancel_end_the_sweep() {
         fallback: crate::engine::Fallback::None,
         request_timeout_s: 5.0,
         mock: Default::default(),
+        ..crate::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
     });
     let (tx, _rx) = mpsc::unbounded_channel();
     let job = SweepJob {

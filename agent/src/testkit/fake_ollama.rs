@@ -69,6 +69,9 @@ pub struct FakeScript {
     /// After this many tokens, write `{"error": error_message}` (HTTP status stays 200) and stop.
     pub error_after: Option<usize>,
     pub error_message: String,
+    /// After this many tokens, write nothing more but keep the connection open (a stalled
+    /// engine: what the agent's `idle_timeout_s` is for).
+    pub stall_after: Option<usize>,
     /// Extra time before the first token when the model is not loaded (cold), reported as
     /// `load_duration`; a warm request reports [`WARM_LOAD_MS`].
     pub load_ms: f64,
@@ -90,6 +93,7 @@ impl Default for FakeScript {
             thinking: Vec::new(),
             tokens: (0..20).map(|i| format!(" word{i}")).collect(),
             error_after: None,
+            stall_after: None,
             error_message: "an error was encountered while running the model: unexpected EOF".into(),
             load_ms: 50.0,
             preloaded: true,

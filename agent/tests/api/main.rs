@@ -13,5 +13,6 @@ mod mock_engine;
 mod ollama;
 mod openai_engine;
 mod real_engine;
+mod security;
 mod sweep;
 mod websocket;

@@ -244,6 +244,7 @@ fn config(kind: EngineKind, base_url: &str) -> AgentConfig {
         fallback: Fallback::None,
         request_timeout_s: 120.0,
         mock: MockSettings { ttft_ms: 5.0, tokens_per_s: 2000.0, models: vec!["mock-llm".into()] },
+        ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
     };
     let mut cfg = AgentConfig::new("test-machine", engine);
     cfg.label = "Test machine".into();

@@ -64,6 +64,7 @@ async fn sweep_real(out_dir: &Path, cache: &Path) -> Vec<Event> {
         fallback: Fallback::None,
         request_timeout_s: 120.0,
         mock: Default::default(),
+        ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let job = SweepJob {

@@ -21,6 +21,10 @@ pub enum ApiError {
         message: String,
         detail: Value,
     },
+    /// The body is larger than central accepts.
+    PayloadTooLarge {
+        limit_bytes: usize,
+    },
     /// The results directory cannot be written (full disk): 507 with the reason.
     InsufficientStorage(String),
     /// A server-side failure: logged in full, answered with a generic message.
@@ -44,6 +48,11 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, json!({"error": error, "field": field, "detail": message}))
             }
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, json!({"error": what})),
+            ApiError::PayloadTooLarge { limit_bytes } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("request body is larger than the limit of {limit_bytes} bytes"),
+                       "field": "body", "detail": {"limit_bytes": limit_bytes}}),
+            ),
             ApiError::Conflict { message, detail } => {
                 (StatusCode::CONFLICT, json!({"error": message, "detail": detail}))
             }

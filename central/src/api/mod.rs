@@ -16,19 +16,29 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
 }
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware;
 use axum::routing::get;
-use tower_http::trace::TraceLayer;
+use axum::{Json, Router};
+use bench_server::guard;
+use serde_json::{Value, json};
 
 use crate::AppState;
 
 /// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`); leave room for the JSON.
-const BODY_LIMIT_BYTES: usize = 3 * 1024 * 1024;
+pub const BODY_LIMIT_BYTES: usize = 3 * 1024 * 1024;
 
-/// The whole application: API, browser WebSocket and pages.
+/// The whole application: API, browser WebSocket and pages, behind authentication (when
+/// `central.auth_token` is set) and the Host / Origin / Content-Type guards.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let policy = guard::Policy {
+        allowed_origins: state.access.config.allowed_origins.clone(),
+        allowed_hosts: state.access.config.allowed_hosts.clone(),
+        form_paths: vec!["/login"],
+    };
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/login", get(crate::auth::login_page).post(crate::auth::login))
         .route("/api/machines", get(machines::list))
         .route("/metrics", get(machines::prometheus))
         .route("/api/runs", get(runs::list).post(runs::create))
@@ -38,7 +48,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{run_id}/export.json", get(export::json))
         .route("/api/ws", get(ws::upgrade))
         .merge(crate::pages::router())
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
+    guard::apply(app, policy).with_state(state)
+}
+
+/// `GET /health`: open to anyone (load balancers, `scripts/central status`), says nothing secret.
+async fn health() -> Json<Value> {
+    Json(json!({"ok": true, "service": "bench-central", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!("no route {} {}", req.method(), req.uri().path()))
 }

@@ -25,7 +25,13 @@ pub async fn create(
     State(state): State<AppState>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    let Json(body) = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit_bytes: super::BODY_LIMIT_BYTES }
+        } else {
+            ApiError::bad("body", e.body_text())
+        }
+    })?;
     let created = state.runs.create(&body).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -4,7 +4,8 @@
 //! event central publishes: agent events (with `machine_id` and `run_id`), `run_start`, `run_end`,
 //! `machine_status` and `machine_state`. A client that falls behind the broadcast buffer, or whose
 //! socket does not take a frame within [`SEND_TIMEOUT`], is disconnected with a close reason: a
-//! slow browser never slows a run.
+//! slow browser never slows a run. Central pings every `ping_interval` and drops a browser that
+//! leaves two pings unanswered. At most `central.ws_max_subscribers` sockets (503 beyond).
 
 use std::time::Duration;
 
@@ -18,13 +19,22 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::AppState;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A browser that leaves this many pings unanswered is gone (a sleeping laptop, a dead network).
+const MISSED_PONGS: u32 = 2;
 /// WebSocket close code for a client that fell behind ("policy violation").
 const CLOSE_TOO_SLOW: u16 = 1008;
 /// WebSocket close code for a server going down ("going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
 
 pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| client(socket, state))
+    let permit = match state.access.ws_cap.join() {
+        Ok(p) => p,
+        Err(full) => return full,
+    };
+    bench_server::ws::bounded(ws).on_upgrade(move |socket| async move {
+        let _permit = permit;
+        client(socket, state).await;
+    })
 }
 
 async fn client(socket: WebSocket, state: AppState) {
@@ -34,12 +44,35 @@ async fn client(socket: WebSocket, state: AppState) {
     if tx.send(Message::text(hello.to_string())).await.is_err() {
         return;
     }
-    // Reads (and drops) what the browser sends, so pings are answered and a close is noticed.
-    let mut reader = tokio::spawn(async move { while let Some(Ok(_)) = incoming.next().await {} });
+    // Reads what the browser sends (dropping it), so its pings are answered, its pongs counted
+    // and a close is noticed.
+    let (pong_tx, mut pongs) = tokio::sync::mpsc::channel::<()>(1);
+    let mut reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = incoming.next().await {
+            if matches!(msg, Message::Pong(_)) {
+                let _ = pong_tx.try_send(());
+            }
+        }
+    });
+    let mut heartbeat = tokio::time::interval(state.settings.ping_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered = 0u32;
     let close_reason = loop {
         tokio::select! {
             _ = state.cancel.cancelled() => break Some((CLOSE_GOING_AWAY, "central is shutting down".to_owned())),
             _ = &mut reader => break None,
+            Some(()) = pongs.recv() => unanswered = 0,
+            _ = heartbeat.tick() => {
+                if unanswered >= MISSED_PONGS {
+                    break Some((CLOSE_TOO_SLOW, format!("no pong to {MISSED_PONGS} pings")));
+                }
+                unanswered += 1;
+                match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => break Some((CLOSE_TOO_SLOW, "too slow: a ping was not accepted in time".to_owned())),
+                }
+            }
             msg = rx.recv() => match msg {
                 Ok(line) => match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::text(line.as_ref()))).await {
                     Ok(Ok(())) => {}

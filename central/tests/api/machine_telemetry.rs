@@ -18,6 +18,7 @@ async fn sampling_agent(machine_id: &str) -> (String, oneshot::Sender<()>, Resul
         fallback: Fallback::None,
         request_timeout_s: 60.0,
         mock: MockSettings { ttft_ms: 20.0, tokens_per_s: 20.0, models: vec!["mock-llm".into()] },
+        ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
     };
     let mut config = bench_agent::AgentConfig::new(machine_id, engine);
     let results = temp_results_dir();

@@ -13,6 +13,7 @@ mod faults;
 mod history;
 mod machine_telemetry;
 mod races;
+mod security;
 mod support;
 mod sweeps;
 mod tls;

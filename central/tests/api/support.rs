@@ -39,6 +39,8 @@ pub fn test_settings() -> Settings {
         deadline_base: Duration::from_secs(300),
         deadline_per_token: Duration::from_millis(250),
         browser_buffer: 4096,
+        // Two missed pings drop a socket: short enough for fault tests, long enough for a busy CPU.
+        ping_interval: Duration::from_millis(500),
     }
 }
 
@@ -97,8 +99,18 @@ impl TestCentral {
     }
 
     pub async fn spawn_with(machines: Vec<MachineConfig>, results_dir: ResultsDir, settings: Settings) -> TestCentral {
+        Self::spawn_secured(machines, results_dir, settings, Default::default()).await
+    }
+
+    /// Like [`TestCentral::spawn_with`], with a `central:` block (token, origins, limits).
+    pub async fn spawn_secured(
+        machines: Vec<MachineConfig>,
+        results_dir: ResultsDir,
+        settings: Settings,
+        central: bench_central::config::CentralConfig,
+    ) -> TestCentral {
         init_logs();
-        let state = AppState::start(&machines, &results_dir, settings).expect("start central");
+        let state = AppState::start(&machines, &results_dir, settings).expect("start central").with_central(central);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -277,6 +289,7 @@ impl RealAgent {
             fallback: Fallback::None,
             request_timeout_s: 60.0,
             mock: MockSettings { ttft_ms, tokens_per_s, models: models.iter().map(|m| m.to_string()).collect() },
+            ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
         };
         Self::spawn(machine_id, engine, token).await
     }
@@ -291,6 +304,7 @@ impl RealAgent {
             fallback: Fallback::None,
             request_timeout_s: 120.0,
             mock: MockSettings::default(),
+            ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
         };
         Self::spawn(machine_id, engine, None).await
     }
@@ -304,6 +318,7 @@ impl RealAgent {
             fallback: Fallback::None,
             request_timeout_s: 60.0,
             mock: MockSettings::default(),
+            ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
         };
         Self::spawn(machine_id, engine, None).await
     }
@@ -321,6 +336,7 @@ impl RealAgent {
                 tokens_per_s: 400.0,
                 models: models.iter().map(|m| m.to_string()).collect(),
             },
+            ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
         };
         let mut config = bench_agent::AgentConfig::new(machine_id, engine);
         let results = temp_results_dir();

@@ -160,6 +160,11 @@ fn streamed(endpoint: Endpoint, model: String, script: Arc<FakeScript>, plan: Pl
                 let _ = tx.send(Ok(error_line)).await;
                 return;
             }
+            if script.stall_after == Some(i) {
+                // Hold the stream open, silent, until the client gives up.
+                tx.closed().await;
+                return;
+            }
             let (content, thinking) = if *thinking { ("", text.as_str()) } else { (text.as_str(), "") };
             let line = endpoint.line(&model, false, content, thinking);
             if tx.send(Ok(format!("{line}\n"))).await.is_err() {

@@ -1,0 +1,252 @@
+//! bench-server: serves an axum [`Router`] with the limits both bench-race servers need.
+//!
+//! `axum::serve` has no header read timeout and no connection cap: thousands of connections that
+//! never finish their request headers stay open forever and grow the process (120 MB at 5,000 on
+//! the agent). This loop is `axum::serve` with both bounds:
+//!
+//! - a **connection cap**: beyond [`Limits::max_connections`] open HTTP connections a new one is
+//!   answered `503` (a static response written without reading the request) and closed at once,
+//!   so refused connections cost no task and no buffer;
+//! - a **header read timeout**: hyper closes a connection whose request headers (first request or
+//!   a later keep-alive one) do not arrive within [`Limits::header_read_timeout`].
+//!
+//! A connection upgraded to a WebSocket leaves the HTTP cap once the upgrade is done; WebSockets
+//! are bounded by each server's own subscriber cap. Shutdown mirrors `with_graceful_shutdown`: stop
+//! accepting, ask every connection to finish its current request, wait for them.
+//!
+//! # Layout
+//! - [`serve`]: the accept loop with its [`Limits`].
+//! - [`guard`]: Host / Origin / Content-Type checks, JSON 405s, token-free request logs, bearer parsing.
+//! - [`ws`]: the WebSocket subscriber cap and bounded socket buffers.
+
+pub mod guard;
+pub mod ws;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::serve::Listener;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Bounds of one server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Most HTTP connections open at once (WebSockets excluded once upgraded).
+    pub max_connections: usize,
+    /// Longest wait for a request's headers, from the moment the connection waits for them.
+    pub header_read_timeout: Duration,
+}
+
+/// Default of [`Limits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default of [`Limits::header_read_timeout`], seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT_S: f64 = 10.0;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_secs_f64(DEFAULT_HEADER_READ_TIMEOUT_S),
+        }
+    }
+}
+
+/// Serves `app` on `listener` (a `TcpListener`, or any axum [`Listener`] such as the agent's TLS
+/// one) until `shutdown` resolves, then drains open connections.
+pub async fn serve<L: Listener>(
+    mut listener: L,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let refusal: Arc<str> = refusal_response(limits.max_connections).into();
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    // `stop` tells connections to finish; `alive` is held by every connection task, so its
+    // receiver ends once the last one is gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<Infallible>(1);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        // `Listener::accept` retries failed accepts itself (with a pause on errors like EMFILE).
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            (stream, _) = listener.accept() => stream,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(limit = limits.max_connections, "connection refused: connection cap reached");
+            refuse(stream, &refusal, &refusing);
+            continue;
+        };
+        let (app, mut stop_rx, alive) = (app.clone(), stop_rx.clone(), alive_tx.clone());
+        tokio::spawn(async move {
+            let _held = (permit, alive);
+            serve_connection(stream, app, limits, &mut stop_rx).await;
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(alive_tx);
+    // `recv` yields `None` once every connection task has dropped its sender.
+    let _ = alive_rx.recv().await;
+    Ok(())
+}
+
+async fn serve_connection<S>(stream: S, app: Router, limits: Limits, stop: &mut watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // HTTP/1.1 only: hyper-util's auto (h1 + h2c) builder first reads the protocol preface
+    // with no timeout at all, so a silent connection would never be closed. Browsers speak h2
+    // only over TLS, which these servers do not terminate.
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let service = TowerToHyperService::new(app);
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
+    let stopping = async {
+        // `wait_for` borrows the value; only whether it happened matters here.
+        let _ = stop.wait_for(|s| *s).await.is_ok();
+    };
+    let finished = tokio::select! {
+        result = conn.as_mut() => Some(result),
+        () = stopping => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::trace!("connection ended: {e}");
+    }
+}
+
+/// Refusals being delivered at once; beyond this a refused connection is closed without a word.
+const MAX_REFUSING: usize = 64;
+/// How long a refusal may take (answer, then read what the peer sent so the close is clean).
+const REFUSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Answers 503 and closes. The request is drained briefly first: closing a socket with unread
+/// data makes the kernel send a reset, and the peer would lose the answer.
+fn refuse<S>(stream: S, refusal: &Arc<str>, refusing: &Arc<Semaphore>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(slot) = refusing.clone().try_acquire_owned() else { return };
+    let refusal = refusal.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut stream = stream;
+        let _ = tokio::time::timeout(REFUSE_GRACE, async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream.write_all(refusal.as_bytes()).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
+    });
+}
+
+/// The answer to a connection beyond the cap: JSON like every other error, then close.
+fn refusal_response(limit: usize) -> String {
+    let body = format!(
+        "{{\"error\":\"too many connections: the server's connection cap of {limit} is reached; retry later\"}}"
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn start(limits: Limits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = Router::new().route("/", get(|| async { "ok" }));
+        tokio::spawn(serve(listener, app, limits, async move {
+            let _ = rx.await;
+        }));
+        (addr, tx)
+    }
+
+    async fn get_root(addr: std::net::SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn half_sent_headers_are_closed_after_the_timeout() {
+        let limits = Limits { max_connections: 8, header_read_timeout: Duration::from_millis(300) };
+        let (addr, _stop) = start(limits).await;
+        for partial in [&b"GET / HTTP/1.1\r\nhost: x\r\n"[..], b""] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(partial).await.unwrap();
+            let mut buf = [0u8; 256];
+            // The server closes (EOF, possibly after a 408) instead of waiting forever.
+            let read = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+            assert!(read.is_ok(), "a connection that sent {partial:?} was not closed");
+        }
+        assert!(get_root(addr).await.ends_with("ok"));
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_get_503_naming_the_cap() {
+        let limits = Limits { max_connections: 2, header_read_timeout: Duration::from_secs(30) };
+        let (addr, _stop) = start(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+            let mut buf = [0u8; 128];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+            held.push(s);
+        }
+        let answer = get_root(addr).await;
+        assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("connection cap of 2"), "{answer}");
+        drop(held);
+        // Freed slots are reused: poll until the server has noticed the closes.
+        let mut answer = String::new();
+        for _ in 0..200 {
+            answer = get_root(addr).await;
+            if answer.ends_with("ok") {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(answer.ends_with("ok"), "{answer}");
+    }
+}
