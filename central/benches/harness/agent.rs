@@ -30,6 +30,7 @@ pub fn config(machine_id: &str, kind: EngineKind, base_url: &str, mock: MockSett
         fallback: Fallback::None,
         request_timeout_s: 600.0,
         mock,
+        ..EngineSettings::defaults(kind)
     };
     let mut cfg = AgentConfig::new(machine_id, engine);
     cfg.bind_host = "127.0.0.1".into();
