@@ -311,8 +311,16 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
         .map(|c| c.models.iter().filter(|m| models.iter().any(|w| same_model(&m.name, w))).cloned().collect())
         .unwrap_or_default();
     let missing: Vec<&String> = models.iter().filter(|w| !view.models.iter().any(|n| same_model(n, w))).collect();
+    // The engine was checked and did not answer (and the agent does not fall back to mock).
+    let engine_down = view.health.as_ref().map(|h| &h.engine).filter(|e| {
+        !e.reachable && e.checked_age_s.is_some() && caps.is_none_or(|c| c.engine.fallback_reason.is_none())
+    });
     let skip = if view.state == MachineState::Offline {
         Some(format!("agent offline: {}", view.last_error.as_deref().unwrap_or("no answer")))
+    } else if view.state == MachineState::Unauthorized {
+        Some(view.last_error.clone().unwrap_or_else(|| "agent refused central's token (401)".into()))
+    } else if let Some(e) = engine_down {
+        Some(format!("engine unreachable at {}: {}", e.base_url, e.error.as_deref().unwrap_or("no answer")))
     } else if caps.is_some_and(|c| !c.supports(spec.test_type().as_str())) {
         Some(format!("agent does not support {}", spec.test_type().as_str()))
     } else if !missing.is_empty() {
@@ -348,5 +356,60 @@ pub fn deadline(spec: &JobSpec, settings: &Settings) -> Duration {
             let calls = cells.saturating_mul(s.warmup + 2 * s.runs);
             settings.deadline_base + Duration::from_secs_f64(s.timeout_s).saturating_mul(calls)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_shared::api::{EngineHealth, Health};
+    use bench_shared::engine::EngineKind;
+
+    fn view(state: MachineState, reachable: bool, last_error: Option<&str>) -> MachineView {
+        MachineView {
+            machine_id: "m".into(),
+            label: "M".into(),
+            agent_base_url: "http://agent".into(),
+            notes: None,
+            state,
+            ws_connected: true,
+            last_error: last_error.map(str::to_owned),
+            last_seen_s: Some(1.0),
+            models: vec!["llm".into()],
+            engine: None,
+            hardware: None,
+            health: Some(Health {
+                ok: true,
+                machine_id: "m".into(),
+                label: "M".into(),
+                engine: EngineHealth {
+                    kind: EngineKind::Openai,
+                    base_url: "http://127.0.0.1:8091".into(),
+                    reachable,
+                    checked_age_s: Some(1.0),
+                    error: (!reachable).then(|| "connection refused".into()),
+                },
+                busy: false,
+                queue_len: 0,
+                ws_slow_disconnects: 0,
+            }),
+            capabilities: None,
+        }
+    }
+
+    #[test]
+    fn preflight_names_why_a_machine_is_skipped() {
+        let spec = JobSpec::from_json(&json!({"model": "llm", "prompt": "p"}), 0).unwrap();
+        let ok = preflight(&view(MachineState::Online, true, None), &spec);
+        assert_eq!((ok.status, ok.reason), (MachineRunStatus::Pending, None));
+        let down = preflight(&view(MachineState::Online, false, None), &spec);
+        assert_eq!(down.status, MachineRunStatus::Skipped);
+        assert_eq!(down.reason.as_deref(), Some("engine unreachable at http://127.0.0.1:8091: connection refused"));
+        let refused = "agent refused central's token (401)";
+        let unauth = preflight(&view(MachineState::Unauthorized, true, Some(refused)), &spec);
+        assert_eq!((unauth.status, unauth.reason.as_deref()), (MachineRunStatus::Skipped, Some(refused)));
+        let spec = JobSpec::from_json(&json!({"model": "other", "prompt": "p"}), 0).unwrap();
+        let missing = preflight(&view(MachineState::Online, true, None), &spec);
+        assert!(missing.reason.unwrap().starts_with("model other not available"));
     }
 }
