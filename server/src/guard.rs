@@ -114,6 +114,13 @@ fn media_type(ct: &str) -> String {
     ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
+/// The body length a request declares (`Content-Length`), when it declares one. A server refuses
+/// a declared length over its limit before reading any of the body: reading first would make the
+/// client upload it all, and a client still uploading may miss the refusal.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
 /// `application/json`, with parameters (`; charset=utf-8`) or a `+json` suffix type.
 pub fn is_json(ct: &str) -> bool {
     let m = media_type(ct);

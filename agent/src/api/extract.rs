@@ -20,6 +20,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // Refused on the declared length before any of the body is read.
+        if bench_server::guard::declared_length(req.headers()).is_some_and(|n| n > BODY_LIMIT_BYTES as u64) {
+            return Err(ApiError::PayloadTooLarge { limit_bytes: BODY_LIMIT_BYTES });
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit_bytes: BODY_LIMIT_BYTES }

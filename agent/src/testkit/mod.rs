@@ -5,5 +5,6 @@
 pub mod fake_ollama;
 pub mod local_engine;
 pub mod prometheus;
+pub mod raw_http;
 
 pub use local_engine::{LOCAL_MODEL, local_engine_url};

@@ -20,7 +20,8 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::middleware;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bench_server::guard;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ws", get(ws::upgrade))
         .merge(crate::pages::router())
         .fallback(not_found)
+        .layer(middleware::from_fn(refuse_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require))
         .layer(middleware::map_response(newline::json_newline))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
@@ -61,6 +63,15 @@ pub fn router(state: AppState) -> Router {
 /// `GET /health`: open to anyone (load balancers, `scripts/central status`), says nothing secret.
 async fn health() -> Json<Value> {
     Json(json!({"ok": true, "service": "bench-central", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// A body declared over [`BODY_LIMIT_BYTES`] is refused before any of it is read
+/// ([`DefaultBodyLimit`] still bounds bodies that declare no length).
+async fn refuse_oversized(req: Request, next: Next) -> Response {
+    if guard::declared_length(req.headers()).is_some_and(|n| n > BODY_LIMIT_BYTES as u64) {
+        return ApiError::PayloadTooLarge { limit_bytes: BODY_LIMIT_BYTES }.into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found(req: Request) -> ApiError {
