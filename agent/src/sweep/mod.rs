@@ -146,13 +146,14 @@ pub async fn run_sweep(
     let mut summary_rows = Vec::new();
     let mut load_time_rows = Vec::new();
     let mut cell_times_s = 0.0;
+    let requests: Vec<u32> =
+        cells.iter().map(|(_, _, par)| runner.spec.warmup + runner.spec.runs.saturating_mul(*par)).collect();
     for (index, (model, ctx, par)) in cells.iter().enumerate() {
         if runner.cancel.is_cancelled() {
             return Err(SweepError::Cancelled);
         }
-        let mean_done_cell_s = (index > 0).then(|| cell_times_s / index as f64);
-        let cell =
-            Cell { model: model.clone(), ctx: *ctx, par: *par, index, cells_total: cells.len(), mean_done_cell_s };
+        let eta = progress::EtaBasis::for_cell(&requests, index, cell_times_s);
+        let cell = Cell { model: model.clone(), ctx: *ctx, par: *par, index, cells_total: cells.len(), eta };
         let cell_started = std::time::Instant::now();
         let (summary, load) = runner.run_cell(&mut csvs, &cell).await?;
         cell_times_s += cell_started.elapsed().as_secs_f64();

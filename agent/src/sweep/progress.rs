@@ -46,25 +46,55 @@ struct State {
 }
 
 /// What the sweep ETA of a cell's updates is built from.
+///
+/// Cells differ in work: a cell runs `warmup + runs × par` requests, so a parallel-4 cell takes
+/// about four times a parallel-1 cell. Time is therefore projected per request measured in the
+/// cells finished so far, not per cell (a mean cell time made the last, biggest cell read
+/// `~0m00s` while a whole cell was left).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EtaBasis {
-    /// Mean wall time of the cells finished so far (`None` before the first one).
-    pub mean_done_cell_s: Option<f64>,
-    /// Cells still to run after this one.
-    pub cells_after: usize,
+    /// Wall seconds per request over the cells finished so far (`None` before the first one).
+    pub s_per_request: Option<f64>,
+    /// Requests this cell runs (warm-ups included).
+    pub requests_here: u32,
+    /// Requests of the cells still to run after this one.
+    pub requests_after: u32,
 }
 
 impl EtaBasis {
+    /// The basis of cell `index` of a sweep whose cells run `requests[i]` requests each, after
+    /// `done_s` wall seconds spent on the cells before it.
+    pub fn for_cell(requests: &[u32], index: usize, done_s: f64) -> EtaBasis {
+        let before: u32 = requests[..index].iter().sum();
+        EtaBasis {
+            s_per_request: (before > 0).then(|| done_s / f64::from(before)),
+            requests_here: requests[index],
+            requests_after: requests[index + 1..].iter().sum(),
+        }
+    }
+
     /// Seconds until the sweep is done, given this cell's elapsed time and its own ETA.
     ///
-    /// This cell's remaining time is its per-request ETA when there is one, else the mean cell
-    /// time minus what it has used (never below 0); each later cell counts one mean cell time,
-    /// or, before any cell finished, this cell's projected time (elapsed + remaining).
+    /// This cell's remaining time is its per-request ETA when there is one, else its requests ×
+    /// the measured seconds per request minus what it has used — never less than one request's
+    /// time while the cell is not done (it is late, not finished). Later cells count their
+    /// requests × seconds per request, or, before any cell finished, at this cell's projected
+    /// rate ((elapsed + remaining) ÷ its requests).
     pub fn sweep_eta_s(&self, elapsed_s: f64, cell_eta_s: Option<f64>, done: bool) -> Option<f64> {
-        let remaining =
-            if done { Some(0.0) } else { cell_eta_s.or(self.mean_done_cell_s.map(|m| (m - elapsed_s).max(0.0))) }?;
-        let per_cell = self.mean_done_cell_s.unwrap_or(elapsed_s + remaining);
-        Some(remaining + per_cell * self.cells_after as f64)
+        let remaining = if done {
+            0.0
+        } else {
+            match (cell_eta_s, self.s_per_request) {
+                (Some(eta), _) => eta,
+                (None, Some(per)) => (per * f64::from(self.requests_here) - elapsed_s).max(per),
+                (None, None) => return None,
+            }
+        };
+        let per_request = match self.s_per_request {
+            Some(per) => per,
+            None => (elapsed_s + remaining) / f64::from(self.requests_here.max(1)),
+        };
+        Some(remaining + per_request * f64::from(self.requests_after))
     }
 }
 
@@ -181,25 +211,33 @@ mod tests {
     use super::EtaBasis;
 
     #[test]
-    fn sweep_eta_counts_the_cells_left_even_before_this_cell_has_an_eta() {
-        // The case: one cell done in 40 s, the last cell warming up (no own ETA yet).
-        let last = EtaBasis { mean_done_cell_s: Some(40.0), cells_after: 0 };
+    fn sweep_eta_counts_the_requests_left_even_before_this_cell_has_an_eta() {
+        // Cells of 5, 5, 10 requests; the first two took 40 s (4 s per request); the last is
+        // warming up (no own ETA yet) after 10 s: 10 × 4 − 10 = 30 s left.
+        let last = EtaBasis::for_cell(&[5, 5, 10], 2, 40.0);
+        assert_eq!(last, EtaBasis { s_per_request: Some(4.0), requests_here: 10, requests_after: 0 });
         assert_eq!(last.sweep_eta_s(10.0, None, false), Some(30.0));
-        // Two more cells after this one: 30 s left here + 2 × 40 s.
-        let mid = EtaBasis { mean_done_cell_s: Some(40.0), cells_after: 2 };
-        assert_eq!(mid.sweep_eta_s(10.0, None, false), Some(110.0));
-        // The cell's own per-request ETA wins over the mean.
-        assert_eq!(mid.sweep_eta_s(10.0, Some(5.0), false), Some(85.0));
-        // Over the mean and no own ETA yet: 0 for this cell, the later cells still count.
-        assert_eq!(mid.sweep_eta_s(50.0, None, false), Some(80.0));
+        // A parallel cell after this one counts its own requests: 10 × 4 − 10 + 10 × 4.
+        let mid = EtaBasis::for_cell(&[5, 10, 10], 1, 20.0);
+        assert_eq!(mid.sweep_eta_s(10.0, None, false), Some(70.0));
+        // The cell's own per-request ETA wins over the projection.
+        assert_eq!(mid.sweep_eta_s(10.0, Some(5.0), false), Some(45.0));
         // A finished cell leaves only the later ones.
-        assert_eq!(mid.sweep_eta_s(45.0, None, true), Some(80.0));
+        assert_eq!(mid.sweep_eta_s(45.0, None, true), Some(40.0));
     }
 
     #[test]
-    fn before_any_cell_finished_this_cells_projection_is_the_cell_time() {
-        let first = EtaBasis { mean_done_cell_s: None, cells_after: 3 };
+    fn a_late_cell_never_reads_as_finished() {
+        // Projected 40 s, already 55 s in, no own ETA: at least one request (4 s) is left, not 0.
+        let last = EtaBasis::for_cell(&[5, 10], 1, 20.0);
+        assert_eq!(last.sweep_eta_s(55.0, None, false), Some(4.0));
+    }
+
+    #[test]
+    fn before_any_cell_finished_this_cells_projection_sets_the_rate() {
+        let first = EtaBasis::for_cell(&[5, 5, 10, 10], 0, 0.0);
         assert_eq!(first.sweep_eta_s(10.0, None, false), None, "nothing measured yet");
-        assert_eq!(first.sweep_eta_s(10.0, Some(20.0), false), Some(20.0 + 30.0 * 3.0));
+        // 10 s used + 20 s left for 5 requests = 6 s per request; 25 requests after this cell.
+        assert_eq!(first.sweep_eta_s(10.0, Some(20.0), false), Some(20.0 + 6.0 * 25.0));
     }
 }

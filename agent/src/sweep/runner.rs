@@ -38,8 +38,8 @@ pub struct Cell {
     pub par: u32,
     pub index: usize,
     pub cells_total: usize,
-    /// Mean wall time of the cells finished before this one (for the sweep ETA).
-    pub mean_done_cell_s: Option<f64>,
+    /// What the sweep ETA is projected from.
+    pub eta: EtaBasis,
 }
 
 /// What the cells share.
@@ -122,10 +122,7 @@ impl Runner {
             runs: spec.runs,
             target_prompt_tokens: target,
         };
-        let basis = EtaBasis {
-            mean_done_cell_s: cell.mean_done_cell_s,
-            cells_after: cell.cells_total.saturating_sub(cell.index + 1),
-        };
+        let basis = cell.eta;
         let tracker = Tracker::with_basis(
             SweepProgress {
                 model: cell.model.clone(),
