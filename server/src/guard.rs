@@ -93,13 +93,15 @@ pub fn check(policy: &Policy, method: &Method, path: &str, headers: &HeaderMap) 
     Ok(())
 }
 
-/// `{"error", "field"}` with `status`: the shape every bench-race error has.
+/// `{"error", "field"}` with `status`: the shape every bench-race error has, newline-terminated
+/// like every other JSON answer (these are made outside the apps' newline layer).
 pub fn error_response(status: StatusCode, error: &str, field: Option<&str>) -> Response {
     let mut body = serde_json::json!({ "error": error });
     if let Some(f) = field {
         body["field"] = f.into();
     }
-    (status, axum::Json(body)).into_response()
+    let text = format!("{body}\n");
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {

@@ -95,6 +95,10 @@ async fn every_json_answer_ends_with_a_newline() {
     for path in ["/health", "/capabilities", "/jobs", &format!("/jobs/{job_id}"), "/no-such-route"] {
         answers.push((format!("GET {path}"), agent.get(path).await));
     }
+    // Refusals made before routing (the guard layer) end with a newline too.
+    let plain = agent.client.post(agent.url("/jobs")).header("content-type", "text/plain").body("{}").send().await;
+    answers.push(("POST /jobs text/plain (415)".to_owned(), plain.unwrap()));
+    answers.push(("PUT /jobs (405)".to_owned(), agent.client.put(agent.url("/jobs")).send().await.unwrap()));
     for (what, resp) in answers {
         let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(ctype.starts_with("application/json"), "{what}: {ctype}");

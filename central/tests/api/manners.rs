@@ -70,4 +70,14 @@ async fn every_json_answer_ends_with_a_newline() {
         assert!(text.ends_with("}\n") || text.ends_with("]\n"), "{path}: {text:?}");
         serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
     }
+    // Refusals made before routing (the guard layer) end with a newline too.
+    let plain = central.client.post(central.url("/api/runs")).header("content-type", "text/plain").body("{}");
+    let put = central.client.put(central.url("/api/runs"));
+    for (what, want, req) in [("text/plain POST", 415, plain), ("PUT", 405, put)] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{what}");
+        let text = resp.text().await.unwrap();
+        assert!(text.ends_with("}\n"), "{what}: {text:?}");
+        serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+    }
 }
