@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use bench_shared::compare::{self, Comparison, MachineInput, Metric};
 use bench_shared::event::JobDone;
 use bench_shared::job::JobSpec;
-use bench_shared::run::{MACHINE_STATUS, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks};
+use bench_shared::run::{
+    MACHINE_STATUS, MachineRecord, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -152,19 +154,7 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
             s.finish_order = o.finish_order;
             s.events = o.events;
             if let Some(Ok(d)) = done {
-                inputs.push(MachineInput {
-                    machine_id: rec.machine_id.clone(),
-                    label: rec.label.clone(),
-                    engine: Some(d.engine),
-                    fallback_reason: d.fallback_reason,
-                    model: Some(d.model),
-                    hostname: rec.hardware.as_ref().and_then(|h| h.hostname.clone()),
-                    engine_base_url: rec.engine.as_ref().map(|e| e.base_url.clone()),
-                    requests: d.requests,
-                    context_length: d.context_length,
-                    start_lag_ms: o.start_lag_ms,
-                    output_text: Some(d.output_text),
-                });
+                inputs.push(machine_input(rec, o, d));
             }
             s
         })
@@ -189,6 +179,64 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
         comparison,
         machines,
     }
+}
+
+/// What the comparison needs of a machine that completed, from its record and `job_done`.
+fn machine_input(rec: &MachineRecord, o: &Outcome, d: JobDone) -> MachineInput {
+    MachineInput {
+        machine_id: rec.machine_id.clone(),
+        label: rec.label.clone(),
+        engine: Some(d.engine),
+        fallback_reason: d.fallback_reason,
+        model: Some(d.model),
+        hostname: rec.hardware.as_ref().and_then(|h| h.hostname.clone()),
+        engine_base_url: rec.engine.as_ref().map(|e| e.base_url.clone()),
+        requests: d.requests,
+        context_length: d.context_length,
+        start_lag_ms: o.start_lag_ms,
+        output_text: Some(d.output_text),
+    }
+}
+
+/// A stored `llm_generate` run as the cross-run comparison needs it: its settings and, per
+/// machine, the same warm figures its own verdict used (or why it has none). `None` for a sweep.
+pub fn run_input(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> Option<compare::RunInput> {
+    let JobSpec::LlmGenerate(g) = &meta.spec else { return None };
+    let settings = compare::RunSettings {
+        model: Some(g.model.clone()),
+        prompt: Some(g.prompt.clone()),
+        max_tokens: Some(g.max_tokens),
+        temperature: Some(g.temperature),
+        num_ctx: Some(g.num_ctx),
+        stream: Some(g.stream),
+        cache_bust: Some(g.prompt_nonce.is_some()),
+        cold: Some(g.cold),
+    };
+    let empty = Outcome::default();
+    let machines = meta
+        .machines
+        .iter()
+        .map(|rec| {
+            let o = outcomes.get(&rec.machine_id).unwrap_or(&empty);
+            let input = match (&o.done, rec.status) {
+                (Some(done), MachineRunStatus::Complete) => serde_json::from_value::<JobDone>(done.clone())
+                    .map(|d| machine_input(rec, o, d))
+                    .map_err(|e| format!("job_done payload not readable: {e}")),
+                (None, MachineRunStatus::Complete) => Err("complete, but no job_done event is stored".into()),
+                (_, status) => Err(match &rec.reason {
+                    Some(r) => format!("{}: {r}", status.as_str()),
+                    None => status.as_str().to_owned(),
+                }),
+            };
+            compare::RunMachine {
+                machine_id: rec.machine_id.clone(),
+                label: rec.label.clone(),
+                engine_version: rec.engine.as_ref().and_then(|e| e.version.clone()),
+                input,
+            }
+        })
+        .collect();
+    Some(compare::RunInput { run_id: meta.run_id.clone(), settings, machines })
 }
 
 /// Each machine's warm mean of `rank_by`, from the comparison.
