@@ -52,9 +52,13 @@ fn parse(q: &HashMap<String, String>) -> Result<CompareQuery, ApiError> {
     };
     let min_effect_pct = match q.get("min_effect_pct").map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => DEFAULT_MIN_EFFECT_PCT,
-        Some(v) => v.parse::<f64>().ok().filter(|x| x.is_finite() && (0.0..=MAX_MIN_EFFECT_PCT).contains(x)).ok_or_else(
-            || ApiError::bad("min_effect_pct", format!("must be a number from 0 to {MAX_MIN_EFFECT_PCT}, got {v:?}")),
-        )?,
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && (0.0..=MAX_MIN_EFFECT_PCT).contains(x))
+            .ok_or_else(|| {
+                ApiError::bad("min_effect_pct", format!("must be a number from 0 to {MAX_MIN_EFFECT_PCT}, got {v:?}"))
+            })?,
     };
     let machine = q.get("machine").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     Ok(CompareQuery { a, b, settings: AcrossSettings { metric, min_effect_pct }, machine })
