@@ -331,7 +331,7 @@
     const warnings = [...(c.warnings || []), ...(c.machines || []).flatMap((m) => m.warnings || [])];
     const only = (list, run) => (list && list.length
       ? el("p", { class: "hint", text: `Only in run ${run}: ${list.map((m) => m.label || m.machine_id).join(", ")}` }) : null);
-    BR.clear(cmpEl).append(
+    BR.clear(cmpEl).append(...[
       el("div", { class: "panel-head" },
         el("h2", { text: "Run against baseline" }), select,
         el("a", { class: "chip", id: "compare-link", href: location.pathname + location.search, text: "share link",
@@ -342,7 +342,8 @@
       (c.machines || []).length ? table : el("p", { class: "hint", text: "No machine ran in both runs." }),
       only(c.only_in_a, "A"), only(c.only_in_b, "B"),
       warnings.length ? el("ul", { class: "verdict-list", id: "compare-warnings" },
-        warnings.map((w) => el("li", { text: `${w.kind}${w.machine_id ? ` (${w.machine_id})` : ""}: ${w.detail}` }))) : null);
+        warnings.map((w) => el("li", { text: `${w.kind}${w.machine_id ? ` (${w.machine_id})` : ""}: ${w.detail}` }))) : null,
+    ].filter(Boolean));
   }
 
   async function del(runId) {

@@ -227,6 +227,7 @@ async fn history_compare(b: &Browser, runs: &TwoRuns) -> Result<()> {
     ensure!(parts[2] == 0, "the label's markup must be text: {rendered}");
     let panel = parts[3].as_str().context("panel")?;
     ensure!(panel.contains("Only in run A: old label") && panel.contains("Only in run B: new label"), "{panel}");
+    ensure!(!panel.contains("null") && !panel.contains("undefined"), "{panel}");
     b.wait_for(
         "run B open",
         &format!("return document.querySelector('#run-head h2')?.textContent === 'Run {run_b}'"),
