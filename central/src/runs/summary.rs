@@ -274,4 +274,55 @@ mod tests {
         assert_eq!(o["b"].reason.as_deref(), Some("timeout: slow"));
         assert_eq!(o["b"].finish_order, Some(1));
     }
+
+    fn record(id: &str, status: MachineRunStatus, reason: Option<&str>) -> bench_shared::run::MachineRecord {
+        serde_json::from_value(json!({"machine_id": id, "label": format!("{id} box"), "agent_base_url": "http://x",
+                                      "status": status, "reason": reason}))
+        .unwrap()
+    }
+
+    fn meta(spec: Value, machines: Vec<bench_shared::run::MachineRecord>) -> RunMetadata {
+        let spec = JobSpec::from_json(&spec, 0).unwrap();
+        RunMetadata {
+            run_id: "2026-01-02_030405_abcdef".into(),
+            test_type: spec.test_type(),
+            models: spec.models(),
+            prompt: None,
+            spec,
+            status: bench_shared::run::RunStatus::Partial,
+            reason: None,
+            started_at: String::new(),
+            started_at_s: 0.0,
+            ended_at: None,
+            ended_at_s: None,
+            machines,
+        }
+    }
+
+    #[test]
+    fn run_input_says_why_a_machine_has_no_figures_and_skips_sweeps() {
+        let m = meta(
+            json!({"model": "m", "prompt": "p", "max_tokens": 8, "num_ctx": 512}),
+            vec![
+                record("ok", MachineRunStatus::Complete, None),
+                record("bad", MachineRunStatus::Error, Some("timeout: slow")),
+                record("torn", MachineRunStatus::Complete, None),
+            ],
+        );
+        let mut outcomes = HashMap::new();
+        outcomes.insert("torn".to_owned(), Outcome { done: Some(json!({"gen_tokens": "many"})), ..Default::default() });
+        let input = run_input(&m, &outcomes).unwrap();
+        assert_eq!(input.settings.max_tokens, Some(8));
+        assert_eq!(input.settings.num_ctx, Some(512));
+        assert_eq!(input.settings.prompt.as_deref(), Some("p"));
+        let why: Vec<String> = input.machines.iter().map(|x| x.input.clone().unwrap_err()).collect();
+        assert_eq!(why[0], "complete, but no job_done event is stored");
+        assert_eq!(why[1], "error: timeout: slow");
+        assert!(why[2].starts_with("job_done payload not readable"), "{}", why[2]);
+        let sweep = meta(
+            json!({"test_type": "llm_sweep", "models": ["m"], "ctx": 512}),
+            vec![record("ok", MachineRunStatus::Complete, None)],
+        );
+        assert!(run_input(&sweep, &HashMap::new()).is_none());
+    }
 }
