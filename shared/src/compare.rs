@@ -16,6 +16,7 @@
 //! - A difference is `significant` when that interval excludes 0, |diff_pct| ≥ `min_effect_pct`,
 //!   both machines have ≥ [`MIN_REPEATS`] warm repeats and no fairness warning affects the metric.
 
+mod across;
 mod fairness;
 mod outputs;
 pub mod stats;
@@ -27,6 +28,10 @@ use crate::engine::EngineKind;
 use crate::metrics::RequestMetrics;
 use stats::Sample;
 
+pub use across::{
+    AcrossSettings, ChangeStatus, MachineChange, MachineRef, RunInput, RunMachine, RunSettings, RunsComparison,
+    compare_runs, unit,
+};
 pub use fairness::{Warning, WarningKind};
 pub use outputs::{Divergence, Outputs};
 pub use verdict::Verdict;

@@ -3,14 +3,16 @@
 // via `?run_id=`) re-rendered from its stored files: metadata/summary from `GET /api/runs/{id}`,
 // text and live curves from the replayed `events.ndjson`. A run can be pinned as the baseline —
 // `?baseline=RUN` in the URL, a link anyone can share — to see per-machine deltas of TTFT, tok/s
-// and total time on every other run.
+// and total time on every other run. With a baseline pinned, "Compare with baseline" on another
+// run adds `?compare=RUN`: the statistical comparison of each machine across the two runs
+// (`GET /api/compare`), again a link — reloading or sharing it shows the same comparison.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const PAGE = 20;
   const FILTERS = ["model", "machine", "engine_version", "status", "since"];
-  const listEl = $("runs-list"), head = $("run-head"), empty = $("run-empty");
+  const listEl = $("runs-list"), head = $("run-head"), empty = $("run-empty"), cmpEl = $("run-compare");
   const view = new RunView({ cardsEl: $("cards"), comparisonEl: $("comparison") });
   let offset = 0, total = 0, openId = null;
   /** The baseline run's per-machine figures, loaded from `?baseline=` (null: none). */
@@ -26,8 +28,10 @@
     }
     const qs = p.toString();
     history.replaceState(null, "", `/history${qs ? `?${qs}` : ""}`);
-    const link = $("baseline-link");
-    if (link) link.href = location.pathname + location.search;
+    for (const id of ["baseline-link", "compare-link"]) {
+      const link = $(id);
+      if (link) link.href = location.pathname + location.search;
+    }
   }
 
   function baseline() { return base; }
@@ -108,7 +112,7 @@
     info.appendChild(BR.el("a", { id: "baseline-link", class: "chip", href: location.pathname + location.search, text: "share link",
       title: "This page's address carries the baseline: anyone opening it sees the same comparison" }));
     info.appendChild(BR.el("button", { type: "button", class: "chip", text: "unpin",
-      on: { click: () => { setParams({ baseline: null }); base = null; refreshOpen(); } } }));
+      on: { click: () => { setParams({ baseline: null, compare: null }); base = null; showCompare(); refreshOpen(); } } }));
   }
 
   async function openRun(runId) {
@@ -174,6 +178,10 @@
       el("a", { class: "chip", href: `/api/runs/${enc}/export.json`, download: `${runId}.json`, text: "Export JSON" }),
       md.test_type === "llm_sweep" ? null
         : el("button", { type: "button", class: "chip", id: "pin", text: "Pin as baseline", on: { click: () => pin(runId) } }),
+      md.test_type === "llm_sweep" || !params().get("baseline") || params().get("baseline") === runId ? null
+        : el("button", { type: "button", class: "chip", id: "compare-baseline", text: "Compare with baseline",
+          title: "Each machine of this run against the same machine in the baseline run: change, 95% interval, verdict",
+          on: { click: () => compareWith(runId) } }),
       el("button", { type: "button", class: "chip danger", id: "delete", text: "Delete", on: { click: () => del(runId) } }));
     if (md.test_type === "llm_sweep") {
       actions.prepend(el("a", { class: "chip", href: `/sweep?run_id=${enc}`, text: "Open sweep charts" }));
@@ -220,7 +228,8 @@
 
   /** Makes the open run the baseline: `?baseline=` in the address, so the link can be shared. */
   async function pin(runId) {
-    setParams({ baseline: runId });
+    setParams(params().get("compare") === runId ? { baseline: runId, compare: null } : { baseline: runId });
+    showCompare();
     await loadBaseline();
     refreshOpen();
   }
@@ -257,6 +266,86 @@
     }
   }
 
+  const CHANGE_METRICS = [...Object.keys(RANK_METRICS), "tokens_per_j"];
+
+  /** Shows run `runId` against the baseline: `?compare=` joins `?baseline=` in the address. */
+  function compareWith(runId) {
+    setParams({ compare: runId });
+    showCompare();
+  }
+
+  function closeButton() {
+    return BR.el("button", { type: "button", class: "chip", id: "compare-close", text: "close",
+      on: { click: () => { setParams({ compare: null, metric: null }); showCompare(); } } });
+  }
+
+  /** Fetches and renders `GET /api/compare?a=BASELINE&b=COMPARE` (hidden unless both are set). */
+  async function showCompare() {
+    const p = params(), a = p.get("baseline"), b = p.get("compare");
+    if (!a || !b) { BR.clear(cmpEl); cmpEl.hidden = true; return; }
+    const metric = p.get("metric") || "decode_tok_s";
+    cmpEl.hidden = false;
+    BR.clear(cmpEl).appendChild(BR.el("span", { class: "hint", text: `Comparing ${b} with the baseline ${a}…` }));
+    let c;
+    try {
+      c = await BR.api(`/api/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}&metric=${encodeURIComponent(metric)}`);
+    } catch (e) {
+      const now = params();
+      if (now.get("baseline") !== a || now.get("compare") !== b) return;
+      BR.clear(cmpEl).append(BR.el("div", { class: "panel-head" }, BR.el("h2", { text: "Run against baseline" }), closeButton()),
+        BR.el("div", { class: "notice error", id: "compare-error", text: `Could not compare ${b} with ${a}: ${e.message}` }));
+      return;
+    }
+    // The address may have moved on while this was loading: show only the pair it names now.
+    const now = params();
+    if (now.get("baseline") !== a || now.get("compare") !== b || (now.get("metric") || "decode_tok_s") !== metric) return;
+    renderCompare(c);
+  }
+
+  function renderCompare(c) {
+    const { el } = BR;
+    const pctText = (v) => (BR.num(v) === null ? "–" : `${v > 0 ? "+" : v < 0 ? "−" : "±"}${BR.fmt(Math.abs(v), 1)}%`);
+    const level = `${BR.fmt(100 * c.confidence, c.confidence === 0.95 ? 0 : 1)}%`;
+    const select = el("select", { id: "compare-metric", "aria-label": "metric",
+      on: { change: (e) => { setParams({ metric: e.target.value === "decode_tok_s" ? null : e.target.value }); showCompare(); } } },
+      CHANGE_METRICS.map((m) => el("option", { value: m, text: (RANK_METRICS[m] || { label: "tokens per joule" }).label })));
+    select.value = c.metric;
+    const table = el("table", { id: "compare-table" },
+      el("thead", {}, el("tr", {}, ["Machine", "Verdict", "Change (B vs A)", `${level} CI`, "Means A → B", "Repeats", "Summary"]
+        .map((h) => el("th", { text: h })))));
+    const tbody = el("tbody");
+    for (const m of c.machines || []) {
+      const ci = BR.num(m.ci95_low_pct) === null ? "–" : `${pctText(m.ci95_low_pct)} … ${pctText(m.ci95_high_pct)}`;
+      const means = BR.num(m.mean_a) === null || BR.num(m.mean_b) === null ? "–"
+        : `${BR.fmt(m.mean_a, 1)} → ${BR.fmt(m.mean_b, 1)} ${m.unit}`;
+      tbody.appendChild(el("tr", { dataset: { machine: m.machine_id, status: m.status } },
+        el("td", { text: m.label || m.machine_id }),
+        el("td", {}, el("span", { class: `change-status ${m.status}`, text: m.status, title: m.reason || "" })),
+        el("td", { text: pctText(m.diff_pct) }),
+        el("td", { text: ci }),
+        el("td", { text: means }),
+        el("td", { text: `${m.n_a} / ${m.n_b}` }),
+        el("td", { class: "change-text", text: m.text })));
+    }
+    table.appendChild(tbody);
+    const warnings = [...(c.warnings || []), ...(c.machines || []).flatMap((m) => m.warnings || [])];
+    const only = (list, run) => (list && list.length
+      ? el("p", { class: "hint", text: `Only in run ${run}: ${list.map((m) => m.label || m.machine_id).join(", ")}` }) : null);
+    BR.clear(cmpEl).append(...[
+      el("div", { class: "panel-head" },
+        el("h2", { text: "Run against baseline" }), select,
+        el("a", { class: "chip", id: "compare-link", href: location.pathname + location.search, text: "share link",
+          title: "This address names both runs: anyone opening it sees this comparison" }),
+        closeButton()),
+      el("p", { class: "hint", text: `Run A (baseline) ${c.a} → run B ${c.b}: ${c.higher_is_better ? "higher" : "lower"} ${c.unit} is better; `
+        + `warm repeats, Welch's ${level} interval per machine, minimum effect ±${BR.fmt(c.min_effect_pct, 1)}%.` }),
+      (c.machines || []).length ? table : el("p", { class: "hint", text: "No machine ran in both runs." }),
+      only(c.only_in_a, "A"), only(c.only_in_b, "B"),
+      warnings.length ? el("ul", { class: "verdict-list", id: "compare-warnings" },
+        warnings.map((w) => el("li", { text: `${w.kind}${w.machine_id ? ` (${w.machine_id})` : ""}: ${w.detail}` }))) : null,
+    ].filter(Boolean));
+  }
+
   async function del(runId) {
     if (!confirm(`Delete run ${runId} and its stored files?`)) return;
     try {
@@ -267,6 +356,7 @@
     }
     const b = baseline();
     if (b && b.run_id === runId) { base = null; setParams({ baseline: null }); }
+    if ([params().get("baseline"), params().get("compare")].includes(runId)) { setParams({ compare: null }); showCompare(); }
     openId = null;
     setParams({ run_id: null });
     head.hidden = true;
@@ -303,7 +393,9 @@
   });
   loadBaseline().then(() => {
     loadList();
-    const q = params().get("run_id");
+    // `?baseline=A&compare=B` alone opens run B under the comparison.
+    const q = params().get("run_id") || params().get("compare");
     if (q) openRun(q);
+    showCompare();
   });
 })();

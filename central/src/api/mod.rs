@@ -1,6 +1,7 @@
 //! HTTP API: REST under `/api`, the browser WebSocket at `/api/ws`, pages merged from
 //! [`crate::pages`]. One error type, [`ApiError`], turns every failure into a JSON body.
 
+mod compare;
 mod error;
 mod export;
 mod filters;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{run_id}/events", get(runs::events))
         .route("/api/runs/{run_id}/export.csv", get(export::csv))
         .route("/api/runs/{run_id}/export.json", get(export::json))
+        .route("/api/compare", get(compare::runs))
         .route("/api/ws", get(ws::upgrade))
         .merge(crate::pages::router())
         .fallback(not_found)

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use bench_shared::compare::{self, Comparison, MachineInput, Metric};
 use bench_shared::event::JobDone;
 use bench_shared::job::JobSpec;
-use bench_shared::run::{MACHINE_STATUS, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks};
+use bench_shared::run::{
+    MACHINE_STATUS, MachineRecord, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -152,19 +154,7 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
             s.finish_order = o.finish_order;
             s.events = o.events;
             if let Some(Ok(d)) = done {
-                inputs.push(MachineInput {
-                    machine_id: rec.machine_id.clone(),
-                    label: rec.label.clone(),
-                    engine: Some(d.engine),
-                    fallback_reason: d.fallback_reason,
-                    model: Some(d.model),
-                    hostname: rec.hardware.as_ref().and_then(|h| h.hostname.clone()),
-                    engine_base_url: rec.engine.as_ref().map(|e| e.base_url.clone()),
-                    requests: d.requests,
-                    context_length: d.context_length,
-                    start_lag_ms: o.start_lag_ms,
-                    output_text: Some(d.output_text),
-                });
+                inputs.push(machine_input(rec, o, d));
             }
             s
         })
@@ -189,6 +179,64 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
         comparison,
         machines,
     }
+}
+
+/// What the comparison needs of a machine that completed, from its record and `job_done`.
+fn machine_input(rec: &MachineRecord, o: &Outcome, d: JobDone) -> MachineInput {
+    MachineInput {
+        machine_id: rec.machine_id.clone(),
+        label: rec.label.clone(),
+        engine: Some(d.engine),
+        fallback_reason: d.fallback_reason,
+        model: Some(d.model),
+        hostname: rec.hardware.as_ref().and_then(|h| h.hostname.clone()),
+        engine_base_url: rec.engine.as_ref().map(|e| e.base_url.clone()),
+        requests: d.requests,
+        context_length: d.context_length,
+        start_lag_ms: o.start_lag_ms,
+        output_text: Some(d.output_text),
+    }
+}
+
+/// A stored `llm_generate` run as the cross-run comparison needs it: its settings and, per
+/// machine, the same warm figures its own verdict used (or why it has none). `None` for a sweep.
+pub fn run_input(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> Option<compare::RunInput> {
+    let JobSpec::LlmGenerate(g) = &meta.spec else { return None };
+    let settings = compare::RunSettings {
+        model: Some(g.model.clone()),
+        prompt: Some(g.prompt.clone()),
+        max_tokens: Some(g.max_tokens),
+        temperature: Some(g.temperature),
+        num_ctx: Some(g.num_ctx),
+        stream: Some(g.stream),
+        cache_bust: Some(g.prompt_nonce.is_some()),
+        cold: Some(g.cold),
+    };
+    let empty = Outcome::default();
+    let machines = meta
+        .machines
+        .iter()
+        .map(|rec| {
+            let o = outcomes.get(&rec.machine_id).unwrap_or(&empty);
+            let input = match (&o.done, rec.status) {
+                (Some(done), MachineRunStatus::Complete) => serde_json::from_value::<JobDone>(done.clone())
+                    .map(|d| machine_input(rec, o, d))
+                    .map_err(|e| format!("job_done payload not readable: {e}")),
+                (None, MachineRunStatus::Complete) => Err("complete, but no job_done event is stored".into()),
+                (_, status) => Err(match &rec.reason {
+                    Some(r) => format!("{}: {r}", status.as_str()),
+                    None => status.as_str().to_owned(),
+                }),
+            };
+            compare::RunMachine {
+                machine_id: rec.machine_id.clone(),
+                label: rec.label.clone(),
+                engine_version: rec.engine.as_ref().and_then(|e| e.version.clone()),
+                input,
+            }
+        })
+        .collect();
+    Some(compare::RunInput { run_id: meta.run_id.clone(), settings, machines })
 }
 
 /// Each machine's warm mean of `rank_by`, from the comparison.
@@ -225,5 +273,56 @@ mod tests {
         assert_eq!(o["b"].status, Some(MachineRunStatus::Error));
         assert_eq!(o["b"].reason.as_deref(), Some("timeout: slow"));
         assert_eq!(o["b"].finish_order, Some(1));
+    }
+
+    fn record(id: &str, status: MachineRunStatus, reason: Option<&str>) -> bench_shared::run::MachineRecord {
+        serde_json::from_value(json!({"machine_id": id, "label": format!("{id} box"), "agent_base_url": "http://x",
+                                      "status": status, "reason": reason}))
+        .unwrap()
+    }
+
+    fn meta(spec: Value, machines: Vec<bench_shared::run::MachineRecord>) -> RunMetadata {
+        let spec = JobSpec::from_json(&spec, 0).unwrap();
+        RunMetadata {
+            run_id: "2026-01-02_030405_abcdef".into(),
+            test_type: spec.test_type(),
+            models: spec.models(),
+            prompt: None,
+            spec,
+            status: bench_shared::run::RunStatus::Partial,
+            reason: None,
+            started_at: String::new(),
+            started_at_s: 0.0,
+            ended_at: None,
+            ended_at_s: None,
+            machines,
+        }
+    }
+
+    #[test]
+    fn run_input_says_why_a_machine_has_no_figures_and_skips_sweeps() {
+        let m = meta(
+            json!({"model": "m", "prompt": "p", "max_tokens": 8, "num_ctx": 512}),
+            vec![
+                record("ok", MachineRunStatus::Complete, None),
+                record("bad", MachineRunStatus::Error, Some("timeout: slow")),
+                record("torn", MachineRunStatus::Complete, None),
+            ],
+        );
+        let mut outcomes = HashMap::new();
+        outcomes.insert("torn".to_owned(), Outcome { done: Some(json!({"gen_tokens": "many"})), ..Default::default() });
+        let input = run_input(&m, &outcomes).unwrap();
+        assert_eq!(input.settings.max_tokens, Some(8));
+        assert_eq!(input.settings.num_ctx, Some(512));
+        assert_eq!(input.settings.prompt.as_deref(), Some("p"));
+        let why: Vec<String> = input.machines.iter().map(|x| x.input.clone().unwrap_err()).collect();
+        assert_eq!(why[0], "complete, but no job_done event is stored");
+        assert_eq!(why[1], "error: timeout: slow");
+        assert!(why[2].starts_with("job_done payload not readable"), "{}", why[2]);
+        let sweep = meta(
+            json!({"test_type": "llm_sweep", "models": ["m"], "ctx": 512}),
+            vec![record("ok", MachineRunStatus::Complete, None)],
+        );
+        assert!(run_input(&sweep, &HashMap::new()).is_none());
     }
 }

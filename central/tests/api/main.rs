@@ -5,6 +5,7 @@
 //! WebSocket, or streams a sweep).
 
 mod browser;
+mod compare_runs;
 mod comparison;
 mod config_file;
 mod disk;

@@ -141,6 +141,8 @@ async fn bad_inputs_are_4xx_naming_the_problem() {
         ),
         ("basic auth", get.clone(), "/api/runs", vec![("authorization", "Basic dG9r")], String::new(), 401, "Bearer"),
         ("token in query", get.clone(), "/api/runs?token=tok", vec![], String::new(), 401, "Authorization"),
+        ("compare without token", get.clone(), "/api/compare?b=x", vec![], String::new(), 401, "Authorization"),
+        ("compare with token", get.clone(), "/api/compare?b=x", vec![auth], String::new(), 400, "a: required"),
         ("no content type", post.clone(), "/api/runs", vec![auth], run.clone(), 415, "Content-Type"),
         (
             "text/plain",

@@ -1,0 +1,143 @@
+//! `GET /api/compare?a=RUN&b=RUN[&metric=&machine=&min_effect_pct=]`: each machine of both runs,
+//! run B against run A, with the race verdict's statistics ([`bench_shared::compare::compare_runs`])
+//! over the warm figures stored in each run's events.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use bench_shared::compare::{self, AcrossSettings, DEFAULT_MIN_EFFECT_PCT, Metric, RunInput, RunsComparison};
+use bench_shared::job::MAX_MIN_EFFECT_PCT;
+use bench_shared::run::RunStatus;
+use serde_json::json;
+
+use super::ApiError;
+use crate::AppState;
+use crate::runs::summary::{outcomes_from_events, run_input};
+use crate::store::{Store, valid_run_id};
+
+const KNOWN: [&str; 5] = ["a", "b", "metric", "machine", "min_effect_pct"];
+
+/// The parsed query.
+#[derive(Debug, Clone, PartialEq)]
+struct CompareQuery {
+    a: String,
+    b: String,
+    settings: AcrossSettings,
+    machine: Option<String>,
+}
+
+fn parse(q: &HashMap<String, String>) -> Result<CompareQuery, ApiError> {
+    if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::bad(k, format!("unknown parameter; accepted: {}", KNOWN.join(", "))));
+    }
+    let run = |k: &str| -> Result<String, ApiError> {
+        let v = q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let v = v.ok_or_else(|| ApiError::bad(k, "required: a run id (YYYY-MM-DD_HHMMSS_xxxxxx)"))?;
+        if !valid_run_id(v) {
+            return Err(ApiError::bad(k, format!("invalid run id {v:?}: expected YYYY-MM-DD_HHMMSS_xxxxxx")));
+        }
+        Ok(v.to_owned())
+    };
+    let (a, b) = (run("a")?, run("b")?);
+    if a == b {
+        return Err(ApiError::bad("b", "must differ from a: compare two runs"));
+    }
+    let metric = match q.get("metric").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Metric::default(),
+        Some(v) => Metric::parse(v).ok_or_else(|| {
+            let names: Vec<&str> = Metric::ALL.iter().map(|m| m.as_str()).collect();
+            ApiError::bad("metric", format!("must be one of {}, got {v:?}", names.join(", ")))
+        })?,
+    };
+    let min_effect_pct = match q.get("min_effect_pct").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => DEFAULT_MIN_EFFECT_PCT,
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && (0.0..=MAX_MIN_EFFECT_PCT).contains(x))
+            .ok_or_else(|| {
+                ApiError::bad("min_effect_pct", format!("must be a number from 0 to {MAX_MIN_EFFECT_PCT}, got {v:?}"))
+            })?,
+    };
+    let machine = q.get("machine").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    Ok(CompareQuery { a, b, settings: AcrossSettings { metric, min_effect_pct }, machine })
+}
+
+/// A stored run's comparison input; `field` names the query parameter for errors.
+fn load(store: &Store, run_id: &str, field: &str) -> Result<RunInput, ApiError> {
+    let meta = store.metadata(run_id).map_err(|e| match e {
+        crate::store::StoreError::NotFound(_) => ApiError::NotFound(format!("{field}: no run {run_id}")),
+        other => other.into(),
+    })?;
+    if meta.status == RunStatus::Running {
+        return Err(ApiError::Conflict {
+            message: format!("{field}: run {run_id} is still running; compare it once it has ended"),
+            detail: json!({"field": field, "run_id": run_id, "status": "running"}),
+        });
+    }
+    let outcomes = outcomes_from_events(&store.events(run_id)?);
+    run_input(&meta, &outcomes).ok_or_else(|| {
+        ApiError::bad(
+            field,
+            format!("run {run_id} is an {} run; only llm_generate runs compare", meta.spec.test_type().as_str()),
+        )
+    })
+}
+
+/// `GET /api/compare`.
+pub async fn runs(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<RunsComparison>, ApiError> {
+    let query = parse(&q)?;
+    let store = state.store.clone();
+    let CompareQuery { a, b, settings, machine } = query;
+    let (mut ra, mut rb) = super::blocking(move || Ok((load(&store, &a, "a")?, load(&store, &b, "b")?))).await?;
+    if let Some(id) = machine {
+        let known = ra.machines.iter().chain(&rb.machines).any(|m| m.machine_id == id);
+        if !known {
+            return Err(ApiError::bad("machine", format!("{id:?} is in neither run")));
+        }
+        ra.machines.retain(|m| m.machine_id == id);
+        rb.machines.retain(|m| m.machine_id == id);
+    }
+    Ok(Json(compare::compare_runs(&ra, &rb, settings)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn field(r: Result<CompareQuery, ApiError>) -> String {
+        match r {
+            Err(ApiError::BadRequest { field, .. }) => field.unwrap_or_default(),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    const A: &str = "2026-01-02_030405_abcdef";
+    const B: &str = "2026-01-02_030406_abcdef";
+
+    #[test]
+    fn query_fields_are_named_when_wrong() {
+        assert_eq!(field(parse(&q(&[("b", B)]))), "a");
+        assert_eq!(field(parse(&q(&[("a", A)]))), "b");
+        assert_eq!(field(parse(&q(&[("a", "../etc"), ("b", B)]))), "a");
+        assert_eq!(field(parse(&q(&[("a", A), ("b", A)]))), "b");
+        assert_eq!(field(parse(&q(&[("a", A), ("b", B), ("metric", "speed")]))), "metric");
+        assert_eq!(field(parse(&q(&[("a", A), ("b", B), ("min_effect_pct", "-1")]))), "min_effect_pct");
+        assert_eq!(field(parse(&q(&[("a", A), ("b", B), ("min_effect_pct", "NaN")]))), "min_effect_pct");
+        assert_eq!(field(parse(&q(&[("a", A), ("b", B), ("baseline", A)]))), "baseline");
+        let ok = parse(&q(&[("a", A), ("b", B), ("metric", "ttft_ms"), ("min_effect_pct", "5"), ("machine", "mac")]))
+            .unwrap();
+        assert_eq!(ok.settings, AcrossSettings { metric: Metric::TtftMs, min_effect_pct: 5.0 });
+        assert_eq!(ok.machine.as_deref(), Some("mac"));
+        let default = parse(&q(&[("a", A), ("b", B)])).unwrap();
+        assert_eq!(default.settings, AcrossSettings { metric: Metric::DecodeTokS, min_effect_pct: 2.0 });
+    }
+}
