@@ -243,10 +243,14 @@ fn machine_warnings(
     a: &RunMachine,
     b: &RunMachine,
     pair: &[Prepared<'_>],
+    nonces_differ: bool,
 ) -> Vec<Warning> {
     let concurrent = [WarningKind::SharedHost, WarningKind::StartLag, WarningKind::ColdStart];
     let mut out: Vec<Warning> =
         fairness::warnings(pair).into_iter().filter(|w| !concurrent.contains(&w.kind)).collect();
+    if nonces_differ {
+        nonce_explains_prompt_tokens(label, pair, &mut out);
+    }
     let kinds = (pair[0].input.engine, pair[1].input.engine);
     if let (Some(ka), Some(kb)) = kinds
         && ka != kb
@@ -280,6 +284,29 @@ fn machine_warnings(
     out
 }
 
+/// Most prompt tokens two cache-busting nonces (12 hex characters at most) can differ by.
+pub const NONCE_TOKENS_MAX: u64 = 8;
+
+/// Each run of a race prefixes its prompt with its own cache-busting nonce, so the same prompt
+/// counts a few tokens more or fewer from one run to the next. A prompt-token difference the
+/// nonces explain (≤ [`NONCE_TOKENS_MAX`]) is kept as information with its size, not as a
+/// reason the prompt figures cannot compare; a larger one still blocks them.
+fn nonce_explains_prompt_tokens(label: &str, pair: &[Prepared<'_>], warnings: &mut [Warning]) {
+    let tokens = |m: &Prepared<'_>| m.warm.iter().find_map(|r| r.prompt_tokens);
+    let (Some(na), Some(nb)) = (tokens(&pair[0]), tokens(&pair[1])) else { return };
+    if na.abs_diff(nb) > NONCE_TOKENS_MAX {
+        return;
+    }
+    for w in warnings.iter_mut().filter(|w| w.kind == WarningKind::PromptMismatch) {
+        w.detail = format!(
+            "{label} counted {na} prompt tokens in run A and {nb} in run B: each run's cache-busting nonce \
+             differs (informational: prompt processing compares to within {} tokens)",
+            na.abs_diff(nb)
+        );
+        w.affects.clear();
+    }
+}
+
 /// The kinds of the warnings that make `metric` incomparable, as one reason.
 fn blocking(warnings: &[&Warning], metric: Metric) -> Option<String> {
     let mut hits: Vec<&str> =
@@ -296,6 +323,7 @@ fn change(
     run_warnings: &[Warning],
     settings: AcrossSettings,
     confidence: f64,
+    nonces_differ: bool,
 ) -> MachineChange {
     let metric = settings.metric;
     let label = if b.label.is_empty() { a.label.clone() } else { b.label.clone() };
@@ -340,7 +368,7 @@ fn change(
     };
     let inputs = [side(ia, "A"), side(ib, "B")];
     let pair: Vec<Prepared<'_>> = inputs.iter().map(Prepared::new).collect();
-    out.warnings = machine_warnings(&a.machine_id, &label, a, b, &pair);
+    out.warnings = machine_warnings(&a.machine_id, &label, a, b, &pair, nonces_differ);
     let source = super::pick_source(&pair, metric);
     out.source = source;
     let samples: Vec<Option<Sample>> =
@@ -367,7 +395,9 @@ fn change(
     out.diff_pct = Some(diff_pct);
     let w = welch(&sb, &sa, confidence);
     if let Some(w) = w {
-        out.ci95_low_pct = Some(to_pct(w.lo));
+        // Every metric compared is ≥ 0, so B can be at most 100% below A: the interval is cut
+        // to what is possible (Welch's symmetric interval can reach past it with few repeats).
+        out.ci95_low_pct = Some(to_pct(w.lo).max(-100.0));
         out.ci95_high_pct = Some(to_pct(w.hi));
         out.p_value = w.df.filter(|_| w.se > 0.0).map(|df| 2.0 * (1.0 - t_cdf((w.diff / w.se).abs(), df)));
     }
@@ -447,7 +477,9 @@ pub fn compare_runs(a: &RunInput, b: &RunInput, settings: AcrossSettings) -> Run
     };
     let confidence = 1.0 - (1.0 - CONFIDENCE) / both.len().max(1) as f64;
     let warnings = settings_warnings(&a.settings, &b.settings);
-    let machines = both.iter().map(|(ma, mb)| change(ma, mb, &warnings, settings, confidence)).collect();
+    // Two races with cache busting on ran with two different nonces.
+    let nonces_differ = a.settings.cache_bust == Some(true) && b.settings.cache_bust == Some(true);
+    let machines = both.iter().map(|(ma, mb)| change(ma, mb, &warnings, settings, confidence, nonces_differ)).collect();
     RunsComparison {
         a: a.run_id.clone(),
         b: b.run_id.clone(),

@@ -260,3 +260,49 @@ fn per_machine_warnings_engine_and_context() {
     // The same host on both sides is no warning (the runs did not compete).
     assert!(compare_runs(&ra, &ra, on(Metric::DecodeTokS)).machines[0].warnings.is_empty());
 }
+
+#[test]
+fn a_prompt_token_difference_the_nonces_explain_is_informational_a_larger_one_blocks() {
+    let with_prompt_tokens = |n: u64| {
+        let mut m = machine("mac", &A);
+        if let Ok(input) = &mut m.input {
+            for r in &mut input.requests {
+                r.prompt_tokens = Some(n);
+            }
+        }
+        m
+    };
+    let compare_ttft = |nb: u64, cache_bust: bool| {
+        let mut a = run("a", vec![with_prompt_tokens(30)]);
+        let mut b = run("b", vec![with_prompt_tokens(nb)]);
+        a.settings.cache_bust = Some(cache_bust);
+        b.settings.cache_bust = Some(cache_bust);
+        compare_runs(&a, &b, on(Metric::TtftMs)).machines.remove(0)
+    };
+    // One token apart, both runs cache-busted: said, with its size, but TTFT still compares.
+    let near = compare_ttft(31, true);
+    let w = near.warnings.iter().find(|w| w.kind == WarningKind::PromptMismatch).expect("the difference is said");
+    assert!(w.affects.is_empty() && w.detail.contains("30 prompt tokens in run A and 31 in run B"), "{w:?}");
+    assert_eq!(near.status, ChangeStatus::Tie, "{}", near.reason);
+    // Beyond what a nonce explains: not comparable.
+    let far = compare_ttft(30 + NONCE_TOKENS_MAX + 1, true);
+    assert_eq!(far.status, ChangeStatus::Undecided);
+    assert!(far.reason.contains("prompt_mismatch"), "{}", far.reason);
+    // Without cache busting the prompts were identical, so any difference blocks.
+    let plain = compare_ttft(31, false);
+    assert_eq!(plain.status, ChangeStatus::Undecided);
+    assert!(plain.reason.contains("prompt_mismatch"), "{}", plain.reason);
+}
+
+#[test]
+fn the_interval_never_says_more_than_100_percent_less() {
+    // A noisy fall to a fifth (mean 20 against 100): Welch's interval alone reaches to −133%.
+    let b = machine("mac", &[1.0, 1.0, 1.0, 1.0, 96.0]);
+    let c = compare_runs(&run("a", vec![machine("mac", &A)]), &run("b", vec![b]), on(Metric::DecodeTokS));
+    let m = &c.machines[0];
+    assert_eq!(m.ci95_low_pct, Some(-100.0), "{m:?}");
+    assert!(m.ci95_high_pct.unwrap() < 0.0, "{m:?}");
+    assert_eq!(m.status, ChangeStatus::Slower, "{}", m.reason);
+    assert!(m.text.starts_with("run B decodes 80.0% slower on mac box, 95% CI "), "{}", m.text);
+    assert!(m.text.ends_with("–100.0%"), "{}", m.text);
+}
