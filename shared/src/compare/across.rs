@@ -300,8 +300,9 @@ fn nonce_explains_prompt_tokens(label: &str, pair: &[Prepared<'_>], warnings: &m
     for w in warnings.iter_mut().filter(|w| w.kind == WarningKind::PromptMismatch) {
         w.detail = format!(
             "{label} counted {na} prompt tokens in run A and {nb} in run B: each run's cache-busting nonce \
-             differs (informational: prompt processing compares to within {} tokens)",
-            na.abs_diff(nb)
+             differs (informational: prompt processing compares to within {} token{})",
+            na.abs_diff(nb),
+            if na.abs_diff(nb) == 1 { "" } else { "s" }
         );
         w.affects.clear();
     }

@@ -283,6 +283,7 @@ fn a_prompt_token_difference_the_nonces_explain_is_informational_a_larger_one_bl
     let near = compare_ttft(31, true);
     let w = near.warnings.iter().find(|w| w.kind == WarningKind::PromptMismatch).expect("the difference is said");
     assert!(w.affects.is_empty() && w.detail.contains("30 prompt tokens in run A and 31 in run B"), "{w:?}");
+    assert!(w.detail.ends_with("within 1 token)"), "{w:?}");
     assert_eq!(near.status, ChangeStatus::Tie, "{}", near.reason);
     // Beyond what a nonce explains: not comparable.
     let far = compare_ttft(30 + NONCE_TOKENS_MAX + 1, true);
