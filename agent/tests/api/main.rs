@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod ceiling;
 mod binary;
 mod engine_status;
 mod jobs_queue;
