@@ -137,7 +137,8 @@ pub async fn calibrate(
                 break;
             }
             Err(_) => {
-                last_error = Some(format!("a request did not finish within the {} s budget", plan.budget.as_secs_f64()));
+                last_error =
+                    Some(format!("a request did not finish within the {} s budget", plan.budget.as_secs_f64()));
                 break;
             }
         }

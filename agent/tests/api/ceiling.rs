@@ -45,9 +45,7 @@ async fn capabilities_carry_the_client_ceiling_once_the_start_up_calibration_fin
 async fn job_done_carries_ceiling_ratio_of_its_decode_rate() {
     let agent = TestAgent::spawn(mock_config()).await;
     let ceiling = calibrated(&agent).await;
-    let id = agent
-        .post_job_ok(json!({"model": "mock-llm", "prompt": "hello", "max_tokens": 24, "repeat": 2}))
-        .await;
+    let id = agent.post_job_ok(json!({"model": "mock-llm", "prompt": "hello", "max_tokens": 24, "repeat": 2})).await;
     let events = agent.wait_for_terminal(&id).await;
     let done = &events.last().unwrap()["payload"];
     assert_eq!(events.last().unwrap()["type"], "job_done", "{done}");

@@ -4,8 +4,8 @@
 mod support;
 
 mod bad_input;
-mod ceiling;
 mod binary;
+mod ceiling;
 mod engine_status;
 mod jobs_queue;
 mod journal;

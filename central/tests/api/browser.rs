@@ -399,7 +399,9 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     // mock's share of this machine's ceiling turned out to be), in the page's own words.
     let warning = js(b, "return RunView.ceilingWarning(0.8)").await?;
     ensure!(
-        warning.as_str().is_some_and(|t| t.contains("the tool, not the machine, may be the limit") && t.contains("80%")),
+        warning
+            .as_str()
+            .is_some_and(|t| t.contains("the tool, not the machine, may be the limit") && t.contains("80%")),
         "ceiling warning {warning}"
     );
     let below = js(b, "return [RunView.ceilingWarning(0.49), RunView.ceilingWarning(null)]").await?;
@@ -410,9 +412,13 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         let s = detail["summary"]["machines"].as_array().into_iter().flatten().find(|m| m["machine_id"] == id);
         // Null when the agent's start-up calibration had not finished before the job did.
         let ratio = s.context("machine in the summary")?["ceiling_ratio"].as_f64();
-        let shown = js(b, &format!("return !document.querySelector('.card[data-machine={id}] .ceiling-warning').hidden"))
-            .await?;
-        ensure!(shown == json!(ratio.is_some_and(|r| r >= 0.5)), "{id}: ceiling_ratio {ratio:?}, warning shown: {shown}");
+        let shown =
+            js(b, &format!("return !document.querySelector('.card[data-machine={id}] .ceiling-warning').hidden"))
+                .await?;
+        ensure!(
+            shown == json!(ratio.is_some_and(|r| r >= 0.5)),
+            "{id}: ceiling_ratio {ratio:?}, warning shown: {shown}"
+        );
     }
 
     std::fs::create_dir_all(target_dir())?;
