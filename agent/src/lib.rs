@@ -54,6 +54,7 @@ async fn startup_calibration(state: AppState, stop: CancellationToken) {
                 events_per_s = c.events_per_s,
                 ttft_floor_ms = c.ttft_floor_ms,
                 requests = c.requests,
+                duration_s = c.duration_s,
                 "client ceiling measured (quick calibration)"
             );
             let _previous = state.ceiling.send_replace(Ok(c));
