@@ -406,6 +406,24 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     );
     let below = js(b, "return [RunView.ceilingWarning(0.49), RunView.ceilingWarning(null)]").await?;
     ensure!(below == json!([null, null]), "no warning below 0.5 or when unknown: {below}");
+    // A result card fed a job_done at 0.8 of the ceiling shows the warning; one at 0.2 does not.
+    let cards = js(
+        b,
+        "const v = new RunView({ cardsEl: document.createElement('div'), comparisonEl: document.createElement('div') });
+         const shown = (id, ratio) => {
+           const st = v.addMachine({ id, label: id, accel: null });
+           v.apply({ type: 'job_done', machine_id: id, job_id: id, seq: 1,
+                     payload: { ceiling_ratio: ratio, decode_tok_s: 10, gen_tokens: 5, repeats: 1 } });
+           return st.el.ceiling.hidden ? null : st.el.ceiling.textContent;
+         };
+         return [shown('near', 0.8), shown('far', 0.2)];",
+    )
+    .await?;
+    ensure!(
+        cards[0].as_str().is_some_and(|t| t.contains("the tool, not the machine, may be the limit"))
+            && cards[1].is_null(),
+        "ceiling warning on result cards: {cards}"
+    );
     let run_id = text_of(b, "#run-link").await?;
     let detail: Value = http_client().get(format!("{central}/api/runs/{run_id}")).send().await?.json().await?;
     for id in ["fast", "slow"] {
