@@ -1,11 +1,13 @@
 //! The command line: `bench-agent [serve] --config PATH [--host H] [--port P]` and
 //! `bench-agent sweep …` (the terminal sweep, see [`crate::sweep::cli`]), `bench-agent check …`
-//! (validate the config) and `bench-agent tui` (the interactive terminal app, [`crate::tui`]).
+//! (validate the config), `bench-agent tui` (the interactive terminal app, [`crate::tui`]) and
+//! `bench-agent calibrate` (the client ceiling, [`crate::calibrate`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use bench_shared::engine::EngineKind;
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
@@ -38,6 +40,25 @@ pub enum Command {
     /// The LLMBench terminal app: pick models and sweep settings, start, watch the live table,
     /// get the CSV paths (works over SSH and in an 80x24 terminal).
     Tui(Box<crate::tui::TuiArgs>),
+    /// Measure the client ceiling: how fast this agent's own measuring path can go, against an
+    /// in-process engine with no latency (tok_s, events_per_s, ttft_floor_ms). The agent runs a
+    /// quick one (at most 1 s) at every start and shows it as `client_ceiling` in /capabilities;
+    /// this runs a longer one and prints it (nothing is saved).
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// Seconds of calibration requests (1 to 600).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub duration_s: u64,
+    /// agent.yaml whose stream_flush_chars / stream_flush_seconds to use (they are part of the
+    /// measuring path); without it, the defaults.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print the figures as one JSON object (the `client_ceiling` shape) instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -61,7 +82,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Sweep(args)) => crate::sweep::cli::run_terminal(*args).await,
         Some(Command::Check(args)) => check(&args).map(|line| println!("{line}")),
         Some(Command::Tui(args)) => crate::tui::run(*args).await,
+        Some(Command::Calibrate(args)) => calibrate(&args).await.map(|line| println!("{line}")),
     }
+}
+
+/// `bench-agent calibrate`: the full calibration, as a sentence or JSON.
+pub async fn calibrate(args: &CalibrateArgs) -> anyhow::Result<String> {
+    let config = match &args.config {
+        Some(path) => AgentConfig::load(path)?,
+        None => AgentConfig::new("calibrate", crate::engine::EngineSettings::defaults(EngineKind::Mock)),
+    };
+    let flush = crate::bench::coalesce::FlushPolicy::new(config.stream_flush_chars, config.stream_flush_seconds);
+    let plan = crate::calibrate::Plan::full(std::time::Duration::from_secs(args.duration_s));
+    let c = crate::calibrate::calibrate(&plan, flush, None, &tokio_util::sync::CancellationToken::new()).await?;
+    Ok(if args.json {
+        serde_json::to_string(&c)?
+    } else {
+        format!(
+            "client ceiling ({} calibration, {} requests, {} tokens in {:.2} s, measured {}): {:.0} tok/s, \
+             {:.0} events/s, TTFT floor {:.3} ms",
+            c.kind.as_str(),
+            c.requests,
+            c.tokens,
+            c.duration_s,
+            c.measured_at,
+            c.tok_s,
+            c.events_per_s,
+            c.ttft_floor_ms
+        )
+    })
 }
 
 /// `bench-agent check`: the config as `serve` would resolve it, or the error.

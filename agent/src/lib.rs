@@ -5,6 +5,7 @@
 //! - [`api`]: axum routes (`/health`, `/capabilities`, `/jobs…`, `/ws`) and [`AppState`].
 //! - [`jobs`]: the FIFO job queue (one job at a time) and the worker that runs jobs.
 //! - [`bench`]: the benchmarks themselves (`llm_generate`, token coalescing).
+//! - [`calibrate`]: the client ceiling (the measuring path against a zero-latency engine).
 //! - [`hub`]: event fan-out with per-job replay logs (a window in memory).
 //! - [`journal`]: every job's events on disk (`results_dir/jobs/`), read back past the window.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -42,6 +44,29 @@ use std::future::Future;
 
 use tokio_util::sync::CancellationToken;
 
+/// The start-up calibration: sets `state.ceiling` to the figures, or to why there are none.
+async fn startup_calibration(state: AppState, stop: CancellationToken) {
+    let plan = calibrate::Plan::quick();
+    match calibrate::calibrate(&plan, state.flush_policy(), Some(&state.measuring), &stop).await {
+        Ok(c) => {
+            tracing::info!(
+                tok_s = c.tok_s,
+                events_per_s = c.events_per_s,
+                ttft_floor_ms = c.ttft_floor_ms,
+                requests = c.requests,
+                duration_s = c.duration_s,
+                "client ceiling measured (quick calibration)"
+            );
+            let _previous = state.ceiling.send_replace(Ok(c));
+        }
+        Err(calibrate::CalibrationError::Cancelled) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "start-up calibration failed: client_ceiling stays null");
+            let _previous = state.ceiling.send_replace(Err(format!("the start-up calibration failed: {e}")));
+        }
+    }
+}
+
 /// Serves the agent on `listener` (a `TcpListener`, or a [`tls::TlsListener`] for `https://`)
 /// until `shutdown` completes.
 ///
@@ -61,6 +86,8 @@ where
 {
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
+    // The quick calibration, in the background: the agent serves meanwhile.
+    tokio::spawn(startup_calibration(state.clone(), stop_worker.clone()));
     tokio::spawn(state.engine_status.clone().run(
         state.jobs.clone(),
         state.engine_status_interval,

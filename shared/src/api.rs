@@ -81,6 +81,13 @@ pub struct Capabilities {
     /// `/api/version` + `/api/ps`, vLLM `/version`); absent before the engine first answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_fingerprint: Option<EngineFingerprint>,
+    /// The fastest this agent's own measuring path can ingest (see [`ClientCeiling`]); `null`
+    /// until the start-up calibration has finished, `client_ceiling_unavailable` then says why.
+    #[serde(default)]
+    pub client_ceiling: Option<ClientCeiling>,
+    /// Why `client_ceiling` is `null` (calibration still running, or failed); absent when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ceiling_unavailable: Option<String>,
     /// The original bench-race's flat fields (`accelerator_type`, `gpu_name`, `ollama_reachable`,
     /// …), derived from `hardware` for its central. Written by the agent only: a reader finds
     /// them in `extra` (they repeat `hardware`).
@@ -106,6 +113,60 @@ impl Capabilities {
     /// Whether the agent runs this test type.
     pub fn supports(&self, test_type: &str) -> bool {
         self.tests.iter().any(|t| t == test_type)
+    }
+}
+
+/// How fast the agent's own measuring path can go: an in-process engine with no latency at
+/// all (first token at once, then tokens as fast as loopback takes them) driven through the
+/// same engine client, metrics and event publishing a job uses. A result near these figures
+/// measures the tool, not the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientCeiling {
+    /// Median client decode rate (`decode_tok_s`, the figure `ceiling_ratio` divides) over the
+    /// calibration requests, tokens/s.
+    pub tok_s: f64,
+    /// Median rate of streamed engine events (SSE `data:` chunks carrying text) read and timed,
+    /// events/s. The calibration engine sends one token per event, so this is close to `tok_s`;
+    /// an engine that packs several tokens per event can go above `tok_s`.
+    pub events_per_s: f64,
+    /// Median time to first token over the zero-latency engine, ms: the floor any TTFT this
+    /// agent reports includes.
+    pub ttft_floor_ms: f64,
+    /// When it was measured, RFC 3339 UTC.
+    pub measured_at: String,
+    /// `quick` (the agent's start-up calibration, at most 1 s) or `full` (`bench-agent calibrate`).
+    pub kind: CeilingKind,
+    /// Recorded calibration requests behind the medians.
+    pub requests: u32,
+    /// Tokens streamed over those requests.
+    pub tokens: u64,
+    /// Time the calibration requests took, s.
+    pub duration_s: f64,
+}
+
+/// Which calibration produced a [`ClientCeiling`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeilingKind {
+    Quick,
+    Full,
+}
+
+impl CeilingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CeilingKind::Quick => "quick",
+            CeilingKind::Full => "full",
+        }
+    }
+}
+
+impl ClientCeiling {
+    /// `measured ÷ tok_s`, the share of the ceiling a measured decode rate reached; `None` when
+    /// either figure is unknown, not finite or not positive.
+    pub fn ratio(&self, measured_tok_s: Option<f64>) -> Option<f64> {
+        let measured = measured_tok_s.filter(|m| m.is_finite() && *m > 0.0)?;
+        (self.tok_s.is_finite() && self.tok_s > 0.0).then(|| measured / self.tok_s)
     }
 }
 
@@ -212,6 +273,44 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("missing field `engine`"), "{err}");
+    }
+
+    fn ceiling(tok_s: f64) -> ClientCeiling {
+        ClientCeiling {
+            tok_s,
+            events_per_s: tok_s,
+            ttft_floor_ms: 0.2,
+            measured_at: "2026-12-05T08:00:00Z".into(),
+            kind: CeilingKind::Quick,
+            requests: 3,
+            tokens: 3000,
+            duration_s: 0.1,
+        }
+    }
+
+    #[test]
+    fn ceiling_ratio_is_measured_over_ceiling_and_unknown_when_either_is() {
+        assert_eq!(ceiling(1000.0).ratio(Some(500.0)), Some(0.5));
+        assert_eq!(ceiling(1000.0).ratio(Some(2000.0)), Some(2.0));
+        assert_eq!(ceiling(1000.0).ratio(None), None);
+        assert_eq!(ceiling(1000.0).ratio(Some(f64::NAN)), None);
+        assert_eq!(ceiling(1000.0).ratio(Some(0.0)), None);
+        assert_eq!(ceiling(0.0).ratio(Some(10.0)), None);
+        assert_eq!(ceiling(f64::INFINITY).ratio(Some(10.0)), None);
+    }
+
+    #[test]
+    fn capabilities_carry_the_ceiling_and_old_agents_still_parse() {
+        let old: Capabilities = serde_json::from_value(caps_json()).unwrap();
+        assert_eq!((old.client_ceiling, old.client_ceiling_unavailable), (None, None));
+        let mut v = caps_json();
+        v["client_ceiling"] = serde_json::to_value(ceiling(1000.0)).unwrap();
+        let caps: Capabilities = serde_json::from_value(v).unwrap();
+        assert_eq!(caps.client_ceiling, Some(ceiling(1000.0)));
+        let back = serde_json::to_value(&caps).unwrap();
+        assert_eq!(back["client_ceiling"]["kind"], "quick");
+        assert!(back.get("client_ceiling_unavailable").is_none());
+        assert!(!caps.extra.contains_key("client_ceiling"), "typed, not kept as unknown");
     }
 
     #[test]

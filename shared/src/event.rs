@@ -192,6 +192,11 @@ pub struct JobDone {
     /// observable on this machine). Makes the job's speed figures suspect for comparison.
     #[serde(default)]
     pub throttled: Option<bool>,
+    /// `decode_tok_s ÷` the agent's `client_ceiling.tok_s` (see `/capabilities`): near 1 the
+    /// agent's own measuring path, not the machine, may be the limit. `None` when either is
+    /// unknown (e.g. the start-up calibration had not finished).
+    #[serde(default)]
+    pub ceiling_ratio: Option<f64>,
 }
 
 /// Why a job failed.

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Capabilities, Health};
+use crate::api::{Capabilities, ClientCeiling, Health};
 use crate::compare::{Comparison, Metric};
 use crate::engine::{EngineInfo, EngineKind, ModelInfo};
 use crate::event::JobDone;
@@ -120,6 +120,10 @@ pub struct MachineRecord {
     /// in its `extra`, so nothing the agent said is lost).
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// The agent's `client_ceiling` at preflight (how fast its measuring path can go); `None`
+    /// when the agent had none (still calibrating, or an older agent).
+    #[serde(default)]
+    pub client_ceiling: Option<ClientCeiling>,
 }
 
 /// `metadata.json`.
@@ -206,6 +210,10 @@ pub struct MachineSummary {
     pub token_source: Option<TokenSource>,
     #[serde(default)]
     pub repeats: Option<u32>,
+    /// `job_done.ceiling_ratio`: measured `decode_tok_s` ÷ the agent's client ceiling (`None`
+    /// when either was unknown). At 0.5 or more the tool, not the machine, may be the limit.
+    #[serde(default)]
+    pub ceiling_ratio: Option<f64>,
     /// `job_done.aggregate` verbatim (mean/stdev/percentiles over repeats).
     #[serde(default)]
     pub aggregate: Option<serde_json::Value>,
@@ -258,6 +266,7 @@ impl From<&JobDone> for MachineSummary {
             token_source: d.token_source,
             repeats: Some(d.repeats),
             aggregate: serde_json::to_value(&d.aggregate).ok(),
+            ceiling_ratio: d.ceiling_ratio,
             ..Default::default()
         }
     }

@@ -5,6 +5,8 @@
 
 const TERMINAL = new Set(["done", "error", "cancelled", "skipped"]);
 const EST_CHARS_PER_TOKEN = 4;
+// A result at or above this share of the agent's client ceiling may measure the tool.
+const CEILING_WARN_RATIO = 0.5;
 const el_ = (...a) => BR.el(...a); // live estimate only; exact counts replace it at request_done
 /** The metrics a run can be ranked by (summary.json `rank_by`), as the page names them. */
 const RANK_METRICS = {
@@ -68,6 +70,9 @@ class RunView {
     st.telemetry = new Telemetry.Panel();
     st.el.lead = el("div", { class: "lead", hidden: true, dataset: { metric: "lead" } });
     st.el.warnings = el("div", { class: "card-warnings" });
+    // The client-ceiling warning: job_done.ceiling_ratio ≥ 0.5 (its own element: the fairness
+    // warnings above are redrawn with the comparison).
+    st.el.ceiling = el("div", { class: "fairness-warning ceiling-warning", hidden: true, dataset: { kind: "client_ceiling" } });
     st.el.chart = el("div", { class: "spark", title: "tok/s since the first token; live values are estimated from text until the agent reports the token count" });
     // One colour per machine: the card's edge, its live line and its bars share it.
     st.el.card = el("article", { class: "card status-idle", dataset: { machine: st.id }, style: `border-top: 4px solid ${st.color}` },
@@ -78,6 +83,7 @@ class RunView {
       st.el.reason,
       st.el.lead,
       st.el.warnings,
+      st.el.ceiling,
       el("dl", { class: "metrics" },
         metric("ttft", "TTFT (client)"), metric("tokens", "Tokens"), metric("toks", "Decode tok/s (client)"), metric("total", "Total (client)")),
       st.el.extra,
@@ -281,9 +287,17 @@ class RunView {
     else if (p.requests && p.requests[0] && p.requests[0].energy_unavailable) bits.push(`energy: n/a (${p.requests[0].energy_unavailable})`);
     if (p.throttled === true) bits.push("GPU throttled during the run");
     st.el.extra.textContent = bits.join(" · ");
+    this.showCeiling(st, p.ceiling_ratio);
     if (!st.el.output.textContent && p.output_text) st.el.output.textContent = p.output_text;
     this.setStatus(st, "done", "");
     this.checkAllDone();
+  }
+
+  /** Shows (or hides) the client-ceiling warning of a card for a `ceiling_ratio`. */
+  showCeiling(st, ratio) {
+    const text = RunView.ceilingWarning(ratio);
+    st.el.ceiling.textContent = text || "";
+    st.el.ceiling.hidden = !text;
   }
 
   showMetrics(st, p) {
@@ -338,6 +352,7 @@ class RunView {
       }
       r.finish_order = s.finish_order;
       r.rank = s.rank;
+      if (BR.num(s.ceiling_ratio) !== null) this.showCeiling(this.machines.get(r.id), s.ceiling_ratio);
     }
     const rankBy = (summary && summary.rank_by) || "decode_tok_s";
     const metric = RANK_METRICS[rankBy] || { label: rankBy, unit: "", better: "higher", help: "" };
@@ -407,6 +422,17 @@ class RunView {
         BR.el("span", { class: "hint", text: ` ${metric.label}${ci} · ${f.source || "?"}-measured · ${f.n} warm repeat${f.n === 1 ? "" : "s"}` }));
       st.el.lead.hidden = false;
     }
+  }
+
+  /**
+   * The warning for a result at `ratio` (measured decode tok/s ÷ the agent's client ceiling) of
+   * what the agent's own measuring path can take, or null below CEILING_WARN_RATIO (or unknown).
+   */
+  static ceilingWarning(ratio) {
+    const r = BR.num(ratio);
+    if (r === null || r < CEILING_WARN_RATIO) return null;
+    return `⚠ client ceiling: this result is ${BR.fmt(r * 100, 0)}% of what this agent's measuring path can take ` +
+      `(ceiling_ratio ${BR.fmt(r, 2)}): the tool, not the machine, may be the limit.`;
   }
 
   /** The skipped machines of a `machines` list ([{machine_id, status, reason}]). */

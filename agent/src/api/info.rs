@@ -112,6 +112,7 @@ pub async fn capabilities(
     let hardware = state.hardware().await;
     let reachable = status.models.reachable();
     let legacy = LegacyCapabilities::derive(&hardware, reachable, llm_models.clone());
+    let ceiling = state.ceiling.borrow().clone();
     Ok(Json(Capabilities {
         machine_id: cfg.machine_id.clone(),
         label: cfg.label.clone(),
@@ -124,6 +125,8 @@ pub async fn capabilities(
         hardware,
         queue_limit: Some(cfg.queue_limit),
         engine_fingerprint: super::machine::engine_fingerprint(&state, reachable).await,
+        client_ceiling_unavailable: ceiling.as_ref().err().cloned(),
+        client_ceiling: ceiling.ok(),
         legacy: Some(legacy),
         extra: Default::default(),
     }))

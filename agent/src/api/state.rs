@@ -50,6 +50,11 @@ pub struct AppState {
     pub metrics: Arc<AgentMetrics>,
     /// The engine's last fingerprint (`/props`, `/api/ps`, …), refreshed only while no job runs.
     pub engine_fingerprint: Arc<tokio::sync::Mutex<Option<bench_shared::engine::EngineFingerprint>>>,
+    /// The client ceiling `/capabilities` shows and `job_done.ceiling_ratio` divides by (see
+    /// [`crate::calibrate`]); an error says why there is none yet.
+    pub ceiling: Arc<watch::Sender<crate::calibrate::CeilingState>>,
+    /// Held by the running job; calibration requests take it too, so the two never overlap.
+    pub measuring: crate::calibrate::MeasuringGate,
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
@@ -98,6 +103,8 @@ impl AppState {
             energy,
             metrics,
             engine_fingerprint: Arc::new(tokio::sync::Mutex::new(None)),
+            ceiling: Arc::new(watch::Sender::new(Err(crate::calibrate::PENDING.to_owned()))),
+            measuring: Arc::new(tokio::sync::Mutex::new(())),
             closing: CancellationToken::new(),
         }
     }
@@ -119,10 +126,17 @@ impl AppState {
             jobs: self.jobs.clone(),
             engine: self.engine.clone(),
             settings: self.config.engine.clone(),
-            flush: FlushPolicy::new(self.config.stream_flush_chars, self.config.stream_flush_seconds),
+            flush: self.flush_policy(),
             results_dir: self.config.results_dir.clone(),
             sampler: self.config.runtime_sampler.enabled.then(|| self.sampler.clone()),
             energy: self.energy.clone(),
+            ceiling: self.ceiling.clone(),
+            measuring: self.measuring.clone(),
         }
+    }
+
+    /// The coalescing policy of `llm_token` events.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        FlushPolicy::new(self.config.stream_flush_chars, self.config.stream_flush_seconds)
     }
 }

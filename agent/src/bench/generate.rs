@@ -247,6 +247,8 @@ fn job_done(
         energy_j,
         tokens_per_j,
         throttled,
+        // Set by the job runner, which knows the agent's client ceiling.
+        ceiling_ratio: None,
     }
 }
 

@@ -32,6 +32,10 @@ pub struct Runner {
     pub sampler: Option<Arc<Sampler>>,
     /// Energy per request.
     pub energy: Arc<EnergyMeter>,
+    /// The client ceiling, for `job_done.ceiling_ratio`.
+    pub ceiling: Arc<tokio::sync::watch::Sender<crate::calibrate::CeilingState>>,
+    /// Held while a job runs (calibration requests wait for it).
+    pub measuring: crate::calibrate::MeasuringGate,
 }
 
 /// How long the fallback check waits for the engine's model list.
@@ -44,7 +48,9 @@ impl Runner {
         while let Some(job) = self.jobs.next(&shutdown).await {
             let id = job.job_id.clone();
             let span = tracing::info_span!("job", job_id = %id);
+            let turn = self.measuring.lock().await;
             let terminal = self.run_one(job).instrument(span).await;
+            drop(turn);
             tracing::info!(job_id = %id, outcome = terminal.type_name(), "job finished");
             self.jobs.publish(&id, terminal);
             self.jobs.finish_running(&id);
@@ -99,7 +105,10 @@ impl Runner {
                     fallback_reason,
                     energy: Some(self.energy.clone()),
                 };
-                generate::run(gen_job, &events).await.map(|done| Event::JobDone(Box::new(done)))
+                generate::run(gen_job, &events).await.map(|mut done| {
+                    done.ceiling_ratio = self.ceiling.borrow().as_ref().ok().and_then(|c| c.ratio(done.decode_tok_s));
+                    Event::JobDone(Box::new(done))
+                })
             }
             JobSpec::LlmSweep(spec) => return self.run_sweep(&job, engine, spec, &events).await,
         };

@@ -149,3 +149,22 @@ async fn serves_https_with_the_certificate_named_in_agent_yaml() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("key.pem") && err.contains("tls"), "{err}");
 }
+
+#[test]
+fn calibrate_prints_the_client_ceiling_and_refuses_a_duration_out_of_range() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
+        .args(["calibrate", "--duration-s", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(c["kind"], "full", "{c}");
+    for k in ["tok_s", "events_per_s", "ttft_floor_ms"] {
+        assert!(c[k].as_f64().is_some_and(|v| v.is_finite() && v > 0.0), "{k} in {c}");
+    }
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_bench-agent")).args(["calibrate", "--duration-s", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--duration-s") && err.contains("1..=600"), "{err}");
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod binary;
+mod ceiling;
 mod engine_status;
 mod jobs_queue;
 mod journal;

@@ -55,12 +55,16 @@ pub struct Agent {
 impl Agent {
     pub async fn spawn(config: AgentConfig) -> Result<Agent> {
         let state = AppState::new(config);
+        let mut ceiling = state.ceiling.subscribe();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(bench_agent::serve(listener, state, async move {
             let _ = rx.await;
         }));
+        // The start-up calibration keeps a CPU busy for up to 1 s: nothing is timed before it ended.
+        let calibrated = ceiling.wait_for(|c| c.as_ref().err().is_none_or(|e| e != bench_agent::calibrate::PENDING));
+        let _ = tokio::time::timeout(Duration::from_secs(30), calibrated).await;
         Ok(Agent { addr, base_url: format!("http://{addr}"), client: reqwest::Client::new(), _stop: tx })
     }
 

@@ -341,6 +341,7 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
         models: model_details,
         hardware: view.hardware.clone(),
         capabilities: view.capabilities.clone(),
+        client_ceiling: caps.and_then(|c| c.client_ceiling.clone()),
     }
 }
 

@@ -395,6 +395,50 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     ensure!(fast_rate > slow_rate * 1.5, "fast {fast_rate} tok/s vs slow {slow_rate} tok/s");
     ensure!((40.0..80.0).contains(&fast_rate), "fast mock runs at 60 tok/s, page says {fast_rate}");
 
+    // The client-ceiling warning: on exactly the cards whose ceiling_ratio is ≥ 0.5 (whatever the
+    // mock's share of this machine's ceiling turned out to be), in the page's own words.
+    let warning = js(b, "return RunView.ceilingWarning(0.8)").await?;
+    ensure!(
+        warning
+            .as_str()
+            .is_some_and(|t| t.contains("the tool, not the machine, may be the limit") && t.contains("80%")),
+        "ceiling warning {warning}"
+    );
+    let below = js(b, "return [RunView.ceilingWarning(0.49), RunView.ceilingWarning(null)]").await?;
+    ensure!(below == json!([null, null]), "no warning below 0.5 or when unknown: {below}");
+    // A result card fed a job_done at 0.8 of the ceiling shows the warning; one at 0.2 does not.
+    let cards = js(
+        b,
+        "const v = new RunView({ cardsEl: document.createElement('div'), comparisonEl: document.createElement('div') });
+         const shown = (id, ratio) => {
+           const st = v.addMachine({ id, label: id, accel: null });
+           v.apply({ type: 'job_done', machine_id: id, job_id: id, seq: 1,
+                     payload: { ceiling_ratio: ratio, decode_tok_s: 10, gen_tokens: 5, repeats: 1 } });
+           return st.el.ceiling.hidden ? null : st.el.ceiling.textContent;
+         };
+         return [shown('near', 0.8), shown('far', 0.2)];",
+    )
+    .await?;
+    ensure!(
+        cards[0].as_str().is_some_and(|t| t.contains("the tool, not the machine, may be the limit"))
+            && cards[1].is_null(),
+        "ceiling warning on result cards: {cards}"
+    );
+    let run_id = text_of(b, "#run-link").await?;
+    let detail: Value = http_client().get(format!("{central}/api/runs/{run_id}")).send().await?.json().await?;
+    for id in ["fast", "slow"] {
+        let s = detail["summary"]["machines"].as_array().into_iter().flatten().find(|m| m["machine_id"] == id);
+        // Null when the agent's start-up calibration had not finished before the job did.
+        let ratio = s.context("machine in the summary")?["ceiling_ratio"].as_f64();
+        let shown =
+            js(b, &format!("return !document.querySelector('.card[data-machine={id}] .ceiling-warning').hidden"))
+                .await?;
+        ensure!(
+            shown == json!(ratio.is_some_and(|r| r >= 0.5)),
+            "{id}: ceiling_ratio {ratio:?}, warning shown: {shown}"
+        );
+    }
+
     std::fs::create_dir_all(target_dir())?;
     // Frame the screenshot on what matters: skipped banner, result, and the cards.
     js(b, "document.getElementById('run-status').scrollIntoView(); return null").await?;

@@ -266,6 +266,8 @@ async fn capabilities(State(s): State<Shared>) -> Json<Capabilities> {
         },
         queue_limit: Some(16),
         engine_fingerprint: None,
+        client_ceiling: None,
+        client_ceiling_unavailable: None,
         legacy: None,
         extra: Default::default(),
     })

@@ -242,3 +242,32 @@ async fn preflight_asks_again_when_the_cached_view_says_no() {
     fake.done(&job.job_id, "", 3.0);
     assert_eq!(central.wait_run_end(created["run_id"].as_str().unwrap()).await["metadata"]["status"], "complete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_records_each_machines_client_ceiling_and_summary_its_ceiling_ratio() {
+    let agent = RealAgent::mock("m1", &["mock-llm"], 20.0, 400.0).await;
+    let central = TestCentral::spawn(vec![machine("m1", &agent.base_url)], temp_results_dir()).await;
+    central.wait_online(&["m1"]).await;
+    // The agent's start-up calibration runs in the background; central picks it up on a refresh.
+    let ceiling = central
+        .wait_for("m1's client ceiling", || async {
+            let ms = central.get_json("/api/machines").await;
+            let m = ms.as_array()?.iter().find(|m| m["machine_id"] == "m1")?;
+            m["capabilities"]["client_ceiling"].is_object().then(|| m["capabilities"]["client_ceiling"].clone())
+        })
+        .await;
+    let run_id = central.start_run(generate_body("mock-llm", 16)).await;
+    central.wait_run_end(&run_id).await;
+    let meta = central.read_json(&run_id, "metadata.json");
+    let rec = &meta["machines"][0];
+    assert_eq!(rec["client_ceiling"], ceiling, "{rec}");
+    assert_eq!(rec["client_ceiling"]["kind"], "quick");
+    let events = central.events(&run_id).await;
+    let done = &of(&events, "m1", "job_done")[0]["payload"];
+    let ratio = done["ceiling_ratio"].as_f64().unwrap_or_else(|| panic!("ceiling_ratio in {done}"));
+    let expected = done["decode_tok_s"].as_f64().unwrap() / ceiling["tok_s"].as_f64().unwrap();
+    assert!((ratio - expected).abs() <= 1e-9 * expected.max(1.0), "{ratio} vs {expected}");
+    let summary = central.read_json(&run_id, "summary.json");
+    assert_eq!(summary["machines"][0]["ceiling_ratio"].as_f64(), Some(ratio), "{summary}");
+    central.stop().await;
+}
