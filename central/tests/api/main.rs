@@ -5,6 +5,7 @@
 //! WebSocket, or streams a sweep).
 
 mod browser;
+mod clock;
 mod comparison;
 mod config_file;
 mod disk;
