@@ -162,10 +162,10 @@ mod tests {
     #[test]
     fn the_smallest_round_trip_wins() {
         let samples = [
-            s(0.0, 120.0, 40.0),    // 40 ms round trip (connection set-up), skewed
-            s(50.0, 151.0, 52.0),   // 2 ms: offset 100
-            s(60.0, 170.0, 70.0),   // 10 ms
-            s(80.0, 100.0, 79.0),   // negative round trip: discarded
+            s(0.0, 120.0, 40.0),     // 40 ms round trip (connection set-up), skewed
+            s(50.0, 151.0, 52.0),    // 2 ms: offset 100
+            s(60.0, 170.0, 70.0),    // 10 ms
+            s(80.0, 100.0, 79.0),    // negative round trip: discarded
             s(90.0, f64::NAN, 91.0), // no reading: discarded
         ];
         let e = estimate(&samples).unwrap();

@@ -66,7 +66,8 @@ impl RunClock {
         let starts: Vec<f64> = self.machines.values().filter_map(|m| m.started_at_ms).collect();
         self.skew_machines = starts.len() as u32;
         self.achieved_skew_ms = (starts.len() >= 2).then(|| {
-            starts.iter().copied().fold(f64::NEG_INFINITY, f64::max) - starts.iter().copied().fold(f64::INFINITY, f64::min)
+            starts.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                - starts.iter().copied().fold(f64::INFINITY, f64::min)
         });
     }
 }

@@ -1,7 +1,7 @@
 //! `GET /api/runs?model=&machine=&engine_version=&status=&since=`: which stored runs to list.
 //!
 //! Each filter is optional and they combine with AND. The files under `results/runs/` stay the
-//! only record: the filters read each run's `metadata.json` (no index).
+//! only record; the filters read the store's in-memory index of them (`crate::store`).
 
 use std::collections::HashMap;
 

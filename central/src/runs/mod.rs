@@ -22,10 +22,10 @@ use std::time::Duration;
 use bench_shared::clock::RunClock;
 use bench_shared::engine::{ModelInfo, same_model};
 use bench_shared::job::{FieldError, JobSpec};
-use bench_shared::timeouts;
 use bench_shared::run::{
     MachineRecord, MachineRunStatus, MachineState, MachineView, RUN_START, RunMetadata, RunStatus,
 };
+use bench_shared::timeouts;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;

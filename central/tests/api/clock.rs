@@ -80,7 +80,11 @@ async fn start_at_is_sent_on_each_agents_clock_and_the_run_reports_the_skew() {
         assert!(error.abs() <= 0.5 + 1e-3, "{id}: {m}");
         assert!((m["started_at_ms"].as_f64().unwrap() - start_at as f64 - error).abs() < 1e-3, "{m}");
     }
-    assert_eq!(clock["machines"]["old"]["started_at_ms"], Value::Null, "no offset: its start is not on central's clock");
+    assert_eq!(
+        clock["machines"]["old"]["started_at_ms"],
+        Value::Null,
+        "no offset: its start is not on central's clock"
+    );
 }
 
 /// Real agents on this host: offsets near zero, and the run's skew from their real first requests.
@@ -88,7 +92,8 @@ async fn start_at_is_sent_on_each_agents_clock_and_the_run_reports_the_skew() {
 async fn real_agents_report_offsets_and_achieved_skew() {
     let a = RealAgent::mock("a", &["mock-llm"], 5.0, 500.0).await;
     let b = RealAgent::mock("b", &["mock-llm"], 5.0, 500.0).await;
-    let central = TestCentral::spawn(vec![machine("a", &a.base_url), machine("b", &b.base_url)], temp_results_dir()).await;
+    let central =
+        TestCentral::spawn(vec![machine("a", &a.base_url), machine("b", &b.base_url)], temp_results_dir()).await;
     central.wait_online(&["a", "b"]).await;
     let run_id = central.start_run(generate_body("mock-llm", 4)).await;
     let detail = central.wait_run_end(&run_id).await;
@@ -105,6 +110,7 @@ async fn real_agents_report_offsets_and_achieved_skew() {
         let at = started["started_at_s"].as_f64().unwrap() * 1000.0 - offset;
         assert!((m["started_at_ms"].as_f64().unwrap() - at).abs() < 1e-3, "{id}: {m}");
     }
-    let starts: Vec<f64> = ["a", "b"].iter().map(|id| clock["machines"][id]["started_at_ms"].as_f64().unwrap()).collect();
+    let starts: Vec<f64> =
+        ["a", "b"].iter().map(|id| clock["machines"][id]["started_at_ms"].as_f64().unwrap()).collect();
     assert_eq!(clock["achieved_skew_ms"].as_f64().unwrap(), (starts[0] - starts[1]).abs(), "{clock:#}");
 }

@@ -283,6 +283,10 @@ async fn central_crashed_mid_run_resumes_at_restart_and_finishes_the_run() {
     let central = TestCentral::spawn(machines, results).await;
     let detail = central.wait_run_end(&run_id).await;
     assert_eq!(detail["metadata"]["status"], "partial", "{detail}");
+    // The run list (an index built at start-up, updated as the resumed run ends) agrees.
+    let list = central.get_json("/api/runs").await;
+    assert_eq!((list["total"].as_u64(), list["runs"][0]["run_id"].as_str()), (Some(1), Some(run_id.as_str())));
+    assert_eq!(list["runs"][0]["status"], "partial", "{list}");
     let machines = detail["metadata"]["machines"].as_array().unwrap();
     let by_id = |id: &str| machines.iter().find(|m| m["machine_id"] == id).unwrap().clone();
     assert_eq!(by_id("survivor")["status"], "complete", "{detail}");
