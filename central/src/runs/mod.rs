@@ -140,7 +140,7 @@ impl RunManager {
         let able: Vec<_> = chosen
             .iter()
             .filter(|m| preflight(&m.view(), &req.spec).status == MachineRunStatus::Pending)
-            .map(|m| m.clone())
+            .cloned()
             .collect();
         let anchor = crate::clock::Anchor::now();
         let offsets: HashMap<String, Result<crate::clock::Estimate, String>> =
