@@ -10,6 +10,8 @@
 
 mod index;
 
+pub use index::{EngineFacts, MachineFacts, RunFacts};
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -221,12 +223,11 @@ impl Store {
         Ok(self.index().page(|_| true, limit, offset))
     }
 
-    /// [`Store::list`] over the runs whose metadata passes `keep` (`total` counts the matches).
-    /// `keep` sees the index's copy of each run's metadata, which leaves out per-machine
-    /// capabilities, hardware, model details and notes, the prompt and the clock.
+    /// [`Store::list`] over the runs whose [`RunFacts`] (what the filters read of `metadata.json`)
+    /// pass `keep`; `total` counts the matches.
     pub fn list_where(
         &self,
-        keep: impl Fn(&RunMetadata) -> bool,
+        keep: impl Fn(&RunFacts) -> bool,
         limit: usize,
         offset: usize,
     ) -> Result<RunPage, StoreError> {
@@ -437,7 +438,7 @@ mod tests {
         assert_eq!(listed(&store), vec![b_done.clone(), running(a)]);
         assert_eq!(store.run_ids().unwrap(), vec![b.to_owned(), a.to_owned()]);
         // Filters and pages read the index.
-        let page = store.list_where(|m| m.models.contains(&"llama".to_string()), 10, 0).unwrap();
+        let page = store.list_where(|f| f.models.contains(&"llama".to_string()), 10, 0).unwrap();
         assert_eq!((page.total, page.runs[0].run_id.as_str()), (1, a));
         let page = store.list(1, 1).unwrap();
         assert_eq!((page.total, page.runs.len(), page.runs[0].run_id.as_str()), (2, 1, a));

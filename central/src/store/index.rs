@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use bench_shared::job::JobSpec;
-use bench_shared::run::{MachineLabel, RunListEntry, RunMetadata, RunPage, RunSummary};
+use bench_shared::run::{MachineLabel, RunListEntry, RunMetadata, RunPage, RunStatus, RunSummary};
 
 /// Every stored run by id (ids sort chronologically).
 #[derive(Debug, Default)]
@@ -16,17 +15,55 @@ pub struct RunIndex {
 #[derive(Debug)]
 struct Indexed {
     entry: RunListEntry,
-    /// The metadata the filters read, without what no list or filter reads (per-machine
-    /// capabilities, hardware, model details and notes; the prompt; the clock), so ten thousand
-    /// runs take a few MB. A filter on one of those fields must read `metadata.json` instead.
-    meta: RunMetadata,
+    facts: RunFacts,
+}
+
+/// What the `GET /api/runs` filters read of a run's `metadata.json` (a small copy, so ten
+/// thousand runs take a few MB; a filter on anything else must add it here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFacts {
+    pub models: Vec<String>,
+    pub machines: Vec<MachineFacts>,
+    pub status: RunStatus,
+    pub started_at_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineFacts {
+    pub machine_id: String,
+    pub label: String,
+    pub engine: Option<EngineFacts>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineFacts {
+    pub version: Option<String>,
+}
+
+impl From<&RunMetadata> for RunFacts {
+    fn from(m: &RunMetadata) -> Self {
+        RunFacts {
+            models: m.models.clone(),
+            machines: m
+                .machines
+                .iter()
+                .map(|r| MachineFacts {
+                    machine_id: r.machine_id.clone(),
+                    label: r.label.clone(),
+                    engine: r.engine.as_ref().map(|e| EngineFacts { version: e.version.clone() }),
+                })
+                .collect(),
+            status: m.status,
+            started_at_s: m.started_at_s,
+        }
+    }
 }
 
 impl RunIndex {
     /// Adds or replaces a run from its files.
     pub fn insert(&mut self, meta: &RunMetadata, summary: Option<&RunSummary>) {
         let entry = list_entry(meta, summary);
-        self.runs.insert(meta.run_id.clone(), Indexed { entry, meta: slim(meta) });
+        self.runs.insert(meta.run_id.clone(), Indexed { entry, facts: meta.into() });
     }
 
     /// `metadata.json` was written: the run's entry follows it (its winner, from `summary.json`,
@@ -35,7 +72,7 @@ impl RunIndex {
         let winner = self.runs.get(&meta.run_id).and_then(|r| r.entry.winner.clone());
         let mut entry = list_entry(meta, None);
         entry.winner = winner;
-        self.runs.insert(meta.run_id.clone(), Indexed { entry, meta: slim(meta) });
+        self.runs.insert(meta.run_id.clone(), Indexed { entry, facts: meta.into() });
     }
 
     /// `summary.json` was written (listed runs show its winner).
@@ -54,11 +91,11 @@ impl RunIndex {
         self.runs.keys().rev().cloned().collect()
     }
 
-    /// One page, newest first, of the runs whose metadata passes `keep`; `total` counts them all.
-    pub fn page(&self, keep: impl Fn(&RunMetadata) -> bool, limit: usize, offset: usize) -> RunPage {
+    /// One page, newest first, of the runs whose facts pass `keep`; `total` counts them all.
+    pub fn page(&self, keep: impl Fn(&RunFacts) -> bool, limit: usize, offset: usize) -> RunPage {
         let mut total = 0;
         let mut runs = Vec::new();
-        for r in self.runs.values().rev().filter(|r| keep(&r.meta)) {
+        for r in self.runs.values().rev().filter(|r| keep(&r.facts)) {
             if total >= offset && runs.len() < limit {
                 runs.push(r.entry.clone());
             }
@@ -66,26 +103,6 @@ impl RunIndex {
         }
         RunPage { runs, total, limit, offset }
     }
-}
-
-/// `meta` without the fields the index does not keep (see [`Indexed::meta`]).
-fn slim(meta: &RunMetadata) -> RunMetadata {
-    let mut m = RunMetadata { prompt: None, clock: None, machines: Vec::new(), ..meta.clone() };
-    if let JobSpec::LlmGenerate(g) = &mut m.spec {
-        g.prompt = String::new();
-    }
-    m.machines = meta
-        .machines
-        .iter()
-        .map(|r| bench_shared::run::MachineRecord {
-            notes: None,
-            models: Vec::new(),
-            hardware: None,
-            capabilities: None,
-            ..r.clone()
-        })
-        .collect();
-    m
 }
 
 /// The list entry of a run.
