@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use bench_shared::run::{RunMetadata, RunPage, RunSummary};
+use bench_shared::run::{RunMetadata, RunPage, RunStatus, RunSummary};
 use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -216,6 +216,11 @@ impl Store {
             .collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
         Ok(ids)
+    }
+
+    /// Stored runs by status (from the index).
+    pub fn status_counts(&self) -> Vec<(RunStatus, usize)> {
+        self.index().status_counts()
     }
 
     /// One page of runs, newest first (from the index: no file is read).
@@ -437,6 +442,7 @@ mod tests {
         store.clone().delete(c).unwrap();
         assert_eq!(listed(&store), vec![b_done.clone(), running(a)]);
         assert_eq!(store.run_ids().unwrap(), vec![b.to_owned(), a.to_owned()]);
+        assert_eq!(store.status_counts(), vec![(Running, 1), (Complete, 1)], "a is older than b");
         // Filters and pages read the index.
         let page = store.list_where(|f| f.models.contains(&"llama".to_string()), 10, 0).unwrap();
         assert_eq!((page.total, page.runs[0].run_id.as_str()), (1, a));

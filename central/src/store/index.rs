@@ -86,6 +86,18 @@ impl RunIndex {
         self.runs.remove(run_id);
     }
 
+    /// How many runs have each status, in the order each status is first met (oldest run first).
+    pub fn status_counts(&self) -> Vec<(RunStatus, usize)> {
+        let mut counts: Vec<(RunStatus, usize)> = Vec::new();
+        for r in self.runs.values() {
+            match counts.iter_mut().find(|(s, _)| *s == r.facts.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((r.facts.status, 1)),
+            }
+        }
+        counts
+    }
+
     /// Every run id, newest first.
     pub fn ids(&self) -> Vec<String> {
         self.runs.keys().rev().cloned().collect()
