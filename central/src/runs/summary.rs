@@ -29,7 +29,8 @@ pub struct Outcome {
     pub last_seq: u64,
     /// Visible text of the first recorded repeat, as streamed (`llm_token`, content channel).
     pub output_text: String,
-    /// First request sent − shared `start_at`, ms (from `job_started`).
+    /// First request sent − the `start_at` this agent received, both on the agent's clock, ms
+    /// (from `job_started`; floored at 0).
     pub start_lag_ms: Option<f64>,
     /// When the first request was sent, epoch s on the agent's clock (`job_started.started_at_s`).
     #[serde(default)]
