@@ -64,6 +64,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Small writes (events, WebSocket frames) go out at once (see bench_server).
+                let _ = stream.set_nodelay(true);
                 let (tls, tx) = (tls.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {

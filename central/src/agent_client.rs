@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bench_shared::api::{Capabilities, Health, JobAccepted, JobView};
+use bench_shared::api::{AgentTime, Capabilities, Health, JobAccepted, JobView};
 use bench_shared::event::RawEnvelope;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -103,6 +103,11 @@ impl AgentClient {
     /// `GET /capabilities`; `refresh` makes the agent probe its engine first (`?refresh=1`).
     pub async fn capabilities(&self, refresh: bool) -> Result<Capabilities, AgentError> {
         self.get(if refresh { "/capabilities?refresh=1" } else { "/capabilities" }).await
+    }
+
+    /// `GET /time`: the agent's wall clock (for [`crate::clock`]).
+    pub async fn time(&self) -> Result<AgentTime, AgentError> {
+        self.get("/time").await
     }
 
     /// `POST /jobs`.

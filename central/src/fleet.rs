@@ -236,7 +236,8 @@ async fn connect(config: &MachineConfig) -> Result<WsStream, String> {
     }
     // wss:// with the machine's own CA when it has one; else the system's roots (rustls, ring).
     let connector = config.tls_client_config().map(tokio_tungstenite::Connector::Rustls);
-    let connecting = tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector);
+    // `true`: no Nagle, so pings and pongs are not held back behind unacknowledged frames.
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector);
     match tokio::time::timeout(bench_shared::timeouts::CENTRAL_WS_CONNECT, connecting).await {
         Ok(Ok((stream, _))) => Ok(stream),
         Ok(Err(e)) => Err(error_chain(&e)),

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: `machines.yaml` (typed, validated, errors name the key and line) and settings.
 //! - [`agent_client`]: typed HTTP calls to one agent (`/health`, `/capabilities`, `/jobs…`).
+//! - [`clock`]: NTP-style clock-offset estimate of each agent before a run (sans-I/O estimator).
 //! - [`fleet`]: one task per machine: WebSocket subscription with backoff, health/capabilities.
 //! - [`routing`]: maps `(machine_id, job_id)` to the run that owns the job.
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
@@ -17,6 +18,7 @@ pub mod agent_client;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod fleet;
 pub mod hub;

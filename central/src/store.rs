@@ -2,14 +2,22 @@
 //!
 //! JSON files are written atomically (temp file + rename) so a crash never leaves half a file;
 //! `events.ndjson` is appended and flushed line by line as events arrive. Run ids from requests are
-//! checked against a strict pattern before they touch a path. Nothing here is cached in memory: the
-//! history is what is on disk, so a restart loses nothing that finished.
+//! checked against a strict pattern before they touch a path. The files are the record: what a run
+//! list needs is also kept in memory ([`index`], built from the files when the store opens and
+//! updated on every write and delete made through it), so listing reads no file; a restart loses
+//! nothing that finished. Run folders added under `results/runs/` by hand are listed after the
+//! next start.
+
+mod index;
+
+pub use index::{EngineFacts, MachineFacts, RunFacts};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
-use bench_shared::run::{MachineLabel, RunListEntry, RunMetadata, RunPage, RunSummary};
+use bench_shared::run::{RunMetadata, RunPage, RunStatus, RunSummary};
 use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -76,17 +84,38 @@ pub fn valid_run_id(id: &str) -> bool {
         })
 }
 
-/// The `results/runs` directory.
+/// The `results/runs` directory (and the index of its runs; clones share it).
 #[derive(Debug, Clone)]
 pub struct Store {
     runs_dir: PathBuf,
+    index: Arc<RwLock<index::RunIndex>>,
 }
 
 impl Store {
+    /// Opens (creating) `results_dir/runs` and indexes every run in it: each run's
+    /// `metadata.json` and `summary.json` are read once here (an unreadable run is left out of
+    /// the index, with a warning).
     pub fn open(results_dir: &Path) -> Result<Store, StoreError> {
         let runs_dir = results_dir.join("runs");
         fs::create_dir_all(&runs_dir).map_err(io(&runs_dir))?;
-        Ok(Store { runs_dir })
+        let store = Store { runs_dir, index: Default::default() };
+        let mut index = index::RunIndex::default();
+        for id in store.scan_ids()? {
+            match store.metadata(&id) {
+                Ok(meta) => index.insert(&meta, store.summary(&id).ok().flatten().as_ref()),
+                Err(e) => tracing::warn!(run_id = %id, "run left out of the list (unreadable): {e}"),
+            }
+        }
+        *store.index_mut() = index;
+        Ok(store)
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, index::RunIndex> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, index::RunIndex> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn runs_dir(&self) -> &Path {
@@ -113,11 +142,15 @@ impl Store {
     }
 
     pub fn write_metadata(&self, meta: &RunMetadata) -> Result<(), StoreError> {
-        self.write_json(&meta.run_id, METADATA, meta)
+        self.write_json(&meta.run_id, METADATA, meta)?;
+        self.index_mut().put_metadata(meta);
+        Ok(())
     }
 
     pub fn write_summary(&self, summary: &RunSummary) -> Result<(), StoreError> {
-        self.write_json(&summary.run_id, SUMMARY, summary)
+        self.write_json(&summary.run_id, SUMMARY, summary)?;
+        self.index_mut().put_summary(summary);
+        Ok(())
     }
 
     pub fn metadata(&self, run_id: &str) -> Result<RunMetadata, StoreError> {
@@ -168,8 +201,13 @@ impl Store {
         fs::rename(&tmp, &path).map_err(io(&path))
     }
 
-    /// Ids of every stored run, newest first.
+    /// Ids of every stored run, newest first (from the index).
     pub fn run_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.index().ids())
+    }
+
+    /// Ids of every run folder with a `metadata.json`, newest first (from the directory).
+    fn scan_ids(&self) -> Result<Vec<String>, StoreError> {
         let mut ids: Vec<String> = fs::read_dir(&self.runs_dir)
             .map_err(io(&self.runs_dir))?
             .filter_map(|e| e.ok())
@@ -180,84 +218,41 @@ impl Store {
         Ok(ids)
     }
 
-    /// One page of runs, newest first. Unreadable runs are listed with what the id tells.
-    pub fn list(&self, limit: usize, offset: usize) -> Result<RunPage, StoreError> {
-        let ids = self.run_ids()?;
-        let runs = ids
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .filter_map(|id| match self.metadata(id) {
-                Ok(m) => Some(list_entry(&m, self.summary(id).ok().flatten().as_ref())),
-                Err(e) => {
-                    tracing::warn!(run_id = %id, "skipping unreadable run: {e}");
-                    None
-                }
-            })
-            .collect();
-        Ok(RunPage { runs, total: ids.len(), limit, offset })
+    /// Stored runs by status (from the index).
+    pub fn status_counts(&self) -> Vec<(RunStatus, usize)> {
+        self.index().status_counts()
     }
 
-    /// [`Store::list`] over the runs whose metadata passes `keep` (every run's metadata is read;
-    /// `total` counts the matches).
+    /// One page of runs, newest first (from the index: no file is read).
+    pub fn list(&self, limit: usize, offset: usize) -> Result<RunPage, StoreError> {
+        Ok(self.index().page(|_| true, limit, offset))
+    }
+
+    /// [`Store::list`] over the runs whose [`RunFacts`] (what the filters read of `metadata.json`)
+    /// pass `keep`; `total` counts the matches.
     pub fn list_where(
         &self,
-        keep: impl Fn(&RunMetadata) -> bool,
+        keep: impl Fn(&RunFacts) -> bool,
         limit: usize,
         offset: usize,
     ) -> Result<RunPage, StoreError> {
-        let mut matched = Vec::new();
-        for id in self.run_ids()? {
-            match self.metadata(&id) {
-                Ok(m) if keep(&m) => matched.push(m),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(run_id = %id, "skipping unreadable run: {e}"),
-            }
-        }
-        let runs = matched
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|m| list_entry(m, self.summary(&m.run_id).ok().flatten().as_ref()))
-            .collect();
-        Ok(RunPage { runs, total: matched.len(), limit, offset })
+        Ok(self.index().page(keep, limit, offset))
     }
 
     pub fn delete(&self, run_id: &str) -> Result<(), StoreError> {
         let dir = self.existing_dir(run_id)?;
-        fs::remove_dir_all(&dir).map_err(io(&dir))
+        let removed = fs::remove_dir_all(&dir).map_err(io(&dir));
+        // A removal that failed part-way may still have taken the metadata with it.
+        if removed.is_ok() || !dir.join(METADATA).is_file() {
+            self.index_mut().remove(run_id);
+        }
+        removed
     }
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
     let file = File::open(path).map_err(io(path))?;
     serde_json::from_reader(BufReader::new(file)).map_err(|source| StoreError::Json { path: path.to_owned(), source })
-}
-
-fn list_entry(m: &RunMetadata, summary: Option<&RunSummary>) -> RunListEntry {
-    let prompt_preview = m.prompt.as_ref().map(|p| {
-        let mut s: String = p.chars().take(120).collect();
-        if s.len() < p.len() {
-            s.push('…');
-        }
-        s
-    });
-    RunListEntry {
-        run_id: m.run_id.clone(),
-        test_type: m.spec.test_type(),
-        models: m.models.clone(),
-        status: m.status,
-        started_at: m.started_at.clone(),
-        ended_at: m.ended_at.clone(),
-        machines: m.machines.len(),
-        prompt_preview,
-        winner: summary.and_then(|s| s.winner.clone()),
-        machine_labels: m
-            .machines
-            .iter()
-            .map(|r| MachineLabel { machine_id: r.machine_id.clone(), label: r.label.clone() })
-            .collect(),
-    }
 }
 
 /// `events.ndjson`, appended in whole lines: lines are buffered with [`EventLog::push`] and
@@ -388,6 +383,85 @@ mod tests {
         std::fs::write(&path, b"{\"half").unwrap();
         EventLog::open(path.clone()).unwrap().append("{}").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn meta(run_id: &str, model: &str, status: bench_shared::run::RunStatus) -> RunMetadata {
+        let spec =
+            bench_shared::job::JobSpec::from_json(&serde_json::json!({"model": model, "prompt": "p"}), 0).unwrap();
+        let machine: bench_shared::run::MachineRecord = serde_json::from_value(serde_json::json!({
+            "machine_id": "m1", "label": "Box One", "agent_base_url": "http://a", "status": "complete"}))
+        .unwrap();
+        RunMetadata {
+            run_id: run_id.into(),
+            test_type: spec.test_type(),
+            models: vec![model.into()],
+            prompt: Some("a prompt".into()),
+            spec,
+            status,
+            reason: None,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            started_at_s: 1.0,
+            ended_at: None,
+            ended_at_s: None,
+            machines: vec![machine],
+            clock: None,
+        }
+    }
+
+    fn summary(run_id: &str, winner: &str) -> RunSummary {
+        serde_json::from_value(serde_json::json!({"run_id": run_id, "test_type": "llm_generate", "models": ["m"],
+            "status": "complete", "rank_by": "ttft_ms", "winner": winner, "machines": []}))
+        .unwrap()
+    }
+
+    fn listed(store: &Store) -> Vec<(String, String, Option<String>)> {
+        let page = store.list(100, 0).unwrap();
+        assert_eq!(page.total, page.runs.len());
+        page.runs.iter().map(|r| (r.run_id.clone(), r.status.as_str().to_owned(), r.winner.clone())).collect()
+    }
+
+    #[test]
+    fn the_run_list_follows_writes_and_deletes_and_is_rebuilt_from_the_files() {
+        use bench_shared::run::RunStatus::{Complete, Running};
+        let dir = tempdir_for_test("index");
+        let store = Store::open(&dir).unwrap();
+        let (a, b, c) = ("2026-01-01_000001_aaaaaa", "2026-01-01_000002_bbbbbb", "2026-01-01_000003_cccccc");
+        for (id, model) in [(a, "llama"), (b, "qwen"), (c, "llama")] {
+            store.create_run(id).unwrap();
+            store.write_metadata(&meta(id, model, Running)).unwrap();
+        }
+        let running = |id: &str| (id.to_owned(), "running".to_owned(), None);
+        assert_eq!(listed(&store), vec![running(c), running(b), running(a)], "newest first");
+        // The run ends: summary first, then metadata (as finish writes them); the winner stays.
+        store.write_summary(&summary(b, "m1")).unwrap();
+        store.write_metadata(&meta(b, "qwen", Complete)).unwrap();
+        let b_done = (b.to_owned(), "complete".to_owned(), Some("m1".to_owned()));
+        assert_eq!(listed(&store)[1], b_done);
+        // A clone (another handle of the same central) sees the same index.
+        store.clone().delete(c).unwrap();
+        assert_eq!(listed(&store), vec![b_done.clone(), running(a)]);
+        assert_eq!(store.run_ids().unwrap(), vec![b.to_owned(), a.to_owned()]);
+        assert_eq!(store.status_counts(), vec![(Running, 1), (Complete, 1)], "a is older than b");
+        // Filters and pages read the index.
+        let page = store.list_where(|f| f.models.contains(&"llama".to_string()), 10, 0).unwrap();
+        assert_eq!((page.total, page.runs[0].run_id.as_str()), (1, a));
+        let page = store.list(1, 1).unwrap();
+        assert_eq!((page.total, page.runs.len(), page.runs[0].run_id.as_str()), (2, 1, a));
+        assert_eq!(page.runs[0].prompt_preview.as_deref(), Some("a prompt"));
+        assert_eq!(page.runs[0].machine_labels[0].label, "Box One");
+
+        // A run written by someone else and an unreadable one: a fresh store indexes the files.
+        let other = Store { runs_dir: store.runs_dir.clone(), index: Default::default() };
+        let d = "2026-01-01_000004_dddddd";
+        other.create_run(d).unwrap();
+        other.write_metadata(&meta(d, "phi", Complete)).unwrap();
+        assert_eq!(listed(&store).len(), 2, "not this store's write: listed after a restart");
+        let broken = "2026-01-01_000005_eeeeee";
+        store.create_run(broken).unwrap();
+        std::fs::write(store.run_dir(broken).unwrap().join(METADATA), b"{not json").unwrap();
+        let reopened = Store::open(&dir).unwrap();
+        assert_eq!(listed(&reopened), vec![(d.to_owned(), "complete".to_owned(), None), b_done, running(a)]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

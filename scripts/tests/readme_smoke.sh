@@ -59,6 +59,8 @@ done = next(e for e in events if e["type"] == "job_done")["payload"]
 assert done["engine"] == "openai" and done["gen_tokens"] > 0 and 0 < done["ttft_ms"] < done["total_ms"], done
 later = [e for e in events if e["seq"] > 3]
 assert later, "after_seq=3 returned nothing"
+clock = objs[-1]
+assert isinstance(clock, dict) and isinstance(clock.get("now_unix_ms"), float), clock
 print(f"  job_done: ttft_ms={done['ttft_ms']:.1f} gen_tokens={done['gen_tokens']} "
       f"gen_tokens_per_s={done['gen_tokens_per_s']:.1f} engine_decode_tok_s={done.get('engine_decode_tok_s')}")
 PY

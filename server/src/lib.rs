@@ -86,6 +86,7 @@ pub async fn serve<L: Listener>(
             _ = &mut shutdown => break,
             (stream, _) = listener.accept() => stream,
         };
+        no_delay(&stream);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::debug!(limit = limits.max_connections, "connection refused: connection cap reached");
             refuse(stream, &refusal, &refusing);
@@ -103,6 +104,17 @@ pub async fn serve<L: Listener>(
     // `recv` yields `None` once every connection task has dropped its sender.
     let _ = alive_rx.recv().await;
     Ok(())
+}
+
+/// Turns Nagle's algorithm off on a plain TCP connection (a TLS listener does it on its own
+/// socket): events and WebSocket frames are small writes, and Nagle holding one back until the
+/// peer's delayed ACK stalled the live relay by tens of milliseconds at each ping.
+fn no_delay<S: std::any::Any>(stream: &S) {
+    if let Some(tcp) = (stream as &dyn std::any::Any).downcast_ref::<tokio::net::TcpStream>()
+        && let Err(e) = tcp.set_nodelay(true)
+    {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
 }
 
 async fn serve_connection<S>(stream: S, app: Router, limits: Limits, stop: &mut watch::Receiver<bool>)
@@ -182,6 +194,18 @@ mod tests {
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
+
+    #[tokio::test]
+    async fn accepted_tcp_connections_send_small_writes_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap(), "Nagle is on by default");
+        no_delay(&accepted);
+        assert!(accepted.nodelay().unwrap());
+        no_delay(&client); // any TcpStream; other stream types are left alone
+        no_delay(&std::io::Cursor::new(Vec::<u8>::new()));
+    }
 
     async fn start(limits: Limits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

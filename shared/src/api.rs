@@ -231,6 +231,14 @@ pub struct JobCancelAnswer {
     pub status: String,
 }
 
+/// `GET /time`: the agent's wall clock when it handled the request, for central's clock-offset
+/// estimate (open like `/health`: a clock reading reveals nothing secret).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AgentTime {
+    /// Epoch milliseconds, sub-millisecond precision.
+    pub now_unix_ms: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

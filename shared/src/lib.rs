@@ -15,10 +15,12 @@
 //! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
+//! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
 //! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
 
 pub mod api;
+pub mod clock;
 pub mod close;
 pub mod compare;
 pub mod engine;

@@ -136,7 +136,8 @@ pub struct RunMetadata {
     /// The prompt (`llm_generate` only).
     #[serde(default)]
     pub prompt: Option<String>,
-    /// The validated job every machine received (includes `start_at`).
+    /// The validated job every machine received; its `start_at` is the common instant on
+    /// central's clock (each agent got it on its own clock: see `clock`).
     pub spec: JobSpec,
     pub status: RunStatus,
     /// Why the run failed as a whole (e.g. no machine could take it).
@@ -150,6 +151,10 @@ pub struct RunMetadata {
     #[serde(default)]
     pub ended_at_s: Option<f64>,
     pub machines: Vec<MachineRecord>,
+    /// The synchronized start: each agent's measured clock offset, the `start_at` it received on
+    /// its own clock, and the skew achieved (absent in runs stored before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<crate::clock::RunClock>,
 }
 
 impl RunMetadata {

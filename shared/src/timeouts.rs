@@ -11,6 +11,7 @@
 //! | [`AGENT_ENGINE_STATUS_INTERVAL`] | 10 s | agent | between background probes (none while a job runs) |
 //! | [`CENTRAL_AGENT_HTTP`] | 10 s | central | any agent REST call (`/health`, `/capabilities`, `POST /jobs`, …) |
 //! | [`CENTRAL_WS_CONNECT`] | 10 s | central | the agent WebSocket handshake |
+//! | [`CENTRAL_CLOCK_MEASURE`] | 1 s | central, before dispatch | all round trips of one agent's clock-offset measurement |
 //!
 //! The engine request bounds (`engine.request_timeout_s`, …) are the agent's configuration and
 //! govern jobs, not any call central waits on: central follows jobs through events, a deadline
@@ -29,6 +30,10 @@ pub const AGENT_ENGINE_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 pub const CENTRAL_AGENT_HTTP: Duration = Duration::from_secs(10);
 /// Central's limit on the agent WebSocket handshake.
 pub const CENTRAL_WS_CONNECT: Duration = Duration::from_secs(10);
+/// Central's limit on measuring one agent's clock offset before a run (every round trip to
+/// `GET /time` together): it delays the run's dispatch, so it is short; an agent that does not
+/// answer in time starts uncorrected (the run records why).
+pub const CENTRAL_CLOCK_MEASURE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

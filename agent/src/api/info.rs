@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use bench_shared::api::{Capabilities, EngineHealth, Health};
+use bench_shared::api::{AgentTime, Capabilities, EngineHealth, Health};
 use bench_shared::engine::{EngineInfo, ModelInfo, same_model};
 use bench_shared::hardware::LegacyCapabilities;
 use bench_shared::job::TestType;
@@ -41,6 +41,13 @@ fn advertised(state: &AppState, listed: &[ModelInfo]) -> Vec<String> {
     } else {
         state.config.llm_models.clone()
     }
+}
+
+/// `GET /time`: the agent's wall clock, read as the request is handled (central estimates the
+/// clock offset from round trips to it). Open, like `/health`: a clock reading is no secret, and
+/// it keeps the measurement as cheap as an answer can be.
+pub async fn time() -> Json<AgentTime> {
+    Json(AgentTime { now_unix_ms: crate::engine::wall_now_s() * 1000.0 })
 }
 
 /// `GET /health`: never waits for the engine (unless `?refresh=1`): before the first engine

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`state`]: `AppState`, the shared bundle of `Arc`s.
-//! - [`info`]: `GET /health`, `GET /capabilities`.
+//! - [`info`]: `GET /health`, `GET /time`, `GET /capabilities`.
 //! - [`jobs`]: `POST/GET /jobs`, `GET/DELETE /jobs/{id}`, `GET /jobs/{id}/events` (NDJSON).
 //! - [`ws`]: `GET /ws`, every event as one JSON text frame.
 //! - [`newline`]: every JSON response ends with a newline.
@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     };
     let app = Router::new()
         .route("/health", get(info::health))
+        .route("/time", get(info::time))
         .merge(protected)
         .fallback(not_found)
         .layer(middleware::map_response(newline::json_newline))
@@ -58,14 +59,14 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
-        "no route {} {}; see GET /health, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws, \
+        "no route {} {}; see GET /health, /time, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws, \
          /api/agent/runtime_metrics, /metrics",
         req.method(),
         req.uri().path()
     ))
 }
 
-/// With `auth_token` configured, every route but `/health` needs `Authorization: Bearer <token>`
+/// With `auth_token` configured, every route but `/health` and `/time` needs `Authorization: Bearer <token>`
 /// (scheme in any case; `/ws` also accepts `?token=`, since browsers cannot set headers on
 /// WebSockets, and request logs redact it).
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
@@ -114,6 +115,11 @@ mod tests {
         assert_eq!((status, body["machine_id"].as_str()), (StatusCode::OK, Some("unit")));
         let (status, body) = call(state(Some("t")), Request::get("/jobs").body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let before = crate::engine::wall_now_s() * 1000.0;
+        let (status, body) = call(state(Some("t")), Request::get("/time").body(Body::empty()).unwrap()).await;
+        let t: bench_shared::api::AgentTime = serde_json::from_value(body).unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(t.now_unix_ms >= before && t.now_unix_ms <= crate::engine::wall_now_s() * 1000.0, "{t:?}");
         let req = Request::post("/jobs")
             .header("authorization", "bearer t")
             .header("content-type", "application/json")

@@ -71,6 +71,7 @@ pub fn agent_config(dir: &Path, machine_id: &str) -> Result<std::path::PathBuf> 
     let path = dir.join("agent.yaml");
     let yaml = format!(
         "machine_id: \"{machine_id}\"\nbind_host: \"127.0.0.1\"\nbind_port: 0\nresults_dir: \"{}\"\n\
+         ws_max_subscribers: {WS_SUBSCRIBERS}\n\
          engine:\n  kind: mock\n  mock:\n    ttft_ms: 5\n    tokens_per_s: 100\n    models: [\"mock-llm\"]\n",
         dir.join("results").display()
     );
@@ -78,11 +79,15 @@ pub fn agent_config(dir: &Path, machine_id: &str) -> Result<std::path::PathBuf> 
     Ok(path)
 }
 
+/// The WebSocket subscriber cap of the processes started here: above the 500 subscribers the
+/// full `footprint` scenario opens (the default cap, 256, would refuse the rest with 503).
+const WS_SUBSCRIBERS: usize = 1024;
+
 /// Writes a machines.yaml for central; returns its path.
 pub fn machines_config(dir: &Path, machines: &[(String, String)]) -> Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("machines.yaml");
-    let mut yaml = String::from("machines:\n");
+    let mut yaml = format!("central:\n  ws_max_subscribers: {WS_SUBSCRIBERS}\nmachines:\n");
     for (id, url) in machines {
         yaml.push_str(&format!("  - machine_id: \"{id}\"\n    agent_base_url: \"{url}\"\n"));
     }

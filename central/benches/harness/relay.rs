@@ -44,6 +44,8 @@ impl Plan {
 #[derive(Default)]
 struct Seen {
     latency_ms: Vec<f64>,
+    /// Arrival (epoch s) of each latency sample, in the same order.
+    arrived_s: Vec<f64>,
     seqs: HashMap<String, BTreeSet<u64>>,
     last_seq: HashMap<String, u64>,
 }
@@ -78,6 +80,7 @@ async fn browser(
                 && let Some(at) = v["emitted_at_s"].as_f64()
             {
                 seen.latency_ms.push((now - at) * 1000.0);
+                seen.arrived_s.push(now);
             }
             if bench_shared::event::is_terminal_type(kind) {
                 seen.last_seq.insert(machine.to_owned(), seq);
@@ -131,6 +134,23 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
             }
         })
     };
+    // The harness's own runtime (agents and browsers run here): how late a 1 ms timer wakes,
+    // so a stall of this process is told apart from one of central.
+    let stall_probe = {
+        let stop = stop_sampling.clone();
+        tokio::spawn(async move {
+            let mut stalls: Vec<(f64, f64)> = Vec::new();
+            while !stop.is_cancelled() {
+                let t = std::time::Instant::now();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let late_ms = t.elapsed().as_secs_f64() * 1000.0 - 1.0;
+                if late_ms > 10.0 {
+                    stalls.push((bench_central::store::now_s(), late_ms));
+                }
+            }
+            stalls
+        })
+    };
     let started = std::time::Instant::now();
     let mut seen = Vec::new();
     for b in browsers {
@@ -140,6 +160,7 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
     let cpu = proc.cpu_s().unwrap_or(f64::NAN) - cpu0;
     stop_sampling.cancel();
     let rss_max = sampler.await?;
+    let stalls = stall_probe.await?;
     *UNDER_LOAD_RSS.lock().unwrap_or_else(|e| e.into_inner()) = Some(rss_max);
     let detail = central::wait_run_end(&client, &proc.base_url, &run_id).await?;
     proc.stop().await;
@@ -156,6 +177,15 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
     }
     let latency: Vec<f64> = seen.iter().flat_map(|s| s.latency_ms.iter().copied()).collect();
     let (p50, p99) = (median(&latency), percentile(&latency, 99.0));
+    // Where the tail lies: the worst samples, by time since the first token arrived.
+    let arrived: Vec<f64> = seen.iter().flat_map(|s| s.arrived_s.iter().copied()).collect();
+    let first = arrived.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut worst: Vec<(f64, f64)> = latency.iter().copied().zip(arrived.iter().map(|a| a - first)).collect();
+    worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+    worst.truncate(20);
+    let stalls: Vec<(f64, f64)> = stalls.into_iter().map(|(at, ms)| (at - first, ms)).collect();
+    let max_stall = stalls.iter().map(|s| s.1).fold(0.0, f64::max);
+
     let rows = vec![
         Row::check(
             &format!("emit → browser p99 ({} agents × 100 tok/s, {BROWSERS} browsers)", plan.agents),
@@ -165,6 +195,7 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
             p99 <= 5.0,
         ),
         Row::info("emit → browser p50", p50, "ms"),
+        Row::info("harness runtime stalls over 10 ms: longest (0 = none)", max_stall, "ms"),
         Row::check("events lost", "0", lost as f64, "events", lost == 0),
         Row::info("central CPU during the race", cpu / race_s * 100.0, "% of a core"),
         Row::info("central RSS max during the race", rss_max as f64 / 1048576.0, "MiB"),
@@ -174,6 +205,7 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
         json!({"agents": plan.agents, "tokens_per_agent": plan.tokens, "browsers": BROWSERS, "race_s": race_s,
         "events_received": events, "central_cpu_s": cpu, "central_rss_before_bytes": rss0, "central_rss_max_bytes": rss_max,
         "run_status": detail["metadata"]["status"],
+        "worst_latency_ms_at_s": worst, "harness_stalls_over_10ms_at_s": stalls,
         "note": "the agents run in the harness process; central is the release binary"}),
     ))
 }

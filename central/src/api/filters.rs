@@ -1,11 +1,11 @@
 //! `GET /api/runs?model=&machine=&engine_version=&status=&since=`: which stored runs to list.
 //!
 //! Each filter is optional and they combine with AND. The files under `results/runs/` stay the
-//! only record: the filters read each run's `metadata.json` (no index).
+//! only record; the filters read the store's in-memory index of them (`crate::store`).
 
 use std::collections::HashMap;
 
-use bench_shared::run::{RunMetadata, RunStatus};
+use bench_shared::run::RunStatus;
 
 use super::ApiError;
 
@@ -61,7 +61,7 @@ impl RunFilter {
         *self == RunFilter::default()
     }
 
-    pub fn matches(&self, m: &RunMetadata) -> bool {
+    pub fn matches(&self, m: &crate::store::RunFacts) -> bool {
         let model_ok = self.model.as_ref().is_none_or(|want| {
             let want = want.to_lowercase();
             m.models.iter().any(|x| x.to_lowercase().contains(&want))

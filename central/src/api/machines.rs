@@ -51,14 +51,8 @@ pub async fn list(
 
 /// `GET /metrics`: Prometheus text.
 pub async fn prometheus(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let store = state.store.clone();
-    let page =
-        super::blocking(move || store.list(usize::MAX, 0).map_err(|e| ApiError::Internal(e.to_string()))).await?;
-    let mut runs: HashMap<&'static str, i64> = HashMap::new();
-    for r in &page.runs {
-        *runs.entry(r.status.as_str()).or_default() += 1;
-    }
-    let runs: Vec<(String, i64)> = runs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let runs: Vec<(String, i64)> =
+        state.store.status_counts().into_iter().map(|(s, n)| (s.as_str().to_owned(), n as i64)).collect();
     let machines: Vec<_> = state.fleet.views().into_iter().map(|v| v.state).collect();
     let body = state.metrics.encode(&runs, &machines, state.hub.clients());
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body))

@@ -98,6 +98,7 @@ fn write_final(
     let now = now_s();
     meta.ended_at_s = Some(now);
     meta.ended_at = Some(rfc3339(now));
+    summary::record_starts(meta, outcomes);
     let mut summary = summary::build(meta, outcomes);
     if meta.spec.test_type() == TestType::LlmSweep {
         let events = crate::store::parse_events(&store.events(&meta.run_id).unwrap_or_default());

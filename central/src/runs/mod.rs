@@ -1,5 +1,6 @@
-//! Run lifecycle: validate the request, preflight the fleet, persist the run, post the job to every
-//! chosen agent at once with a common `start_at`, and hand the run to its task ([`task`], which
+//! Run lifecycle: validate the request, preflight the fleet, measure each able agent's clock
+//! offset ([`crate::clock`]), persist the run, post the job to every chosen agent at once with a
+//! common `start_at` (on each agent's own clock), and hand the run to its task ([`task`], which
 //! executes the decisions of the sans-I/O [`state::RunState`]; files go through [`writer`]).
 //!
 //! Decision: when preflight leaves no machine, the run is still persisted (status `failed`, every
@@ -18,11 +19,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bench_shared::clock::RunClock;
 use bench_shared::engine::{ModelInfo, same_model};
 use bench_shared::job::{FieldError, JobSpec};
 use bench_shared::run::{
     MachineRecord, MachineRunStatus, MachineState, MachineView, RUN_START, RunMetadata, RunStatus,
 };
+use bench_shared::timeouts;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -132,11 +135,41 @@ impl RunManager {
         // cached view may be up to one health interval old (agent just started, model just pulled).
         let stale = chosen.iter().filter(|m| preflight(&m.view(), &req.spec).status == MachineRunStatus::Skipped);
         futures_util::future::join_all(stale.map(|m| crate::fleet::refresh_now(m, &self.hub))).await;
-        // `start_at` counts from now, after that wait, so every agent still gets the job ahead of it.
+        // Each able machine's clock offset, all at once (bounded: an agent that does not answer
+        // starts uncorrected, with the reason recorded).
+        let able: Vec<_> = chosen
+            .iter()
+            .filter(|m| preflight(&m.view(), &req.spec).status == MachineRunStatus::Pending)
+            .cloned()
+            .collect();
+        let anchor = crate::clock::Anchor::now();
+        let offsets: HashMap<String, Result<crate::clock::Estimate, String>> =
+            futures_util::future::join_all(able.iter().map(|m| async move {
+                let measured = crate::clock::measure(&m.client, anchor, timeouts::CENTRAL_CLOCK_MEASURE).await;
+                (m.config.machine_id.clone(), measured)
+            }))
+            .await
+            .into_iter()
+            .collect();
+        // `start_at` counts from now, after those waits, so every agent still gets the job ahead of it.
         let now = now_ms();
         let start_at = now + delay;
         let req = request::parse(body, start_at, now, &known)?;
         let records: Vec<MachineRecord> = chosen.iter().map(|m| preflight(&m.view(), &req.spec)).collect();
+        let clock = RunClock {
+            start_at_ms: start_at,
+            machines: records
+                .iter()
+                .filter(|r| r.status == MachineRunStatus::Pending)
+                .map(|r| {
+                    let measured = offsets.get(&r.machine_id).cloned().unwrap_or_else(|| {
+                        Err("clock offset not measured: the machine became able after the measurement".into())
+                    });
+                    (r.machine_id.clone(), crate::clock::machine_clock(&measured, start_at))
+                })
+                .collect(),
+            ..Default::default()
+        };
 
         let started = now_s();
         let run_id = new_run_id(started);
@@ -156,7 +189,14 @@ impl RunManager {
             ended_at: None,
             ended_at_s: None,
             machines: records,
+            clock: Some(clock),
         };
+        // The `start_at` each agent gets: the common instant on its own clock.
+        let agent_start: HashMap<String, u64> = meta
+            .clock
+            .iter()
+            .flat_map(|c| c.machines.iter().map(|(id, m)| (id.clone(), m.agent_start_at_ms)))
+            .collect();
         // Files are written off the async runtime; a results directory that cannot be written
         // refuses the run (507) before any agent is asked.
         let (store, hub, first) = (self.store.clone(), self.hub.clone(), meta.clone());
@@ -208,10 +248,14 @@ impl RunManager {
         let live = LiveRun { meta, outcomes: HashMap::new(), finished: 0 };
         let (live, tx) = self.launch(live, log, state, Vec::new(), clients);
 
-        // Every agent gets the job at once; `start_at` makes them begin together.
+        // Every agent gets the job at once; `start_at`, on each agent's own clock, makes them
+        // begin together.
         let posts = eligible.iter().map(|m| {
-            let job = &req.job;
-            async move { (m.config.machine_id.clone(), m.client.post_job(job).await) }
+            let mut job = req.job.clone();
+            if let (Some(at), Some(obj)) = (agent_start.get(&m.config.machine_id), job.as_object_mut()) {
+                obj.insert("start_at".into(), Value::from(*at));
+            }
+            async move { (m.config.machine_id.clone(), m.client.post_job(&job).await) }
         });
         let mut job_ids = HashMap::new();
         for (machine_id, result) in futures_util::future::join_all(posts).await {

@@ -31,8 +31,12 @@ pub struct Outcome {
     pub last_seq: u64,
     /// Visible text of the first recorded repeat, as streamed (`llm_token`, content channel).
     pub output_text: String,
-    /// First request sent − shared `start_at`, ms (from `job_started`).
+    /// First request sent − the `start_at` this agent received, both on the agent's clock, ms
+    /// (from `job_started`; floored at 0).
     pub start_lag_ms: Option<f64>,
+    /// When the first request was sent, epoch s on the agent's clock (`job_started.started_at_s`).
+    #[serde(default)]
+    pub started_at_s: Option<f64>,
 }
 
 impl Outcome {
@@ -96,6 +100,7 @@ pub fn apply(outcomes: &mut HashMap<String, Outcome>, finished: &mut u32, event:
         let at = payload.get("start_at").and_then(Value::as_f64);
         let sent = payload.get("started_at_s").and_then(Value::as_f64);
         o.start_lag_ms = at.zip(sent).map(|(at, sent)| (sent * 1000.0 - at).max(0.0));
+        o.started_at_s = sent;
     }
     if o.is_terminal() {
         return;
@@ -108,6 +113,18 @@ pub fn apply(outcomes: &mut HashMap<String, Outcome>, finished: &mut u32, event:
         }
         *finished += 1;
         o.finish_order = Some(*finished);
+    }
+}
+
+/// Fills the run's clock record with every machine's start known from `outcomes` (a run
+/// resumed after a restart gets them from its events).
+pub fn record_starts(meta: &mut RunMetadata, outcomes: &HashMap<String, Outcome>) {
+    let Some(clock) = meta.clock.as_mut() else { return };
+    let mut starts: Vec<(&String, f64)> =
+        outcomes.iter().filter_map(|(id, o)| o.started_at_s.map(|s| (id, s))).collect();
+    starts.sort_by(|a, b| a.0.cmp(b.0));
+    for (id, at) in starts {
+        clock.record_start(id, at);
     }
 }
 
@@ -296,6 +313,7 @@ mod tests {
             ended_at: None,
             ended_at_s: None,
             machines,
+            clock: None,
         }
     }
 

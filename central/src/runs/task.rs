@@ -147,6 +147,11 @@ impl RunTask {
         let LiveRun { meta, outcomes, finished } = &mut *live;
         summary::apply(outcomes, finished, &line);
         let o = outcomes.get(machine_id).cloned().unwrap_or_default();
+        if line.get("type").and_then(Value::as_str) == Some("job_started")
+            && let (Some(clock), Some(at)) = (meta.clock.as_mut(), o.started_at_s)
+        {
+            clock.record_start(machine_id, at);
+        }
         if let Some(rec) = meta.machines.iter_mut().find(|m| m.machine_id == machine_id) {
             if let Some(s) = o.status {
                 rec.status = s;

@@ -1,12 +1,13 @@
 //! A fake agent for fault cases: an axum router on 127.0.0.1:0 speaking the agent API
 //! (`/health`, `/capabilities`, `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/events`, `/ws`)
 //! whose events the test emits by hand, and which can drop its WebSockets, refuse new ones,
-//! or die (stop answering anything).
+//! or die (stop answering anything). Its `GET /time` shows a clock shifted by
+//! [`FakeAgent::set_clock_offset_ms`] (or answers 404, as an older agent does).
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -52,6 +53,8 @@ struct Inner {
     refuse: Mutex<Option<(u16, Value)>>,
     /// Job ids of every `DELETE /jobs/{id}`.
     cancels: Mutex<Vec<String>>,
+    /// This agent's clock − the real clock, ms; `i64::MIN` = no `GET /time` (404).
+    clock_offset_ms: AtomicI64,
 }
 
 #[derive(Clone)]
@@ -78,9 +81,11 @@ impl FakeAgent {
             dead: AtomicBool::new(false),
             refuse: Mutex::new(None),
             cancels: Mutex::new(Vec::new()),
+            clock_offset_ms: AtomicI64::new(0),
         });
         let app = Router::new()
             .route("/health", get(health))
+            .route("/time", get(time))
             .route("/capabilities", get(capabilities))
             .route("/jobs", post(post_job))
             .route("/jobs/{id}", get(get_job).delete(cancel_job))
@@ -105,6 +110,12 @@ impl FakeAgent {
     /// Changes the advertised models (as if one had just been pulled).
     pub fn set_models(&self, models: &[&str]) {
         *self.inner.models.lock().unwrap() = models.iter().map(|m| m.to_string()).collect();
+    }
+
+    /// Shifts this agent's clock (what `GET /time` shows) by `ms`; `None`: `GET /time` answers
+    /// 404, as an agent older than the endpoint does.
+    pub fn set_clock_offset_ms(&self, ms: Option<i64>) {
+        self.inner.clock_offset_ms.store(ms.unwrap_or(i64::MIN), Ordering::SeqCst);
     }
 
     pub fn jobs(&self) -> Vec<FakeJob> {
@@ -151,6 +162,17 @@ impl FakeAgent {
             "job_started",
             json!({"test_type": "llm_generate", "models": self.models(), "engine": "mock",
                    "engine_base_url": "", "start_at": null, "started_at_s": now_ms() / 1000.0}),
+        )
+    }
+
+    /// A `job_started` whose first request left exactly at the job's `start_at` (on the agent's clock).
+    pub fn started_on_time(&self, job: &FakeJob) -> u64 {
+        let at = job.body["start_at"].as_u64().expect("a start_at");
+        self.emit(
+            &job.job_id,
+            "job_started",
+            json!({"test_type": "llm_generate", "models": self.models(), "engine": "mock",
+                   "engine_base_url": "", "start_at": at, "started_at_s": at as f64 / 1000.0}),
         )
     }
 
@@ -230,6 +252,14 @@ async fn health(State(s): State<Shared>) -> Json<Health> {
         queue_len: 0,
         ws_slow_disconnects: 0,
     })
+}
+
+async fn time(State(s): State<Shared>) -> Response {
+    alive(&s).await;
+    match s.0.clock_offset_ms.load(Ordering::SeqCst) {
+        i64::MIN => (StatusCode::NOT_FOUND, Json(json!({"error": "no route GET /time"}))).into_response(),
+        shift => Json(bench_shared::api::AgentTime { now_unix_ms: now_ms() + shift as f64 }).into_response(),
+    }
 }
 
 async fn capabilities(State(s): State<Shared>) -> Json<Capabilities> {

@@ -109,7 +109,7 @@ async fn websocket_drop_mid_job_is_recovered_from_the_agent_without_gaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn agents_receive_the_job_together_with_one_start_at() {
+async fn agents_receive_the_job_together_with_one_start_at_on_their_clocks() {
     let fakes = [
         FakeAgent::spawn("f1", &["mock-llm"]).await,
         FakeAgent::spawn("f2", &["mock-llm"]).await,
@@ -132,11 +132,18 @@ async fn agents_receive_the_job_together_with_one_start_at() {
     let received: Vec<f64> = jobs.iter().map(|j| j.received_at_ms).collect();
     let spread = received.iter().cloned().fold(f64::MIN, f64::max) - received.iter().cloned().fold(f64::MAX, f64::min);
     assert!(spread < 100.0, "jobs arrived {spread:.1} ms apart");
+    // One common instant, on each agent's clock (same host: offsets within half a round trip of 0).
+    let live = central.get_json(&format!("/api/runs/{}", created["run_id"].as_str().unwrap())).await;
+    for (id, j) in ["f1", "f2", "f3"].iter().zip(&jobs) {
+        let m = &live["metadata"]["clock"]["machines"][id];
+        assert_eq!(j.body["start_at"], m["agent_start_at_ms"], "{id}: {m}");
+        let shift = j.body["start_at"].as_f64().unwrap() - start_at as f64;
+        assert!(shift.abs() <= m["rtt_ms"].as_f64().unwrap() / 2.0 + 1.0, "{id}: start_at moved {shift} ms");
+    }
     for j in &jobs {
-        assert_eq!(j.body["start_at"], start_at, "one common start_at");
         assert_eq!(j.body["model"], "mock-llm");
         assert!(j.body.get("machine_ids").is_none());
-        assert!(j.received_at_ms < start_at as f64, "every agent has the job before start_at");
+        assert!(j.received_at_ms < j.body["start_at"].as_f64().unwrap(), "every agent has the job before start_at");
     }
     let lead = start_at as f64 - before;
     assert!((700.0..=2000.0).contains(&lead), "start_at {lead:.0} ms ahead");
@@ -276,6 +283,10 @@ async fn central_crashed_mid_run_resumes_at_restart_and_finishes_the_run() {
     let central = TestCentral::spawn(machines, results).await;
     let detail = central.wait_run_end(&run_id).await;
     assert_eq!(detail["metadata"]["status"], "partial", "{detail}");
+    // The run list (an index built at start-up, updated as the resumed run ends) agrees.
+    let list = central.get_json("/api/runs").await;
+    assert_eq!((list["total"].as_u64(), list["runs"][0]["run_id"].as_str()), (Some(1), Some(run_id.as_str())));
+    assert_eq!(list["runs"][0]["status"], "partial", "{list}");
     let machines = detail["metadata"]["machines"].as_array().unwrap();
     let by_id = |id: &str| machines.iter().find(|m| m["machine_id"] == id).unwrap().clone();
     assert_eq!(by_id("survivor")["status"], "complete", "{detail}");

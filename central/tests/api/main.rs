@@ -5,6 +5,7 @@
 //! WebSocket, or streams a sweep).
 
 mod browser;
+mod clock;
 mod compare_runs;
 mod comparison;
 mod config_file;

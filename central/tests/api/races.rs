@@ -105,16 +105,28 @@ async fn race_over_three_mock_agents_completes_with_files_and_synchronized_start
     );
     assert_eq!(relayed.last().unwrap()["summary"]["run_id"], run_id);
 
-    // Synchronized start: one start_at for all, and the agents' first requests within 100 ms.
+    // Synchronized start: one start_at for all (on each agent's clock), and the agents' first
+    // requests within 100 ms.
     let started: Vec<&Value> = events.iter().filter(|e| e["type"] == "job_started").collect();
     assert_eq!(started.len(), 3);
-    let start_at = detail["metadata"]["spec"]["start_at"].as_u64().unwrap();
-    assert!(started.iter().all(|e| e["payload"]["start_at"] == start_at), "{started:?}");
+    let clock = &detail["metadata"]["clock"];
+    let start_at = clock["start_at_ms"].as_u64().unwrap();
+    assert_eq!(detail["metadata"]["spec"]["start_at"], start_at);
+    for e in &started {
+        let m = &clock["machines"][e["machine_id"].as_str().unwrap()];
+        assert_eq!(e["payload"]["start_at"], m["agent_start_at_ms"], "{m}");
+    }
+    assert_eq!(clock["skew_machines"], 3, "{clock}");
+    assert!(clock["achieved_skew_ms"].as_f64().is_some(), "{clock}");
     let times: Vec<f64> = started.iter().map(|e| e["payload"]["started_at_s"].as_f64().unwrap()).collect();
     let spread_ms =
         (times.iter().cloned().fold(f64::MIN, f64::max) - times.iter().cloned().fold(f64::MAX, f64::min)) * 1000.0;
     assert!(spread_ms < 100.0, "first requests {spread_ms:.1} ms apart");
-    assert!(times.iter().all(|t| *t * 1000.0 >= start_at as f64 - 5.0), "no agent started before start_at");
+    assert!(
+        started.iter().all(|e| e["payload"]["started_at_s"].as_f64().unwrap() * 1000.0
+            >= e["payload"]["start_at"].as_f64().unwrap() - 5.0),
+        "no agent started before its start_at"
+    );
 
     // The API view of the finished run has each machine's text.
     for id in ids {
@@ -237,7 +249,9 @@ async fn preflight_asks_again_when_the_cached_view_says_no() {
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["machines"][0]["status"], "running", "{created}");
     let job = fake.wait_jobs(1).await.remove(0);
-    assert_eq!(job.body["start_at"], created["start_at"]);
+    // The common start on the agent's clock (same host: within a round trip of central's).
+    let shift = job.body["start_at"].as_f64().unwrap() - created["start_at"].as_f64().unwrap();
+    assert!(shift.abs() <= 1000.0, "start_at moved by {shift} ms");
     fake.started(&job.job_id);
     fake.done(&job.job_id, "", 3.0);
     assert_eq!(central.wait_run_end(created["run_id"].as_str().unwrap()).await["metadata"]["status"], "complete");
