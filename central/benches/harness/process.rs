@@ -56,6 +56,10 @@ impl Process {
         crate::procfs::rss_bytes(&self.pid)
     }
 
+    pub fn rss_anon_bytes(&self) -> Option<u64> {
+        crate::procfs::rss_anon_bytes(&self.pid)
+    }
+
     pub fn cpu_s(&self) -> Option<f64> {
         crate::procfs::cpu_s(&self.pid)
     }

@@ -17,8 +17,17 @@ pub fn cpu_s(pid: &str) -> Option<f64> {
 
 /// Resident set size of process `pid`, in bytes.
 pub fn rss_bytes(pid: &str) -> Option<u64> {
+    status_kib(pid, "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// The anonymous part of the resident set (`RssAnon`): the process's own memory, without the
+/// pages of its executable and libraries (on some filesystems the whole executable is resident).
+pub fn rss_anon_bytes(pid: &str) -> Option<u64> {
+    status_kib(pid, "RssAnon:").map(|kb| kb * 1024)
+}
+
+fn status_kib(pid: &str, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
