@@ -65,6 +65,22 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every agent event kind, as on the wire (the docs' event reference is checked against it).
+    pub const KINDS: &'static [&'static str] = &[
+        "job_queued",
+        "job_started",
+        "llm_token",
+        "request_done",
+        "job_done",
+        "job_error",
+        "job_cancelled",
+        "sweep_started",
+        "sweep_progress",
+        "sweep_row",
+        "sweep_done",
+        "runtime_metrics",
+    ];
+
     /// The wire name of the event type.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -266,6 +282,15 @@ mod tests {
         assert_eq!(raw.payload["timestamp_s"], 1.25);
         assert_eq!(raw.extra["emitted_at_s"], 1.5);
         assert_eq!(env.event.type_name(), "llm_token");
+    }
+
+    #[test]
+    fn kinds_lists_every_variant() {
+        let mut kinds: Vec<&str> = Event::KINDS.to_vec();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), Event::KINDS.len());
+        assert!(Event::KINDS.contains(&Event::JobCancelled(JobCancelled { reason: "x".into() }).type_name()));
     }
 
     #[test]

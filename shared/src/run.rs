@@ -349,6 +349,10 @@ pub const MACHINE_STATE: &str = "machine_state";
 /// reason, job_id}`. Agent events carry the rest (`job_done`, `job_error`, …).
 pub const MACHINE_STATUS: &str = "machine_status";
 
+/// Every event kind central itself emits to browsers and `events.ndjson` (the docs' event
+/// reference is checked against it).
+pub const CENTRAL_EVENT_KINDS: &[&str] = &["hello", RUN_START, RUN_END, MACHINE_STATE, MACHINE_STATUS];
+
 /// A machine's fleet state as central sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
