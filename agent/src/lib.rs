@@ -5,6 +5,7 @@
 //! - [`api`]: axum routes (`/health`, `/capabilities`, `/jobs…`, `/ws`) and [`AppState`].
 //! - [`jobs`]: the FIFO job queue (one job at a time) and the worker that runs jobs.
 //! - [`bench`]: the benchmarks themselves (`llm_generate`, token coalescing).
+//! - [`load`]: `llm_load` / `llm_capacity` (the pacer, the records, the capacity search).
 //! - [`calibrate`]: the client ceiling (the measuring path against a zero-latency engine).
 //! - [`hub`]: event fan-out with per-job replay logs (a window in memory).
 //! - [`journal`]: every job's events on disk (`results_dir/jobs/`), read back past the window.
@@ -29,6 +30,7 @@ pub mod hardware;
 pub mod hub;
 pub mod jobs;
 pub mod journal;
+pub mod load;
 pub mod prom;
 pub mod sweep;
 pub mod telemetry;

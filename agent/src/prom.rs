@@ -97,7 +97,7 @@ impl AgentMetrics {
     /// Moves the counters with one published event.
     pub fn observe(&self, event: &Event) {
         match event {
-            Event::JobDone(_) | Event::SweepDone(_) => {
+            Event::JobDone(_) | Event::SweepDone(_) | Event::LoadDone(_) => {
                 self.jobs.get_or_create(&Self::status("done")).inc();
             }
             Event::JobError(e) => {
@@ -118,6 +118,19 @@ impl AgentMetrics {
                 }
                 self.request_seconds.observe(r.metrics.total_ms / 1000.0);
                 self.engine_reachable.set(1);
+            }
+            Event::LoadRequests(batch) => {
+                for r in &batch.rows {
+                    let kind = if r.warmup { "warmup" } else { "recorded" };
+                    self.requests.get_or_create(&Self::status(kind)).inc();
+                    self.gen_tokens.inc_by(r.output_tokens.unwrap_or(0));
+                    if let Some(t) = r.ttft_ms {
+                        self.ttft_seconds.observe(t / 1000.0);
+                    }
+                    if let Some(e2e) = r.e2e_ms.filter(|_| r.ok()) {
+                        self.request_seconds.observe(e2e / 1000.0);
+                    }
+                }
             }
             _ => {}
         }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineKind;
 use crate::job::TestType;
+use crate::load::{LoadDone, LoadProgress, LoadRequests, LoadStep};
 use crate::metrics::{Aggregate, RequestMetrics, TokenChannel};
 use crate::sweep::{SweepDone, SweepProgress, SweepRow, SweepStarted};
 
@@ -62,6 +63,14 @@ pub enum Event {
     SweepDone(Box<SweepDone>),
     /// One runtime sampler tick while the job runs (CPU, memory, GPUs).
     RuntimeMetrics(Box<crate::runtime::RuntimeSample>),
+    /// `llm_load` / `llm_capacity`: once a second.
+    LoadProgress(LoadProgress),
+    /// `llm_load` / `llm_capacity`: the records of the requests that ended since the last one.
+    LoadRequests(LoadRequests),
+    /// `llm_capacity`: a step ended (a point of the curve).
+    LoadStep(Box<LoadStep>),
+    /// `llm_load` / `llm_capacity`: the result (terminal).
+    LoadDone(Box<LoadDone>),
 }
 
 impl Event {
@@ -79,6 +88,10 @@ impl Event {
         "sweep_row",
         "sweep_done",
         "runtime_metrics",
+        "load_progress",
+        "load_requests",
+        "load_step",
+        "load_done",
     ];
 
     /// The wire name of the event type.
@@ -96,18 +109,26 @@ impl Event {
             Event::SweepRow(_) => "sweep_row",
             Event::SweepDone(_) => "sweep_done",
             Event::RuntimeMetrics(_) => "runtime_metrics",
+            Event::LoadProgress(_) => "load_progress",
+            Event::LoadRequests(_) => "load_requests",
+            Event::LoadStep(_) => "load_step",
+            Event::LoadDone(_) => "load_done",
         }
     }
 
-    /// True for the events that end a job (`job_done`, `sweep_done`, `job_error`, `job_cancelled`).
+    /// True for the events that end a job (`job_done`, `sweep_done`, `load_done`, `job_error`,
+    /// `job_cancelled`).
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Event::JobDone(_) | Event::SweepDone(_) | Event::JobError(_) | Event::JobCancelled(_))
+        matches!(
+            self,
+            Event::JobDone(_) | Event::SweepDone(_) | Event::LoadDone(_) | Event::JobError(_) | Event::JobCancelled(_)
+        )
     }
 }
 
 /// True when an event type name ends a job.
 pub fn is_terminal_type(kind: &str) -> bool {
-    matches!(kind, "job_done" | "sweep_done" | "job_error" | "job_cancelled")
+    matches!(kind, "job_done" | "sweep_done" | "load_done" | "job_error" | "job_cancelled")
 }
 
 /// `job_queued`: accepted; `position` is the number of jobs ahead of it (0 = runs next).

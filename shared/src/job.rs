@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::compare::Metric;
+use crate::load::{CapacitySpec, LoadSpec};
 use crate::sweep::SweepSpec;
 
 /// Largest `max_tokens` a job may ask for.
@@ -32,15 +33,20 @@ pub const START_AT_FUTURE_MS: u64 = 300_000;
 pub enum TestType {
     LlmGenerate,
     LlmSweep,
+    LlmLoad,
+    LlmCapacity,
 }
 
 impl TestType {
-    pub const ALL: [TestType; 2] = [TestType::LlmGenerate, TestType::LlmSweep];
+    pub const ALL: [TestType; 4] =
+        [TestType::LlmGenerate, TestType::LlmSweep, TestType::LlmLoad, TestType::LlmCapacity];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TestType::LlmGenerate => "llm_generate",
             TestType::LlmSweep => "llm_sweep",
+            TestType::LlmLoad => "llm_load",
+            TestType::LlmCapacity => "llm_capacity",
         }
     }
 }
@@ -51,6 +57,8 @@ impl TestType {
 pub enum JobSpec {
     LlmGenerate(GenerateSpec),
     LlmSweep(SweepSpec),
+    LlmLoad(LoadSpec),
+    LlmCapacity(CapacitySpec),
 }
 
 impl JobSpec {
@@ -58,6 +66,8 @@ impl JobSpec {
         match self {
             JobSpec::LlmGenerate(_) => TestType::LlmGenerate,
             JobSpec::LlmSweep(_) => TestType::LlmSweep,
+            JobSpec::LlmLoad(_) => TestType::LlmLoad,
+            JobSpec::LlmCapacity(_) => TestType::LlmCapacity,
         }
     }
 
@@ -66,6 +76,8 @@ impl JobSpec {
         match self {
             JobSpec::LlmGenerate(g) => vec![g.model.clone()],
             JobSpec::LlmSweep(s) => s.models.clone(),
+            JobSpec::LlmLoad(l) => vec![l.model.clone()],
+            JobSpec::LlmCapacity(c) => vec![c.model.clone()],
         }
     }
 
@@ -74,6 +86,8 @@ impl JobSpec {
         match self {
             JobSpec::LlmGenerate(g) => g.start_at,
             JobSpec::LlmSweep(s) => s.start_at,
+            JobSpec::LlmLoad(l) => l.start_at,
+            JobSpec::LlmCapacity(c) => c.start_at,
         }
     }
 
@@ -85,6 +99,16 @@ impl JobSpec {
         let accepted = TestType::ALL.map(TestType::as_str).join(", ");
         let test_type = f.string("test_type", Some("llm_generate"))?;
         let spec = match test_type.as_str() {
+            "llm_load" => {
+                let spec: LoadSpec = typed(obj)?;
+                spec.validate(now_ms)?;
+                return Ok(JobSpec::LlmLoad(spec));
+            }
+            "llm_capacity" => {
+                let spec: CapacitySpec = typed(obj)?;
+                spec.validate(now_ms)?;
+                return Ok(JobSpec::LlmCapacity(spec));
+            }
             "llm_generate" => JobSpec::LlmGenerate(GenerateSpec::from_fields(&mut f, now_ms)?),
             "llm_sweep" => JobSpec::LlmSweep(SweepSpec::from_fields(&mut f, now_ms)?),
             other => {
@@ -94,6 +118,47 @@ impl JobSpec {
         f.finish()?;
         Ok(spec)
     }
+}
+
+/// Deserializes a spec struct (`deny_unknown_fields`) from the body without its `test_type`; a
+/// serde error becomes a [`FieldError`] naming the field (`slo.ttft_ms`, `mdoel`).
+fn typed<T: serde::de::DeserializeOwned>(obj: &Map<String, Value>) -> Result<T, FieldError> {
+    let mut body = obj.clone();
+    body.remove("test_type");
+    serde_path_to_error::deserialize(Value::Object(body)).map_err(|e| {
+        let message = e.inner().to_string();
+        let path = e.path().to_string();
+        // Unknown and missing fields are reported at the object that holds them: name the field.
+        let named =
+            |marker: &str| message.split_once(marker).and_then(|(_, rest)| rest.split('`').next()).map(str::to_owned);
+        let field = match named("unknown field `").or_else(|| named("missing field `")) {
+            Some(name) if path == "." => name,
+            Some(name) if !path.ends_with(&name) => format!("{path}.{name}"),
+            _ if path == "." => "body".to_owned(),
+            _ => path,
+        };
+        FieldError::new(field, message)
+    })
+}
+
+/// `start_at`: epoch milliseconds, within [`START_AT_PAST_MS`] before and [`START_AT_FUTURE_MS`]
+/// after `now_ms`.
+pub(crate) fn check_start_at(start_at: Option<u64>, now_ms: u64) -> Result<(), FieldError> {
+    let Some(t) = start_at else { return Ok(()) };
+    let lo = now_ms.saturating_sub(START_AT_PAST_MS);
+    let hi = now_ms + START_AT_FUTURE_MS;
+    if (lo..=hi).contains(&t) {
+        return Ok(());
+    }
+    Err(FieldError::new("start_at", start_at_message(lo, hi, &t.to_string())))
+}
+
+fn start_at_message(lo: u64, hi: u64, got: &str) -> String {
+    format!(
+        "must be an integer epoch time in milliseconds from {lo} to {hi} (now − {} s to now + {} s), got {got}",
+        START_AT_PAST_MS / 1000,
+        START_AT_FUTURE_MS / 1000,
+    )
 }
 
 /// `llm_generate`: one prompt, `repeat` times (after `warmup` unrecorded runs).
@@ -128,6 +193,12 @@ pub struct GenerateSpec {
 /// 64-bit FNV-1a: a stable hash (the same on every machine and version), no security claim.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// A stable 64-bit hash of `bytes` (FNV-1a, then MurmurHash3's finalizer): the same on every
+/// machine and version, no security claim.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    mix(fnv1a(bytes))
 }
 
 /// MurmurHash3's 64-bit finalizer: every input bit flips about half the output bits, so
@@ -385,15 +456,7 @@ impl<'a> Fields<'a> {
         let hi = now_ms + START_AT_FUTURE_MS;
         match v.as_u64() {
             Some(t) if (lo..=hi).contains(&t) => Ok(Some(t)),
-            _ => Err(FieldError::new(
-                "start_at",
-                format!(
-                    "must be an integer epoch time in milliseconds from {lo} to {hi} (now − {} s to now + {} s), got {}",
-                    START_AT_PAST_MS / 1000,
-                    START_AT_FUTURE_MS / 1000,
-                    short(v)
-                ),
-            )),
+            _ => Err(FieldError::new("start_at", start_at_message(lo, hi, &short(v)))),
         }
     }
 }

@@ -4,8 +4,11 @@
 //! so every function can be unit-tested on known inputs.
 //!
 //! # Layout
-//! - [`job`]: job specifications (`llm_generate`, `llm_sweep`) and their validation.
+//! - [`job`]: job specifications (`llm_generate`, `llm_sweep`, `llm_load`, `llm_capacity`) and
+//!   their validation.
 //! - [`event`]: the event envelope streamed by agents (`{job_id, type, payload, seq, machine_id}`).
+//! - [`load`]: `llm_load` / `llm_capacity`: specs, seeded schedules and prompts, load figures
+//!   (goodput, percentiles), the capacity search.
 //! - [`metrics`]: per-request timing traces → metrics; summary statistics over repeats.
 //! - [`engine`]: engine kinds and model details as the agent reports them.
 //! - [`hardware`]: machine fingerprint types and the original bench-race's flat fields.
@@ -28,6 +31,7 @@ pub mod event;
 pub mod fit;
 pub mod hardware;
 pub mod job;
+pub mod load;
 pub mod metrics;
 pub mod run;
 pub mod runtime;

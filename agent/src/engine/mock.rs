@@ -117,7 +117,7 @@ impl Engine for MockEngine {
         let start = Instant::now();
         let gap = Duration::from_secs_f64(1.0 / self.settings.tokens_per_s.max(0.001));
         let mut next = tokio::time::Instant::from_std(start) + Duration::from_secs_f64(self.settings.ttft_ms / 1000.0);
-        let mut out = GenOutcome::default();
+        let mut out = GenOutcome { sent_at: Some(start), ..GenOutcome::default() };
         let mut chunks = Vec::with_capacity(req.max_tokens as usize);
         for i in 0..req.max_tokens as usize {
             if start.elapsed() > req.timeout {

@@ -71,6 +71,9 @@ pub struct GenOutcome {
     pub text: String,
     /// Reasoning text, if the model produced any.
     pub reasoning_text: String,
+    /// The instant taken immediately before the request was sent (the trace's zero): a load
+    /// measures its send lateness against it.
+    pub sent_at: Option<Instant>,
 }
 
 /// Engine failures. Each is reported as a `job_error`; none is ever replaced by made-up output.

@@ -9,7 +9,8 @@
 //! `num_ctx` cannot be set per request here (the server fixes its context at start-up); the
 //! context really in use is reported by [`Engine::loaded_context_length`].
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -24,8 +25,13 @@ use super::record::{Recorder, non_streamed};
 use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, Timeouts, TokenSink};
 
 /// How long a `/v1/models` answer is trusted for the model check: long enough that a repeat
-/// loop does not ask before every request, short enough to notice a model swap.
+/// loop does not ask before every request, short enough to notice a model swap. An older list
+/// that names the model still lets the request go at once while a fresh one is fetched in the
+/// background, so a load's requests never wait for the listing.
 const MODELS_TTL: Duration = Duration::from_secs(5);
+
+/// The cached `/v1/models` answer and when it was fetched.
+type ModelCache = Arc<Mutex<Option<(Instant, Vec<ModelInfo>)>>>;
 
 /// Talks to one OpenAI-compatible server.
 #[derive(Debug)]
@@ -38,7 +44,9 @@ pub struct OpenAiEngine {
     client: reqwest::Client,
     /// Connect, first-token and idle bounds of every request.
     timeouts: Timeouts,
-    models: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+    models: ModelCache,
+    /// A background refresh of `models` is running.
+    refreshing: Arc<AtomicBool>,
 }
 
 impl OpenAiEngine {
@@ -52,7 +60,8 @@ impl OpenAiEngine {
             api_key: api_key.filter(|k| !k.is_empty()),
             client: http::client(Timeouts::default().connect),
             timeouts: Timeouts::default(),
-            models: Mutex::new(None),
+            models: Arc::default(),
+            refreshing: Arc::default(),
         }
     }
 
@@ -89,26 +98,41 @@ impl OpenAiEngine {
 
     /// `/v1/models`, fetched afresh.
     async fn fetch_models(&self) -> Result<Vec<ModelInfo>, EngineError> {
-        let url = self.url("/v1/models");
-        let value = http::fetch_json(&self.client, &url, None, self.api_key.as_deref(), self.timeouts).await?;
-        let data = value
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| EngineError::Protocol(format!("{url} answered without a data array")))?;
-        let models: Vec<ModelInfo> = data.iter().filter_map(wire::model_info).collect();
-        *bench_shared::sync::lock(&self.models) = Some((Instant::now(), models.clone()));
-        Ok(models)
+        let lister = ModelLister {
+            client: self.client.clone(),
+            url: self.url("/v1/models"),
+            api_key: self.api_key.clone(),
+            timeouts: self.timeouts,
+            cache: self.models.clone(),
+        };
+        lister.fetch().await
     }
 
-    /// Fails with `ModelNotFound` unless the server lists `model`. A recent list is reused;
+    /// Fails with `ModelNotFound` unless the server lists `model`. A recent list is reused; an
+    /// older one that names the model is trusted while a fresh one is fetched in the background;
     /// a model missing from it is looked up afresh (it may have just been loaded). A server
     /// without `/v1/models` (404) cannot be checked and is trusted.
     async fn check_model(&self, model: &str) -> Result<(), EngineError> {
         let cached = bench_shared::sync::lock(&self.models).clone();
         if let Some((at, models)) = cached
-            && at.elapsed() < MODELS_TTL
             && models.iter().any(|m| m.name == model)
         {
+            if at.elapsed() >= MODELS_TTL && !self.refreshing.swap(true, Ordering::AcqRel) {
+                let lister = ModelLister {
+                    client: self.client.clone(),
+                    url: self.url("/v1/models"),
+                    api_key: self.api_key.clone(),
+                    timeouts: self.timeouts,
+                    cache: self.models.clone(),
+                };
+                let refreshing = self.refreshing.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = lister.fetch().await {
+                        tracing::debug!(error = %e, "background /v1/models refresh failed");
+                    }
+                    refreshing.store(false, Ordering::Release);
+                });
+            }
             return Ok(());
         }
         let models = match self.fetch_models().await {
@@ -174,6 +198,29 @@ impl OpenAiEngine {
         let answer = wire::parse_completion(&String::from_utf8_lossy(&bytes))?;
         let stats = wire::stats(answer.usage.as_ref(), answer.timings.as_ref(), answer.finish_reason());
         Ok(non_streamed(t0, end, answer.content(), answer.reasoning(), stats))
+    }
+}
+
+/// What a `/v1/models` fetch needs, owned (so a refresh can run in the background).
+struct ModelLister {
+    client: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+    timeouts: Timeouts,
+    cache: ModelCache,
+}
+
+impl ModelLister {
+    async fn fetch(&self) -> Result<Vec<ModelInfo>, EngineError> {
+        let url = &self.url;
+        let value = http::fetch_json(&self.client, url, None, self.api_key.as_deref(), self.timeouts).await?;
+        let data = value
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| EngineError::Protocol(format!("{url} answered without a data array")))?;
+        let models: Vec<ModelInfo> = data.iter().filter_map(wire::model_info).collect();
+        *bench_shared::sync::lock(&self.cache) = Some((Instant::now(), models.clone()));
+        Ok(models)
     }
 }
 

@@ -17,7 +17,7 @@ pub struct Recorder<'a> {
 impl<'a> Recorder<'a> {
     /// `sent_at` is the instant taken immediately before the request was sent.
     pub fn new(sent_at: Instant, sink: Option<&'a TokenSink>) -> Self {
-        Recorder { sent_at, sink, outcome: GenOutcome::default() }
+        Recorder { sent_at, sink, outcome: GenOutcome { sent_at: Some(sent_at), ..GenOutcome::default() } }
     }
 
     /// Records one chunk of generated text that arrived at `at`. Empty text is not a chunk:

@@ -195,7 +195,7 @@ impl Jobs {
                 v.status = JobStatus::Done;
                 v.aggregate = Some(d.aggregate.clone());
             }
-            Event::SweepDone(_) => v.status = JobStatus::Done,
+            Event::SweepDone(_) | Event::LoadDone(_) => v.status = JobStatus::Done,
             Event::JobError(e) => {
                 v.status = JobStatus::Error;
                 v.error = Some(e.clone());

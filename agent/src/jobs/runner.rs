@@ -111,6 +111,9 @@ impl Runner {
                 })
             }
             JobSpec::LlmSweep(spec) => return self.run_sweep(&job, engine, spec, &events).await,
+            spec @ (JobSpec::LlmLoad(_) | JobSpec::LlmCapacity(_)) => {
+                return self.run_load(&job, engine, &spec, &events).await;
+            }
         };
         match result {
             Ok(done) => done,
@@ -160,6 +163,48 @@ impl Runner {
             _ if job.cancel.is_cancelled() => self.jobs.cancelled_event(&job.job_id),
             Ok(done) => Event::SweepDone(Box::new(done)),
             Err(e) if e.is_cancelled() => self.jobs.cancelled_event(&job.job_id),
+            Err(e) => Event::JobError(JobError { kind: e.kind(), message: e.to_string(), repeat_index: None }),
+        }
+    }
+
+    /// `llm_load` / `llm_capacity`: `job_started`, the load's events, then `load_done` (with the
+    /// client ceiling ratio) or `job_error`.
+    async fn run_load(&self, job: &NextJob, engine: Arc<dyn Engine>, spec: &JobSpec, events: &JobEvents) -> Event {
+        events.emit(Event::JobStarted(JobStarted {
+            test_type: spec.test_type(),
+            models: spec.models(),
+            engine: engine.kind(),
+            engine_base_url: engine.base_url().to_owned(),
+            start_at: spec.start_at_ms(),
+            started_at_s: wall_now_s(),
+            notes: Vec::new(),
+        }));
+        let slo = match spec {
+            JobSpec::LlmLoad(l) => l.slo,
+            JobSpec::LlmCapacity(c) => Some(c.slo),
+            _ => None,
+        };
+        let ctx = crate::load::LoadCtx {
+            engine,
+            request_timeout: Duration::from_secs_f64(self.settings.request_timeout_s),
+            cancel: job.cancel.clone(),
+            slo,
+        };
+        let sink = events.clone();
+        let emit: crate::load::Emit = Arc::new(move |e| sink.emit(e));
+        let result = match spec {
+            JobSpec::LlmLoad(l) => crate::load::run_load(&ctx, l, &emit).await,
+            JobSpec::LlmCapacity(c) => crate::load::run_capacity(&ctx, c, &emit).await,
+            _ => unreachable!("run_load is called for load specs only"),
+        };
+        match result {
+            _ if job.cancel.is_cancelled() => self.jobs.cancelled_event(&job.job_id),
+            Ok(mut done) => {
+                done.ceiling_ratio =
+                    self.ceiling.borrow().as_ref().ok().and_then(|c| c.ratio(Some(done.summary.output_tok_s)));
+                Event::LoadDone(Box::new(done))
+            }
+            Err(crate::load::LoadError::Cancelled) => self.jobs.cancelled_event(&job.job_id),
             Err(e) => Event::JobError(JobError { kind: e.kind(), message: e.to_string(), repeat_index: None }),
         }
     }

@@ -49,13 +49,35 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A local engine of its own (e.g. with two slots, for load tests), separate from the shared one;
+/// it exits when dropped (its stdin closes).
+pub struct OwnEngine {
+    pub url: String,
+    _child: Mutex<(Child, ChildStdin)>,
+}
+
+impl OwnEngine {
+    /// Starts `scripts/engine serve --port 0 --parallel <slots> --ctx <ctx> --threads <threads>`;
+    /// `Err` with the reason when it cannot (not installed, no Python): callers skip with it.
+    pub fn start(slots: u32, ctx: u32, threads: u32) -> Result<OwnEngine, String> {
+        let args = ["--parallel", &slots.to_string(), "--ctx", &ctx.to_string(), "--threads", &threads.to_string()]
+            .map(str::to_owned);
+        start_with(&args).map(|s| OwnEngine { url: s.url, _child: s._child })
+    }
+}
+
 fn spawn() -> Result<Spawned, String> {
+    start_with(&["--threads".to_owned(), "1".to_owned()])
+}
+
+fn start_with(extra: &[String]) -> Result<Spawned, String> {
     let script = workspace_root().join("scripts/engine");
     if !script.exists() {
         return Err(format!("{} does not exist", script.display()));
     }
     let mut child = Command::new(&script)
-        .args(["serve", "--port", "0", "--threads", "1"])
+        .args(["serve", "--port", "0"])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

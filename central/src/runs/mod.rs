@@ -179,7 +179,7 @@ impl RunManager {
             models: req.spec.models(),
             prompt: match &req.spec {
                 JobSpec::LlmGenerate(g) => Some(g.prompt.clone()),
-                JobSpec::LlmSweep(_) => None,
+                JobSpec::LlmSweep(_) | JobSpec::LlmLoad(_) | JobSpec::LlmCapacity(_) => None,
             },
             spec: req.spec.clone(),
             status: RunStatus::Running,
@@ -400,6 +400,15 @@ pub fn deadline(spec: &JobSpec, settings: &Settings) -> Duration {
             let cells = (s.models.len() * s.ctx_points().len() * s.parallel.len()) as u32;
             let calls = cells.saturating_mul(s.warmup + 2 * s.runs);
             settings.deadline_base + Duration::from_secs_f64(s.timeout_s).saturating_mul(calls)
+        }
+        JobSpec::LlmLoad(l) => {
+            let per_request = settings.deadline_per_token.as_secs_f64() * f64::from(l.max_tokens);
+            let budget = bench_shared::load::schedule::budget_s(&l.workload(), l.level(), per_request);
+            settings.deadline_base + Duration::from_secs_f64(budget.min(30.0 * 86_400.0))
+        }
+        JobSpec::LlmCapacity(c) => {
+            let per_request = settings.deadline_per_token.as_secs_f64() * f64::from(c.max_tokens);
+            settings.deadline_base + Duration::from_secs_f64(c.budget_s(per_request).min(30.0 * 86_400.0))
         }
     }
 }
