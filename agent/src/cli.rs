@@ -1,5 +1,6 @@
 //! The command line: `bench-agent [serve] --config PATH [--host H] [--port P]` and
-//! `bench-agent sweep …` (the terminal sweep, see [`crate::sweep::cli`]), `bench-agent check …`
+//! `bench-agent sweep …` (the terminal sweep, see [`crate::sweep::cli`]), `bench-agent load …` /
+//! `bench-agent capacity …` (see [`crate::load::cli`]), `bench-agent check …`
 //! (validate the config), `bench-agent tui` (the interactive terminal app, [`crate::tui`]) and
 //! `bench-agent calibrate` (the client ceiling, [`crate::calibrate`]).
 
@@ -45,6 +46,13 @@ pub enum Command {
     /// quick one (at most 1 s) at every start and shows it as `client_ceiling` in /capabilities;
     /// this runs a longer one and prints it (nothing is saved).
     Calibrate(CalibrateArgs),
+    /// Run an llm_load job against an engine from this terminal: a fixed request rate (open
+    /// loop, constant / poisson / gamma arrivals) and/or concurrency (closed loop), with a live
+    /// line and a final table (or --json: the job's load_done).
+    Load(Box<crate::load::cli::LoadArgs>),
+    /// Run an llm_capacity job against an engine from this terminal: load steps, bracket then
+    /// bisect, to the highest rate or concurrency that meets the SLO at a percentile.
+    Capacity(Box<crate::load::cli::CapacityArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -83,6 +91,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Check(args)) => check(&args).map(|line| println!("{line}")),
         Some(Command::Tui(args)) => crate::tui::run(*args).await,
         Some(Command::Calibrate(args)) => calibrate(&args).await.map(|line| println!("{line}")),
+        Some(Command::Load(args)) => crate::load::cli::run_terminal(&args.common, args.spec()?).await,
+        Some(Command::Capacity(args)) => crate::load::cli::run_terminal(&args.common, args.spec()?).await,
     }
 }
 

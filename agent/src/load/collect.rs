@@ -186,7 +186,8 @@ fn progress(counters: &Counters, info: &StepInfo, running: &mut Running, since_t
         sent: counters.sent.load(Ordering::Acquire),
         completed: running.completed,
         errors: running.errors,
-        achieved_rps: window.filter(|w| *w > 0.0 && phase == LoadPhase::Measure).map(|w| measured_sent as f64 / w),
+        // Over less than a second the count of sends says more about rounding than about rate.
+        achieved_rps: window.filter(|w| *w >= 1.0 && phase == LoadPhase::Measure).map(|w| measured_sent as f64 / w),
         throughput_rps,
         ttft_p50_ms: pct(&mut running.ttft, 50.0),
         ttft_p99_ms: pct(&mut running.ttft, 99.0),

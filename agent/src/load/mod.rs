@@ -8,10 +8,13 @@
 //!   request's record.
 //! - [`collect`]: the one consumer of the records; `load_progress` / `load_requests` events.
 //! - [`capacity`]: the search loop of `llm_capacity` over [`step`]s.
+//! - [`cli`], [`table`]: `bench-agent load` / `bench-agent capacity` (live line, final table).
 
 pub mod capacity;
+pub mod cli;
 pub mod collect;
 pub mod step;
+pub mod table;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,6 +9,7 @@ mod ceiling;
 mod engine_status;
 mod jobs_queue;
 mod journal;
+mod load;
 mod machine;
 mod mock_engine;
 mod ollama;
