@@ -13,6 +13,7 @@ mod engine;
 mod footprint;
 mod history;
 mod ingest;
+mod load;
 mod process;
 mod procfs;
 mod raw;
@@ -30,8 +31,17 @@ use serde_json::json;
 use report::{Report, Row};
 
 /// Every scenario, in run order (the keys of `results.json`).
-pub const SCENARIOS: [&str; 7] =
-    ["ttft_accuracy", "ingest_ceiling", "relay", "footprint", "sync_skew", "history", "real_engine_overhead"];
+pub const SCENARIOS: [&str; 9] = [
+    "ttft_accuracy",
+    "ingest_ceiling",
+    "relay",
+    "footprint",
+    "sync_skew",
+    "history",
+    "real_engine_overhead",
+    "load_pacing",
+    "load_streams",
+];
 
 pub struct Args {
     pub quick: bool,
@@ -95,6 +105,13 @@ async fn scenario(name: &str, args: &Args) -> Result<(Vec<Row>, serde_json::Valu
         "sync_skew" => skew::run(&skew::Plan { agents: 8, races: if q { 5 } else { 20 } }).await,
         "history" => history::run(&history::Plan { runs: 10_000, requests: if q { 5 } else { 20 } }).await,
         "real_engine_overhead" => real_engine::run(q).await,
+        "load_pacing" => {
+            load::pacing(&load::Pacing { rates: vec![10.0, 100.0, 500.0], duration_s: if q { 5.0 } else { 20.0 } }).await
+        }
+        "load_streams" => {
+            let plan = load::Streams { streams: 1000, tokens: 100, gap: std::time::Duration::from_millis(50) };
+            load::streams(&plan, args).await
+        }
         _ => bail!("unknown scenario {name}"),
     }
 }
