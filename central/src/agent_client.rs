@@ -89,24 +89,24 @@ impl AgentClient {
         serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol(format!("{what}: {e}")))
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, AgentError> {
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, AgentError> {
         let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
         self.read(&format!("GET {path}"), resp).await
     }
 
     /// `GET /health` (the agent answers from its cached engine status).
     pub async fn health(&self) -> Result<Health, AgentError> {
-        self.get("/health").await
+        self.get_json("/health").await
     }
 
     /// `GET /capabilities`; `refresh` makes the agent probe its engine first (`?refresh=1`).
     pub async fn capabilities(&self, refresh: bool) -> Result<Capabilities, AgentError> {
-        self.get(if refresh { "/capabilities?refresh=1" } else { "/capabilities" }).await
+        self.get_json(if refresh { "/capabilities?refresh=1" } else { "/capabilities" }).await
     }
 
     /// `GET /time`: the agent's wall clock (for [`crate::clock`]).
     pub async fn time(&self) -> Result<AgentTime, AgentError> {
-        self.get("/time").await
+        self.get_json("/time").await
     }
 
     /// `POST /jobs` with a typed spec.
@@ -117,7 +117,7 @@ impl AgentClient {
 
     /// `GET /jobs/{id}`.
     pub async fn job(&self, job_id: &str) -> Result<JobView, AgentError> {
-        self.get(&format!("/jobs/{job_id}")).await
+        self.get_json(&format!("/jobs/{job_id}")).await
     }
 
     /// `DELETE /jobs/{id}` (cancel).

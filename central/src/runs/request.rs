@@ -32,14 +32,19 @@ pub fn parse(body: &Value, now_ms: u64, known: &[&str]) -> Result<RunRequest, Fi
         None | Some(Value::Null) => None,
         Some(v) => Some(machine_ids(&v, known)?),
     };
-    let generate = matches!(job.get("test_type"), None | Some(Value::Null))
-        || job.get("test_type").and_then(Value::as_str) == Some("llm_generate");
-    let cache_bust = match generate.then(|| job.remove("cache_bust")).flatten() {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => b,
-        Some(_) => return Err(FieldError::new("cache_bust", "must be true or false (default true)")),
-    };
+    let cache_bust = job.remove("cache_bust");
     let mut spec = JobSpec::from_json(&Value::Object(job), now_ms)?;
+    let cache_bust = match (cache_bust, &spec) {
+        (None | Some(Value::Null), _) => true,
+        (Some(Value::Bool(b)), JobSpec::LlmGenerate(_)) => b,
+        (Some(_), JobSpec::LlmGenerate(_)) => {
+            return Err(FieldError::new("cache_bust", "must be true or false (default true)"));
+        }
+        (Some(_), other) => {
+            let t = other.test_type().as_str();
+            return Err(FieldError::new("cache_bust", format!("is for llm_generate runs; a {t} run takes none")));
+        }
+    };
     if let JobSpec::LlmGenerate(g) = &mut spec
         && cache_bust
         && g.prompt_nonce.is_none()
