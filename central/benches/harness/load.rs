@@ -49,7 +49,13 @@ pub async fn pacing(plan: &Pacing) -> Result<(Vec<Row>, Value)> {
         let ratio = achieved / rate;
         let late_p99 = done["send_lateness_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
         let late_p50 = done["send_lateness_ms"]["p50"].as_f64().unwrap_or(f64::NAN);
-        rows.push(Row::check(&format!("achieved ÷ target, Poisson {rate} req/s"), "0.99–1.01", ratio, "x", (0.99..=1.01).contains(&ratio)));
+        rows.push(Row::check(
+            &format!("achieved ÷ target, Poisson {rate} req/s"),
+            "0.99–1.01",
+            ratio,
+            "x",
+            (0.99..=1.01).contains(&ratio),
+        ));
         rows.push(Row::check(&format!("send lateness p99, {rate} req/s"), "<= 1 ms", late_p99, "ms", late_p99 <= 1.0));
         rows.push(Row::info(&format!("send lateness p50, {rate} req/s"), late_p50, "ms"));
         details.insert(
@@ -137,10 +143,20 @@ pub async fn streams(plan: &Streams, args: &Args) -> Result<(Vec<Row>, Value)> {
     let cpu_us_per_token = (cpu1 - cpu0) / tokens * 1e6;
     proc.stop().await;
     let rows = vec![
-        Row::check("streams completed", &format!("{}", plan.streams), completed, "", completed == f64::from(plan.streams)),
+        Row::check(
+            "streams completed",
+            &format!("{}", plan.streams),
+            completed,
+            "",
+            completed == f64::from(plan.streams),
+        ),
         Row::info("agent CPU per token, 1,000 streams", cpu_us_per_token, "µs"),
         Row::info("agent peak RSS, 1,000 streams", peak_rss / MIB, "MiB"),
-        Row::info("agent RSS per stream (peak − idle)", (peak_rss - idle_rss) / f64::from(plan.streams) / 1024.0, "KiB"),
+        Row::info(
+            "agent RSS per stream (peak − idle)",
+            (peak_rss - idle_rss) / f64::from(plan.streams) / 1024.0,
+            "KiB",
+        ),
         Row::info("max in flight", d["max_in_flight"].as_f64().unwrap_or(f64::NAN), ""),
     ];
     let details = json!({"streams": plan.streams, "tokens_per_stream": plan.tokens, "gap_ms": plan.gap.as_millis() as u64,

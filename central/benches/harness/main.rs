@@ -106,7 +106,8 @@ async fn scenario(name: &str, args: &Args) -> Result<(Vec<Row>, serde_json::Valu
         "history" => history::run(&history::Plan { runs: 10_000, requests: if q { 5 } else { 20 } }).await,
         "real_engine_overhead" => real_engine::run(q).await,
         "load_pacing" => {
-            load::pacing(&load::Pacing { rates: vec![10.0, 100.0, 500.0], duration_s: if q { 5.0 } else { 20.0 } }).await
+            load::pacing(&load::Pacing { rates: vec![10.0, 100.0, 500.0], duration_s: if q { 5.0 } else { 20.0 } })
+                .await
         }
         "load_streams" => {
             let plan = load::Streams { streams: 1000, tokens: 100, gap: std::time::Duration::from_millis(50) };

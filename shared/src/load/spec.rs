@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{FieldError, MAX_NONCE_CHARS, MAX_TEMPERATURE, MAX_TOKENS_LIMIT};
+use crate::job::{
+    FieldError, MAX_NUM_CTX, MAX_TEMPERATURE, MAX_TOKENS_LIMIT, Rule, Spec, check_model, check_nonce, check_start_at,
+};
 
 use super::search::SearchMode;
 
@@ -401,12 +403,9 @@ struct Shape<'a> {
 }
 
 impl Shape<'_> {
-    fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
-        let m = self.model.trim();
-        if m.is_empty() || m.len() > 256 {
-            return Err(FieldError::new("model", "must be a non-empty model name of at most 256 bytes"));
-        }
-        range("burstiness", self.burstiness, 0.01, 100.0)?;
+    /// The workload fields' rules and cross-field checks (`S` supplies the ranges).
+    fn validate<S: Spec>(&self, now_ms: u64) -> Result<(), FieldError> {
+        S::check_float("burstiness", self.burstiness)?;
         if self.arrival != Arrival::Gamma && self.burstiness != 1.0 {
             return Err(FieldError::new(
                 "burstiness",
@@ -417,16 +416,16 @@ impl Shape<'_> {
             (Some(_), Some(_)) => {
                 return Err(FieldError::new("duration_s", "give either duration_s or requests, not both"));
             }
-            (Some(d), None) => range("duration_s", d, 0.1, MAX_DURATION_S)?,
-            (None, Some(n)) => int_range("requests", n.into(), 1, MAX_REQUESTS.into())?,
+            (Some(d), None) => S::check_float("duration_s", d)?,
+            (None, Some(n)) => S::check_uint("requests", n.into())?,
             (None, None) => {}
         }
         match (self.warmup_s, self.warmup_requests) {
             (Some(_), Some(_)) => {
                 return Err(FieldError::new("warmup_s", "give either warmup_s or warmup_requests, not both"));
             }
-            (Some(w), None) => range("warmup_s", w, 0.0, 3600.0)?,
-            (None, Some(n)) => int_range("warmup_requests", n.into(), 0, 100_000)?,
+            (Some(w), None) => S::check_float("warmup_s", w)?,
+            (None, Some(n)) => S::check_uint("warmup_requests", n.into())?,
             (None, None) => {}
         }
         match self.input_tokens {
@@ -436,7 +435,7 @@ impl Shape<'_> {
                 range("input_tokens.sd", d.sd, 0.0, d.mean)?;
             }
         }
-        int_range("max_tokens", self.max_tokens.into(), 1, MAX_TOKENS_LIMIT)?;
+        S::check_uint("max_tokens", self.max_tokens.into())?;
         match self.dataset {
             Dataset::Synthetic => {
                 if self.prefix_groups.is_some() || self.prefix_tokens.is_some() {
@@ -445,28 +444,19 @@ impl Shape<'_> {
                 }
             }
             Dataset::SharedPrefix => {
-                int_range("prefix_groups", self.prefix_groups.unwrap_or(1).into(), 1, 10_000)?;
-                int_range("prefix_tokens", self.prefix_tokens.unwrap_or(1).into(), 1, MAX_INPUT_TOKENS.into())?;
+                S::check_uint("prefix_groups", self.prefix_groups.unwrap_or(1).into())?;
+                S::check_uint("prefix_tokens", self.prefix_tokens.unwrap_or(1).into())?;
             }
         }
-        range("temperature", self.temperature, 0.0, MAX_TEMPERATURE)?;
-        int_range("num_ctx", self.num_ctx.into(), 1, crate::job::MAX_NUM_CTX)?;
-        if let Some(nonce) = self.prompt_nonce
-            && (nonce.is_empty()
-                || nonce.len() > MAX_NONCE_CHARS
-                || !nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        {
-            return Err(FieldError::new(
-                "prompt_nonce",
-                format!("must be 1 to {MAX_NONCE_CHARS} letters, digits, '-' or '_'"),
-            ));
-        }
-        crate::job::check_start_at(self.start_at, now_ms)
+        S::check_float("temperature", self.temperature)?;
+        S::check_uint("num_ctx", self.num_ctx.into())?;
+        check_nonce("prompt_nonce", self.prompt_nonce)?;
+        check_start_at(self.start_at, now_ms)
     }
 
     fn workload(&self, seed: u64, default_duration_s: f64) -> Workload {
         Workload {
-            model: self.model.trim().to_owned(),
+            model: self.model.to_owned(),
             arrival: self.arrival,
             burstiness: self.burstiness,
             input_tokens: self.input_tokens,
@@ -498,6 +488,120 @@ pub const DEFAULT_PREFIX_GROUPS: u32 = 4;
 /// Default `prefix_tokens` of `dataset: shared_prefix`.
 pub const DEFAULT_PREFIX_TOKENS: u32 = 256;
 
+/// The rules of the workload fields both specs share.
+macro_rules! workload_rules {
+    ($($extra:expr,)*) => {
+        &[
+            ("model", Rule::Model),
+            ("arrival", Rule::OneOf(&["constant", "poisson", "gamma"])),
+            ("burstiness", Rule::Float { min: 0.01, max: 100.0 }),
+            ("duration_s", Rule::Float { min: 0.1, max: MAX_DURATION_S }),
+            ("requests", Rule::UInt { min: 1, max: MAX_REQUESTS as u64 }),
+            ("warmup_s", Rule::Float { min: 0.0, max: 3600.0 }),
+            ("warmup_requests", Rule::UInt { min: 0, max: 100_000 }),
+            ("input_tokens", Rule::Described(INPUT_TOKENS_RULE)),
+            ("max_tokens", Rule::UInt { min: 1, max: MAX_TOKENS_LIMIT }),
+            ("dataset", Rule::OneOf(&["synthetic", "shared_prefix"])),
+            ("prefix_groups", Rule::UInt { min: 1, max: 10_000 }),
+            ("prefix_tokens", Rule::UInt { min: 1, max: MAX_INPUT_TOKENS as u64 }),
+            ("seed", Rule::UInt { min: 0, max: u64::MAX }),
+            ("temperature", Rule::Float { min: 0.0, max: MAX_TEMPERATURE }),
+            ("num_ctx", Rule::UInt { min: 1, max: MAX_NUM_CTX }),
+            ("start_at", Rule::StartAt),
+            ("prompt_nonce", Rule::Nonce),
+            ("concurrency", Rule::UInt { min: 1, max: MAX_CONCURRENCY as u64 }),
+            $($extra,)*
+        ]
+    };
+}
+
+const INPUT_TOKENS_RULE: &str = "must be an integer from 1 to 1000000, or {\"mean\": …, \"sd\": …}";
+const SLO_RULE: &str = "must be an object of bounds in ms: any of ttft_ms, tpot_ms, e2e_ms";
+
+impl Spec for LoadSpec {
+    const RULES: &'static [(&'static str, Rule)] = workload_rules!(
+        ("rate_rps", Rule::Float { min: MIN_RATE_RPS, max: MAX_RATE_RPS }),
+        ("slo", Rule::Described(SLO_RULE)),
+    );
+
+    /// Checks every field; the error names the field and the accepted range.
+    fn validate(&mut self, now_ms: u64) -> Result<(), FieldError> {
+        check_model("model", &mut self.model)?;
+        self.shape().validate::<Self>(now_ms)?;
+        match (self.rate_rps, self.concurrency) {
+            (None, None) => {
+                return Err(FieldError::new(
+                    "rate_rps",
+                    "give rate_rps (open loop), concurrency (closed loop), or both (a rate capped by concurrency)",
+                ));
+            }
+            (Some(r), _) => Self::check_float("rate_rps", r)?,
+            (None, Some(_)) => {}
+        }
+        if let Some(c) = self.concurrency {
+            Self::check_uint("concurrency", c.into())?;
+        }
+        if self.rate_rps.is_none() && self.arrival != Arrival::default() {
+            return Err(FieldError::new("arrival", "applies to an open loop (rate_rps) only"));
+        }
+        if let Some(slo) = &self.slo {
+            slo.validate("slo")?;
+        }
+        Ok(())
+    }
+}
+
+impl Spec for CapacitySpec {
+    const RULES: &'static [(&'static str, Rule)] = workload_rules!(
+        ("search", Rule::OneOf(&["rate", "concurrency"])),
+        ("slo", Rule::Described(SLO_RULE)),
+        ("percentile", Rule::Float { min: 50.0, max: 100.0 }),
+        ("start", Rule::Float { min: MIN_RATE_RPS, max: MAX_RATE_RPS }),
+        ("max", Rule::Float { min: MIN_RATE_RPS, max: MAX_RATE_RPS }),
+        ("resolution_pct", Rule::Float { min: 0.1, max: 50.0 }),
+        ("max_steps", Rule::UInt { min: 1, max: 100 }),
+        ("max_error_pct", Rule::Float { min: 0.0, max: 100.0 }),
+        ("repeat", Rule::UInt { min: 1, max: 20 }),
+    );
+
+    /// Checks every field; the error names the field and the accepted range.
+    fn validate(&mut self, now_ms: u64) -> Result<(), FieldError> {
+        check_model("model", &mut self.model)?;
+        self.shape().validate::<Self>(now_ms)?;
+        self.slo.validate("slo")?;
+        Self::check_float("percentile", self.percentile)?;
+        Self::check_float("resolution_pct", self.resolution_pct)?;
+        Self::check_uint("max_steps", self.max_steps.into())?;
+        Self::check_float("max_error_pct", self.max_error_pct)?;
+        Self::check_uint("repeat", self.repeat.into())?;
+        let (lo, hi) = self.search.bounds();
+        let start = self.start_level();
+        let max = self.max_level();
+        range("start", start, lo, hi)?;
+        range("max", max, start, hi)?;
+        if self.search == SearchMode::Concurrency {
+            for (f, v) in [("start", start), ("max", max)] {
+                if v.fract() != 0.0 {
+                    return Err(FieldError::new(f, format!("must be a whole number of concurrent requests, got {v}")));
+                }
+            }
+            if self.concurrency.is_some() {
+                return Err(FieldError::new(
+                    "concurrency",
+                    "applies to search \"rate\" only (it is the searched level)",
+                ));
+            }
+            if self.arrival != Arrival::default() {
+                return Err(FieldError::new("arrival", "applies to search \"rate\" only"));
+            }
+        }
+        if let Some(c) = self.concurrency {
+            Self::check_uint("concurrency", c.into())?;
+        }
+        Ok(())
+    }
+}
+
 impl LoadSpec {
     fn shape(&self) -> Shape<'_> {
         Shape {
@@ -518,31 +622,6 @@ impl LoadSpec {
             start_at: self.start_at,
             prompt_nonce: self.prompt_nonce.as_deref(),
         }
-    }
-
-    /// Checks every field; the error names the field and the accepted range.
-    pub fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
-        self.shape().validate(now_ms)?;
-        match (self.rate_rps, self.concurrency) {
-            (None, None) => {
-                return Err(FieldError::new(
-                    "rate_rps",
-                    "give rate_rps (open loop), concurrency (closed loop), or both (a rate capped by concurrency)",
-                ));
-            }
-            (Some(r), _) => range("rate_rps", r, MIN_RATE_RPS, MAX_RATE_RPS)?,
-            (None, Some(_)) => {}
-        }
-        if let Some(c) = self.concurrency {
-            int_range("concurrency", c.into(), 1, MAX_CONCURRENCY.into())?;
-        }
-        if self.rate_rps.is_none() && self.arrival != Arrival::default() {
-            return Err(FieldError::new("arrival", "applies to an open loop (rate_rps) only"));
-        }
-        if let Some(slo) = &self.slo {
-            slo.validate("slo")?;
-        }
-        Ok(())
     }
 
     pub fn workload(&self) -> Workload {
@@ -574,42 +653,6 @@ impl CapacitySpec {
             start_at: self.start_at,
             prompt_nonce: self.prompt_nonce.as_deref(),
         }
-    }
-
-    /// Checks every field; the error names the field and the accepted range.
-    pub fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
-        self.shape().validate(now_ms)?;
-        self.slo.validate("slo")?;
-        range("percentile", self.percentile, 50.0, 100.0)?;
-        range("resolution_pct", self.resolution_pct, 0.1, 50.0)?;
-        int_range("max_steps", self.max_steps.into(), 1, 100)?;
-        range("max_error_pct", self.max_error_pct, 0.0, 100.0)?;
-        int_range("repeat", self.repeat.into(), 1, 20)?;
-        let (lo, hi) = self.search.bounds();
-        let start = self.start_level();
-        let max = self.max_level();
-        range("start", start, lo, hi)?;
-        range("max", max, start, hi)?;
-        if self.search == SearchMode::Concurrency {
-            for (f, v) in [("start", start), ("max", max)] {
-                if v.fract() != 0.0 {
-                    return Err(FieldError::new(f, format!("must be a whole number of concurrent requests, got {v}")));
-                }
-            }
-            if self.concurrency.is_some() {
-                return Err(FieldError::new(
-                    "concurrency",
-                    "applies to search \"rate\" only (it is the searched level)",
-                ));
-            }
-            if self.arrival != Arrival::default() {
-                return Err(FieldError::new("arrival", "applies to search \"rate\" only"));
-            }
-        }
-        if let Some(c) = self.concurrency {
-            int_range("concurrency", c.into(), 1, MAX_CONCURRENCY.into())?;
-        }
-        Ok(())
     }
 
     pub fn start_level(&self) -> f64 {
@@ -695,12 +738,12 @@ mod tests {
     #[test]
     fn every_bad_field_is_named_with_its_range() {
         let cases: Vec<(Value, &str, &str)> = vec![
-            (json!({"rate_rps": 1}), "model", "missing field"),
+            (json!({"rate_rps": 1}), "model", "is required"),
             (json!({"model": "m"}), "rate_rps", "concurrency"),
             (json!({"model": "m", "rate_rps": 0}), "rate_rps", "from 0.01 to 10000"),
-            (json!({"model": "m", "rate_rps": "fast"}), "rate_rps", "invalid type"),
+            (json!({"model": "m", "rate_rps": "fast"}), "rate_rps", "from 0.01 to 10000"),
             (json!({"model": "m", "concurrency": 0}), "concurrency", "from 1 to 4096"),
-            (json!({"model": "m", "rate_rps": 1, "arrival": "burst"}), "arrival", "unknown variant"),
+            (json!({"model": "m", "rate_rps": 1, "arrival": "burst"}), "arrival", "accepted: constant, poisson, gamma"),
             (json!({"model": "m", "rate_rps": 1, "burstiness": 0.5}), "burstiness", "gamma"),
             (json!({"model": "m", "rate_rps": 1, "arrival": "gamma", "burstiness": 0}), "burstiness", "0.01 to 100"),
             (json!({"model": "m", "rate_rps": 1, "duration_s": 5, "requests": 5}), "duration_s", "not both"),
@@ -745,9 +788,9 @@ mod tests {
         let c = capacity(json!({"model": "m", "slo": {"tpot_ms": 50}, "search": "concurrency", "max": 16})).unwrap();
         assert_eq!(c.level(3.0), LoadLevel { rate_rps: None, concurrency: Some(3) });
         let cases: Vec<(Value, &str, &str)> = vec![
-            (json!({"model": "m"}), "slo", "missing field"),
+            (json!({"model": "m"}), "slo", "is required"),
             (json!({"model": "m", "slo": {"ttft_ms": 1}, "percentile": 20}), "percentile", "from 50 to 100"),
-            (json!({"model": "m", "slo": {"ttft_ms": 1}, "search": "users"}), "search", "unknown variant"),
+            (json!({"model": "m", "slo": {"ttft_ms": 1}, "search": "users"}), "search", "accepted: rate, concurrency"),
             (json!({"model": "m", "slo": {"ttft_ms": 1}, "search": "concurrency", "start": 1.5}), "start", "whole"),
             (json!({"model": "m", "slo": {"ttft_ms": 1}, "start": 10, "max": 5}), "max", "from 10"),
             (
