@@ -36,6 +36,7 @@ pub enum NavItem {
     Race,
     History,
     Sweep,
+    Capacity,
     Machines,
 }
 
@@ -46,6 +47,7 @@ impl NavItem {
             NavItem::Race => "race",
             NavItem::History => "history",
             NavItem::Sweep => "sweep",
+            NavItem::Capacity => "capacity",
             NavItem::Machines => "machines",
         };
         own == name
@@ -85,6 +87,14 @@ pub struct SweepPage {
     pub version: &'static str,
 }
 
+/// `/capacity`: the fleet capacity race (`llm_capacity` on every machine, same seeded schedule).
+#[derive(Template, WebTemplate)]
+#[template(path = "capacity.html")]
+pub struct CapacityPage {
+    pub nav: NavItem,
+    pub version: &'static str,
+}
+
 /// A prompt offered by the race page's "sample" buttons.
 #[derive(Debug)]
 pub struct SamplePrompt {
@@ -113,6 +123,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/history", get(history_page))
         .route("/machines", get(machines_page))
         .route("/sweep", get(sweep_page))
+        .route("/capacity", get(capacity_page))
         .route("/static/{*path}", get(static_file))
 }
 
@@ -130,6 +141,10 @@ async fn machines_page() -> Response {
 
 async fn sweep_page() -> Response {
     with_page_headers(SweepPage { nav: NavItem::Sweep, version: VERSION })
+}
+
+async fn capacity_page() -> Response {
+    with_page_headers(CapacityPage { nav: NavItem::Capacity, version: VERSION })
 }
 
 /// A page with its security headers (CSP, nosniff, no referrer).

@@ -17,6 +17,8 @@
 //!   both machines have ≥ [`MIN_REPEATS`] warm repeats and no fairness warning affects the metric.
 
 mod across;
+pub mod capacity;
+pub mod capacity_across;
 mod fairness;
 mod outputs;
 pub mod stats;

@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Capabilities, ClientCeiling, Health};
-use crate::compare::{Comparison, Metric};
+use crate::compare::capacity::CapacityComparison;
+use crate::compare::{Comparison, Metric, Winner};
 use crate::engine::{EngineInfo, EngineKind, ModelInfo};
 use crate::event::JobDone;
 use crate::hardware::Hardware;
@@ -242,10 +243,82 @@ pub struct RunSummary {
     /// Legacy: `comparison.winner.machine_id` — set only when the winner is `decided`.
     #[serde(default)]
     pub winner: Option<String>,
-    /// The statistical comparison (`llm_generate` runs).
+    /// The statistical comparison: `llm_generate` runs compare the machines' metrics,
+    /// `llm_capacity` runs their capacities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comparison: Option<Comparison>,
+    pub comparison: Option<RunComparison>,
     pub machines: Vec<MachineSummary>,
+    /// `llm_capacity` runs: the SLO searched against and each machine's search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacitySummary>,
+    /// `llm_load` runs: each machine's `load_done` figures.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub load: std::collections::BTreeMap<String, Box<crate::load::LoadDone>>,
+}
+
+/// `summary.json.comparison`: a text race's comparison of metrics, or a capacity race's of
+/// capacities (which has `kind: "capacity"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RunComparison {
+    Text(Box<Comparison>),
+    Capacity(Box<CapacityComparison>),
+}
+
+impl RunComparison {
+    /// The text race's comparison, if this is one.
+    pub fn text(&self) -> Option<&Comparison> {
+        match self {
+            RunComparison::Text(c) => Some(c),
+            RunComparison::Capacity(_) => None,
+        }
+    }
+
+    pub fn capacity(&self) -> Option<&CapacityComparison> {
+        match self {
+            RunComparison::Capacity(c) => Some(c),
+            RunComparison::Text(_) => None,
+        }
+    }
+
+    pub fn winner(&self) -> &Winner {
+        match self {
+            RunComparison::Text(c) => &c.winner,
+            RunComparison::Capacity(c) => &c.winner,
+        }
+    }
+}
+
+/// `summary.json.capacity`: `{slo, percentile, search, unit, machines: {<machine_id>:
+/// {capacity, first_failing, curve, searches}}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacitySummary {
+    pub slo: crate::load::Slo,
+    pub percentile: f64,
+    pub search: crate::load::SearchMode,
+    pub unit: String,
+    pub machines: std::collections::BTreeMap<String, MachineCapacity>,
+}
+
+/// One machine of `summary.json.capacity`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineCapacity {
+    pub capacity: Option<f64>,
+    pub first_failing: Option<f64>,
+    /// Every step, in the order run: level, pass, the SLO values and the step's figures.
+    pub curve: Vec<crate::load::CapacityStep>,
+    pub searches: Vec<crate::load::events::SearchOutcome>,
+}
+
+impl MachineCapacity {
+    pub fn of(r: &crate::load::CapacityResult) -> MachineCapacity {
+        MachineCapacity {
+            capacity: r.capacity,
+            first_failing: r.first_failing,
+            curve: r.curve.clone(),
+            searches: r.searches.clone(),
+        }
+    }
 }
 
 impl From<&JobDone> for MachineSummary {

@@ -72,9 +72,10 @@ const Charts = (() => {
 
   /**
    * Multi-series line chart: `series` = [{label, points: [[x, y], …]}], x values may differ per
-   * series (uPlot needs one x array, so gaps are filled with null).
+   * series (uPlot needs one x array, so gaps are filled with null). `pointTicks`: x ticks at the
+   * measured points (context sizes, parallel levels) rather than at round numbers.
    */
-  function multiLine(container, { title, xLabel, yLabel, series, height = 260, logX = false }) {
+  function multiLine(container, { title, xLabel, yLabel, series, height = 260, logX = false, pointTicks = true }) {
     clear(container);
     const xsSet = new Set();
     series.forEach((s) => s.points.forEach(([x]) => xsSet.add(x)));
@@ -93,8 +94,8 @@ const Charts = (() => {
       height,
       scales: { x: { time: false, distr: logX ? 3 : 1, log: 2 } },
       axes: [
-        // Ticks at the measured points (context sizes, parallel levels), not at round numbers.
-        { label: xLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" }, splits: () => xs },
+        pointTicks ? { label: xLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" }, splits: () => xs }
+          : { label: xLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" } },
         { label: yLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 56 },
       ],
       series: [{ label: xLabel }, ...series.map((s, i) => ({

@@ -12,6 +12,9 @@
   const $ = (id) => document.getElementById(id);
   const PAGE = 20;
   const FILTERS = ["model", "machine", "engine_version", "status", "since"];
+  const KIND_PREFIX = { llm_sweep: "sweep · ", llm_load: "load · ", llm_capacity: "capacity · " };
+  /** Test types whose runs are ranked by a metric of the text race. */
+  const RANKED = ["llm_generate"];
   const listEl = $("runs-list"), head = $("run-head"), empty = $("run-empty"), cmpEl = $("run-compare");
   const view = new RunView({ cardsEl: $("cards"), comparisonEl: $("comparison") });
   let offset = 0, total = 0, openId = null;
@@ -92,7 +95,7 @@
       const li = BR.el("li", { dataset: { runId: r.run_id }, class: r.run_id === openId ? "selected" : "", tabindex: "0",
         on: { click: () => openRun(r.run_id), keydown: (e) => { if (e.key === "Enter") openRun(r.run_id); } } },
         BR.el("div", { class: "run-title" },
-          BR.el("strong", { text: `${r.test_type === "llm_sweep" ? "sweep · " : ""}${(r.models || []).join(", ") || "run"}` }),
+          BR.el("strong", { text: `${KIND_PREFIX[r.test_type] || ""}${(r.models || []).join(", ") || "run"}` }),
           BR.el("span", { class: `run-state ${r.status}`, text: r.status || "" })),
         BR.el("div", { class: "hint run-machines", text: `${BR.fmtTime(r.started_at)} · ${labelsOf(r)}${r.winner ? ` · ★ ${winnerLabel(r)}` : ""}` }),
         r.prompt_preview ? BR.el("div", { class: "hint", text: r.prompt_preview }) : null,
@@ -142,6 +145,10 @@
       renderSweep(runId, records, events);
       return;
     }
+    if (md.test_type === "llm_capacity" || md.test_type === "llm_load") {
+      renderLoad(runId, md, summary);
+      return;
+    }
     view.reset(runId, records.map(BR.machine));
     const repeats = (md.spec && (md.spec.repeat || md.spec.repeats)) || 1;
     for (const st of view.machines.values()) st.repeats = repeats;
@@ -168,10 +175,15 @@
     add("Model", (md.models || []).join(", ") || spec.model || "?");
     add("Started", BR.fmtTime(md.started_at_s ?? md.started_at));
     if (md.ended_at || md.ended_at_s) add("Ended", BR.fmtTime(md.ended_at_s ?? md.ended_at));
-    const settings = ["max_tokens", "num_ctx", "temperature", "repeat"].filter((k) => spec[k] !== undefined).map((k) => `${k} ${spec[k]}`);
+    const keys = md.test_type === "llm_capacity" ? ["search", "percentile", "start", "max", "duration_s", "max_tokens", "input_tokens", "repeat", "seed"]
+      : md.test_type === "llm_load" ? ["rate_rps", "arrival", "concurrency", "duration_s", "requests", "max_tokens", "input_tokens", "seed"]
+        : ["max_tokens", "num_ctx", "temperature", "repeat"];
+    const settings = keys.filter((k) => spec[k] !== undefined && spec[k] !== null)
+      .map((k) => `${k} ${typeof spec[k] === "object" ? JSON.stringify(spec[k]) : spec[k]}`);
+    if (spec.slo) settings.push(`slo ${Object.entries(spec.slo).map(([k, v]) => `${k} ≤ ${v}`).join(", ")}`);
     if (settings.length) add("Settings", settings.join(" · "));
     if (md.reason) add("Reason", md.reason);
-    if (summary && summary.rank_by && md.test_type !== "llm_sweep") add("Ranked by", (RANK_METRICS[summary.rank_by] || { label: summary.rank_by }).label);
+    if (summary && summary.rank_by && RANKED.includes(md.test_type)) add("Ranked by", (RANK_METRICS[summary.rank_by] || { label: summary.rank_by }).label);
     const enc = encodeURIComponent(runId);
     const actions = el("div", { class: "run-actions" },
       el("a", { class: "chip", href: `/api/runs/${enc}/export.csv`, download: `${runId}.csv`, text: "Export CSV" }),
@@ -186,9 +198,48 @@
     if (md.test_type === "llm_sweep") {
       actions.prepend(el("a", { class: "chip", href: `/sweep?run_id=${enc}`, text: "Open sweep charts" }));
     }
+    if (md.test_type === "llm_capacity") {
+      actions.prepend(el("a", { class: "chip", href: `/capacity?run_id=${enc}`, text: "Open capacity curves" }));
+    }
     BR.clear(head).append(el("h2", { text: `Run ${runId}` }), kv);
     if (md.prompt) head.append(el("div", { class: "hint prompt-label", text: "Prompt" }), el("pre", { class: "prompt-box", id: "run-prompt", text: md.prompt }));
     head.append(actions);
+  }
+
+  /** A stored load or capacity race: the verdict, each machine's capacity (or load figures). */
+  function renderLoad(runId, md, summary) {
+    const { el } = BR;
+    view.reset(null, []);
+    const box = BR.clear(view.comparisonEl);
+    box.hidden = false;
+    const c = summary && summary.comparison;
+    box.appendChild(el("h2", { text: md.test_type === "llm_capacity" ? "Capacity race" : "Load" }));
+    if (c && c.winner) {
+      box.append(el("p", { class: `winner ${c.winner.status}`, id: "load-winner" },
+        el("span", { class: `badge ${c.winner.status}`, text: c.winner.status })),
+        el("ul", { class: "verdict-list", id: "load-verdicts" }, (c.verdicts || []).map((v) => el("li", { text: v.text }))));
+      const warnings = (c.fairness && c.fairness.warnings) || [];
+      if (warnings.length) {
+        box.appendChild(el("ul", { class: "verdict-list" },
+          warnings.map((w) => el("li", { text: `${w.kind}: ${w.detail}${w.blocks ? "" : " (informational)"}` }))));
+      }
+    }
+    const cap = summary && summary.capacity;
+    const loads = (summary && summary.load) || {};
+    const rows = (md.machines || []).map((m) => {
+      const mc = cap && cap.machines && cap.machines[m.machine_id];
+      const l = loads[m.machine_id];
+      const figure = mc ? (mc.capacity === null || mc.capacity === undefined ? "none" : `${BR.fmt(mc.capacity, 2)} ${cap.unit}`)
+        : l ? `${BR.fmt(l.request_throughput_rps, 2)} req/s, p99 TTFT ${l.ttft_ms ? BR.fmtMs(l.ttft_ms.p99) : "–"}` : "–";
+      return el("tr", { dataset: { machine: m.machine_id } }, el("td", { text: m.label || m.machine_id }),
+        el("td", { text: m.status }), el("td", { text: figure }), el("td", { class: "hint", text: m.reason || "" }));
+    });
+    box.appendChild(el("table", { class: "progress-table", id: "load-table" },
+      el("thead", {}, el("tr", {}, ["Machine", "Status", md.test_type === "llm_capacity" ? "Capacity" : "Throughput", ""].map((h) => el("th", { text: h })))),
+      el("tbody", {}, rows)));
+    if (md.test_type === "llm_capacity") {
+      box.appendChild(el("p", {}, el("a", { href: `/capacity?run_id=${encodeURIComponent(runId)}`, text: "Curves of this race" })));
+    }
   }
 
   /** A stored sweep: each machine's outcome and its summary.csv rows (charts: the Sweep page). */
@@ -304,6 +355,16 @@
 
   function renderCompare(c) {
     const { el } = BR;
+    if (c.kind === "capacity") {
+      BR.clear(cmpEl).append(
+        el("div", { class: "panel-head" }, el("h2", { text: "Capacity against baseline" }), closeButton()),
+        el("p", { class: "hint", text: `Run A (baseline) ${c.a} → run B ${c.b}: each machine's searches, ratio B ÷ A of geometric means, `
+          + `${BR.fmt(100 * c.confidence, 1)}% interval, minimum effect ${BR.fmt(c.min_effect_pct, 1)}%.` }),
+        el("ul", { class: "verdict-list", id: "compare-capacity" },
+          (c.machines || []).map((m) => el("li", { dataset: { machine: m.machine_id, status: m.status }, text: m.text }))),
+        ...(c.warnings || []).map((w) => el("p", { class: "notice warn", text: w })));
+      return;
+    }
     const pctText = (v) => (BR.num(v) === null ? "–" : `${v > 0 ? "+" : v < 0 ? "−" : "±"}${BR.fmt(Math.abs(v), 1)}%`);
     const level = `${BR.fmt(100 * c.confidence, c.confidence === 0.95 ? 0 : 1)}%`;
     const select = el("select", { id: "compare-metric", "aria-label": "metric",

@@ -1,17 +1,21 @@
 //! `GET /api/compare?a=RUN&b=RUN[&metric=&machine=&min_effect_pct=]`: each machine of both runs,
 //! run B against run A, with the race verdict's statistics ([`bench_shared::compare::compare_runs`])
-//! over the warm figures stored in each run's events.
+//! over the warm figures stored in each run's events. Two `llm_capacity` runs compare their
+//! machines' capacities instead ([`bench_shared::compare::capacity_across`]; `metric` does not
+//! apply).
 
 use axum::Json;
 use axum::extract::State;
+use bench_shared::compare::capacity_across::{CapacityRun, CapacityRunsComparison, compare_capacity_runs};
 use bench_shared::compare::{self, AcrossSettings, DEFAULT_MIN_EFFECT_PCT, Metric, RunInput, RunsComparison};
 use bench_shared::job::MAX_MIN_EFFECT_PCT;
 use bench_shared::run::RunStatus;
+use serde::Serialize;
 
 use super::ApiError;
 use super::params::Params;
 use crate::AppState;
-use crate::runs::summary::{outcomes_from_events, run_input};
+use crate::runs::summary::{capacity_run, outcomes_from_events, run_input};
 use crate::store::{Store, valid_run_id};
 
 const KNOWN: [&str; 5] = ["a", "b", "metric", "machine", "min_effect_pct"];
@@ -60,8 +64,22 @@ fn parse(q: &Params) -> Result<CompareQuery, ApiError> {
     Ok(CompareQuery { a, b, settings: AcrossSettings { metric, min_effect_pct }, machine })
 }
 
+/// What a stored run contributes to a comparison.
+enum Loaded {
+    Text(RunInput),
+    Capacity(CapacityRun),
+}
+
+/// The answer: a text race's comparison, or two capacity races'.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum CompareAnswer {
+    Text(Box<RunsComparison>),
+    Capacity(Box<CapacityRunsComparison>),
+}
+
 /// A stored run's comparison input; `field` names the query parameter for errors.
-fn load(store: &Store, run_id: &str, field: &str) -> Result<RunInput, ApiError> {
+fn load(store: &Store, run_id: &str, field: &str) -> Result<Loaded, ApiError> {
     let meta = store.metadata(run_id).map_err(|e| match e {
         crate::store::StoreError::NotFound(_) => ApiError::NotFound(format!("{field}: no run {run_id}")),
         other => other.into(),
@@ -71,20 +89,46 @@ fn load(store: &Store, run_id: &str, field: &str) -> Result<RunInput, ApiError> 
         return Err(ApiError::still_running(message, Some(field), run_id));
     }
     let outcomes = outcomes_from_events(&store.events(run_id)?);
-    run_input(&meta, &outcomes).ok_or_else(|| {
+    if let Some(c) = capacity_run(&meta, &outcomes) {
+        return Ok(Loaded::Capacity(c));
+    }
+    run_input(&meta, &outcomes).map(Loaded::Text).ok_or_else(|| {
         ApiError::bad(
             field,
-            format!("run {run_id} is an {} run; only llm_generate runs compare", meta.spec.test_type().as_str()),
+            format!(
+                "run {run_id} is an {} run; llm_generate runs compare, and llm_capacity runs with each other",
+                meta.spec.test_type().as_str()
+            ),
         )
     })
 }
 
 /// `GET /api/compare`.
-pub async fn runs(State(state): State<AppState>, q: Params) -> Result<Json<RunsComparison>, ApiError> {
+pub async fn runs(State(state): State<AppState>, q: Params) -> Result<Json<CompareAnswer>, ApiError> {
     let query = parse(&q)?;
     let store = state.store.clone();
     let CompareQuery { a, b, settings, machine } = query;
-    let (mut ra, mut rb) = super::blocking(move || Ok((load(&store, &a, "a")?, load(&store, &b, "b")?))).await?;
+    let (la, lb) = super::blocking(move || Ok((load(&store, &a, "a")?, load(&store, &b, "b")?))).await?;
+    let (mut ra, mut rb) = match (la, lb) {
+        (Loaded::Text(ra), Loaded::Text(rb)) => (ra, rb),
+        (Loaded::Capacity(mut ca), Loaded::Capacity(mut cb)) => {
+            if let Some(id) = &machine {
+                if !ca.machines.iter().chain(&cb.machines).any(|m| &m.machine_id == id) {
+                    return Err(ApiError::bad("machine", format!("{id:?} is in neither run")));
+                }
+                ca.machines.retain(|m| &m.machine_id == id);
+                cb.machines.retain(|m| &m.machine_id == id);
+            }
+            let c = compare_capacity_runs(&ca, &cb, settings.min_effect_pct);
+            return Ok(Json(CompareAnswer::Capacity(Box::new(c))));
+        }
+        (Loaded::Capacity(_), _) => {
+            return Err(ApiError::bad("b", "run a is an llm_capacity run: compare it with another llm_capacity run"));
+        }
+        (_, Loaded::Capacity(_)) => {
+            return Err(ApiError::bad("b", "run b is an llm_capacity run: compare it with another llm_capacity run"));
+        }
+    };
     if let Some(id) = machine {
         let known = ra.machines.iter().chain(&rb.machines).any(|m| m.machine_id == id);
         if !known {
@@ -93,7 +137,7 @@ pub async fn runs(State(state): State<AppState>, q: Params) -> Result<Json<RunsC
         ra.machines.retain(|m| m.machine_id == id);
         rb.machines.retain(|m| m.machine_id == id);
     }
-    Ok(Json(compare::compare_runs(&ra, &rb, settings)))
+    Ok(Json(CompareAnswer::Text(Box::new(compare::compare_runs(&ra, &rb, settings)))))
 }
 
 #[cfg(test)]

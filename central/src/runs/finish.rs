@@ -102,11 +102,20 @@ fn write_final(
     meta.ended_at = Some(rfc3339(now));
     summary::record_starts(meta, outcomes);
     let mut summary = summary::build(meta, outcomes);
-    if meta.spec.test_type() == TestType::LlmSweep {
-        let events = StoredLine::parse_all(&store.events(&meta.run_id).unwrap_or_default());
-        for s in summary.machines.iter_mut().filter(|s| s.status == Some(MachineRunStatus::Complete)) {
-            s.files = write_sweep_csvs(store, &meta.run_id, &s.machine_id, &events)?;
+    match meta.spec.test_type() {
+        TestType::LlmSweep => {
+            let events = StoredLine::parse_all(&store.events(&meta.run_id).unwrap_or_default());
+            for s in summary.machines.iter_mut().filter(|s| s.status == Some(MachineRunStatus::Complete)) {
+                s.files = write_sweep_csvs(store, &meta.run_id, &s.machine_id, &events)?;
+            }
         }
+        TestType::LlmLoad | TestType::LlmCapacity => {
+            let events = StoredLine::parse_all(&store.events(&meta.run_id).unwrap_or_default());
+            for s in summary.machines.iter_mut() {
+                s.files = write_load_csv(store, &meta.run_id, &s.machine_id, &events)?;
+            }
+        }
+        TestType::LlmGenerate => {}
     }
     store.write_summary(&summary)?;
     store.write_metadata(meta)?;
@@ -162,6 +171,39 @@ pub fn write_sweep_csvs(
         written.push(file);
     }
     Ok(written)
+}
+
+/// Writes `<machine_id>.requests.csv` (one row per request, warm-ups flagged) from the machine's
+/// `load_requests` events, when it sent any (a machine that failed half-way keeps what it
+/// measured); returns the file names written.
+pub fn write_load_csv(
+    store: &Store,
+    run_id: &str,
+    machine_id: &str,
+    events: &[StoredLine],
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<&bench_shared::load::RequestRecord> = events
+        .iter()
+        .filter_map(|line| match line {
+            StoredLine::Agent(r) if r.env().machine_id == machine_id => match &r.received.event {
+                Decoded::Known(Event::LoadRequests(batch)) => Some(batch.rows.iter()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let owned: Vec<bench_shared::load::RequestRecord> = rows.into_iter().cloned().collect();
+    let text = csv_text(&owned).unwrap_or_else(|e| {
+        tracing::error!(machine_id, error = %e, "requests.csv could not be written");
+        <bench_shared::load::RequestRecord as CsvRow>::HEADER.join(",") + "\n"
+    });
+    let file = format!("{machine_id}.requests.csv");
+    store.write_file(run_id, &file, text.as_bytes())?;
+    Ok(vec![file])
 }
 
 /// CSV text of the `T` rows among `rows` (JSON objects as the agent sent them), header first.

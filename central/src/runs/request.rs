@@ -5,9 +5,10 @@
 //! (`bench_shared::job::JobSpec::from_json`), so a body central accepts is one every agent accepts,
 //! and a bad field gets the same message from both.
 //!
-//! For `llm_generate` central also reads `cache_bust` (default true: central draws a per-run
-//! `prompt_nonce` that every machine gets, so no engine answers from its prompt cache yet all run
-//! the same prompt). The comparison fields `rank_by` / `min_effect_pct` stay in the typed spec
+//! For `llm_generate`, `llm_load` and `llm_capacity` central also reads `cache_bust` (default
+//! true: central draws a per-run `prompt_nonce` that every machine gets, so no engine answers from
+//! its prompt cache — not even one warmed by an earlier run with the same seed — yet all run the
+//! same prompts). The comparison fields `rank_by` / `min_effect_pct` stay in the typed spec
 //! central stores and posts (agents accept and ignore them).
 
 use bench_shared::job::{FieldError, JobSpec};
@@ -34,24 +35,37 @@ pub fn parse(body: &Value, now_ms: u64, known: &[&str]) -> Result<RunRequest, Fi
     };
     let cache_bust = job.remove("cache_bust");
     let mut spec = JobSpec::from_json(&Value::Object(job), now_ms)?;
-    let cache_bust = match (cache_bust, &spec) {
+    let cache_bust = match (cache_bust, nonce_of(&mut spec).is_some()) {
         (None | Some(Value::Null), _) => true,
-        (Some(Value::Bool(b)), JobSpec::LlmGenerate(_)) => b,
-        (Some(_), JobSpec::LlmGenerate(_)) => {
+        (Some(Value::Bool(b)), true) => b,
+        (Some(_), true) => {
             return Err(FieldError::new("cache_bust", "must be true or false (default true)"));
         }
-        (Some(_), other) => {
-            let t = other.test_type().as_str();
-            return Err(FieldError::new("cache_bust", format!("is for llm_generate runs; a {t} run takes none")));
+        (Some(_), false) => {
+            let t = spec.test_type().as_str();
+            return Err(FieldError::new(
+                "cache_bust",
+                format!("is for llm_generate, llm_load and llm_capacity runs; a {t} run takes none"),
+            ));
         }
     };
-    if let JobSpec::LlmGenerate(g) = &mut spec
+    if let Some(nonce) = nonce_of(&mut spec)
         && cache_bust
-        && g.prompt_nonce.is_none()
+        && nonce.is_none()
     {
-        g.prompt_nonce = Some(uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
+        *nonce = Some(uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
     }
     Ok(RunRequest { spec, machine_ids })
+}
+
+/// The spec's cache-busting nonce, for the test types that take one.
+fn nonce_of(spec: &mut JobSpec) -> Option<&mut Option<String>> {
+    match spec {
+        JobSpec::LlmGenerate(g) => Some(&mut g.prompt_nonce),
+        JobSpec::LlmLoad(l) => Some(&mut l.prompt_nonce),
+        JobSpec::LlmCapacity(c) => Some(&mut c.prompt_nonce),
+        JobSpec::LlmSweep(_) => None,
+    }
 }
 
 fn machine_ids(v: &Value, known: &[&str]) -> Result<Vec<String>, FieldError> {

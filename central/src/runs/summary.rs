@@ -5,12 +5,17 @@
 
 use std::collections::HashMap;
 
+use bench_shared::compare::capacity::{CapacityInput, compare_capacity};
 use bench_shared::compare::{self, Comparison, MachineInput, Metric};
 use bench_shared::event::{Decoded, Event, JobDone, Received};
 use bench_shared::feed::{CentralEvent, StoredLine};
 use bench_shared::job::JobSpec;
+use bench_shared::load::LoadDone;
 use bench_shared::metrics::TokenChannel;
-use bench_shared::run::{MachineRecord, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks};
+use bench_shared::run::{
+    CapacitySummary, MachineCapacity, MachineRecord, MachineRunStatus, MachineSummary, RunComparison, RunMetadata,
+    RunSummary, assign_ranks,
+};
 use bench_shared::sweep::SweepDone;
 use serde::Serialize;
 use serde_json::Value;
@@ -48,6 +53,8 @@ pub struct Outcome {
 pub enum Done {
     Job(Box<JobDone>),
     Sweep(Box<SweepDone>),
+    /// `llm_load` / `llm_capacity`.
+    Load(Box<LoadDone>),
     /// The agent said it finished, but its payload could not be read (serde's reason).
     Unreadable(String),
 }
@@ -62,7 +69,16 @@ impl Outcome {
         match self.result.as_ref()? {
             Done::Job(d) => Some(Ok(d)),
             Done::Unreadable(e) => Some(Err(e)),
-            Done::Sweep(_) => None,
+            Done::Sweep(_) | Done::Load(_) => None,
+        }
+    }
+
+    /// The typed `load_done`, or why there is none.
+    fn load_done(&self) -> Option<Result<&LoadDone, &str>> {
+        match self.result.as_ref()? {
+            Done::Load(d) => Some(Ok(d)),
+            Done::Unreadable(e) => Some(Err(e)),
+            Done::Sweep(_) | Done::Job(_) => None,
         }
     }
 }
@@ -73,12 +89,15 @@ fn terminal(event: &Received) -> Option<(MachineRunStatus, Option<String>, Optio
     match &event.event {
         Decoded::Known(Event::JobDone(d)) => Some((MachineRunStatus::Complete, None, Some(Done::Job(d.clone())))),
         Decoded::Known(Event::SweepDone(d)) => Some((MachineRunStatus::Complete, None, Some(Done::Sweep(d.clone())))),
+        Decoded::Known(Event::LoadDone(d)) => Some((MachineRunStatus::Complete, None, Some(Done::Load(d.clone())))),
         Decoded::Known(Event::JobError(e)) => {
             Some((MachineRunStatus::Error, Some(format!("{}: {}", e.kind.as_str(), e.message)), None))
         }
         Decoded::Known(Event::JobCancelled(c)) => Some((MachineRunStatus::Cancelled, Some(c.reason.clone()), None)),
         Decoded::Unreadable(why) => match event.env.kind.as_str() {
-            "job_done" | "sweep_done" => Some((MachineRunStatus::Complete, None, Some(Done::Unreadable(why.clone())))),
+            "job_done" | "sweep_done" | "load_done" => {
+                Some((MachineRunStatus::Complete, None, Some(Done::Unreadable(why.clone()))))
+            }
             "job_error" => Some((MachineRunStatus::Error, Some("job failed".into()), None)),
             "job_cancelled" => Some((MachineRunStatus::Cancelled, Some("cancelled".into()), None)),
             _ => None,
@@ -196,16 +215,37 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
             s
         })
         .collect();
-    let (rank_by, comparison) = match &meta.spec {
+    let loads = load_results(meta, outcomes, &mut machines);
+    let (rank_by, comparison, capacity) = match &meta.spec {
         JobSpec::LlmGenerate(g) => {
             let settings =
                 compare::Settings { rank_by: g.rank_by, min_effect_pct: g.min_effect_pct, temperature: g.temperature };
-            (g.rank_by, Some(compare::compare(&inputs, settings)))
+            let c = compare::compare(&inputs, settings);
+            assign_ranks(&mut machines, g.rank_by, &rank_means(Some(&c), g.rank_by));
+            (g.rank_by, Some(RunComparison::Text(Box::new(c))), None)
         }
-        JobSpec::LlmSweep(_) | JobSpec::LlmLoad(_) | JobSpec::LlmCapacity(_) => (Metric::default(), None),
+        JobSpec::LlmCapacity(c) => {
+            let (summary, comparison) = capacity(meta, &loads, c);
+            // Higher capacity ranks first (the rank metric's direction is "higher is better").
+            let means: Vec<(String, f64)> = comparison
+                .as_ref()
+                .map(|c| {
+                    c.machines
+                        .iter()
+                        .filter_map(|m| m.geo_mean.or(m.capacity).map(|v| (m.machine_id.clone(), v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assign_ranks(&mut machines, Metric::DecodeTokS, &means);
+            (Metric::default(), comparison.map(|c| RunComparison::Capacity(Box::new(c))), Some(summary))
+        }
+        JobSpec::LlmSweep(_) | JobSpec::LlmLoad(_) => (Metric::default(), None, None),
     };
-    assign_ranks(&mut machines, rank_by, &rank_means(comparison.as_ref(), rank_by));
-    let winner = comparison.as_ref().and_then(|c| c.winner.machine_id.clone());
+    let winner = comparison.as_ref().and_then(|c| c.winner().machine_id.clone());
+    let load = match meta.spec {
+        JobSpec::LlmLoad(_) => loads.into_iter().map(|(id, d)| (id, Box::new(d))).collect(),
+        _ => Default::default(),
+    };
     RunSummary {
         run_id: meta.run_id.clone(),
         test_type: meta.spec.test_type(),
@@ -215,7 +255,70 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
         winner,
         comparison,
         machines,
+        capacity,
+        load,
     }
+}
+
+/// The `load_done` of every machine that completed a load run (in the machines' order); the
+/// machine summaries get the engine and model, or the reason the payload was unreadable.
+fn load_results(
+    meta: &RunMetadata,
+    outcomes: &HashMap<String, Outcome>,
+    machines: &mut [MachineSummary],
+) -> Vec<(String, LoadDone)> {
+    let mut out = Vec::new();
+    for (rec, s) in meta.machines.iter().zip(machines.iter_mut()) {
+        if rec.status != MachineRunStatus::Complete {
+            continue;
+        }
+        match outcomes.get(&rec.machine_id).and_then(Outcome::load_done) {
+            Some(Ok(d)) => {
+                s.engine = Some(d.engine);
+                s.model = Some(d.model.clone());
+                out.push((rec.machine_id.clone(), d.clone()));
+            }
+            Some(Err(e)) => s.reason = Some(format!("load_done payload not readable, figures unknown: {e}")),
+            None => {}
+        }
+    }
+    out
+}
+
+/// `summary.json.capacity` and the capacity verdict of an `llm_capacity` run.
+fn capacity(
+    meta: &RunMetadata,
+    loads: &[(String, LoadDone)],
+    spec: &bench_shared::load::CapacitySpec,
+) -> (CapacitySummary, Option<bench_shared::compare::capacity::CapacityComparison>) {
+    let inputs: Vec<CapacityInput> = loads
+        .iter()
+        .filter_map(|(id, d)| {
+            let rec = meta.machines.iter().find(|m| &m.machine_id == id)?;
+            let result = d.capacity.clone()?;
+            let model = rec.models.iter().find(|m| bench_shared::engine::same_model(&m.name, &d.model));
+            Some(CapacityInput {
+                machine_id: id.clone(),
+                label: rec.label.clone(),
+                engine: Some(d.engine),
+                fallback_reason: None,
+                model: Some(d.model.clone()),
+                quantization: model.and_then(|m| m.quantization.clone()),
+                hostname: rec.hardware.as_ref().and_then(|h| h.hostname.clone()),
+                engine_base_url: rec.engine.as_ref().map(|e| e.base_url.clone()),
+                client_ceiling: rec.client_ceiling.clone(),
+                result,
+            })
+        })
+        .collect();
+    let summary = CapacitySummary {
+        slo: spec.slo,
+        percentile: spec.percentile,
+        search: spec.search,
+        unit: spec.search.unit().to_owned(),
+        machines: inputs.iter().map(|m| (m.machine_id.clone(), MachineCapacity::of(&m.result))).collect(),
+    };
+    (summary, compare_capacity(&inputs, bench_shared::compare::DEFAULT_MIN_EFFECT_PCT))
 }
 
 /// What the comparison needs of a machine that completed, from its record and `job_done`.
@@ -273,6 +376,38 @@ pub fn run_input(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> Opt
         })
         .collect();
     Some(compare::RunInput { run_id: meta.run_id.clone(), settings, machines })
+}
+
+/// A stored `llm_capacity` run as the cross-run comparison needs it: its SLO and search, and
+/// each completed machine's searches. `None` for other runs.
+pub fn capacity_run(
+    meta: &RunMetadata,
+    outcomes: &HashMap<String, Outcome>,
+) -> Option<bench_shared::compare::capacity_across::CapacityRun> {
+    let JobSpec::LlmCapacity(c) = &meta.spec else { return None };
+    let machines = meta
+        .machines
+        .iter()
+        .filter(|rec| rec.status == MachineRunStatus::Complete)
+        .filter_map(|rec| {
+            let d = outcomes.get(&rec.machine_id)?.load_done()?.ok()?;
+            let searches = d.capacity.as_ref()?.searches.iter().map(|s| s.capacity).collect();
+            Some(bench_shared::compare::capacity_across::RunMachineCapacity {
+                machine_id: rec.machine_id.clone(),
+                label: rec.label.clone(),
+                searches,
+            })
+        })
+        .collect();
+    Some(bench_shared::compare::capacity_across::CapacityRun {
+        run_id: meta.run_id.clone(),
+        model: c.model.clone(),
+        search: c.search,
+        slo: c.slo,
+        percentile: c.percentile,
+        resolution_pct: c.resolution_pct,
+        machines,
+    })
 }
 
 /// Each machine's warm mean of `rank_by`, from the comparison.

@@ -143,7 +143,11 @@ impl RunTask {
     fn record(&mut self, machine_id: &str, line: StoredLine) {
         let feed = line.line();
         self.writer.append(feed.text.to_string());
-        self.hub.publish(feed);
+        // Per-request rows (`load_requests`, up to hundreds a second) are stored, not relayed:
+        // no page draws them live, and they would crowd the browsers' sockets.
+        if feed.kind.as_ref() != "load_requests" {
+            self.hub.publish(feed);
+        }
         let mut live = lock(&self.live);
         let LiveRun { meta, outcomes, finished } = &mut *live;
         summary::apply(outcomes, finished, &line);

@@ -5,6 +5,8 @@
 //! WebSocket, or streams a sweep).
 
 mod browser;
+mod browser_capacity;
+mod capacity;
 mod clock;
 mod compare_runs;
 mod comparison;

@@ -309,6 +309,20 @@ impl RealAgent {
         Self::spawn(machine_id, engine, None).await
     }
 
+    /// An agent over an OpenAI-compatible server at `base_url` (e.g. the slot test engine).
+    pub async fn openai(machine_id: &str, base_url: &str) -> RealAgent {
+        let engine = EngineSettings {
+            kind: EngineKind::Openai,
+            base_url: base_url.to_owned(),
+            api_key: None,
+            fallback: Fallback::None,
+            request_timeout_s: 60.0,
+            mock: MockSettings::default(),
+            ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
+        };
+        Self::spawn(machine_id, engine, None).await
+    }
+
     /// An agent over an Ollama server (e.g. a scripted fake) at `base_url`.
     pub async fn ollama(machine_id: &str, base_url: &str) -> RealAgent {
         let engine = EngineSettings {
