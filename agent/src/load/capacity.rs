@@ -15,7 +15,7 @@ use super::{Emit, LoadCtx, LoadError, step};
 
 /// The seed of step `n`: the job's own for the first step.
 pub fn step_seed(seed: u64, n: u32) -> u64 {
-    if n == 0 { seed } else { bench_shared::job::stable_hash(format!("{seed}/step{n}").as_bytes()) }
+    if n == 0 { seed } else { bench_shared::hash::mix(bench_shared::hash::fnv1a(format!("{seed}/step{n}").as_bytes())) }
 }
 
 /// Runs the searches; publishes a `load_step` per step.

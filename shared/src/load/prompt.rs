@@ -259,7 +259,7 @@ fn tag(w: &Workload, index: u64) -> String {
     let mut s = Stream::new(w.seed, Purpose::Prompt(index));
     let mut h = s.next_u64();
     if let Some(nonce) = &w.prompt_nonce {
-        h ^= crate::job::stable_hash(nonce.as_bytes());
+        h ^= crate::hash::mix(crate::hash::fnv1a(nonce.as_bytes()));
     }
     format!("[{h:016x}]")
 }

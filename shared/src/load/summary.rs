@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::record::RequestRecord;
 use super::spec::{LoadLevel, Slo};
-use crate::metrics::percentile_sorted;
+use crate::metrics::{mean, percentile_sorted};
 
 /// An open loop under-delivers when it achieves less than this share of its target rate.
 pub const UNDER_DELIVERED_SHARE: f64 = 0.95;
@@ -123,11 +123,6 @@ fn sorted(values: &[f64]) -> Vec<f64> {
 pub fn percentile_label(p: f64) -> String {
     let s = format!("{p:.2}");
     format!("p{}", s.trim_end_matches('0').trim_end_matches('.'))
-}
-
-fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (sum, n) = values.fold((0.0, 0u64), |(s, n), x| (s + x, n + 1));
-    (n > 0).then(|| sum / n as f64)
 }
 
 /// True when a completed request meets every bound of `slo` (a TPOT bound is met by a
