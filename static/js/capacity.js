@@ -163,6 +163,8 @@
   }
 
   const unit = () => (spec && spec.search === "rate" ? "req/s" : "concurrent");
+  /** A level as people write it: 4 (concurrency), 3.25 (a rate). */
+  const lvl = (v) => (v === null || v === undefined ? "none" : Number.isInteger(v) ? String(v) : fmt(v, 2));
 
   let renderPending = false;
   function render() {
@@ -180,32 +182,52 @@
     return el("div", { class: `stat ${cls || ""}` }, el("span", { class: "stat-label", text: label }), el("span", { class: "stat-value", text: value }));
   }
 
+  /** The live figures, or once the machine is done those of its step at capacity. */
+  function figures(st) {
+    const p = st.progress;
+    if (p) return p;
+    const d = st.done;
+    if (!d) return null;
+    return {
+      achieved_rps: d.achieved_rps, throughput_rps: d.request_throughput_rps, in_flight: d.max_in_flight,
+      ttft_p50_ms: d.ttft_ms ? d.ttft_ms.p50 : null, ttft_p99_ms: d.ttft_ms ? d.ttft_ms.p99 : null, final: true,
+    };
+  }
+
+  /** The SLO percentile's label ("p90") and a step's value of the first SLO metric at it. */
+  function sloAt(s) {
+    const v = s.slo && s.slo.values && s.slo.values[0];
+    return v ? (v.value_ms === null || v.value_ms === undefined ? "–" : BR.fmtMs(v.value_ms)) : "–";
+  }
+
   function renderCards() {
     clear(liveEl);
+    const pct = spec && spec.percentile ? `p${spec.percentile}` : "p99";
+    const sloMetric = spec && spec.slo ? Object.keys(spec.slo)[0].replace("_ms", "").toUpperCase() : "TTFT";
     for (const st of per.values()) {
-      const p = st.progress;
+      const p = figures(st);
       const cap = st.done && st.done.capacity;
       const status = st.error ? st.error
         : cap ? (cap.capacity === null || cap.capacity === undefined ? "done: no level met the SLO"
-          : `done: capacity ${fmt(cap.capacity, 2)} ${cap.unit}`)
-        : p ? `step ${p.step ?? 0} at ${fmt(p.level, 2)} ${unit()} · ${p.phase}` : "waiting for the start";
+          : `done: capacity ${lvl(cap.capacity)} ${cap.unit}`)
+        : p ? `step ${p.step ?? 0} at ${lvl(p.level)} ${unit()} · ${p.phase}` : "waiting for the start";
       const card = el("article", { class: `card${st.error ? " failed" : ""}`, dataset: { machine: st.id } },
         el("header", {}, el("h3", { text: st.label }), el("span", { class: st.error ? "reason" : "hint", text: status })),
         el("div", { class: "stats" },
           stat("achieved", p && p.achieved_rps !== null && p.achieved_rps !== undefined ? `${fmt(p.achieved_rps, 2)} req/s` : "–", "achieved"),
-          stat("answers/s", p ? `${fmt(p.throughput_rps, 1)}` : "–", "throughput"),
-          stat("in flight", p ? String(p.in_flight) : "–", "in-flight"),
+          stat(p && p.final ? "answers/s at capacity" : "answers/s", p ? `${fmt(p.throughput_rps, 1)}` : "–", "throughput"),
+          stat(p && p.final ? "max in flight" : "in flight", p ? String(p.in_flight) : "–", "in-flight"),
           stat("TTFT p50", p && p.ttft_p50_ms !== null && p.ttft_p50_ms !== undefined ? BR.fmtMs(p.ttft_p50_ms) : "–", "ttft-p50"),
           stat("TTFT p99", p && p.ttft_p99_ms !== null && p.ttft_p99_ms !== undefined ? BR.fmtMs(p.ttft_p99_ms) : "–", "ttft-p99"),
           stat("steps", String(st.steps.length), "steps")));
       if (st.steps.length) {
         const rows = st.steps.map((s) => el("tr", { class: s.pass ? "pass" : "fail" },
-          el("td", { text: String(s.step) }), el("td", { text: fmt(s.level, 2) }), el("td", { text: s.pass ? "pass" : "fail" }),
+          el("td", { text: String(s.step) }), el("td", { text: lvl(s.level) }), el("td", { text: s.pass ? "pass" : "fail" }),
           el("td", { text: fmt(s.summary.request_throughput_rps, 2) }),
-          el("td", { text: s.summary.ttft_ms ? BR.fmtMs(s.summary.ttft_ms.p99) : "–" }),
+          el("td", { text: sloAt(s) }),
           el("td", { class: "reason", text: (s.slo.reasons || []).join("; ") })));
         card.appendChild(el("table", { class: "progress-table steps" },
-          el("thead", {}, el("tr", {}, ...["step", "level", "", "req/s", "p99 TTFT", "why not"].map((h) => el("th", { text: h })))),
+          el("thead", {}, el("tr", {}, ...["step", "level", "", "req/s", `${pct} ${sloMetric}`, "why not"].map((h) => el("th", { text: h })))),
           el("tbody", {}, ...rows)));
       }
       liveEl.appendChild(card);
@@ -261,7 +283,8 @@
       el("p", { class: `winner ${w.status}`, id: "capacity-winner" },
         el("span", { class: `badge ${w.status}`, text: w.status || "–" }), " ",
         winner ? el("strong", { text: `${winner.label} serves more` }) : null),
-      el("p", { class: "reason", id: "capacity-reason", text: w.reason || "" }));
+      // A decided winner's reason is the verdicts below; otherwise it says why there is none.
+      w.status === "decided" ? null : el("p", { class: "reason", id: "capacity-reason", text: w.reason || "" }));
     const list = el("ul", { class: "verdicts", id: "capacity-verdicts" });
     for (const v of c.verdicts || []) list.appendChild(el("li", { class: v.significant ? "significant" : "", text: v.text }));
     verdictEl.appendChild(list);
@@ -278,9 +301,9 @@
     if (cap) {
       const rows = Object.entries(cap.machines || {}).map(([id, m]) => el("tr", { dataset: { machine: id } },
         el("td", { text: (per.get(id) || { label: id }).label }),
-        el("td", { text: m.capacity === null || m.capacity === undefined ? "none" : `${fmt(m.capacity, 2)} ${cap.unit}` }),
-        el("td", { text: m.first_failing === null || m.first_failing === undefined ? "–" : fmt(m.first_failing, 2) }),
-        el("td", { text: (m.searches || []).map((s) => (s.capacity === null ? "none" : fmt(s.capacity, 2))).join(", ") })));
+        el("td", { text: m.capacity === null || m.capacity === undefined ? "none" : `${lvl(m.capacity)} ${cap.unit}` }),
+        el("td", { text: m.first_failing === null || m.first_failing === undefined ? "–" : lvl(m.first_failing) }),
+        el("td", { text: (m.searches || []).map((s) => lvl(s.capacity)).join(", ") })));
       verdictEl.appendChild(el("table", { class: "progress-table", id: "capacity-table" },
         el("thead", {}, el("tr", {}, ...["machine", "capacity", "first failing", "searches"].map((h) => el("th", { text: h })))),
         el("tbody", {}, ...rows)));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use serde_json::Value;
 
-use crate::capacity::capacity_body;
+use crate::capacity::{capacity_body, engine_script, wait_calibrated};
 use crate::support::{RealAgent, TestCentral, machine, temp_results_dir};
 use crate::webdriver::Browser;
 
@@ -30,16 +30,9 @@ async fn the_capacity_page_races_two_machines_live_and_shows_curves_and_the_verd
         crate::webdriver::available(),
         "chromium/chromedriver not found: install the Debian packages chromium and chromium-driver"
     );
-    let script = |slots| {
-        bench_agent::testkit::slot_engine::SlotScript::new(
-            slots,
-            Duration::from_millis(30),
-            Duration::from_millis(10),
-            12,
-        )
-    };
-    let four = bench_agent::testkit::slot_engine::SlotEngine::spawn(script(4));
-    let two = bench_agent::testkit::slot_engine::SlotEngine::spawn(script(2));
+    let _turn = crate::capacity::ONE_AT_A_TIME.lock().await;
+    let four = bench_agent::testkit::slot_engine::SlotEngine::spawn(engine_script(4));
+    let two = bench_agent::testkit::slot_engine::SlotEngine::spawn(engine_script(2));
     let agents = [RealAgent::openai("four", &four.base_url).await, RealAgent::openai("two", &two.base_url).await];
     let mut m4 = machine("four", &agents[0].base_url);
     m4.label = Some("Four slots".into());
@@ -47,6 +40,7 @@ async fn the_capacity_page_races_two_machines_live_and_shows_curves_and_the_verd
     m2.label = Some("Two slots".into());
     let central = TestCentral::spawn(vec![m4, m2], temp_results_dir()).await;
     central.wait_online(&["four", "two"]).await;
+    wait_calibrated(&[&agents[0], &agents[1]]).await;
     let b = Browser::launch(1400, 1500).await?;
     let result = drive(&b, &central).await;
     if let Ok(png) = b.screenshot().await {
@@ -86,12 +80,20 @@ async fn drive(b: &Browser, central: &TestCentral) -> Result<()> {
         fill.push_str(&set(id, &body[key]));
     }
     fill.push_str(
-        "document.getElementById('slo_ttft_ms').value = '100'; document.getElementById('warmup_s').value = '0';",
+        "document.getElementById('slo_ttft_ms').value = '350'; document.getElementById('warmup_s').value = '0.6';",
     );
     fill.push_str("document.getElementById('search').value = 'concurrency'; return null;");
     b.script(&fill, vec![]).await?;
     b.click(&b.find("#capacity-run").await?).await?;
     // Live: both cards show requests in flight and a TTFT while the steps run.
+    b.wait_for(
+        "the race to start",
+        "const s = document.getElementById('capacity-status'); return s && s.textContent.includes('Capacity race') ? true : (s && s.textContent.includes('not started') ? s.textContent : null);",
+        PAGE_TIMEOUT,
+    )
+    .await?;
+    let started = b.script("return document.getElementById('capacity-status').textContent", vec![]).await?;
+    ensure!(started.as_str().is_some_and(|t| t.starts_with("Capacity race")), "start: {started}");
     let live = b
         .wait_for(
             "live figures on both cards",
@@ -110,11 +112,19 @@ async fn drive(b: &Browser, central: &TestCentral) -> Result<()> {
         )
         .await?;
     ensure!(winner.as_str().is_some_and(|t| t.contains("decided") && t.contains("Four slots")), "winner: {winner}");
+    let spec = b
+        .script(
+            "const id = new URLSearchParams(location.search).get('run_id');
+             return fetch(`/api/runs/${id}`).then(r => r.json()).then(d => d.metadata.spec);",
+            vec![],
+        )
+        .await?;
+    eprintln!("the race's spec: {spec}");
     let verdict = b.script("return document.getElementById('capacity-verdicts').textContent", vec![]).await?;
     let verdict = verdict.as_str().unwrap_or_default().to_owned();
     ensure!(
         verdict.contains(
-            "Four slots sustains 4 concurrent requests within p90 TTFT ≤ 100 ms, Two slots 2 concurrent requests"
+            "Four slots sustains 4 concurrent requests within p90 TTFT ≤ 350 ms, Two slots 2 concurrent requests"
         ) && verdict.contains("2.00× as much"),
         "verdict: {verdict}"
     );
@@ -132,7 +142,9 @@ async fn drive(b: &Browser, central: &TestCentral) -> Result<()> {
     ensure!(charts.to_string().contains("Four slots") && charts.to_string().contains("Two slots"), "legend: {charts}");
     let table = b.script("return document.getElementById('capacity-table').innerText", vec![]).await?;
     ensure!(
-        table.as_str().is_some_and(|t| t.contains("4 concurrent requests") && t.contains("4, 4, 4")),
+        table
+            .as_str()
+            .is_some_and(|t| t.contains("4 concurrent requests") && t.contains("4, 4, 4") && t.contains("2, 2, 2")),
         "table: {table}"
     );
     // The informational shared-host warning is shown as such.
@@ -140,6 +152,11 @@ async fn drive(b: &Browser, central: &TestCentral) -> Result<()> {
         .script("return [...document.querySelectorAll('#capacity-warnings li')].map(l => l.dataset.kind)", vec![])
         .await?;
     ensure!(warnings.as_array().is_some_and(|w| w.iter().all(|k| k == "shared_host")), "warnings: {warnings}");
+    // The curves, for the record.
+    b.script("document.getElementById('capacity-charts').scrollIntoView(); return null", vec![]).await?;
+    if let Ok(png) = b.screenshot().await {
+        let _ = std::fs::write(target_dir().join("capacity-curves.png"), png);
+    }
     // The stored race re-opened from its address says the same.
     let url: Value = b.script("return location.href", vec![]).await?;
     let url = url.as_str().unwrap_or_default().to_owned();
