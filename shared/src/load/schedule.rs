@@ -174,6 +174,17 @@ mod tests {
     }
 
     #[test]
+    fn budgets_cover_the_schedule_and_one_answer() {
+        use crate::load::spec::LoadLevel;
+        let open = LoadLevel { rate_rps: Some(10.0), concurrency: None };
+        let w = workload(Arrival::Poisson, 1.0, Length::Seconds(20.0), Warmup::Seconds(2.0), 1);
+        assert_eq!(budget_s(&w, open, 5.0), 2.0 + 20.0 + 5.0);
+        let closed = LoadLevel { rate_rps: None, concurrency: Some(4) };
+        let w = workload(Arrival::Poisson, 1.0, Length::Requests(10), Warmup::Requests(2), 1);
+        assert_eq!(budget_s(&w, closed, 5.0), 3.0 * 5.0 + 5.0, "12 requests over 4 workers: 3 rounds");
+    }
+
+    #[test]
     fn poisson_and_gamma_gaps_have_their_moments_over_10000_draws() {
         let n = 10_000;
         let mut s = Stream::new(11, Purpose::Arrivals);

@@ -602,28 +602,37 @@ impl Spec for CapacitySpec {
     }
 }
 
-impl LoadSpec {
-    fn shape(&self) -> Shape<'_> {
-        Shape {
-            model: &self.model,
-            arrival: self.arrival,
-            burstiness: self.burstiness,
-            duration_s: self.duration_s,
-            requests: self.requests,
-            warmup_s: self.warmup_s,
-            warmup_requests: self.warmup_requests,
-            input_tokens: self.input_tokens,
-            max_tokens: self.max_tokens,
-            dataset: self.dataset,
-            prefix_groups: self.prefix_groups,
-            prefix_tokens: self.prefix_tokens,
-            temperature: self.temperature,
-            num_ctx: self.num_ctx,
-            start_at: self.start_at,
-            prompt_nonce: self.prompt_nonce.as_deref(),
+/// `shape()` of both specs: their workload fields have the same names.
+macro_rules! shape_of {
+    ($($spec:ty),*) => {$(
+        impl $spec {
+            fn shape(&self) -> Shape<'_> {
+                Shape {
+                    model: &self.model,
+                    arrival: self.arrival,
+                    burstiness: self.burstiness,
+                    duration_s: self.duration_s,
+                    requests: self.requests,
+                    warmup_s: self.warmup_s,
+                    warmup_requests: self.warmup_requests,
+                    input_tokens: self.input_tokens,
+                    max_tokens: self.max_tokens,
+                    dataset: self.dataset,
+                    prefix_groups: self.prefix_groups,
+                    prefix_tokens: self.prefix_tokens,
+                    temperature: self.temperature,
+                    num_ctx: self.num_ctx,
+                    start_at: self.start_at,
+                    prompt_nonce: self.prompt_nonce.as_deref(),
+                }
+            }
         }
-    }
+    )*};
+}
 
+shape_of!(LoadSpec, CapacitySpec);
+
+impl LoadSpec {
     pub fn workload(&self) -> Workload {
         self.shape().workload(self.seed, DEFAULT_DURATION_S)
     }
@@ -634,27 +643,6 @@ impl LoadSpec {
 }
 
 impl CapacitySpec {
-    fn shape(&self) -> Shape<'_> {
-        Shape {
-            model: &self.model,
-            arrival: self.arrival,
-            burstiness: self.burstiness,
-            duration_s: self.duration_s,
-            requests: self.requests,
-            warmup_s: self.warmup_s,
-            warmup_requests: self.warmup_requests,
-            input_tokens: self.input_tokens,
-            max_tokens: self.max_tokens,
-            dataset: self.dataset,
-            prefix_groups: self.prefix_groups,
-            prefix_tokens: self.prefix_tokens,
-            temperature: self.temperature,
-            num_ctx: self.num_ctx,
-            start_at: self.start_at,
-            prompt_nonce: self.prompt_nonce.as_deref(),
-        }
-    }
-
     pub fn start_level(&self) -> f64 {
         self.start.unwrap_or(1.0)
     }
