@@ -212,6 +212,7 @@ fn machine_input(rec: &MachineRecord, o: &Outcome, d: JobDone) -> MachineInput {
         context_length: d.context_length,
         start_lag_ms: o.start_lag_ms,
         output_text: Some(d.output_text),
+        ceiling_ratio: d.ceiling_ratio,
     }
 }
 
@@ -256,12 +257,13 @@ pub fn run_input(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> Opt
     Some(compare::RunInput { run_id: meta.run_id.clone(), settings, machines })
 }
 
-/// Each machine's warm mean of `rank_by`, from the comparison.
+/// Each machine's warm geometric mean of `rank_by` (what the verdict's ratios compare; the
+/// arithmetic mean where a value ≤ 0 leaves none), from the comparison.
 fn rank_means(comparison: Option<&Comparison>, rank_by: Metric) -> Vec<(String, f64)> {
     let Some(stats) = comparison.and_then(|c| c.metrics.iter().find(|m| m.metric == rank_by)) else {
         return Vec::new();
     };
-    stats.machines.iter().filter_map(|m| m.mean.map(|v| (m.machine_id.clone(), v))).collect()
+    stats.machines.iter().filter_map(|m| m.geomean.or(m.mean).map(|v| (m.machine_id.clone(), v))).collect()
 }
 
 #[cfg(test)]

@@ -114,8 +114,13 @@ async fn a_slower_machine_in_run_b_is_slower_with_its_interval_below_zero() {
     assert!(lo - 0.5 <= -9.09 && -9.09 <= hi + 0.5 && hi < 0.0, "CI {lo}–{hi}: {mac}");
     assert!(f("diff_pct") < -2.0 && f("mean_b") < f("mean_a"), "{mac}");
     assert!(f("p_value") < 0.025, "{mac}");
+    // Run A is the better one: 22/20 = 1.1×, both bounds of the ratio's interval above 1.
+    assert_eq!(mac["better_run"], "a", "{mac}");
+    let (rlo, rhi) = (mac["ratio_ci"][0].as_f64().unwrap(), mac["ratio_ci"][1].as_f64().unwrap());
+    assert!(rlo > 1.0 && rlo - 0.005 <= 1.1 && 1.1 <= rhi + 0.005, "ratio CI {rlo}–{rhi}: {mac}");
     let text = mac["text"].as_str().unwrap();
-    assert!(text.starts_with("run B decodes ") && text.contains("% slower on mac label, 97.5% CI "), "{text}");
+    assert!(text.starts_with("on mac label, run A decodes 1.1") && text.contains("× as fast as run B (97.5% CI "), "{text}");
+    assert!(text.ends_with("slower in run B (decode_tok_s 9.1% lower)"), "{text}");
 
     let steady = row(&c, "steady");
     assert!(["tie", "undecided"].contains(&steady["status"].as_str().unwrap()), "the same engine speed: {steady:#}");
@@ -223,7 +228,7 @@ async fn history_compare(b: &Browser, runs: &TwoRuns) -> Result<()> {
     let parts = rendered.as_array().context("row")?;
     ensure!(parts[0] == "slower", "status {rendered}");
     let text = parts[1].as_str().context("text")?;
-    ensure!(text.starts_with("run B decodes ") && text.contains(&format!("% slower on {MAC}, 97.5% CI ")), "{text}");
+    ensure!(text.starts_with(&format!("on {MAC}, run A decodes 1.1")) && text.contains("× as fast as run B (97.5% CI "), "{text}");
     ensure!(parts[2] == 0, "the label's markup must be text: {rendered}");
     let panel = parts[3].as_str().context("panel")?;
     ensure!(panel.contains("Only in run A: old label") && panel.contains("Only in run B: new label"), "{panel}");

@@ -19,8 +19,14 @@ pub const DRIFT_FRACTION: f64 = 0.10;
 /// Fewest warm repeats for the drift check: two per third, so one noisy repeat is not a trend
 /// (below that, noise shows in the verdict's interval instead).
 pub const DRIFT_MIN_REPEATS: usize = 6;
-/// A warm request with at least this share of its prompt tokens cached was served from the cache.
-pub const PROMPT_CACHE_SHARE: f64 = 0.90;
+/// A machine whose warm requests had at least this share of their prompt tokens cached (all its
+/// warm requests together) was served from the cache.
+pub const PROMPT_CACHE_SHARE: f64 = 0.50;
+/// … or at least this many percentage points more of the prompt cached than another machine
+/// (a chat-template prefix cached alike on every machine stays quiet).
+pub const PROMPT_CACHE_LEAD_POINTS: f64 = 20.0;
+/// A decode rate at or above this share of the agent's client ceiling may measure the tool.
+pub const CEILING_RATIO_WARN: f64 = 0.5;
 
 /// The kinds of fairness warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -37,6 +43,7 @@ pub enum WarningKind {
     SharedHost,
     Drift,
     Throttled,
+    ClientCeiling,
 }
 
 impl WarningKind {
@@ -53,6 +60,7 @@ impl WarningKind {
             WarningKind::SharedHost => "shared_host",
             WarningKind::Drift => "drift",
             WarningKind::Throttled => "throttled",
+            WarningKind::ClientCeiling => "client_ceiling",
         }
     }
 }
@@ -86,7 +94,29 @@ pub(crate) fn warnings(machines: &[Prepared<'_>]) -> Vec<Warning> {
     all.extend(shared_host(machines));
     all.extend(drift(machines));
     all.extend(throttled(machines));
+    all.extend(client_ceiling(machines));
     all
+}
+
+/// The measured decode rate reached half of what the agent's own measuring path can take
+/// (`ceiling_ratio` ≥ 0.5): the tool, not the machine, may be what limits the decode figures.
+pub(crate) fn client_ceiling(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    machines
+        .iter()
+        .filter_map(|m| {
+            let r = m.input.ceiling_ratio.filter(|r| r.is_finite() && *r >= CEILING_RATIO_WARN)?;
+            Some(warn(
+                WarningKind::ClientCeiling,
+                m,
+                format!(
+                    "{} decoded at {:.0}% of its agent's client ceiling (ceiling_ratio {r:.2}): the tool, not the machine, may be the limit",
+                    m.label(),
+                    100.0 * r
+                ),
+                &[Metric::DecodeTokS, Metric::GenTokensPerS],
+            ))
+        })
+        .collect()
 }
 
 /// The GPU reported thermal or power clock limits during a warm request: its speed and energy
@@ -145,38 +175,57 @@ pub(crate) fn cold_start(machines: &[Prepared<'_>]) -> Vec<Warning> {
         .collect()
 }
 
-/// Share of the prompt the engine served from its cache, per warm request that reports it.
-fn cache_shares(m: &Prepared<'_>) -> Vec<(usize, u64, u64, f64)> {
-    m.warm
+/// Share of the prompt the engine served from its cache over a machine's warm requests that
+/// report it (cached tokens ÷ prompt tokens, summed), with the sums; `None` when none reports it.
+fn cache_share(m: &Prepared<'_>) -> Option<(u64, u64, f64)> {
+    let (cached, prompt) = m
+        .warm
         .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let (cached, prompt) = (r.cached_prompt_tokens?, r.prompt_tokens?);
-            (prompt > 0).then(|| (i, cached, prompt, cached as f64 / prompt as f64))
-        })
-        .collect()
+        .filter_map(|r| Some((r.cached_prompt_tokens?, r.prompt_tokens?)))
+        .fold((0u64, 0u64), |(c, p), (rc, rp)| (c + rc.min(rp), p + rp));
+    (prompt > 0).then(|| (cached, prompt, cached as f64 / prompt as f64))
 }
 
-/// The engine served (nearly) the whole prompt of a warm request from its cache — as when the
-/// same prompt was sent before. A cached chat-template prefix (the same on every request, cached
-/// everywhere once the engine has seen one request) stays well below that and is fair.
+/// The engine served much of the prompt from its cache: at least half of it over the machine's
+/// warm requests, or at least 20 points more of it than another machine's engine did. A cached
+/// chat-template prefix (the same on every request, cached on every machine once its engine has
+/// seen one request) is cached alike everywhere and stays quiet.
 pub(crate) fn prompt_cache(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    let shares: Vec<Option<(u64, u64, f64)>> = machines.iter().map(cache_share).collect();
+    // In points, rounded to 1e-9 so that 30% − 10% is 20 points, not 19.999….
+    let points = |share: f64| (share * 100.0 * 1e9).round() / 1e9;
     machines
         .iter()
-        .filter_map(|m| {
-            let hit = cache_shares(m)
-                .into_iter()
-                .filter(|x| x.3 >= PROMPT_CACHE_SHARE)
-                .max_by(|a, b| a.3.total_cmp(&b.3))?;
+        .zip(&shares)
+        .filter_map(|(m, share)| {
+            let (cached, prompt, share) = (*share)?;
+            let least = machines
+                .iter()
+                .zip(&shares)
+                .filter(|(o, s)| o.id() != m.id() && s.is_some())
+                .map(|(o, s)| (o, s.map_or(0.0, |s| s.2)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let lead = least.filter(|(_, other)| points(share) - points(*other) >= PROMPT_CACHE_LEAD_POINTS);
+            let absolute = points(share) >= 100.0 * PROMPT_CACHE_SHARE;
+            if !absolute && lead.is_none() {
+                return None;
+            }
+            let why = match lead {
+                Some((o, other)) if !absolute => format!(
+                    ", {:.0} points more than {} ({:.0}%)",
+                    points(share) - points(other),
+                    o.label(),
+                    100.0 * other
+                ),
+                _ => String::new(),
+            };
             Some(warn(
                 WarningKind::PromptCache,
                 m,
                 format!(
-                    "the engine on {} reported {} of {} prompt tokens cached (warm repeat {}): prompt processing is not comparable",
+                    "the engine on {} served {cached} of {prompt} prompt tokens of its warm repeats from its cache ({:.0}%{why}): prompt processing is not comparable",
                     m.label(),
-                    hit.1,
-                    hit.2,
-                    hit.0
+                    100.0 * share
                 ),
                 &[Metric::TtftMs, Metric::TotalMs, Metric::PrefillTokS],
             ))
