@@ -155,6 +155,7 @@
       }
     }
     if (md.status !== "running") view.finish(summary);
+    view.setClock(md.clock || null);
     showDeltas(runId, md, summary);
   }
 
@@ -302,6 +303,14 @@
     renderCompare(c);
   }
 
+  /** "run A 1.10× (1.09–1.11×)": the better run and its ratio over the other (≥ 1). */
+  function ratioText(m) {
+    if (BR.num(m.ratio) === null) return "–";
+    const digits = Math.max(m.ratio, ...(m.ratio_ci || [])) < 1.1 ? 3 : 2;
+    const ci = m.ratio_ci ? ` (${BR.fmt(m.ratio_ci[0], digits)}–${BR.fmt(m.ratio_ci[1], digits)}×)` : "";
+    return `run ${String(m.better_run || "?").toUpperCase()} ${BR.fmt(m.ratio, digits)}×${ci}`;
+  }
+
   function renderCompare(c) {
     const { el } = BR;
     const pctText = (v) => (BR.num(v) === null ? "–" : `${v > 0 ? "+" : v < 0 ? "−" : "±"}${BR.fmt(Math.abs(v), 1)}%`);
@@ -311,7 +320,7 @@
       CHANGE_METRICS.map((m) => el("option", { value: m, text: (RANK_METRICS[m] || { label: "tokens per joule" }).label })));
     select.value = c.metric;
     const table = el("table", { id: "compare-table" },
-      el("thead", {}, el("tr", {}, ["Machine", "Verdict", "Change (B vs A)", `${level} CI`, "Means A → B", "Repeats", "Summary"]
+      el("thead", {}, el("tr", {}, ["Machine", "Verdict", "Ratio", "Change (B vs A)", `${level} CI`, "Means A → B", "Repeats", "Summary"]
         .map((h) => el("th", { text: h })))));
     const tbody = el("tbody");
     for (const m of c.machines || []) {
@@ -321,6 +330,7 @@
       tbody.appendChild(el("tr", { dataset: { machine: m.machine_id, status: m.status } },
         el("td", { text: m.label || m.machine_id }),
         el("td", {}, el("span", { class: `change-status ${m.status}`, text: m.status, title: m.reason || "" })),
+        el("td", { class: "change-ratio", text: ratioText(m) }),
         el("td", { text: pctText(m.diff_pct) }),
         el("td", { text: ci }),
         el("td", { text: means }),
@@ -338,7 +348,7 @@
           title: "This address names both runs: anyone opening it sees this comparison" }),
         closeButton()),
       el("p", { class: "hint", text: `Run A (baseline) ${c.a} → run B ${c.b}: ${c.higher_is_better ? "higher" : "lower"} ${c.unit} is better; `
-        + `warm repeats, Welch's ${level} interval per machine, minimum effect ±${BR.fmt(c.min_effect_pct, 1)}%.` }),
+        + `warm repeats, Welch's ${level} interval on the log scale per machine (ratio of geometric means), minimum effect ±${BR.fmt(c.min_effect_pct, 1)}%.` }),
       (c.machines || []).length ? table : el("p", { class: "hint", text: "No machine ran in both runs." }),
       only(c.only_in_a, "A"), only(c.only_in_b, "B"),
       warnings.length ? el("ul", { class: "verdict-list", id: "compare-warnings" },

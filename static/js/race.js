@@ -174,6 +174,7 @@
       for (const ev of events) view.apply({ run_id: currentRun, ...ev });
       const status = String((meta && (meta.status || (meta.metadata && meta.metadata.status))) || "");
       if (status && status !== "running") view.finish(runSummary(meta));
+      view.setClock(clockOf(meta));
     } catch (err) {
       console.warn("resync failed", err);
     } finally {
@@ -190,14 +191,33 @@
     return s && Array.isArray(s.machines) ? s : undefined;
   }
 
+  /** metadata.json `clock` from a `GET /api/runs/{id}` answer (offsets, start skew). */
+  function clockOf(meta) {
+    const md = meta && (meta.metadata || meta);
+    return (md && md.clock) || null;
+  }
+
   /** At run_end the stored summary is final: let it decide winner and order. */
   async function finishFromServer(runId) {
     try {
-      const summary = runSummary(await BR.api(`/api/runs/${encodeURIComponent(runId)}`));
+      const detail = await BR.api(`/api/runs/${encodeURIComponent(runId)}`);
       // Without a summary (still live, or written without one) the page ranks by itself.
-      if (runId === currentRun) view.finish(summary);
+      if (runId === currentRun) {
+        view.finish(runSummary(detail));
+        view.setClock(clockOf(detail));
+      }
     } catch (err) {
       console.warn("could not load the run summary", err);
+    }
+  }
+
+  /** The clock record is final at run_end: offsets and the start skew the race achieved. */
+  async function loadClock(runId) {
+    try {
+      const detail = await BR.api(`/api/runs/${encodeURIComponent(runId)}`);
+      if (runId === currentRun) view.setClock(clockOf(detail));
+    } catch (err) {
+      console.warn("could not load the run's clock record", err);
     }
   }
 
@@ -242,7 +262,9 @@
     if (!currentRun || ev.run_id !== currentRun) return;
     if (buffered) { buffered.push(ev); return; }
     view.apply(ev);
-    if (ev.type === "run_end" && !ev.summary) finishFromServer(ev.run_id);
+    if (ev.type === "run_end") {
+      if (ev.summary) loadClock(ev.run_id); else finishFromServer(ev.run_id);
+    }
   }
 
   function onMachineState(ev) {
