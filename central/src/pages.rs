@@ -37,6 +37,7 @@ pub enum NavItem {
     History,
     Sweep,
     Machines,
+    Leaderboard,
 }
 
 impl NavItem {
@@ -47,6 +48,7 @@ impl NavItem {
             NavItem::History => "history",
             NavItem::Sweep => "sweep",
             NavItem::Machines => "machines",
+            NavItem::Leaderboard => "leaderboard",
         };
         own == name
     }
@@ -85,6 +87,14 @@ pub struct SweepPage {
     pub version: &'static str,
 }
 
+/// `/leaderboard`: machines ranked over every complete run (`GET /api/leaderboard`).
+#[derive(Template, WebTemplate)]
+#[template(path = "leaderboard.html")]
+pub struct LeaderboardPage {
+    pub nav: NavItem,
+    pub version: &'static str,
+}
+
 /// A prompt offered by the race page's "sample" buttons.
 #[derive(Debug)]
 pub struct SamplePrompt {
@@ -113,6 +123,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/history", get(history_page))
         .route("/machines", get(machines_page))
         .route("/sweep", get(sweep_page))
+        .route("/leaderboard", get(leaderboard_page))
         .route("/static/{*path}", get(static_file))
 }
 
@@ -130,6 +141,10 @@ async fn machines_page() -> Response {
 
 async fn sweep_page() -> Response {
     with_page_headers(SweepPage { nav: NavItem::Sweep, version: VERSION })
+}
+
+async fn leaderboard_page() -> Response {
+    with_page_headers(LeaderboardPage { nav: NavItem::Leaderboard, version: VERSION })
 }
 
 /// A page with its security headers (CSP, nosniff, no referrer).
@@ -211,6 +226,7 @@ mod tests {
             ("/history", "id=\"runs-list\""),
             ("/machines", "id=\"machines\""),
             ("/sweep", "id=\"sweep-form\""),
+            ("/leaderboard", "id=\"board\""),
         ] {
             let res = get_path(path, None).await;
             assert_eq!(res.status(), StatusCode::OK, "{path}");
@@ -241,7 +257,7 @@ mod tests {
     /// Every script and stylesheet a page references is served (a typo would break a page silently).
     #[tokio::test]
     async fn every_asset_a_page_references_is_served() {
-        for page in ["/", "/history", "/machines", "/sweep"] {
+        for page in ["/", "/history", "/machines", "/sweep", "/leaderboard"] {
             let html = body_text(get_path(page, None).await).await;
             let refs: Vec<&str> = html.split(['"', '?']).filter(|s| s.starts_with("/static/")).collect();
             assert!(refs.len() >= 4, "{page} references {refs:?}");

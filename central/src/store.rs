@@ -9,6 +9,7 @@
 //! next start.
 
 mod index;
+pub mod leaderboard;
 
 pub use index::{EngineFacts, MachineFacts, RunFacts};
 
@@ -239,6 +240,11 @@ impl Store {
         Ok(self.index().page(keep, limit, offset))
     }
 
+    /// The leaderboard over the indexed runs (no file is read).
+    pub fn leaderboard(&self, query: &leaderboard::BoardQuery) -> bench_shared::share::Leaderboard {
+        leaderboard::build(&self.index(), query)
+    }
+
     pub fn delete(&self, run_id: &str) -> Result<(), StoreError> {
         let dir = self.existing_dir(run_id)?;
         let removed = fs::remove_dir_all(&dir).map_err(io(&dir));
@@ -406,6 +412,7 @@ mod tests {
             ended_at_s: None,
             machines: vec![machine],
             clock: None,
+            imported: None,
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`fit`]: whether a model and its KV cache fit a machine's memory.
 //! - [`run`]: persisted run types used by central (metadata, summary).
 //! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
+//! - [`share`]: results beyond one race: the leaderboard, run bundles' manifest, imports.
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
@@ -31,6 +32,7 @@ pub mod job;
 pub mod metrics;
 pub mod run;
 pub mod runtime;
+pub mod share;
 pub mod sweep;
 pub mod sync;
 pub mod timeouts;

@@ -155,6 +155,9 @@ pub struct RunMetadata {
     /// its own clock, and the skew achieved (absent in runs stored before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<crate::clock::RunClock>,
+    /// Set when the run came from another central in a bundle (`POST /api/runs/import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<crate::share::Imported>,
 }
 
 impl RunMetadata {
@@ -320,6 +323,9 @@ pub struct RunListEntry {
     /// The run's machines with their labels (the history list shows labels, not ids).
     #[serde(default)]
     pub machine_labels: Vec<MachineLabel>,
+    /// Where an imported run came from (`metadata.json` `imported.origin`; absent: made here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 /// A machine id with its display label.

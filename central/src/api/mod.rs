@@ -5,6 +5,7 @@ mod compare;
 mod error;
 mod export;
 mod filters;
+mod leaderboard;
 mod machines;
 mod newline;
 mod runs;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{run_id}/export.csv", get(export::csv))
         .route("/api/runs/{run_id}/export.json", get(export::json))
         .route("/api/compare", get(compare::runs))
+        .route("/api/leaderboard", get(leaderboard::show))
         .route("/api/ws", get(ws::upgrade))
         .merge(crate::pages::router())
         .fallback(not_found)

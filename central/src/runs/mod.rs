@@ -190,6 +190,7 @@ impl RunManager {
             ended_at_s: None,
             machines: records,
             clock: Some(clock),
+            imported: None,
         };
         // The `start_at` each agent gets: the common instant on its own clock.
         let agent_start: HashMap<String, u64> = meta

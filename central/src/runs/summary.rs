@@ -316,6 +316,7 @@ mod tests {
             ended_at_s: None,
             machines,
             clock: None,
+            imported: None,
         }
     }
 
