@@ -11,7 +11,7 @@
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
 //! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`auth`]: token, login page, sessions;
-//!   [`prom`]: Prometheus `/metrics`.
+//!   [`prom`]: Prometheus `/metrics`; [`report`]: a run as one self-contained HTML file.
 //! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
 
 pub mod agent_client;
@@ -24,6 +24,7 @@ pub mod fleet;
 pub mod hub;
 pub mod pages;
 pub mod prom;
+pub mod report;
 pub mod routing;
 pub mod runs;
 pub mod state;

@@ -8,6 +8,7 @@ mod filters;
 mod leaderboard;
 mod machines;
 mod newline;
+mod report;
 mod runs;
 mod wait;
 mod ws;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs/{run_id}/events", get(runs::events))
         .route("/api/runs/{run_id}/export.csv", get(export::csv))
         .route("/api/runs/{run_id}/export.json", get(export::json))
+        .route("/api/runs/{run_id}/report.html", get(report::html))
         .route("/api/compare", get(compare::runs))
         .route("/api/leaderboard", get(leaderboard::show))
         .route("/api/ws", get(ws::upgrade))

@@ -487,7 +487,7 @@ fn change(
             Some(_) => {
                 out.repeats_needed = super::verdict::repeats_needed(&la, &lb, e, confidence);
                 let more = match out.repeats_needed {
-                    Some(k) => format!("about {k} repeats per run would settle it at this spread"),
+                    Some(k) => format!("about {} repeats per run would settle it at this spread", super::verdict::count_text(k)),
                     None => "run more repeats".into(),
                 };
                 (

@@ -115,6 +115,19 @@ pub fn trim_number(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
+/// 35456 → "35,456".
+pub fn count_text(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn repeats(a: usize, b: usize) -> String {
     match (a, b) {
         (1, 1) => "1 repeat each".into(),
@@ -220,7 +233,8 @@ pub(super) fn verdict(
                 needed = logs.and_then(|(x, y)| repeats_needed(&x, &y, min_effect_pct, confidence));
                 match needed {
                     Some(k) => format!(
-                        "{detail}: no significant difference — about {k} repeats each would settle a {e}% difference at this spread"
+                        "{detail}: no significant difference — about {} repeats each would settle a {e}% difference at this spread",
+                        count_text(k)
                     ),
                     None => format!("{detail}: no significant difference"),
                 }
