@@ -8,6 +8,7 @@
 //! nothing that finished. Run folders added under `results/runs/` by hand are listed after the
 //! next start.
 
+pub mod bundle;
 mod index;
 pub mod leaderboard;
 
@@ -187,10 +188,7 @@ impl Store {
 
     /// Writes `<run>/<name>` atomically. `name` must be a plain file name.
     pub fn write_file(&self, run_id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let plain = !name.is_empty()
-            && !name.starts_with('.')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !plain {
+        if !plain_name(name) {
             return Err(StoreError::InvalidName(name.to_owned()));
         }
         let dir = self.run_dir(run_id)?;
@@ -254,6 +252,15 @@ impl Store {
         }
         removed
     }
+}
+
+/// A file name a run folder may hold: letters, digits, `.`, `_`, `-`, not starting with `.`
+/// (so never a path, `..` or a temporary file of an atomic write).
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {

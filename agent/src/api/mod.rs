@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         allowed_origins: state.config.allowed_origins.clone(),
         allowed_hosts: state.config.allowed_hosts.clone(),
         form_paths: Vec::new(),
+        gzip_paths: Vec::new(),
     };
     let app = Router::new()
         .route("/health", get(info::health))

@@ -1,6 +1,7 @@
 //! HTTP API: REST under `/api`, the browser WebSocket at `/api/ws`, pages merged from
 //! [`crate::pages`]. One error type, [`ApiError`], turns every failure into a JSON body.
 
+mod bundle;
 mod compare;
 mod error;
 mod export;
@@ -35,6 +36,10 @@ use crate::AppState;
 /// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`); leave room for the JSON.
 pub const BODY_LIMIT_BYTES: usize = 3 * 1024 * 1024;
 
+/// `POST /api/runs/import`: the one route whose body is a gzip'd bundle, up to
+/// [`bundle::BUNDLE_LIMIT_BYTES`].
+pub const IMPORT_PATH: &str = "/api/runs/import";
+
 /// The whole application: API, browser WebSocket and pages, behind authentication (when
 /// `central.auth_token` is set) and the Host / Origin / Content-Type guards.
 pub fn router(state: AppState) -> Router {
@@ -42,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         allowed_origins: state.access.config.allowed_origins.clone(),
         allowed_hosts: state.access.config.allowed_hosts.clone(),
         form_paths: vec!["/login"],
+        gzip_paths: vec![IMPORT_PATH],
     };
     let app = Router::new()
         .route("/health", get(health))
@@ -49,11 +55,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/machines", get(machines::list))
         .route("/metrics", get(machines::prometheus))
         .route("/api/runs", get(runs::list).post(runs::create))
+        .route(
+            IMPORT_PATH,
+            axum::routing::post(bundle::import).layer(DefaultBodyLimit::max(bundle::BUNDLE_LIMIT_BYTES)),
+        )
         .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))
         .route("/api/runs/{run_id}/events", get(runs::events))
         .route("/api/runs/{run_id}/export.csv", get(export::csv))
         .route("/api/runs/{run_id}/export.json", get(export::json))
         .route("/api/runs/{run_id}/report.html", get(report::html))
+        .route("/api/runs/{run_id}/bundle.tar.gz", get(bundle::export))
         .route("/api/compare", get(compare::runs))
         .route("/api/leaderboard", get(leaderboard::show))
         .route("/api/ws", get(ws::upgrade))
@@ -71,11 +82,13 @@ async fn health() -> Json<Value> {
     Json(json!({"ok": true, "service": "bench-central", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// A body declared over [`BODY_LIMIT_BYTES`] is refused before any of it is read
-/// ([`DefaultBodyLimit`] still bounds bodies that declare no length).
+/// A body declared over [`BODY_LIMIT_BYTES`] (a bundle: [`bundle::BUNDLE_LIMIT_BYTES`]) is
+/// refused before any of it is read ([`DefaultBodyLimit`] still bounds bodies that declare no
+/// length).
 async fn refuse_oversized(req: Request, next: Next) -> Response {
-    if guard::declared_length(req.headers()).is_some_and(|n| n > BODY_LIMIT_BYTES as u64) {
-        return ApiError::PayloadTooLarge { limit_bytes: BODY_LIMIT_BYTES }.into_response();
+    let limit = if req.uri().path() == IMPORT_PATH { bundle::BUNDLE_LIMIT_BYTES } else { BODY_LIMIT_BYTES };
+    if guard::declared_length(req.headers()).is_some_and(|n| n > limit as u64) {
+        return ApiError::PayloadTooLarge { limit_bytes: limit }.into_response();
     }
     next.run(req).await
 }
