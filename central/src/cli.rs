@@ -20,6 +20,10 @@ pub enum Command {
     /// Validate machines.yaml without starting anything: prints the machines and exits 0, or
     /// prints the error and exits 1 (`scripts/central restart` runs it first).
     Check(ServeArgs),
+    /// Regression gate for CI: compare a candidate run with a baseline run, machine by machine.
+    /// Exits 1 when a machine is significantly worse by at least --fail-on-regression percent,
+    /// 2 when the comparison is not valid (incomparable, too few repeats), 0 otherwise.
+    Compare(crate::gate::CompareArgs),
 }
 
 /// What `main` should do.
@@ -27,6 +31,7 @@ pub enum Command {
 pub enum Action {
     Serve(ServeArgs),
     Check(ServeArgs),
+    Compare(crate::gate::CompareArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -51,6 +56,7 @@ impl Cli {
         match self.command {
             Some(Command::Serve(a)) => Action::Serve(a),
             Some(Command::Check(a)) => Action::Check(a),
+            Some(Command::Compare(a)) => Action::Compare(a),
             None => Action::Serve(self.serve),
         }
     }

@@ -12,7 +12,8 @@
 //! - [`hub`]: fan-out of events to browser WebSockets.
 //! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`auth`]: token, login page, sessions;
 //!   [`prom`]: Prometheus `/metrics`; [`report`]: a run as one self-contained HTML file.
-//! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
+//! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line;
+//!   [`gate`]: `bench-central compare`, the regression gate for CI.
 
 pub mod agent_client;
 pub mod api;
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod fleet;
+pub mod gate;
 pub mod hub;
 pub mod pages;
 pub mod prom;

@@ -32,8 +32,8 @@ use crate::metrics::RequestMetrics;
 use stats::Sample;
 
 pub use across::{
-    AcrossSettings, ChangeStatus, MachineChange, MachineRef, RunInput, RunMachine, RunSettings, RunsComparison,
-    compare_runs, unit,
+    AcrossSettings, ChangeStatus, MachineChange, MachineRef, RunInput, RunMachine, RunSettings, RunSide, RunsComparison,
+    Undecided, compare_runs, unit,
 };
 pub use fairness::{Warning, WarningKind};
 pub use outputs::{Divergence, Outputs};

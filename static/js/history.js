@@ -94,7 +94,7 @@
         BR.el("div", { class: "run-title" },
           BR.el("strong", { text: `${r.test_type === "llm_sweep" ? "sweep · " : ""}${(r.models || []).join(", ") || "run"}` }),
           BR.el("span", { class: `run-state ${r.status}`, text: r.status || "" })),
-        BR.el("div", { class: "hint run-machines", text: `${BR.fmtTime(r.started_at)} · ${labelsOf(r)}${r.winner ? ` · ★ ${winnerLabel(r)}` : ""}` }),
+        BR.el("div", { class: "hint run-machines", text: `${BR.fmtTime(r.started_at)} · ${labelsOf(r)}${r.winner ? ` · ★ ${winnerLabel(r)}` : ""}${r.imported_from ? ` · imported from ${r.imported_from}` : ""}` }),
         r.prompt_preview ? BR.el("div", { class: "hint", text: r.prompt_preview }) : null,
         base && base.run_id === r.run_id ? BR.el("div", { class: "pin", text: "● baseline" }) : null);
       listEl.appendChild(li);
@@ -172,11 +172,17 @@
     const settings = ["max_tokens", "num_ctx", "temperature", "repeat"].filter((k) => spec[k] !== undefined).map((k) => `${k} ${spec[k]}`);
     if (settings.length) add("Settings", settings.join(" · "));
     if (md.reason) add("Reason", md.reason);
+    if (md.imported) add("Imported", `from ${md.imported.origin || "an unnamed central"} on ${BR.fmtTime(md.imported.imported_at)} (exported ${BR.fmtTime(md.imported.exported_at)})`);
     if (summary && summary.rank_by && md.test_type !== "llm_sweep") add("Ranked by", (RANK_METRICS[summary.rank_by] || { label: summary.rank_by }).label);
     const enc = encodeURIComponent(runId);
     const actions = el("div", { class: "run-actions" },
       el("a", { class: "chip", href: `/api/runs/${enc}/export.csv`, download: `${runId}.csv`, text: "Export CSV" }),
       el("a", { class: "chip", href: `/api/runs/${enc}/export.json`, download: `${runId}.json`, text: "Export JSON" }),
+      el("a", { class: "chip", id: "report-link", href: `/api/runs/${enc}/report.html`, target: "_blank", rel: "noopener",
+        text: "Report", title: "This run as one self-contained HTML file (prints well, opens offline)" }),
+      md.status === "running" ? null
+        : el("a", { class: "chip", id: "bundle-link", href: `/api/runs/${enc}/bundle.tar.gz`, download: `${runId}.tar.gz`,
+          text: "Bundle", title: "Every file of this run with a manifest of SHA-256s: import it into another central" }),
       md.test_type === "llm_sweep" ? null
         : el("button", { type: "button", class: "chip", id: "pin", text: "Pin as baseline", on: { click: () => pin(runId) } }),
       md.test_type === "llm_sweep" || !params().get("baseline") || params().get("baseline") === runId ? null
@@ -393,6 +399,26 @@
   });
 
   $("refresh").addEventListener("click", () => loadList());
+
+  // Import a bundle exported by another central (POST /api/runs/import, the file as the body).
+  $("import-file").addEventListener("change", async (e) => {
+    const file = e.target.files && e.target.files[0];
+    const status = $("import-status");
+    if (!file) return;
+    status.hidden = false;
+    status.className = "hint";
+    status.textContent = `Importing ${file.name}…`;
+    try {
+      const res = await BR.api("/api/runs/import", { method: "POST", headers: { "Content-Type": "application/gzip", Accept: "application/json" }, body: file });
+      status.textContent = `Imported run ${res.run_id}.`;
+      loadList();
+      openRun(res.run_id);
+    } catch (err) {
+      status.className = "notice error";
+      status.textContent = `Not imported: ${err.message}`;
+    }
+    e.target.value = "";
+  });
   $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); loadList(); });
   $("next").addEventListener("click", () => { offset += PAGE; loadList(); });
 

@@ -73,6 +73,20 @@ pub enum ChangeStatus {
     Undecided,
 }
 
+/// Why a machine's change is `undecided`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Undecided {
+    /// A warning makes the metric incomparable between the runs (settings, engine, fairness).
+    NotComparable,
+    /// Fewer than 3 warm repeats in a run.
+    TooFewRepeats,
+    /// No figure in a run (the machine did not finish, no energy reading, a value ≤ 0).
+    NoFigures,
+    /// The interval reaches past the minimum effect: more repeats would tell.
+    WideInterval,
+}
+
 /// One of the two runs compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -140,8 +154,12 @@ pub struct MachineChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeats_needed: Option<usize>,
     pub status: ChangeStatus,
+    /// Why it is `undecided` (`None` otherwise): a regression gate tells an invalid comparison
+    /// (`not_comparable`, `too_few_repeats`, `no_figures`) from an inconclusive one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<Undecided>,
     pub reason: String,
-    /// "run B decodes 4.1% slower on macbook, 95% CI 2.0–6.2%".
+    /// "on macbook, run A decodes 1.04× as fast as run B (95% CI 1.02–1.06×): slower in run B …".
     pub text: String,
     /// Fairness warnings of this machine between the runs (`machine_id` is this machine).
     pub warnings: Vec<Warning>,
@@ -373,6 +391,7 @@ fn change(
         p_value: None,
         repeats_needed: None,
         status: ChangeStatus::Undecided,
+        undecided: Some(Undecided::NoFigures),
         reason: String::new(),
         text: String::new(),
         warnings: Vec::new(),
@@ -463,8 +482,10 @@ fn change(
     let level = format!("{}% CI", trim_number(100.0 * confidence));
     let warnings: Vec<&Warning> = run_warnings.iter().chain(&out.warnings).collect();
     let (status, reason) = if let Some(why) = blocking(&warnings, metric) {
+        out.undecided = Some(Undecided::NotComparable);
         (ChangeStatus::Undecided, format!("{noun} is not comparable between the runs ({why}; see the warnings)"))
     } else if out.n_a < MIN_REPEATS || out.n_b < MIN_REPEATS {
+        out.undecided = Some(Undecided::TooFewRepeats);
         out.repeats_needed = Some(MIN_REPEATS);
         (
             ChangeStatus::Undecided,
@@ -485,6 +506,7 @@ fn change(
                 (ChangeStatus::Tie, format!("the {level} lies within the ±{}% minimum effect: a tie", trim_number(e)))
             }
             Some(_) => {
+                out.undecided = Some(Undecided::WideInterval);
                 out.repeats_needed = super::verdict::repeats_needed(&la, &lb, e, confidence);
                 let more = match out.repeats_needed {
                     Some(k) => format!("about {} repeats per run would settle it at this spread", super::verdict::count_text(k)),
@@ -495,9 +517,15 @@ fn change(
                     format!("the {level} reaches past the ±{}% minimum effect: no verdict — {more}", trim_number(e)),
                 )
             }
-            None => (ChangeStatus::Undecided, "no interval: too few repeats".into()),
+            None => {
+                out.undecided = Some(Undecided::TooFewRepeats);
+                (ChangeStatus::Undecided, "no interval: too few repeats".into())
+            }
         }
     };
+    if status != ChangeStatus::Undecided {
+        out.undecided = None;
+    }
     let (up, down) = if metric.higher_is_better() { ("higher", "lower") } else { ("longer", "shorter") };
     let change = format!("{} {}% {}", metric.as_str(), pct(diff_pct.abs()), if diff_pct >= 0.0 { up } else { down });
     out.text = match status {

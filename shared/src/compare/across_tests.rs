@@ -155,6 +155,7 @@ fn identical_runs_tie_and_a_wide_interval_is_undecided() {
     let m = &c.machines[0];
     assert_eq!(m.status, ChangeStatus::Undecided, "{m:?}");
     assert!(m.reason.contains("minimum effect") && m.text.contains("undecided"), "{m:?}");
+    assert_eq!(m.undecided, Some(Undecided::WideInterval));
     let k = m.repeats_needed.expect("a wide interval says how many repeats would settle it");
     assert!(k > 5 && m.reason.contains(&format!("about {} repeats per run", crate::compare::count_text(k))), "{m:?}");
     // Significant but below the minimum effect, the interval inside ±2%: a tie.
@@ -175,7 +176,7 @@ fn too_few_repeats_and_missing_figures_are_undecided_with_the_reason() {
         on(Metric::DecodeTokS),
     );
     let m = &c.machines[0];
-    assert_eq!(m.status, ChangeStatus::Undecided);
+    assert_eq!((m.status, m.undecided), (ChangeStatus::Undecided, Some(Undecided::TooFewRepeats)));
     assert!(m.reason.contains("2 in run A, 3 in run B") && m.reason.contains("run ≥ 3"), "{m:?}");
     let c = compare_runs(
         &run("ra", vec![machine("mac", &[100.0])]),
@@ -191,6 +192,7 @@ fn too_few_repeats_and_missing_figures_are_undecided_with_the_reason() {
     let c = compare_runs(&run("ra", vec![machine("mac", &A)]), &run("rb", vec![failed]), on(Metric::DecodeTokS));
     let m = &c.machines[0];
     assert_eq!((m.status, m.n_a, m.n_b), (ChangeStatus::Undecided, 0, 0));
+    assert_eq!(m.undecided, Some(Undecided::NoFigures));
     assert!(m.reason.contains("run B: error: engine unreachable"), "{m:?}");
     // No energy figures on either side: null, with why.
     let c = compare_runs(
@@ -228,7 +230,7 @@ fn different_settings_make_figures_incomparable() {
     assert_eq!(kinds, [(WarningKind::SettingsMismatch, false), (WarningKind::SettingsMismatch, false)]);
     assert!(c.warnings[0].detail.contains("\"m\" in run A, \"other\" in run B"), "{:?}", c.warnings);
     let m = &c.machines[0];
-    assert_eq!(m.status, ChangeStatus::Undecided);
+    assert_eq!((m.status, m.undecided), (ChangeStatus::Undecided, Some(Undecided::NotComparable)));
     assert!(m.reason.contains("not comparable") && m.reason.contains("settings_mismatch"), "{m:?}");
     // max_tokens alone leaves the decode rate comparable, not the total time.
     let mut rb = run("rb", vec![machine("mac", &b)]);
