@@ -96,7 +96,8 @@
         el("td", { text: `${r.engine || "?"}${r.engine_version ? ` ${r.engine_version}` : ""}` }),
         el("td", { class: "best" }, runLink(r.best_run_id, fmtValue(r.best))),
         el("td", { class: "mean", text: mean, title: `arithmetic mean ${fmtValue(r.mean)}` }),
-        el("td", { class: "runs" }, el("div", { text: `${r.runs}${r.excluded_runs ? ` (+${r.excluded_runs} excluded: a fairness warning)` : ""}` }),
+        el("td", { class: "runs" }, el("div", {}, el("strong", { class: "run-count", text: String(r.runs) }),
+          r.excluded_runs ? el("span", { class: "hint", text: ` (+${r.excluded_runs} excluded: a fairness warning)` }) : null),
           el("div", { class: "run-links" }, ...links.flatMap((a, j) => (j ? [" · ", a] : [a])), more)),
         el("td", { class: "hardware hint", text: r.hardware || "not reported" })));
     });

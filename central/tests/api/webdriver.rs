@@ -89,6 +89,11 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium session with a `width`×`height` window.
     pub async fn launch(width: u32, height: u32) -> Result<Browser> {
+        Self::launch_with(width, height, &[]).await
+    }
+
+    /// [`Browser::launch`] with extra Chromium switches (e.g. a proxy that blocks the network).
+    pub async fn launch_with(width: u32, height: u32, extra: &[String]) -> Result<Browser> {
         let driver = Driver::start().await?;
         let profile = tempfile::Builder::new().prefix("bench-chromium-").tempdir()?;
         let (chrome, _) = binaries();
@@ -105,6 +110,7 @@ impl Browser {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        let args: Vec<String> = args.into_iter().chain(extra.iter().cloned()).collect();
         let caps = json!({"browserName": "chrome", "goog:chromeOptions": {"binary": chrome, "args": args}});
         let caps = caps.as_object().cloned().ok_or_else(|| anyhow!("capabilities are an object"))?;
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -172,6 +178,11 @@ impl Browser {
                 Err(_) => tokio::time::sleep(POLL).await,
             }
         }
+    }
+
+    /// The page printed to PDF (W3C print, default paper).
+    pub async fn print_pdf(&self) -> Result<Vec<u8>> {
+        self.client.print(fantoccini::wd::PrintConfiguration::default()).await.context("print")
     }
 
     /// A PNG of the viewport.
