@@ -18,6 +18,7 @@ mod machine_telemetry;
 mod manners;
 mod races;
 mod security;
+mod sharing;
 mod support;
 mod sweeps;
 mod tls;
