@@ -374,6 +374,33 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         lead.contains("tok/s") && lead.contains("client-measured") && lead.contains("3 warm repeats"),
         "card lead {lead}"
     );
+    // Its interval is the geometric mean's (log scale): both bounds above 0.
+    ensure!(lead.contains("geometric mean") && lead.contains("95% CI"), "card lead {lead}");
+    let bounds: Vec<f64> = lead
+        .split("95% CI ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .map(|t| t.split('–').filter_map(|x| x.trim().replace(',', "").parse().ok()).collect())
+        .unwrap_or_default();
+    ensure!(bounds.len() == 2 && bounds[0] > 0.0 && bounds[0] <= bounds[1], "card interval {lead}");
+    // The verdict leads with the ratio and says it once.
+    ensure!(
+        sentence.as_str().is_some_and(|t| t.contains("× as fast as Slow box") && t.matches("×").count() >= 2),
+        "ratio sentence {sentence}"
+    );
+    // The synchronized start: every card's clock offset, the achieved skew in the result.
+    let clock = b
+        .wait_for(
+            "the clock record",
+            "const c = document.querySelector('#clock-info'); return c && c.textContent;",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    ensure!(clock.as_str().is_some_and(|t| t.contains("achieved start skew") && t.contains("Clock offsets")), "{clock}");
+    for id in ["fast", "slow"] {
+        let line = card_text(b, id, "[data-metric=clock]").await?;
+        ensure!(line.starts_with("clock ") && line.contains(" ms"), "{id} clock line {line:?}");
+    }
     // One colour per machine: the card's edge is its bar's colour.
     let same = js(b, "const c = (id) => getComputedStyle(document.querySelector(`.card[data-machine=${id}]`)).borderTopColor;
                        const bar = (id) => getComputedStyle(document.querySelector(`#comparison .bar-row[data-machine=${id}] .bar-fill`)).backgroundColor;
@@ -513,6 +540,51 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         )
         .await?;
     ensure!(followed == json!(["A second, different prompt.", "24"]), "race page settings: {followed}");
+    // The card's live chart: round, distinct y ticks whatever the rate.
+    let ticks = js(
+        b,
+        "return [[0.8, 8.05, 76, 1234]].flatMap(maxes => maxes.map(m => Charts.niceTicks(0, m, 3)));",
+    )
+    .await?;
+    for t in ticks.as_array().context("ticks")? {
+        let t: Vec<f64> = t.as_array().context("ticks")?.iter().filter_map(Value::as_f64).collect();
+        ensure!(t.len() >= 3 && t[0] == 0.0 && t.windows(2).all(|w| w[1] > w[0]), "ticks {t:?}");
+    }
+    let labels = b
+        .wait_for(
+            "a live chart's y labels",
+            "if (!window.__chart) {
+               const box = document.createElement('div'); box.style.width = '320px'; document.body.appendChild(box);
+               window.__chart = Charts.liveLine(box, {}); window.__chart.set([0, 1, 2], [60, 61, 59]);
+             }
+             const v = window.__chart.plot.axes[1]._values; return v && v.length ? v : null;",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    let labels: Vec<&str> = labels.as_array().context("labels")?.iter().filter_map(Value::as_str).collect();
+    ensure!(labels == ["0 tok/s", "20 tok/s", "40 tok/s", "60 tok/s"], "y ticks {labels:?}");
+    // An open tie offers the rerun its repeats_needed asks for (at most a run's 1000).
+    let offered = js(
+        b,
+        "const out = [];
+         for (const needed of [12, 5000]) {
+           const box = document.createElement('div');
+           const c = { rank_by: 'decode_tok_s', min_effect_pct: 2, metrics: [], verdicts: [], fairness: { fair: true, warnings: [] },
+                       outputs: { compared: false }, winner: { status: 'tie', reason: 'tie on decode_tok_s', repeats_needed: needed } };
+           let asked = null;
+           Verdict.render(box, c, { onRerun: (n) => { asked = n; } });
+           box.querySelector('#rerun-needed').click();
+           out.push([box.querySelector('#verdict-repeats').textContent, asked]);
+         }
+         return out;",
+    )
+    .await?;
+    ensure!(
+        offered[0][0].as_str().is_some_and(|t| t.starts_with("About 12 repeats per machine would settle a 2% difference"))
+            && offered[0][1] == 12
+            && offered[1][1] == 1000,
+        "rerun offer {offered}"
+    );
     // Chart ticks carry their unit and enough decimals to differ.
     let ticks =
         js(b, "return [Charts.tickLabels([3, 3.05, 3.1], 's'), Charts.tickLabels([0, 10, 20], ' tok/s')]").await?;
