@@ -110,8 +110,9 @@ pub fn from_dir(dir: &Path, a: &str, b: &str, settings: AcrossSettings) -> Resul
             return Err(format!("{role} run {run_id} is still running"));
         }
         let events = store.events(run_id).map_err(|e| format!("{role} run {run_id}: {e}"))?;
-        run_input(&meta, &outcomes_from_events(&events))
-            .ok_or_else(|| format!("{role} run {run_id} is an {} run; only llm_generate runs compare", meta.spec.test_type().as_str()))
+        run_input(&meta, &outcomes_from_events(&events)).ok_or_else(|| {
+            format!("{role} run {run_id} is an {} run; only llm_generate runs compare", meta.spec.test_type().as_str())
+        })
     };
     if a == b {
         return Err("--candidate must differ from --baseline".into());
@@ -207,7 +208,12 @@ pub fn evaluate(c: &RunsComparison, threshold: f64) -> Outcome {
             let _ = writeln!(out, "               warning {}: {}", w.kind.as_str(), w.detail);
         }
     }
-    let names = |list: &[compare::MachineRef]| list.iter().map(|m| if m.label.is_empty() { m.machine_id.clone() } else { m.label.clone() }).collect::<Vec<_>>().join(", ");
+    let names = |list: &[compare::MachineRef]| {
+        list.iter()
+            .map(|m| if m.label.is_empty() { m.machine_id.clone() } else { m.label.clone() })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if !c.only_in_a.is_empty() {
         let _ = writeln!(out, "  only in the baseline (not checked): {}", names(&c.only_in_a));
     }

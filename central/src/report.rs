@@ -106,8 +106,7 @@ pub fn build(
     now: &str,
 ) -> Report {
     let spec = serde_json::to_value(&meta.spec).unwrap_or(Value::Null);
-    let labels: Vec<(String, String)> =
-        meta.machines.iter().map(|m| (m.machine_id.clone(), m.label.clone())).collect();
+    let labels: Vec<(String, String)> = meta.machines.iter().map(|m| (m.machine_id.clone(), m.label.clone())).collect();
     let label = |id: &str| labels.iter().find(|(m, _)| m == id).map_or(id.to_owned(), |(_, l)| l.clone());
     let color = |id: &str| PALETTE[labels.iter().position(|(m, _)| m == id).unwrap_or(0) % PALETTE.len()];
     let machines = meta
@@ -137,7 +136,12 @@ pub fn build(
                 reason: m.reason.clone().unwrap_or_default(),
                 engine,
                 model: s.and_then(|s| s.model.clone()).unwrap_or_else(|| meta.model_label()),
-                hardware: m.hardware.as_ref().map(|h| h.one_line()).filter(|h| !h.is_empty()).unwrap_or_else(|| "not reported".into()),
+                hardware: m
+                    .hardware
+                    .as_ref()
+                    .map(|h| h.one_line())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "not reported".into()),
                 clock: clock.unwrap_or_default(),
             }
         })
@@ -161,18 +165,31 @@ pub fn build(
         .collect();
     Report {
         run_id: meta.run_id.clone(),
-        title: format!("{} on {} machine{}", meta.model_label(), meta.machines.len(), if meta.machines.len() == 1 { "" } else { "s" }),
+        title: format!(
+            "{} on {} machine{}",
+            meta.model_label(),
+            meta.machines.len(),
+            if meta.machines.len() == 1 { "" } else { "s" }
+        ),
         generated_at: now.to_owned(),
         status: meta.status.as_str().to_owned(),
         started_at: meta.started_at.clone(),
         ended_at: meta.ended_at.clone().unwrap_or_else(|| "—".into()),
         imported: meta.imported.as_ref().map(|i| {
-            format!("imported from {} (exported {}, imported {})", i.origin.as_deref().unwrap_or("an unnamed central"), i.exported_at, i.imported_at)
+            format!(
+                "imported from {} (exported {}, imported {})",
+                i.origin.as_deref().unwrap_or("an unnamed central"),
+                i.exported_at,
+                i.imported_at
+            )
         }),
         prompt: meta.prompt.clone(),
         settings: settings(&spec),
         clock: meta.clock.as_ref().map(|c| match c.achieved_skew_ms {
-            Some(s) => format!("achieved start skew {s:.2} ms across {} machines (first requests, on central's clock)", c.skew_machines),
+            Some(s) => format!(
+                "achieved start skew {s:.2} ms across {} machines (first requests, on central's clock)",
+                c.skew_machines
+            ),
             None => "achieved start skew unknown (fewer than two machines with a measured offset started)".into(),
         }),
         machines,
@@ -187,8 +204,23 @@ pub fn build(
 /// The job's settings as shown (read from the stored spec, so every test type shows its own).
 fn settings(spec: &Value) -> Vec<(String, String)> {
     let keys = [
-        "test_type", "model", "models", "max_tokens", "temperature", "num_ctx", "repeat", "warmup", "stream", "seed",
-        "cold", "rank_by", "min_effect_pct", "ctx", "parallel", "runs", "out_tokens",
+        "test_type",
+        "model",
+        "models",
+        "max_tokens",
+        "temperature",
+        "num_ctx",
+        "repeat",
+        "warmup",
+        "stream",
+        "seed",
+        "cold",
+        "rank_by",
+        "min_effect_pct",
+        "ctx",
+        "parallel",
+        "runs",
+        "out_tokens",
     ];
     let mut out: Vec<(String, String)> = keys
         .iter()
@@ -196,7 +228,11 @@ fn settings(spec: &Value) -> Vec<(String, String)> {
             let v = spec.get(*k).filter(|v| !v.is_null())?;
             let text = match v {
                 Value::String(s) => s.clone(),
-                Value::Array(a) => a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join(", "),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 other => other.to_string(),
             };
             Some(((*k).to_owned(), text))
@@ -221,7 +257,13 @@ fn metric_label(m: Metric) -> &'static str {
 }
 
 fn fmt(v: f64, unit: &str) -> String {
-    let d = if unit == "ms" { 0 } else if unit == "tok/J" { 3 } else { 1 };
+    let d = if unit == "ms" {
+        0
+    } else if unit == "tok/J" {
+        3
+    } else {
+        1
+    };
     format!("{v:.d$}")
 }
 
@@ -242,7 +284,12 @@ fn metric_tables(c: &Comparison, label: &dyn Fn(&str) -> String) -> Vec<MetricTa
                 .collect();
             let source = m.source.map_or("no figure".into(), |s| format!("{s:?}-measured").to_lowercase());
             MetricTable {
-                title: format!("{} ({}, {} is better)", metric_label(m.metric), m.metric.as_str(), if m.higher_is_better { "higher" } else { "lower" }),
+                title: format!(
+                    "{} ({}, {} is better)",
+                    metric_label(m.metric),
+                    m.metric.as_str(),
+                    if m.higher_is_better { "higher" } else { "lower" }
+                ),
                 note: source,
                 rows,
             }
@@ -265,14 +312,22 @@ fn verdict(c: &Comparison, label: &dyn Fn(&str) -> String) -> VerdictView {
     } else if o.identical_groups.len() <= 1 {
         "Outputs: identical on every machine.".into()
     } else {
-        let groups: Vec<String> = o.identical_groups.iter().map(|g| g.iter().map(|id| label(id)).collect::<Vec<_>>().join(" = ")).collect();
+        let groups: Vec<String> =
+            o.identical_groups.iter().map(|g| g.iter().map(|id| label(id)).collect::<Vec<_>>().join(" = ")).collect();
         format!("Outputs differ: {}.", groups.join(" | "))
     });
     if !c.cold.is_empty() {
         let cold: Vec<String> = c
             .cold
             .iter()
-            .map(|x| format!("{} repeat {}{}", label(&x.machine_id), x.repeat_index + 1, x.load_ms.map_or(String::new(), |l| format!(" (load {l:.0} ms)"))))
+            .map(|x| {
+                format!(
+                    "{} repeat {}{}",
+                    label(&x.machine_id),
+                    x.repeat_index + 1,
+                    x.load_ms.map_or(String::new(), |l| format!(" (load {l:.0} ms)"))
+                )
+            })
             .collect();
         notes.push(format!("Cold starts, left out of the statistics: {}.", cold.join("; ")));
     }
@@ -280,7 +335,13 @@ fn verdict(c: &Comparison, label: &dyn Fn(&str) -> String) -> VerdictView {
         status: format!("{:?}", w.status).to_lowercase(),
         headline,
         reason: w.reason.clone(),
-        repeats: w.repeats_needed.map(|k| format!("About {} repeats per machine would settle a {}% difference at the spread seen.", count_text(k), trim_number(c.min_effect_pct))),
+        repeats: w.repeats_needed.map(|k| {
+            format!(
+                "About {} repeats per machine would settle a {}% difference at the spread seen.",
+                count_text(k),
+                trim_number(c.min_effect_pct)
+            )
+        }),
         sentences: c.verdicts.iter().map(|v| (v.metric.as_str().to_owned(), v.text.clone(), v.significant)).collect(),
         warnings: c
             .fairness
@@ -302,7 +363,7 @@ fn verdict(c: &Comparison, label: &dyn Fn(&str) -> String) -> VerdictView {
 
 /// Round ticks from 0 to `max` (a step of 1, 2, 2.5 or 5 × 10^k), as the pages draw them.
 pub fn nice_ticks(max: f64, count: usize) -> Vec<f64> {
-    if !(max > 0.0) {
+    if max.is_nan() || max <= 0.0 {
         return vec![0.0];
     }
     let raw = max / count.max(1) as f64;
@@ -331,7 +392,9 @@ fn chart(
     let scale_max = *ticks.last().unwrap_or(&1.0);
     let scale_max = if scale_max < top { top * 1.1 } else { scale_max };
     let labels: Vec<String> = rows.iter().map(|(s, _)| label(&s.machine_id)).collect();
-    let short = |l: &str| if l.chars().count() > 40 { format!("{}…", l.chars().take(39).collect::<String>()) } else { l.to_owned() };
+    let short = |l: &str| {
+        if l.chars().count() > 40 { format!("{}…", l.chars().take(39).collect::<String>()) } else { l.to_owned() }
+    };
     // About 7 px per character of a 12 px font; the label column between 120 and 300 px.
     let longest = labels.iter().map(|l| short(l).chars().count()).max().unwrap_or(0) as u32;
     let plot_x = (longest * 7 + 16).clamp(120, 300);
@@ -372,7 +435,10 @@ fn chart(
         axis_y,
         any_clipped: bars.iter().any(|b| b.clipped),
         bars,
-        ticks: ticks.iter().map(|t| Tick { x: format!("{:.1}", x(*t)), label: format!("{} {u}", fmt(*t, u).trim_end_matches(".0")) }).collect(),
+        ticks: ticks
+            .iter()
+            .map(|t| Tick { x: format!("{:.1}", x(*t)), label: format!("{} {u}", fmt(*t, u).trim_end_matches(".0")) })
+            .collect(),
     })
 }
 

@@ -32,8 +32,8 @@ use crate::metrics::RequestMetrics;
 use stats::Sample;
 
 pub use across::{
-    AcrossSettings, ChangeStatus, MachineChange, MachineRef, RunInput, RunMachine, RunSettings, RunSide, RunsComparison,
-    Undecided, compare_runs, unit,
+    AcrossSettings, ChangeStatus, MachineChange, MachineRef, RunInput, RunMachine, RunSettings, RunSide,
+    RunsComparison, Undecided, compare_runs, unit,
 };
 pub use fairness::{Warning, WarningKind};
 pub use outputs::{Divergence, Outputs};
@@ -309,7 +309,8 @@ impl Samples {
 /// Per-machine samples of one metric, with the stats block.
 fn metric_stats(machines: &[Prepared<'_>], metric: Metric) -> (MetricStats, Samples) {
     let source = pick_source(machines, metric);
-    let values: Vec<Vec<f64>> = machines.iter().map(|m| source.map(|s| m.values(metric, s)).unwrap_or_default()).collect();
+    let values: Vec<Vec<f64>> =
+        machines.iter().map(|m| source.map(|s| m.values(metric, s)).unwrap_or_default()).collect();
     let samples = Samples {
         plain: values.iter().map(|v| Sample::of(v)).collect(),
         logs: values.iter().map(|v| Sample::of_logs(v)).collect(),

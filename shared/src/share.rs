@@ -165,7 +165,11 @@ mod tests {
     fn board_stats_by_hand() {
         // 40, 50, 62.5: mean 50.8333; on ln: mean ln 50 (40·62.5 = 50²), sd ln 1.25 = 0.223144,
         // t(0.975, 2) = 4.302653 → geometric mean 50, CI 50·exp(±0.554311) = 28.72–87.05.
-        let mut runs = vec![run("2026-01-01_000002_aaaaaa", 50.0), run("2026-01-01_000001_aaaaaa", 62.5), run("2026-01-01_000003_aaaaaa", 40.0)];
+        let mut runs = vec![
+            run("2026-01-01_000002_aaaaaa", 50.0),
+            run("2026-01-01_000001_aaaaaa", 62.5),
+            run("2026-01-01_000003_aaaaaa", 40.0),
+        ];
         let s = board_stats(Metric::DecodeTokS, &mut runs).unwrap();
         assert_eq!((s.best, s.best_run_id.as_str()), (62.5, "2026-01-01_000001_aaaaaa"));
         assert!((s.mean - 50.833_333).abs() < 1e-5 && (s.geomean.unwrap() - 50.0).abs() < 1e-9);

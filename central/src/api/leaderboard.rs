@@ -59,8 +59,9 @@ mod tests {
         assert_eq!(field(parse(&q(&[("metric", "speed")]))), "metric");
         assert_eq!(field(parse(&q(&[("since", "last week")]))), "since");
         assert_eq!(field(parse(&q(&[("machine", "x")]))), "machine");
-        let ok = parse(&q(&[("metric", "ttft_ms"), ("model", " smol "), ("engine", "ollama"), ("since", "1970-01-02")]))
-            .unwrap();
+        let ok =
+            parse(&q(&[("metric", "ttft_ms"), ("model", " smol "), ("engine", "ollama"), ("since", "1970-01-02")]))
+                .unwrap();
         assert_eq!(
             ok,
             BoardQuery {

@@ -1,9 +1,9 @@
 //! `GET /api/runs/{id}/report.html`: the run as one self-contained HTML file ([`crate::report`]).
 
+use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use askama::Template;
 
 use super::ApiError;
 use super::runs::checked;

@@ -82,10 +82,15 @@ pub fn export(store: &Store, run_id: &str, origin: Option<String>, now: &str) ->
         exported_by: format!("bench-central {}", env!("CARGO_PKG_VERSION")),
         files: files
             .iter()
-            .map(|(name, bytes)| BundleFile { path: name.clone(), bytes: bytes.len() as u64, sha256: sha256_hex(bytes) })
+            .map(|(name, bytes)| BundleFile {
+                path: name.clone(),
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(bytes),
+            })
             .collect(),
     };
-    let manifest = serde_json::to_vec_pretty(&manifest).map_err(|source| StoreError::Json { path: MANIFEST.into(), source })?;
+    let manifest =
+        serde_json::to_vec_pretty(&manifest).map_err(|source| StoreError::Json { path: MANIFEST.into(), source })?;
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let mtime = super::now_s() as u64;
@@ -121,7 +126,8 @@ fn unpack(gz: &[u8]) -> Result<(String, BTreeMap<String, Vec<u8>>), ImportError>
     let mut folder: Option<String> = None;
     let mut files = BTreeMap::new();
     let mut total = 0u64;
-    let entries = archive.entries().map_err(|e| invalid("bundle", format!("not a gzip'd tar archive: {}", printable(&e))))?;
+    let entries =
+        archive.entries().map_err(|e| invalid("bundle", format!("not a gzip'd tar archive: {}", printable(&e))))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| {
             invalid("bundle", format!("not a bundle (a gzip'd tar archive of one run): {}", printable(&e)))
@@ -159,7 +165,9 @@ fn unpack(gz: &[u8]) -> Result<(String, BTreeMap<String, Vec<u8>>), ImportError>
             return Err(invalid(format!("entry {raw:?}"), "not a plain file name (letters, digits, . _ -)"));
         }
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| invalid(format!("entry {raw:?}"), format!("unreadable: {}", printable(&e))))?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| invalid(format!("entry {raw:?}"), format!("unreadable: {}", printable(&e))))?;
         total += bytes.len() as u64;
         if total > MAX_UNPACKED_BYTES {
             return Err(invalid("bundle", format!("unpacks to more than {MAX_UNPACKED_BYTES} bytes")));
@@ -177,8 +185,11 @@ fn unpack(gz: &[u8]) -> Result<(String, BTreeMap<String, Vec<u8>>), ImportError>
 
 /// Checks the manifest against the files.
 fn verify(folder: &str, mut files: BTreeMap<String, Vec<u8>>) -> Result<Unpacked, ImportError> {
-    let raw = files.remove(MANIFEST).ok_or_else(|| invalid(MANIFEST, format!("missing: a bundle holds {folder}/{MANIFEST}")))?;
-    let manifest: BundleManifest = serde_json::from_slice(&raw).map_err(|e| invalid(MANIFEST, format!("not readable: {e}")))?;
+    let raw = files
+        .remove(MANIFEST)
+        .ok_or_else(|| invalid(MANIFEST, format!("missing: a bundle holds {folder}/{MANIFEST}")))?;
+    let manifest: BundleManifest =
+        serde_json::from_slice(&raw).map_err(|e| invalid(MANIFEST, format!("not readable: {e}")))?;
     if manifest.format != BUNDLE_FORMAT || manifest.version != BUNDLE_VERSION {
         return Err(invalid(
             MANIFEST,
@@ -230,21 +241,30 @@ pub fn import(store: &Store, gz: &[u8], origin: Option<String>, now: &str) -> Re
     let Unpacked { manifest, manifest_sha256, mut files } = verify(&folder, files)?;
     let run_id = manifest.run_id.clone();
     let meta_bytes = files.get(METADATA).ok_or_else(|| invalid(format!("file {METADATA}"), "missing"))?;
-    let mut meta: RunMetadata =
-        serde_json::from_slice(meta_bytes).map_err(|e| invalid(format!("file {METADATA}"), format!("not readable: {e}")))?;
+    let mut meta: RunMetadata = serde_json::from_slice(meta_bytes)
+        .map_err(|e| invalid(format!("file {METADATA}"), format!("not readable: {e}")))?;
     if meta.run_id != run_id {
-        return Err(invalid(format!("file {METADATA}"), format!("is run {:?}, the bundle is run {run_id}", meta.run_id)));
+        return Err(invalid(
+            format!("file {METADATA}"),
+            format!("is run {:?}, the bundle is run {run_id}", meta.run_id),
+        ));
     }
     if meta.status == RunStatus::Running {
-        return Err(invalid(format!("file {METADATA}"), "the run was still running when exported: export it once it has ended"));
+        return Err(invalid(
+            format!("file {METADATA}"),
+            "the run was still running when exported: export it once it has ended",
+        ));
     }
     let summary: Option<RunSummary> = match files.get(SUMMARY) {
         None => None,
         Some(b) => {
-            let s: RunSummary =
-                serde_json::from_slice(b).map_err(|e| invalid(format!("file {SUMMARY}"), format!("not readable: {e}")))?;
+            let s: RunSummary = serde_json::from_slice(b)
+                .map_err(|e| invalid(format!("file {SUMMARY}"), format!("not readable: {e}")))?;
             if s.run_id != run_id {
-                return Err(invalid(format!("file {SUMMARY}"), format!("is run {:?}, the bundle is run {run_id}", s.run_id)));
+                return Err(invalid(
+                    format!("file {SUMMARY}"),
+                    format!("is run {:?}, the bundle is run {run_id}", s.run_id),
+                ));
             }
             Some(s)
         }
@@ -288,7 +308,9 @@ pub fn import(store: &Store, gz: &[u8], origin: Option<String>, now: &str) -> Re
             tracing::warn!(path = %staging.display(), "cannot remove a failed import: {cleanup}");
         }
         return Err(match e {
-            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => ImportError::Exists(run_id),
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                ImportError::Exists(run_id)
+            }
             other => other.into(),
         });
     }

@@ -45,12 +45,9 @@ pub fn build(index: &RunIndex, q: &BoardQuery) -> Leaderboard {
             }
             let kind = m.engine.or(fact.engine.as_ref().map(|e| e.kind));
             let version = fact.engine.as_ref().and_then(|e| e.version.clone());
-            let engine_text = format!(
-                "{} {}",
-                kind.map(|k| k.as_str()).unwrap_or_default(),
-                version.as_deref().unwrap_or_default()
-            )
-            .to_lowercase();
+            let engine_text =
+                format!("{} {}", kind.map(|k| k.as_str()).unwrap_or_default(), version.as_deref().unwrap_or_default())
+                    .to_lowercase();
             if engine.as_ref().is_some_and(|want| !engine_text.contains(want)) {
                 continue;
             }

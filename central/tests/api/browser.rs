@@ -396,7 +396,10 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
             PAGE_TIMEOUT,
         )
         .await?;
-    ensure!(clock.as_str().is_some_and(|t| t.contains("achieved start skew") && t.contains("Clock offsets")), "{clock}");
+    ensure!(
+        clock.as_str().is_some_and(|t| t.contains("achieved start skew") && t.contains("Clock offsets")),
+        "{clock}"
+    );
     for id in ["fast", "slow"] {
         let line = card_text(b, id, "[data-metric=clock]").await?;
         ensure!(line.starts_with("clock ") && line.contains(" ms"), "{id} clock line {line:?}");
@@ -541,11 +544,8 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         .await?;
     ensure!(followed == json!(["A second, different prompt.", "24"]), "race page settings: {followed}");
     // The card's live chart: round, distinct y ticks whatever the rate.
-    let ticks = js(
-        b,
-        "return [[0.8, 8.05, 76, 1234]].flatMap(maxes => maxes.map(m => Charts.niceTicks(0, m, 3)));",
-    )
-    .await?;
+    let ticks =
+        js(b, "return [[0.8, 8.05, 76, 1234]].flatMap(maxes => maxes.map(m => Charts.niceTicks(0, m, 3)));").await?;
     for t in ticks.as_array().context("ticks")? {
         let t: Vec<f64> = t.as_array().context("ticks")?.iter().filter_map(Value::as_f64).collect();
         ensure!(t.len() >= 3 && t[0] == 0.0 && t.windows(2).all(|w| w[1] > w[0]), "ticks {t:?}");
@@ -580,7 +580,9 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     )
     .await?;
     ensure!(
-        offered[0][0].as_str().is_some_and(|t| t.starts_with("About 12 repeats per machine would settle a 2% difference"))
+        offered[0][0]
+            .as_str()
+            .is_some_and(|t| t.starts_with("About 12 repeats per machine would settle a 2% difference"))
             && offered[0][1] == 12
             && offered[1][1] == 1000,
         "rerun offer {offered}"

@@ -119,7 +119,10 @@ async fn a_slower_machine_in_run_b_is_slower_with_its_interval_below_zero() {
     let (rlo, rhi) = (mac["ratio_ci"][0].as_f64().unwrap(), mac["ratio_ci"][1].as_f64().unwrap());
     assert!(rlo > 1.0 && rlo - 0.005 <= 1.1 && 1.1 <= rhi + 0.005, "ratio CI {rlo}–{rhi}: {mac}");
     let text = mac["text"].as_str().unwrap();
-    assert!(text.starts_with("on mac label, run A decodes 1.1") && text.contains("× as fast as run B (97.5% CI "), "{text}");
+    assert!(
+        text.starts_with("on mac label, run A decodes 1.1") && text.contains("× as fast as run B (97.5% CI "),
+        "{text}"
+    );
     assert!(text.contains("slower in run B (decode_tok_s ") && text.ends_with("% lower)"), "{text}");
 
     let steady = row(&c, "steady");
@@ -140,21 +143,25 @@ async fn a_slower_machine_in_run_b_is_slower_with_its_interval_below_zero() {
 
     // The regression gate on the same two runs, from the results folder and from the central.
     let dir = central.results_dir.to_str().unwrap().to_owned();
-    let (code, out) = gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--fail-on-regression", "5"]).await;
+    let (code, out) =
+        gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--fail-on-regression", "5"]).await;
     assert_eq!(code, 1, "9.1% slower fails a 5% gate:\n{out}");
     assert!(out.contains("REGRESSION   on mac label, run A decodes 1.1") && out.contains("result: FAIL"), "{out}");
     assert!(out.contains("only in the baseline (not checked): old label"), "{out}");
     let (code, out) =
         gate(&["--baseline", a, "--candidate", b, "--central", &central.base_url, "--fail-on-regression", "5"]).await;
     assert_eq!(code, 1, "the same verdict through the central:\n{out}");
-    let (code, out) = gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--fail-on-regression", "20"]).await;
+    let (code, out) =
+        gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--fail-on-regression", "20"]).await;
     assert_eq!(code, 0, "9.1% is within a 20% gate:\n{out}");
     assert!(out.contains("result: PASS"), "{out}");
     // The other way round the candidate is faster: it passes at any threshold.
-    let (code, out) = gate(&["--baseline", b, "--candidate", a, "--results-dir", &dir, "--fail-on-regression", "2"]).await;
+    let (code, out) =
+        gate(&["--baseline", b, "--candidate", a, "--results-dir", &dir, "--fail-on-regression", "2"]).await;
     assert_eq!(code, 0, "{out}");
     // No energy figure on these machines: nothing to compare on, not a pass.
-    let (code, out) = gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--metric", "tokens_per_j"]).await;
+    let (code, out) =
+        gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--metric", "tokens_per_j"]).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("result: NOT VALID"), "{out}");
 }
@@ -274,7 +281,10 @@ async fn history_compare(b: &Browser, runs: &TwoRuns) -> Result<()> {
     let parts = rendered.as_array().context("row")?;
     ensure!(parts[0] == "slower", "status {rendered}");
     let text = parts[1].as_str().context("text")?;
-    ensure!(text.starts_with(&format!("on {MAC}, run A decodes 1.1")) && text.contains("× as fast as run B (97.5% CI "), "{text}");
+    ensure!(
+        text.starts_with(&format!("on {MAC}, run A decodes 1.1")) && text.contains("× as fast as run B (97.5% CI "),
+        "{text}"
+    );
     ensure!(parts[2] == 0, "the label's markup must be text: {rendered}");
     let panel = parts[3].as_str().context("panel")?;
     ensure!(panel.contains("Only in run A: old label") && panel.contains("Only in run B: new label"), "{panel}");

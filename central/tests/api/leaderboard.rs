@@ -28,7 +28,7 @@ struct Plan {
 }
 
 fn plan(i: usize) -> Plan {
-    let other = i % 3 == 0;
+    let other = i.is_multiple_of(3);
     let v2 = i >= RUNS / 2;
     let base = match (other, v2) {
         (false, true) => 110.0,
@@ -41,8 +41,8 @@ fn plan(i: usize) -> Plan {
         fast_version: if v2 { "2.0" } else { "1.0" },
         fast: base + (i % 5) as f64,
         slow: if other { 30.0 } else { 50.0 } + (i % 3) as f64 * 1.5,
-        complete: i % 7 != 0,
-        slow_throttled: i % 10 == 0,
+        complete: !i.is_multiple_of(7),
+        slow_throttled: i.is_multiple_of(10),
     }
 }
 
@@ -52,7 +52,8 @@ fn started_s(i: usize) -> f64 {
 
 /// Sets `machines[].mean` of `metric` in a summary's comparison.
 fn set_mean(summary: &mut Value, metric: &str, id: &str, v: f64) {
-    let stats = summary["comparison"]["metrics"].as_array_mut().unwrap().iter_mut().find(|m| m["metric"] == metric).unwrap();
+    let stats =
+        summary["comparison"]["metrics"].as_array_mut().unwrap().iter_mut().find(|m| m["metric"] == metric).unwrap();
     let m = stats["machines"].as_array_mut().unwrap().iter_mut().find(|m| m["machine_id"] == id).unwrap();
     m["mean"] = json!(v);
 }
@@ -102,7 +103,8 @@ async fn template() -> (Value, Value) {
     let fast = RealAgent::mock("fast", &["mock-llm"], 5.0, 400.0).await;
     let slow = RealAgent::mock("slow", &["mock-llm"], 5.0, 200.0).await;
     let results = temp_results_dir();
-    let central = TestCentral::spawn(vec![machine("fast", &fast.base_url), machine("slow", &slow.base_url)], results).await;
+    let central =
+        TestCentral::spawn(vec![machine("fast", &fast.base_url), machine("slow", &slow.base_url)], results).await;
     central.wait_online(&["fast", "slow"]).await;
     let mut body = generate_body("mock-llm", 8);
     body["repeat"] = json!(3);
@@ -163,7 +165,11 @@ async fn the_leaderboard_ranks_hundreds_of_stored_runs() -> Result<()> {
     assert_eq!(top["best"], 114.0);
     let best_i = want.iter().filter(|(_, v)| *v == 114.0).map(|(i, _)| *i).min().unwrap();
     let best_ids: Vec<&str> = want.iter().filter(|(_, v)| *v == 114.0).map(|(i, _)| ids[*i].as_str()).collect();
-    assert!(best_ids.contains(&top["best_run_id"].as_str().unwrap()), "best run {} (e.g. run {best_i})", top["best_run_id"]);
+    assert!(
+        best_ids.contains(&top["best_run_id"].as_str().unwrap()),
+        "best run {} (e.g. run {best_i})",
+        top["best_run_id"]
+    );
     let values: Vec<f64> = want.iter().map(|(_, v)| *v).collect();
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     assert!((top["mean"].as_f64().unwrap() - mean).abs() < 1e-9);
@@ -177,7 +183,8 @@ async fn the_leaderboard_ranks_hundreds_of_stored_runs() -> Result<()> {
     assert!(top["hardware"].as_str().is_some_and(|h| !h.is_empty()), "fingerprint in one line: {top}");
     // Runs where a warning made the figure incomparable are left out, and counted.
     let slow = &board["rows"][4];
-    let throttled = (0..RUNS).filter(|i| plan(*i).complete && plan(*i).model == "mock-llm" && plan(*i).slow_throttled).count();
+    let throttled =
+        (0..RUNS).filter(|i| plan(*i).complete && plan(*i).model == "mock-llm" && plan(*i).slow_throttled).count();
     assert_eq!(slow["excluded_runs"], throttled as u64, "{slow}");
     let slow_runs = (0..RUNS).filter(|i| plan(*i).complete && plan(*i).model == "mock-llm").count() - throttled;
     assert_eq!(slow["runs"], slow_runs as u64);
@@ -196,7 +203,10 @@ async fn the_leaderboard_ranks_hundreds_of_stored_runs() -> Result<()> {
     assert!(rows(&late).iter().all(|(m, _, v)| m != "fast" || v == "2.0"), "{late:#}");
     // A time: lower is better, so the slow decoder that answers sooner leads.
     let ttft = central.get_json("/api/leaderboard?metric=ttft_ms").await;
-    assert_eq!((ttft["higher_is_better"].as_bool(), ttft["rows"][0]["machine_id"].as_str()), (Some(false), Some("slow")));
+    assert_eq!(
+        (ttft["higher_is_better"].as_bool(), ttft["rows"][0]["machine_id"].as_str()),
+        (Some(false), Some("slow"))
+    );
     assert!(ttft["rows"][0]["best"].as_f64() <= ttft["rows"][1]["best"].as_f64());
     // Bad input names the field.
     for (query, field) in [("metric=speed", "metric"), ("since=yesterday", "since"), ("machine=fast", "machine")] {

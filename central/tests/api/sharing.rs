@@ -105,7 +105,10 @@ async fn a_bundle_moves_a_run_between_centrals_and_refuses_tampering() {
         assert!(files.contains_key(&format!("{prefix}{name}")), "{name} in {names:?}");
     }
     let manifest: Value = serde_json::from_slice(&files[&format!("{prefix}manifest.json")]).unwrap();
-    assert_eq!((manifest["format"].as_str(), manifest["run_id"].as_str()), (Some("bench-race-run-bundle"), Some(run_id.as_str())));
+    assert_eq!(
+        (manifest["format"].as_str(), manifest["run_id"].as_str()),
+        (Some("bench-race-run-bundle"), Some(run_id.as_str()))
+    );
     for f in manifest["files"].as_array().unwrap() {
         let bytes = std::fs::read(a.run_file(&run_id, f["path"].as_str().unwrap())).unwrap();
         assert_eq!(f["bytes"], bytes.len() as u64);
@@ -120,7 +123,8 @@ async fn a_bundle_moves_a_run_between_centrals_and_refuses_tampering() {
     let origin = a.addr.to_string();
     assert_eq!(body["imported"]["origin"], origin.as_str(), "{body}");
     for name in ["summary.json", "events.ndjson"] {
-        let (x, y) = (std::fs::read(a.run_file(&run_id, name)).unwrap(), std::fs::read(b.run_file(&run_id, name)).unwrap());
+        let (x, y) =
+            (std::fs::read(a.run_file(&run_id, name)).unwrap(), std::fs::read(b.run_file(&run_id, name)).unwrap());
         assert!(x == y, "{name} differs after the round trip");
     }
     let meta = b.read_json(&run_id, "metadata.json");
@@ -214,7 +218,9 @@ impl RecordingProxy {
                     let n = sock.read(&mut buf).await.unwrap_or(0);
                     let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned();
                     log.lock().unwrap().push(line);
-                    let _ = sock.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
                 });
             }
         });

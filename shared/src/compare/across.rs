@@ -458,7 +458,8 @@ fn change(
     let better_run = if gain_log >= 0.0 { RunSide::B } else { RunSide::A };
     out.better_run = Some(better_run);
     out.ratio = Some(gain_log.abs().exp());
-    out.ratio_ci = gain_ci_log.map(|(lo, hi)| if gain_log >= 0.0 { [lo.exp(), hi.exp()] } else { [(-hi).exp(), (-lo).exp()] });
+    out.ratio_ci =
+        gain_ci_log.map(|(lo, hi)| if gain_log >= 0.0 { [lo.exp(), hi.exp()] } else { [(-hi).exp(), (-lo).exp()] });
     // The change in percent of run A, in the better direction, with its interval.
     let gain = sign * diff_pct;
     let gain_ci = out.ci95_low_pct.zip(out.ci95_high_pct).map(|(lo, hi)| {
@@ -468,12 +469,8 @@ fn change(
     let (verb, noun) = phrase(metric);
     let worse_run = if better_run == RunSide::B { RunSide::A } else { RunSide::B };
     let (r_text, ci_text) = ratio_text(gain_log.abs().exp(), out.ratio_ci, confidence);
-    let claim = format!(
-        "on {label}, run {} {} run {}",
-        better_run.as_str(),
-        verb.replace("{}", &r_text),
-        worse_run.as_str()
-    );
+    let claim =
+        format!("on {label}, run {} {} run {}", better_run.as_str(), verb.replace("{}", &r_text), worse_run.as_str());
     let claim = match ci_text {
         Some(ci) => format!("{claim} ({ci})"),
         None => format!("{claim} ({} and {} repeats)", out.n_a, out.n_b),
@@ -509,7 +506,10 @@ fn change(
                 out.undecided = Some(Undecided::WideInterval);
                 out.repeats_needed = super::verdict::repeats_needed(&la, &lb, e, confidence);
                 let more = match out.repeats_needed {
-                    Some(k) => format!("about {} repeats per run would settle it at this spread", super::verdict::count_text(k)),
+                    Some(k) => format!(
+                        "about {} repeats per run would settle it at this spread",
+                        super::verdict::count_text(k)
+                    ),
                     None => "run more repeats".into(),
                 };
                 (

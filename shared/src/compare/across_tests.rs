@@ -115,7 +115,11 @@ fn a_slower_run_b_is_slower_with_the_interval_on_the_slow_side() {
     );
     assert_eq!(c.machines[0].status, ChangeStatus::Faster);
     assert_eq!(c.machines[0].better_run, Some(RunSide::B));
-    assert!(c.machines[0].text.starts_with("on mac box, run B decodes 1.11× as fast as run A (95% CI "), "{}", c.machines[0].text);
+    assert!(
+        c.machines[0].text.starts_with("on mac box, run B decodes 1.11× as fast as run A (95% CI "),
+        "{}",
+        c.machines[0].text
+    );
     assert!(c.machines[0].text.ends_with("faster in run B (decode_tok_s 11.1% higher)"), "{}", c.machines[0].text);
 }
 
@@ -128,7 +132,11 @@ fn times_read_sooner_and_later_with_the_sign_of_the_change() {
     // Slower decoding: longer total time, a positive diff, worse.
     assert!(m.diff_pct.unwrap() > 2.0 && m.ci95_low_pct.unwrap() > 0.0, "{m:?}");
     assert_eq!(m.status, ChangeStatus::Slower);
-    assert!(m.text.starts_with("on mac box, run A finishes ") && m.text.contains("× as fast as run B (95% CI"), "{}", m.text);
+    assert!(
+        m.text.starts_with("on mac box, run A finishes ") && m.text.contains("× as fast as run B (95% CI"),
+        "{}",
+        m.text
+    );
     assert!(m.text.contains("slower in run B (total_ms ") && m.text.ends_with("% longer)"), "{}", m.text);
     assert_eq!((m.unit.as_str(), m.higher_is_better), ("ms", false));
 }

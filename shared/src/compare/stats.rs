@@ -113,7 +113,7 @@ pub const MAX_REPEATS_ESTIMATE: usize = 10_000_000;
 /// ± `half_width` at the spreads observed (`sd_a`, `sd_b`); `None` beyond
 /// [`MAX_REPEATS_ESTIMATE`] or for a half-width that is not > 0.
 pub fn repeats_for_half_width(sd_a: f64, sd_b: f64, half_width: f64, level: f64) -> Option<usize> {
-    if !(half_width > 0.0) || !sd_a.is_finite() || !sd_b.is_finite() {
+    if half_width.is_nan() || half_width <= 0.0 || !sd_a.is_finite() || !sd_b.is_finite() {
         return None;
     }
     let fits = |n: usize| welch_half_width(sd_a, sd_b, n, level) <= half_width;
@@ -333,7 +333,10 @@ mod tests {
         let r = log_ratio(&la, &lb, 0.95);
         assert!((r.ratio - 2.0).abs() < 1e-12);
         let [lo, hi] = r.ci.unwrap();
-        assert!((lo - 2.0 * (-0.226_695f64).exp()).abs() < 1e-5 && (hi - 2.0 * 0.226_695f64.exp()).abs() < 1e-5, "{lo} {hi}");
+        assert!(
+            (lo - 2.0 * (-0.226_695f64).exp()).abs() < 1e-5 && (hi - 2.0 * 0.226_695f64.exp()).abs() < 1e-5,
+            "{lo} {hi}"
+        );
         assert!(Sample::of_logs(&[1.0, 0.0]).is_none(), "no logarithm of 0");
         assert!(Sample::of_logs(&[1.0, -2.0]).is_none());
         assert!(log_ratio(&Sample::of_logs(&[2.0]).unwrap(), &lb, 0.95).ci.is_none(), "n = 1: no interval");

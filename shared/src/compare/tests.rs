@@ -108,7 +108,13 @@ fn three_noisy_repeats_keep_every_bound_positive() {
     let [plo, _] = v.ci95_pct.unwrap();
     assert!(plo > -100.0 && (plo - (100.0 * (lo - 1.0))).abs() < 1e-9, "{plo}");
     assert!(!v.significant);
-    assert!(v.text.starts_with("wild decodes 3.47× as fast as calm (95% CI 0.0135–891×, 3 repeats each): no significant difference"), "{}", v.text);
+    assert!(
+        v.text.starts_with(
+            "wild decodes 3.47× as fast as calm (95% CI 0.0135–891×, 3 repeats each): no significant difference"
+        ),
+        "{}",
+        v.text
+    );
     // Each machine's interval of its (geometric) mean stays above 0 too: 10, 100, 1000 has a
     // geometric mean of 100 and a t interval of ln x of ±4.303·2.3026/√3.
     let stats = c.metrics.iter().find(|m| m.metric == Metric::DecodeTokS).unwrap();
@@ -143,11 +149,23 @@ fn an_open_tie_says_how_many_repeats_would_settle_it() {
     let half = 1.02f64.ln() / 2.0;
     assert!(stats::welch_half_width(la.sd, lb.sd, k, c.confidence) <= half, "{k}");
     assert!(stats::welch_half_width(la.sd, lb.sd, k - 1, c.confidence) > half, "{k}");
-    assert!(v.text.contains(&format!("about {} repeats each would settle a 2% difference", count_text(k))), "{}", v.text);
-    assert_eq!((count_text(35_456), count_text(999), count_text(1_000_000)), ("35,456".into(), "999".into(), "1,000,000".into()));
+    assert!(
+        v.text.contains(&format!("about {} repeats each would settle a 2% difference", count_text(k))),
+        "{}",
+        v.text
+    );
+    assert_eq!(
+        (count_text(35_456), count_text(999), count_text(1_000_000)),
+        ("35,456".into(), "999".into(), "1,000,000".into())
+    );
     assert_eq!(c.winner.repeats_needed, Some(k));
     // The reason says it once: "tie on …: <the verdict>", not "no significant difference" twice.
-    assert!(c.winner.reason.starts_with("tie on decode_tok_s: b decodes") || c.winner.reason.starts_with("tie on decode_tok_s: a decodes"), "{}", c.winner.reason);
+    assert!(
+        c.winner.reason.starts_with("tie on decode_tok_s: b decodes")
+            || c.winner.reason.starts_with("tie on decode_tok_s: a decodes"),
+        "{}",
+        c.winner.reason
+    );
     assert_eq!(c.winner.reason.matches("no significant difference").count(), 1, "{}", c.winner.reason);
 }
 

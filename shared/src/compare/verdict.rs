@@ -103,9 +103,8 @@ pub fn ratio_text(ratio: f64, ci: Option<[f64; 2]>, level: f64) -> (String, Opti
     all.extend(ci.iter().flatten());
     let near = all.iter().all(|v| (v - 1.0).abs() < 0.1);
     let r = format!("{}×", fmt_ratio(ratio, near));
-    let ci = ci.map(|[lo, hi]| {
-        format!("{}% CI {}–{}×", trim_number(100.0 * level), fmt_ratio(lo, near), fmt_ratio(hi, near))
-    });
+    let ci = ci
+        .map(|[lo, hi]| format!("{}% CI {}–{}×", trim_number(100.0 * level), fmt_ratio(lo, near), fmt_ratio(hi, near)));
     (r, ci)
 }
 
@@ -120,7 +119,7 @@ pub fn count_text(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
