@@ -189,6 +189,7 @@ pub fn evaluate(c: &RunsComparison, threshold: f64) -> Outcome {
     }
     let mut regressed = Vec::new();
     let mut invalid = Vec::new();
+    let mut open = 0;
     for m in &c.machines {
         let tag = match (m.status, m.undecided) {
             (ChangeStatus::Slower, _) => {
@@ -197,7 +198,10 @@ pub fn evaluate(c: &RunsComparison, threshold: f64) -> Outcome {
             }
             (ChangeStatus::Faster, _) => "better",
             (ChangeStatus::Tie, _) => "tie",
-            (ChangeStatus::Undecided, Some(Undecided::WideInterval)) => "inconclusive",
+            (ChangeStatus::Undecided, Some(Undecided::WideInterval)) => {
+                open += 1;
+                "inconclusive"
+            }
             (ChangeStatus::Undecided, _) => {
                 invalid.push(format!("{} ({})", m.label, m.reason));
                 "NOT VALID"
@@ -235,8 +239,104 @@ pub fn evaluate(c: &RunsComparison, threshold: f64) -> Outcome {
         let _ = writeln!(out, "result: NOT VALID — {} (exit {INVALID})", invalid.join("; "));
         INVALID
     } else {
-        let _ = writeln!(out, "result: PASS — no machine significantly worse by ≥ {pct}% (exit {PASS})");
+        let open = match open {
+            0 => String::new(),
+            1 => " (1 machine inconclusive: more repeats would tell)".into(),
+            n => format!(" ({n} machines inconclusive: more repeats would tell)"),
+        };
+        let _ = writeln!(out, "result: PASS — no machine significantly worse by ≥ {pct}%{open} (exit {PASS})");
         PASS
     };
     Outcome { code, text: out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_shared::compare::MachineChange;
+
+    fn machine(id: &str, status: ChangeStatus, undecided: Option<Undecided>) -> MachineChange {
+        MachineChange {
+            machine_id: id.into(),
+            label: format!("{id} box"),
+            metric: Metric::DecodeTokS,
+            unit: "tok/s".into(),
+            higher_is_better: true,
+            source: None,
+            n_a: 5,
+            n_b: 5,
+            mean_a: None,
+            mean_b: None,
+            geomean_a: None,
+            geomean_b: None,
+            diff_pct: None,
+            ci95_low_pct: None,
+            ci95_high_pct: None,
+            ratio: None,
+            ratio_ci: None,
+            better_run: None,
+            p_value: None,
+            repeats_needed: None,
+            status,
+            undecided,
+            reason: format!("{id}: why"),
+            text: format!("on {id} box, …"),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn comparison(machines: Vec<MachineChange>) -> RunsComparison {
+        RunsComparison {
+            a: "A".into(),
+            b: "B".into(),
+            metric: Metric::DecodeTokS,
+            unit: "tok/s".into(),
+            higher_is_better: true,
+            min_effect_pct: 5.0,
+            confidence: 0.95,
+            settings_match: true,
+            warnings: Vec::new(),
+            machines,
+            only_in_a: Vec::new(),
+            only_in_b: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_verdicts() {
+        use ChangeStatus::{Faster, Slower, Tie};
+        use Undecided as Why;
+        let open = ChangeStatus::Undecided;
+        let code = |ms: Vec<MachineChange>| evaluate(&comparison(ms), 5.0).code;
+        assert_eq!(code(vec![machine("a", Tie, None), machine("b", Faster, None)]), PASS);
+        assert_eq!(code(vec![machine("a", open, Some(Why::WideInterval))]), PASS, "inconclusive is no regression");
+        assert_eq!(code(vec![machine("a", Slower, None), machine("b", Tie, None)]), REGRESSION);
+        assert_eq!(code(vec![machine("a", open, Some(Why::TooFewRepeats))]), INVALID);
+        assert_eq!(code(vec![machine("a", open, Some(Why::NotComparable))]), INVALID);
+        assert_eq!(code(vec![machine("a", open, Some(Why::NoFigures))]), INVALID);
+        assert_eq!(code(vec![]), INVALID, "no machine in both runs");
+        // A real regression is reported even when another machine cannot be judged.
+        assert_eq!(code(vec![machine("a", Slower, None), machine("b", open, Some(Why::NotComparable))]), REGRESSION);
+        let out =
+            evaluate(&comparison(vec![machine("a", Slower, None), machine("b", open, Some(Why::WideInterval))]), 5.0);
+        assert!(
+            out.text.contains("REGRESSION   on a box") && out.text.contains("inconclusive on b box"),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.ends_with("result: FAIL — significantly worse by ≥ 5% on decode_tok_s: a box (exit 1)\n"),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        assert!(
+            parse_pct("5").is_ok() && parse_pct("0").is_err() && parse_pct("-1").is_err() && parse_pct("x").is_err()
+        );
+        assert_eq!(parse_metric("ttft_ms"), Ok(Metric::TtftMs));
+        assert!(parse_metric("speed").unwrap_err().contains("decode_tok_s"));
+    }
 }
