@@ -174,7 +174,7 @@ pub struct Outcome {
 /// machine → 1; else an invalid comparison → 2; else 0.
 pub fn evaluate(c: &RunsComparison, threshold: f64) -> Outcome {
     use std::fmt::Write;
-    let pct = compare::trim_number(threshold);
+    let pct = bench_shared::fmt::trim_number(threshold);
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -7,7 +7,8 @@
 //! reaches the page only through askama's escaping.
 
 use askama::Template;
-use bench_shared::compare::{Comparison, Metric, WinnerStatus, count_text, trim_number, unit};
+use bench_shared::compare::{Comparison, Metric, WinnerStatus, unit};
+use bench_shared::fmt::{count_text, trim_number};
 use bench_shared::run::{RunMetadata, RunSummary};
 use serde_json::Value;
 

@@ -37,7 +37,7 @@ pub use across::{
 };
 pub use fairness::{Warning, WarningKind};
 pub use outputs::{Divergence, Outputs};
-pub use verdict::{Verdict, count_text, ratio_text, trim_number};
+pub use verdict::Verdict;
 
 /// Fewest warm repeats per machine for a verdict.
 pub const MIN_REPEATS: usize = 3;

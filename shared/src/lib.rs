@@ -14,7 +14,10 @@
 //! - [`run`]: persisted run types used by central (metadata, summary).
 //! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
 //! - [`share`]: results beyond one race: the leaderboard, run bundles' manifest, imports.
+//! - [`feed`]: what central sends browsers and stores: its own events ([`feed::CentralEvent`]) and
+//!   the agent events it relays, read back typed ([`feed::StoredLine`]).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`time`], [`fmt`], [`hash`]: wall-clock helpers, number formatting, stable hashing (one of each).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
@@ -26,8 +29,11 @@ pub mod close;
 pub mod compare;
 pub mod engine;
 pub mod event;
+pub mod feed;
 pub mod fit;
+pub mod fmt;
 pub mod hardware;
+pub mod hash;
 pub mod job;
 pub mod metrics;
 pub mod run;
@@ -35,6 +41,7 @@ pub mod runtime;
 pub mod share;
 pub mod sweep;
 pub mod sync;
+pub mod time;
 pub mod timeouts;
 pub mod tls;
 

@@ -22,9 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_shared::api::{CeilingKind, ClientCeiling};
-use bench_shared::job::JobSpec;
+use bench_shared::job::{GenerateSpec, JobSpec};
 use bench_shared::metrics::RequestMetrics;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::coalesce::FlushPolicy;
@@ -151,7 +150,7 @@ pub async fn calibrate(
         tok_s,
         events_per_s,
         ttft_floor_ms,
-        measured_at: rfc3339_now(),
+        measured_at: bench_shared::time::rfc3339_now(),
         kind: plan.kind,
         requests: recorded.len() as u32,
         tokens,
@@ -168,11 +167,8 @@ async fn one_job(
     flush: FlushPolicy,
     cancel: &CancellationToken,
 ) -> Result<RequestMetrics, Failure> {
-    let body = json!({"model": engine::MODEL, "prompt": "calibration", "max_tokens": tokens, "repeat": 1});
-    let spec = match JobSpec::from_json(&body, 0) {
-        Ok(JobSpec::LlmGenerate(spec)) => spec,
-        other => unreachable!("the calibration job is a valid llm_generate: {other:?}"),
-    };
+    let mut spec = GenerateSpec::new(engine::MODEL, "calibration");
+    spec.max_tokens = tokens;
     let (job_id, _) =
         jobs.submit(JobSpec::LlmGenerate(spec.clone()), None).expect("the private queue holds one job at a time");
     // Marks it running (it is the only one queued).
@@ -223,11 +219,6 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     Some(if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 })
-}
-
-/// Now, RFC 3339 UTC (the style of central's `started_at`).
-fn rfc3339_now() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,21 +1,20 @@
 //! `GET /api/runs/{id}/bundle.tar.gz` and `POST /api/runs/import`: a run moves between centrals
 //! as one file ([`crate::store::bundle`]).
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::params::Params;
 use super::runs::checked;
 use crate::AppState;
 use crate::store::bundle::{self, ImportError};
-use crate::store::{now_s, rfc3339};
+use bench_shared::time::{now_s, rfc3339};
 
 /// Bundles may be larger than a JSON body: a long run's events are tens of MB (compressed).
 pub const BUNDLE_LIMIT_BYTES: usize = 256 * 1024 * 1024;
@@ -45,7 +44,7 @@ pub async fn export(
 /// application/gzip`) → `201 {run_id, imported}`.
 pub async fn import(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Params,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = body.map_err(|e| {
@@ -55,10 +54,8 @@ pub async fn import(
             ApiError::bad("body", e.body_text())
         }
     })?;
-    if let Some(k) = q.keys().find(|k| k.as_str() != "origin") {
-        return Err(ApiError::bad(k, "unknown parameter; accepted: origin"));
-    }
-    let origin = q.get("origin").map(|o| o.trim().to_owned()).filter(|o| !o.is_empty());
+    q.only(&["origin"])?;
+    let origin = q.text("origin").map(str::to_owned);
     if origin.as_ref().is_some_and(|o| o.len() > 200) {
         return Err(ApiError::bad("origin", "at most 200 characters"));
     }

@@ -1,27 +1,24 @@
 //! `GET /api/leaderboard?metric=&model=&engine=&since=`: machines ranked over every complete
 //! run (see [`crate::store::leaderboard`]); read from the run index.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use bench_shared::compare::Metric;
 use bench_shared::share::Leaderboard;
 
 use super::ApiError;
+use super::params::Params;
 use crate::AppState;
 use crate::store::leaderboard::BoardQuery;
 
 const KNOWN: [&str; 4] = ["metric", "model", "engine", "since"];
 
-fn parse(q: &HashMap<String, String>) -> Result<BoardQuery, ApiError> {
-    if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::bad(k, format!("unknown parameter; accepted: {}", KNOWN.join(", "))));
-    }
-    let text = |k: &str| q.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let metric = match text("metric") {
+fn parse(q: &Params) -> Result<BoardQuery, ApiError> {
+    q.only(&KNOWN)?;
+    let text = |k: &str| q.text(k).map(str::to_owned);
+    let metric = match q.text("metric") {
         None => Metric::default(),
-        Some(v) => Metric::parse(&v).ok_or_else(|| {
+        Some(v) => Metric::parse(v).ok_or_else(|| {
             let names: Vec<&str> = Metric::ALL.iter().map(|m| m.as_str()).collect();
             ApiError::bad("metric", format!("must be one of {}, got {v:?}", names.join(", ")))
         })?,
@@ -30,10 +27,7 @@ fn parse(q: &HashMap<String, String>) -> Result<BoardQuery, ApiError> {
 }
 
 /// `GET /api/leaderboard`.
-pub async fn show(
-    State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Leaderboard>, ApiError> {
+pub async fn show(State(state): State<AppState>, q: Params) -> Result<Json<Leaderboard>, ApiError> {
     let query = parse(&q)?;
     let store = state.store.clone();
     Ok(Json(super::blocking(move || Ok(store.leaderboard(&query))).await?))
@@ -43,8 +37,8 @@ pub async fn show(
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    fn q(pairs: &[(&'static str, &'static str)]) -> Params {
+        Params::from_pairs(pairs.iter().copied())
     }
 
     fn field(r: Result<BoardQuery, ApiError>) -> String {

@@ -8,7 +8,7 @@ mod export;
 mod filters;
 mod leaderboard;
 mod machines;
-mod newline;
+mod params;
 mod report;
 mod runs;
 mod wait;
@@ -29,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bench_server::guard;
-use serde_json::{Value, json};
 
 use crate::AppState;
 
@@ -72,14 +71,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require))
-        .layer(middleware::map_response(newline::json_newline))
+        .layer(middleware::map_response(bench_server::newline::json_newline))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
     guard::apply(app, policy).with_state(state)
 }
 
 /// `GET /health`: open to anyone (load balancers, `scripts/central status`), says nothing secret.
-async fn health() -> Json<Value> {
-    Json(json!({"ok": true, "service": "bench-central", "version": env!("CARGO_PKG_VERSION")}))
+async fn health() -> Json<CentralHealth> {
+    Json(CentralHealth { ok: true, service: "bench-central", version: env!("CARGO_PKG_VERSION") })
+}
+
+/// The answer to central's `GET /health`.
+#[derive(Debug, serde::Serialize)]
+struct CentralHealth {
+    ok: bool,
+    service: &'static str,
+    version: &'static str,
 }
 
 /// A body declared over [`BODY_LIMIT_BYTES`] (a bundle: [`bundle::BUNDLE_LIMIT_BYTES`]) is

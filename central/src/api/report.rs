@@ -9,7 +9,7 @@ use super::ApiError;
 use super::runs::checked;
 use crate::AppState;
 use crate::runs::summary::{build, outcomes_from_events};
-use crate::store::{now_s, rfc3339};
+use bench_shared::time::{now_s, rfc3339};
 
 /// The report may load nothing at all: inline styles only, images only as `data:`, no script.
 const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";

@@ -93,7 +93,7 @@ pub fn export(store: &Store, run_id: &str, origin: Option<String>, now: &str) ->
         serde_json::to_vec_pretty(&manifest).map_err(|source| StoreError::Json { path: MANIFEST.into(), source })?;
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
-    let mtime = super::now_s() as u64;
+    let mtime = bench_shared::time::now_s() as u64;
     let mut add = |name: &str, bytes: &[u8]| -> std::io::Result<()> {
         let mut header = tar::Header::new_ustar();
         header.set_size(bytes.len() as u64);

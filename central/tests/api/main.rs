@@ -17,6 +17,7 @@ mod leaderboard;
 mod machine_telemetry;
 mod manners;
 mod races;
+mod replay;
 mod security;
 mod sharing;
 mod support;

@@ -17,8 +17,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::stats::{Sample, t_cdf, welch};
-use super::verdict::{phrase, ratio_text, trim_number};
+use super::verdict::phrase;
 use super::{CONFIDENCE, MIN_REPEATS, MachineInput, Metric, Prepared, Source, Warning, WarningKind, fairness};
+use crate::fmt::{pct, ratio_text, trim_number};
+use crate::hash::fnv1a;
 
 /// What a run fixed, as the cross-run comparison checks it (`None`: not known for that run).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -194,10 +196,6 @@ pub fn unit(metric: Metric) -> &'static str {
     }
 }
 
-fn pct(x: f64) -> String {
-    format!("{x:.1}").replace('-', "−")
-}
-
 /// Run settings that differ, as warnings (no machine). A different model, prompt, context,
 /// streaming or cache busting makes every figure incomparable; max_tokens and temperature make
 /// the end-to-end time so; a cold start only adds cold repeats (kept out of the warm figures).
@@ -267,11 +265,6 @@ pub fn settings_warnings(a: &RunSettings, b: &RunSettings) -> Vec<Warning> {
         &[],
     );
     out
-}
-
-/// 64-bit FNV-1a of the prompt: names a prompt without repeating it.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Warnings about one machine between the runs: the race's fairness checks on the pair (less
@@ -506,10 +499,9 @@ fn change(
                 out.undecided = Some(Undecided::WideInterval);
                 out.repeats_needed = super::verdict::repeats_needed(&la, &lb, e, confidence);
                 let more = match out.repeats_needed {
-                    Some(k) => format!(
-                        "about {} repeats per run would settle it at this spread",
-                        super::verdict::count_text(k)
-                    ),
+                    Some(k) => {
+                        format!("about {} repeats per run would settle it at this spread", crate::fmt::count_text(k))
+                    }
                     None => "run more repeats".into(),
                 };
                 (

@@ -165,7 +165,7 @@ fn identical_runs_tie_and_a_wide_interval_is_undecided() {
     assert!(m.reason.contains("minimum effect") && m.text.contains("undecided"), "{m:?}");
     assert_eq!(m.undecided, Some(Undecided::WideInterval));
     let k = m.repeats_needed.expect("a wide interval says how many repeats would settle it");
-    assert!(k > 5 && m.reason.contains(&format!("about {} repeats per run", crate::compare::count_text(k))), "{m:?}");
+    assert!(k > 5 && m.reason.contains(&format!("about {} repeats per run", crate::fmt::count_text(k))), "{m:?}");
     // Significant but below the minimum effect, the interval inside ±2%: a tie.
     let b: Vec<f64> = A.iter().map(|x| x * 0.995).collect();
     let c = compare_runs(

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{Sample, log_ratio, repeats_for_half_width, welch};
 use super::{MIN_REPEATS, Metric, Prepared, Warning, Winner, WinnerStatus};
+use crate::fmt::{count_text, ratio_text, trim_number};
 
 /// `comparison.verdicts[]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,53 +79,6 @@ pub(super) fn phrase(metric: Metric) -> (&'static str, &'static str) {
         Metric::TotalMs => ("finishes {} as fast as", "total time"),
         Metric::TokensPerJ => ("makes {} as many tokens per joule as", "energy efficiency"),
     }
-}
-
-/// One ratio as text: three decimals when every figure shown is within 10% of 1 (1.017 and 1.012
-/// differ), else about three significant digits (3.47, 12.5, 891, 0.0135).
-fn fmt_ratio(x: f64, near_one: bool) -> String {
-    if near_one {
-        format!("{x:.3}")
-    } else if x >= 100.0 {
-        format!("{x:.0}")
-    } else if x >= 10.0 {
-        format!("{x:.1}")
-    } else if x >= 0.1 {
-        format!("{x:.2}")
-    } else {
-        let d = (-x.log10().floor()) as usize + 2;
-        format!("{x:.d$}")
-    }
-}
-
-/// "1.23×" and "95% CI 1.05–1.44×": a ratio and its interval, formatted alike.
-pub fn ratio_text(ratio: f64, ci: Option<[f64; 2]>, level: f64) -> (String, Option<String>) {
-    let mut all = vec![ratio];
-    all.extend(ci.iter().flatten());
-    let near = all.iter().all(|v| (v - 1.0).abs() < 0.1);
-    let r = format!("{}×", fmt_ratio(ratio, near));
-    let ci = ci
-        .map(|[lo, hi]| format!("{}% CI {}–{}×", trim_number(100.0 * level), fmt_ratio(lo, near), fmt_ratio(hi, near)));
-    (r, ci)
-}
-
-/// 95 → "95", 97.5 → "97.5", 98.3333 → "98.33".
-pub fn trim_number(x: f64) -> String {
-    let s = format!("{x:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
-/// 35456 → "35,456".
-pub fn count_text(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn repeats(a: usize, b: usize) -> String {
