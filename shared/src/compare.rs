@@ -174,8 +174,9 @@ pub struct MachineStat {
     pub n: usize,
     pub mean: Option<f64>,
     pub stdev: Option<f64>,
-    /// Geometric mean (`exp` of the mean logarithm); `None` when a value is ≤ 0.
-    #[serde(default)]
+    /// Geometric mean (`exp` of the mean logarithm); absent when a value is ≤ 0 (and in
+    /// summaries stored before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geomean: Option<f64>,
     /// 95% confidence interval of the geometric mean, on the log scale (t interval of the mean
     /// logarithm, exponentiated: never below 0); n ≥ 2 and every value > 0.

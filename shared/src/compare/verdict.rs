@@ -17,12 +17,13 @@ pub struct Verdict {
     pub better: String,
     pub worse: String,
     /// Ratio of the geometric means, better ÷ worse for rates and worse ÷ better for times, so
-    /// ≥ 1 ("1.23× as fast"); `None` when a value is ≤ 0 (no logarithm).
-    #[serde(default)]
+    /// ≥ 1 ("1.23× as fast"); absent when a value is ≤ 0 (no logarithm), and in summaries
+    /// stored before ratios existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
     /// Welch's interval of the difference of log means at `comparison.confidence`,
-    /// exponentiated: both bounds > 0. `None` below 2 repeats on a side.
-    #[serde(default)]
+    /// exponentiated: both bounds > 0. Absent below 2 repeats on a side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio_ci: Option<[f64; 2]>,
     /// How much better, percent: `100·(ratio − 1)` (the arithmetic difference on the worse mean
     /// where there is no ratio).
