@@ -10,6 +10,7 @@
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
+//! - [`original`]: racing original (Python) bench-race agents: their API read as ours, their jobs driven by central.
 //! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`auth`]: token, login page, sessions;
 //!   [`prom`]: Prometheus `/metrics`.
 //! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod fleet;
 pub mod hub;
+pub mod original;
 pub mod pages;
 pub mod prom;
 pub mod routing;

@@ -334,6 +334,31 @@ mod tests {
     }
 }
 
+/// Which agent central talks to on a machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// This project's `bench-agent` (typed `/health`, `/capabilities`, `/time`, sequenced events).
+    #[default]
+    Native,
+    /// The original Python bench-race agent (`/health` `{ok, machine_id, label}`, one repeat per
+    /// `POST /jobs`, unsequenced events timed by its own client). Central drives it itself.
+    Original,
+}
+
+impl Protocol {
+    pub fn is_native(&self) -> bool {
+        *self == Protocol::Native
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Native => "native",
+            Protocol::Original => "original",
+        }
+    }
+}
+
 /// The JSON body of every error answer, agent and central alike: `error` says what went wrong
 /// (naming the field for bad input), `field` names it alone, `detail` holds what a program needs
 /// (the accepted range, a limit, the machines of a refused run), `available` the models an agent

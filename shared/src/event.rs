@@ -252,6 +252,65 @@ pub struct JobDone {
     pub ceiling_ratio: Option<f64>,
 }
 
+impl JobDone {
+    /// A job's result from its recorded requests: the bench-race seed fields are means over them,
+    /// `aggregate` has the full statistics. `ceiling_ratio` is left to whoever knows the client
+    /// ceiling.
+    pub fn from_requests(
+        model: &str,
+        engine: EngineKind,
+        fallback_reason: Option<String>,
+        requests: Vec<RequestMetrics>,
+        output_text: String,
+        load: Option<(f64, crate::metrics::LoadSource)>,
+        notes: Vec<String>,
+    ) -> JobDone {
+        use crate::metrics::{TokenSource, aggregate, mean};
+        let all = |f: fn(&RequestMetrics) -> Option<f64>| -> Option<f64> {
+            let v: Option<Vec<f64>> = requests.iter().map(f).collect();
+            v.and_then(mean)
+        };
+        let energy_j = all(|r| r.energy_j);
+        let tokens_per_j = all(|r| r.tokens_per_j);
+        let throttled = requests.iter().filter_map(|r| r.throttled).reduce(|a, b| a || b);
+        let token_source = requests.first().map(|first| {
+            if requests.iter().all(|r| r.token_source == first.token_source) {
+                first.token_source
+            } else {
+                TokenSource::Chunks
+            }
+        });
+        JobDone {
+            ttft_ms: mean(requests.iter().filter_map(|r| r.ttft_ms)),
+            gen_tokens: mean(requests.iter().map(|r| r.gen_tokens as f64)).unwrap_or(0.0).round() as u64,
+            gen_tokens_per_s: mean(requests.iter().filter_map(|r| r.gen_tokens_per_s)),
+            total_ms: mean(requests.iter().map(|r| r.total_ms)).unwrap_or(0.0),
+            model: model.to_owned(),
+            engine,
+            fallback_reason,
+            ttfc_ms: mean(requests.iter().filter_map(|r| r.ttfc_ms)),
+            decode_tok_s: mean(requests.iter().filter_map(|r| r.decode_tok_s)),
+            engine_decode_tok_s: mean(requests.iter().filter_map(|r| r.engine_decode_tok_s)),
+            prompt_tokens: requests.first().and_then(|r| r.prompt_tokens),
+            engine_prefill_tok_s: mean(requests.iter().filter_map(|r| r.engine_prefill_tok_s)),
+            client_prefill_tok_s: mean(requests.iter().filter_map(|r| r.client_prefill_tok_s)),
+            load_ms: load.map(|l| l.0),
+            load_source: load.map(|l| l.1),
+            context_length: None,
+            token_source,
+            repeats: requests.len() as u32,
+            aggregate: aggregate(&requests),
+            requests,
+            output_text,
+            notes,
+            energy_j,
+            tokens_per_j,
+            throttled,
+            ceiling_ratio: None,
+        }
+    }
+}
+
 /// Why a job failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -384,6 +443,29 @@ mod tests {
         assert_eq!((novel.event, novel.env.payload), (Decoded::Unknown, serde_json::json!({"x": 1})));
         let cancelled = Received::decode(raw("job_cancelled", serde_json::json!({"reason": "bye"})));
         assert!(cancelled.is_terminal());
+    }
+
+    #[test]
+    fn job_done_seed_fields_are_means_of_recorded_repeats() {
+        use crate::metrics::{ChunkArrival, EngineStats, RequestTrace, TokenSource, request_metrics};
+        let metrics = |ttft_ms: u64, tokens: u64| {
+            let chunks = (0..tokens)
+                .map(|i| ChunkArrival { offset_us: (ttft_ms + 10 * i) * 1000, channel: TokenChannel::Content })
+                .collect();
+            let trace = RequestTrace { chunks, end_offset_us: (ttft_ms + 10 * tokens) * 1000, streamed: true };
+            request_metrics(&trace, &EngineStats { completion_tokens: Some(tokens), ..Default::default() })
+        };
+        let requests = vec![metrics(100, 10), metrics(200, 11), metrics(300, 11)];
+        let done = JobDone::from_requests("m", EngineKind::Mock, None, requests, "hi".into(), None, vec![]);
+        assert_eq!(done.ttft_ms, Some(200.0));
+        assert_eq!(done.gen_tokens, 11, "mean 10.67 rounds to 11");
+        assert_eq!(done.repeats, 3);
+        assert_eq!(done.token_source, Some(TokenSource::Engine));
+        assert_eq!(done.aggregate.ttft_ms.unwrap().min, 100.0);
+        assert_eq!(done.total_ms, (200.0 + 310.0 + 410.0) / 3.0);
+        assert_eq!(done.requests.len(), 3);
+        let none = JobDone::from_requests("m", EngineKind::Mock, None, vec![], String::new(), None, vec![]);
+        assert_eq!((none.token_source, none.repeats, none.ttft_ms), (None, 0, None));
     }
 
     #[test]

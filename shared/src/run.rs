@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Capabilities, ClientCeiling, Health};
+use crate::api::{Capabilities, ClientCeiling, Health, Protocol};
 use crate::compare::{Comparison, Metric};
 use crate::engine::{EngineInfo, EngineKind, ModelInfo};
 use crate::event::JobDone;
@@ -124,6 +124,9 @@ pub struct MachineRecord {
     /// when the agent had none (still calibrating, or an older agent).
     #[serde(default)]
     pub client_ceiling: Option<ClientCeiling>,
+    /// `original` for an original bench-race agent (absent: this project's agent).
+    #[serde(default, skip_serializing_if = "Protocol::is_native")]
+    pub protocol: Protocol,
 }
 
 /// `metadata.json`.
@@ -398,6 +401,9 @@ pub struct MachineView {
     /// The agent's last `/capabilities` answer.
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// `original` for an original bench-race agent (absent: this project's agent).
+    #[serde(default, skip_serializing_if = "Protocol::is_native")]
+    pub protocol: Protocol,
 }
 
 #[cfg(test)]

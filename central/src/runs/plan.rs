@@ -108,6 +108,7 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
         hardware: view.hardware.clone(),
         capabilities: view.capabilities.clone(),
         client_ceiling: caps.and_then(|c| c.client_ceiling.clone()),
+        protocol: view.protocol,
     }
 }
 

@@ -43,6 +43,7 @@ fn view(id: &str) -> MachineView {
             ws_slow_disconnects: 0,
         }),
         capabilities: None,
+        protocol: Default::default(),
     }
 }
 

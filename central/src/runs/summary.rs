@@ -232,6 +232,7 @@ fn machine_input(rec: &MachineRecord, o: &Outcome, d: JobDone) -> MachineInput {
         context_length: d.context_length,
         start_lag_ms: o.start_lag_ms,
         output_text: Some(d.output_text),
+        protocol: rec.protocol,
     }
 }
 
