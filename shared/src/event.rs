@@ -10,6 +10,9 @@ use crate::engine::EngineKind;
 use crate::job::TestType;
 use crate::metrics::{Aggregate, RequestMetrics, TokenChannel};
 use crate::sweep::{SweepDone, SweepProgress, SweepRow, SweepStarted};
+use crate::workload::compute::{ComputeDone, ComputeJobDone, ComputeLine};
+use crate::workload::image::{ImageComplete, ImageError, ImageJobDone, ImagePreview, ImageProgress, ImageStarted};
+use crate::workload::speech::{TranscribeDone, TranscribeJobDone, TranscribeSegment};
 
 /// One event as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,7 +56,8 @@ pub enum Event {
     JobStarted(JobStarted),
     LlmToken(LlmToken),
     RequestDone(Box<RequestDone>),
-    JobDone(Box<JobDone>),
+    /// The job's figures over its repeats: the LLM figures, or a workload's ([`JobResult`]).
+    JobDone(Box<JobResult>),
     JobError(JobError),
     JobCancelled(JobCancelled),
     SweepStarted(SweepStarted),
@@ -62,6 +66,15 @@ pub enum Event {
     SweepDone(Box<SweepDone>),
     /// One runtime sampler tick while the job runs (CPU, memory, GPUs).
     RuntimeMetrics(Box<crate::runtime::RuntimeSample>),
+    ImageStarted(ImageStarted),
+    ImageProgress(ImageProgress),
+    ImagePreview(Box<ImagePreview>),
+    ImageComplete(Box<ImageComplete>),
+    ImageError(ImageError),
+    TranscribeSegment(TranscribeSegment),
+    TranscribeDone(Box<TranscribeDone>),
+    ComputeLine(ComputeLine),
+    ComputeDone(ComputeDone),
 }
 
 impl Event {
@@ -79,6 +92,15 @@ impl Event {
         "sweep_row",
         "sweep_done",
         "runtime_metrics",
+        "image_started",
+        "image_progress",
+        "image_preview",
+        "image_complete",
+        "image_error",
+        "transcribe_segment",
+        "transcribe_done",
+        "compute_line",
+        "compute_done",
     ];
 
     /// The wire name of the event type.
@@ -96,6 +118,15 @@ impl Event {
             Event::SweepRow(_) => "sweep_row",
             Event::SweepDone(_) => "sweep_done",
             Event::RuntimeMetrics(_) => "runtime_metrics",
+            Event::ImageStarted(_) => "image_started",
+            Event::ImageProgress(_) => "image_progress",
+            Event::ImagePreview(_) => "image_preview",
+            Event::ImageComplete(_) => "image_complete",
+            Event::ImageError(_) => "image_error",
+            Event::TranscribeSegment(_) => "transcribe_segment",
+            Event::TranscribeDone(_) => "transcribe_done",
+            Event::ComputeLine(_) => "compute_line",
+            Event::ComputeDone(_) => "compute_done",
         }
     }
 
@@ -215,6 +246,59 @@ pub struct JobDone {
     pub ceiling_ratio: Option<f64>,
 }
 
+/// `job_done`'s payload: the text race's figures ([`JobDone`], bench-race's fields first) or a
+/// workload's. On the wire it is the struct itself; a workload's carries its `test_type`, which
+/// is how a reader tells them apart (an LLM result has none, as from every older agent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum JobResult {
+    Llm(JobDone),
+    Image(ImageJobDone),
+    Transcribe(TranscribeJobDone),
+    Compute(ComputeJobDone),
+}
+
+impl JobResult {
+    /// The text race's figures, if this is one.
+    pub fn llm(&self) -> Option<&JobDone> {
+        match self {
+            JobResult::Llm(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn test_type(&self) -> Option<TestType> {
+        match self {
+            JobResult::Llm(_) => None,
+            JobResult::Image(_) => Some(TestType::ImageGenerate),
+            JobResult::Transcribe(_) => Some(TestType::Transcribe),
+            JobResult::Compute(_) => Some(TestType::Compute),
+        }
+    }
+}
+
+impl From<JobDone> for JobResult {
+    fn from(d: JobDone) -> Self {
+        JobResult::Llm(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobResult {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let kind = v.get("test_type").and_then(|t| t.as_str()).map(str::to_owned);
+        let r = match kind.as_deref() {
+            None | Some("llm_generate") => serde_json::from_value(v).map(JobResult::Llm),
+            Some("image_generate") => serde_json::from_value(v).map(JobResult::Image),
+            Some("transcribe") => serde_json::from_value(v).map(JobResult::Transcribe),
+            Some("compute") => serde_json::from_value(v).map(JobResult::Compute),
+            Some(other) => return Err(D::Error::custom(format!("job_done of unknown test_type {other:?}"))),
+        };
+        r.map_err(D::Error::custom)
+    }
+}
+
 /// Why a job failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -291,6 +375,23 @@ mod tests {
         kinds.dedup();
         assert_eq!(kinds.len(), Event::KINDS.len());
         assert!(Event::KINDS.contains(&Event::JobCancelled(JobCancelled { reason: "x".into() }).type_name()));
+    }
+
+    #[test]
+    fn job_done_payloads_are_told_apart_by_test_type() {
+        use crate::workload::compute::{ComputeDone, ComputeJobDone, ComputeSpec};
+        let spec: ComputeSpec = serde_json::from_value(serde_json::json!({"n": 100})).unwrap();
+        let done = ComputeJobDone::from_repeats(&spec, &[ComputeDone::new(0, 100, 1, 25, 2.0)]);
+        let e = Event::JobDone(Box::new(JobResult::Compute(done)));
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!((v["type"].as_str(), v["payload"]["test_type"].as_str()), (Some("job_done"), Some("compute")));
+        assert_eq!(v["payload"]["result"], 25);
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        let Event::JobDone(r) = back else { panic!() };
+        assert_eq!((r.test_type(), r.llm().is_none()), (Some(TestType::Compute), true));
+        let bad = serde_json::json!({"type": "job_done", "payload": {"test_type": "teleport"}});
+        assert!(serde_json::from_value::<Event>(bad).unwrap_err().to_string().contains("teleport"));
     }
 
     #[test]

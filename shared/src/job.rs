@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 
 use crate::compare::Metric;
 use crate::sweep::SweepSpec;
+use crate::workload::compute::ComputeSpec;
+use crate::workload::decode_spec;
+use crate::workload::image::ImageSpec;
+use crate::workload::speech::TranscribeSpec;
 
 /// Largest `max_tokens` a job may ask for.
 pub const MAX_TOKENS_LIMIT: u64 = 1_000_000;
@@ -32,16 +36,28 @@ pub const START_AT_FUTURE_MS: u64 = 300_000;
 pub enum TestType {
     LlmGenerate,
     LlmSweep,
+    ImageGenerate,
+    Transcribe,
+    Compute,
 }
 
 impl TestType {
-    pub const ALL: [TestType; 2] = [TestType::LlmGenerate, TestType::LlmSweep];
+    pub const ALL: [TestType; 5] =
+        [TestType::LlmGenerate, TestType::LlmSweep, TestType::ImageGenerate, TestType::Transcribe, TestType::Compute];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TestType::LlmGenerate => "llm_generate",
             TestType::LlmSweep => "llm_sweep",
+            TestType::ImageGenerate => "image_generate",
+            TestType::Transcribe => "transcribe",
+            TestType::Compute => "compute",
         }
+    }
+
+    /// Whether the job drives the LLM engine (the others have engines of their own, or none).
+    pub fn uses_llm_engine(self) -> bool {
+        matches!(self, TestType::LlmGenerate | TestType::LlmSweep)
     }
 }
 
@@ -51,6 +67,9 @@ impl TestType {
 pub enum JobSpec {
     LlmGenerate(GenerateSpec),
     LlmSweep(SweepSpec),
+    ImageGenerate(ImageSpec),
+    Transcribe(TranscribeSpec),
+    Compute(ComputeSpec),
 }
 
 impl JobSpec {
@@ -58,14 +77,20 @@ impl JobSpec {
         match self {
             JobSpec::LlmGenerate(_) => TestType::LlmGenerate,
             JobSpec::LlmSweep(_) => TestType::LlmSweep,
+            JobSpec::ImageGenerate(_) => TestType::ImageGenerate,
+            JobSpec::Transcribe(_) => TestType::Transcribe,
+            JobSpec::Compute(_) => TestType::Compute,
         }
     }
 
-    /// The models the job uses.
+    /// The models the job uses (an image job's checkpoint, a transcription's Whisper model).
     pub fn models(&self) -> Vec<String> {
         match self {
             JobSpec::LlmGenerate(g) => vec![g.model.clone()],
             JobSpec::LlmSweep(s) => s.models.clone(),
+            JobSpec::ImageGenerate(i) => i.checkpoint_name().map(str::to_owned).into_iter().collect(),
+            JobSpec::Transcribe(t) => vec![t.model.clone()],
+            JobSpec::Compute(_) => Vec::new(),
         }
     }
 
@@ -74,6 +99,9 @@ impl JobSpec {
         match self {
             JobSpec::LlmGenerate(g) => g.start_at,
             JobSpec::LlmSweep(s) => s.start_at,
+            JobSpec::ImageGenerate(i) => i.start_at,
+            JobSpec::Transcribe(t) => t.start_at,
+            JobSpec::Compute(c) => c.start_at,
         }
     }
 
@@ -87,6 +115,21 @@ impl JobSpec {
         let spec = match test_type.as_str() {
             "llm_generate" => JobSpec::LlmGenerate(GenerateSpec::from_fields(&mut f, now_ms)?),
             "llm_sweep" => JobSpec::LlmSweep(SweepSpec::from_fields(&mut f, now_ms)?),
+            "image_generate" => {
+                let spec: ImageSpec = decode_spec(obj)?;
+                spec.validate(now_ms)?;
+                return Ok(JobSpec::ImageGenerate(spec));
+            }
+            "transcribe" => {
+                let spec: TranscribeSpec = decode_spec(obj)?;
+                spec.validate(now_ms, true)?;
+                return Ok(JobSpec::Transcribe(spec));
+            }
+            "compute" => {
+                let spec: ComputeSpec = decode_spec(obj)?;
+                spec.validate(now_ms)?;
+                return Ok(JobSpec::Compute(spec));
+            }
             other => {
                 return Err(FieldError::new("test_type", format!("unknown test type {other:?}; accepted: {accepted}")));
             }
@@ -461,6 +504,7 @@ mod tests {
         assert_eq!(err(with("prompt", json!("x".repeat(10 * 1024 * 1024)))).field, "prompt");
         assert_eq!(err(with("test_type", json!("image_gen"))).field, "test_type");
         assert!(err(with("test_type", json!("image_gen"))).message.contains("llm_generate"));
+        assert!(err(with("test_type", json!("image_gen"))).message.contains("image_generate, transcribe, compute"));
         assert_eq!(err(with("start_at", json!("soon"))).field, "start_at");
         assert_eq!(err(with("start_at", json!(-5))).field, "start_at");
         assert_eq!(err(with("start_at", json!(NOW + 3_600_000))).field, "start_at");
@@ -498,6 +542,32 @@ mod tests {
         let old: GenerateSpec = serde_json::from_value(v).unwrap();
         assert_eq!((old.rank_by, old.min_effect_pct, old.prompt_nonce.as_deref()), (Metric::DecodeTokS, 2.0, None));
         assert_eq!(old.request_prompt(0, false), "p");
+    }
+
+    #[test]
+    fn workload_specs_decode_validate_and_round_trip() {
+        let image = JobSpec::from_json(
+            &json!({"test_type": "image_generate", "prompt": "a fox", "checkpoint": "sd15.safetensors", "steps": 4}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((image.test_type(), image.models()), (TestType::ImageGenerate, vec!["sd15.safetensors".to_owned()]));
+        let compute = JobSpec::from_json(&json!({"test_type": "compute", "n": 1000, "threads": 2}), NOW).unwrap();
+        assert!(compute.models().is_empty());
+        for spec in [image, compute] {
+            let back: JobSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+            assert_eq!(back, spec);
+        }
+        let e = err(json!({"test_type": "image_generate", "prompt": "p", "stpes": 4}));
+        assert_eq!(e.field, "stpes");
+        let e = err(json!({"test_type": "image_generate", "prompt": "p", "steps": "many"}));
+        assert_eq!(e.field, "steps");
+        let e = err(json!({"test_type": "compute", "threads": 0}));
+        assert!(e.field == "threads" && e.message.contains("from 1 to 1024"), "{e}");
+        let e = err(json!({"test_type": "transcribe", "model": "tiny.en"}));
+        assert_eq!(e.field, "audio_b64");
+        let e = err(json!({"test_type": "compute", "start_at": NOW + 3_600_000}));
+        assert_eq!(e.field, "start_at");
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Jobs {
             Event::RequestDone(r) if !r.warmup => v.requests.push(r.metrics.clone()),
             Event::JobDone(d) => {
                 v.status = JobStatus::Done;
-                v.aggregate = Some(d.aggregate.clone());
+                v.aggregate = d.llm().map(|l| l.aggregate.clone());
             }
             Event::SweepDone(_) => v.status = JobStatus::Done,
             Event::JobError(e) => {

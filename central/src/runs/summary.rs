@@ -182,7 +182,9 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
                 compare::Settings { rank_by: g.rank_by, min_effect_pct: g.min_effect_pct, temperature: g.temperature };
             (g.rank_by, Some(compare::compare(&inputs, settings)))
         }
-        JobSpec::LlmSweep(_) => (Metric::default(), None),
+        JobSpec::LlmSweep(_) | JobSpec::ImageGenerate(_) | JobSpec::Transcribe(_) | JobSpec::Compute(_) => {
+            (Metric::default(), None)
+        }
     };
     assign_ranks(&mut machines, rank_by, &rank_means(comparison.as_ref(), rank_by));
     let winner = comparison.as_ref().and_then(|c| c.winner.machine_id.clone());
