@@ -194,7 +194,10 @@ impl AgentConfig {
         if !e.kind.is_llm() {
             return Err(invalid(
                 "engine.kind",
-                format!("must be ollama, openai or mock (an LLM engine), got {}; image and speech servers go under image_engine / speech_engine", e.kind),
+                format!(
+                    "must be ollama, openai or mock (an LLM engine), got {}; image and speech servers go under image_engine / speech_engine",
+                    e.kind
+                ),
             ));
         }
         for (key, value) in [

@@ -166,7 +166,9 @@ pub fn build(settings: &EngineSettings) -> Arc<dyn Engine> {
         ),
         // Config validation refuses the non-LLM kinds for `engine:`; a caller that builds one
         // anyway gets the mock, which labels every result `mock`.
-        EngineKind::Mock | EngineKind::Comfyui | EngineKind::Agent => Arc::new(mock::MockEngine::new(settings.mock.clone())),
+        EngineKind::Mock | EngineKind::Comfyui | EngineKind::Agent => {
+            Arc::new(mock::MockEngine::new(settings.mock.clone()))
+        }
     }
 }
 

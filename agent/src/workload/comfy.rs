@@ -48,10 +48,12 @@ pub async fn probe(eng: &ImageEngine) -> Probe {
     let version = stats.text().await.ok().and_then(|b| wire::parse_version(&b));
     let info = eng.request(Method::GET, "/object_info/CheckpointLoaderSimple").send().await;
     let (models, error) = match info {
-        Ok(r) if r.status().is_success() => match r.text().await.map_err(|e| e.to_string()).and_then(|b| wire::parse_checkpoints(&b)) {
-            Ok(m) => (m, None),
-            Err(e) => (Vec::new(), Some(e)),
-        },
+        Ok(r) if r.status().is_success() => {
+            match r.text().await.map_err(|e| e.to_string()).and_then(|b| wire::parse_checkpoints(&b)) {
+                Ok(m) => (m, None),
+                Err(e) => (Vec::new(), Some(e)),
+            }
+        }
         Ok(r) => (Vec::new(), Some(format!("GET /object_info/CheckpointLoaderSimple answered {}", r.status()))),
         Err(e) => (Vec::new(), Some(bench_shared::error_chain(&e))),
     };
@@ -111,7 +113,9 @@ pub async fn run_prompt(
     let mut socket = match connect(eng, &client_id).await {
         Ok(s) => Some(s),
         Err(e) => {
-            notes.push(format!("no live progress: the ComfyUI WebSocket could not be opened ({e}); the result was read from /history"));
+            notes.push(format!(
+                "no live progress: the ComfyUI WebSocket could not be opened ({e}); the result was read from /history"
+            ));
             None
         }
     };
@@ -119,14 +123,24 @@ pub async fn run_prompt(
     let body = json!({"prompt": graph, "client_id": client_id});
     let t_submit = Instant::now();
     let deadline = t_submit + Duration::from_secs_f64(eng.settings.timeout_s);
-    let resp = eng.request(Method::POST, "/prompt").json(&body).send().await.map_err(|e| Failure::http(&e, index, "POST /prompt"))?;
+    let resp = eng
+        .request(Method::POST, "/prompt")
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| Failure::http(&e, index, "POST /prompt"))?;
     let status = resp.status();
     let text = resp.text().await.map_err(|e| Failure::http(&e, index, "POST /prompt"))?;
     if !status.is_success() {
         return Err(refused(index, status.as_u16(), &text));
     }
     let accepted: wire::PromptAccepted = serde_json::from_str(&text).map_err(|e| {
-        Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, format!("unreadable POST /prompt answer ({e})"))
+        Failure::new(
+            ErrorKind::Protocol,
+            ImageErrorCategory::Protocol,
+            index,
+            format!("unreadable POST /prompt answer ({e})"),
+        )
     })?;
     let prompt_id = accepted.prompt_id;
     let mut track = Track::default();
@@ -196,13 +210,23 @@ pub async fn run_prompt(
         ));
     }
     if history.images.is_empty() {
-        return Err(Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, format!("prompt {prompt_id} finished without output images")));
+        return Err(Failure::new(
+            ErrorKind::Protocol,
+            ImageErrorCategory::Protocol,
+            index,
+            format!("prompt {prompt_id} finished without output images"),
+        ));
     }
     let mut images = Vec::new();
     for img in &history.images {
         let kind = if img.kind.is_empty() { "output" } else { img.kind.as_str() };
         let mut view = reqwest::Url::parse(&eng.url("/view")).map_err(|e| {
-            Failure::new(ErrorKind::Internal, ImageErrorCategory::Engine, index, format!("bad image_engine.base_url: {e}"))
+            Failure::new(
+                ErrorKind::Internal,
+                ImageErrorCategory::Engine,
+                index,
+                format!("bad image_engine.base_url: {e}"),
+            )
         })?;
         view.query_pairs_mut()
             .append_pair("filename", &img.filename)
@@ -214,11 +238,21 @@ pub async fn run_prompt(
             .await
             .map_err(|e| Failure::http(&e, index, "GET /view"))?;
         if !resp.status().is_success() {
-            return Err(Failure::new(ErrorKind::EngineError, ImageErrorCategory::Engine, index, format!("GET /view {} answered {}", img.filename, resp.status())));
+            return Err(Failure::new(
+                ErrorKind::EngineError,
+                ImageErrorCategory::Engine,
+                index,
+                format!("GET /view {} answered {}", img.filename, resp.status()),
+            ));
         }
         let bytes = resp.bytes().await.map_err(|e| Failure::http(&e, index, "GET /view"))?.to_vec();
         let ct = super::store::sniff_content_type(&bytes).ok_or_else(|| {
-            Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, format!("GET /view {} is not a PNG, JPEG or WebP image", img.filename))
+            Failure::new(
+                ErrorKind::Protocol,
+                ImageErrorCategory::Protocol,
+                index,
+                format!("GET /view {} is not a PNG, JPEG or WebP image", img.filename),
+            )
         })?;
         let info = eng.store.save(&img.filename, bytes, ct, true).await.map_err(|e| {
             Failure::new(ErrorKind::Internal, ImageErrorCategory::Engine, index, format!("cannot store the image: {e}"))
@@ -327,7 +361,14 @@ fn on_text(
     Ok(())
 }
 
-async fn on_preview(eng: &ImageEngine, frame: &[u8], index: u32, spec: &ImageSpec, track: &mut Track, events: &JobEvents) {
+async fn on_preview(
+    eng: &ImageEngine,
+    frame: &[u8],
+    index: u32,
+    spec: &ImageSpec,
+    track: &mut Track,
+    events: &JobEvents,
+) {
     let Some((format, image)) = wire::parse_binary(frame) else { return };
     let Some((step, _)) = track.last_progress else { return };
     let due = track.last_preview_step.is_none_or(|last| step >= last + eng.settings.preview_every_steps);
@@ -364,7 +405,8 @@ async fn on_preview(eng: &ImageEngine, frame: &[u8], index: u32, spec: &ImageSpe
 fn refused(index: u32, status: u16, body: &str) -> Failure {
     let r = wire::parse_refusal(status, body);
     let kind = if r.missing_checkpoint { ErrorKind::ModelNotFound } else { ErrorKind::EngineError };
-    let (node_id, node_type) = r.nodes.first().map(|(id, class, _)| (Some(id.clone()), Some(class.clone()))).unwrap_or_default();
+    let (node_id, node_type) =
+        r.nodes.first().map(|(id, class, _)| (Some(id.clone()), Some(class.clone()))).unwrap_or_default();
     let mut f = Failure::new(kind, ImageErrorCategory::Validation, index, r.describe());
     if let Failure::Error { error, .. } = &mut f {
         error.node_id = node_id;
@@ -375,7 +417,14 @@ fn refused(index: u32, status: u16, body: &str) -> Failure {
 
 fn exec_failure(index: u32, interrupted: bool, e: &wire::ExecError) -> Failure {
     let (category, message) = if interrupted {
-        (ImageErrorCategory::Interrupted, format!("ComfyUI interrupted the prompt at node {} ({})", e.node_id.as_deref().unwrap_or("?"), e.node_type.as_deref().unwrap_or("unknown class")))
+        (
+            ImageErrorCategory::Interrupted,
+            format!(
+                "ComfyUI interrupted the prompt at node {} ({})",
+                e.node_id.as_deref().unwrap_or("?"),
+                e.node_type.as_deref().unwrap_or("unknown class")
+            ),
+        )
     } else {
         (ImageErrorCategory::Execution, format!("ComfyUI: {}", e.describe()))
     };
@@ -394,10 +443,16 @@ async fn read_history(eng: &ImageEngine, index: u32, prompt_id: &str) -> Result<
         .await
         .map_err(|e| Failure::http(&e, index, "GET /history"))?;
     if !resp.status().is_success() {
-        return Err(Failure::new(ErrorKind::EngineError, ImageErrorCategory::Engine, index, format!("GET /history answered {}", resp.status())));
+        return Err(Failure::new(
+            ErrorKind::EngineError,
+            ImageErrorCategory::Engine,
+            index,
+            format!("GET /history answered {}", resp.status()),
+        ));
     }
     let body = resp.text().await.map_err(|e| Failure::http(&e, index, "GET /history"))?;
-    wire::parse_history(prompt_id, &body).map_err(|e| Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, e))
+    wire::parse_history(prompt_id, &body)
+        .map_err(|e| Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, e))
 }
 
 /// Takes the prompt off the queue (or interrupts it when it runs), best effort.
@@ -432,6 +487,9 @@ async fn timed_out(eng: &ImageEngine, index: u32, prompt_id: &str, track: &Track
         ErrorKind::Timeout,
         ImageErrorCategory::Timeout,
         index,
-        format!("ComfyUI did not finish prompt {prompt_id} within {:.0} s (image_engine.timeout_s): {where_}; the prompt was withdrawn", eng.settings.timeout_s),
+        format!(
+            "ComfyUI did not finish prompt {prompt_id} within {:.0} s (image_engine.timeout_s): {where_}; the prompt was withdrawn",
+            eng.settings.timeout_s
+        ),
     )
 }

@@ -207,7 +207,11 @@ struct ErrorObject {
 /// Decodes a refused `POST /prompt` answer (ComfyUI: 400 with `error` and `node_errors`).
 pub fn parse_refusal(status: u16, body: &str) -> Refusal {
     let Ok(parsed) = serde_json::from_str::<RefusalBody>(body) else {
-        return Refusal { message: format!("HTTP {status}: {}", short(body)), nodes: Vec::new(), missing_checkpoint: false };
+        return Refusal {
+            message: format!("HTTP {status}: {}", short(body)),
+            nodes: Vec::new(),
+            missing_checkpoint: false,
+        };
     };
     let message = match parsed.error {
         Some(Value::String(s)) => s,
@@ -247,7 +251,8 @@ pub fn parse_refusal(status: u16, body: &str) -> Refusal {
 
 impl Refusal {
     pub fn describe(&self) -> String {
-        let nodes: Vec<String> = self.nodes.iter().map(|(id, class, what)| format!("node {id} ({class}): {what}")).collect();
+        let nodes: Vec<String> =
+            self.nodes.iter().map(|(id, class, what)| format!("node {id} ({class}): {what}")).collect();
         if nodes.is_empty() {
             format!("ComfyUI refused the prompt: {}", self.message)
         } else {
@@ -314,14 +319,13 @@ pub fn parse_history(prompt_id: &str, body: &str) -> Result<Option<History>, Str
             .then(|| serde_json::from_value::<ExecError>(data.clone()).ok().map(|e| (interrupted, e)))
             .flatten()
     });
-    let images =
-        entry.outputs.into_values().flat_map(|o| o.images).filter(|i| i.kind.is_empty() || i.kind == "output").collect();
-    Ok(Some(History {
-        status: status.status_str.unwrap_or_default(),
-        completed: status.completed,
-        images,
-        error,
-    }))
+    let images = entry
+        .outputs
+        .into_values()
+        .flat_map(|o| o.images)
+        .filter(|i| i.kind.is_empty() || i.kind == "output")
+        .collect();
+    Ok(Some(History { status: status.status_str.unwrap_or_default(), completed: status.completed, images, error }))
 }
 
 /// The checkpoint names of `GET /object_info/CheckpointLoaderSimple`
@@ -411,11 +415,25 @@ mod tests {
 
     #[test]
     fn websocket_messages_as_comfyui_sends_them() {
-        let m = WsMessage::parse(r#"{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 2}}, "sid": "abc"}}"#).unwrap();
-        assert!(matches!(m, WsMessage::Status(StatusData { status: Some(StatusInner { exec_info: Some(ExecInfo { queue_remaining: Some(2) }) }) })));
-        let m = WsMessage::parse(r#"{"type": "executing", "data": {"node": null, "display_node": null, "prompt_id": "p1"}}"#).unwrap();
+        let m = WsMessage::parse(
+            r#"{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 2}}, "sid": "abc"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            WsMessage::Status(StatusData {
+                status: Some(StatusInner { exec_info: Some(ExecInfo { queue_remaining: Some(2) }) })
+            })
+        ));
+        let m = WsMessage::parse(
+            r#"{"type": "executing", "data": {"node": null, "display_node": null, "prompt_id": "p1"}}"#,
+        )
+        .unwrap();
         assert_eq!(m, WsMessage::Executing(Executing { node: None, prompt_id: Some("p1".into()) }));
-        let m = WsMessage::parse(r#"{"type": "progress", "data": {"value": 3, "max": 20, "prompt_id": "p1", "node": "5"}}"#).unwrap();
+        let m = WsMessage::parse(
+            r#"{"type": "progress", "data": {"value": 3, "max": 20, "prompt_id": "p1", "node": "5"}}"#,
+        )
+        .unwrap();
         assert_eq!(m.prompt_id(), Some("p1"));
         let m = WsMessage::parse(r#"{"type": "execution_error", "data": {"prompt_id": "p1", "node_id": "5", "node_type": "KSampler", "executed": [], "exception_message": "CUDA out of memory", "exception_type": "torch.OutOfMemoryError", "traceback": []}}"#).unwrap();
         let WsMessage::ExecutionError(e) = m else { panic!() };
@@ -466,7 +484,8 @@ mod tests {
 
     #[test]
     fn checkpoints_old_and_new_shapes() {
-        let old = r#"{"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["a.safetensors", "b.ckpt"]]}}}}"#;
+        let old =
+            r#"{"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["a.safetensors", "b.ckpt"]]}}}}"#;
         assert_eq!(parse_checkpoints(old).unwrap(), ["a.safetensors", "b.ckpt"]);
         let new = r#"{"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": ["COMBO", {"options": ["c.safetensors"]}]}}}}"#;
         assert_eq!(parse_checkpoints(new).unwrap(), ["c.safetensors"]);
@@ -476,10 +495,14 @@ mod tests {
     #[test]
     fn graph_carries_the_spec() {
         let spec: ImageSpec = serde_json::from_value(json!({"prompt": "fox", "negative_prompt": "blur", "seed": 7,
-            "steps": 4, "width": 256, "height": 320, "sampler": "DPM++ 2M Karras", "num_images": 2})).unwrap();
+            "steps": 4, "width": 256, "height": 320, "sampler": "DPM++ 2M Karras", "num_images": 2}))
+        .unwrap();
         let g = txt2img_graph(&spec, 1, "sd15.safetensors");
         assert_eq!(g["5"]["inputs"]["seed"], 8);
-        assert_eq!((g["5"]["inputs"]["sampler_name"].as_str(), g["5"]["inputs"]["scheduler"].as_str()), (Some("dpmpp_2m"), Some("karras")));
+        assert_eq!(
+            (g["5"]["inputs"]["sampler_name"].as_str(), g["5"]["inputs"]["scheduler"].as_str()),
+            (Some("dpmpp_2m"), Some("karras"))
+        );
         assert_eq!((g["4"]["inputs"]["width"].as_u64(), g["4"]["inputs"]["batch_size"].as_u64()), (Some(256), Some(2)));
         assert_eq!(g["3"]["inputs"]["text"], "blur");
         assert_eq!(g["1"]["inputs"]["ckpt_name"], "sd15.safetensors");

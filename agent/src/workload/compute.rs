@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bench_shared::event::{Event, JobError, ErrorKind};
+use bench_shared::event::{ErrorKind, Event, JobError};
 use bench_shared::workload::compute::{self, ComputeDone, ComputeJobDone, ComputeLine, ComputeSpec};
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +67,16 @@ pub async fn run(spec: ComputeSpec, events: &JobEvents, cancel: &CancellationTok
     let line = |repeat_index: u32, line: String| events.emit(Event::ComputeLine(ComputeLine { line, repeat_index }));
     let mut done: Vec<ComputeDone> = Vec::new();
     for r in 0..spec.repeat {
-        line(r, format!("Compute: count primes ≤ {} on {} thread(s), repeat {}/{}", spec.n, spec.threads, r + 1, spec.repeat));
+        line(
+            r,
+            format!(
+                "Compute: count primes ≤ {} on {} thread(s), repeat {}/{}",
+                spec.n,
+                spec.threads,
+                r + 1,
+                spec.repeat
+            ),
+        );
         let shared = Arc::new(Shared {
             next: AtomicU64::new(0),
             done: AtomicU64::new(0),
@@ -113,12 +122,22 @@ pub async fn run(spec: ComputeSpec, events: &JobEvents, cancel: &CancellationTok
         {
             return Err(Failure::Error(JobError {
                 kind: ErrorKind::Internal,
-                message: format!("repeat {r} counted {result} primes, repeat 0 counted {}: this machine computes wrongly", first.result),
+                message: format!(
+                    "repeat {r} counted {result} primes, repeat 0 counted {}: this machine computes wrongly",
+                    first.result
+                ),
                 repeat_index: Some(r),
             }));
         }
         let d = ComputeDone::new(r, n, threads, result, wall_ms);
-        line(r, format!("Primes: {result} | elapsed: {:.3} s | {:.3e} integers/s", wall_ms / 1000.0, d.ops_per_s.unwrap_or(0.0)));
+        line(
+            r,
+            format!(
+                "Primes: {result} | elapsed: {:.3} s | {:.3e} integers/s",
+                wall_ms / 1000.0,
+                d.ops_per_s.unwrap_or(0.0)
+            ),
+        );
         events.emit(Event::ComputeDone(d.clone()));
         done.push(d);
     }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bench_shared::event::{ErrorKind, Event, JobError};
-use bench_shared::workload::image::{ImageComplete, ImageEngineKind, ImageError, ImageErrorCategory, ImageJobDone, ImageSpec};
+use bench_shared::workload::image::{
+    ImageComplete, ImageEngineKind, ImageError, ImageErrorCategory, ImageJobDone, ImageSpec,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::config::ImageEngineSettings;
@@ -18,7 +20,10 @@ use crate::jobs::JobEvents;
 pub enum Failure {
     Cancelled,
     /// The `image_error` to publish and the `job_error` kind that follows it.
-    Error { kind: ErrorKind, error: ImageError },
+    Error {
+        kind: ErrorKind,
+        error: ImageError,
+    },
 }
 
 impl Failure {
@@ -60,6 +65,7 @@ pub struct ImageEngine {
 
 impl ImageEngine {
     pub fn new(settings: ImageEngineSettings, store: ImageStore) -> Arc<Self> {
+        bench_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs_f64(settings.connect_timeout_s))
             .build()
@@ -96,11 +102,13 @@ impl ImageEngine {
                 ImageEngineKind::Openai => super::openai_images::probe(self).await,
             }
         };
-        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| Probe::unreachable(format!(
-            "image engine at {} did not answer within {:.0} s",
-            self.base_url(),
-            limit.as_secs_f64()
-        )))
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Probe::unreachable(format!(
+                "image engine at {} did not answer within {:.0} s",
+                self.base_url(),
+                limit.as_secs_f64()
+            ))
+        })
     }
 
     /// The cached status, refreshed when older than the cache's bound (or when `force`).
@@ -110,7 +118,12 @@ impl ImageEngine {
 
     /// Runs every repeat of `spec`, publishing the image events; the result is the job's
     /// `job_done`, or the failure (its `image_error` not yet published).
-    pub async fn run(&self, spec: &ImageSpec, events: &JobEvents, cancel: &CancellationToken) -> Result<ImageJobDone, Failure> {
+    pub async fn run(
+        &self,
+        spec: &ImageSpec,
+        events: &JobEvents,
+        cancel: &CancellationToken,
+    ) -> Result<ImageJobDone, Failure> {
         let mut done: Vec<ImageComplete> = Vec::new();
         for index in 0..spec.repeat {
             let one = match self.kind() {

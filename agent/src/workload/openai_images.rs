@@ -47,10 +47,24 @@ struct ModelEntry {
 /// Reachable? (any HTTP answer) and the models of `GET /v1/models` where it lists them.
 pub async fn probe(eng: &ImageEngine) -> Probe {
     match eng.request(Method::GET, "/v1/models").send().await {
-        Err(e) => Probe::unreachable(format!("image engine unreachable at {}: {}", eng.base_url(), bench_shared::error_chain(&e))),
+        Err(e) => Probe::unreachable(format!(
+            "image engine unreachable at {}: {}",
+            eng.base_url(),
+            bench_shared::error_chain(&e)
+        )),
         Ok(r) if r.status().is_success() => match r.json::<Models>().await {
-            Ok(m) => Probe { reachable: true, version: None, models: m.data.into_iter().map(|d| d.id).collect(), error: None },
-            Err(e) => Probe { reachable: true, version: None, models: Vec::new(), error: Some(format!("unreadable /v1/models: {e}")) },
+            Ok(m) => Probe {
+                reachable: true,
+                version: None,
+                models: m.data.into_iter().map(|d| d.id).collect(),
+                error: None,
+            },
+            Err(e) => Probe {
+                reachable: true,
+                version: None,
+                models: Vec::new(),
+                error: Some(format!("unreadable /v1/models: {e}")),
+            },
         },
         Ok(r) => Probe {
             reachable: true,
@@ -63,7 +77,8 @@ pub async fn probe(eng: &ImageEngine) -> Probe {
 
 /// The server's own seconds per image, where it reports them.
 async fn engine_s_per_image(eng: &ImageEngine) -> Option<f64> {
-    let r = tokio::time::timeout(Duration::from_secs(2), eng.request(Method::GET, "/metrics").send()).await.ok()?.ok()?;
+    let r =
+        tokio::time::timeout(Duration::from_secs(2), eng.request(Method::GET, "/metrics").send()).await.ok()?.ok()?;
     if !r.status().is_success() {
         return None;
     }
@@ -124,8 +139,12 @@ pub async fn generate(
     };
     if !status.is_success() {
         let text = String::from_utf8_lossy(&bytes);
-        return Err(Failure::new(ErrorKind::EngineError, ImageErrorCategory::Engine, index,
-            format!("POST /v1/images/generations answered {status}: {}", text.chars().take(300).collect::<String>())));
+        return Err(Failure::new(
+            ErrorKind::EngineError,
+            ImageErrorCategory::Engine,
+            index,
+            format!("POST /v1/images/generations answered {status}: {}", text.chars().take(300).collect::<String>()),
+        ));
     }
     let answer: Generated = serde_json::from_slice(&bytes).map_err(|e| {
         Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, format!("unreadable images answer: {e}"))
@@ -134,13 +153,28 @@ pub async fn generate(
     for (i, d) in answer.data.into_iter().enumerate() {
         use base64::Engine as _;
         let b64 = d.b64_json.ok_or_else(|| {
-            Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, "the images server answered without b64_json")
+            Failure::new(
+                ErrorKind::Protocol,
+                ImageErrorCategory::Protocol,
+                index,
+                "the images server answered without b64_json",
+            )
         })?;
         let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| {
-            Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, format!("b64_json is not base64: {e}"))
+            Failure::new(
+                ErrorKind::Protocol,
+                ImageErrorCategory::Protocol,
+                index,
+                format!("b64_json is not base64: {e}"),
+            )
         })?;
         let ct = super::store::sniff_content_type(&raw).ok_or_else(|| {
-            Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, "b64_json is not a PNG, JPEG or WebP image")
+            Failure::new(
+                ErrorKind::Protocol,
+                ImageErrorCategory::Protocol,
+                index,
+                "b64_json is not a PNG, JPEG or WebP image",
+            )
         })?;
         let ext = if ct == "image/jpeg" { "jpg" } else { ct.trim_start_matches("image/") };
         let info = eng.store.save(&format!("image_{index}_{i}.{ext}"), raw, ct, true).await.map_err(|e| {
@@ -149,10 +183,21 @@ pub async fn generate(
         images.push(info);
     }
     if images.is_empty() {
-        return Err(Failure::new(ErrorKind::Protocol, ImageErrorCategory::Protocol, index, "the images server returned no image"));
+        return Err(Failure::new(
+            ErrorKind::Protocol,
+            ImageErrorCategory::Protocol,
+            index,
+            "the images server returned no image",
+        ));
     }
     let ms = t_end.duration_since(t0).as_secs_f64() * 1000.0;
-    let timing = ImageTiming { queue_latency_ms: None, gen_time_ms: ms, total_ms: ms, first_progress: None, last_progress: None };
+    let timing = ImageTiming {
+        queue_latency_ms: None,
+        gen_time_ms: ms,
+        total_ms: ms,
+        first_progress: None,
+        last_progress: None,
+    };
     let (steps_per_s, steps_per_s_source, s_per_image) = timing.rates(spec.steps, images.len() as u32);
     Ok(ImageComplete {
         repeat_index: index,

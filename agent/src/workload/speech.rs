@@ -89,6 +89,7 @@ struct Answer {
 
 impl SpeechEngine {
     pub fn new(settings: SpeechEngineSettings) -> Arc<Self> {
+        bench_shared::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs_f64(settings.connect_timeout_s))
             .build()
@@ -119,16 +120,23 @@ impl SpeechEngine {
                     bench_shared::error_chain(&e)
                 )),
                 Ok(r) if r.status().is_success() => match r.json::<Models>().await {
-                    Ok(m) if !m.data.is_empty() => {
-                        Probe { reachable: true, version: None, models: m.data.into_iter().map(|d| d.id).collect(), error: None }
-                    }
+                    Ok(m) if !m.data.is_empty() => Probe {
+                        reachable: true,
+                        version: None,
+                        models: m.data.into_iter().map(|d| d.id).collect(),
+                        error: None,
+                    },
                     _ => self.configured(Some("GET /v1/models listed no models".into())),
                 },
                 Ok(r) => self.configured(Some(format!("GET /v1/models answered {}", r.status()))),
             }
         };
         tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-            Probe::unreachable(format!("speech engine at {} did not answer within {:.0} s", self.base_url(), limit.as_secs_f64()))
+            Probe::unreachable(format!(
+                "speech engine at {} did not answer within {:.0} s",
+                self.base_url(),
+                limit.as_secs_f64()
+            ))
         })
     }
 
@@ -146,7 +154,12 @@ impl SpeechEngine {
     }
 
     /// Runs every repeat, publishing `transcribe_segment` (streamed text) and `transcribe_done`.
-    pub async fn run(&self, spec: &TranscribeSpec, events: &JobEvents, cancel: &CancellationToken) -> Result<TranscribeJobDone, Failure> {
+    pub async fn run(
+        &self,
+        spec: &TranscribeSpec,
+        events: &JobEvents,
+        cancel: &CancellationToken,
+    ) -> Result<TranscribeJobDone, Failure> {
         let (audio, format) = spec.audio_bytes().map_err(|e| err(ErrorKind::Internal, 0, e.to_string()))?;
         let header_s = speech::audio_duration_s(&audio);
         let mut done = Vec::new();
@@ -165,7 +178,10 @@ impl SpeechEngine {
                 (Some(s), _) => (Some(s), Some(AudioSource::Header)),
                 (None, Some(d)) => (Some(d), Some(AudioSource::Engine)),
                 (None, None) => {
-                    notes.push("audio_s unknown: an MP3 states no duration and the server reported none (rtfx null)".to_owned());
+                    notes.push(
+                        "audio_s unknown: an MP3 states no duration and the server reported none (rtfx null)"
+                            .to_owned(),
+                    );
                     (None, None)
                 }
             };
@@ -219,7 +235,12 @@ impl SpeechEngine {
             form = form.text("stream", "true");
         }
         let t0 = Instant::now();
-        let resp = self.request(Method::POST, "/v1/audio/transcriptions").multipart(form).send().await.map_err(|e| http_err(&e, index))?;
+        let resp = self
+            .request(Method::POST, "/v1/audio/transcriptions")
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| http_err(&e, index))?;
         let status = resp.status();
         let sse = resp
             .headers()
@@ -233,8 +254,19 @@ impl SpeechEngine {
             .is_some_and(|v| v.contains("json"));
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
-            let kind = if status == reqwest::StatusCode::NOT_FOUND { ErrorKind::ModelNotFound } else { ErrorKind::EngineError };
-            return Err(err(kind, index, format!("POST /v1/audio/transcriptions answered {status}: {}", body.chars().take(300).collect::<String>())));
+            let kind = if status == reqwest::StatusCode::NOT_FOUND {
+                ErrorKind::ModelNotFound
+            } else {
+                ErrorKind::EngineError
+            };
+            return Err(err(
+                kind,
+                index,
+                format!(
+                    "POST /v1/audio/transcriptions answered {status}: {}",
+                    body.chars().take(300).collect::<String>()
+                ),
+            ));
         }
         if sse {
             return read_stream(resp, t0, index, events).await;
@@ -243,7 +275,8 @@ impl SpeechEngine {
         let wall_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let text = String::from_utf8_lossy(&body);
         let piece = if json_ct || text.trim_start().starts_with('{') {
-            serde_json::from_str::<Piece>(&text).map_err(|e| err(ErrorKind::Protocol, index, format!("unreadable transcription answer: {e}")))?
+            serde_json::from_str::<Piece>(&text)
+                .map_err(|e| err(ErrorKind::Protocol, index, format!("unreadable transcription answer: {e}")))?
         } else {
             Piece { text: Some(text.trim().to_owned()), ..Piece::default() }
         };
@@ -276,7 +309,8 @@ async fn read_stream(resp: reqwest::Response, t0: Instant, index: u32, events: &
             if data.is_empty() || data == "[DONE]" {
                 continue;
             }
-            let p: Piece = serde_json::from_str(data).map_err(|e| err(ErrorKind::Protocol, index, format!("unreadable streamed event ({e}): {data}")))?;
+            let p: Piece = serde_json::from_str(data)
+                .map_err(|e| err(ErrorKind::Protocol, index, format!("unreadable streamed event ({e}): {data}")))?;
             let done_event = p.kind.as_deref().is_some_and(|k| k.ends_with(".done"));
             if p.language.is_some() {
                 answer.language = p.language.clone();

@@ -44,14 +44,20 @@ impl ImageStore {
 
     /// Stores `bytes` (of `content_type`) and describes them; `inline` also puts them in the
     /// description as base64 when small enough.
-    pub async fn save(&self, filename: &str, bytes: Vec<u8>, content_type: &str, inline: bool) -> std::io::Result<ImageInfo> {
+    pub async fn save(
+        &self,
+        filename: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        inline: bool,
+    ) -> std::io::Result<ImageInfo> {
         use base64::Engine as _;
         let image_id = uuid::Uuid::new_v4().to_string();
         let ext = EXTENSIONS.iter().find(|(_, ct)| *ct == content_type).map_or("png", |(e, _)| *e);
         let path = self.dir.join(format!("{image_id}.{ext}"));
         let sha256 = sha256_hex(&bytes);
-        let preview_b64 =
-            (inline && bytes.len() <= MAX_INLINE_BYTES).then(|| base64::engine::general_purpose::STANDARD.encode(&bytes));
+        let preview_b64 = (inline && bytes.len() <= MAX_INLINE_BYTES)
+            .then(|| base64::engine::general_purpose::STANDARD.encode(&bytes));
         let size_bytes = bytes.len() as u64;
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -63,7 +69,14 @@ impl ImageStore {
         })
         .await
         .map_err(std::io::Error::other)??;
-        Ok(ImageInfo { image_id, filename: filename.to_owned(), content_type: content_type.to_owned(), size_bytes, sha256, preview_b64 })
+        Ok(ImageInfo {
+            image_id,
+            filename: filename.to_owned(),
+            content_type: content_type.to_owned(),
+            size_bytes,
+            sha256,
+            preview_b64,
+        })
     }
 
     /// The file and content type of `image_id`; `None` for an id that is not a UUID or not kept.

@@ -17,3 +17,4 @@ mod real_engine;
 mod security;
 mod sweep;
 mod websocket;
+mod workloads;

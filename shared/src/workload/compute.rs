@@ -270,7 +270,8 @@ mod tests {
         let d = ComputeDone::new(0, 1_000_000, 2, 78_498, 500.0);
         assert_eq!(d.ops_per_s, Some(2_000_000.0));
         assert_eq!(d.primes_per_sec, Some(156_996.0));
-        let spec = ComputeSpec { n: 1_000_000, threads: 2, repeat: 2, algorithm: Algorithm::SegmentedSieve, start_at: None };
+        let spec =
+            ComputeSpec { n: 1_000_000, threads: 2, repeat: 2, algorithm: Algorithm::SegmentedSieve, start_at: None };
         let job = ComputeJobDone::from_repeats(&spec, &[d.clone(), ComputeDone::new(1, 1_000_000, 2, 78_498, 1000.0)]);
         assert_eq!(job.ops_per_s, Some(1_500_000.0));
         assert_eq!((job.wall_ms, job.result, job.repeats), (750.0, 78_498, 2));

@@ -117,18 +117,26 @@ impl ImageSpec {
             return Err(FieldError::new("cfg", "must be a number from 0 to 100"));
         }
         check_range("cfg", self.cfg, 0.0, 100.0, "a number")?;
-        let name_ok = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let name_ok =
+            |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !name_ok(&self.sampler) && !SAMPLER_LABELS.iter().any(|(l, _, _)| *l == self.sampler) {
             let labels: Vec<&str> = SAMPLER_LABELS.iter().map(|(l, _, _)| *l).collect();
             return Err(FieldError::new(
                 "sampler",
-                format!("must be a ComfyUI sampler name (euler, dpmpp_2m, …) or one of {}, got {:?}", labels.join(", "), self.sampler),
+                format!(
+                    "must be a ComfyUI sampler name (euler, dpmpp_2m, …) or one of {}, got {:?}",
+                    labels.join(", "),
+                    self.sampler
+                ),
             ));
         }
         if let Some(s) = &self.scheduler
             && !name_ok(s)
         {
-            return Err(FieldError::new("scheduler", format!("must be a ComfyUI scheduler name (normal, karras, …), got {s:?}")));
+            return Err(FieldError::new(
+                "scheduler",
+                format!("must be a ComfyUI scheduler name (normal, karras, …), got {s:?}"),
+            ));
         }
         check_range("num_images", self.num_images, 1, MAX_NUM_IMAGES, "an integer")?;
         check_range("repeat", self.repeat, 1, crate::job::MAX_REPEAT as u32, "an integer")?;
@@ -149,7 +157,8 @@ impl ImageSpec {
             Some((_, s, sch)) => ((*s).to_owned(), Some(*sch)),
             None => (self.sampler.clone(), None),
         };
-        let scheduler = self.scheduler.clone().or(label_scheduler.map(str::to_owned)).unwrap_or_else(|| "normal".into());
+        let scheduler =
+            self.scheduler.clone().or(label_scheduler.map(str::to_owned)).unwrap_or_else(|| "normal".into());
         (sampler, scheduler)
     }
 
@@ -539,7 +548,8 @@ mod tests {
         let a = spec(json!({"prompt": "p", "checkpoint": "c"})).settings();
         let b = spec(json!({"prompt": "other prompt", "checkpoint": "c"})).settings();
         assert!(a.differences(&b).is_empty(), "the prompt is the run's, not a per-machine setting");
-        let c = spec(json!({"prompt": "p", "checkpoint": "d", "width": 768, "seed": 3, "sampler": "Euler a"})).settings();
+        let c =
+            spec(json!({"prompt": "p", "checkpoint": "d", "width": 768, "seed": 3, "sampler": "Euler a"})).settings();
         assert_eq!(a.differences(&c), ["checkpoint", "resolution", "sampler", "seed"]);
     }
 

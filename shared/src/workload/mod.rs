@@ -34,7 +34,10 @@ pub fn decode_spec<T: DeserializeOwned>(body: &serde_json::Map<String, Value>) -
         };
         if let Some(name) = quoted("unknown field ") {
             let accepted = inner.split_once(", expected ").map(|(_, a)| a).unwrap_or("");
-            FieldError::new(name, format!("unknown field; expected {}", accepted.trim_end_matches(" at line 0 column 0")))
+            FieldError::new(
+                name,
+                format!("unknown field; expected {}", accepted.trim_end_matches(" at line 0 column 0")),
+            )
         } else if let Some(name) = quoted("missing field ") {
             FieldError::new(name, "is required")
         } else {

@@ -87,7 +87,10 @@ impl TranscribeSpec {
                 ));
             }
             None if self.audio.is_none() => {
-                return Err(FieldError::new("audio", "is required: an asset id from GET /api/assets/audio, or audio_b64"));
+                return Err(FieldError::new(
+                    "audio",
+                    "is required: an asset id from GET /api/assets/audio, or audio_b64",
+                ));
             }
             None => {}
         }
@@ -119,7 +122,11 @@ pub fn check_asset_id(field: &str, id: &str) -> Result<(), FieldError> {
         && id.len() <= 64
         && !id.starts_with('.')
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok { Ok(()) } else { Err(FieldError::new(field, format!("must be an asset id (letters, digits, '-', '_', '.'), got {id:?}"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, format!("must be an asset id (letters, digits, '-', '_', '.'), got {id:?}")))
+    }
 }
 
 /// The audio container, from the file's first bytes.
