@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// A text frame of ComfyUI's WebSocket.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WsMessage {
     Status(StatusData),
     ExecutionStart(PromptRef),
@@ -22,8 +21,16 @@ pub enum WsMessage {
     ExecutionSuccess(PromptRef),
     ExecutionError(ExecError),
     ExecutionInterrupted(ExecError),
-    #[serde(other)]
+    /// A type this client does not use (custom nodes send their own).
     Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -107,7 +114,21 @@ impl ExecError {
 impl WsMessage {
     /// Decodes a text frame; a frame that is not `{type, data}` JSON is an error.
     pub fn parse(text: &str) -> Result<WsMessage, String> {
-        serde_json::from_str(text).map_err(|e| format!("unreadable ComfyUI WebSocket message ({e}): {}", short(text)))
+        let bad = |e: serde_json::Error| format!("unreadable ComfyUI WebSocket message ({e}): {}", short(text));
+        let raw: RawMessage = serde_json::from_str(text).map_err(bad)?;
+        let d = raw.data;
+        Ok(match raw.kind.as_str() {
+            "status" => WsMessage::Status(serde_json::from_value(d).map_err(bad)?),
+            "execution_start" => WsMessage::ExecutionStart(serde_json::from_value(d).map_err(bad)?),
+            "execution_cached" => WsMessage::ExecutionCached(serde_json::from_value(d).map_err(bad)?),
+            "executing" => WsMessage::Executing(serde_json::from_value(d).map_err(bad)?),
+            "progress" => WsMessage::Progress(serde_json::from_value(d).map_err(bad)?),
+            "executed" => WsMessage::Executed(serde_json::from_value(d).map_err(bad)?),
+            "execution_success" => WsMessage::ExecutionSuccess(serde_json::from_value(d).map_err(bad)?),
+            "execution_error" => WsMessage::ExecutionError(serde_json::from_value(d).map_err(bad)?),
+            "execution_interrupted" => WsMessage::ExecutionInterrupted(serde_json::from_value(d).map_err(bad)?),
+            _ => WsMessage::Other,
+        })
     }
 
     /// The prompt the message is about, when it says.
