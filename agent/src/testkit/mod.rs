@@ -10,4 +10,4 @@ pub mod png;
 pub mod prometheus;
 pub mod raw_http;
 
-pub use local_engine::{LOCAL_MODEL, local_engine_url};
+pub use local_engine::{LOCAL_MODEL, LOCAL_SPEECH_MODEL, local_engine_url, local_speech_url};
