@@ -540,5 +540,32 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!cfg.machine_id.is_empty());
         assert_eq!(cfg.runtime_sampler, SamplerConfig { enabled: true, interval_s: 1.0, buffer_len: 120 });
+        assert_eq!((cfg.image_engine, cfg.speech_engine), (None, None));
+    }
+
+    #[test]
+    fn image_and_speech_engines() {
+        use bench_shared::workload::image::ImageEngineKind;
+        let cfg = parse(
+            "machine_id: m\nollama_base_url: http://127.0.0.1:11434\n\
+             image_engine: {kind: comfyui, base_url: 'http://127.0.0.1:8188', timeout_s: 30}\n\
+             speech_engine: {kind: openai, base_url: 'http://127.0.0.1:8092', models: [whisper-tiny.en]}\n",
+        )
+        .unwrap();
+        let img = cfg.image_engine.unwrap();
+        assert_eq!((img.kind, img.timeout_s, img.preview_every_steps), (ImageEngineKind::Comfyui, 30.0, 2));
+        assert_eq!(cfg.speech_engine.unwrap().models, ["whisper-tiny.en"]);
+        let bad = |extra: &str| {
+            parse(&format!("machine_id: m\nollama_base_url: http://127.0.0.1:11434\n{extra}")).unwrap_err().to_string()
+        };
+        assert!(bad("image_engine: {kind: comfyui, base_url: 'ftp://x'}").contains("image_engine.base_url"));
+        assert!(bad("image_engine: {kind: dalle, base_url: 'http://x'}").contains("dalle"));
+        assert!(
+            bad("speech_engine: {kind: openai, base_url: 'http://x', request_timeout_s: 0}")
+                .contains("speech_engine.request_timeout_s")
+        );
+        assert!(bad("speech_engine: {kind: openai, base_url: 'http://x', modles: []}").contains("modles"));
+        let e = parse("machine_id: m\nengine: {kind: comfyui, base_url: 'http://x'}\n").unwrap_err().to_string();
+        assert!(e.contains("engine.kind") && e.contains("image_engine"), "{e}");
     }
 }

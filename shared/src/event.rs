@@ -251,6 +251,8 @@ pub struct JobDone {
 /// is how a reader tells them apart (an LLM result has none, as from every older agent).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
+// Boxed where it travels (`Event::JobDone(Box<JobResult>)`); one per job.
+#[allow(clippy::large_enum_variant)]
 pub enum JobResult {
     Llm(JobDone),
     Image(ImageJobDone),

@@ -347,10 +347,11 @@ async fn execute(f: &Fake, q: Queued) {
         }
         send(f, client, "progress", json!({"value": step, "max": steps, "prompt_id": id, "node": "5"}));
         send_preview(f, client, crate::testkit::png::seeded_png(seed ^ u64::from(step), 16, 16));
-        if text.contains("DROP_SOCKET") && step == steps.div_ceil(2) {
-            if let Some(tx) = bench_shared::sync::lock(&f.inner).sockets.get(client) {
-                let _ = tx.send(None);
-            }
+        if text.contains("DROP_SOCKET")
+            && step == steps.div_ceil(2)
+            && let Some(tx) = bench_shared::sync::lock(&f.inner).sockets.get(client)
+        {
+            let _ = tx.send(None);
         }
     }
     send(f, client, "executing", json!({"node": "6", "display_node": "6", "prompt_id": id}));

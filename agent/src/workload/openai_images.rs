@@ -87,7 +87,7 @@ async fn engine_s_per_image(eng: &ImageEngine) -> Option<f64> {
         return v.get("avg_seconds_per_image").and_then(serde_json::Value::as_f64);
     }
     // Prometheus text: `avg_seconds_per_image 3.2`.
-    body.lines().find_map(|l| l.strip_prefix("avg_seconds_per_image")?.trim().split_whitespace().last()?.parse().ok())
+    body.lines().find_map(|l| l.strip_prefix("avg_seconds_per_image")?.split_whitespace().last()?.parse().ok())
 }
 
 /// Runs repeat `index` as one request.
