@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bench_shared::event::{Envelope, Event, JobResult};
-use bench_shared::job::JobSpec;
+use bench_shared::job::{JobSpec, Spec};
 use bench_shared::workload::compute::{Algorithm, ComputeSpec};
 use bench_shared::workload::image::{ImageInfo, ImageSpec};
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,7 @@ fn decode<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, 
 /// `POST /api/comfy/txt2img`, `POST /api/image/start`.
 pub async fn txt2img(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
     let b: Txt2Img = decode(body)?;
-    let spec = ImageSpec {
+    let mut spec = ImageSpec {
         prompt: b.prompt,
         negative_prompt: String::new(),
         checkpoint: Some(b.checkpoint),
@@ -298,7 +298,7 @@ pub async fn compute(State(state): State<AppState>, JsonBody(body): JsonBody) ->
     {
         return Err(ApiError::bad("job_id", "must be 1 to 64 letters, digits, '-' or '_'"));
     }
-    let spec =
+    let mut spec =
         ComputeSpec { n: b.n, threads: b.threads, repeat: 1, algorithm: Algorithm::SegmentedSieve, start_at: None };
     spec.validate(now_ms())?;
     let sub = state.hub.subscribe(); // before submitting: the terminal event cannot be missed

@@ -16,6 +16,7 @@ mod history;
 mod machine_telemetry;
 mod manners;
 mod races;
+mod replay;
 mod security;
 mod support;
 mod sweeps;

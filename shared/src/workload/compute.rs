@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_range, check_start_at, per_second};
-use crate::job::{FieldError, TestType};
+use super::{check_start_at, per_second};
+use crate::job::{FieldError, Rule, Spec, TestType};
 use crate::metrics::Summary;
 
 /// Largest `n`.
@@ -60,11 +60,19 @@ fn one() -> u32 {
     1
 }
 
-impl ComputeSpec {
-    pub fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
-        check_range("n", self.n, 2, MAX_N, "an integer")?;
-        check_range("threads", self.threads, 1, MAX_THREADS, "an integer")?;
-        check_range("repeat", self.repeat, 1, crate::job::MAX_REPEAT as u32, "an integer")?;
+impl Spec for ComputeSpec {
+    const RULES: &'static [(&'static str, Rule)] = &[
+        ("n", Rule::UInt { min: 2, max: MAX_N }),
+        ("threads", Rule::UInt { min: 1, max: MAX_THREADS as u64 }),
+        ("repeat", Rule::UInt { min: 1, max: crate::job::MAX_REPEAT }),
+        ("algorithm", Rule::OneOf(&["segmented_sieve"])),
+        ("start_at", Rule::StartAt),
+    ];
+
+    fn validate(&mut self, now_ms: u64) -> Result<(), FieldError> {
+        Self::check_uint("n", self.n)?;
+        Self::check_uint("threads", self.threads.into())?;
+        Self::check_uint("repeat", self.repeat.into())?;
         check_start_at(self.start_at, now_ms)
     }
 }
@@ -255,12 +263,12 @@ mod tests {
 
     #[test]
     fn spec_defaults_and_ranges() {
-        let s: ComputeSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        let mut s: ComputeSpec = serde_json::from_value(serde_json::json!({})).unwrap();
         assert_eq!((s.n, s.threads, s.repeat), (10_000_000, 1, 1));
         assert!(s.validate(0).is_ok());
-        let bad = ComputeSpec { threads: 0, ..s.clone() };
+        let mut bad = ComputeSpec { threads: 0, ..s.clone() };
         assert_eq!(bad.validate(0).unwrap_err().field, "threads");
-        let bad = ComputeSpec { n: 1, ..s.clone() };
+        let mut bad = ComputeSpec { n: 1, ..s.clone() };
         let e = bad.validate(0).unwrap_err();
         assert!(e.field == "n" && e.message.contains("from 2 to 100000000000"), "{e}");
     }

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{check_range, check_start_at, check_text, per_second};
-use crate::job::{FieldError, TestType};
+use crate::job::{FieldError, Rule, Spec, TestType};
 use crate::metrics::Summary;
 
 /// An image at most this large (bytes) also travels inline (base64) in its event.
@@ -92,8 +92,26 @@ fn one() -> u32 {
     1
 }
 
-impl ImageSpec {
-    pub fn validate(&self, now_ms: u64) -> Result<(), FieldError> {
+impl Spec for ImageSpec {
+    const RULES: &'static [(&'static str, Rule)] = &[
+        ("prompt", Rule::Prompt),
+        ("negative_prompt", Rule::Prompt),
+        ("checkpoint", Rule::Model),
+        ("model", Rule::Model),
+        ("seed", Rule::UInt { min: 0, max: u64::MAX }),
+        ("steps", Rule::UInt { min: 1, max: MAX_STEPS as u64 }),
+        ("width", Rule::UInt { min: 64, max: 4096 }),
+        ("height", Rule::UInt { min: 64, max: 4096 }),
+        ("cfg", Rule::Float { min: 0.0, max: 100.0 }),
+        ("sampler", Rule::Text),
+        ("scheduler", Rule::Text),
+        ("num_images", Rule::UInt { min: 1, max: MAX_NUM_IMAGES as u64 }),
+        ("repeat", Rule::UInt { min: 1, max: crate::job::MAX_REPEAT }),
+        ("start_at", Rule::StartAt),
+        ("run_id", Rule::Text),
+    ];
+
+    fn validate(&mut self, now_ms: u64) -> Result<(), FieldError> {
         check_text("prompt", &self.prompt, crate::job::MAX_PROMPT_BYTES, false)?;
         check_text("negative_prompt", &self.negative_prompt, crate::job::MAX_PROMPT_BYTES, true)?;
         for (field, v) in [("checkpoint", &self.checkpoint), ("model", &self.model)] {
@@ -145,7 +163,9 @@ impl ImageSpec {
         }
         check_start_at(self.start_at, now_ms)
     }
+}
 
+impl ImageSpec {
     /// The checkpoint asked for (`checkpoint`, else `model`).
     pub fn checkpoint_name(&self) -> Option<&str> {
         self.checkpoint.as_deref().or(self.model.as_deref())
@@ -515,7 +535,7 @@ mod tests {
 
     #[test]
     fn defaults_labels_and_seeds() {
-        let s = spec(json!({"prompt": "a fox", "checkpoint": "sd15.safetensors"}));
+        let mut s = spec(json!({"prompt": "a fox", "checkpoint": "sd15.safetensors"}));
         assert_eq!((s.steps, s.width, s.height, s.num_images, s.repeat), (20, 512, 512, 1, 1));
         assert!(s.validate(0).is_ok());
         assert_eq!(s.sampler_and_scheduler(), ("euler".into(), "normal".into()));

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{check_range, check_start_at, check_text, per_second};
-use crate::job::{FieldError, TestType};
+use crate::job::{FieldError, Rule, Spec, TestType};
 use crate::metrics::Summary;
 
 /// Largest audio file, bytes (the OpenAI API's limit).
@@ -59,9 +59,29 @@ fn yes() -> bool {
     true
 }
 
+impl Spec for TranscribeSpec {
+    const RULES: &'static [(&'static str, Rule)] = &[
+        ("model", Rule::Model),
+        ("audio", Rule::Text),
+        ("audio_b64", Rule::Text),
+        ("language", Rule::Text),
+        ("repeat", Rule::UInt { min: 1, max: crate::job::MAX_REPEAT }),
+        ("reference_text", Rule::Text),
+        ("stream", Rule::Bool),
+        ("temperature", Rule::Float { min: 0.0, max: 1.0 }),
+        ("start_at", Rule::StartAt),
+    ];
+
+    /// As the agent takes it: the audio itself (`audio_b64`) must be there.
+    fn validate(&mut self, now_ms: u64) -> Result<(), FieldError> {
+        self.check(now_ms, true)
+    }
+}
+
 impl TranscribeSpec {
-    /// Checks every field; on the agent (`need_audio`) the audio itself must be there.
-    pub fn validate(&self, now_ms: u64, need_audio: bool) -> Result<(), FieldError> {
+    /// Checks every field; `need_audio` (on the agent) wants the audio itself, where central
+    /// also takes an asset id (`audio`) it then turns into `audio_b64`.
+    pub fn check(&self, now_ms: u64, need_audio: bool) -> Result<(), FieldError> {
         check_text("model", &self.model, 256, false)?;
         check_range("repeat", self.repeat, 1, crate::job::MAX_REPEAT as u32, "an integer")?;
         check_range("temperature", self.temperature, 0.0, 1.0, "a number")?;
@@ -463,13 +483,13 @@ mod tests {
         let spec: TranscribeSpec =
             serde_json::from_value(serde_json::json!({"model": "tiny.en", "audio_b64": b64})).unwrap();
         assert!(spec.stream && spec.repeat == 1);
-        assert!(spec.validate(0, true).is_ok());
+        assert!(spec.check(0, true).is_ok());
         let no_audio = TranscribeSpec { audio_b64: None, audio: Some("fox".into()), ..spec.clone() };
-        assert_eq!(no_audio.validate(0, true).unwrap_err().field, "audio_b64");
-        assert!(no_audio.validate(0, false).is_ok(), "central resolves the asset id");
+        assert_eq!(no_audio.check(0, true).unwrap_err().field, "audio_b64");
+        assert!(no_audio.check(0, false).is_ok(), "central resolves the asset id");
         let junk = TranscribeSpec { audio_b64: Some("PGh0bWw+".into()), ..spec.clone() };
-        assert_eq!(junk.validate(0, true).unwrap_err().field, "audio_b64");
+        assert_eq!(junk.check(0, true).unwrap_err().field, "audio_b64");
         let traversal = TranscribeSpec { audio: Some("../etc/passwd".into()), ..spec.clone() };
-        assert_eq!(traversal.validate(0, true).unwrap_err().field, "audio");
+        assert_eq!(traversal.check(0, true).unwrap_err().field, "audio");
     }
 }
