@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use bench_shared::workload::image::{ImageInfo, MAX_INLINE_BYTES};
-use sha2::{Digest, Sha256};
 
 /// Images kept; older ones are removed when a new one is stored.
 pub const KEEP_IMAGES: usize = 512;
@@ -31,11 +30,7 @@ pub fn sniff_content_type(b: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Hex SHA-256.
-pub fn sha256_hex(b: &[u8]) -> String {
-    let digest = Sha256::digest(b);
-    digest.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use bench_shared::workload::sha256_hex;
 
 impl ImageStore {
     pub fn new(results_dir: &Path) -> Self {

@@ -139,8 +139,53 @@ impl RunTask {
         self.clients.get(machine_id).cloned().expect("actions only name dispatched machines")
     }
 
+    /// Fetches the images of an `image_complete` from the agent and stores them under the run's
+    /// `images/` folder, each checked against the SHA-256 the agent reported (a mismatch is
+    /// logged and the file not kept).
+    fn store_images(&self, machine_id: &str, done: &bench_shared::workload::image::ImageComplete) {
+        let client = self.client(machine_id);
+        let (store, run_id, machine_id) = (self.store.clone(), self.run_id.clone(), machine_id.to_owned());
+        let images: Vec<(String, String, String)> = done
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let name = summary::stored_image_name(&machine_id, done.repeat_index, i, &img.content_type);
+                (img.image_id.clone(), img.sha256.clone(), name)
+            })
+            .collect();
+        tokio::spawn(async move {
+            for (image_id, sha256, name) in images {
+                let bytes = match client.image(&image_id).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(run_id, machine_id, image_id, "cannot fetch the image: {e}");
+                        continue;
+                    }
+                };
+                let got = bench_shared::workload::sha256_hex(&bytes);
+                if got != sha256 {
+                    tracing::warn!(run_id, machine_id, image_id, expected = sha256, got, "image hash mismatch: not kept");
+                    continue;
+                }
+                let store = store.clone();
+                let (run, n) = (run_id.clone(), name.clone());
+                match tokio::task::spawn_blocking(move || store.write_image(&run, &n, &bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(run_id, name, "cannot store the image: {e}"),
+                    Err(e) => tracing::warn!(run_id, name, "image writer failed: {e}"),
+                }
+            }
+        });
+    }
+
     /// Stores, relays and folds one line.
     fn record(&mut self, machine_id: &str, line: StoredLine) {
+        if let StoredLine::Agent(r) = &line
+            && let Decoded::Known(Event::ImageComplete(done)) = &r.received.event
+        {
+            self.store_images(machine_id, done);
+        }
         let feed = line.line();
         self.writer.append(feed.text.to_string());
         self.hub.publish(feed);

@@ -45,6 +45,12 @@ pub(crate) fn check_text(field: &str, value: &str, max_bytes: usize, allow_empty
 
 pub(crate) use crate::job::check_start_at;
 
+/// Hex SHA-256 of `bytes` (image hashes: the agent reports them, central checks what it stores).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A rate `count / (ms / 1000)`; `None` when the time is not positive or either is not finite.
 pub fn per_second(count: f64, ms: f64) -> Option<f64> {
     (count.is_finite() && ms.is_finite() && ms > 0.0).then(|| count / (ms / 1000.0))
