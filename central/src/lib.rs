@@ -15,6 +15,7 @@
 //! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
 
 pub mod agent_client;
+pub mod assets;
 pub mod api;
 pub mod auth;
 pub mod cli;
