@@ -30,9 +30,7 @@ pub struct AudioAsset {
 
 /// Every asset of the embedded set.
 pub fn audio_assets() -> Vec<AudioAsset> {
-    Audio::get("index.json")
-        .and_then(|f| serde_json::from_slice(&f.data).ok())
-        .unwrap_or_default()
+    Audio::get("index.json").and_then(|f| serde_json::from_slice(&f.data).ok()).unwrap_or_default()
 }
 
 /// The asset `id` and its bytes.

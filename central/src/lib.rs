@@ -15,8 +15,8 @@
 //! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
 
 pub mod agent_client;
-pub mod assets;
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn an_audio_asset_becomes_the_file_and_its_reference() {
-        let r = parse(&json!({"test_type": "transcribe", "model": "w", "audio": "fox", "repeat": 3}), NOW, &[]).unwrap();
+        let r =
+            parse(&json!({"test_type": "transcribe", "model": "w", "audio": "fox", "repeat": 3}), NOW, &[]).unwrap();
         let JobSpec::Transcribe(t) = &r.spec else { panic!() };
         assert_eq!(t.reference_text.as_deref(), Some("The quick brown fox jumps over the lazy dog."));
         let (bytes, _) = t.audio_bytes().unwrap();

@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 
-use bench_shared::compare::{self, Comparison, MachineInput, Metric};
-use bench_shared::run::StoredImage;
 use bench_shared::compare::workload::{WorkloadComparison, WorkloadInput, compare_workload};
+use bench_shared::compare::{self, Comparison, MachineInput, Metric};
 use bench_shared::event::{Decoded, Event, JobDone, JobResult, Received};
 use bench_shared::feed::{CentralEvent, StoredLine};
 use bench_shared::job::JobSpec;
 use bench_shared::metrics::TokenChannel;
+use bench_shared::run::StoredImage;
 use bench_shared::run::{MachineRecord, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks};
 use bench_shared::sweep::SweepDone;
 use serde::Serialize;
@@ -285,8 +285,7 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
 /// Ranks by the mean of the race's first metric (an order, not a verdict).
 fn assign_workload_ranks(machines: &mut [MachineSummary], wc: &WorkloadComparison) {
     let Some((metric, stats)) = wc.stats.first() else { return };
-    let mut means: Vec<(&str, f64)> =
-        stats.iter().filter_map(|s| s.mean.map(|m| (s.machine_id.as_str(), m))).collect();
+    let mut means: Vec<(&str, f64)> = stats.iter().filter_map(|s| s.mean.map(|m| (s.machine_id.as_str(), m))).collect();
     means.sort_by(|a, b| {
         let o = a.1.total_cmp(&b.1);
         if metric.higher_is_better() { o.reverse() } else { o }

@@ -165,7 +165,14 @@ impl RunTask {
                 };
                 let got = bench_shared::workload::sha256_hex(&bytes);
                 if got != sha256 {
-                    tracing::warn!(run_id, machine_id, image_id, expected = sha256, got, "image hash mismatch: not kept");
+                    tracing::warn!(
+                        run_id,
+                        machine_id,
+                        image_id,
+                        expected = sha256,
+                        got,
+                        "image hash mismatch: not kept"
+                    );
                     continue;
                 }
                 let store = store.clone();

@@ -22,3 +22,4 @@ mod support;
 mod sweeps;
 mod tls;
 mod webdriver;
+mod workload_races;
