@@ -164,7 +164,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(config);
     match tls {
         Some(tls) => {
-            crate::serve(crate::tls::TlsListener::new(listener, tls)?, state, bench_server::shutdown_signal()).await?
+            crate::serve(bench_server::tls::TlsListener::new(listener, tls)?, state, bench_server::shutdown_signal())
+                .await?
         }
         None => crate::serve(listener, state, bench_server::shutdown_signal()).await?,
     }

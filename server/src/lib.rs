@@ -18,10 +18,15 @@
 //! - [`serve`]: the accept loop with its [`Limits`].
 //! - [`guard`]: Host / Origin / Content-Type checks, JSON 405s, token-free request logs, bearer parsing.
 //! - [`ws`]: the WebSocket subscriber cap and bounded socket buffers.
+//! - [`newline`]: the response layer that ends every JSON body with a newline.
+//! - [`tls`]: `https://` serving: a listener that completes TLS handshakes before axum sees a
+//!   connection (certificate files from config).
 //! - [`signal`]: the Ctrl-C / SIGTERM future both binaries shut down on.
 
 pub mod guard;
+pub mod newline;
 pub mod signal;
+pub mod tls;
 pub mod ws;
 
 pub use signal::shutdown_signal;

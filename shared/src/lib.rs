@@ -18,6 +18,7 @@
 //! - [`feed`]: what central sends browsers and stores: its own events ([`feed::CentralEvent`]) and
 //!   the agent events it relays, read back typed ([`feed::StoredLine`]).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`time`], [`fmt`], [`hash`]: wall-clock helpers, number formatting, stable hashing (one of each).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
@@ -31,13 +32,16 @@ pub mod engine;
 pub mod event;
 pub mod feed;
 pub mod fit;
+pub mod fmt;
 pub mod hardware;
+pub mod hash;
 pub mod job;
 pub mod metrics;
 pub mod run;
 pub mod runtime;
 pub mod sweep;
 pub mod sync;
+pub mod time;
 pub mod timeouts;
 pub mod tls;
 pub mod workload;

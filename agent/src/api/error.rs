@@ -3,10 +3,16 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bench_shared::api::{ErrorBody, LimitDetail};
 use bench_shared::job::FieldError;
-use serde_json::{Value, json};
 
 use crate::jobs::{CancelError, SubmitError};
+
+/// `detail` of a 429: the queue's length limit.
+#[derive(Debug, serde::Serialize)]
+struct QueueLimit {
+    queue_limit: usize,
+}
 
 /// Why a request failed, as the client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -46,22 +52,17 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> Value {
-        let mut body = json!({ "error": self.to_string() });
+    fn body(&self) -> ErrorBody {
+        let body = ErrorBody::new(self.to_string());
         match self {
-            ApiError::BadField { field, message } => {
-                body["field"] = json!(field);
-                body["detail"] = json!(message);
-            }
+            ApiError::BadField { field, message } => body.field(field.as_str()).detail(message),
             ApiError::UnknownModel { available, .. } => {
-                body["field"] = json!("model");
-                body["available"] = json!(available);
+                ErrorBody { available: Some(available.clone()), ..body.field("model") }
             }
-            ApiError::Submit(SubmitError::QueueFull { limit }) => body["detail"] = json!({ "queue_limit": limit }),
-            ApiError::PayloadTooLarge { limit_bytes } => body["detail"] = json!({ "limit_bytes": limit_bytes }),
-            _ => {}
+            ApiError::Submit(SubmitError::QueueFull { limit }) => body.detail(QueueLimit { queue_limit: *limit }),
+            ApiError::PayloadTooLarge { limit_bytes } => body.detail(LimitDetail { limit_bytes: *limit_bytes }),
+            _ => body,
         }
-        body
     }
 }
 

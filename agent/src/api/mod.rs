@@ -5,7 +5,6 @@
 //! - [`info`]: `GET /health`, `GET /time`, `GET /capabilities`.
 //! - [`jobs`]: `POST/GET /jobs`, `GET/DELETE /jobs/{id}`, `GET /jobs/{id}/events` (NDJSON).
 //! - [`ws`]: `GET /ws`, every event as one JSON text frame.
-//! - [`newline`]: every JSON response ends with a newline.
 //! - [`machine`]: `GET /api/agent/runtime_metrics`, `GET /metrics` (Prometheus), capability extras.
 //! - [`error`], [`extract`]: JSON errors `{"error", "field"?, "detail"?}` for every failure.
 
@@ -14,7 +13,6 @@ pub mod extract;
 pub mod info;
 pub mod jobs;
 pub mod machine;
-mod newline;
 pub mod state;
 pub mod workloads;
 pub mod ws;
@@ -63,7 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/time", get(info::time))
         .merge(protected)
         .fallback(not_found)
-        .layer(middleware::map_response(newline::json_newline))
+        .layer(middleware::map_response(bench_server::newline::json_newline))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES));
     guard::apply(app, policy).with_state(state)
 }

@@ -1,4 +1,4 @@
-//! Optional `https://` serving: a listener that completes TLS handshakes (rustls, ring provider)
+//! `https://` serving: a listener that completes TLS handshakes (rustls, ring provider)
 //! before axum sees a connection.
 //!
 //! Handshakes run in their own tasks with a time limit, so a client that connects and says
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// `tls:` in agent.yaml: serve `https://` (and `wss://`) with this certificate.
+/// `tls:` in a server's config (agent.yaml): serve `https://` (and `wss://`) with this certificate.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
