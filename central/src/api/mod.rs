@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs", get(runs::list).post(runs::create))
         .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))
         .route("/api/runs/{run_id}/events", get(runs::events))
+        .route("/api/runs/{run_id}/images/{name}", get(runs::image))
         .route("/api/runs/{run_id}/export.csv", get(export::csv))
         .route("/api/runs/{run_id}/export.json", get(export::json))
         .route("/api/compare", get(compare::runs))

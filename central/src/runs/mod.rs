@@ -301,6 +301,7 @@ impl RunManager {
             clients,
             state,
             on_done,
+            image_fetches: Vec::new(),
         };
         self.tasks.spawn(task.run(initial));
         (live, tx)
