@@ -159,6 +159,15 @@ impl AgentClient {
         self.read(&format!("GET {path}"), resp).await
     }
 
+    /// `GET /api/image/result/{image_id}`: an image the agent generated.
+    pub async fn image(&self, image_id: &str) -> Result<Vec<u8>, AgentError> {
+        if uuid::Uuid::parse_str(image_id).is_err() {
+            return Err(AgentError::Protocol(format!("image id {image_id:?} is not a UUID")));
+        }
+        let resp = self.send(self.request(reqwest::Method::GET, &format!("/api/image/result/{image_id}"))).await?;
+        Ok(resp.bytes().await.map_err(|e| self.map_err(e))?.to_vec())
+    }
+
     /// `GET /health` (the agent answers from its cached engine status). Without a configured
     /// protocol the answer's shape says which agent this is.
     pub async fn health(&self) -> Result<Health, AgentError> {

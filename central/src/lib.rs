@@ -17,6 +17,7 @@
 
 pub mod agent_client;
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -21,6 +21,7 @@ mod fairness;
 mod outputs;
 pub mod stats;
 mod verdict;
+pub mod workload;
 
 use serde::{Deserialize, Serialize};
 

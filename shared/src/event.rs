@@ -10,6 +10,9 @@ use crate::engine::EngineKind;
 use crate::job::TestType;
 use crate::metrics::{Aggregate, RequestMetrics, TokenChannel};
 use crate::sweep::{SweepDone, SweepProgress, SweepRow, SweepStarted};
+use crate::workload::compute::{ComputeDone, ComputeJobDone, ComputeLine};
+use crate::workload::image::{ImageComplete, ImageError, ImageJobDone, ImagePreview, ImageProgress, ImageStarted};
+use crate::workload::speech::{TranscribeDone, TranscribeJobDone, TranscribeSegment};
 
 /// One event as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,7 +127,8 @@ events! {
     JobStarted(JobStarted) = "job_started",
     LlmToken(LlmToken) = "llm_token",
     RequestDone(Box<RequestDone>) = "request_done",
-    JobDone(Box<JobDone>) = "job_done",
+    /// The job's figures over its repeats: the LLM figures, or a workload's ([`JobResult`]).
+    JobDone(Box<JobResult>) = "job_done",
     JobError(JobError) = "job_error",
     JobCancelled(JobCancelled) = "job_cancelled",
     SweepStarted(SweepStarted) = "sweep_started",
@@ -133,6 +137,15 @@ events! {
     SweepDone(Box<SweepDone>) = "sweep_done",
     /// One runtime sampler tick while the job runs (CPU, memory, GPUs).
     RuntimeMetrics(Box<crate::runtime::RuntimeSample>) = "runtime_metrics",
+    ImageStarted(ImageStarted) = "image_started",
+    ImageProgress(ImageProgress) = "image_progress",
+    ImagePreview(Box<ImagePreview>) = "image_preview",
+    ImageComplete(Box<ImageComplete>) = "image_complete",
+    ImageError(ImageError) = "image_error",
+    TranscribeSegment(TranscribeSegment) = "transcribe_segment",
+    TranscribeDone(Box<TranscribeDone>) = "transcribe_done",
+    ComputeLine(ComputeLine) = "compute_line",
+    ComputeDone(ComputeDone) = "compute_done",
 }
 
 impl Event {
@@ -311,6 +324,65 @@ impl JobDone {
     }
 }
 
+/// `job_done`'s payload: the text race's figures ([`JobDone`], bench-race's fields first) or a
+/// workload's. On the wire it is the struct itself; a workload's carries its `test_type`, which
+/// is how a reader tells them apart (an LLM result has none, as from every older agent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+// Boxed where it travels (`Event::JobDone(Box<JobResult>)`); one per job.
+#[allow(clippy::large_enum_variant)]
+pub enum JobResult {
+    Llm(JobDone),
+    Image(ImageJobDone),
+    Transcribe(TranscribeJobDone),
+    Compute(ComputeJobDone),
+}
+
+impl JobResult {
+    /// The text race's figures, if this is one.
+    pub fn llm(&self) -> Option<&JobDone> {
+        match self {
+            JobResult::Llm(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn test_type(&self) -> Option<TestType> {
+        match self {
+            JobResult::Llm(_) => None,
+            JobResult::Image(_) => Some(TestType::ImageGenerate),
+            JobResult::Transcribe(_) => Some(TestType::Transcribe),
+            JobResult::Compute(_) => Some(TestType::Compute),
+        }
+    }
+}
+
+impl From<JobDone> for JobResult {
+    fn from(d: JobDone) -> Self {
+        JobResult::Llm(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobResult {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let kind = v.get("test_type").and_then(|t| t.as_str()).map(str::to_owned);
+        // The path names the field at fault (`gen_tokens: invalid type …`).
+        fn read<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+            serde_path_to_error::deserialize(v).map_err(|e| e.to_string())
+        }
+        let r = match kind.as_deref() {
+            None | Some("llm_generate") => read(v).map(JobResult::Llm),
+            Some("image_generate") => read(v).map(JobResult::Image),
+            Some("transcribe") => read(v).map(JobResult::Transcribe),
+            Some("compute") => read(v).map(JobResult::Compute),
+            Some(other) => return Err(D::Error::custom(format!("job_done of unknown test_type {other:?}"))),
+        };
+        r.map_err(D::Error::custom)
+    }
+}
+
 /// Why a job failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -466,6 +538,23 @@ mod tests {
         assert_eq!(done.requests.len(), 3);
         let none = JobDone::from_requests("m", EngineKind::Mock, None, vec![], String::new(), None, vec![]);
         assert_eq!((none.token_source, none.repeats, none.ttft_ms), (None, 0, None));
+    }
+
+    #[test]
+    fn job_done_payloads_are_told_apart_by_test_type() {
+        use crate::workload::compute::{ComputeDone, ComputeJobDone, ComputeSpec};
+        let spec: ComputeSpec = serde_json::from_value(serde_json::json!({"n": 100})).unwrap();
+        let done = ComputeJobDone::from_repeats(&spec, &[ComputeDone::new(0, 100, 1, 25, 2.0)]);
+        let e = Event::JobDone(Box::new(JobResult::Compute(done)));
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!((v["type"].as_str(), v["payload"]["test_type"].as_str()), (Some("job_done"), Some("compute")));
+        assert_eq!(v["payload"]["result"], 25);
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        let Event::JobDone(r) = back else { panic!() };
+        assert_eq!((r.test_type(), r.llm().is_none()), (Some(TestType::Compute), true));
+        let bad = serde_json::json!({"type": "job_done", "payload": {"test_type": "teleport"}});
+        assert!(serde_json::from_value::<Event>(bad).unwrap_err().to_string().contains("teleport"));
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl OriginalRun {
             None,
             vec![NOTE.to_owned()],
         );
-        self.emit(Event::JobDone(Box::new(done)), now_s)
+        self.emit(Event::JobDone(Box::new(done.into())), now_s)
     }
 
     /// The job failed: `job_error` (nothing made up for the requests not answered).
@@ -315,6 +315,7 @@ mod tests {
         let seqs: Vec<u64> = out.iter().map(|e| e.env.seq).collect();
         assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
         let Decoded::Known(Event::JobDone(d)) = &out[7].event else { panic!() };
+        let d = d.llm().unwrap();
         assert_eq!((d.repeats, d.gen_tokens, d.ttft_ms), (2, 3, Some(120.0)), "warm-up excluded");
         assert_eq!(d.token_source, Some(TokenSource::Words));
         assert_eq!(d.output_text, "Hello there 1 ", "the first recorded repeat's text");
@@ -341,6 +342,7 @@ mod tests {
         run.request_done(mock, 11.0);
         let end = run.finish(12.0);
         let Decoded::Known(Event::JobDone(d)) = &end.event else { panic!() };
+        let d = d.llm().unwrap();
         assert_eq!(d.engine, EngineKind::Mock);
         assert!(d.fallback_reason.as_deref().unwrap().contains("ollama_unreachable"));
         assert!(run.fail(ErrorKind::Internal, "late".into(), 13.0).is_none(), "a finished job stays finished");

@@ -168,6 +168,8 @@ const OWN_KEYS: &[&str] = &[
     "engine_fingerprint",
     "client_ceiling",
     "client_ceiling_unavailable",
+    "image_engine",
+    "speech_engine",
 ];
 
 impl OriginalCapabilities {
@@ -244,6 +246,8 @@ impl OriginalCapabilities {
             engine_fingerprint: None,
             client_ceiling: None,
             client_ceiling_unavailable: Some("an original bench-race agent does not measure its client ceiling".into()),
+            image_engine: None,
+            speech_engine: None,
             legacy: None,
             extra: raw,
         }

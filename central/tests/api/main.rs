@@ -24,3 +24,4 @@ mod support;
 mod sweeps;
 mod tls;
 mod webdriver;
+mod workload_races;
