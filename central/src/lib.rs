@@ -10,6 +10,7 @@
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
+//! - [`original`]: racing original (Python) bench-race agents: their API read as ours, their jobs driven by central.
 //! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`auth`]: token, login page, sessions;
 //!   [`prom`]: Prometheus `/metrics`; [`report`]: a run as one self-contained HTML file.
 //! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line;
@@ -17,6 +18,7 @@
 
 pub mod agent_client;
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -24,6 +26,7 @@ pub mod config;
 pub mod fleet;
 pub mod gate;
 pub mod hub;
+pub mod original;
 pub mod pages;
 pub mod prom;
 pub mod report;

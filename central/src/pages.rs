@@ -38,6 +38,9 @@ pub enum NavItem {
     Sweep,
     Machines,
     Leaderboard,
+    Image,
+    Speech,
+    Compute,
 }
 
 impl NavItem {
@@ -49,6 +52,9 @@ impl NavItem {
             NavItem::Sweep => "sweep",
             NavItem::Machines => "machines",
             NavItem::Leaderboard => "leaderboard",
+            NavItem::Image => "image",
+            NavItem::Speech => "speech",
+            NavItem::Compute => "compute",
         };
         own == name
     }
@@ -95,6 +101,16 @@ pub struct LeaderboardPage {
     pub version: &'static str,
 }
 
+/// `/image`, `/speech`, `/compute`: the other races (one page, three modes).
+#[derive(Template, WebTemplate)]
+#[template(path = "workload.html")]
+pub struct WorkloadPage {
+    pub nav: NavItem,
+    pub version: &'static str,
+    pub title: &'static str,
+    pub mode: &'static str,
+}
+
 /// A prompt offered by the race page's "sample" buttons.
 #[derive(Debug)]
 pub struct SamplePrompt {
@@ -124,7 +140,14 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/machines", get(machines_page))
         .route("/sweep", get(sweep_page))
         .route("/leaderboard", get(leaderboard_page))
+        .route("/image", get(|| workload_page(NavItem::Image, "Image race", "image")))
+        .route("/speech", get(|| workload_page(NavItem::Speech, "Speech race", "speech")))
+        .route("/compute", get(|| workload_page(NavItem::Compute, "Compute race", "compute")))
         .route("/static/{*path}", get(static_file))
+}
+
+async fn workload_page(nav: NavItem, title: &'static str, mode: &'static str) -> Response {
+    with_page_headers(WorkloadPage { nav, version: env!("CARGO_PKG_VERSION"), title, mode })
 }
 
 async fn race_page() -> Response {

@@ -24,6 +24,7 @@ mod fairness;
 mod outputs;
 pub mod stats;
 mod verdict;
+pub mod workload;
 
 use serde::{Deserialize, Serialize};
 
@@ -157,6 +158,8 @@ pub struct MachineInput {
     pub output_text: Option<String>,
     /// `job_done.ceiling_ratio`: the measured decode rate ÷ the agent's client ceiling.
     pub ceiling_ratio: Option<f64>,
+    /// Whose client measured the figures: an original bench-race agent's are not ours.
+    pub protocol: crate::api::Protocol,
 }
 
 /// The run settings the comparison depends on.

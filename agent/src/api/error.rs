@@ -47,6 +47,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Submit(SubmitError::QueueFull { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Submit(SubmitError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Submit(SubmitError::DuplicateId(_)) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }

@@ -14,16 +14,18 @@ pub mod info;
 pub mod jobs;
 pub mod machine;
 pub mod state;
+pub mod workloads;
 pub mod ws;
 
 use axum::Router;
 use std::collections::HashMap;
 
+use crate::workload::compat;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use bench_server::guard::{self, bearer_token, constant_time_eq};
 
 use error::ApiError;
@@ -39,6 +41,15 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/api/agent/runtime_metrics", get(machine::runtime_metrics))
         .route("/metrics", get(machine::prometheus))
+        // The original bench-race's image and compute routes (see crate::workload::compat).
+        .route("/api/comfy/txt2img", post(compat::txt2img))
+        .route("/api/image/start", post(compat::txt2img))
+        .route("/api/image/job_status", get(compat::job_status))
+        .route("/api/image/jobs", get(compat::jobs))
+        .route("/api/image/result/{image_id}", get(compat::result))
+        .route("/api/comfy/health", get(compat::comfy_health))
+        .route("/api/comfy/checkpoints", get(compat::comfy_checkpoints))
+        .route("/api/compute", post(compat::compute))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let policy = guard::Policy {
         allowed_origins: state.config.allowed_origins.clone(),
@@ -59,7 +70,7 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
         "no route {} {}; see GET /health, /time, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws, \
-         /api/agent/runtime_metrics, /metrics",
+         /api/agent/runtime_metrics, /metrics, /api/comfy/*, /api/image/*, /api/compute",
         req.method(),
         req.uri().path()
     ))

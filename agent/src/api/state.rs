@@ -58,6 +58,10 @@ pub struct AppState {
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
+    /// The image server (`image_engine:`), when configured.
+    pub image: Option<Arc<crate::workload::image::ImageEngine>>,
+    /// The speech server (`speech_engine:`), when configured.
+    pub speech: Option<Arc<crate::workload::speech::SpeechEngine>>,
 }
 
 impl AppState {
@@ -88,7 +92,12 @@ impl AppState {
         let sampling = config.runtime_sampler.enabled.then(|| sampler.clone());
         let energy = Arc::new(EnergyMeter::new(Rapl::open(), sampling));
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
+        let store = crate::workload::store::ImageStore::new(&config.results_dir);
+        let image = config.image_engine.clone().map(|s| crate::workload::image::ImageEngine::new(s, store));
+        let speech = config.speech_engine.clone().map(crate::workload::speech::SpeechEngine::new);
         AppState {
+            image,
+            speech,
             ws_cap: bench_server::ws::SubscriberCap::new(config.ws_max_subscribers),
             config: Arc::new(config),
             engine_status: Arc::new(EngineStatusCache::new(engine.clone())),
@@ -132,6 +141,8 @@ impl AppState {
             energy: self.energy.clone(),
             ceiling: self.ceiling.clone(),
             measuring: self.measuring.clone(),
+            image: self.image.clone(),
+            speech: self.speech.clone(),
         }
     }
 

@@ -15,5 +15,7 @@ mod ollama;
 mod openai_engine;
 mod real_engine;
 mod security;
+mod speech_real;
 mod sweep;
 mod websocket;
+mod workloads;

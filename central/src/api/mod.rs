@@ -32,8 +32,9 @@ use bench_server::guard;
 
 use crate::AppState;
 
-/// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`); leave room for the JSON.
-pub const BODY_LIMIT_BYTES: usize = 3 * 1024 * 1024;
+/// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`), a `transcribe` run's own
+/// audio up to 25 MB as base64; leave room for the JSON.
+pub const BODY_LIMIT_BYTES: usize = 36 * 1024 * 1024;
 
 /// `POST /api/runs/import`: the one route whose body is a gzip'd bundle, up to
 /// [`bundle::BUNDLE_LIMIT_BYTES`].
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))
         .route("/api/runs/{run_id}/events", get(runs::events))
+        .route("/api/runs/{run_id}/images/{name}", get(runs::image))
         .route("/api/runs/{run_id}/export.csv", get(export::csv))
         .route("/api/runs/{run_id}/export.json", get(export::json))
         .route("/api/runs/{run_id}/report.html", get(report::html))
@@ -67,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/compare", get(compare::runs))
         .route("/api/leaderboard", get(leaderboard::show))
         .route("/api/ws", get(ws::upgrade))
+        .route("/api/assets/audio", get(crate::assets::list))
+        .route("/api/assets/audio/{id}", get(crate::assets::get))
         .merge(crate::pages::router())
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_oversized))

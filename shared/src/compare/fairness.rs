@@ -44,6 +44,8 @@ pub enum WarningKind {
     Drift,
     Throttled,
     ClientCeiling,
+    /// An original bench-race agent's figures beside this project's: other client, words for tokens.
+    MeasurementMismatch,
 }
 
 impl WarningKind {
@@ -61,6 +63,7 @@ impl WarningKind {
             WarningKind::Drift => "drift",
             WarningKind::Throttled => "throttled",
             WarningKind::ClientCeiling => "client_ceiling",
+            WarningKind::MeasurementMismatch => "measurement_mismatch",
         }
     }
 }
@@ -95,6 +98,7 @@ pub(crate) fn warnings(machines: &[Prepared<'_>]) -> Vec<Warning> {
     all.extend(drift(machines));
     all.extend(throttled(machines));
     all.extend(client_ceiling(machines));
+    all.extend(measurement_mismatch(machines));
     all
 }
 
@@ -115,6 +119,36 @@ pub(crate) fn client_ceiling(machines: &[Prepared<'_>]) -> Vec<Warning> {
                 ),
                 &[Metric::DecodeTokS, Metric::GenTokensPerS],
             ))
+        })
+        .collect()
+}
+
+/// The token rates an original bench-race agent measures, which this project's agent measures
+/// otherwise: its `gen_tokens` counts whitespace-separated words, so its rates are words/s.
+pub const WORD_COUNTED: [Metric; 4] =
+    [Metric::DecodeTokS, Metric::GenTokensPerS, Metric::PrefillTokS, Metric::TokensPerJ];
+
+/// An original bench-race agent's figures come from its own client (wall clock around its HTTP
+/// stream, text counted in words). Beside this project's agents its token rates are not
+/// comparable (TTFT and total time are, with the warning shown); among original agents only, the
+/// warning is informational.
+pub(crate) fn measurement_mismatch(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    let original = |m: &Prepared<'_>| m.input.protocol == crate::api::Protocol::Original;
+    let mixed = machines.iter().any(|m| !original(m));
+    machines
+        .iter()
+        .filter(|m| original(m))
+        .map(|m| {
+            let what = format!(
+                "{} is an original bench-race agent: its figures come from its own client (wall clock around its HTTP stream) and its gen_tokens counts words, not tokens",
+                m.label()
+            );
+            let (tail, affects): (&str, &[Metric]) = if mixed {
+                ("; its token rates are not comparable with a bench-race agent's (TTFT and total time are)", &WORD_COUNTED)
+            } else {
+                ("; rates are words per second", &[])
+            };
+            warn(WarningKind::MeasurementMismatch, m, format!("{what}{tail}"), affects)
         })
         .collect()
 }
