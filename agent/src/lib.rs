@@ -81,8 +81,7 @@ pub async fn serve<L>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));

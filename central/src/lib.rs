@@ -48,13 +48,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "bench-central listening on http://{addr}");
-    if !addr.ip().is_loopback() && state.access.config.token().is_none() {
-        tracing::warn!(
-            "SECURITY: listening on {addr} (reachable from other machines) without central.auth_token: anyone \
-             who can reach this port can start runs, delete results, read the live feed and drive your \
-             agents. Set central.auth_token in machines.yaml (or BENCH_CENTRAL_TOKEN), or bind to 127.0.0.1."
-        );
-    }
     let limits = state.access.config.limits();
     let cancel = state.cancel.clone();
     let runs = state.runs.clone();

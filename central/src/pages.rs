@@ -12,7 +12,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Extension, Path};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -57,6 +57,8 @@ impl NavItem {
 #[template(path = "race.html")]
 pub struct RacePage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
     pub sample_prompts: &'static [SamplePrompt],
 }
@@ -66,6 +68,8 @@ pub struct RacePage {
 #[template(path = "history.html")]
 pub struct HistoryPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -74,6 +78,8 @@ pub struct HistoryPage {
 #[template(path = "machines.html")]
 pub struct MachinesPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -82,6 +88,8 @@ pub struct MachinesPage {
 #[template(path = "sweep.html")]
 pub struct SweepPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -116,20 +124,26 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/static/{*path}", get(static_file))
 }
 
-async fn race_page() -> Response {
-    with_page_headers(RacePage { nav: NavItem::Race, version: VERSION, sample_prompts: SAMPLE_PROMPTS })
+/// Whether the request came with a browser session (set by [`crate::auth::require`]).
+fn session(login: Option<Extension<crate::auth::LoggedIn>>) -> bool {
+    login.is_some()
 }
 
-async fn history_page() -> Response {
-    with_page_headers(HistoryPage { nav: NavItem::History, version: VERSION })
+async fn race_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    let session = session(login);
+    with_page_headers(RacePage { nav: NavItem::Race, session, version: VERSION, sample_prompts: SAMPLE_PROMPTS })
 }
 
-async fn machines_page() -> Response {
-    with_page_headers(MachinesPage { nav: NavItem::Machines, version: VERSION })
+async fn history_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(HistoryPage { nav: NavItem::History, session: session(login), version: VERSION })
 }
 
-async fn sweep_page() -> Response {
-    with_page_headers(SweepPage { nav: NavItem::Sweep, version: VERSION })
+async fn machines_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(MachinesPage { nav: NavItem::Machines, session: session(login), version: VERSION })
+}
+
+async fn sweep_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(SweepPage { nav: NavItem::Sweep, session: session(login), version: VERSION })
 }
 
 /// A page with its security headers (CSP, nosniff, no referrer).

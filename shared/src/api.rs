@@ -239,6 +239,12 @@ pub struct AgentTime {
     pub now_unix_ms: f64,
 }
 
+/// `POST /logout` on the agent (central answers with a redirect to its login page).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoggedOut {
+    pub logged_out: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

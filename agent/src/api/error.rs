@@ -24,7 +24,10 @@ pub enum ApiError {
     Conflict(String),
     #[error(transparent)]
     Submit(#[from] SubmitError),
-    #[error("missing or wrong bearer token: send `Authorization: Bearer <auth_token>`")]
+    #[error(
+        "missing or wrong token: send `Authorization: Bearer <token>` (auth_token in agent.yaml, or the token the \
+         agent generated next to its config on first start beyond loopback)"
+    )]
     Unauthorized,
 }
 

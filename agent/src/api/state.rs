@@ -55,9 +55,19 @@ pub struct AppState {
     pub ceiling: Arc<watch::Sender<crate::calibrate::CeilingState>>,
     /// Held by the running job; calibration requests take it too, so the two never overlap.
     pub measuring: crate::calibrate::MeasuringGate,
+    /// Who may use the API: the token, browser sessions, wrong tokens per client address.
+    pub gate: Arc<bench_server::auth::Gate>,
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
+}
+
+/// The agent's session cookie, named after its machine (cookies are per host, not per port: two
+/// agents, or an agent and central, on one host must not overwrite each other's).
+pub fn session_cookie(machine_id: &str) -> String {
+    let id: String =
+        machine_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    format!("bench_agent_{id}")
 }
 
 impl AppState {
@@ -88,7 +98,16 @@ impl AppState {
         let sampling = config.runtime_sampler.enabled.then(|| sampler.clone());
         let energy = Arc::new(EnergyMeter::new(Rapl::open(), sampling));
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
+        let gate = Arc::new(match &config.auth_token {
+            Some(token) => bench_server::auth::Gate::with_token(
+                token,
+                &session_cookie(&config.machine_id),
+                Some(config.results_dir.join("sessions.json")),
+            ),
+            None => bench_server::auth::Gate::open(),
+        });
         AppState {
+            gate,
             ws_cap: bench_server::ws::SubscriberCap::new(config.ws_max_subscribers),
             config: Arc::new(config),
             engine_status: Arc::new(EngineStatusCache::new(engine.clone())),

@@ -23,7 +23,7 @@ pub async fn blocking<T: Send + 'static>(
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bench_server::guard;
 use serde_json::{Value, json};
@@ -39,11 +39,12 @@ pub fn router(state: AppState) -> Router {
     let policy = guard::Policy {
         allowed_origins: state.access.config.allowed_origins.clone(),
         allowed_hosts: state.access.config.allowed_hosts.clone(),
-        form_paths: vec!["/login"],
+        form_paths: vec!["/login", "/logout"],
     };
     let app = Router::new()
         .route("/health", get(health))
         .route("/login", get(crate::auth::login_page).post(crate::auth::login))
+        .route("/logout", post(crate::auth::logout))
         .route("/api/machines", get(machines::list))
         .route("/metrics", get(machines::prometheus))
         .route("/api/runs", get(runs::list).post(runs::create))
