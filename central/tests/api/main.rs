@@ -13,6 +13,7 @@ mod disk;
 mod fake_agent;
 mod faults;
 mod history;
+mod login;
 mod machine_telemetry;
 mod manners;
 mod races;

@@ -74,13 +74,14 @@ pub fn resolve(
         },
         AuthPlan::TokenFile(path) => {
             let (token, new) = load_or_create(path)?;
+            let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             let notice = if new {
                 let mut lines = vec![
                     format!(
                         "{server}: no token is configured and it listens on {bound} (reachable from other machines), \
                          so it generated one and requires it from every client, this machine included."
                     ),
-                    format!("  token file: {}  (only you can read it; delete it for a new token)", path.display()),
+                    format!("  token file: {}  (only you can read it; delete it for a new token)", shown.display()),
                 ];
                 for (i, url) in login_urls(scheme, bound, &token).iter().enumerate() {
                     let label = if i == 0 { "  login URL:  " } else { "              " };
@@ -96,7 +97,7 @@ pub fn resolve(
                 format!(
                     "{server}: listens on {bound} and requires the token in {} from every client (the login URL is \
                      {scheme}://<host>:{}/login?token=<that token>)",
-                    path.display(),
+                    shown.display(),
                     bound.port()
                 )
             };
