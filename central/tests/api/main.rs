@@ -12,6 +12,7 @@ mod config_file;
 mod disk;
 mod fake_agent;
 mod faults;
+mod flood;
 mod history;
 mod login;
 mod machine_telemetry;
