@@ -24,6 +24,8 @@ pub enum ApiError {
     Conflict(String),
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Pull(#[from] crate::pulls::PullRefused),
     #[error(
         "missing or wrong token: send `Authorization: Bearer <token>` (auth_token in agent.yaml, or the token the \
          agent generated next to its config on first start beyond loopback)"
@@ -45,6 +47,9 @@ impl ApiError {
             ApiError::Submit(SubmitError::QueueFull { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Submit(SubmitError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Pull(crate::pulls::PullRefused::Unsupported { .. }) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Pull(crate::pulls::PullRefused::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Pull(crate::pulls::PullRefused::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -61,6 +66,13 @@ impl ApiError {
             }
             ApiError::Submit(SubmitError::QueueFull { limit }) => body["detail"] = json!({ "queue_limit": limit }),
             ApiError::PayloadTooLarge { limit_bytes } => body["detail"] = json!({ "limit_bytes": limit_bytes }),
+            ApiError::Pull(crate::pulls::PullRefused::Unsupported { kind }) => {
+                body["field"] = json!("engine");
+                body["detail"] = json!({ "engine": kind });
+            }
+            ApiError::Pull(crate::pulls::PullRefused::Busy { running }) => {
+                body["detail"] = json!({ "running": running, "max_pulls": crate::pulls::MAX_PULLS });
+            }
             _ => {}
         }
         body

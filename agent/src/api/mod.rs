@@ -7,6 +7,7 @@
 //! - [`ws`]: `GET /ws`, every event as one JSON text frame.
 //! - [`newline`]: every JSON response ends with a newline.
 //! - [`machine`]: `GET /api/agent/runtime_metrics`, `GET /metrics` (Prometheus), capability extras.
+//! - [`models`]: `POST /api/models/pull` (Ollama pulls a model; events like a job's).
 //! - [`login`]: the token check of every protected route, `GET /login?token=`, `POST /logout`.
 //! - [`error`], [`extract`]: JSON errors `{"error", "field"?, "detail"?}` for every failure.
 
@@ -16,6 +17,7 @@ pub mod info;
 pub mod jobs;
 pub mod login;
 pub mod machine;
+pub mod models;
 mod newline;
 pub mod state;
 pub mod ws;
@@ -39,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/api/agent/runtime_metrics", get(machine::runtime_metrics))
         .route("/metrics", get(machine::prometheus))
+        .route("/api/models/pull", post(models::pull))
         .route_layer(middleware::from_fn_with_state(state.clone(), login::require));
     let policy = guard::Policy {
         allowed_origins: state.config.allowed_origins.clone(),

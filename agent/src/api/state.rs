@@ -55,6 +55,8 @@ pub struct AppState {
     pub ceiling: Arc<watch::Sender<crate::calibrate::CeilingState>>,
     /// Held by the running job; calibration requests take it too, so the two never overlap.
     pub measuring: crate::calibrate::MeasuringGate,
+    /// Model pulls running beside the job queue.
+    pub pulls: Arc<crate::pulls::Pulls>,
     /// Who may use the API: the token, browser sessions, wrong tokens per client address.
     pub gate: Arc<bench_server::auth::Gate>,
     /// Fired at the end of shutdown, after the running job has published its terminal event:
@@ -108,6 +110,7 @@ impl AppState {
         });
         AppState {
             gate,
+            pulls: Arc::new(crate::pulls::Pulls::default()),
             ws_cap: bench_server::ws::SubscriberCap::new(config.ws_max_subscribers),
             config: Arc::new(config),
             engine_status: Arc::new(EngineStatusCache::new(engine.clone())),
