@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use bench_shared::api::{AgentTime, Capabilities, Health, JobAccepted, JobView};
-use bench_shared::event::RawEnvelope;
+use bench_shared::api::{AgentTime, Capabilities, ErrorBody, Health, JobAccepted, JobView};
+use bench_shared::event::{RawEnvelope, Received};
+use bench_shared::job::JobSpec;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::config::MachineConfig;
 
@@ -73,10 +73,9 @@ impl AgentClient {
             return Ok(resp);
         }
         let body = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| body.chars().take(300).collect());
+        let message = serde_json::from_str::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| body.chars().take(300).collect());
         Err(AgentError::Status { status: status.as_u16(), message })
     }
 
@@ -90,35 +89,35 @@ impl AgentClient {
         serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol(format!("{what}: {e}")))
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, AgentError> {
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, AgentError> {
         let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
         self.read(&format!("GET {path}"), resp).await
     }
 
     /// `GET /health` (the agent answers from its cached engine status).
     pub async fn health(&self) -> Result<Health, AgentError> {
-        self.get("/health").await
+        self.get_json("/health").await
     }
 
     /// `GET /capabilities`; `refresh` makes the agent probe its engine first (`?refresh=1`).
     pub async fn capabilities(&self, refresh: bool) -> Result<Capabilities, AgentError> {
-        self.get(if refresh { "/capabilities?refresh=1" } else { "/capabilities" }).await
+        self.get_json(if refresh { "/capabilities?refresh=1" } else { "/capabilities" }).await
     }
 
     /// `GET /time`: the agent's wall clock (for [`crate::clock`]).
     pub async fn time(&self) -> Result<AgentTime, AgentError> {
-        self.get("/time").await
+        self.get_json("/time").await
     }
 
-    /// `POST /jobs`.
-    pub async fn post_job(&self, job: &Value) -> Result<JobAccepted, AgentError> {
+    /// `POST /jobs` with a typed spec.
+    pub async fn post_job(&self, job: &JobSpec) -> Result<JobAccepted, AgentError> {
         let resp = self.send(self.request(reqwest::Method::POST, "/jobs").json(job)).await?;
         self.read("POST /jobs", resp).await
     }
 
     /// `GET /jobs/{id}`.
     pub async fn job(&self, job_id: &str) -> Result<JobView, AgentError> {
-        self.get(&format!("/jobs/{job_id}")).await
+        self.get_json(&format!("/jobs/{job_id}")).await
     }
 
     /// `DELETE /jobs/{id}` (cancel).
@@ -126,14 +125,19 @@ impl AgentClient {
         self.send(self.request(reqwest::Method::DELETE, &format!("/jobs/{job_id}"))).await.map(|_| ())
     }
 
-    /// `GET /jobs/{id}/events?after_seq=N`: the job's events after `after_seq`, in order.
-    pub async fn job_events(&self, job_id: &str, after_seq: u64) -> Result<Vec<RawEnvelope>, AgentError> {
+    /// `GET /jobs/{id}/events?after_seq=N`: the job's events after `after_seq`, in order, each
+    /// decoded once.
+    pub async fn job_events(&self, job_id: &str, after_seq: u64) -> Result<Vec<Received>, AgentError> {
         let path = format!("/jobs/{job_id}/events?after_seq={after_seq}");
         let resp = self.send(self.request(reqwest::Method::GET, &path)).await?;
         let text = resp.text().await.map_err(|e| self.map_err(e))?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).map_err(|e| AgentError::Protocol(format!("GET {path}: bad line: {e}"))))
+            .map(|l| {
+                serde_json::from_str::<RawEnvelope>(l)
+                    .map(Received::decode)
+                    .map_err(|e| AgentError::Protocol(format!("GET {path}: bad line: {e}")))
+            })
             .collect()
     }
 }

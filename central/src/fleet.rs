@@ -9,11 +9,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bench_shared::event::RawEnvelope;
-use bench_shared::run::{MACHINE_STATE, MachineState, MachineView};
+use bench_shared::event::{RawEnvelope, Received};
+use bench_shared::feed::{CentralEvent, MachineStateChange};
+use bench_shared::run::{MachineState, MachineView};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
-use serde_json::json;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
@@ -54,7 +54,10 @@ impl Machine {
         if changed {
             tracing::info!(machine_id = %view.machine_id, state = ?view.state, ws = view.ws_connected,
                 error = view.last_error.as_deref().unwrap_or(""), "machine state");
-            hub.publish(&json!({"type": MACHINE_STATE, "machine_id": view.machine_id, "machine": view}));
+            hub.publish_event(&CentralEvent::MachineState(Box::new(MachineStateChange {
+                machine_id: view.machine_id.clone(),
+                machine: view,
+            })));
         }
     }
 }
@@ -301,7 +304,7 @@ async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream, ping
         };
         match serde_json::from_str::<RawEnvelope>(&text) {
             Ok(env) => {
-                router.route(&m.config.machine_id, env);
+                router.route(&m.config.machine_id, Received::decode(env));
             }
             Err(e) => tracing::warn!(machine_id = %m.config.machine_id, "ignoring malformed agent event: {e}"),
         }

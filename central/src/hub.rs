@@ -1,12 +1,12 @@
 //! Fan-out of events to browser WebSockets.
 //!
-//! One `broadcast` channel of pre-serialized JSON lines: a run or the fleet publishes once and every
-//! browser client gets the same `Arc<str>`. Publishing never waits; a client that falls more than
+//! One `broadcast` channel of pre-serialized JSON lines ([`FeedLine`]: the text with its kind and
+//! run id, so no reader parses it again): a run or the fleet publishes once and every browser client
+//! gets the same `Arc<str>`. Publishing never waits; a client that falls more than
 //! the channel's capacity behind is disconnected by its own task (see `api::ws`), so a slow browser
 //! can never slow a run.
 
-use std::sync::Arc;
-
+use bench_shared::feed::{CentralEvent, FeedLine};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,7 +20,7 @@ pub struct TypeLabel {
 
 #[derive(Debug, Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<str>>,
+    tx: broadcast::Sender<FeedLine>,
     /// Messages published, by their `type` (Prometheus `bench_central_relayed_messages_total`).
     relayed: Family<TypeLabel, Counter>,
 }
@@ -41,27 +41,22 @@ impl Hub {
         self.tx.receiver_count()
     }
 
-    /// Sends one compact JSON object to every connected browser. Having no browser connected is
-    /// normal, so a send without receivers is not an error.
-    pub fn publish(&self, value: &serde_json::Value) {
-        self.publish_line(value.to_string().into());
-    }
-
-    pub fn publish_line(&self, line: Arc<str>) {
-        #[derive(serde::Deserialize)]
-        struct Kind {
-            #[serde(rename = "type", default)]
-            kind: String,
-        }
-        let kind = serde_json::from_str::<Kind>(&line).map(|k| k.kind).unwrap_or_default();
-        self.relayed.get_or_create(&TypeLabel { r#type: kind }).inc();
+    /// Sends one line to every connected browser. Having no browser connected is normal, so a
+    /// send without receivers is not an error.
+    pub fn publish(&self, line: FeedLine) {
+        self.relayed.get_or_create(&TypeLabel { r#type: line.kind.to_string() }).inc();
         if self.tx.receiver_count() > 0 {
             // Err only means every receiver went away between the check and the send.
             let _ = self.tx.send(line);
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    /// Serializes and sends one of central's own events.
+    pub fn publish_event(&self, event: &CentralEvent) {
+        self.publish(event.line());
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<FeedLine> {
         self.tx.subscribe()
     }
 

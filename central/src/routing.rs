@@ -7,16 +7,18 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use bench_shared::event::RawEnvelope;
+use bench_shared::event::Received;
 use tokio::sync::mpsc;
 
 use crate::agent_client::AgentError;
 
 /// Messages a run's task receives.
+// Agent events are nearly every message: boxing them would cost an allocation per token.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RunMsg {
     /// An event from the agent's WebSocket (or a backfill), for one of the run's jobs.
-    Event { machine_id: String, env: RawEnvelope },
+    Event { machine_id: String, event: Received },
     /// The fleet (re)connected to the machine's WebSocket: events may have been missed.
     Reconnected { machine_id: String },
     /// The machine's WebSocket closed, reset or stopped answering pings: the run asks the agent
@@ -25,7 +27,7 @@ pub enum RunMsg {
     /// The run's writer could not write its files (the reason names the error and the file).
     WriteFailed { reason: String },
     /// The result of `GET /jobs/{id}/events?after_seq=`.
-    Backfill { machine_id: String, result: Result<Vec<RawEnvelope>, AgentError> },
+    Backfill { machine_id: String, result: Result<Vec<Received>, AgentError> },
     /// The result of probing a silent machine with `GET /jobs/{id}`.
     Probe { machine_id: String, result: Result<Box<bench_shared::api::JobView>, AgentError> },
     /// The result of posting the job to the machine's agent.
@@ -50,10 +52,10 @@ impl JobRouter {
     }
 
     /// Delivers an event to the run owning its job; returns false when no run owns it.
-    pub fn route(&self, machine_id: &str, env: RawEnvelope) -> bool {
-        let tx = self.lock().get(&(machine_id.to_owned(), env.job_id.clone())).cloned();
+    pub fn route(&self, machine_id: &str, event: Received) -> bool {
+        let tx = self.lock().get(&(machine_id.to_owned(), event.env.job_id.clone())).cloned();
         match tx {
-            Some(tx) => tx.send(RunMsg::Event { machine_id: machine_id.to_owned(), env }).is_ok(),
+            Some(tx) => tx.send(RunMsg::Event { machine_id: machine_id.to_owned(), event }).is_ok(),
             None => false,
         }
     }

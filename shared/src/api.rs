@@ -384,3 +384,41 @@ mod tests {
         assert!(JobStatus::Cancelled.is_finished() && !JobStatus::Running.is_finished());
     }
 }
+
+/// The JSON body of every error answer, agent and central alike: `error` says what went wrong
+/// (naming the field for bad input), `field` names it alone, `detail` holds what a program needs
+/// (the accepted range, a limit, the machines of a refused run), `available` the models an agent
+/// offers when it refused one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<Vec<String>>,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>) -> Self {
+        ErrorBody { error: error.into(), ..Default::default() }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// `detail`: any serializable value (plain data; a value that cannot be serialized is left out).
+    pub fn detail(mut self, detail: impl Serialize) -> Self {
+        self.detail = serde_json::to_value(detail).ok();
+        self
+    }
+}
+
+/// `detail` of a 413: the body limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitDetail {
+    pub limit_bytes: usize,
+}

@@ -45,68 +45,101 @@ pub struct RawEnvelope {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Event types and their payloads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
-pub enum Event {
-    JobQueued(JobQueued),
-    JobStarted(JobStarted),
-    LlmToken(LlmToken),
-    RequestDone(Box<RequestDone>),
-    JobDone(Box<JobDone>),
-    JobError(JobError),
-    JobCancelled(JobCancelled),
-    SweepStarted(SweepStarted),
-    SweepProgress(SweepProgress),
-    SweepRow(SweepRow),
-    SweepDone(Box<SweepDone>),
+/// An agent event as central receives it: the envelope as the agent sent it (relayed and stored
+/// unchanged) and its payload decoded once into [`Event`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub env: RawEnvelope,
+    pub event: Decoded,
+}
+
+/// What central could read of an agent event's payload.
+// `Known` is nearly every event: boxing it would cost an allocation per token for the rare others.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Known(Event),
+    /// A kind this side does not know (a newer agent's): relayed and stored, never folded.
+    Unknown,
+    /// A known kind whose payload does not match (serde's reason).
+    Unreadable(String),
+}
+
+impl Received {
+    /// Decodes the payload of a received envelope.
+    pub fn decode(env: RawEnvelope) -> Received {
+        let event = match Event::decode(&env.kind, &env.payload) {
+            None => Decoded::Unknown,
+            Some(Ok(e)) => Decoded::Known(e),
+            Some(Err(e)) => Decoded::Unreadable(e.to_string()),
+        };
+        Received { env, event }
+    }
+
+    /// True for the events that end a job (by kind: an unreadable `job_done` still ends it).
+    pub fn is_terminal(&self) -> bool {
+        match &self.event {
+            Decoded::Known(e) => e.is_terminal(),
+            Decoded::Unreadable(_) => is_terminal_type(&self.env.kind),
+            Decoded::Unknown => false,
+        }
+    }
+}
+
+/// Declares [`Event`] from one list: variant, payload type and wire name, so the enum, its
+/// [`Event::KINDS`], [`Event::type_name`] and [`Event::decode`] cannot disagree.
+macro_rules! events {
+    ($($(#[$doc:meta])* $variant:ident($payload:ty) = $kind:literal,)*) => {
+        /// Event types and their payloads.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+        pub enum Event {
+            $($(#[$doc])* $variant($payload),)*
+        }
+
+        impl Event {
+            /// Every agent event kind, as on the wire (the docs' event reference is checked against it).
+            pub const KINDS: &'static [&'static str] = &[$($kind),*];
+
+            /// The wire name of the event type.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => $kind,)*
+                }
+            }
+
+            /// Reads a payload of the given kind: `None` for a kind this side does not know.
+            pub fn decode(kind: &str, payload: &serde_json::Value) -> Option<Result<Event, serde_json::Error>> {
+                match kind {
+                    $($kind => Some(<$payload as Deserialize>::deserialize(payload).map(Event::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+events! {
+    JobQueued(JobQueued) = "job_queued",
+    JobStarted(JobStarted) = "job_started",
+    LlmToken(LlmToken) = "llm_token",
+    RequestDone(Box<RequestDone>) = "request_done",
+    JobDone(Box<JobDone>) = "job_done",
+    JobError(JobError) = "job_error",
+    JobCancelled(JobCancelled) = "job_cancelled",
+    SweepStarted(SweepStarted) = "sweep_started",
+    SweepProgress(Box<SweepProgress>) = "sweep_progress",
+    SweepRow(SweepRow) = "sweep_row",
+    SweepDone(Box<SweepDone>) = "sweep_done",
     /// One runtime sampler tick while the job runs (CPU, memory, GPUs).
-    RuntimeMetrics(Box<crate::runtime::RuntimeSample>),
+    RuntimeMetrics(Box<crate::runtime::RuntimeSample>) = "runtime_metrics",
     /// Progress of a model pull (`POST /api/models/pull`).
-    ModelPullProgress(ModelPullProgress),
+    ModelPullProgress(ModelPullProgress) = "model_pull_progress",
     /// A model pull finished: the engine has the model.
-    ModelPullDone(ModelPullDone),
+    ModelPullDone(ModelPullDone) = "model_pull_done",
 }
 
 impl Event {
-    /// Every agent event kind, as on the wire (the docs' event reference is checked against it).
-    pub const KINDS: &'static [&'static str] = &[
-        "job_queued",
-        "job_started",
-        "llm_token",
-        "request_done",
-        "job_done",
-        "job_error",
-        "job_cancelled",
-        "sweep_started",
-        "sweep_progress",
-        "sweep_row",
-        "sweep_done",
-        "runtime_metrics",
-        "model_pull_progress",
-        "model_pull_done",
-    ];
-
-    /// The wire name of the event type.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Event::JobQueued(_) => "job_queued",
-            Event::JobStarted(_) => "job_started",
-            Event::LlmToken(_) => "llm_token",
-            Event::RequestDone(_) => "request_done",
-            Event::JobDone(_) => "job_done",
-            Event::JobError(_) => "job_error",
-            Event::JobCancelled(_) => "job_cancelled",
-            Event::SweepStarted(_) => "sweep_started",
-            Event::SweepProgress(_) => "sweep_progress",
-            Event::SweepRow(_) => "sweep_row",
-            Event::SweepDone(_) => "sweep_done",
-            Event::RuntimeMetrics(_) => "runtime_metrics",
-            Event::ModelPullProgress(_) => "model_pull_progress",
-            Event::ModelPullDone(_) => "model_pull_done",
-        }
-    }
-
     /// True for the events that end a job (`job_done`, `sweep_done`, `model_pull_done`,
     /// `job_error`, `job_cancelled`).
     pub fn is_terminal(&self) -> bool {
@@ -270,6 +303,20 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The wire name (`engine_unreachable`, `timeout`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::EngineUnreachable => "engine_unreachable",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::EngineError => "engine_error",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 /// `job_error`: the job ended in failure; no result is made up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobError {
@@ -322,12 +369,54 @@ mod tests {
     }
 
     #[test]
-    fn kinds_lists_every_variant() {
+    fn kinds_are_the_serde_tags_and_decode_reads_them_back() {
         let mut kinds: Vec<&str> = Event::KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
         assert_eq!(kinds.len(), Event::KINDS.len());
-        assert!(Event::KINDS.contains(&Event::JobCancelled(JobCancelled { reason: "x".into() }).type_name()));
+        let samples = [
+            Event::JobCancelled(JobCancelled { reason: "x".into() }),
+            Event::JobError(JobError { kind: ErrorKind::Timeout, message: "slow".into(), repeat_index: Some(1) }),
+            Event::LlmToken(LlmToken {
+                text: "Hi".into(),
+                timestamp_s: 1.0,
+                repeat_index: 0,
+                channel: TokenChannel::Content,
+                warmup: false,
+                tokens: 1,
+            }),
+            Event::SweepRow(serde_json::Map::new()),
+        ];
+        for e in samples {
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!(v["type"], e.type_name(), "the macro's name is serde's tag");
+            assert!(Event::KINDS.contains(&e.type_name()));
+            assert_eq!(Event::decode(e.type_name(), &v["payload"]).unwrap().unwrap(), e);
+            if let Event::JobError(err) = &e {
+                assert_eq!(v["payload"]["kind"], err.kind.as_str(), "as_str is the wire name");
+            }
+        }
+        assert!(Event::decode("gpu_dance", &serde_json::json!({})).is_none());
+        assert!(Event::decode("job_done", &serde_json::json!({"gen_tokens": "many"})).unwrap().is_err());
+    }
+
+    #[test]
+    fn received_events_keep_the_envelope_and_know_when_a_job_ends() {
+        let raw = |kind: &str, payload: serde_json::Value| RawEnvelope {
+            job_id: "j".into(),
+            seq: 1,
+            machine_id: "m".into(),
+            kind: kind.into(),
+            payload,
+            extra: Default::default(),
+        };
+        let done = Received::decode(raw("job_done", serde_json::json!({"gen_tokens": "many"})));
+        assert!(matches!(&done.event, Decoded::Unreadable(why) if why.contains("gen_tokens")), "{:?}", done.event);
+        assert!(done.is_terminal(), "an unreadable job_done still ends the job");
+        let novel = Received::decode(raw("gpu_dance", serde_json::json!({"x": 1})));
+        assert_eq!((novel.event, novel.env.payload), (Decoded::Unknown, serde_json::json!({"x": 1})));
+        let cancelled = Received::decode(raw("job_cancelled", serde_json::json!({"reason": "bye"})));
+        assert!(cancelled.is_terminal());
     }
 
     #[test]

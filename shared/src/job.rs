@@ -1,18 +1,27 @@
 //! Job specifications as `POST /jobs` accepts them, and their validation.
 //!
-//! Validation works on the raw JSON object so that every error names the offending field and the
-//! accepted range (`max_tokens: must be an integer from 1 to 1000000, got 0`).
+//! Each test type's spec is a serde struct (`deny_unknown_fields`, a default for every optional
+//! field) that implements [`Spec`]: its [`Rule`]s say what each field accepts, and its
+//! `validate` checks ranges and cross-field rules. [`JobSpec::from_json`] does both for a raw
+//! body, and every error names the field and the accepted range (`max_tokens: must be an integer
+//! from 1 to 1000000, got 0`). Callers in code build the structs directly (defaults from
+//! [`GenerateSpec::new`], [`SweepSpec::new`]) and call [`JobSpec::validate`].
+
+mod rules;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::compare::Metric;
 use crate::sweep::SweepSpec;
 
+pub use rules::{
+    FieldError, MAX_MODEL_BYTES, MAX_MODELS, MAX_NONCE_CHARS, MAX_PROMPT_BYTES, Rule, START_AT_FUTURE_MS,
+    START_AT_PAST_MS, Spec, check_model, check_models, check_nonce, check_prompt, check_start_at, parse, short,
+};
+
 /// Largest `max_tokens` a job may ask for.
 pub const MAX_TOKENS_LIMIT: u64 = 1_000_000;
-/// Largest prompt, in bytes (UTF-8).
-pub const MAX_PROMPT_BYTES: usize = 2 * 1024 * 1024;
 /// Largest `repeat`.
 pub const MAX_REPEAT: u64 = 1000;
 /// Largest `warmup` for `llm_generate`.
@@ -21,10 +30,8 @@ pub const MAX_WARMUP: u64 = 100;
 pub const MAX_NUM_CTX: u64 = 10_000_000;
 /// Highest accepted temperature.
 pub const MAX_TEMPERATURE: f64 = 2.0;
-/// How far in the past a `start_at` may lie (it then starts at once).
-pub const START_AT_PAST_MS: u64 = 60_000;
-/// How far in the future a `start_at` may lie.
-pub const START_AT_FUTURE_MS: u64 = 300_000;
+/// Largest `min_effect_pct`.
+pub const MAX_MIN_EFFECT_PCT: f64 = 100.0;
 
 /// The job types an agent runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,9 +50,13 @@ impl TestType {
             TestType::LlmSweep => "llm_sweep",
         }
     }
+
+    pub fn parse(s: &str) -> Option<TestType> {
+        TestType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
 }
 
-/// A validated job.
+/// A job of one of the test types.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "test_type", rename_all = "snake_case")]
 pub enum JobSpec {
@@ -77,40 +88,71 @@ impl JobSpec {
         }
     }
 
+    /// Sets the synchronized start instant (epoch ms, on the clock of the agent that gets it).
+    pub fn set_start_at(&mut self, at: Option<u64>) {
+        match self {
+            JobSpec::LlmGenerate(g) => g.start_at = at,
+            JobSpec::LlmSweep(s) => s.start_at = at,
+        }
+    }
+
+    /// Checks a spec built in code by the same rules as a `POST /jobs` body.
+    pub fn validate(&mut self, now_ms: u64) -> Result<(), FieldError> {
+        match self {
+            JobSpec::LlmGenerate(g) => g.validate(now_ms),
+            JobSpec::LlmSweep(s) => s.validate(now_ms),
+        }
+    }
+
     /// Validates a raw `POST /jobs` body. `now_ms` is the current wall-clock epoch time in ms
-    /// (used to check `start_at`).
+    /// (used to check `start_at`). A missing `test_type` means `llm_generate`.
     pub fn from_json(body: &Value, now_ms: u64) -> Result<JobSpec, FieldError> {
-        let obj = body.as_object().ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
-        let mut f = Fields::new(obj);
-        let accepted = TestType::ALL.map(TestType::as_str).join(", ");
-        let test_type = f.string("test_type", Some("llm_generate"))?;
-        let spec = match test_type.as_str() {
-            "llm_generate" => JobSpec::LlmGenerate(GenerateSpec::from_fields(&mut f, now_ms)?),
-            "llm_sweep" => JobSpec::LlmSweep(SweepSpec::from_fields(&mut f, now_ms)?),
-            other => {
-                return Err(FieldError::new("test_type", format!("unknown test type {other:?}; accepted: {accepted}")));
+        let mut obj = body.as_object().cloned().ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
+        let accepted = || TestType::ALL.map(TestType::as_str).join(", ");
+        let test_type = match obj.remove("test_type") {
+            None | Some(Value::Null) => TestType::LlmGenerate,
+            Some(Value::String(s)) => TestType::parse(&s).ok_or_else(|| {
+                FieldError::new("test_type", format!("unknown test type {s:?}; accepted: {}", accepted()))
+            })?,
+            Some(other) => {
+                return Err(FieldError::new(
+                    "test_type",
+                    format!("must be a test type ({}), got {}", accepted(), short(&other)),
+                ));
             }
         };
-        f.finish()?;
-        Ok(spec)
+        Ok(match test_type {
+            TestType::LlmGenerate => JobSpec::LlmGenerate(parse(obj, now_ms)?),
+            TestType::LlmSweep => JobSpec::LlmSweep(parse(obj, now_ms)?),
+        })
     }
 }
 
 /// `llm_generate`: one prompt, `repeat` times (after `warmup` unrecorded runs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GenerateSpec {
     pub model: String,
     pub prompt: String,
+    #[serde(default = "defaults::max_tokens")]
     pub max_tokens: u32,
+    #[serde(default = "defaults::temperature")]
     pub temperature: f64,
+    #[serde(default = "defaults::num_ctx")]
     pub num_ctx: u32,
+    #[serde(default = "defaults::one")]
     pub repeat: u32,
+    #[serde(default = "defaults::yes")]
     pub stream: bool,
+    #[serde(default)]
     pub seed: Option<i64>,
+    #[serde(default)]
     pub warmup: u32,
     /// Unload the model first so load time is measured (where the engine can).
+    #[serde(default)]
     pub cold: bool,
     /// Epoch ms before which the first request must not be sent.
+    #[serde(default)]
     pub start_at: Option<u64>,
     /// Cache-bust nonce: when set, every request's prompt starts with `[nonce r<i>] ` (`w<i>`
     /// for warm-ups), so no engine answers from its prompt cache while every machine still gets
@@ -121,8 +163,62 @@ pub struct GenerateSpec {
     /// winner is decided on, and the smallest difference that counts.
     #[serde(default)]
     pub rank_by: Metric,
-    #[serde(default = "default_min_effect_pct")]
+    #[serde(default = "defaults::min_effect_pct")]
     pub min_effect_pct: f64,
+}
+
+/// Default values of optional fields (serde's `default = "…"` needs functions).
+pub(crate) mod defaults {
+    pub fn max_tokens() -> u32 {
+        256
+    }
+    pub fn temperature() -> f64 {
+        0.2
+    }
+    pub fn num_ctx() -> u32 {
+        4096
+    }
+    pub fn one() -> u32 {
+        1
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn min_effect_pct() -> f64 {
+        crate::compare::DEFAULT_MIN_EFFECT_PCT
+    }
+}
+
+impl Spec for GenerateSpec {
+    const RULES: &'static [(&'static str, Rule)] = &[
+        ("model", Rule::Model),
+        ("prompt", Rule::Prompt),
+        ("max_tokens", Rule::UInt { min: 1, max: MAX_TOKENS_LIMIT }),
+        ("temperature", Rule::Float { min: 0.0, max: MAX_TEMPERATURE }),
+        ("num_ctx", Rule::UInt { min: 1, max: MAX_NUM_CTX }),
+        ("repeat", Rule::UInt { min: 1, max: MAX_REPEAT }),
+        ("stream", Rule::Bool),
+        ("seed", Rule::Int),
+        ("warmup", Rule::UInt { min: 0, max: MAX_WARMUP }),
+        ("cold", Rule::Bool),
+        ("start_at", Rule::StartAt),
+        ("prompt_nonce", Rule::Nonce),
+        ("rank_by", Rule::Metric),
+        ("min_effect_pct", Rule::Float { min: 0.0, max: MAX_MIN_EFFECT_PCT }),
+    ];
+
+    fn validate(&mut self, now_ms: u64) -> Result<(), FieldError> {
+        check_model("model", &mut self.model)?;
+        check_prompt("prompt", &self.prompt)?;
+        Self::check_uint("max_tokens", self.max_tokens.into())?;
+        Self::check_float("temperature", self.temperature)?;
+        Self::check_uint("num_ctx", self.num_ctx.into())?;
+        Self::check_uint("repeat", self.repeat.into())?;
+        Self::check_uint("warmup", self.warmup.into())?;
+        check_start_at(self.start_at, now_ms)?;
+        check_nonce("prompt_nonce", self.prompt_nonce.as_deref())?;
+        Self::check_float("min_effect_pct", self.min_effect_pct)
+    }
 }
 
 /// 64-bit FNV-1a: a stable hash (the same on every machine and version), no security claim.
@@ -140,16 +236,27 @@ fn mix(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-fn default_min_effect_pct() -> f64 {
-    crate::compare::DEFAULT_MIN_EFFECT_PCT
-}
-
-/// Longest `prompt_nonce`.
-pub const MAX_NONCE_CHARS: usize = 64;
-/// Largest `min_effect_pct`.
-pub const MAX_MIN_EFFECT_PCT: f64 = 100.0;
-
 impl GenerateSpec {
+    /// A spec with every optional field at its default.
+    pub fn new(model: impl Into<String>, prompt: impl Into<String>) -> Self {
+        GenerateSpec {
+            model: model.into(),
+            prompt: prompt.into(),
+            max_tokens: defaults::max_tokens(),
+            temperature: defaults::temperature(),
+            num_ctx: defaults::num_ctx(),
+            repeat: 1,
+            stream: true,
+            seed: None,
+            warmup: 0,
+            cold: false,
+            start_at: None,
+            prompt_nonce: None,
+            rank_by: Metric::default(),
+            min_effect_pct: defaults::min_effect_pct(),
+        }
+    }
+
     /// The prompt of one request: with a nonce, `[tag] prompt` where `tag` is 16 hex digits
     /// derived from (nonce, warm-up or repeat, index). Consecutive requests' tags differ from
     /// their first character, so an engine's prefix cache holds at most the chat template before
@@ -163,269 +270,12 @@ impl GenerateSpec {
             None => self.prompt.clone(),
         }
     }
-
-    fn from_fields(f: &mut Fields<'_>, now_ms: u64) -> Result<Self, FieldError> {
-        Ok(GenerateSpec {
-            model: f.model("model")?,
-            prompt: f.prompt("prompt")?,
-            max_tokens: f.uint("max_tokens", Some(256), 1, MAX_TOKENS_LIMIT)? as u32,
-            temperature: f.float("temperature", Some(0.2), 0.0, MAX_TEMPERATURE)?,
-            num_ctx: f.uint("num_ctx", Some(4096), 1, MAX_NUM_CTX)? as u32,
-            repeat: f.uint("repeat", Some(1), 1, MAX_REPEAT)? as u32,
-            stream: f.boolean("stream", Some(true))?,
-            seed: f.opt_int("seed")?,
-            warmup: f.uint("warmup", Some(0), 0, MAX_WARMUP)? as u32,
-            cold: f.boolean("cold", Some(false))?,
-            start_at: f.start_at(now_ms)?,
-            prompt_nonce: f.nonce("prompt_nonce")?,
-            rank_by: f.metric("rank_by")?,
-            min_effect_pct: f.float("min_effect_pct", Some(default_min_effect_pct()), 0.0, MAX_MIN_EFFECT_PCT)?,
-        })
-    }
-}
-
-/// A validation error that names the field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[error("{field}: {message}")]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
-    }
-}
-
-/// Typed access to the fields of a JSON object, remembering which were read so that unknown
-/// fields can be rejected by [`Fields::finish`].
-pub struct Fields<'a> {
-    obj: &'a Map<String, Value>,
-    read: Vec<&'static str>,
-}
-
-impl<'a> Fields<'a> {
-    pub fn new(obj: &'a Map<String, Value>) -> Self {
-        Fields { obj, read: Vec::new() }
-    }
-
-    fn get(&mut self, name: &'static str) -> Option<&'a Value> {
-        self.read.push(name);
-        self.obj.get(name).filter(|v| !v.is_null())
-    }
-
-    /// Rejects fields that no accessor read.
-    pub fn finish(self) -> Result<(), FieldError> {
-        let mut unknown: Vec<&String> = self.obj.keys().filter(|k| !self.read.contains(&k.as_str())).collect();
-        unknown.sort();
-        match unknown.first() {
-            None => Ok(()),
-            Some(k) => {
-                let mut known = self.read.clone();
-                known.sort();
-                known.dedup();
-                Err(FieldError::new(k.as_str(), format!("unknown field; accepted fields: {}", known.join(", "))))
-            }
-        }
-    }
-
-    pub fn string(&mut self, name: &'static str, default: Option<&str>) -> Result<String, FieldError> {
-        match self.get(name) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err(FieldError::new(name, format!("must be a string, got {}", kind_of(other)))),
-            None => default.map(str::to_owned).ok_or_else(|| FieldError::new(name, "is required")),
-        }
-    }
-
-    /// A model name: non-empty, at most 256 bytes.
-    pub fn model(&mut self, name: &'static str) -> Result<String, FieldError> {
-        let m = self.string(name, None)?;
-        let trimmed = m.trim();
-        if trimmed.is_empty() || trimmed.len() > 256 {
-            return Err(FieldError::new(name, "must be a non-empty model name of at most 256 bytes"));
-        }
-        Ok(trimmed.to_owned())
-    }
-
-    /// A list of model names (at least one).
-    pub fn models(&mut self, name: &'static str) -> Result<Vec<String>, FieldError> {
-        let Some(v) = self.get(name) else {
-            return Err(FieldError::new(name, "is required: a non-empty list of model names"));
-        };
-        let arr = v
-            .as_array()
-            .ok_or_else(|| FieldError::new(name, format!("must be a list of model names, got {}", kind_of(v))))?;
-        if arr.is_empty() || arr.len() > 64 {
-            return Err(FieldError::new(name, "must list from 1 to 64 model names"));
-        }
-        arr.iter()
-            .map(|m| match m.as_str().map(str::trim) {
-                Some(s) if !s.is_empty() && s.len() <= 256 => Ok(s.to_owned()),
-                _ => Err(FieldError::new(name, "every entry must be a non-empty model name of at most 256 bytes")),
-            })
-            .collect()
-    }
-
-    /// A prompt: a string of at most [`MAX_PROMPT_BYTES`] bytes.
-    pub fn prompt(&mut self, name: &'static str) -> Result<String, FieldError> {
-        let p = self.string(name, None)?;
-        if p.len() > MAX_PROMPT_BYTES {
-            return Err(FieldError::new(
-                name,
-                format!("is {} bytes; the limit is {} bytes", p.len(), MAX_PROMPT_BYTES),
-            ));
-        }
-        Ok(p)
-    }
-
-    pub fn boolean(&mut self, name: &'static str, default: Option<bool>) -> Result<bool, FieldError> {
-        match self.get(name) {
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(FieldError::new(name, format!("must be true or false, got {}", kind_of(other)))),
-            None => default.ok_or_else(|| FieldError::new(name, "is required")),
-        }
-    }
-
-    /// An unsigned integer in `min..=max`.
-    pub fn uint(&mut self, name: &'static str, default: Option<u64>, min: u64, max: u64) -> Result<u64, FieldError> {
-        let range = || format!("must be an integer from {min} to {max}");
-        match self.get(name) {
-            None => default.ok_or_else(|| FieldError::new(name, format!("is required; it {}", range()))),
-            Some(v) => match v.as_u64() {
-                Some(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(FieldError::new(name, format!("{}, got {}", range(), short(v)))),
-            },
-        }
-    }
-
-    /// An optional unsigned integer in `min..=max`.
-    pub fn opt_uint(&mut self, name: &'static str, min: u64, max: u64) -> Result<Option<u64>, FieldError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(_) => self.uint(name, None, min, max).map(Some),
-        }
-    }
-
-    /// An optional list of unsigned integers, each in `min..=max`.
-    pub fn uint_list(
-        &mut self,
-        name: &'static str,
-        default: &[u64],
-        min: u64,
-        max: u64,
-    ) -> Result<Vec<u64>, FieldError> {
-        let Some(v) = self.get(name) else { return Ok(default.to_vec()) };
-        let msg = || format!("must be a non-empty list of integers from {min} to {max}, got {}", short(v));
-        let arr =
-            v.as_array().filter(|a| !a.is_empty() && a.len() <= 64).ok_or_else(|| FieldError::new(name, msg()))?;
-        arr.iter()
-            .map(|x| x.as_u64().filter(|n| (min..=max).contains(n)).ok_or_else(|| FieldError::new(name, msg())))
-            .collect()
-    }
-
-    /// A finite number in `min..=max`.
-    pub fn float(&mut self, name: &'static str, default: Option<f64>, min: f64, max: f64) -> Result<f64, FieldError> {
-        let range = || format!("must be a number from {min} to {max}");
-        match self.get(name) {
-            None => default.ok_or_else(|| FieldError::new(name, format!("is required; it {}", range()))),
-            Some(v) => match v.as_f64() {
-                Some(x) if x.is_finite() && x >= min && x <= max => Ok(x),
-                _ => Err(FieldError::new(name, format!("{}, got {}", range(), short(v)))),
-            },
-        }
-    }
-
-    pub fn opt_int(&mut self, name: &'static str) -> Result<Option<i64>, FieldError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| FieldError::new(name, format!("must be an integer, got {}", short(v)))),
-        }
-    }
-
-    /// `rank_by`: one of [`Metric::ALL`] (default `decode_tok_s`).
-    pub fn metric(&mut self, name: &'static str) -> Result<Metric, FieldError> {
-        let accepted = || Metric::ALL.map(Metric::as_str).join(", ");
-        match self.get(name) {
-            None => Ok(Metric::default()),
-            Some(Value::String(s)) => Metric::parse(s)
-                .ok_or_else(|| FieldError::new(name, format!("unknown metric {s:?}; accepted: {}", accepted()))),
-            Some(other) => {
-                Err(FieldError::new(name, format!("must be a metric name ({}), got {}", accepted(), kind_of(other))))
-            }
-        }
-    }
-
-    /// An optional nonce: 1 to [`MAX_NONCE_CHARS`] ASCII letters, digits, `-` or `_`.
-    pub fn nonce(&mut self, name: &'static str) -> Result<Option<String>, FieldError> {
-        let Some(v) = self.get(name) else { return Ok(None) };
-        match v.as_str() {
-            Some(s)
-                if !s.is_empty()
-                    && s.len() <= MAX_NONCE_CHARS
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-            {
-                Ok(Some(s.to_owned()))
-            }
-            _ => Err(FieldError::new(
-                name,
-                format!("must be 1 to {MAX_NONCE_CHARS} letters, digits, '-' or '_', got {}", short(v)),
-            )),
-        }
-    }
-
-    /// `start_at`: epoch milliseconds, within [`START_AT_PAST_MS`] before and
-    /// [`START_AT_FUTURE_MS`] after `now_ms`.
-    pub fn start_at(&mut self, now_ms: u64) -> Result<Option<u64>, FieldError> {
-        let Some(v) = self.get("start_at") else { return Ok(None) };
-        let lo = now_ms.saturating_sub(START_AT_PAST_MS);
-        let hi = now_ms + START_AT_FUTURE_MS;
-        match v.as_u64() {
-            Some(t) if (lo..=hi).contains(&t) => Ok(Some(t)),
-            _ => Err(FieldError::new(
-                "start_at",
-                format!(
-                    "must be an integer epoch time in milliseconds from {lo} to {hi} (now − {} s to now + {} s), got {}",
-                    START_AT_PAST_MS / 1000,
-                    START_AT_FUTURE_MS / 1000,
-                    short(v)
-                ),
-            )),
-        }
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A short rendering of a value for error messages (never echoes a huge input back).
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 40 {
-        let mut end = 40;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sweep::CtxSizing;
     use serde_json::json;
 
     const NOW: u64 = 1_800_000_000_000;
@@ -498,6 +348,61 @@ mod tests {
         let old: GenerateSpec = serde_json::from_value(v).unwrap();
         assert_eq!((old.rank_by, old.min_effect_pct, old.prompt_nonce.as_deref()), (Metric::DecodeTokS, 2.0, None));
         assert_eq!(old.request_prompt(0, false), "p");
+    }
+
+    #[test]
+    fn messages_name_the_accepted_range_for_wrong_types_too() {
+        let e = err(json!({"model": "m", "prompt": "p", "max_tokens": "lots"}));
+        assert_eq!(e.to_string(), "max_tokens: must be an integer from 1 to 1000000, got \"lots\"");
+        let e = err(json!({"model": "m", "prompt": "p", "max_tokens": 5_000_000_000u64}));
+        assert_eq!(e.message, "must be an integer from 1 to 1000000, got 5000000000");
+        let e = err(json!({"model": "m", "prompt": "p", "temperature": 3}));
+        assert_eq!(e.message, "must be a number from 0 to 2, got 3");
+        let e = err(json!({"model": "m", "prompt": "p", "mdoel": 1}));
+        assert!(
+            e.message.starts_with("unknown field; accepted fields: cold, max_tokens, min_effect_pct, model"),
+            "{e}"
+        );
+        let e = err(json!({"prompt": "p"}));
+        assert_eq!(e.to_string(), "model: is required; it must be a non-empty model name of at most 256 bytes");
+        let e = err(json!({"model": "  ", "prompt": "p"}));
+        assert_eq!(e.field, "model");
+        let e = err(json!({"test_type": 5, "model": "m", "prompt": "p"}));
+        assert!(e.field == "test_type" && e.message.contains("llm_generate, llm_sweep"), "{e}");
+        let e = err(json!({"test_type": "llm_sweep", "models": ["m"], "ctx": 512, "target_prompt_tokens": 256}));
+        assert_eq!(e.field, "ctx");
+        let e = err(json!({"test_type": "llm_sweep", "models": ["m"], "ctx": 512, "parallel": [1, 0]}));
+        assert_eq!(e.to_string(), "parallel: must be a non-empty list of integers from 1 to 256, got [1, 0]");
+    }
+
+    #[test]
+    fn null_means_default_and_specs_built_in_code_follow_the_same_rules() {
+        let spec = JobSpec::from_json(&json!({"model": " m ", "prompt": "p", "max_tokens": null}), NOW).unwrap();
+        let JobSpec::LlmGenerate(g) = &spec else { panic!() };
+        assert_eq!((g.model.as_str(), g.max_tokens), ("m", 256), "trimmed, defaulted");
+        let mut built = JobSpec::LlmGenerate(GenerateSpec::new(" m ", "p"));
+        built.validate(NOW).unwrap();
+        assert_eq!(built, spec, "the same spec whether parsed or built");
+        let mut bad = GenerateSpec::new("m", "p");
+        bad.max_tokens = 0;
+        assert_eq!(JobSpec::LlmGenerate(bad).validate(NOW).unwrap_err().field, "max_tokens");
+        // Sweeps: target_prompt_tokens becomes ctx with prompt sizing; warm-up at least 3.
+        let sweep = JobSpec::from_json(
+            &json!({"test_type": "llm_sweep", "models": ["m"], "target_prompt_tokens": 256, "warmup": 1}),
+            NOW,
+        )
+        .unwrap();
+        let JobSpec::LlmSweep(s) = &sweep else { panic!() };
+        assert_eq!((s.ctx, s.sizing, s.warmup, s.target_prompt_tokens), (256, CtxSizing::PromptTokens, 3, None));
+        let wire = serde_json::to_value(&sweep).unwrap();
+        assert_eq!(wire["sizing"], "prompt_tokens");
+        assert_eq!(JobSpec::from_json(&wire, NOW).unwrap(), sweep, "the serialized spec is a valid body");
+        let mut typed = SweepSpec::new(vec!["m".into()], 512);
+        typed.parallel = vec![1, 2];
+        let mut typed = JobSpec::LlmSweep(typed);
+        typed.validate(NOW).unwrap();
+        let ctx_wire = serde_json::to_value(&typed).unwrap();
+        assert!(ctx_wire.get("sizing").is_none() && ctx_wire.get("target_prompt_tokens").is_none(), "{ctx_wire}");
     }
 
     #[test]

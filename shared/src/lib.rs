@@ -13,6 +13,8 @@
 //! - [`fit`]: whether a model and its KV cache fit a machine's memory.
 //! - [`run`]: persisted run types used by central (metadata, summary).
 //! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
+//! - [`feed`]: what central sends browsers and stores: its own events ([`feed::CentralEvent`]) and
+//!   the agent events it relays, read back typed ([`feed::StoredLine`]).
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
@@ -25,6 +27,7 @@ pub mod close;
 pub mod compare;
 pub mod engine;
 pub mod event;
+pub mod feed;
 pub mod fit;
 pub mod hardware;
 pub mod job;

@@ -351,7 +351,7 @@ pub const MACHINE_STATUS: &str = "machine_status";
 
 /// Every event kind central itself emits to browsers and `events.ndjson` (the docs' event
 /// reference is checked against it).
-pub const CENTRAL_EVENT_KINDS: &[&str] = &["hello", RUN_START, RUN_END, MACHINE_STATE, MACHINE_STATUS];
+pub const CENTRAL_EVENT_KINDS: &[&str] = crate::feed::KINDS;
 
 /// A machine's fleet state as central sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -14,34 +14,79 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{FieldError, Fields};
+use crate::job::{FieldError, Rule, Spec, check_models, check_start_at};
 
 pub mod rows;
 
 pub use rows::{CsvRow, LoadRow, RequestRow, RunMode, SummaryRow, UsageSource, csv_text};
 
-/// A validated `llm_sweep` job.
+/// An `llm_sweep` job. On the wire a sweep gives either `ctx` (the full context) or
+/// `target_prompt_tokens` (prompt sizes); [`Spec::validate`] turns the second into `ctx` with
+/// `sizing: prompt_tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SweepSpec {
     pub models: Vec<String>,
     /// The full context (tokens); the sweep visits `ctx·i/sweep_count` for i = 1..=sweep_count.
+    #[serde(default)]
     pub ctx: u32,
+    /// Prompt sizes instead of context windows (LLMBench `TARGET_PROMPT_TOKENS`): taken into
+    /// `ctx` and `sizing` by validation, so a validated spec never has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_prompt_tokens: Option<u32>,
+    #[serde(default = "defaults::sweep_count")]
     pub sweep_count: u32,
+    #[serde(default = "defaults::parallel")]
     pub parallel: Vec<u32>,
     /// Recorded logical requests per (model, ctx, par) and per parallel slot.
+    #[serde(default = "defaults::runs")]
     pub runs: u32,
     /// Warm-up requests (at least 3; smaller values are clamped up).
+    #[serde(default = "defaults::warmup")]
     pub warmup: u32,
+    #[serde(default = "defaults::out_tokens")]
     pub out_tokens: u32,
+    #[serde(default = "defaults::timeout_s")]
     pub timeout_s: f64,
+    #[serde(default = "defaults::chars_per_token_est")]
     pub chars_per_token_est: f64,
     /// Accepted relative error of the calibrated prompt length (0.05 = ±5 %).
+    #[serde(default = "defaults::calibration_tolerance")]
     pub calibration_tolerance: f64,
+    #[serde(default)]
     pub temperature: f64,
+    #[serde(default)]
     pub start_at: Option<u64>,
     /// Whether the points are context windows (`ctx`) or prompt sizes (`target_prompt_tokens`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "CtxSizing::is_context")]
     pub sizing: CtxSizing,
+}
+
+mod defaults {
+    pub fn sweep_count() -> u32 {
+        8
+    }
+    pub fn parallel() -> Vec<u32> {
+        vec![1]
+    }
+    pub fn runs() -> u32 {
+        3
+    }
+    pub fn warmup() -> u32 {
+        3
+    }
+    pub fn out_tokens() -> u32 {
+        256
+    }
+    pub fn timeout_s() -> f64 {
+        300.0
+    }
+    pub fn chars_per_token_est() -> f64 {
+        4.0
+    }
+    pub fn calibration_tolerance() -> f64 {
+        0.05
+    }
 }
 
 /// What the sweep's context points measure.
@@ -55,45 +100,89 @@ pub enum CtxSizing {
     PromptTokens,
 }
 
+impl CtxSizing {
+    fn is_context(&self) -> bool {
+        *self == CtxSizing::Context
+    }
+}
+
 /// The smallest prompt a sweep calibrates to: below this the chat template dominates.
 pub const MIN_PROMPT_TOKENS: u32 = 16;
 
 /// Minimum number of warm-up requests of a sweep.
 pub const MIN_SWEEP_WARMUP: u32 = 3;
 
-impl SweepSpec {
-    pub(crate) fn from_fields(f: &mut Fields<'_>, now_ms: u64) -> Result<Self, FieldError> {
-        let models = f.models("models")?;
-        let ctx = f.opt_uint("ctx", 64, 10_000_000)?;
-        let target = f.opt_uint("target_prompt_tokens", 64, 10_000_000)?;
-        let (ctx, sizing) = match (ctx, target) {
-            (Some(c), None) => (c as u32, CtxSizing::Context),
-            (None, Some(t)) => (t as u32, CtxSizing::PromptTokens),
-            (Some(_), Some(_)) => {
-                return Err(FieldError::new("ctx", "give either ctx or target_prompt_tokens, not both"));
-            }
-            _ => {
+/// Largest `ctx` / `target_prompt_tokens`.
+pub const MAX_SWEEP_CTX: u64 = 10_000_000;
+
+impl Spec for SweepSpec {
+    const RULES: &'static [(&'static str, Rule)] = &[
+        ("models", Rule::Models),
+        ("ctx", Rule::UInt { min: 64, max: MAX_SWEEP_CTX }),
+        ("target_prompt_tokens", Rule::UInt { min: 64, max: MAX_SWEEP_CTX }),
+        ("sweep_count", Rule::UInt { min: 1, max: 64 }),
+        ("parallel", Rule::UIntList { min: 1, max: 256 }),
+        ("runs", Rule::UInt { min: 1, max: 1000 }),
+        ("warmup", Rule::UInt { min: 0, max: 100 }),
+        ("out_tokens", Rule::UInt { min: 1, max: 1_000_000 }),
+        ("timeout_s", Rule::Float { min: 1.0, max: 86_400.0 }),
+        ("chars_per_token_est", Rule::Float { min: 0.5, max: 32.0 }),
+        ("calibration_tolerance", Rule::Float { min: 0.001, max: 0.5 }),
+        ("temperature", Rule::Float { min: 0.0, max: crate::job::MAX_TEMPERATURE }),
+        ("start_at", Rule::StartAt),
+        ("sizing", Rule::OneOf(&["context", "prompt_tokens"])),
+    ];
+
+    fn validate(&mut self, now_ms: u64) -> Result<(), FieldError> {
+        check_models("models", &mut self.models)?;
+        match (self.ctx, self.target_prompt_tokens.take()) {
+            (0, None) => {
                 return Err(FieldError::new(
                     "ctx",
-                    "is required (or target_prompt_tokens): an integer from 64 to 10000000",
+                    format!("is required (or target_prompt_tokens): an integer from 64 to {MAX_SWEEP_CTX}"),
                 ));
             }
-        };
-        Ok(SweepSpec {
+            (0, Some(t)) => {
+                Self::check_uint("target_prompt_tokens", t.into())?;
+                self.ctx = t;
+                self.sizing = CtxSizing::PromptTokens;
+            }
+            (c, None) => Self::check_uint("ctx", c.into())?,
+            (_, Some(_)) => return Err(FieldError::new("ctx", "give either ctx or target_prompt_tokens, not both")),
+        }
+        Self::check_uint("sweep_count", self.sweep_count.into())?;
+        Self::check_uint_list("parallel", &self.parallel)?;
+        Self::check_uint("runs", self.runs.into())?;
+        Self::check_uint("warmup", self.warmup.into())?;
+        self.warmup = self.warmup.max(MIN_SWEEP_WARMUP);
+        Self::check_uint("out_tokens", self.out_tokens.into())?;
+        Self::check_float("timeout_s", self.timeout_s)?;
+        Self::check_float("chars_per_token_est", self.chars_per_token_est)?;
+        Self::check_float("calibration_tolerance", self.calibration_tolerance)?;
+        Self::check_float("temperature", self.temperature)?;
+        check_start_at(self.start_at, now_ms)
+    }
+}
+
+impl SweepSpec {
+    /// A sweep over `models` up to context `ctx`, every other field at its default.
+    pub fn new(models: Vec<String>, ctx: u32) -> Self {
+        SweepSpec {
             models,
             ctx,
-            sweep_count: f.uint("sweep_count", Some(8), 1, 64)? as u32,
-            parallel: f.uint_list("parallel", &[1], 1, 256)?.into_iter().map(|p| p as u32).collect(),
-            runs: f.uint("runs", Some(3), 1, 1000)? as u32,
-            warmup: (f.uint("warmup", Some(3), 0, 100)? as u32).max(MIN_SWEEP_WARMUP),
-            out_tokens: f.uint("out_tokens", Some(256), 1, 1_000_000)? as u32,
-            timeout_s: f.float("timeout_s", Some(300.0), 1.0, 86_400.0)?,
-            chars_per_token_est: f.float("chars_per_token_est", Some(4.0), 0.5, 32.0)?,
-            calibration_tolerance: f.float("calibration_tolerance", Some(0.05), 0.001, 0.5)?,
-            temperature: f.float("temperature", Some(0.0), 0.0, crate::job::MAX_TEMPERATURE)?,
-            start_at: f.start_at(now_ms)?,
-            sizing,
-        })
+            target_prompt_tokens: None,
+            sweep_count: defaults::sweep_count(),
+            parallel: defaults::parallel(),
+            runs: defaults::runs(),
+            warmup: defaults::warmup(),
+            out_tokens: defaults::out_tokens(),
+            timeout_s: defaults::timeout_s(),
+            chars_per_token_est: defaults::chars_per_token_est(),
+            calibration_tolerance: defaults::calibration_tolerance(),
+            temperature: 0.0,
+            start_at: None,
+            sizing: CtxSizing::Context,
+        }
     }
 
     /// The prompt size (engine-reported prompt tokens) calibrated for a context point.

@@ -22,9 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_shared::api::{CeilingKind, ClientCeiling};
-use bench_shared::job::JobSpec;
+use bench_shared::job::{GenerateSpec, JobSpec};
 use bench_shared::metrics::RequestMetrics;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::coalesce::FlushPolicy;
@@ -168,11 +167,8 @@ async fn one_job(
     flush: FlushPolicy,
     cancel: &CancellationToken,
 ) -> Result<RequestMetrics, Failure> {
-    let body = json!({"model": engine::MODEL, "prompt": "calibration", "max_tokens": tokens, "repeat": 1});
-    let spec = match JobSpec::from_json(&body, 0) {
-        Ok(JobSpec::LlmGenerate(spec)) => spec,
-        other => unreachable!("the calibration job is a valid llm_generate: {other:?}"),
-    };
+    let mut spec = GenerateSpec::new(engine::MODEL, "calibration");
+    spec.max_tokens = tokens;
     let (job_id, _) =
         jobs.submit(JobSpec::LlmGenerate(spec.clone()), None).expect("the private queue holds one job at a time");
     // Marks it running (it is the only one queued).

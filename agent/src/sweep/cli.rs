@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bench_shared::engine::EngineKind;
 use bench_shared::event::Event;
-use bench_shared::job::JobSpec;
+use bench_shared::job::Spec;
 use bench_shared::sweep::{SweepDone, SweepSpec};
 use clap::ValueEnum;
 use ratatui::crossterm::event::{self as term_event, KeyCode, KeyEventKind, KeyModifiers};
@@ -116,27 +116,23 @@ pub struct SweepArgs {
 impl SweepArgs {
     /// The validated sweep spec (same rules and messages as `POST /jobs`).
     pub fn spec(&self) -> anyhow::Result<SweepSpec> {
-        let mut body = serde_json::json!({
-            "test_type": "llm_sweep",
-            "models": self.models,
-            "parallel": self.parallel,
-            "sweep_count": self.sweep_count,
-            "runs": self.runs,
-            "warmup": self.warmup,
-            "out_tokens": self.out_tokens,
-            "timeout_s": self.timeout_s,
-            "chars_per_token_est": self.chars_per_token_est,
-            "calibration_tolerance": self.calibration_tolerance,
-            "temperature": self.temperature,
-        });
+        let mut spec = SweepSpec::new(self.models.clone(), 0);
+        spec.parallel = self.parallel.clone();
+        spec.sweep_count = self.sweep_count;
+        spec.runs = self.runs;
+        spec.warmup = self.warmup;
+        spec.out_tokens = self.out_tokens;
+        spec.timeout_s = self.timeout_s;
+        spec.chars_per_token_est = self.chars_per_token_est;
+        spec.calibration_tolerance = self.calibration_tolerance;
+        spec.temperature = self.temperature;
         match (self.ctx, self.target_prompt_tokens) {
-            (Some(ctx), _) => body["ctx"] = ctx.into(),
-            (None, Some(t)) => body["target_prompt_tokens"] = t.into(),
+            (Some(ctx), _) => spec.ctx = ctx,
+            (None, Some(t)) => spec.target_prompt_tokens = Some(t),
             (None, None) => anyhow::bail!("give --ctx N (full context) or --target-prompt-tokens N"),
         }
-        match JobSpec::from_json(&body, 0) {
-            Ok(JobSpec::LlmSweep(spec)) => Ok(spec),
-            Ok(other) => anyhow::bail!("unexpected job type {:?}", other.test_type()),
+        match spec.validate(0) {
+            Ok(()) => Ok(spec),
             Err(e) => anyhow::bail!("--{}: {}", e.field.replace('_', "-"), e.message),
         }
     }

@@ -159,7 +159,7 @@ impl Tracker {
             p.sweep_eta_s = self.basis.sweep_eta_s(p.elapsed_s, p.eta_s, p.state == CellState::Done);
             p.clone()
         };
-        self.emitter.emit(Event::SweepProgress(snapshot));
+        self.emitter.emit(Event::SweepProgress(Box::new(snapshot)));
     }
 
     /// Enters a phase and publishes it.

@@ -132,7 +132,7 @@ impl SweepTable {
                     .retry_delay_s
                     .filter(|_| p.state == CellState::Retrying)
                     .map(|d| now + Duration::from_secs_f64(d));
-                self.cells[i] = CellView { progress: p.clone(), last_update_s: Some(wall_s), retry_at };
+                self.cells[i] = CellView { progress: (**p).clone(), last_update_s: Some(wall_s), retry_at };
             }
             Event::SweepDone(d) => {
                 self.finished = Some(format!(
@@ -337,7 +337,7 @@ mod tests {
             detail: Some("attempt 2/5 failed".into()),
             ..Default::default()
         };
-        table.apply(&Event::SweepProgress(p), now, 3600.0 * 7.0 + 61.0);
+        table.apply(&Event::SweepProgress(Box::new(p)), now, 3600.0 * 7.0 + 61.0);
         term.draw(|f| table.render(f, now + Duration::from_secs(2))).unwrap();
         let after = screen(&term);
         assert_eq!(after.matches("pending").count(), 3, "{after}");
@@ -380,7 +380,7 @@ mod tests {
                 elapsed_s: 30.0,
                 ..Default::default()
             };
-            table.apply(&Event::SweepProgress(p), now, 10.0);
+            table.apply(&Event::SweepProgress(Box::new(p)), now, 10.0);
         }
         let active = SweepProgress {
             model: "qwen3:0.6b".into(),
@@ -394,7 +394,7 @@ mod tests {
             sweep_eta_s: Some(55.0),
             ..Default::default()
         };
-        table.apply(&Event::SweepProgress(active), now, 11.0);
+        table.apply(&Event::SweepProgress(Box::new(active)), now, 11.0);
         let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
         term.draw(|f| table.render(f, now)).unwrap();
         let screen = screen(&term);
@@ -423,7 +423,7 @@ mod tests {
             elapsed_s: 40.0,
             ..Default::default()
         };
-        table.apply(&Event::SweepProgress(done), now, 1.0);
+        table.apply(&Event::SweepProgress(Box::new(done)), now, 1.0);
         // Between cells: the one left counts one mean cell time.
         assert!(table.status_line(now).contains("ETA ~0m40s"), "{}", table.status_line(now));
         // The last cell warming up has no per-request ETA yet: the agent's sweep ETA is used.
@@ -438,7 +438,7 @@ mod tests {
             sweep_eta_s: Some(30.0),
             ..Default::default()
         };
-        table.apply(&Event::SweepProgress(warming), now, 2.0);
+        table.apply(&Event::SweepProgress(Box::new(warming)), now, 2.0);
         assert!(table.status_line(now).contains("ETA ~0m30s"), "{}", table.status_line(now));
     }
 

@@ -121,7 +121,7 @@ struct Outcome {
 
 impl Outcome {
     fn progress(&self) -> impl Iterator<Item = &SweepProgress> {
-        self.events.iter().filter_map(|e| if let Event::SweepProgress(p) = e { Some(p) } else { None })
+        self.events.iter().filter_map(|e| if let Event::SweepProgress(p) = e { Some(&**p) } else { None })
     }
     fn read(&self, name: &str) -> Vec<csv::StringRecord> {
         let mut r = csv::Reader::from_path(self.dir.join(name)).unwrap();

@@ -293,7 +293,7 @@ mod tests {
             sweep_eta_s: Some(95.0),
             ..Default::default()
         };
-        app.apply(&Event::SweepProgress(retrying), now, 1.0);
+        app.apply(&Event::SweepProgress(Box::new(retrying)), now, 1.0);
         let s = draw(&app, now);
         for text in ["Strm tok/s", "TTFT ms", "retrying", "pending", "cells 0/2", "ETA ~1m35s", "in 15s", "x/Esc stop"]
         {

@@ -1,7 +1,7 @@
 //! The set-up form of the terminal app: models with checkboxes and the sweep settings, edited
 //! with keys, turned into a [`SweepSpec`] by the same validation as `POST /jobs`.
 
-use bench_shared::job::JobSpec;
+use bench_shared::job::Spec;
 use bench_shared::sweep::SweepSpec;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -220,14 +220,14 @@ impl Form {
         if models.is_empty() {
             return Err("pick at least one model (Space toggles the one under the cursor)".into());
         }
-        let mut body = serde_json::json!({ "test_type": "llm_sweep", "models": models, "temperature": 0.0 });
-        body["parallel"] = self.parallel()?.into();
-        for f in [Field::Ctx, Field::SweepCount, Field::Runs, Field::Warmup, Field::OutTokens] {
-            body[f.key()] = self.number(f)?.into();
-        }
-        match JobSpec::from_json(&body, 0) {
-            Ok(JobSpec::LlmSweep(spec)) => Ok(spec),
-            Ok(other) => Err(format!("unexpected job type {:?}", other.test_type())),
+        let mut spec = SweepSpec::new(models, self.number(Field::Ctx)?);
+        spec.parallel = self.parallel()?;
+        spec.sweep_count = self.number(Field::SweepCount)?;
+        spec.runs = self.number(Field::Runs)?;
+        spec.warmup = self.number(Field::Warmup)?;
+        spec.out_tokens = self.number(Field::OutTokens)?;
+        match spec.validate(0) {
+            Ok(()) => Ok(spec),
             Err(e) => {
                 let label = Field::ALL.iter().find(|f| f.key() == e.field).map(|f| f.label()).unwrap_or(&e.field);
                 Err(format!("{label}: {}", e.message))

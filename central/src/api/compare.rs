@@ -2,16 +2,14 @@
 //! run B against run A, with the race verdict's statistics ([`bench_shared::compare::compare_runs`])
 //! over the warm figures stored in each run's events.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use bench_shared::compare::{self, AcrossSettings, DEFAULT_MIN_EFFECT_PCT, Metric, RunInput, RunsComparison};
 use bench_shared::job::MAX_MIN_EFFECT_PCT;
 use bench_shared::run::RunStatus;
-use serde_json::json;
 
 use super::ApiError;
+use super::params::Params;
 use crate::AppState;
 use crate::runs::summary::{outcomes_from_events, run_input};
 use crate::store::{Store, valid_run_id};
@@ -27,12 +25,10 @@ struct CompareQuery {
     machine: Option<String>,
 }
 
-fn parse(q: &HashMap<String, String>) -> Result<CompareQuery, ApiError> {
-    if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(ApiError::bad(k, format!("unknown parameter; accepted: {}", KNOWN.join(", "))));
-    }
+fn parse(q: &Params) -> Result<CompareQuery, ApiError> {
+    q.only(&KNOWN)?;
     let run = |k: &str| -> Result<String, ApiError> {
-        let v = q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let v = q.text(k);
         let v = v.ok_or_else(|| ApiError::bad(k, "required: a run id (YYYY-MM-DD_HHMMSS_xxxxxx)"))?;
         if !valid_run_id(v) {
             return Err(ApiError::bad(k, format!("invalid run id {v:?}: expected YYYY-MM-DD_HHMMSS_xxxxxx")));
@@ -43,14 +39,14 @@ fn parse(q: &HashMap<String, String>) -> Result<CompareQuery, ApiError> {
     if a == b {
         return Err(ApiError::bad("b", "must differ from a: compare two runs"));
     }
-    let metric = match q.get("metric").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+    let metric = match q.text("metric") {
         None => Metric::default(),
         Some(v) => Metric::parse(v).ok_or_else(|| {
             let names: Vec<&str> = Metric::ALL.iter().map(|m| m.as_str()).collect();
             ApiError::bad("metric", format!("must be one of {}, got {v:?}", names.join(", ")))
         })?,
     };
-    let min_effect_pct = match q.get("min_effect_pct").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+    let min_effect_pct = match q.text("min_effect_pct") {
         None => DEFAULT_MIN_EFFECT_PCT,
         Some(v) => v
             .parse::<f64>()
@@ -60,7 +56,7 @@ fn parse(q: &HashMap<String, String>) -> Result<CompareQuery, ApiError> {
                 ApiError::bad("min_effect_pct", format!("must be a number from 0 to {MAX_MIN_EFFECT_PCT}, got {v:?}"))
             })?,
     };
-    let machine = q.get("machine").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let machine = q.text("machine").map(str::to_owned);
     Ok(CompareQuery { a, b, settings: AcrossSettings { metric, min_effect_pct }, machine })
 }
 
@@ -71,10 +67,8 @@ fn load(store: &Store, run_id: &str, field: &str) -> Result<RunInput, ApiError> 
         other => other.into(),
     })?;
     if meta.status == RunStatus::Running {
-        return Err(ApiError::Conflict {
-            message: format!("{field}: run {run_id} is still running; compare it once it has ended"),
-            detail: json!({"field": field, "run_id": run_id, "status": "running"}),
-        });
+        let message = format!("{field}: run {run_id} is still running; compare it once it has ended");
+        return Err(ApiError::still_running(message, Some(field), run_id));
     }
     let outcomes = outcomes_from_events(&store.events(run_id)?);
     run_input(&meta, &outcomes).ok_or_else(|| {
@@ -86,10 +80,7 @@ fn load(store: &Store, run_id: &str, field: &str) -> Result<RunInput, ApiError> 
 }
 
 /// `GET /api/compare`.
-pub async fn runs(
-    State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<RunsComparison>, ApiError> {
+pub async fn runs(State(state): State<AppState>, q: Params) -> Result<Json<RunsComparison>, ApiError> {
     let query = parse(&q)?;
     let store = state.store.clone();
     let CompareQuery { a, b, settings, machine } = query;
@@ -109,8 +100,8 @@ pub async fn runs(
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    fn q(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(pairs.iter().copied())
     }
 
     fn field(r: Result<CompareQuery, ApiError>) -> String {

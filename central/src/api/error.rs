@@ -3,9 +3,11 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use bench_shared::api::ErrorBody;
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::runs::RunError;
+use crate::runs::{MachineOutcome, RunError};
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -37,6 +39,31 @@ impl ApiError {
     }
 }
 
+/// The `detail` of a refusal about a run that is still running.
+#[derive(Debug, Serialize)]
+pub struct StillRunning<'a> {
+    /// The query parameter that named the run, where one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+    pub run_id: &'a str,
+    pub status: bench_shared::run::RunStatus,
+}
+
+/// The `detail` of a run no machine could take.
+#[derive(Debug, Serialize)]
+struct NoMachines<'a> {
+    run_id: &'a str,
+    machines: &'a [MachineOutcome],
+}
+
+impl ApiError {
+    /// 409 for a run that is still running.
+    pub fn still_running(message: String, field: Option<&str>, run_id: &str) -> Self {
+        let detail = StillRunning { field, run_id, status: bench_shared::run::RunStatus::Running };
+        ApiError::Conflict { message, detail: serde_json::to_value(detail).unwrap_or_default() }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
@@ -45,24 +72,26 @@ impl IntoResponse for ApiError {
                     Some(f) => format!("{f}: {message}"),
                     None => message.clone(),
                 };
-                (StatusCode::BAD_REQUEST, json!({"error": error, "field": field, "detail": message}))
+                let body = ErrorBody { error, field, ..Default::default() }.detail(message);
+                (StatusCode::BAD_REQUEST, body)
             }
-            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, json!({"error": what})),
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, ErrorBody::new(what)),
             ApiError::PayloadTooLarge { limit_bytes } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": format!("request body is larger than the limit of {limit_bytes} bytes"),
-                       "field": "body", "detail": {"limit_bytes": limit_bytes}}),
+                ErrorBody::new(format!("request body is larger than the limit of {limit_bytes} bytes"))
+                    .field("body")
+                    .detail(bench_shared::api::LimitDetail { limit_bytes }),
             ),
             ApiError::Conflict { message, detail } => {
-                (StatusCode::CONFLICT, json!({"error": message, "detail": detail}))
+                (StatusCode::CONFLICT, ErrorBody { detail: Some(detail), ..ErrorBody::new(message) })
             }
             ApiError::InsufficientStorage(reason) => {
                 tracing::error!("results directory not writable: {reason}");
-                (StatusCode::INSUFFICIENT_STORAGE, json!({"error": reason}))
+                (StatusCode::INSUFFICIENT_STORAGE, ErrorBody::new(reason))
             }
             ApiError::Internal(cause) => {
                 tracing::error!("internal error: {cause}");
-                (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error; see the central log"}))
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::new("internal error; see the central log"))
             }
         };
         (status, Json(body)).into_response()
@@ -86,7 +115,8 @@ impl From<RunError> for ApiError {
         match e {
             RunError::Invalid(f) => ApiError::BadRequest { field: Some(f.field), message: f.message },
             RunError::NoMachines { ref run_id, ref machines, .. } => {
-                ApiError::Conflict { message: e.to_string(), detail: json!({"run_id": run_id, "machines": machines}) }
+                let detail = serde_json::to_value(NoMachines { run_id, machines }).unwrap_or_default();
+                ApiError::Conflict { message: e.to_string(), detail }
             }
             RunError::Store(s) => s.into(),
         }

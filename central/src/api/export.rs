@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use bench_shared::run::{RunMetadata, RunSummary};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::ApiError;
 use super::runs::checked;
@@ -53,10 +54,17 @@ async fn load(state: &AppState, run_id: &str) -> Result<(RunMetadata, RunSummary
     .await
 }
 
+/// `export.json`: the run's metadata and summary in one file.
+#[derive(Debug, Serialize)]
+pub struct Export {
+    pub metadata: RunMetadata,
+    pub summary: RunSummary,
+}
+
 pub async fn json(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let (metadata, summary) = load(&state, &run_id).await?;
     let disposition = format!("attachment; filename=\"{run_id}.json\"");
-    Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(json!({"metadata": metadata, "summary": summary}))))
+    Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(Export { metadata, summary })))
 }
 
 pub async fn csv(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
@@ -66,9 +74,9 @@ pub async fn csv(State(state): State<AppState>, Path(run_id): Path<String>) -> R
         .iter()
         .map(|m| {
             let mut row = serde_json::to_value(m).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
-            row.insert("run_id".into(), json!(meta.run_id));
-            row.insert("timestamp".into(), json!(meta.started_at));
-            row.insert("model".into(), json!(m.model.clone().unwrap_or_else(|| meta.model_label())));
+            row.insert("run_id".into(), Value::from(meta.run_id.as_str()));
+            row.insert("timestamp".into(), Value::from(meta.started_at.as_str()));
+            row.insert("model".into(), Value::from(m.model.clone().unwrap_or_else(|| meta.model_label())));
             row.retain(|k, _| EXPORT_CSV_HEADER.contains(&k.as_str()));
             row
         })

@@ -3,11 +3,10 @@
 //! Each filter is optional and they combine with AND. The files under `results/runs/` stay the
 //! only record; the filters read the store's in-memory index of them (`crate::store`).
 
-use std::collections::HashMap;
-
 use bench_shared::run::RunStatus;
 
 use super::ApiError;
+use super::params::Params;
 
 const STATUSES: [RunStatus; 5] =
     [RunStatus::Running, RunStatus::Complete, RunStatus::Partial, RunStatus::Failed, RunStatus::Interrupted];
@@ -28,8 +27,8 @@ pub struct RunFilter {
 
 impl RunFilter {
     /// Reads the filters from the query; a bad value is a 400 naming the field and what it takes.
-    pub fn from_query(q: &HashMap<String, String>) -> Result<RunFilter, ApiError> {
-        let text = |k: &str| q.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    pub fn from_query(q: &Params) -> Result<RunFilter, ApiError> {
+        let text = |k: &str| q.text(k).map(str::to_owned);
         let status = match text("status") {
             None => None,
             Some(v) => Some(STATUSES.into_iter().find(|s| s.as_str() == v).ok_or_else(|| {
@@ -112,8 +111,8 @@ fn parse_since(v: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    fn q(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(pairs.iter().copied())
     }
 
     #[test]

@@ -1,9 +1,7 @@
 //! `GET /api/machines` (every machine with its state, fingerprint and model fit) and `GET /metrics`.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use bench_shared::engine::ModelInfo;
@@ -12,6 +10,7 @@ use bench_shared::run::MachineView;
 use serde::Serialize;
 
 use super::ApiError;
+use super::params::Params;
 use crate::AppState;
 
 /// The context a fit is computed for when the page does not say (the race page's default).
@@ -35,16 +34,8 @@ pub fn fits(view: &MachineView, num_ctx: u64) -> Vec<ModelFit> {
 }
 
 /// `GET /api/machines[?num_ctx=N]`.
-pub async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<MachineWithFit>>, ApiError> {
-    let num_ctx = match q.get("num_ctx") {
-        None => DEFAULT_FIT_NUM_CTX,
-        Some(v) => v.parse::<u64>().ok().filter(|n| (1..=MAX_FIT_NUM_CTX).contains(n)).ok_or_else(|| {
-            ApiError::bad("num_ctx", format!("must be an integer from 1 to {MAX_FIT_NUM_CTX}, got {v:?}"))
-        })?,
-    };
+pub async fn list(State(state): State<AppState>, q: Params) -> Result<Json<Vec<MachineWithFit>>, ApiError> {
+    let num_ctx = q.uint("num_ctx", DEFAULT_FIT_NUM_CTX, 1, MAX_FIT_NUM_CTX)?;
     let views = state.fleet.views();
     Ok(Json(views.into_iter().map(|view| MachineWithFit { model_fit: fits(&view, num_ctx), view }).collect()))
 }

@@ -7,6 +7,7 @@ mod export;
 mod filters;
 mod machines;
 mod newline;
+mod params;
 mod runs;
 mod wait;
 mod ws;
@@ -26,7 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bench_server::guard;
-use serde_json::{Value, json};
 
 use crate::AppState;
 
@@ -64,8 +64,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `GET /health`: open to anyone (load balancers, `scripts/central status`), says nothing secret.
-async fn health() -> Json<Value> {
-    Json(json!({"ok": true, "service": "bench-central", "version": env!("CARGO_PKG_VERSION")}))
+async fn health() -> Json<CentralHealth> {
+    Json(CentralHealth { ok: true, service: "bench-central", version: env!("CARGO_PKG_VERSION") })
+}
+
+/// The answer to central's `GET /health`.
+#[derive(Debug, serde::Serialize)]
+struct CentralHealth {
+    ok: bool,
+    service: &'static str,
+    version: &'static str,
 }
 
 /// A body declared over [`BODY_LIMIT_BYTES`] is refused before any of it is read

@@ -4,14 +4,15 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use bench_shared::run::{RunMetadata, RunPage, RunStatus, RunSummary};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ApiError;
+use super::params::Params;
 use crate::AppState;
 use crate::runs::summary::{Outcome, outcomes_from_events};
 use crate::runs::task;
@@ -38,22 +39,9 @@ pub async fn create(
 
 /// `GET /api/runs?limit=&offset=&model=&machine=&engine_version=&status=&since=`: newest first,
 /// filtered (see [`super::filters`]).
-pub async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<RunPage>, ApiError> {
-    let num = |k: &str, default: usize, max: usize| -> Result<usize, ApiError> {
-        match q.get(k) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n <= max)
-                .ok_or_else(|| ApiError::bad(k, format!("must be an integer from 0 to {max}, got {v:?}"))),
-        }
-    };
-    let limit = num("limit", DEFAULT_LIMIT, MAX_LIMIT)?;
-    let offset = num("offset", 0, usize::MAX)?;
+pub async fn list(State(state): State<AppState>, q: Params) -> Result<Json<RunPage>, ApiError> {
+    let limit = q.uint("limit", DEFAULT_LIMIT as u64, 0, MAX_LIMIT as u64)? as usize;
+    let offset = q.uint("offset", 0, 0, usize::MAX as u64)? as usize;
     let filter = super::filters::RunFilter::from_query(&q)?;
     let store = state.store.clone();
     let page = super::blocking(move || {
@@ -93,10 +81,10 @@ pub fn checked(run_id: &str) -> Result<(), ApiError> {
 pub async fn show(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Params,
 ) -> Result<Json<RunDetail>, ApiError> {
     checked(&run_id)?;
-    let wait = super::wait::parse_wait(q.get("wait").map(String::as_str))?;
+    let wait = super::wait::parse_wait(q.text("wait"))?;
     // After run_end the files are normally final even if the live entry has not been dropped yet.
     let ended = super::wait::until_run_end(&state, &run_id, wait).await;
     let live_detail = |state: &AppState| {
@@ -134,17 +122,21 @@ pub async fn events(State(state): State<AppState>, Path(run_id): Path<String>) -
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes))
 }
 
+/// The answer to `DELETE /api/runs/{id}`.
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub deleted: String,
+}
+
 /// `DELETE /api/runs/{id}`: 409 while the run is in progress.
-pub async fn delete(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<Deleted>, ApiError> {
     checked(&run_id)?;
     if state.runs.is_running(&run_id) {
-        return Err(ApiError::Conflict {
-            message: format!("run {run_id} is still running; delete it once it has ended"),
-            detail: json!({"run_id": run_id, "status": "running"}),
-        });
+        let message = format!("run {run_id} is still running; delete it once it has ended");
+        return Err(ApiError::still_running(message, None, &run_id));
     }
     let (store, id) = (state.store.clone(), run_id.clone());
     super::blocking(move || Ok(store.delete(&id)?)).await?;
     tracing::info!(run_id, "run deleted");
-    Ok(Json(json!({"deleted": run_id})))
+    Ok(Json(Deleted { deleted: run_id }))
 }

@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use bench_shared::run::RUN_END;
-use serde_json::Value;
+use bench_shared::feed::FeedLine;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::ApiError;
@@ -30,14 +29,8 @@ pub fn parse_wait(raw: Option<&str>) -> Result<Duration, ApiError> {
 }
 
 /// True when `line` is the `run_end` event of `run_id`.
-fn is_end_of(line: &str, run_id: &str) -> bool {
-    if !line.contains(RUN_END) {
-        return false;
-    }
-    serde_json::from_str::<Value>(line).is_ok_and(|v| {
-        v.get("type").and_then(Value::as_str) == Some(RUN_END)
-            && v.get("run_id").and_then(Value::as_str) == Some(run_id)
-    })
+fn is_end_of(line: &FeedLine, run_id: &str) -> bool {
+    &*line.kind == "run_end" && line.run_id.as_deref() == Some(run_id)
 }
 
 /// Waits up to `limit` for `run_id` to end. Returns true when its `run_end` was seen (its final
@@ -85,8 +78,21 @@ mod tests {
 
     #[test]
     fn only_this_runs_end_counts() {
-        assert!(is_end_of(r#"{"type":"run_end","run_id":"r1","status":"complete"}"#, "r1"));
-        assert!(!is_end_of(r#"{"type":"run_end","run_id":"r2"}"#, "r1"));
-        assert!(!is_end_of(r#"{"type":"llm_token","run_id":"r1","payload":{"text":"run_end"}}"#, "r1"));
+        use bench_shared::feed::CentralEvent;
+        use bench_shared::run::RunStatus;
+        let end = |run_id: &str| {
+            CentralEvent::RunEnd(Box::new(bench_shared::feed::RunEnd {
+                run_id: run_id.into(),
+                status: RunStatus::Complete,
+                reason: None,
+                ended_at_s: 1.0,
+                summary: None,
+            }))
+            .line()
+        };
+        assert!(is_end_of(&end("r1"), "r1"));
+        assert!(!is_end_of(&end("r2"), "r1"));
+        let token = FeedLine { kind: "llm_token".into(), run_id: Some("r1".into()), text: "{}".into() };
+        assert!(!is_end_of(&token, "r1"));
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use bench_shared::feed::{CentralEvent, Hello};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
@@ -40,8 +40,8 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 async fn client(socket: WebSocket, state: AppState) {
     let mut rx = state.hub.subscribe();
     let (mut tx, mut incoming) = socket.split();
-    let hello = json!({"type": "hello", "machines": state.fleet.views(), "running": state.runs.running_ids()});
-    if tx.send(Message::text(hello.to_string())).await.is_err() {
+    let hello = CentralEvent::Hello(Hello { machines: state.fleet.views(), running: state.runs.running_ids() });
+    if tx.send(Message::text(hello.line().text.as_ref())).await.is_err() {
         return;
     }
     // Reads what the browser sends (dropping it), so its pings are answered, its pongs counted
@@ -74,7 +74,7 @@ async fn client(socket: WebSocket, state: AppState) {
                 }
             }
             msg = rx.recv() => match msg {
-                Ok(line) => match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::text(line.as_ref()))).await {
+                Ok(line) => match tokio::time::timeout(SEND_TIMEOUT, tx.send(Message::text(line.text.as_ref()))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break None,
                     Err(_) => break Some((CLOSE_TOO_SLOW, "too slow: a frame was not accepted in time".to_owned())),

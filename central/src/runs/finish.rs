@@ -2,10 +2,12 @@
 
 use std::collections::HashMap;
 
+use bench_shared::event::{Decoded, Event};
+use bench_shared::feed::{CentralEvent, StoredLine};
 use bench_shared::job::TestType;
-use bench_shared::run::{MachineRunStatus, RUN_END, RunMetadata, RunStatus, RunSummary};
+use bench_shared::run::{MachineRunStatus, RunMetadata, RunStatus, RunSummary};
 use bench_shared::sweep::{CsvRow, LoadRow, RequestRow, SummaryRow, csv_text};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::summary::{self, Outcome};
 use crate::hub::Hub;
@@ -101,36 +103,23 @@ fn write_final(
     summary::record_starts(meta, outcomes);
     let mut summary = summary::build(meta, outcomes);
     if meta.spec.test_type() == TestType::LlmSweep {
-        let events = crate::store::parse_events(&store.events(&meta.run_id).unwrap_or_default());
+        let events = StoredLine::parse_all(&store.events(&meta.run_id).unwrap_or_default());
         for s in summary.machines.iter_mut().filter(|s| s.status == Some(MachineRunStatus::Complete)) {
             s.files = write_sweep_csvs(store, &meta.run_id, &s.machine_id, &events)?;
         }
     }
     store.write_summary(&summary)?;
     store.write_metadata(meta)?;
-    let line = run_end_line(meta, Some(&summary));
-    log.append(&line)?;
-    hub.publish_line(line.into());
+    let line = CentralEvent::run_end(meta, now, Some(&summary)).line();
+    log.append(&line.text)?;
+    hub.publish(line);
     tracing::info!(run_id = %meta.run_id, status = meta.status.as_str(), "run ended");
     Ok(summary)
 }
 
-/// The `run_end` event line.
-fn run_end_line(meta: &RunMetadata, summary: Option<&RunSummary>) -> String {
-    json!({
-        "type": RUN_END,
-        "run_id": meta.run_id,
-        "status": meta.status,
-        "reason": meta.reason,
-        "ended_at_s": meta.ended_at_s.unwrap_or_else(now_s),
-        "summary": summary,
-    })
-    .to_string()
-}
-
 /// Sends `run_end` to browsers without storing it (when the run's files cannot be written).
 pub fn publish_run_end(hub: &Hub, meta: &RunMetadata, summary: Option<&RunSummary>) {
-    hub.publish_line(run_end_line(meta, summary).into());
+    hub.publish_event(&CentralEvent::run_end(meta, meta.ended_at_s.unwrap_or_else(now_s), summary));
 }
 
 /// Writes `<machine_id>.requests.csv`, `.summary.csv` and `.load_times.csv` from the machine's
@@ -141,23 +130,30 @@ pub fn write_sweep_csvs(
     store: &Store,
     run_id: &str,
     machine_id: &str,
-    events: &[Value],
+    events: &[StoredLine],
 ) -> Result<Vec<String>, StoreError> {
-    let mine = |kind: &'static str| {
-        events.iter().filter(move |e| {
-            e.get("machine_id").and_then(Value::as_str) == Some(machine_id)
-                && e.get("type").and_then(Value::as_str) == Some(kind)
-        })
-    };
-    let requests: Vec<&Value> = mine("sweep_row").filter_map(|e| e.get("payload")).collect();
-    let done = mine("sweep_done").filter_map(|e| e.get("payload")).next_back();
-    let rows = |key: &str| -> Vec<&Value> {
-        done.and_then(|d| d.get(key)).and_then(Value::as_array).into_iter().flatten().collect()
-    };
+    let mine = events.iter().filter_map(|line| match line {
+        StoredLine::Agent(r) if r.env().machine_id == machine_id => match &r.received.event {
+            Decoded::Known(e) => Some(e),
+            _ => None,
+        },
+        _ => None,
+    });
+    let mut requests: Vec<&Map<String, Value>> = Vec::new();
+    let mut done = None;
+    for event in mine {
+        match event {
+            Event::SweepRow(row) => requests.push(row),
+            Event::SweepDone(d) => done = Some(d),
+            _ => {}
+        }
+    }
+    let summary: Vec<&Map<String, Value>> = done.iter().flat_map(|d| d.summary_rows.iter()).collect();
+    let load_times: Vec<&Map<String, Value>> = done.iter().flat_map(|d| d.load_time_rows.iter()).collect();
     let files = [
         ("requests.csv", sweep_csv::<RequestRow>(machine_id, &requests)),
-        ("summary.csv", sweep_csv::<SummaryRow>(machine_id, &rows("summary_rows"))),
-        ("load_times.csv", sweep_csv::<LoadRow>(machine_id, &rows("load_time_rows"))),
+        ("summary.csv", sweep_csv::<SummaryRow>(machine_id, &summary)),
+        ("load_times.csv", sweep_csv::<LoadRow>(machine_id, &load_times)),
     ];
     let mut written = Vec::new();
     for (name, text) in files {
@@ -169,11 +165,11 @@ pub fn write_sweep_csvs(
 }
 
 /// CSV text of the `T` rows among `rows` (JSON objects as the agent sent them), header first.
-pub fn sweep_csv<T: CsvRow>(machine_id: &str, rows: &[&Value]) -> String {
+pub fn sweep_csv<T: CsvRow>(machine_id: &str, rows: &[&Map<String, Value>]) -> String {
     let typed: Vec<T> = rows
         .iter()
-        .filter_map(|v| {
-            <T as serde::Deserialize>::deserialize(*v)
+        .filter_map(|row| {
+            serde_json::from_value::<T>(Value::Object((*row).clone()))
                 .inspect_err(
                     |e| tracing::warn!(machine_id, error = %e, "sweep CSV row skipped (kept in events.ndjson)"),
                 )
@@ -216,6 +212,7 @@ fn cell(v: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     #[test]
     fn csv_follows_header_and_keeps_extra_keys() {
         let row = json!({"b": 2, "a": "x,y", "zz": true, "n": null}).as_object().cloned().unwrap();
@@ -229,7 +226,8 @@ mod tests {
         let mut extra = good.clone();
         extra.as_object_mut().unwrap().insert("zz".into(), json!(true));
         let bad = json!({"model": 3});
-        let text = sweep_csv::<LoadRow>("a", &[&good, &bad, &extra]);
+        let rows = [&good, &bad, &extra].map(|v| v.as_object().unwrap());
+        let text = sweep_csv::<LoadRow>("a", &rows);
         let mut lines = text.lines();
         assert_eq!(lines.next().unwrap(), LoadRow::HEADER.join(","));
         let rows: Vec<&str> = lines.collect();

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bench_shared::run::{MACHINE_STATUS, MachineRunStatus, RunStatus};
-use serde_json::json;
+use bench_shared::feed::{CentralEvent, MachineStatus, StoredLine};
+use bench_shared::run::{MachineRunStatus, RunStatus};
 
 use super::state::RunState;
 use super::summary::{self, Outcome};
@@ -60,9 +60,14 @@ impl RunManager {
                             "its job was never accepted"
                         };
                         let reason = format!("central stopped while the run was running and {why}");
-                        let line = json!({"type": MACHINE_STATUS, "run_id": id, "machine_id": m.machine_id,
-                            "status": MachineRunStatus::Interrupted, "reason": reason, "job_id": job_id});
-                        log.append(&line.to_string())?;
+                        let line = StoredLine::Central(CentralEvent::MachineStatus(MachineStatus {
+                            run_id: id.clone(),
+                            machine_id: m.machine_id.clone(),
+                            status: MachineRunStatus::Interrupted,
+                            reason: Some(reason.clone()),
+                            job_id,
+                        }));
+                        log.append(&line.line().text)?;
                         let mut finished = 0;
                         summary::apply(&mut outcomes, &mut finished, &line);
                         m.status = MachineRunStatus::Interrupted;

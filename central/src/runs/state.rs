@@ -12,23 +12,25 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bench_shared::event::{RawEnvelope, is_terminal_type};
-use bench_shared::run::{MACHINE_STATUS, MachineRunStatus};
-use serde_json::{Value, json};
+use bench_shared::event::Received;
+use bench_shared::feed::{CentralEvent, MachineStatus, Relayed, StoredLine};
+use bench_shared::run::MachineRunStatus;
 
 /// What happened, as the run task saw it.
+// Agent events are nearly every message: boxing them would cost an allocation per token.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Input {
     /// The agent answered `POST /jobs`: its job id, or why it refused.
     Dispatched { machine_id: String, result: Result<String, String> },
     /// An agent event (WebSocket or backfill) for one of the run's jobs.
-    Event { machine_id: String, env: RawEnvelope },
+    Event { machine_id: String, event: Received },
     /// The machine's WebSocket (re)connected: events may have been missed.
     Reconnected { machine_id: String },
     /// The machine's WebSocket closed or reset: ask the agent about the job at once.
     ConnectionLost { machine_id: String },
     /// The answer to a [`Action::FetchEvents`].
-    Backfill { machine_id: String, result: Result<Vec<RawEnvelope>, String> },
+    Backfill { machine_id: String, result: Result<Vec<Received>, String> },
     /// The answer to a [`Action::ProbeJob`]: the agent's `last_seq` for the job, or why it failed.
     Probe { machine_id: String, result: Result<u64, String> },
     /// Time passed (deadlines, silence).
@@ -43,10 +45,12 @@ pub enum Input {
 }
 
 /// What the run task must do.
+// Agent events are nearly every message: boxing them would cost an allocation per token.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Store the line in `events.ndjson`, relay it to browsers, fold it into the live run.
-    Record { machine_id: String, line: Value },
+    Record { machine_id: String, line: StoredLine },
     /// Route the job's live events to this run.
     Register { machine_id: String, job_id: String },
     /// Stop routing the job's events here.
@@ -73,7 +77,7 @@ struct Track {
     job_id: Option<String>,
     last_seq: u64,
     /// Events that arrived ahead of a gap, by seq.
-    pending: BTreeMap<u64, RawEnvelope>,
+    pending: BTreeMap<u64, Received>,
     backfill_in_flight: bool,
     /// A backfill was asked for while one was in flight: run another when it returns.
     backfill_again: bool,
@@ -186,7 +190,7 @@ impl RunState {
                     &mut out,
                 ),
             },
-            Input::Event { machine_id, env } => self.offer(&machine_id, env, now, &mut out),
+            Input::Event { machine_id, event } => self.offer(&machine_id, event, now, &mut out),
             Input::Reconnected { machine_id } => {
                 if self.tracks.get(&machine_id).is_some_and(|t| !t.done && t.job_id.is_some()) {
                     self.request_backfill(&machine_id, &mut out);
@@ -245,8 +249,7 @@ impl RunState {
         t.job_id = Some(job_id.clone());
         t.last_event = now;
         out.push(Action::Register { machine_id: machine_id.to_owned(), job_id: job_id.clone() });
-        let line = json!({"type": MACHINE_STATUS, "run_id": self.run_id, "machine_id": machine_id,
-            "status": MachineRunStatus::Running, "reason": null, "job_id": job_id});
+        let line = self.status_line(machine_id, MachineRunStatus::Running, None, Some(job_id));
         out.push(Action::Record { machine_id: machine_id.to_owned(), line });
         out.push(Action::WriteMetadata);
         // Events emitted before the job was registered were dropped by the router: fetch them.
@@ -255,20 +258,21 @@ impl RunState {
 
     /// Takes one agent event in `seq` order: duplicates are dropped, events ahead of a gap wait
     /// while the gap is fetched.
-    fn offer(&mut self, machine_id: &str, env: RawEnvelope, now: Instant, out: &mut Vec<Action>) {
+    fn offer(&mut self, machine_id: &str, event: Received, now: Instant, out: &mut Vec<Action>) {
         let Some(t) = self.tracks.get_mut(machine_id) else { return };
-        if t.done || t.job_id.as_deref() != Some(env.job_id.as_str()) {
+        let seq = event.env.seq;
+        if t.done || t.job_id.as_deref() != Some(event.env.job_id.as_str()) {
             return;
         }
-        if env.seq != 0 && env.seq <= t.last_seq {
+        if seq != 0 && seq <= t.last_seq {
             return;
         }
-        if env.seq != 0 && env.seq > t.last_seq + 1 {
-            t.pending.insert(env.seq, env);
+        if seq != 0 && seq > t.last_seq + 1 {
+            t.pending.insert(seq, event);
             self.request_backfill(machine_id, out);
             return;
         }
-        self.accept(machine_id, env, now, out);
+        self.accept(machine_id, event, now, out);
         self.drain_pending(machine_id, false, now, out);
     }
 
@@ -285,23 +289,21 @@ impl RunState {
                 _ => None,
             };
             match next {
-                Some(env) if !t.done => self.accept(machine_id, env, now, out),
+                Some(event) if !t.done => self.accept(machine_id, event, now, out),
                 _ => return,
             }
         }
     }
 
-    fn accept(&mut self, machine_id: &str, mut env: RawEnvelope, now: Instant, out: &mut Vec<Action>) {
-        let terminal = is_terminal_type(&env.kind);
+    fn accept(&mut self, machine_id: &str, mut event: Received, now: Instant, out: &mut Vec<Action>) {
+        let terminal = event.is_terminal();
         if let Some(t) = self.tracks.get_mut(machine_id) {
-            t.last_seq = t.last_seq.max(env.seq);
+            t.last_seq = t.last_seq.max(event.env.seq);
             t.last_event = now;
         }
-        env.machine_id = machine_id.to_owned();
-        let mut line = serde_json::to_value(&env).unwrap_or(Value::Null);
-        if let Some(obj) = line.as_object_mut() {
-            obj.insert("run_id".into(), Value::from(self.run_id.clone()));
-        }
+        // Stored under central's id of the machine (the agent may call itself otherwise).
+        event.env.machine_id = machine_id.to_owned();
+        let line = StoredLine::Agent(Relayed { run_id: self.run_id.clone(), received: event });
         out.push(Action::Record { machine_id: machine_id.to_owned(), line });
         if terminal {
             self.mark_done(machine_id, out);
@@ -329,12 +331,28 @@ impl RunState {
         if t.done {
             return;
         }
-        let line = json!({"type": MACHINE_STATUS, "run_id": self.run_id, "machine_id": machine_id,
-            "status": status, "reason": reason, "job_id": t.job_id});
+        let line = self.status_line(machine_id, status, reason, t.job_id.clone());
         out.push(Action::Record { machine_id: machine_id.to_owned(), line });
         if status.is_terminal() {
             self.mark_done(machine_id, out);
         }
+    }
+
+    /// Central's `machine_status` line for a machine of this run.
+    fn status_line(
+        &self,
+        machine_id: &str,
+        status: MachineRunStatus,
+        reason: Option<String>,
+        job_id: Option<String>,
+    ) -> StoredLine {
+        StoredLine::Central(CentralEvent::MachineStatus(MachineStatus {
+            run_id: self.run_id.clone(),
+            machine_id: machine_id.to_owned(),
+            status,
+            reason,
+            job_id,
+        }))
     }
 
     fn request_backfill(&mut self, machine_id: &str, out: &mut Vec<Action>) {
@@ -354,7 +372,7 @@ impl RunState {
     fn backfilled(
         &mut self,
         machine_id: &str,
-        result: Result<Vec<RawEnvelope>, String>,
+        result: Result<Vec<Received>, String>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -364,8 +382,8 @@ impl RunState {
         let before = t.last_seq;
         match result {
             Ok(events) => {
-                for env in events {
-                    self.offer(machine_id, env, now, out);
+                for event in events {
+                    self.offer(machine_id, event, now, out);
                 }
                 let Some(t) = self.tracks.get_mut(machine_id) else { return };
                 if t.done {

@@ -5,14 +5,23 @@ use super::*;
 const SILENCE: Duration = Duration::from_secs(30);
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn env(job: &str, seq: u64, kind: &str) -> RawEnvelope {
-    serde_json::from_value(json!({"job_id": job, "seq": seq, "machine_id": "agent-side-id", "type": kind,
-        "payload": {"n": seq}}))
-    .unwrap()
+use bench_shared::event::RawEnvelope;
+use serde_json::{Value, json};
+
+fn env(job: &str, seq: u64, kind: &str) -> Received {
+    let raw: RawEnvelope = serde_json::from_value(json!({"job_id": job, "seq": seq, "machine_id": "agent-side-id",
+        "type": kind, "payload": {"n": seq}}))
+    .unwrap();
+    Received::decode(raw)
 }
 
 fn event(machine: &str, job: &str, seq: u64, kind: &str) -> Input {
-    Input::Event { machine_id: machine.into(), env: env(job, seq, kind) }
+    Input::Event { machine_id: machine.into(), event: env(job, seq, kind) }
+}
+
+/// A recorded line as the files and browsers get it.
+fn v(line: &StoredLine) -> Value {
+    serde_json::from_str(&line.line().text).unwrap()
 }
 
 /// A run with machines `a` and `b` whose jobs `ja` and `jb` were accepted at `t0`.
@@ -23,7 +32,9 @@ fn started(t0: Instant) -> RunState {
     for (m, j) in [("a", "ja"), ("b", "jb")] {
         let out = s.handle(Input::Dispatched { machine_id: m.into(), result: Ok(j.into()) }, t0);
         assert_eq!(out[0], Action::Register { machine_id: m.into(), job_id: j.into() });
-        assert!(matches!(&out[1], Action::Record { line, .. } if line["status"] == "running" && line["job_id"] == j));
+        assert!(
+            matches!(&out[1], Action::Record { line, .. } if v(line)["status"] == "running" && v(line)["job_id"] == j)
+        );
         assert_eq!(out[2], Action::WriteMetadata);
         assert_eq!(out[3], Action::FetchEvents { machine_id: m.into(), job_id: j.into(), after_seq: 0 });
         // The initial backfill finds nothing yet.
@@ -37,8 +48,8 @@ fn recorded(actions: &[Action], machine: &str) -> Vec<u64> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Record { machine_id, line } if machine_id == machine && line["type"] != MACHINE_STATUS => {
-                line["seq"].as_u64()
+            Action::Record { machine_id, line } if machine_id == machine && v(line)["type"] != "machine_status" => {
+                v(line)["seq"].as_u64()
             }
             _ => None,
         })
@@ -49,8 +60,8 @@ fn status_lines(actions: &[Action]) -> Vec<(String, String)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Record { machine_id, line } if line["type"] == MACHINE_STATUS => {
-                Some((machine_id.clone(), line["reason"].as_str().unwrap_or("").to_owned()))
+            Action::Record { machine_id, line } if v(line)["type"] == "machine_status" => {
+                Some((machine_id.clone(), v(line)["reason"].as_str().unwrap_or("").to_owned()))
             }
             _ => None,
         })
@@ -71,7 +82,7 @@ fn out_of_order_and_duplicate_seqs_are_stored_once_in_order() {
     assert_eq!(fetches, vec![&Action::FetchEvents { machine_id: "a".into(), job_id: "ja".into(), after_seq: 1 }]);
     // Stored lines carry central's machine id and the run id, not the agent's own id.
     let Action::Record { line, .. } = &all[0] else { panic!("{all:?}") };
-    assert_eq!((line["machine_id"].as_str(), line["run_id"].as_str()), (Some("a"), Some("run-1")));
+    assert_eq!((v(line)["machine_id"].as_str(), v(line)["run_id"].as_str()), (Some("a"), Some("run-1")));
     // Another job's events (another central, a curl user) are not this run's.
     assert!(s.handle(event("a", "other-job", 4, "llm_token"), t0).is_empty());
     assert_eq!(s.last_seq("a"), Some(3));
@@ -246,7 +257,7 @@ fn a_resumed_run_fetches_what_it_missed_and_interrupts_jobs_the_agents_lost() {
     let lines = status_lines(&out);
     assert!(lines[0].1.contains("the agent no longer has the job"), "{lines:?}");
     let Action::Record { line, .. } = &out[0] else { panic!() };
-    assert_eq!(line["status"], "interrupted");
+    assert_eq!(v(line)["status"], "interrupted");
     assert_eq!(out.last(), Some(&Action::Finish));
 }
 
@@ -256,6 +267,6 @@ fn in_a_normal_run_a_lost_job_is_an_error() {
     let mut s = started(t0);
     let out = s.handle(Input::JobGone { machine_id: "a".into(), reason: "HTTP 404".into() }, t0);
     let Action::Record { line, .. } = &out[0] else { panic!() };
-    assert_eq!(line["status"], "error");
-    assert!(line["reason"].as_str().unwrap().contains("agent lost the job"));
+    assert_eq!(v(line)["status"], "error");
+    assert!(v(line)["reason"].as_str().unwrap().contains("agent lost the job"));
 }

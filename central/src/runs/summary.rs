@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 
 use bench_shared::compare::{self, Comparison, MachineInput, Metric};
-use bench_shared::event::JobDone;
+use bench_shared::event::{Decoded, Event, JobDone, Received};
+use bench_shared::feed::{CentralEvent, StoredLine};
 use bench_shared::job::JobSpec;
-use bench_shared::run::{
-    MACHINE_STATUS, MachineRecord, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks,
-};
+use bench_shared::metrics::TokenChannel;
+use bench_shared::run::{MachineRecord, MachineRunStatus, MachineSummary, RunMetadata, RunSummary, assign_ranks};
+use bench_shared::sweep::SweepDone;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,8 +22,11 @@ pub struct Outcome {
     pub status: Option<MachineRunStatus>,
     pub reason: Option<String>,
     pub job_id: Option<String>,
-    /// The `job_done` / `sweep_done` payload.
+    /// The `job_done` / `sweep_done` payload, as the agent sent it.
     pub done: Option<Value>,
+    /// What central read of that payload (the figures a summary uses).
+    #[serde(skip)]
+    pub result: Option<Done>,
     /// 1 = first machine to finish.
     pub finish_order: Option<u32>,
     /// Agent events stored for this machine.
@@ -39,77 +43,96 @@ pub struct Outcome {
     pub started_at_s: Option<f64>,
 }
 
+/// A machine's final figures, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Done {
+    Job(Box<JobDone>),
+    Sweep(Box<SweepDone>),
+    /// The agent said it finished, but its payload could not be read (serde's reason).
+    Unreadable(String),
+}
+
 impl Outcome {
     pub fn is_terminal(&self) -> bool {
         self.status.is_some_and(MachineRunStatus::is_terminal)
     }
+
+    /// The typed `job_done`, or why there is none.
+    fn job_done(&self) -> Option<Result<&JobDone, &str>> {
+        match self.result.as_ref()? {
+            Done::Job(d) => Some(Ok(d)),
+            Done::Unreadable(e) => Some(Err(e)),
+            Done::Sweep(_) => None,
+        }
+    }
 }
 
-/// The machine status and reason a terminal agent event means, or `None` for other events.
-pub fn terminal_status(kind: &str, payload: &Value) -> Option<(MachineRunStatus, Option<String>)> {
-    let text = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
-    match kind {
-        "job_done" | "sweep_done" => Some((MachineRunStatus::Complete, None)),
-        "job_error" => {
-            let msg = text("message").unwrap_or_else(|| "job failed".into());
-            let reason = match text("kind") {
-                Some(k) => format!("{k}: {msg}"),
-                None => msg,
-            };
-            Some((MachineRunStatus::Error, Some(reason)))
+/// The machine status and reason a terminal agent event means (and its figures), or `None` for
+/// other events. A terminal kind whose payload could not be read still ends the machine.
+fn terminal(event: &Received) -> Option<(MachineRunStatus, Option<String>, Option<Done>)> {
+    match &event.event {
+        Decoded::Known(Event::JobDone(d)) => Some((MachineRunStatus::Complete, None, Some(Done::Job(d.clone())))),
+        Decoded::Known(Event::SweepDone(d)) => Some((MachineRunStatus::Complete, None, Some(Done::Sweep(d.clone())))),
+        Decoded::Known(Event::JobError(e)) => {
+            Some((MachineRunStatus::Error, Some(format!("{}: {}", e.kind.as_str(), e.message)), None))
         }
-        "job_cancelled" => Some((MachineRunStatus::Cancelled, text("reason").or(Some("cancelled".into())))),
+        Decoded::Known(Event::JobCancelled(c)) => Some((MachineRunStatus::Cancelled, Some(c.reason.clone()), None)),
+        Decoded::Unreadable(why) => match event.env.kind.as_str() {
+            "job_done" | "sweep_done" => Some((MachineRunStatus::Complete, None, Some(Done::Unreadable(why.clone())))),
+            "job_error" => Some((MachineRunStatus::Error, Some("job failed".into()), None)),
+            "job_cancelled" => Some((MachineRunStatus::Cancelled, Some("cancelled".into()), None)),
+            _ => None,
+        },
         _ => None,
     }
 }
 
-/// Folds one stored event line (agent event with `machine_id`, or central `machine_status`) into
-/// `outcomes`. `finished` counts machines that reached a terminal event, for `finish_order`.
-pub fn apply(outcomes: &mut HashMap<String, Outcome>, finished: &mut u32, event: &Value) {
-    let Some(machine_id) = event.get("machine_id").and_then(Value::as_str) else { return };
-    let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
-    let o = outcomes.entry(machine_id.to_owned()).or_default();
-    if kind == MACHINE_STATUS {
-        if let Some(s) = event.get("status").and_then(|s| serde_json::from_value(s.clone()).ok()) {
-            o.status = Some(s);
+/// Folds one stored line (an agent event, or central's `machine_status`) into `outcomes`.
+/// `finished` counts machines that reached a terminal event, for `finish_order`.
+pub fn apply(outcomes: &mut HashMap<String, Outcome>, finished: &mut u32, line: &StoredLine) {
+    let relayed = match line {
+        StoredLine::Central(CentralEvent::MachineStatus(s)) => {
+            let o = outcomes.entry(s.machine_id.clone()).or_default();
+            o.status = Some(s.status);
+            if let Some(r) = &s.reason {
+                o.reason = Some(r.clone());
+            }
+            if let Some(j) = &s.job_id {
+                o.job_id = Some(j.clone());
+            }
+            if o.is_terminal() && o.finish_order.is_none() {
+                *finished += 1;
+                o.finish_order = Some(*finished);
+            }
+            return;
         }
-        if let Some(r) = event.get("reason").and_then(Value::as_str) {
-            o.reason = Some(r.to_owned());
-        }
-        if let Some(j) = event.get("job_id").and_then(Value::as_str) {
-            o.job_id = Some(j.to_owned());
-        }
-        if o.is_terminal() && o.finish_order.is_none() {
-            *finished += 1;
-            o.finish_order = Some(*finished);
-        }
-        return;
-    }
+        StoredLine::Central(_) => return,
+        StoredLine::Agent(r) => &r.received,
+    };
+    let o = outcomes.entry(relayed.env.machine_id.clone()).or_default();
     o.events += 1;
-    o.last_seq = o.last_seq.max(event.get("seq").and_then(Value::as_u64).unwrap_or(0));
-    let payload = event.get("payload").unwrap_or(&Value::Null);
-    if kind == "llm_token" {
-        let content = payload.get("channel").and_then(Value::as_str).is_none_or(|c| c == "content");
-        let warmup = payload.get("warmup").and_then(Value::as_bool).unwrap_or(false);
-        let first = payload.get("repeat_index").and_then(Value::as_u64).unwrap_or(0) == 0;
-        if content && !warmup && first {
-            o.output_text.push_str(payload.get("text").and_then(Value::as_str).unwrap_or(""));
+    o.last_seq = o.last_seq.max(relayed.env.seq);
+    match &relayed.event {
+        Decoded::Known(Event::LlmToken(t))
+            if t.channel == TokenChannel::Content && !t.warmup && t.repeat_index == 0 =>
+        {
+            o.output_text.push_str(&t.text);
         }
-    }
-    if kind == "job_started" {
-        let at = payload.get("start_at").and_then(Value::as_f64);
-        let sent = payload.get("started_at_s").and_then(Value::as_f64);
-        o.start_lag_ms = at.zip(sent).map(|(at, sent)| (sent * 1000.0 - at).max(0.0));
-        o.started_at_s = sent;
+        Decoded::Known(Event::JobStarted(s)) => {
+            o.start_lag_ms = s.start_at.map(|at| (s.started_at_s * 1000.0 - at as f64).max(0.0));
+            o.started_at_s = Some(s.started_at_s);
+        }
+        _ => {}
     }
     if o.is_terminal() {
         return;
     }
-    if let Some((status, reason)) = terminal_status(kind, payload) {
+    if let Some((status, reason, done)) = terminal(relayed) {
         o.status = Some(status);
         o.reason = reason;
-        if matches!(kind, "job_done" | "sweep_done") {
-            o.done = Some(payload.clone());
+        if done.is_some() {
+            o.done = Some(relayed.env.payload.clone());
+            o.result = done;
         }
         *finished += 1;
         o.finish_order = Some(*finished);
@@ -132,8 +155,8 @@ pub fn record_starts(meta: &mut RunMetadata, outcomes: &HashMap<String, Outcome>
 pub fn outcomes_from_events(bytes: &[u8]) -> HashMap<String, Outcome> {
     let mut outcomes = HashMap::new();
     let mut finished = 0;
-    for e in crate::store::parse_events(bytes) {
-        apply(&mut outcomes, &mut finished, &e);
+    for line in StoredLine::parse_all(bytes) {
+        apply(&mut outcomes, &mut finished, &line);
     }
     outcomes
 }
@@ -149,11 +172,8 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
         .iter()
         .map(|rec| {
             let o = outcome(&rec.machine_id);
-            let done = match (&o.done, rec.status) {
-                (Some(done), MachineRunStatus::Complete) => Some(serde_json::from_value::<JobDone>(done.clone())),
-                _ => None,
-            };
-            let mut s = match &done {
+            let done = if rec.status == MachineRunStatus::Complete { o.job_done() } else { None };
+            let mut s = match done {
                 Some(Ok(d)) => MachineSummary::from(d),
                 _ => MachineSummary::default(),
             };
@@ -162,7 +182,7 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
             s.label = rec.label.clone();
             s.status = Some(rec.status);
             s.reason = rec.reason.clone();
-            if let Some(Err(e)) = &done
+            if let Some(Err(e)) = done
                 && meta.spec.test_type() == bench_shared::job::TestType::LlmGenerate
             {
                 s.reason = Some(format!("job_done payload not readable, metrics unknown: {e}"));
@@ -171,7 +191,7 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
             s.finish_order = o.finish_order;
             s.events = o.events;
             if let Some(Ok(d)) = done {
-                inputs.push(machine_input(rec, o, d));
+                inputs.push(machine_input(rec, o, d.clone()));
             }
             s
         })
@@ -235,10 +255,9 @@ pub fn run_input(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> Opt
         .iter()
         .map(|rec| {
             let o = outcomes.get(&rec.machine_id).unwrap_or(&empty);
-            let input = match (&o.done, rec.status) {
-                (Some(done), MachineRunStatus::Complete) => serde_json::from_value::<JobDone>(done.clone())
-                    .map(|d| machine_input(rec, o, d))
-                    .map_err(|e| format!("job_done payload not readable: {e}")),
+            let input = match (o.job_done(), rec.status) {
+                (Some(Ok(d)), MachineRunStatus::Complete) => Ok(machine_input(rec, o, d.clone())),
+                (Some(Err(e)), MachineRunStatus::Complete) => Err(format!("job_done payload not readable: {e}")),
                 (None, MachineRunStatus::Complete) => Err("complete, but no job_done event is stored".into()),
                 (_, status) => Err(match &rec.reason {
                     Some(r) => format!("{}: {r}", status.as_str()),
@@ -271,14 +290,22 @@ mod tests {
 
     #[test]
     fn outcomes_follow_events() {
+        let token = |seq: u64, text: &str, warmup: bool| {
+            json!({"type": "llm_token", "machine_id": "a", "run_id": "r", "job_id": "j1", "seq": seq,
+                   "payload": {"text": text, "repeat_index": 0, "timestamp_s": 1.0, "warmup": warmup}})
+        };
         let lines = [
-            json!({"type": "run_start", "run_id": "r"}),
-            json!({"type": "machine_status", "machine_id": "a", "status": "running", "job_id": "j1"}),
-            json!({"type": "llm_token", "machine_id": "a", "seq": 2, "payload": {"text": "He", "repeat_index": 0}}),
-            json!({"type": "llm_token", "machine_id": "a", "seq": 3, "payload": {"text": "x", "repeat_index": 0, "warmup": true}}),
-            json!({"type": "llm_token", "machine_id": "a", "seq": 4, "payload": {"text": "llo", "repeat_index": 0}}),
-            json!({"type": "job_error", "machine_id": "b", "seq": 5, "payload": {"kind": "timeout", "message": "slow"}}),
-            json!({"type": "job_done", "machine_id": "a", "seq": 5, "payload": {"gen_tokens": 2, "gen_tokens_per_s": 9.5}}),
+            json!({"type": "run_start", "run_id": "r", "test_type": "llm_generate", "models": ["m"], "prompt": "p",
+                   "start_at": 1, "started_at_s": 1.0, "machines": []}),
+            json!({"type": "machine_status", "run_id": "r", "machine_id": "a", "status": "running", "reason": null,
+                   "job_id": "j1"}),
+            token(2, "He", false),
+            token(3, "x", true),
+            token(4, "llo", false),
+            json!({"type": "job_error", "machine_id": "b", "run_id": "r", "job_id": "j2", "seq": 5,
+                   "payload": {"kind": "timeout", "message": "slow"}}),
+            json!({"type": "job_done", "machine_id": "a", "run_id": "r", "job_id": "j1", "seq": 5,
+                   "payload": {"gen_tokens": 2, "gen_tokens_per_s": 9.5}}),
         ];
         let bytes: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
         let o = outcomes_from_events(&bytes);
@@ -287,6 +314,13 @@ mod tests {
         assert_eq!(o["a"].finish_order, Some(2));
         assert_eq!(o["a"].last_seq, 5);
         assert_eq!(o["a"].job_id.as_deref(), Some("j1"));
+        // A job_done that cannot be read still ends the machine; the summary says why it has no figures.
+        assert!(
+            matches!(&o["a"].result, Some(Done::Unreadable(why)) if why.contains("missing field")),
+            "{:?}",
+            o["a"].result
+        );
+        assert_eq!(o["a"].done, Some(json!({"gen_tokens": 2, "gen_tokens_per_s": 9.5})), "the payload as sent");
         assert_eq!(o["b"].status, Some(MachineRunStatus::Error));
         assert_eq!(o["b"].reason.as_deref(), Some("timeout: slow"));
         assert_eq!(o["b"].finish_order, Some(1));
@@ -328,7 +362,12 @@ mod tests {
             ],
         );
         let mut outcomes = HashMap::new();
-        outcomes.insert("torn".to_owned(), Outcome { done: Some(json!({"gen_tokens": "many"})), ..Default::default() });
+        let torn = Outcome {
+            done: Some(json!({"gen_tokens": "many"})),
+            result: Some(Done::Unreadable("invalid type: string \"many\", expected u64".into())),
+            ..Default::default()
+        };
+        outcomes.insert("torn".to_owned(), torn);
         let input = run_input(&m, &outcomes).unwrap();
         assert_eq!(input.settings.max_tokens, Some(8));
         assert_eq!(input.settings.num_ctx, Some(512));

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bench_shared::event::{Decoded, Event};
+use bench_shared::feed::StoredLine;
 use bench_shared::run::{RunMetadata, RunStatus};
 use futures_util::future::BoxFuture;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -138,16 +139,17 @@ impl RunTask {
         self.clients.get(machine_id).cloned().expect("actions only name dispatched machines")
     }
 
-    /// Stores, relays and folds one event line.
-    fn record(&mut self, machine_id: &str, line: Value) {
-        let text = line.to_string();
-        self.writer.append(text.clone());
-        self.hub.publish_line(text.into());
+    /// Stores, relays and folds one line.
+    fn record(&mut self, machine_id: &str, line: StoredLine) {
+        let feed = line.line();
+        self.writer.append(feed.text.to_string());
+        self.hub.publish(feed);
         let mut live = lock(&self.live);
         let LiveRun { meta, outcomes, finished } = &mut *live;
         summary::apply(outcomes, finished, &line);
         let o = outcomes.get(machine_id).cloned().unwrap_or_default();
-        if line.get("type").and_then(Value::as_str) == Some("job_started")
+        if let StoredLine::Agent(r) = &line
+            && matches!(r.received.event, Decoded::Known(Event::JobStarted(_)))
             && let (Some(clock), Some(at)) = (meta.clock.as_mut(), o.started_at_s)
         {
             clock.record_start(machine_id, at);
@@ -256,7 +258,7 @@ async fn await_cancels(cancels: Vec<BoxFuture<'static, ()>>, run_id: &str) {
 /// The state machine's input for a mailbox message.
 fn input_of(msg: RunMsg) -> Input {
     match msg {
-        RunMsg::Event { machine_id, env } => Input::Event { machine_id, env },
+        RunMsg::Event { machine_id, event } => Input::Event { machine_id, event },
         RunMsg::Reconnected { machine_id } => Input::Reconnected { machine_id },
         RunMsg::ConnectionLost { machine_id } => Input::ConnectionLost { machine_id },
         // 404 for the job: the agent no longer has it.

@@ -18,6 +18,7 @@ mod login;
 mod machine_telemetry;
 mod manners;
 mod races;
+mod replay;
 mod security;
 mod support;
 mod sweeps;
