@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bench_shared::api::PullAccepted;
+use bench_shared::api::{PullAccepted, RunningPull};
 use bench_shared::event::{Event, JobCancelled, JobError, ModelPullDone, ModelPullProgress};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,17 @@ impl Pulls {
         tracing::info!(model, job_id, "model pull started");
         tokio::spawn(run(state.clone(), model.to_owned(), job_id.clone(), self.stop.child_token()));
         Ok(PullAccepted { job_id, model: model.to_owned(), already_running: false })
+    }
+
+    /// The pulls running now.
+    pub fn list(&self) -> Vec<RunningPull> {
+        let running = bench_shared::sync::lock(&self.running);
+        let mut list: Vec<RunningPull> = running
+            .iter()
+            .map(|(model, job_id)| RunningPull { model: model.clone(), job_id: job_id.clone() })
+            .collect();
+        list.sort_by(|a, b| a.model.cmp(&b.model));
+        list
     }
 
     /// Stops every pull (agent shutdown): each ends with `job_cancelled`.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use bench_shared::api::{AgentTime, Capabilities, ErrorBody, Health, JobAccepted, JobView};
+use bench_shared::api::{
+    AgentTime, Capabilities, ErrorBody, Health, JobAccepted, JobView, PullAccepted, PullRequest, RunningPull,
+};
 use bench_shared::event::{RawEnvelope, Received};
 use bench_shared::job::JobSpec;
 use serde::de::DeserializeOwned;
@@ -139,6 +141,18 @@ impl AgentClient {
                     .map_err(|e| AgentError::Protocol(format!("GET {path}: bad line: {e}")))
             })
             .collect()
+    }
+
+    /// `POST /api/models/pull {"model"}`: the agent starts pulling (or joins its running pull).
+    pub async fn pull_model(&self, model: &str) -> Result<PullAccepted, AgentError> {
+        let body = PullRequest { model: model.to_owned() };
+        let resp = self.send(self.request(reqwest::Method::POST, "/api/models/pull").json(&body)).await?;
+        self.read("POST /api/models/pull", resp).await
+    }
+
+    /// `GET /api/models/pulls`: the pulls the agent is running now.
+    pub async fn running_pulls(&self) -> Result<Vec<RunningPull>, AgentError> {
+        self.get_json("/api/models/pulls").await
     }
 }
 

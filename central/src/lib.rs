@@ -7,6 +7,7 @@
 //! - [`clock`]: NTP-style clock-offset estimate of each agent before a run (sans-I/O estimator).
 //! - [`fleet`]: one task per machine: WebSocket subscription with backoff, health/capabilities.
 //! - [`routing`]: maps `(machine_id, job_id)` to the run that owns the job.
+//! - [`pulls`]: fleet model management: pulls of a model onto the machines that lack it.
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
@@ -24,6 +25,7 @@ pub mod fleet;
 pub mod hub;
 pub mod pages;
 pub mod prom;
+pub mod pulls;
 pub mod routing;
 pub mod runs;
 pub mod state;

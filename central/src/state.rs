@@ -30,6 +30,8 @@ pub struct AppState {
     pub cancel: CancellationToken,
     /// Who may use central and how much it accepts.
     pub access: Arc<Access>,
+    /// Model pulls across the fleet (`/api/models`).
+    pub pulls: Arc<crate::pulls::Pulls>,
 }
 
 /// Central's `central:` settings and what enforces them at run time.
@@ -74,6 +76,7 @@ impl AppState {
         let fleet = Arc::new(Fleet::new(machines, &http, &settings));
         let router = Arc::new(JobRouter::default());
         fleet.spawn(router.clone(), hub.clone(), settings.clone(), cancel.clone());
+        let pulls = Arc::new(crate::pulls::Pulls::new(fleet.clone(), router.clone(), hub.clone(), cancel.clone()));
         let runs = Arc::new(RunManager::new(
             store.clone(),
             fleet.clone(),
@@ -85,7 +88,7 @@ impl AppState {
         runs.resume_left_running()?;
         let metrics = Arc::new(CentralMetrics::new(&hub));
         let access = Arc::new(Access::new(CentralConfig::default(), None));
-        Ok(AppState { fleet, runs, store, hub, settings, metrics, cancel, access })
+        Ok(AppState { fleet, runs, store, hub, settings, metrics, cancel, access, pulls })
     }
 
     /// The same state with `central:` settings (authentication, origins, limits). Browser

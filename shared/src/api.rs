@@ -284,6 +284,13 @@ pub struct PullAccepted {
     pub already_running: bool,
 }
 
+/// One entry of the agent's `GET /api/models/pulls`: a pull running now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningPull {
+    pub model: String,
+    pub job_id: String,
+}
+
 /// `POST /logout` on the agent (central answers with a redirect to its login page).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LoggedOut {

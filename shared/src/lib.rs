@@ -15,6 +15,7 @@
 //! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
 //! - [`feed`]: what central sends browsers and stores: its own events ([`feed::CentralEvent`]) and
 //!   the agent events it relays, read back typed ([`feed::StoredLine`]).
+//! - [`pull`]: fleet model management: which machine has which model, pulls across machines.
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
@@ -32,6 +33,7 @@ pub mod fit;
 pub mod hardware;
 pub mod job;
 pub mod metrics;
+pub mod pull;
 pub mod run;
 pub mod runtime;
 pub mod sweep;

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agent/runtime_metrics", get(machine::runtime_metrics))
         .route("/metrics", get(machine::prometheus))
         .route("/api/models/pull", post(models::pull))
+        .route("/api/models/pulls", get(models::running))
         .route_layer(middleware::from_fn_with_state(state.clone(), login::require));
     let policy = guard::Policy {
         allowed_origins: state.config.allowed_origins.clone(),

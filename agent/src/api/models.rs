@@ -1,3 +1,5 @@
+//! `GET /api/models/pulls`: the pulls running now (`[{model, job_id}]`).
+//!
 //! `POST /api/models/pull {"model"}`: pulls a model onto the agent's engine (see
 //! [`crate::pulls`]). 202 with the pull's `job_id` (its events arrive on `/ws` and at
 //! `GET /jobs/{job_id}/events`), 501 naming the engine kind when the engine cannot pull, 429 when
@@ -6,7 +8,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use bench_shared::api::{PullAccepted, PullRequest};
+use bench_shared::api::{PullAccepted, PullRequest, RunningPull};
 
 use super::error::ApiError;
 use super::extract::JsonBody;
@@ -21,4 +23,8 @@ pub async fn pull(
     let model = req.validate()?;
     let accepted = state.pulls.start(&state, model)?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+pub async fn running(State(state): State<AppState>) -> Json<Vec<RunningPull>> {
+    Json(state.pulls.list())
 }

@@ -6,6 +6,7 @@ mod error;
 mod export;
 mod filters;
 mod machines;
+mod models;
 mod newline;
 mod params;
 mod runs;
@@ -46,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(crate::auth::login_page).post(crate::auth::login))
         .route("/logout", post(crate::auth::logout))
         .route("/api/machines", get(machines::list))
+        .route("/api/models", get(models::list))
+        .route("/api/models/pull", post(models::pull))
         .route("/metrics", get(machines::prometheus))
         .route("/api/runs", get(runs::list).post(runs::create))
         .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))

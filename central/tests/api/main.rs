@@ -17,6 +17,7 @@ mod history;
 mod login;
 mod machine_telemetry;
 mod manners;
+mod pulls;
 mod races;
 mod replay;
 mod security;
