@@ -79,6 +79,16 @@ fn lines_until(rx: &Receiver<String>, needle: &str) -> Vec<String> {
     }
 }
 
+/// Kills the child when dropped, so a failing assertion leaves no agent running.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn no_redirects() -> reqwest::Client {
     bench_shared::tls::install_crypto_provider();
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
@@ -94,7 +104,8 @@ async fn a_fresh_config_beyond_loopback_generates_a_token_and_requires_it() {
         dir_of_results()
     ));
     let _ = dir;
-    let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap()]);
+    let (child, rx) = spawn_agent(&["--config", config.to_str().unwrap()]);
+    let mut child = Reaped(child);
     // The notice ends with the opt-out line.
     let lines = lines_until(&rx, "--insecure-no-auth");
     let url = lines
@@ -123,11 +134,12 @@ async fn a_fresh_config_beyond_loopback_generates_a_token_and_requires_it() {
     let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let with_cookie = http.get(format!("{base}/capabilities")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(with_cookie.status(), 200);
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    let _ = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status();
+    let _ = child.0.wait();
 
     // A restart keeps the token (printed no more: the log names the file) and the session.
-    let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap()]);
+    let (child, rx) = spawn_agent(&["--config", config.to_str().unwrap()]);
+    let _child = Reaped(child);
     let lines = lines_until(&rx, "requires the token in");
     assert!(lines.iter().all(|l| !l.contains(&token)), "the token is not printed again: {lines:#?}");
     let line = lines.iter().find(|l| l.contains("listening on")).expect("logged before the auth notice");
@@ -137,8 +149,6 @@ async fn a_fresh_config_beyond_loopback_generates_a_token_and_requires_it() {
     assert_eq!(again.status(), 200, "the session survived the restart");
     assert_eq!(http.get(format!("{base}/jobs")).bearer_auth(&token).send().await.unwrap().status(), 200);
     assert_eq!(http.get(format!("{base}/jobs")).send().await.unwrap().status(), 401);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The results folder of the generated-token test (inside its temp dir would need the path
@@ -151,10 +161,10 @@ fn dir_of_results() -> std::path::PathBuf {
 #[test]
 fn insecure_no_auth_serves_open_beyond_loopback_with_a_warning() {
     let (dir, config) = write_config("machine_id: bin\nbind_host: 0.0.0.0\nbind_port: 0\nengine: {kind: mock}\n");
-    let (mut child, rx) = spawn_agent(&["--config", config.to_str().unwrap(), "--insecure-no-auth"]);
+    let (child, rx) = spawn_agent(&["--config", config.to_str().unwrap(), "--insecure-no-auth"]);
+    let child = Reaped(child);
     let lines = lines_until(&rx, "SECURITY");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(lines.iter().any(|l| l.contains("insecure-no-auth")), "{lines:#?}");
     assert!(!config.with_extension("token").exists(), "no token file when opted out");
     let _ = dir;

@@ -14,6 +14,16 @@ fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
+/// Kills the child when dropped, so a failing assertion leaves no central running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The `name=value` part of a response's `Set-Cookie`.
 fn cookie_of(resp: &reqwest::Response) -> String {
     let set = resp.headers().get("set-cookie").expect("a Set-Cookie").to_str().unwrap();
@@ -29,7 +39,7 @@ async fn a_fresh_central_beyond_loopback_generates_a_token_and_the_printed_url_l
     let cfg = dir.join("machines.yaml");
     std::fs::write(&cfg, "machines:\n  - machine_id: a\n    agent_base_url: http://127.0.0.1:9\n").unwrap();
     let results = dir.join("results");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-central"))
+    let child = Command::new(env!("CARGO_BIN_EXE_bench-central"))
         .args(["--config", cfg.to_str().unwrap(), "--results-dir", results.to_str().unwrap()])
         .args(["--host", "0.0.0.0", "--port", "0"])
         .env_remove("BENCH_CENTRAL_TOKEN")
@@ -38,7 +48,8 @@ async fn a_fresh_central_beyond_loopback_generates_a_token_and_the_printed_url_l
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn bench-central");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Reaped(child);
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let mut printed = Vec::new();
     let url = loop {
         let line = lines.next().expect("central logs until the login URL").unwrap();
@@ -73,8 +84,6 @@ async fn a_fresh_central_beyond_loopback_generates_a_token_and_the_printed_url_l
     assert!(race.contains("id=\"logout\""), "a logged-in page offers Log out");
     let bearer = http.get(format!("{base}/api/runs")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(bearer.status(), 200);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 /// Five wrong tokens a minute per address, then 429 with `Retry-After` (for the right token
