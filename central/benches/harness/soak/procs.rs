@@ -61,10 +61,10 @@ impl Proc {
     /// SIGTERM and wait for the exit (SIGKILL after `grace`).
     pub async fn terminate(&mut self, grace: Duration) -> Result<()> {
         self.signal("TERM")?;
-        if let Some(mut p) = self.current.take() {
-            if tokio::time::timeout(grace, p.child.wait()).await.is_err() {
-                let _ = p.child.kill().await;
-            }
+        if let Some(mut p) = self.current.take()
+            && tokio::time::timeout(grace, p.child.wait()).await.is_err()
+        {
+            let _ = p.child.kill().await;
         }
         Ok(())
     }
