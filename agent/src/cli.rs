@@ -213,7 +213,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(config);
     match tls {
         Some(tls) => {
-            let listener = crate::tls::TlsListener::bounded(listener, tls, max_connections)?;
+            let listener = bench_server::tls::TlsListener::bounded(listener, tls, max_connections)?;
             crate::serve(listener, state, bench_server::shutdown_signal()).await?
         }
         None => crate::serve(listener, state, bench_server::shutdown_signal()).await?,

@@ -15,7 +15,7 @@ use bench_shared::hardware::HardwareOverrides;
 
 use crate::engine::EngineSettings;
 use crate::hardware::sampler::SamplerConfig;
-use crate::tls::TlsFiles;
+use bench_server::tls::TlsFiles;
 
 /// The agent's validated settings.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,7 +15,6 @@
 //! - [`tui`]: `bench-agent tui`, the interactive LLMBench terminal app over [`sweep`].
 //! - [`hardware`]: fingerprint, runtime sampler, energy; [`prom`]: Prometheus `/metrics`.
 //! - [`telemetry`], [`cli`]: tracing set-up, command line.
-//! - [`tls`]: optional `https://` serving (`tls:` in agent.yaml).
 //! - `testkit` (feature `testkit`, on only in tests): the real local engine launcher and a fake
 //!   Ollama. The release binary contains none of it.
 
@@ -36,7 +35,6 @@ pub mod sweep;
 pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
-pub mod tls;
 pub mod tui;
 
 pub use api::state::AppState;
@@ -69,7 +67,7 @@ async fn startup_calibration(state: AppState, stop: CancellationToken) {
     }
 }
 
-/// Serves the agent on `listener` (a `TcpListener`, or a [`tls::TlsListener`] for `https://`)
+/// Serves the agent on `listener` (a `TcpListener`, or a [`bench_server::tls::TlsListener`] for `https://`)
 /// until `shutdown` completes.
 ///
 /// Shutdown order matters for clients: new jobs are refused and queued ones cancelled, the

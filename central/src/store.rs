@@ -47,22 +47,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
-/// Wall-clock epoch seconds.
-pub fn now_s() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
-/// Wall-clock epoch milliseconds.
-pub fn now_ms() -> u64 {
-    (now_s() * 1000.0) as u64
-}
-
-/// RFC 3339 UTC rendering of epoch seconds.
-pub fn rfc3339(epoch_s: f64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos((epoch_s * 1e9) as i128)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
+pub use bench_shared::time::{now_ms, now_s, rfc3339};
 
 /// A new run id `YYYY-MM-DD_HHMMSS_<6 hex>` (UTC); sorts chronologically.
 pub fn new_run_id(epoch_s: f64) -> String {

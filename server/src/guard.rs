@@ -96,11 +96,10 @@ pub fn check(policy: &Policy, method: &Method, path: &str, headers: &HeaderMap) 
 /// `{"error", "field"}` with `status`: the shape every bench-race error has, newline-terminated
 /// like every other JSON answer (these are made outside the apps' newline layer).
 pub fn error_response(status: StatusCode, error: &str, field: Option<&str>) -> Response {
-    let mut body = serde_json::json!({ "error": error });
-    if let Some(f) = field {
-        body["field"] = f.into();
-    }
-    let text = format!("{body}\n");
+    let body =
+        bench_shared::api::ErrorBody { field: field.map(str::to_owned), ..bench_shared::api::ErrorBody::new(error) };
+    // Plain data with string keys: serializing cannot fail.
+    let text = format!("{}\n", serde_json::to_string(&body).unwrap_or_default());
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 

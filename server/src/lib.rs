@@ -25,13 +25,18 @@
 //! - [`guard`]: Host / Origin / Content-Type checks, JSON 405s, token-free request logs, bearer parsing.
 //! - [`auth`]: tokens (generated on first start beyond loopback), login limits, stored sessions.
 //! - [`ws`]: the WebSocket subscriber cap and bounded socket buffers.
+//! - [`newline`]: the response layer that ends every JSON body with a newline.
+//! - [`tls`]: `https://` serving: a listener that completes TLS handshakes before axum sees a
+//!   connection (certificate files from config).
 //! - [`signal`]: the Ctrl-C / SIGTERM future both binaries shut down on.
 
 pub mod auth;
 mod body;
 pub mod guard;
+pub mod newline;
 pub mod signal;
 pub mod slots;
+pub mod tls;
 pub mod ws;
 
 pub use signal::shutdown_signal;

@@ -221,21 +221,6 @@ impl Spec for GenerateSpec {
     }
 }
 
-/// 64-bit FNV-1a: a stable hash (the same on every machine and version), no security claim.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
-/// MurmurHash3's 64-bit finalizer: every input bit flips about half the output bits, so
-/// tags of consecutive requests part at their first digits.
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
 impl GenerateSpec {
     /// A spec with every optional field at its default.
     pub fn new(model: impl Into<String>, prompt: impl Into<String>) -> Self {
@@ -265,7 +250,7 @@ impl GenerateSpec {
         match &self.prompt_nonce {
             Some(nonce) => {
                 let key = format!("{nonce}/{}{index}", if warmup { "w" } else { "r" });
-                format!("[{:016x}] {}", mix(fnv1a(key.as_bytes())), self.prompt)
+                format!("[{:016x}] {}", crate::hash::mix(crate::hash::fnv1a(key.as_bytes())), self.prompt)
             }
             None => self.prompt.clone(),
         }
@@ -339,7 +324,6 @@ mod tests {
         assert!(r0 != r1 && r0 != w0 && r1 != w0);
         // Tags part within their first digits (almost always; checked here for these).
         assert!(r0[1..3] != r1[1..3] && r0[1..3] != w0[1..3], "{r0} {r1} {w0}");
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a test vector");
         // Older stored specs (no such fields) still parse, with the defaults.
         let mut v = serde_json::to_value(&g).unwrap();
         for k in ["rank_by", "min_effect_pct", "prompt_nonce"] {

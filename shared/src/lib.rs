@@ -17,6 +17,7 @@
 //!   the agent events it relays, read back typed ([`feed::StoredLine`]).
 //! - [`pull`]: fleet model management: which machine has which model, pulls across machines.
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`time`], [`fmt`], [`hash`]: wall-clock helpers, number formatting, stable hashing (one of each).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
@@ -30,7 +31,9 @@ pub mod engine;
 pub mod event;
 pub mod feed;
 pub mod fit;
+pub mod fmt;
 pub mod hardware;
+pub mod hash;
 pub mod job;
 pub mod metrics;
 pub mod pull;
@@ -38,6 +41,7 @@ pub mod run;
 pub mod runtime;
 pub mod sweep;
 pub mod sync;
+pub mod time;
 pub mod timeouts;
 pub mod tls;
 

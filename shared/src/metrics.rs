@@ -230,7 +230,9 @@ pub struct Summary {
 }
 
 /// Percentile `p` (0–100) of an ascending-sorted, non-empty sample, by linear interpolation
-/// between closest ranks.
+/// between closest ranks: rank `r = p/100 · (n − 1)`, value `x[⌊r⌋] + (x[⌈r⌉] − x[⌊r⌋]) · (r − ⌊r⌋)`
+/// (NumPy's default `linear`, Excel's `PERCENTILE.INC`). This is the project's one percentile
+/// definition: metrics, verdicts, load runs and the benchmark harness all use it.
 pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
     debug_assert!(!sorted.is_empty());
     if sorted.len() == 1 {
@@ -246,6 +248,19 @@ fn sorted_finite(values: &[f64]) -> Vec<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
     v
+}
+
+/// Percentile `p` (0–100) of a sample in any order, non-finite values ignored (see
+/// [`percentile_sorted`]); `None` when no value is finite.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let v = sorted_finite(values);
+    (!v.is_empty()).then(|| percentile_sorted(&v, p))
+}
+
+/// Mean of the finite values; `None` when there are none.
+pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.into_iter().filter(|x| x.is_finite()).fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// p50/p90/p99 of a sample; `None` when it is empty.

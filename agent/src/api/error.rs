@@ -3,10 +3,29 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bench_shared::api::{ErrorBody, LimitDetail};
 use bench_shared::job::FieldError;
-use serde_json::{Value, json};
 
 use crate::jobs::{CancelError, SubmitError};
+
+/// `detail` of a 429: the queue's length limit.
+#[derive(Debug, serde::Serialize)]
+struct QueueLimit {
+    queue_limit: usize,
+}
+
+/// `detail` of a 501 to a pull: the engine kind that cannot pull.
+#[derive(Debug, serde::Serialize)]
+struct PullEngine {
+    engine: bench_shared::engine::EngineKind,
+}
+
+/// `detail` of a 429 to a pull: the pulls running and the limit.
+#[derive(Debug, serde::Serialize)]
+struct PullsRunning {
+    running: usize,
+    max_pulls: usize,
+}
 
 /// Why a request failed, as the client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -53,29 +72,23 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> Value {
-        let mut body = json!({ "error": self.to_string() });
+    fn body(&self) -> ErrorBody {
+        let body = ErrorBody::new(self.to_string());
         match self {
-            ApiError::BadField { field, message } => {
-                body["field"] = json!(field);
-                body["detail"] = json!(message);
-            }
+            ApiError::BadField { field, message } => body.field(field.as_str()).detail(message),
             ApiError::UnknownModel { available, .. } => {
-                body["field"] = json!("model");
-                body["available"] = json!(available);
+                ErrorBody { available: Some(available.clone()), ..body.field("model") }
             }
-            ApiError::Submit(SubmitError::QueueFull { limit }) => body["detail"] = json!({ "queue_limit": limit }),
-            ApiError::PayloadTooLarge { limit_bytes } => body["detail"] = json!({ "limit_bytes": limit_bytes }),
+            ApiError::Submit(SubmitError::QueueFull { limit }) => body.detail(QueueLimit { queue_limit: *limit }),
+            ApiError::PayloadTooLarge { limit_bytes } => body.detail(LimitDetail { limit_bytes: *limit_bytes }),
             ApiError::Pull(crate::pulls::PullRefused::Unsupported { kind }) => {
-                body["field"] = json!("engine");
-                body["detail"] = json!({ "engine": kind });
+                body.field("engine").detail(PullEngine { engine: *kind })
             }
             ApiError::Pull(crate::pulls::PullRefused::Busy { running }) => {
-                body["detail"] = json!({ "running": running, "max_pulls": crate::pulls::MAX_PULLS });
+                body.detail(PullsRunning { running: *running, max_pulls: crate::pulls::MAX_PULLS })
             }
-            _ => {}
+            _ => body,
         }
-        body
     }
 }
 

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bench_shared::api::{JobAccepted, JobCancelAnswer, JobStatus};
 use bench_shared::engine::same_model;
 use bench_shared::job::JobSpec;
+use bench_shared::time::now_ms;
 use bench_shared::timeouts;
 
 use super::error::ApiError;
@@ -17,10 +18,6 @@ use super::state::AppState;
 use crate::engine::Fallback;
 use crate::engine_status::EngineModels;
 use crate::jobs::JobView;
-
-fn now_ms() -> u64 {
-    (crate::engine::wall_now_s() * 1000.0) as u64
-}
 
 /// `POST /jobs`: 202 [`JobAccepted`].
 pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {

@@ -5,7 +5,6 @@
 //! - [`info`]: `GET /health`, `GET /time`, `GET /capabilities`.
 //! - [`jobs`]: `POST/GET /jobs`, `GET/DELETE /jobs/{id}`, `GET /jobs/{id}/events` (NDJSON).
 //! - [`ws`]: `GET /ws`, every event as one JSON text frame.
-//! - [`newline`]: every JSON response ends with a newline.
 //! - [`machine`]: `GET /api/agent/runtime_metrics`, `GET /metrics` (Prometheus), capability extras.
 //! - [`models`]: `POST /api/models/pull` (Ollama pulls a model; events like a job's).
 //! - [`login`]: the token check of every protected route, `GET /login?token=`, `POST /logout`.
@@ -18,7 +17,6 @@ pub mod jobs;
 pub mod login;
 pub mod machine;
 pub mod models;
-mod newline;
 pub mod state;
 pub mod ws;
 
@@ -56,7 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(login::logout))
         .merge(protected)
         .fallback(not_found)
-        .layer(middleware::map_response(newline::json_newline))
+        .layer(middleware::map_response(bench_server::newline::json_newline))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES));
     guard::apply(app, policy).with_state(state)
 }

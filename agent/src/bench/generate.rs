@@ -194,8 +194,7 @@ async fn cancellable<T>(cancel: &CancellationToken, fut: impl Future<Output = T>
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    bench_shared::metrics::mean(values)
 }
 
 /// The job's result: bench-race seed fields are means over the recorded repeats.

@@ -150,7 +150,7 @@ pub async fn calibrate(
         tok_s,
         events_per_s,
         ttft_floor_ms,
-        measured_at: rfc3339_now(),
+        measured_at: bench_shared::time::rfc3339_now(),
         kind: plan.kind,
         requests: recorded.len() as u32,
         tokens,
@@ -219,11 +219,6 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     Some(if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 })
-}
-
-/// Now, RFC 3339 UTC (the style of central's `started_at`).
-fn rfc3339_now() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -198,10 +198,8 @@ pub fn offset_us(start: Instant, at: Instant) -> u64 {
     at.saturating_duration_since(start).as_micros() as u64
 }
 
-/// Wall-clock now, epoch seconds.
-pub fn wall_now_s() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
+/// Wall-clock now, epoch seconds (for event timestamps; metrics use monotonic instants).
+pub use bench_shared::time::now_s as wall_now_s;
 
 /// How the agent talks to its engine: the `engine:` block of agent.yaml.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

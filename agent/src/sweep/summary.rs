@@ -32,8 +32,7 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
 }
 
 fn mean_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let v: Vec<f64> = values.flatten().collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    bench_shared::metrics::mean(values.flatten())
 }
 
 /// Sum of an optional count over rows; `None` when no row reports it.

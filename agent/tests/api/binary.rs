@@ -249,7 +249,7 @@ async fn serves_https_with_the_certificate_named_in_agent_yaml() {
 #[test]
 fn calibrate_prints_the_client_ceiling_and_refuses_a_duration_out_of_range() {
     let out = Command::new(env!("CARGO_BIN_EXE_bench-agent"))
-        .args(["calibrate", "--duration-s", "1", "--json"])
+        .args(["calibrate", "--duration-s", "5", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

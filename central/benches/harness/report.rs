@@ -174,15 +174,11 @@ impl Report {
     }
 }
 
-/// Sorted-sample percentile (nearest rank); `NaN` for an empty sample.
+/// Percentile `p` of a sample by the project's one definition
+/// ([`bench_shared::metrics::percentile_sorted`]: linear interpolation between closest ranks);
+/// `NaN` for an empty sample.
 pub fn percentile(sample: &[f64], p: f64) -> f64 {
-    if sample.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = sample.to_vec();
-    s.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
-    s[rank.min(s.len()) - 1]
+    bench_shared::metrics::percentile(sample, p).unwrap_or(f64::NAN)
 }
 
 pub fn median(sample: &[f64]) -> f64 {

@@ -7,7 +7,6 @@ mod export;
 mod filters;
 mod machines;
 mod models;
-mod newline;
 mod params;
 mod runs;
 mod wait;
@@ -61,7 +60,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require))
-        .layer(middleware::map_response(newline::json_newline))
+        .layer(middleware::map_response(bench_server::newline::json_newline))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
     guard::apply(app, policy).with_state(state)
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bench_agent::testkit::flood::{half_open, rss_kib, timed_get};
-use bench_agent::tls::TlsFiles;
+use bench_server::tls::TlsFiles;
 
 use super::support::*;
 

@@ -324,7 +324,7 @@ impl RealAgent {
     }
 
     /// An agent over the mock engine serving `https://localhost:PORT` with `tls` (PEM files).
-    pub async fn mock_tls(machine_id: &str, models: &[&str], tls: &bench_agent::tls::TlsFiles) -> RealAgent {
+    pub async fn mock_tls(machine_id: &str, models: &[&str], tls: &bench_server::tls::TlsFiles) -> RealAgent {
         let engine = EngineSettings {
             kind: EngineKind::Mock,
             base_url: String::new(),
@@ -346,7 +346,7 @@ impl RealAgent {
         let state = bench_agent::AppState::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().unwrap().port();
-        let listener = bench_agent::tls::TlsListener::new(listener, server_tls).expect("TLS listener");
+        let listener = bench_server::tls::TlsListener::new(listener, server_tls).expect("TLS listener");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(bench_agent::serve(listener, state, async move {
             let _ = rx.await;

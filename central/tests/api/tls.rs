@@ -1,8 +1,8 @@
 //! An `https://` agent: its certificate is made here (self-signed, rcgen), central trusts it
 //! through the machine's `ca_cert_file`, and the race streams live over `wss://`.
 
-use bench_agent::tls::TlsFiles;
 use bench_central::config::MachinesFile;
+use bench_server::tls::TlsFiles;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{Sample, t_cdf, welch};
 use super::{CONFIDENCE, MIN_REPEATS, MachineInput, Metric, Prepared, Source, Warning, WarningKind, fairness};
+use crate::fmt::{pct, trim_number};
+use crate::hash::fnv1a;
 
 /// What a run fixed, as the cross-run comparison checks it (`None`: not known for that run).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -148,16 +150,6 @@ fn words(metric: Metric) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-fn pct(x: f64) -> String {
-    format!("{x:.1}").replace('-', "−")
-}
-
-/// 95 → "95", 97.5 → "97.5", 98.3333 → "98.33".
-fn trim_number(x: f64) -> String {
-    let s = format!("{x:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
 /// Run settings that differ, as warnings (no machine). A different model, prompt, context,
 /// streaming or cache busting makes every figure incomparable; max_tokens and temperature make
 /// the end-to-end time so; a cold start only adds cold repeats (kept out of the warm figures).
@@ -227,11 +219,6 @@ pub fn settings_warnings(a: &RunSettings, b: &RunSettings) -> Vec<Warning> {
         &[],
     );
     out
-}
-
-/// 64-bit FNV-1a of the prompt: names a prompt without repeating it.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Warnings about one machine between the runs: the race's fairness checks on the pair (less

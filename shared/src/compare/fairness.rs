@@ -325,7 +325,7 @@ pub(crate) fn mock_engine(machines: &[Prepared<'_>]) -> Vec<Warning> {
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    crate::metrics::mean(v.iter().copied())
 }
 
 /// Client-measured and engine-reported decode rates differ by more than 5%. The client figure

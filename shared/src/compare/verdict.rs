@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{Sample, welch};
 use super::{MIN_REPEATS, Metric, Prepared, Warning, Winner, WinnerStatus};
+use crate::fmt::{pct, trim_number};
 
 /// `comparison.verdicts[]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,16 +59,6 @@ fn phrase(metric: Metric) -> (&'static str, &'static str) {
         Metric::TotalMs => ("finishes {}% sooner than", "total time"),
         Metric::TokensPerJ => ("makes {}% more tokens per joule than", "energy efficiency"),
     }
-}
-
-fn pct(x: f64) -> String {
-    format!("{x:.1}").replace('-', "−")
-}
-
-/// 95 → "95", 97.5 → "97.5", 98.3333 → "98.33".
-fn trim_number(x: f64) -> String {
-    let s = format!("{x:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn repeats(a: usize, b: usize) -> String {

@@ -1,10 +1,10 @@
-//! Optional `https://` serving: a listener that completes TLS handshakes (rustls, ring provider)
+//! `https://` serving: a listener that completes TLS handshakes (rustls, ring provider)
 //! before axum sees a connection.
 //!
 //! Handshakes run in their own tasks with a time limit ([`HANDSHAKE_TIMEOUT`]), so a client that
 //! connects and says nothing (or speaks plain HTTP) delays no one else; only finished handshakes
 //! are handed on. Handshakes in progress are bounded too: at the bound the oldest one is dropped
-//! to make room ([`bench_server::slots`]), so a flood of silent TLS connections costs bounded
+//! to make room ([`crate::slots`]), so a flood of silent TLS connections costs bounded
 //! memory and a real client's handshake still completes.
 
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// `tls:` in agent.yaml: serve `https://` (and `wss://`) with this certificate.
+/// `tls:` in a server's config (agent.yaml): serve `https://` (and `wss://`) with this certificate.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
@@ -42,7 +42,7 @@ impl TlsFiles {
 /// How long a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound of handshakes in progress (the agent passes its `max_connections`).
-pub const DEFAULT_MAX_HANDSHAKES: usize = bench_server::DEFAULT_MAX_CONNECTIONS;
+pub const DEFAULT_MAX_HANDSHAKES: usize = crate::DEFAULT_MAX_CONNECTIONS;
 
 /// Accepted TLS connections, ready for HTTP.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl TlsListener {
     /// for a newcomer beyond).
     pub fn bounded(tcp: TcpListener, config: rustls::ServerConfig, max_handshakes: usize) -> std::io::Result<Self> {
         let local_addr = tcp.local_addr()?;
-        let handshakes = bench_server::slots::Slots::new(max_handshakes);
+        let handshakes = crate::slots::Slots::new(max_handshakes);
         let tls = TlsAcceptor::from(Arc::new(config));
         let (tx, ready) = mpsc::channel(64);
         let acceptor = tokio::spawn(async move {
@@ -79,7 +79,7 @@ impl TlsListener {
                 // Small writes (events, WebSocket frames) go out at once (see bench_server).
                 let _ = stream.set_nodelay(true);
                 // Every handshake slot is idle (waiting on its client), so admission never refuses.
-                let bench_server::slots::Admission::Admitted(slot) = handshakes.admit() else { continue };
+                let crate::slots::Admission::Admitted(slot) = handshakes.admit() else { continue };
                 let (tls, tx) = (tls.clone(), tx.clone());
                 tokio::spawn(async move {
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream));
