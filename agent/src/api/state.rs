@@ -72,6 +72,12 @@ pub fn session_cookie(machine_id: &str) -> String {
     format!("bench_agent_{id}")
 }
 
+/// Where the agent keeps browser sessions: in its results folder, named after the machine (central
+/// keeps its own `sessions.json`, and a results folder may be shared).
+pub fn sessions_file(machine_id: &str) -> String {
+    format!("{}-sessions.json", session_cookie(machine_id))
+}
+
 impl AppState {
     /// State for `config`, driving the engine its `engine:` block describes.
     pub fn new(config: AgentConfig) -> Self {
@@ -104,7 +110,7 @@ impl AppState {
             Some(token) => bench_server::auth::Gate::with_token(
                 token,
                 &session_cookie(&config.machine_id),
-                Some(config.results_dir.join("sessions.json")),
+                Some(config.results_dir.join(sessions_file(&config.machine_id))),
             ),
             None => bench_server::auth::Gate::open(),
         });
