@@ -29,6 +29,18 @@ impl AgentError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, AgentError::Status { status: 404, .. })
     }
+
+    /// The agent refused central's token: 401, or 429 once it limits the wrong tokens it keeps
+    /// getting from central's address.
+    pub fn is_token_refused(&self) -> bool {
+        match self {
+            AgentError::Status { status: 401, .. } => true,
+            AgentError::Status { status: 429, message } => {
+                message.starts_with(bench_server::auth::LIMITED_ERROR_PREFIX)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A cheap handle (clone of a pooled `reqwest::Client`) for one agent.

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_client::{AgentClient, AgentError, error_chain};
+use crate::agent_client::{AgentClient, error_chain};
 use crate::config::{MachineConfig, Settings};
 use crate::hub::Hub;
 use crate::routing::JobRouter;
@@ -165,7 +165,7 @@ async fn refresh_with(m: &Machine, hub: &Hub, fresh: bool) {
                 v.last_error = None;
             }
             match caps {
-                Some(Err(AgentError::Status { status: 401, .. })) => {
+                Some(Err(e)) if e.is_token_refused() => {
                     v.state = MachineState::Unauthorized;
                     v.last_error = Some(UNAUTHORIZED.into());
                 }
@@ -210,7 +210,8 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 tracing::debug!(machine_id = %m.config.machine_id, "agent WebSocket connect failed: {e}");
                 m.update(hub, |v| {
                     v.ws_connected = false;
-                    if e.contains("401") && v.state != MachineState::Offline {
+                    // 429: the agent limits the wrong tokens it kept getting from central.
+                    if (e.contains("401") || e.contains("429")) && v.state != MachineState::Offline {
                         v.state = MachineState::Unauthorized;
                         v.last_error = Some(UNAUTHORIZED.into());
                     } else if v.state != MachineState::Offline && v.last_error.is_none() {

@@ -164,11 +164,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
+/// How the error of a [`limited_response`] starts (a client, such as central calling an agent,
+/// tells a refused token from other 429s by it).
+pub const LIMITED_ERROR_PREFIX: &str = "too many wrong tokens";
+
 /// The 429 for a limited client, with `Retry-After` in whole seconds.
 pub fn limited_response(wait: Duration) -> Response {
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     let error = format!(
-        "too many wrong tokens from this address ({} within {} s): retry after {secs} s",
+        "{LIMITED_ERROR_PREFIX} from this address ({} within {} s): retry after {secs} s",
         LoginLimiter::MAX_FAILURES,
         LoginLimiter::WINDOW.as_secs()
     );

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The comparison of one race with its agents' journals.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct RaceCheck {
+    /// What was lost, for the report: `run machine job status: seqs`.
+    pub lost_examples: Vec<String>,
     /// Agent events with a seq central stored past, that central does not have (a gap).
     pub lost: u64,
     /// Agent events after the last one central took, for a machine central ended in error
@@ -54,15 +56,27 @@ pub async fn check_race(
         let have = stored.get(&(id.to_owned(), job.to_owned())).cloned().unwrap_or_default();
         let max_central = have.iter().next_back().copied().unwrap_or(0);
         let ok = matches!(m["status"].as_str(), Some("complete" | "done"));
+        let mut missing = Vec::new();
         for s in &agent_seqs {
             if have.contains(s) {
                 continue;
             }
             if *s <= max_central || ok {
                 out.lost += 1;
+                missing.push(*s);
             } else {
                 out.after_give_up += 1;
             }
+        }
+        if !missing.is_empty() {
+            out.lost_examples.push(format!(
+                "run {run_id} ({}) machine {id} job {job} ({}: {}): central lacks seqs {missing:?} of {} (central has {} up to {max_central})",
+                detail["metadata"]["status"].as_str().unwrap_or("?"),
+                m["status"].as_str().unwrap_or("?"),
+                m["reason"].as_str().unwrap_or(""),
+                agent_seqs.len(),
+                have.len(),
+            ));
         }
     }
     out

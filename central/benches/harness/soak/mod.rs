@@ -27,6 +27,8 @@ use faults::Fault;
 use procs::{Proc, RssSample};
 
 const AGENTS: usize = 4;
+/// Seconds after each (re)start left out of the RSS slope: caches and pools fill then.
+const WARMUP_S: f64 = 30.0;
 /// Longest wait for one race to end (central restarts and stopped agents included).
 const RACE_LIMIT: Duration = Duration::from_secs(120);
 
@@ -35,13 +37,18 @@ pub struct Plan {
     pub minutes: f64,
     /// Pause between two faults.
     pub fault_gap: Duration,
+    /// Least time between two faults of central (restart or crash): central is one process, and
+    /// its memory can only be judged over a stretch between restarts.
+    pub central_gap: Duration,
 }
 
 impl Plan {
     pub fn new(minutes: f64) -> Plan {
         // Short soaks inject faster, so every kind occurs at least twice in 2 minutes.
         let gap = if minutes <= 5.0 { Duration::from_secs(3) } else { Duration::from_secs(8) };
-        Plan { minutes, fault_gap: gap }
+        // About 8 central faults per soak, whatever its length (4 restarts, 4 crashes).
+        let central_gap = Duration::from_secs_f64((minutes * 60.0 / 8.0).clamp(5.0, 300.0));
+        Plan { minutes, fault_gap: gap, central_gap }
     }
 }
 
@@ -60,6 +67,7 @@ struct Tally {
     refused: BTreeMap<String, u64>,
     statuses: BTreeMap<String, u64>,
     events_lost: u64,
+    lost_examples: Vec<String>,
     after_give_up: u64,
     unverifiable: u64,
     stuck: Vec<String>,
@@ -102,7 +110,7 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
     let deadline = started + Duration::from_secs_f64(plan.minutes * 60.0);
     let rss: Arc<std::sync::Mutex<BTreeMap<String, Vec<RssSample>>>> = Arc::default();
     let sampler = tokio::spawn(sample_rss(world.clone(), rss.clone(), deadline));
-    let injector = tokio::spawn(inject_faults(world.clone(), http.clone(), deadline, plan.fault_gap));
+    let injector = tokio::spawn(inject_faults(world.clone(), http.clone(), deadline, plan.fault_gap, plan.central_gap));
     let mut tally = Tally::default();
     race_until(&http, &central_url, &agent_urls, deadline, &mut tally).await;
     let (faults, reconnects, fault_errors, fault_skips) = injector.await?;
@@ -123,7 +131,12 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
     let (unparsable_lines, all_read, bad_examples) = check::unparsable(&root);
     let rss = std::mem::take(&mut *rss.lock().unwrap_or_else(|p| p.into_inner()));
     let growth: BTreeMap<String, Option<f64>> =
-        rss.iter().map(|(name, samples)| (name.clone(), procs::growth_mb_per_h(samples, 10.0))).collect();
+        rss.iter().map(|(name, samples)| (name.clone(), procs::growth_mb_per_h(samples, WARMUP_S))).collect();
+    // Every 5th sample (10 s apart): [seconds into the soak, incarnation, MB].
+    let rss_series: BTreeMap<String, Vec<(f64, u32, f64)>> = rss
+        .iter()
+        .map(|(name, s)| (name.clone(), s.iter().step_by(5).map(|x| (x.at_s, x.incarnation, x.rss_mb)).collect()))
+        .collect();
     let peak_mb: BTreeMap<String, f64> =
         rss.iter().map(|(name, s)| (name.clone(), s.iter().map(|x| x.rss_mb).fold(0.0, f64::max))).collect();
     {
@@ -189,6 +202,7 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
         "run_statuses": run_statuses,
         "race_statuses": tally.statuses,
         "starts_refused": tally.refused,
+        "events_lost_examples": tally.lost_examples,
         "events_after_central_gave_up": tally.after_give_up,
         "jobs_unverifiable": tally.unverifiable,
         "races_stuck": tally.stuck,
@@ -196,6 +210,7 @@ pub async fn run(plan: &Plan, args: &Args) -> Result<(Vec<Row>, Value)> {
         "lines_read": {"central": central_read, "all": all_read, "central_unparsable": central_bad},
         "unparsable_examples": bad_examples,
         "rss_peak_mb": peak_mb,
+        "rss_samples": rss_series,
         "agent_reconnect_s": {"n": reconnects.len(), "median": median(&reconnects), "max": reconnect_max},
         "fault_errors": fault_errors,
         "fault_skips": fault_skips,
@@ -240,6 +255,9 @@ async fn race_until(
         }
         let c = check::check_race(http, central, agents, &run_id).await;
         tally.events_lost += c.lost;
+        if tally.lost_examples.len() < 20 {
+            tally.lost_examples.extend(c.lost_examples);
+        }
         tally.after_give_up += c.after_give_up;
         tally.unverifiable += c.unverifiable;
     }
@@ -269,16 +287,28 @@ async fn inject_faults(
     http: reqwest::Client,
     deadline: Instant,
     gap: Duration,
+    central_gap: Duration,
 ) -> FaultReport {
     let (mut counts, mut reconnects, mut errors, mut skips) =
         (BTreeMap::new(), Vec::new(), Vec::new(), BTreeMap::new());
     let mut n = 0usize;
+    let mut last_central: Option<Instant> = None;
+    let mut central_faults = 0u32;
     // The first fault once races are flowing.
     tokio::time::sleep(gap).await;
     while Instant::now() + gap < deadline {
-        let fault = Fault::ALL[n % Fault::ALL.len()];
+        let mut fault = Fault::ALL[n % Fault::ALL.len()];
         let target = n / Fault::ALL.len() + n;
         n += 1;
+        if matches!(fault, Fault::CentralRestart | Fault::CentralKill) {
+            // Central's slots are spaced by `central_gap`; the ones taken alternate restart and crash.
+            if last_central.is_some_and(|t| t.elapsed() < central_gap) {
+                continue;
+            }
+            last_central = Some(Instant::now());
+            fault = if central_faults.is_multiple_of(2) { Fault::CentralRestart } else { Fault::CentralKill };
+            central_faults += 1;
+        }
         match faults::inject(&world, fault, target, &http).await {
             Ok(i) => {
                 if let Some(why) = i.skipped {
@@ -300,6 +330,7 @@ async fn sample_rss(
     out: Arc<std::sync::Mutex<BTreeMap<String, Vec<RssSample>>>>,
     deadline: Instant,
 ) {
+    let soak_start = Instant::now();
     while Instant::now() < deadline {
         let now: Vec<(String, Option<String>, u32, f64)> = {
             let w = world.lock().await;
@@ -311,7 +342,8 @@ async fn sample_rss(
         };
         for (name, pid, incarnation, age_s) in now {
             let Some(bytes) = pid.and_then(|pid| crate::procfs::rss_bytes(&pid)) else { continue };
-            let sample = RssSample { incarnation, age_s, rss_mb: bytes as f64 / 1e6 };
+            let at_s = soak_start.elapsed().as_secs_f64();
+            let sample = RssSample { incarnation, age_s, at_s, rss_mb: bytes as f64 / 1e6 };
             out.lock().unwrap_or_else(|p| p.into_inner()).entry(name).or_default().push(sample);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

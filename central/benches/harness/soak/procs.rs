@@ -128,6 +128,8 @@ pub struct RssSample {
     pub incarnation: u32,
     /// Seconds since the incarnation started.
     pub age_s: f64,
+    /// Seconds since the soak started.
+    pub at_s: f64,
     pub rss_mb: f64,
 }
 
