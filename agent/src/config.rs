@@ -29,10 +29,14 @@ pub struct AgentConfig {
     pub engine: EngineSettings,
     /// Models to advertise; empty means "whatever the engine lists".
     pub llm_models: Vec<String>,
-    /// Advertised only (seed compatibility).
+    /// Whisper models to advertise, of those the speech engine serves; empty = all of them.
     pub whisper_models: Vec<String>,
-    /// Advertised only (seed compatibility).
+    /// Image checkpoints to advertise, of those the image engine has; empty = all of them.
     pub sdxl_profiles: Vec<String>,
+    /// The image server (`image_generate` jobs); none = no image jobs.
+    pub image_engine: Option<crate::workload::config::ImageEngineSettings>,
+    /// The speech server (`transcribe` jobs); none = no transcription jobs.
+    pub speech_engine: Option<crate::workload::config::SpeechEngineSettings>,
     /// Bearer token for the agent's own API (`/health` stays open). Bound beyond loopback
     /// without one, the agent generates one on first start (see [`AgentConfig::token_file`]).
     pub auth_token: Option<String>,
@@ -80,6 +84,8 @@ impl AgentConfig {
             llm_models: Vec::new(),
             whisper_models: Vec::new(),
             sdxl_profiles: Vec::new(),
+            image_engine: None,
+            speech_engine: None,
             auth_token: None,
             insecure_no_auth: false,
             queue_limit: 16,
@@ -194,7 +200,22 @@ impl AgentConfig {
         if let Err((key, message)) = self.runtime_sampler.check() {
             return Err(invalid(key, message));
         }
+        if let Some(Err((key, message))) = self.image_engine.as_ref().map(|e| e.check()) {
+            return Err(invalid(key, message));
+        }
+        if let Some(Err((key, message))) = self.speech_engine.as_ref().map(|e| e.check()) {
+            return Err(invalid(key, message));
+        }
         let e = &self.engine;
+        if !e.kind.is_llm() {
+            return Err(invalid(
+                "engine.kind",
+                format!(
+                    "must be ollama, openai or mock (an LLM engine), got {}; image and speech servers go under image_engine / speech_engine",
+                    e.kind
+                ),
+            ));
+        }
         for (key, value) in [
             ("engine.request_timeout_s", e.request_timeout_s),
             ("engine.connect_timeout_s", e.connect_timeout_s),
@@ -269,6 +290,10 @@ struct RawConfig {
     #[serde(default)]
     sdxl_profiles: Vec<String>,
     #[serde(default)]
+    image_engine: Option<crate::workload::config::ImageEngineSettings>,
+    #[serde(default)]
+    speech_engine: Option<crate::workload::config::SpeechEngineSettings>,
+    #[serde(default)]
     auth_token: Option<String>,
     #[serde(default)]
     insecure_no_auth: bool,
@@ -336,6 +361,8 @@ impl RawConfig {
         cfg.llm_models = self.llm_models;
         cfg.whisper_models = self.whisper_models;
         cfg.sdxl_profiles = self.sdxl_profiles;
+        cfg.image_engine = self.image_engine;
+        cfg.speech_engine = self.speech_engine;
         cfg.auth_token = self.auth_token.filter(|t| !t.is_empty());
         cfg.insecure_no_auth = self.insecure_no_auth;
         cfg.queue_limit = self.queue_limit.unwrap_or(d.queue_limit);
@@ -532,5 +559,32 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!cfg.machine_id.is_empty());
         assert_eq!(cfg.runtime_sampler, SamplerConfig { enabled: true, interval_s: 1.0, buffer_len: 120 });
+        assert_eq!((cfg.image_engine, cfg.speech_engine), (None, None));
+    }
+
+    #[test]
+    fn image_and_speech_engines() {
+        use bench_shared::workload::image::ImageEngineKind;
+        let cfg = parse(
+            "machine_id: m\nollama_base_url: http://127.0.0.1:11434\n\
+             image_engine: {kind: comfyui, base_url: 'http://127.0.0.1:8188', timeout_s: 30}\n\
+             speech_engine: {kind: openai, base_url: 'http://127.0.0.1:8092', models: [whisper-tiny.en]}\n",
+        )
+        .unwrap();
+        let img = cfg.image_engine.unwrap();
+        assert_eq!((img.kind, img.timeout_s, img.preview_every_steps), (ImageEngineKind::Comfyui, 30.0, 2));
+        assert_eq!(cfg.speech_engine.unwrap().models, ["whisper-tiny.en"]);
+        let bad = |extra: &str| {
+            parse(&format!("machine_id: m\nollama_base_url: http://127.0.0.1:11434\n{extra}")).unwrap_err().to_string()
+        };
+        assert!(bad("image_engine: {kind: comfyui, base_url: 'ftp://x'}").contains("image_engine.base_url"));
+        assert!(bad("image_engine: {kind: dalle, base_url: 'http://x'}").contains("dalle"));
+        assert!(
+            bad("speech_engine: {kind: openai, base_url: 'http://x', request_timeout_s: 0}")
+                .contains("speech_engine.request_timeout_s")
+        );
+        assert!(bad("speech_engine: {kind: openai, base_url: 'http://x', modles: []}").contains("modles"));
+        let e = parse("machine_id: m\nengine: {kind: comfyui, base_url: 'http://x'}\n").unwrap_err().to_string();
+        assert!(e.contains("engine.kind") && e.contains("image_engine"), "{e}");
     }
 }

@@ -15,6 +15,7 @@
 //! - [`tui`]: `bench-agent tui`, the interactive LLMBench terminal app over [`sweep`].
 //! - [`hardware`]: fingerprint, runtime sampler, energy; [`prom`]: Prometheus `/metrics`.
 //! - [`telemetry`], [`cli`]: tracing set-up, command line.
+//! - [`workload`]: image generation (ComfyUI, OpenAI-style images), speech to text, the compute race.
 //! - `testkit` (feature `testkit`, on only in tests): the real local engine launcher and a fake
 //!   Ollama. The release binary contains none of it.
 
@@ -36,6 +37,7 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tui;
+pub mod workload;
 
 pub use api::state::AppState;
 pub use config::AgentConfig;

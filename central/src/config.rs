@@ -124,6 +124,10 @@ pub struct MachineConfig {
     /// Relative to the folder of machines.yaml.
     #[serde(default)]
     pub ca_cert_file: Option<PathBuf>,
+    /// `native` (this project's bench-agent) or `original` (the original Python bench-race
+    /// agent). Left out: detected from the agent's `/health`.
+    #[serde(default)]
+    pub protocol: Option<bench_shared::api::Protocol>,
     /// The TLS client set-up built from `ca_cert_file` when the file is loaded.
     #[serde(skip)]
     trust: AgentTrust,
@@ -152,6 +156,7 @@ impl MachineConfig {
             notes: None,
             token: None,
             ca_cert_file: None,
+            protocol: None,
             trust: AgentTrust::default(),
         }
     }

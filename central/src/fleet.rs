@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bench_shared::api::Protocol;
 use bench_shared::event::{RawEnvelope, Received};
 use bench_shared::feed::{CentralEvent, MachineStateChange};
 use bench_shared::run::{MachineState, MachineView};
@@ -90,6 +91,7 @@ impl Fleet {
                         hardware: None,
                         health: None,
                         capabilities: None,
+                        protocol: c.protocol.unwrap_or_default(),
                     }),
                     refresh: Notify::new(),
                 })
@@ -116,12 +118,23 @@ impl Fleet {
             let (m, router, hub, settings, cancel) =
                 (m.clone(), router.clone(), hub.clone(), settings.clone(), cancel.clone());
             tokio::spawn(async move {
+                let originals = forward_original_events(&m, &router);
                 tokio::select! {
                     _ = cancel.cancelled() => {}
-                    _ = async { tokio::join!(health_loop(&m, &hub, &settings), ws_loop(&m, &router, &hub, &settings)) } => {}
+                    _ = async {
+                        tokio::join!(health_loop(&m, &hub, &settings), ws_loop(&m, &router, &hub, &settings), originals)
+                    } => {}
                 }
             });
         }
+    }
+}
+
+/// Routes the events central makes of an original agent's broadcasts (see [`crate::original`]).
+async fn forward_original_events(m: &Machine, router: &JobRouter) {
+    let Some(mut events) = m.client.original().take_events() else { return };
+    while let Some(event) = events.recv().await {
+        router.route(&m.config.machine_id, event);
     }
 }
 
@@ -159,6 +172,7 @@ async fn refresh_with(m: &Machine, hub: &Hub, fresh: bool) {
         Ok(h) => {
             v.state = if h.is_busy() { MachineState::Busy } else { MachineState::Online };
             v.last_seen_s = Some(crate::store::now_s());
+            v.protocol = m.client.protocol();
             v.health = Some(h);
             let ws_error = v.last_error.as_deref().is_some_and(|e| e.starts_with("event stream"));
             if v.ws_connected || !ws_error {
@@ -196,6 +210,7 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 let why = read_events(m, router, stream, settings.ping_interval).await;
                 tracing::warn!(machine_id = %m.config.machine_id, "agent WebSocket closed: {why}");
                 // Runs with a job there probe it now: a killed agent is an error at once, not after `silence`.
+                m.client.original().connection_lost(&why);
                 router.connection_lost(&m.config.machine_id);
                 m.update(hub, |v| {
                     v.ws_connected = false;
@@ -304,6 +319,8 @@ async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream, ping
             Err(e) => return error_chain(&e),
         };
         match serde_json::from_str::<RawEnvelope>(&text) {
+            // An original agent broadcasts its own jobs' events: central translates them.
+            Ok(env) if m.client.protocol() == Protocol::Original => m.client.original().on_event(env),
             Ok(env) => {
                 router.route(&m.config.machine_id, Received::decode(env));
             }

@@ -11,18 +11,21 @@
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
+//! - [`original`]: racing original (Python) bench-race agents: their API read as ours, their jobs driven by central.
 //! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`auth`]: token, login page, sessions;
 //!   [`prom`]: Prometheus `/metrics`.
 //! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
 
 pub mod agent_client;
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod fleet;
 pub mod hub;
+pub mod original;
 pub mod pages;
 pub mod prom;
 pub mod pulls;

@@ -37,6 +37,9 @@ pub enum NavItem {
     History,
     Sweep,
     Machines,
+    Image,
+    Speech,
+    Compute,
 }
 
 impl NavItem {
@@ -47,6 +50,9 @@ impl NavItem {
             NavItem::History => "history",
             NavItem::Sweep => "sweep",
             NavItem::Machines => "machines",
+            NavItem::Image => "image",
+            NavItem::Speech => "speech",
+            NavItem::Compute => "compute",
         };
         own == name
     }
@@ -93,6 +99,18 @@ pub struct SweepPage {
     pub version: &'static str,
 }
 
+/// `/image`, `/speech`, `/compute`: the other races (one page, three modes).
+#[derive(Template, WebTemplate)]
+#[template(path = "workload.html")]
+pub struct WorkloadPage {
+    pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
+    pub version: &'static str,
+    pub title: &'static str,
+    pub mode: &'static str,
+}
+
 /// A prompt offered by the race page's "sample" buttons.
 #[derive(Debug)]
 pub struct SamplePrompt {
@@ -121,12 +139,27 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/history", get(history_page))
         .route("/machines", get(machines_page))
         .route("/sweep", get(sweep_page))
+        .route("/image", get(|l: Login| workload_page(l, NavItem::Image, "Image race", "image")))
+        .route("/speech", get(|l: Login| workload_page(l, NavItem::Speech, "Speech race", "speech")))
+        .route("/compute", get(|l: Login| workload_page(l, NavItem::Compute, "Compute race", "compute")))
         .route("/static/{*path}", get(static_file))
 }
+
+/// Set on requests a browser session let through.
+type Login = Option<Extension<crate::auth::LoggedIn>>;
 
 /// Whether the request came with a browser session (set by [`crate::auth::require`]).
 fn session(login: Option<Extension<crate::auth::LoggedIn>>) -> bool {
     login.is_some()
+}
+
+async fn workload_page(
+    login: Option<Extension<crate::auth::LoggedIn>>,
+    nav: NavItem,
+    title: &'static str,
+    mode: &'static str,
+) -> Response {
+    with_page_headers(WorkloadPage { nav, session: session(login), version: VERSION, title, mode })
 }
 
 async fn race_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {

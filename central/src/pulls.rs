@@ -82,6 +82,8 @@ impl Pulls {
             let t = PullTarget::of(v);
             let reason = if v.models.iter().any(|m| m == &model) {
                 Some("already has the model".to_owned())
+            } else if !v.protocol.is_native() {
+                Some("an original bench-race agent: pull the model with its own tools".to_owned())
             } else if !t.reachable() {
                 Some(format!("{:?}: {}", v.state, v.last_error.as_deref().unwrap_or("not reachable")).to_lowercase())
             } else {

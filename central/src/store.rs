@@ -186,6 +186,36 @@ impl Store {
         fs::rename(&tmp, &path).map_err(io(&path))
     }
 
+    /// Writes `<run>/images/<name>` atomically (a generated image). `name` must be a plain file name.
+    pub fn write_image(&self, run_id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain {
+            return Err(StoreError::InvalidName(name.to_owned()));
+        }
+        let dir = self.run_dir(run_id)?.join("images");
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(name);
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// `<run>/images/<name>`: the bytes of a stored image (`None` for a name that is not a plain
+    /// file name, or no such image).
+    pub fn image(&self, run_id: &str, name: &str) -> Option<Vec<u8>> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain {
+            return None;
+        }
+        fs::read(self.run_dir(run_id).ok()?.join("images").join(name)).ok()
+    }
+
     /// Ids of every stored run, newest first (from the index).
     pub fn run_ids(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.index().ids())

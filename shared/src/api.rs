@@ -88,6 +88,12 @@ pub struct Capabilities {
     /// Why `client_ceiling` is `null` (calibration still running, or failed); absent when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ceiling_unavailable: Option<String>,
+    /// The image server (`image_engine:`) as last probed; absent when none is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_engine: Option<WorkloadEngine>,
+    /// The speech server (`speech_engine:`) as last probed; absent when none is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speech_engine: Option<WorkloadEngine>,
     /// The original bench-race's flat fields (`accelerator_type`, `gpu_name`, `ollama_reachable`,
     /// …), derived from `hardware` for its central. Written by the agent only: a reader finds
     /// them in `extra` (they repeat `hardware`).
@@ -114,6 +120,23 @@ impl Capabilities {
     pub fn supports(&self, test_type: &str) -> bool {
         self.tests.iter().any(|t| t == test_type)
     }
+}
+
+/// An image or speech server as the agent last saw it (cached for a few seconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadEngine {
+    /// `comfyui` or `openai`.
+    pub kind: String,
+    pub base_url: String,
+    pub reachable: bool,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The checkpoints or Whisper models it offers (what `sdxl_profiles` / `whisper_models` list).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Why it is unreachable, or why its models are unknown.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// How fast the agent's own measuring path can go: an in-process engine with no latency at
@@ -389,6 +412,31 @@ mod tests {
         let a: JobAccepted = serde_json::from_value(json!({"job_id": "j", "position": 0, "status": "queued"})).unwrap();
         assert_eq!(a.status, JobStatus::Queued);
         assert!(JobStatus::Cancelled.is_finished() && !JobStatus::Running.is_finished());
+    }
+}
+
+/// Which agent central talks to on a machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// This project's `bench-agent` (typed `/health`, `/capabilities`, `/time`, sequenced events).
+    #[default]
+    Native,
+    /// The original Python bench-race agent (`/health` `{ok, machine_id, label}`, one repeat per
+    /// `POST /jobs`, unsequenced events timed by its own client). Central drives it itself.
+    Original,
+}
+
+impl Protocol {
+    pub fn is_native(&self) -> bool {
+        *self == Protocol::Native
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Native => "native",
+            Protocol::Original => "original",
+        }
     }
 }
 

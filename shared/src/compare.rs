@@ -21,6 +21,7 @@ mod fairness;
 mod outputs;
 pub mod stats;
 mod verdict;
+pub mod workload;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +153,8 @@ pub struct MachineInput {
     pub start_lag_ms: Option<f64>,
     /// Visible text of the first recorded repeat.
     pub output_text: Option<String>,
+    /// Whose client measured the figures: an original bench-race agent's are not ours.
+    pub protocol: crate::api::Protocol,
 }
 
 /// The run settings the comparison depends on.

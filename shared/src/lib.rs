@@ -4,7 +4,9 @@
 //! so every function can be unit-tested on known inputs.
 //!
 //! # Layout
-//! - [`job`]: job specifications (`llm_generate`, `llm_sweep`) and their validation.
+//! - [`job`]: job specifications (`llm_generate`, `llm_sweep`, `image_generate`, `transcribe`,
+//!   `compute`) and their validation.
+//! - [`workload`]: the image, speech and compute races: specs, events, WER, RTFx, steps/s.
 //! - [`event`]: the event envelope streamed by agents (`{job_id, type, payload, seq, machine_id}`).
 //! - [`metrics`]: per-request timing traces → metrics; summary statistics over repeats.
 //! - [`engine`]: engine kinds and model details as the agent reports them.
@@ -44,6 +46,7 @@ pub mod sync;
 pub mod time;
 pub mod timeouts;
 pub mod tls;
+pub mod workload;
 
 /// An error with its sources in one line (reqwest hides the useful part, e.g. "connection
 /// refused", in them); a source whose text the message already contains is not repeated.

@@ -111,13 +111,9 @@ pub struct PullTarget {
 impl PullTarget {
     pub fn of(v: &MachineView) -> PullTarget {
         let engine = v.engine.as_ref().map(|e| e.kind);
-        PullTarget {
-            machine_id: v.machine_id.clone(),
-            label: v.label.clone(),
-            state: v.state,
-            engine,
-            can_pull: engine.map(|k| k == EngineKind::Ollama),
-        }
+        // An original bench-race agent has no pull endpoint of this kind.
+        let can_pull = if v.protocol.is_native() { engine.map(|k| k == EngineKind::Ollama) } else { Some(false) };
+        PullTarget { machine_id: v.machine_id.clone(), label: v.label.clone(), state: v.state, engine, can_pull }
     }
 
     /// Central can talk to it now.
@@ -168,6 +164,7 @@ mod tests {
             hardware: None,
             health: None,
             capabilities: None,
+            protocol: Default::default(),
         }
     }
 

@@ -65,6 +65,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Submit(SubmitError::QueueFull { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Submit(SubmitError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Submit(SubmitError::DuplicateId(_)) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Pull(crate::pulls::PullRefused::Unsupported { .. }) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Pull(crate::pulls::PullRefused::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,

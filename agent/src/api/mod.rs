@@ -18,6 +18,7 @@ pub mod login;
 pub mod machine;
 pub mod models;
 pub mod state;
+pub mod workloads;
 pub mod ws;
 
 use axum::Router;
@@ -25,6 +26,8 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware;
 use axum::routing::{get, post};
 use bench_server::guard;
+
+use crate::workload::compat;
 
 use error::ApiError;
 use state::AppState;
@@ -41,6 +44,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(machine::prometheus))
         .route("/api/models/pull", post(models::pull))
         .route("/api/models/pulls", get(models::running))
+        // The original bench-race's image and compute routes (see crate::workload::compat).
+        .route("/api/comfy/txt2img", post(compat::txt2img))
+        .route("/api/image/start", post(compat::txt2img))
+        .route("/api/image/job_status", get(compat::job_status))
+        .route("/api/image/jobs", get(compat::jobs))
+        .route("/api/image/result/{image_id}", get(compat::result))
+        .route("/api/comfy/health", get(compat::comfy_health))
+        .route("/api/comfy/checkpoints", get(compat::comfy_checkpoints))
+        .route("/api/compute", post(compat::compute))
         .route_layer(middleware::from_fn_with_state(state.clone(), login::require));
     let policy = guard::Policy {
         allowed_origins: state.config.allowed_origins.clone(),
@@ -62,7 +74,7 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
         "no route {} {}; see GET /health, /time, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws, \
-         /api/agent/runtime_metrics, /metrics, /login, POST /api/models/pull",
+         /api/agent/runtime_metrics, /metrics, /login, POST /api/models/pull, /api/comfy/*, /api/image/*, /api/compute",
         req.method(),
         req.uri().path()
     ))

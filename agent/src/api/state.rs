@@ -62,6 +62,10 @@ pub struct AppState {
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
+    /// The image server (`image_engine:`), when configured.
+    pub image: Option<Arc<crate::workload::image::ImageEngine>>,
+    /// The speech server (`speech_engine:`), when configured.
+    pub speech: Option<Arc<crate::workload::speech::SpeechEngine>>,
 }
 
 /// The agent's session cookie, named after its machine (cookies are per host, not per port: two
@@ -114,7 +118,12 @@ impl AppState {
             ),
             None => bench_server::auth::Gate::open(),
         });
+        let store = crate::workload::store::ImageStore::new(&config.results_dir);
+        let image = config.image_engine.clone().map(|s| crate::workload::image::ImageEngine::new(s, store));
+        let speech = config.speech_engine.clone().map(crate::workload::speech::SpeechEngine::new);
         AppState {
+            image,
+            speech,
             gate,
             pulls: Arc::new(crate::pulls::Pulls::default()),
             ws_cap: bench_server::ws::SubscriberCap::new(config.ws_max_subscribers),
@@ -160,6 +169,8 @@ impl AppState {
             energy: self.energy.clone(),
             ceiling: self.ceiling.clone(),
             measuring: self.measuring.clone(),
+            image: self.image.clone(),
+            speech: self.speech.clone(),
         }
     }
 

@@ -189,7 +189,11 @@ pub fn build(settings: &EngineSettings) -> Arc<dyn Engine> {
         EngineKind::Openai => Arc::new(
             openai::OpenAiEngine::new(&settings.base_url, settings.api_key.clone()).with_timeouts(settings.timeouts()),
         ),
-        EngineKind::Mock => Arc::new(mock::MockEngine::new(settings.mock.clone())),
+        // Config validation refuses the non-LLM kinds for `engine:`; a caller that builds one
+        // anyway gets the mock, which labels every result `mock`.
+        EngineKind::Mock | EngineKind::Comfyui | EngineKind::Agent => {
+            Arc::new(mock::MockEngine::new(settings.mock.clone()))
+        }
     }
 }
 

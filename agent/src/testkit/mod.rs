@@ -2,10 +2,13 @@
 //! launcher, a protocol-faithful fake Ollama, a strict
 //! Prometheus text parser and a slow-headers flood. Not used by the product itself.
 
+pub mod fake_comfy;
+pub mod fake_media;
 pub mod fake_ollama;
 pub mod flood;
 pub mod local_engine;
+pub mod png;
 pub mod prometheus;
 pub mod raw_http;
 
-pub use local_engine::{LOCAL_MODEL, local_engine_url};
+pub use local_engine::{LOCAL_MODEL, LOCAL_SPEECH_MODEL, local_engine_url, local_speech_url};

@@ -16,5 +16,7 @@ mod openai_engine;
 mod pulls;
 mod real_engine;
 mod security;
+mod speech_real;
 mod sweep;
 mod websocket;
+mod workloads;

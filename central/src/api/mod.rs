@@ -30,8 +30,9 @@ use bench_server::guard;
 
 use crate::AppState;
 
-/// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`); leave room for the JSON.
-pub const BODY_LIMIT_BYTES: usize = 3 * 1024 * 1024;
+/// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`), a `transcribe` run's own
+/// audio up to 25 MB as base64; leave room for the JSON.
+pub const BODY_LIMIT_BYTES: usize = 36 * 1024 * 1024;
 
 /// The whole application: API, browser WebSocket and pages, behind authentication (when
 /// `central.auth_token` is set) and the Host / Origin / Content-Type guards.
@@ -52,10 +53,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs", get(runs::list).post(runs::create))
         .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))
         .route("/api/runs/{run_id}/events", get(runs::events))
+        .route("/api/runs/{run_id}/images/{name}", get(runs::image))
         .route("/api/runs/{run_id}/export.csv", get(export::csv))
         .route("/api/runs/{run_id}/export.json", get(export::json))
         .route("/api/compare", get(compare::runs))
         .route("/api/ws", get(ws::upgrade))
+        .route("/api/assets/audio", get(crate::assets::list))
+        .route("/api/assets/audio/{id}", get(crate::assets::get))
         .merge(crate::pages::router())
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_oversized))

@@ -249,7 +249,8 @@ fn metadata(mut spec: JobSpec, plan: &plan::RunPlan) -> RunMetadata {
         models: spec.models(),
         prompt: match &spec {
             JobSpec::LlmGenerate(g) => Some(g.prompt.clone()),
-            JobSpec::LlmSweep(_) => None,
+            JobSpec::ImageGenerate(i) => Some(i.prompt.clone()),
+            JobSpec::LlmSweep(_) | JobSpec::Transcribe(_) | JobSpec::Compute(_) => None,
         },
         spec,
         status: RunStatus::Running,
@@ -300,6 +301,7 @@ impl RunManager {
             clients,
             state,
             on_done,
+            image_fetches: Vec::new(),
         };
         self.tasks.spawn(task.run(initial));
         (live, tx)
@@ -329,6 +331,14 @@ pub fn deadline(spec: &JobSpec, settings: &Settings) -> Duration {
             let cells = (s.models.len() * s.ctx_points().len() * s.parallel.len()) as u32;
             let calls = cells.saturating_mul(s.warmup + 2 * s.runs);
             settings.deadline_base + Duration::from_secs_f64(s.timeout_s).saturating_mul(calls)
+        }
+        // The agents' own bounds (image_engine.timeout_s, speech_engine.request_timeout_s: 600 s
+        // by default) end a stuck repeat first; this only catches an agent that went silent.
+        JobSpec::ImageGenerate(i) => settings.deadline_base + Duration::from_secs(660).saturating_mul(i.repeat),
+        JobSpec::Transcribe(t) => settings.deadline_base + Duration::from_secs(660).saturating_mul(t.repeat),
+        // A slow core still sieves millions of integers a second: one second per million is ample.
+        JobSpec::Compute(c) => {
+            settings.deadline_base + Duration::from_secs_f64(c.n as f64 / 1e6 + 10.0).saturating_mul(c.repeat)
         }
     }
 }

@@ -56,7 +56,12 @@ pub struct RunTask {
     pub state: RunState,
     /// Called once the run's files are final (removes it from the manager's live table).
     pub on_done: Box<dyn FnOnce() + Send + Sync>,
+    /// Images being fetched from the agents: the run ends once they are stored (or failed).
+    pub image_fetches: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Longest the end of a run waits for its images to be stored.
+const IMAGE_FETCH_GRACE: Duration = Duration::from_secs(30);
 
 impl RunTask {
     /// Executes `initial` (a resumed run's first fetches), then follows the run to its end.
@@ -139,8 +144,61 @@ impl RunTask {
         self.clients.get(machine_id).cloned().expect("actions only name dispatched machines")
     }
 
+    /// Fetches the images of an `image_complete` from the agent and stores them under the run's
+    /// `images/` folder, each checked against the SHA-256 the agent reported (a mismatch is
+    /// logged and the file not kept).
+    fn store_images(&mut self, machine_id: &str, done: &bench_shared::workload::image::ImageComplete) {
+        let client = self.client(machine_id);
+        let (store, run_id, machine_id) = (self.store.clone(), self.run_id.clone(), machine_id.to_owned());
+        let images: Vec<(String, String, String)> = done
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let name = summary::stored_image_name(&machine_id, done.repeat_index, i, &img.content_type);
+                (img.image_id.clone(), img.sha256.clone(), name)
+            })
+            .collect();
+        self.image_fetches.retain(|h| !h.is_finished());
+        self.image_fetches.push(tokio::spawn(async move {
+            for (image_id, sha256, name) in images {
+                let bytes = match client.image(&image_id).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(run_id, machine_id, image_id, "cannot fetch the image: {e}");
+                        continue;
+                    }
+                };
+                let got = bench_shared::workload::sha256_hex(&bytes);
+                if got != sha256 {
+                    tracing::warn!(
+                        run_id,
+                        machine_id,
+                        image_id,
+                        expected = sha256,
+                        got,
+                        "image hash mismatch: not kept"
+                    );
+                    continue;
+                }
+                let store = store.clone();
+                let (run, n) = (run_id.clone(), name.clone());
+                match tokio::task::spawn_blocking(move || store.write_image(&run, &n, &bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(run_id, name, "cannot store the image: {e}"),
+                    Err(e) => tracing::warn!(run_id, name, "image writer failed: {e}"),
+                }
+            }
+        }));
+    }
+
     /// Stores, relays and folds one line.
     fn record(&mut self, machine_id: &str, line: StoredLine) {
+        if let StoredLine::Agent(r) = &line
+            && let Decoded::Known(Event::ImageComplete(done)) = &r.received.event
+        {
+            self.store_images(machine_id, done);
+        }
         let feed = line.line();
         self.writer.append(feed.text.to_string());
         self.hub.publish(feed);
@@ -167,6 +225,11 @@ impl RunTask {
 
     /// Writes the run's final files and `run_end` on the writer thread, after every event line.
     async fn finish(&mut self, end: End) {
+        // The stored images belong to the run's files: let their fetches end first (bounded).
+        let fetches = std::mem::take(&mut self.image_fetches);
+        if tokio::time::timeout(IMAGE_FETCH_GRACE, futures_util::future::join_all(fetches)).await.is_err() {
+            tracing::warn!(run_id = %self.run_id, "images still being fetched after {IMAGE_FETCH_GRACE:?}: the run ends without them");
+        }
         let (mut meta, outcomes) = {
             let live = lock(&self.live);
             (live.meta.clone(), live.outcomes.clone())

@@ -579,6 +579,89 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
     Ok(())
 }
 
+/// The image race page: two agents on protocol-faithful fake ComfyUIs (one slower), central and
+/// a browser. Previews must appear while sampling, the final images must load from central, the
+/// verdict must show, and the page must load nothing from outside central.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_race_page_shows_previews_then_images_and_the_verdict() -> Result<()> {
+    use bench_agent::testkit::fake_comfy::{FakeComfy, FakeComfyScript};
+    use bench_agent::workload::config::ImageEngineSettings;
+    use bench_shared::workload::image::ImageEngineKind;
+    if std::env::var_os("BENCH_SKIP_BROWSER_TESTS").is_some() {
+        return Ok(());
+    }
+    ensure!(crate::webdriver::available(), "chromium/chromedriver not found (scripts/test installs them)");
+    let fast = FakeComfy::spawn(FakeComfyScript { step_ms: 40, ..FakeComfyScript::default() }).await;
+    let slow = FakeComfy::spawn(FakeComfyScript { step_ms: 90, ..FakeComfyScript::default() }).await;
+    let a = RealAgent::with_config("fast", |c| {
+        c.image_engine = Some(ImageEngineSettings::new(ImageEngineKind::Comfyui, &fast.base_url))
+    })
+    .await;
+    let b = RealAgent::with_config("slow", |c| {
+        c.image_engine = Some(ImageEngineSettings::new(ImageEngineKind::Comfyui, &slow.base_url))
+    })
+    .await;
+    let central = TestCentral::spawn(
+        vec![labelled("fast", "Fast GPU", &a.base_url), labelled("slow", "Slow GPU", &b.base_url)],
+        temp_results_dir(),
+    )
+    .await;
+    central.wait_online(&["fast", "slow"]).await;
+    let browser = Browser::launch(1400, 1100).await?;
+    let result = async {
+        browser.goto(&central.url("/image")).await?;
+        let deadline = std::time::Instant::now() + PAGE_TIMEOUT;
+        while js(&browser, "return document.querySelectorAll('#checkpoint option').length").await?.as_u64() != Some(1) {
+            ensure!(std::time::Instant::now() < deadline, "the checkpoint list never filled");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        js(&browser, "document.getElementById('steps').value = 12; document.getElementById('width').value = 96; \
+                      document.getElementById('height').value = 96; document.getElementById('run').click(); return true").await?;
+        // Previews appear while sampling.
+        let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+        let mut saw_preview = false;
+        loop {
+            let previews = js(&browser, "return document.querySelectorAll('.card .preview img').length").await?.as_u64().unwrap_or(0);
+            saw_preview |= previews > 0;
+            let done = js(&browser, "const h = document.querySelector('#wl-verdict h2'); return h ? h.textContent : null").await?;
+            if let Some(text) = done.as_str() {
+                ensure!(saw_preview, "the run ended before any preview showed");
+                ensure!(text.contains("win") || text.contains("no winner"), "verdict: {text}");
+                break;
+            }
+            ensure!(std::time::Instant::now() < deadline, "the run did not end in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The final images load (decoded by the browser), from central.
+        let deadline = std::time::Instant::now() + PAGE_TIMEOUT;
+        loop {
+            let loaded = js(&browser, "return [...document.querySelectorAll('.card .final img')].filter((i) => i.complete && i.naturalWidth === 96).length").await?;
+            if loaded.as_u64() == Some(6) {
+                break;
+            }
+            ensure!(std::time::Instant::now() < deadline, "final images did not load: {loaded}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stats = card_text(&browser, "fast", ".wl-stats").await?;
+        ensure!(stats.contains("Queue") && stats.contains("Gen") && stats.contains("Total") && stats.contains("steps/s"), "{stats}");
+        // Nothing from outside central: every script, style sheet and image is same-origin or data:.
+        let external = js(&browser, "return [...document.querySelectorAll('script[src], link[href], img[src]')] \
+            .map((e) => e.src || e.href).filter((u) => !u.startsWith(location.origin) && !u.startsWith('data:'))").await?;
+        ensure!(external.as_array().is_some_and(Vec::is_empty), "external assets: {external}");
+        let png = browser.screenshot().await?;
+        std::fs::write(target_dir().join("image-race.png"), png)?;
+        Ok(())
+    }
+    .await;
+    if result.is_err()
+        && let Ok(png) = browser.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join("image-race-failed.png"), png);
+    }
+    browser.close().await?;
+    result
+}
+
 /// The race form offers to pull the chosen model on the machines that lack it, shows a progress
 /// bar per machine, and once the pull is done the machine joins the race; the machines page
 /// shows which machine has which model.

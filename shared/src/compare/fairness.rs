@@ -37,6 +37,8 @@ pub enum WarningKind {
     SharedHost,
     Drift,
     Throttled,
+    /// An original bench-race agent's figures beside this project's: other client, words for tokens.
+    MeasurementMismatch,
 }
 
 impl WarningKind {
@@ -53,6 +55,7 @@ impl WarningKind {
             WarningKind::SharedHost => "shared_host",
             WarningKind::Drift => "drift",
             WarningKind::Throttled => "throttled",
+            WarningKind::MeasurementMismatch => "measurement_mismatch",
         }
     }
 }
@@ -86,7 +89,38 @@ pub(crate) fn warnings(machines: &[Prepared<'_>]) -> Vec<Warning> {
     all.extend(shared_host(machines));
     all.extend(drift(machines));
     all.extend(throttled(machines));
+    all.extend(measurement_mismatch(machines));
     all
+}
+
+/// The token rates an original bench-race agent measures, which this project's agent measures
+/// otherwise: its `gen_tokens` counts whitespace-separated words, so its rates are words/s.
+pub const WORD_COUNTED: [Metric; 4] =
+    [Metric::DecodeTokS, Metric::GenTokensPerS, Metric::PrefillTokS, Metric::TokensPerJ];
+
+/// An original bench-race agent's figures come from its own client (wall clock around its HTTP
+/// stream, text counted in words). Beside this project's agents its token rates are not
+/// comparable (TTFT and total time are, with the warning shown); among original agents only, the
+/// warning is informational.
+pub(crate) fn measurement_mismatch(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    let original = |m: &Prepared<'_>| m.input.protocol == crate::api::Protocol::Original;
+    let mixed = machines.iter().any(|m| !original(m));
+    machines
+        .iter()
+        .filter(|m| original(m))
+        .map(|m| {
+            let what = format!(
+                "{} is an original bench-race agent: its figures come from its own client (wall clock around its HTTP stream) and its gen_tokens counts words, not tokens",
+                m.label()
+            );
+            let (tail, affects): (&str, &[Metric]) = if mixed {
+                ("; its token rates are not comparable with a bench-race agent's (TTFT and total time are)", &WORD_COUNTED)
+            } else {
+                ("; rates are words per second", &[])
+            };
+            warn(WarningKind::MeasurementMismatch, m, format!("{what}{tail}"), affects)
+        })
+        .collect()
 }
 
 /// The GPU reported thermal or power clock limits during a warm request: its speed and energy

@@ -387,3 +387,24 @@ fn tokens_per_joule_is_compared_where_energy_was_measured() {
     let c = compare(&[machine("a", &[50.0; 3]), machine("b", &[40.0; 3])], settings());
     assert!(c.verdicts.iter().all(|v| v.metric != Metric::TokensPerJ));
 }
+
+#[test]
+fn an_original_agent_beside_ours_blocks_token_rates_but_not_times() {
+    let mut m = base();
+    m[0].protocol = crate::api::Protocol::Original;
+    // Its TTFT is clearly better: still decided on TTFT, with the warning shown.
+    m[0].requests.iter_mut().for_each(|r| r.ttft_ms = Some(50.0));
+    let c = compare(&m, Settings { rank_by: Metric::TtftMs, ..settings() });
+    let w = only(&c, WarningKind::MeasurementMismatch);
+    assert_eq!(w.affects, fairness::WORD_COUNTED.to_vec());
+    assert!(w.detail.contains("counts words, not tokens"), "{}", w.detail);
+    assert_eq!(c.winner.status, WinnerStatus::Decided, "{:?}", c.winner);
+    // Ranked on decode rate, the pair is not comparable.
+    let c = compare(&m, settings());
+    assert_eq!(c.winner.status, WinnerStatus::Unfair);
+    // Original agents among themselves: informational.
+    m[1].protocol = crate::api::Protocol::Original;
+    let c = compare(&m, settings());
+    assert!(c.fairness.warnings.iter().all(|w| w.kind == WarningKind::MeasurementMismatch && w.affects.is_empty()));
+    assert_eq!(c.winner.status, WinnerStatus::Decided);
+}
