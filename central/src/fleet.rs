@@ -12,6 +12,7 @@ use std::time::Duration;
 use bench_shared::api::Protocol;
 use bench_shared::event::{RawEnvelope, Received};
 use bench_shared::feed::{CentralEvent, MachineStateChange};
+use bench_shared::ids::MachineId;
 use bench_shared::run::{MachineState, MachineView};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -32,6 +33,8 @@ pub const UNAUTHORIZED: &str =
 #[derive(Debug)]
 pub struct Machine {
     pub config: MachineConfig,
+    /// `config.machine_id`, typed.
+    pub id: MachineId,
     pub client: AgentClient,
     view: Mutex<MachineView>,
     /// Wakes the health loop (after a reconnect).
@@ -76,6 +79,7 @@ impl Fleet {
             .map(|c| {
                 Arc::new(Machine {
                     config: c.clone(),
+                    id: MachineId::from(c.machine_id.as_str()),
                     client: AgentClient::new(http.clone(), c, settings.http_timeout),
                     view: Mutex::new(MachineView {
                         machine_id: c.machine_id.clone(),
@@ -134,7 +138,7 @@ impl Fleet {
 async fn forward_original_events(m: &Machine, router: &JobRouter) {
     let Some(mut events) = m.client.original().take_events() else { return };
     while let Some(event) = events.recv().await {
-        router.route(&m.config.machine_id, event);
+        router.route(&m.id, event);
     }
 }
 
@@ -206,12 +210,12 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 ever_connected = true;
                 m.update(hub, |v| v.ws_connected = true);
                 m.refresh.notify_one();
-                router.reconnected(&m.config.machine_id);
+                router.reconnected(&m.id);
                 let why = read_events(m, router, stream, settings.ping_interval).await;
                 tracing::warn!(machine_id = %m.config.machine_id, "agent WebSocket closed: {why}");
                 // Runs with a job there probe it now: a killed agent is an error at once, not after `silence`.
                 m.client.original().connection_lost(&why);
-                router.connection_lost(&m.config.machine_id);
+                router.connection_lost(&m.id);
                 m.update(hub, |v| {
                     v.ws_connected = false;
                     v.last_error = Some(format!("event stream: {why}"));
@@ -322,7 +326,7 @@ async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream, ping
             // An original agent broadcasts its own jobs' events: central translates them.
             Ok(env) if m.client.protocol() == Protocol::Original => m.client.original().on_event(env),
             Ok(env) => {
-                router.route(&m.config.machine_id, Received::decode(env));
+                router.route(&m.id, Received::decode(env));
             }
             Err(e) => tracing::warn!(machine_id = %m.config.machine_id, "ignoring malformed agent event: {e}"),
         }

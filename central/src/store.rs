@@ -49,24 +49,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 
 pub use bench_shared::time::{now_ms, now_s, rfc3339};
 
+use bench_shared::ids::RunId;
+
 /// A new run id `YYYY-MM-DD_HHMMSS_<6 hex>` (UTC); sorts chronologically.
 pub fn new_run_id(epoch_s: f64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(epoch_s as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let fmt = time::macros::format_description!("[year]-[month]-[day]_[hour][minute][second]");
-    let suffix: u32 = rand::rng().random_range(0..0x100_0000);
-    format!("{}_{suffix:06x}", t.format(&fmt).unwrap_or_default())
+    RunId::new_at(epoch_s, rand::rng().random_range(0..0x100_0000)).into_string()
 }
 
 /// True for ids shaped exactly like [`new_run_id`]'s (so never `..`, `/` or anything else).
 pub fn valid_run_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 | 17 => *c == b'_',
-            18..=23 => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
-            _ => c.is_ascii_digit(),
-        })
+    RunId::parse(id).is_some()
 }
 
 /// The `results/runs` directory (and the index of its runs; clones share it).

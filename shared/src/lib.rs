@@ -19,6 +19,7 @@
 //!   the agent events it relays, read back typed ([`feed::StoredLine`]).
 //! - [`pull`]: fleet model management: which machine has which model, pulls across machines.
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`ids`]: `MachineId`, `JobId`, `RunId` newtypes (a run id is checked on the way in).
 //! - [`time`], [`fmt`], [`hash`]: wall-clock helpers, number formatting, stable hashing (one of each).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
@@ -36,6 +37,7 @@ pub mod fit;
 pub mod fmt;
 pub mod hardware;
 pub mod hash;
+pub mod ids;
 pub mod job;
 pub mod metrics;
 pub mod pull;

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bench_shared::feed::CentralEvent;
+use bench_shared::ids::{JobId, MachineId};
 use bench_shared::job::{FieldError, JobSpec};
 use bench_shared::run::{MachineRunStatus, MachineView, RunMetadata, RunStatus};
 use bench_shared::timeouts;
@@ -187,22 +188,22 @@ impl RunManager {
         let mut state = RunState::new(meta.run_id.clone(), self.settings.silence);
         let now = std::time::Instant::now();
         for m in &runners {
-            state.track(&m.config.machine_id, now, limit);
+            state.track(&m.id, now, limit);
         }
-        let clients = runners.iter().map(|m| (m.config.machine_id.clone(), m.client.clone())).collect();
+        let clients = runners.iter().map(|m| (m.id.clone(), m.client.clone())).collect();
         let (run_id, spec) = (meta.run_id.clone(), meta.spec.clone());
         let live = LiveRun { meta, outcomes: HashMap::new(), finished: 0 };
         let (live, tx) = self.launch(live, log, state, Vec::new(), clients);
         let posts = runners.iter().map(|m| {
             let mut job = spec.clone();
             job.set_start_at(plan.agent_start_at_ms(&m.config.machine_id));
-            async move { (m.config.machine_id.clone(), m.client.post_job(&job).await) }
+            async move { (m.id.clone(), m.client.post_job(&job).await) }
         });
         let mut job_ids = HashMap::new();
         for (machine_id, result) in futures_util::future::join_all(posts).await {
-            let result = result.map(|accepted| accepted.job_id);
+            let result = result.map(|accepted| JobId::from(accepted.job_id));
             if let Ok(job_id) = &result {
-                job_ids.insert(machine_id.clone(), job_id.clone());
+                job_ids.insert(machine_id.to_string(), job_id.to_string());
             }
             // The task outlives this send: it waits for every dispatched machine.
             let _ = tx.send(RunMsg::Dispatched { machine_id, result });
@@ -273,7 +274,7 @@ impl RunManager {
         log: crate::store::EventLog,
         state: RunState,
         initial: Vec<state::Action>,
-        clients: HashMap<String, crate::agent_client::AgentClient>,
+        clients: HashMap<MachineId, crate::agent_client::AgentClient>,
     ) -> (SharedRun, mpsc::UnboundedSender<RunMsg>) {
         let run_id = live.meta.run_id.clone();
         let live: SharedRun = Arc::new(Mutex::new(live));

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bench_shared::event::{Decoded, Event};
 use bench_shared::feed::StoredLine;
+use bench_shared::ids::MachineId;
 use bench_shared::run::{RunMetadata, RunStatus};
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -52,7 +53,7 @@ pub struct RunTask {
     pub rx: mpsc::UnboundedReceiver<RunMsg>,
     pub cancel: CancellationToken,
     /// The agent client of every dispatched machine.
-    pub clients: HashMap<String, AgentClient>,
+    pub clients: HashMap<MachineId, AgentClient>,
     pub state: RunState,
     /// Called once the run's files are final (removes it from the manager's live table).
     pub on_done: Box<dyn FnOnce() + Send + Sync>,
@@ -95,7 +96,7 @@ impl RunTask {
                 Action::FetchEvents { machine_id, job_id, after_seq } => {
                     let (client, tx) = (self.client(&machine_id), self.tx.clone());
                     tokio::spawn(async move {
-                        let result = client.job_events(&job_id, after_seq).await;
+                        let result = client.job_events(job_id.as_str(), after_seq).await;
                         // The run may have finished meanwhile; then nobody needs the answer.
                         let _ = tx.send(RunMsg::Backfill { machine_id, result });
                     });
@@ -103,15 +104,15 @@ impl RunTask {
                 Action::ProbeJob { machine_id, job_id } => {
                     let (client, tx) = (self.client(&machine_id), self.tx.clone());
                     tokio::spawn(async move {
-                        let result = client.job(&job_id).await.map(Box::new);
+                        let result = client.job(job_id.as_str()).await.map(Box::new);
                         let _ = tx.send(RunMsg::Probe { machine_id, result });
                     });
                 }
                 Action::CancelJob { machine_id, job_id } => {
                     let client = self.client(&machine_id);
                     cancels.push(Box::pin(async move {
-                        if let Err(e) = client.cancel_job(&job_id).await {
-                            tracing::warn!(machine_id, job_id, "cannot cancel job: {e}");
+                        if let Err(e) = client.cancel_job(job_id.as_str()).await {
+                            tracing::warn!(%machine_id, %job_id, "cannot cancel job: {e}");
                         }
                     }));
                 }
@@ -140,16 +141,16 @@ impl RunTask {
         }
     }
 
-    fn client(&self, machine_id: &str) -> AgentClient {
+    fn client(&self, machine_id: &MachineId) -> AgentClient {
         self.clients.get(machine_id).cloned().expect("actions only name dispatched machines")
     }
 
     /// Fetches the images of an `image_complete` from the agent and stores them under the run's
     /// `images/` folder, each checked against the SHA-256 the agent reported (a mismatch is
     /// logged and the file not kept).
-    fn store_images(&mut self, machine_id: &str, done: &bench_shared::workload::image::ImageComplete) {
+    fn store_images(&mut self, machine_id: &MachineId, done: &bench_shared::workload::image::ImageComplete) {
         let client = self.client(machine_id);
-        let (store, run_id, machine_id) = (self.store.clone(), self.run_id.clone(), machine_id.to_owned());
+        let (store, run_id, machine_id) = (self.store.clone(), self.run_id.clone(), machine_id.to_string());
         let images: Vec<(String, String, String)> = done
             .images
             .iter()
@@ -193,7 +194,7 @@ impl RunTask {
     }
 
     /// Stores, relays and folds one line.
-    fn record(&mut self, machine_id: &str, line: StoredLine) {
+    fn record(&mut self, machine_id: &MachineId, line: StoredLine) {
         if let StoredLine::Agent(r) = &line
             && let Decoded::Known(Event::ImageComplete(done)) = &r.received.event
         {
@@ -205,14 +206,14 @@ impl RunTask {
         let mut live = lock(&self.live);
         let LiveRun { meta, outcomes, finished } = &mut *live;
         summary::apply(outcomes, finished, &line);
-        let o = outcomes.get(machine_id).cloned().unwrap_or_default();
+        let o = outcomes.get(machine_id.as_str()).cloned().unwrap_or_default();
         if let StoredLine::Agent(r) = &line
             && matches!(r.received.event, Decoded::Known(Event::JobStarted(_)))
             && let (Some(clock), Some(at)) = (meta.clock.as_mut(), o.started_at_s)
         {
-            clock.record_start(machine_id, at);
+            clock.record_start(machine_id.as_str(), at);
         }
-        if let Some(rec) = meta.machines.iter_mut().find(|m| m.machine_id == machine_id) {
+        if let Some(rec) = meta.machines.iter_mut().find(|m| m.machine_id == machine_id.as_str()) {
             if let Some(s) = o.status {
                 rec.status = s;
                 rec.reason = o.reason.clone();

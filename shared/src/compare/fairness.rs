@@ -227,29 +227,41 @@ fn majority<T: Ord + Clone>(values: &[T]) -> Option<T> {
     counts.into_iter().max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1))).map(|(v, _)| v.clone())
 }
 
-/// Generated lengths differ by more than 10% or stop reasons differ.
+/// Generated lengths differ by more than 10% or stop reasons differ. Lengths compare only
+/// between machines that count alike (an original bench-race agent counts words: its lengths
+/// compare with other original agents'); a machine whose engine gives no stop reason is not
+/// said to stop differently.
 pub(crate) fn output_length(machines: &[Prepared<'_>]) -> Vec<Warning> {
-    let mean_tokens: Vec<Option<f64>> = machines
-        .iter()
-        .map(|m| {
-            let v: Vec<f64> = m.warm.iter().map(|r| r.gen_tokens as f64).collect();
-            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-        })
-        .collect();
-    let longest = mean_tokens.iter().flatten().copied().fold(0.0, f64::max);
+    let words = |m: &Prepared<'_>| {
+        !m.warm.is_empty() && m.warm.iter().all(|r| r.token_source == crate::metrics::TokenSource::Words)
+    };
+    let mean_tokens: Vec<Option<f64>> =
+        machines.iter().map(|m| crate::metrics::mean(m.warm.iter().map(|r| r.gen_tokens as f64))).collect();
+    let longest = |counts_words: bool| {
+        machines
+            .iter()
+            .zip(&mean_tokens)
+            .filter(|(m, _)| words(m) == counts_words)
+            .filter_map(|(_, t)| *t)
+            .fold(0.0, f64::max)
+    };
     let reasons: Vec<BTreeSet<String>> =
         machines.iter().map(|m| m.warm.iter().filter_map(|r| r.done_reason.clone()).collect()).collect();
-    let usual = majority(&reasons);
+    let known: Vec<BTreeSet<String>> = reasons.iter().filter(|r| !r.is_empty()).cloned().collect();
+    let usual = majority(&known);
     let mut out = Vec::new();
     for ((m, tokens), reason) in machines.iter().zip(&mean_tokens).zip(&reasons) {
         let mut why = Vec::new();
+        let longest = longest(words(m));
         if let Some(t) = tokens
             && longest > 0.0
             && (longest - t) / longest > OUTPUT_LENGTH_FRACTION
         {
-            why.push(format!("generated {t:.1} tokens on average against {longest:.1} elsewhere"));
+            let unit = if words(m) { "words" } else { "tokens" };
+            why.push(format!("generated {t:.1} {unit} on average against {longest:.1} elsewhere"));
         }
-        if machines.len() > 1
+        if known.len() > 1
+            && !reason.is_empty()
             && let Some(usual) = &usual
             && reason != usual
         {

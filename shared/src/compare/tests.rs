@@ -408,3 +408,21 @@ fn an_original_agent_beside_ours_blocks_token_rates_but_not_times() {
     assert!(c.fairness.warnings.iter().all(|w| w.kind == WarningKind::MeasurementMismatch && w.affects.is_empty()));
     assert_eq!(c.winner.status, WinnerStatus::Decided);
 }
+
+#[test]
+fn output_length_compares_like_counts_and_ignores_unknown_stop_reasons() {
+    let mut m = base();
+    // An original agent's 8 words beside 21 tokens: not an output-length difference.
+    m[0].protocol = crate::api::Protocol::Original;
+    m[0].requests.iter_mut().for_each(|r| {
+        r.gen_tokens = 8;
+        r.token_source = TokenSource::Words;
+        r.done_reason = None;
+    });
+    let c = compare(&m, settings());
+    assert!(!kinds(&c).contains(&WarningKind::OutputLength), "{:?}", c.fairness.warnings);
+    // Among native machines a short answer still warns.
+    let mut m = base();
+    m[0].requests.iter_mut().for_each(|r| r.gen_tokens = 10);
+    assert_eq!(only(&compare(&m, settings()), WarningKind::OutputLength).affects, vec![Metric::TotalMs]);
+}
