@@ -16,6 +16,7 @@ use std::time::Duration;
 use bench_shared::api::PullRequest;
 use bench_shared::event::{Decoded, Event, Received};
 use bench_shared::feed::CentralEvent;
+use bench_shared::ids::JobId;
 use bench_shared::pull::{
     FleetPullRequest, FleetPullStarted, MachinePull, ModelsView, PullSkipped, PullState, PullTarget, availability,
 };
@@ -126,7 +127,7 @@ impl Pulls {
                 self.record(&entry);
                 let (tx, rx) = mpsc::unbounded_channel();
                 // Registered before the follower backfills, so no event falls between the two.
-                self.router.register(&entry.machine_id, &accepted.job_id, tx);
+                self.router.register(&m.id, &JobId::from(accepted.job_id.as_str()), tx);
                 let follower = self.clone();
                 let first = entry.clone();
                 tokio::spawn(async move { follower.follow(m, first, rx).await });
@@ -175,7 +176,7 @@ impl Pulls {
                 None => break,
             }
         }
-        self.router.unregister(&entry.machine_id, &job_id);
+        self.router.unregister(&m.id, &JobId::from(job_id.as_str()));
     }
 
     /// After a reconnect: an agent that restarted no longer runs the pull.
