@@ -37,8 +37,11 @@ pub struct AgentConfig {
     pub image_engine: Option<crate::workload::config::ImageEngineSettings>,
     /// The speech server (`transcribe` jobs); none = no transcription jobs.
     pub speech_engine: Option<crate::workload::config::SpeechEngineSettings>,
-    /// Bearer token for the agent's own API (`/health` stays open).
+    /// Bearer token for the agent's own API (`/health` stays open). Bound beyond loopback
+    /// without one, the agent generates one on first start (see [`AgentConfig::token_file`]).
     pub auth_token: Option<String>,
+    /// Serve beyond loopback without any token (`--insecure-no-auth`), with a loud warning.
+    pub insecure_no_auth: bool,
     /// Most jobs waiting behind the running one; beyond that `POST /jobs` answers 429.
     pub queue_limit: usize,
     /// Where sweep CSVs and the calibration cache go.
@@ -84,6 +87,7 @@ impl AgentConfig {
             image_engine: None,
             speech_engine: None,
             auth_token: None,
+            insecure_no_auth: false,
             queue_limit: 16,
             results_dir: PathBuf::from("results"),
             stream_flush_chars: 64,
@@ -118,6 +122,12 @@ impl AgentConfig {
         cfg.apply_env(env)?;
         cfg.validate(origin)?;
         Ok(cfg)
+    }
+
+    /// Where the token generated on first start beyond loopback is kept: next to the config
+    /// file, named after it (`config/agent.yaml` → `config/agent.token`).
+    pub fn token_file(config_path: &Path) -> PathBuf {
+        config_path.with_extension("token")
     }
 
     /// Applies the `--host/--port` flags (the last word on where to listen).
@@ -159,6 +169,12 @@ impl AgentConfig {
             |key: &str, message: String| ConfigError::Invalid { path: origin.to_owned(), key: key.to_owned(), message };
         if self.machine_id.trim().is_empty() {
             return Err(invalid("machine_id", "must not be empty".into()));
+        }
+        if self.insecure_no_auth && self.auth_token.is_some() {
+            return Err(invalid(
+                "insecure_no_auth",
+                "is true while auth_token is set: remove one (a token, or no authentication at all)".into(),
+            ));
         }
         if self.queue_limit == 0 {
             return Err(invalid("queue_limit", "must be at least 1".into()));
@@ -280,6 +296,8 @@ struct RawConfig {
     #[serde(default)]
     auth_token: Option<String>,
     #[serde(default)]
+    insecure_no_auth: bool,
+    #[serde(default)]
     queue_limit: Option<usize>,
     #[serde(default)]
     results_dir: Option<PathBuf>,
@@ -346,6 +364,7 @@ impl RawConfig {
         cfg.image_engine = self.image_engine;
         cfg.speech_engine = self.speech_engine;
         cfg.auth_token = self.auth_token.filter(|t| !t.is_empty());
+        cfg.insecure_no_auth = self.insecure_no_auth;
         cfg.queue_limit = self.queue_limit.unwrap_or(d.queue_limit);
         cfg.results_dir = self.results_dir.unwrap_or(d.results_dir);
         cfg.stream_flush_chars = self.stream_flush_chars.unwrap_or(d.stream_flush_chars);

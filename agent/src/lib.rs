@@ -10,6 +10,7 @@
 //! - [`journal`]: every job's events on disk (`results_dir/jobs/`), read back past the window.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
+//! - [`pulls`]: model pulls (`POST /api/models/pull`) beside the job queue.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
 //! - [`tui`]: `bench-agent tui`, the interactive LLMBench terminal app over [`sweep`].
 //! - [`hardware`]: fingerprint, runtime sampler, energy; [`prom`]: Prometheus `/metrics`.
@@ -30,6 +31,7 @@ pub mod hub;
 pub mod jobs;
 pub mod journal;
 pub mod prom;
+pub mod pulls;
 pub mod sweep;
 pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
@@ -81,8 +83,7 @@ pub async fn serve<L>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
@@ -112,6 +113,7 @@ where
         shutdown.await;
         tracing::info!("shutting down: cancelling jobs");
         state.jobs.close("the agent is shutting down");
+        state.pulls.stop_all();
         stop_worker.cancel();
         if let Err(e) = worker.await {
             tracing::error!(error = %e, "job worker failed");

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use bench_shared::api::{AgentTime, Capabilities, ErrorBody, Health, JobAccepted, JobView, Protocol};
+use bench_shared::api::{
+    AgentTime, Capabilities, ErrorBody, Health, JobAccepted, JobView, Protocol, PullAccepted, PullRequest, RunningPull,
+};
 use bench_shared::event::{RawEnvelope, Received};
 use bench_shared::job::JobSpec;
 use serde::de::DeserializeOwned;
@@ -37,6 +39,18 @@ impl AgentError {
     /// The agent answered 404 (it does not know the job).
     pub fn is_not_found(&self) -> bool {
         matches!(self, AgentError::Status { status: 404, .. })
+    }
+
+    /// The agent refused central's token: 401, or 429 once it limits the wrong tokens it keeps
+    /// getting from central's address.
+    pub fn is_token_refused(&self) -> bool {
+        match self {
+            AgentError::Status { status: 401, .. } => true,
+            AgentError::Status { status: 429, message } => {
+                message.starts_with(bench_server::auth::LIMITED_ERROR_PREFIX)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -269,6 +283,18 @@ impl AgentClient {
                     .map_err(|e| AgentError::Protocol(format!("GET {path}: bad line: {e}")))
             })
             .collect()
+    }
+
+    /// `POST /api/models/pull {"model"}`: the agent starts pulling (or joins its running pull).
+    pub async fn pull_model(&self, model: &str) -> Result<PullAccepted, AgentError> {
+        let body = PullRequest { model: model.to_owned() };
+        let resp = self.send(self.request(reqwest::Method::POST, "/api/models/pull").json(&body)).await?;
+        self.read("POST /api/models/pull", resp).await
+    }
+
+    /// `GET /api/models/pulls`: the pulls the agent is running now.
+    pub async fn running_pulls(&self) -> Result<Vec<RunningPull>, AgentError> {
+        self.get_json("/api/models/pulls").await
     }
 }
 

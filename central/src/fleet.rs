@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_client::{AgentClient, AgentError, error_chain};
+use crate::agent_client::{AgentClient, error_chain};
 use crate::config::{MachineConfig, Settings};
 use crate::hub::Hub;
 use crate::routing::JobRouter;
@@ -183,7 +183,7 @@ async fn refresh_with(m: &Machine, hub: &Hub, fresh: bool) {
                 v.last_error = None;
             }
             match caps {
-                Some(Err(AgentError::Status { status: 401, .. })) => {
+                Some(Err(e)) if e.is_token_refused() => {
                     v.state = MachineState::Unauthorized;
                     v.last_error = Some(UNAUTHORIZED.into());
                 }
@@ -202,10 +202,12 @@ async fn refresh_with(m: &Machine, hub: &Hub, fresh: bool) {
 
 async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings) {
     let mut attempt: u32 = 0;
+    let mut ever_connected = false;
     loop {
         match connect(&m.config).await {
             Ok(stream) => {
                 attempt = 0;
+                ever_connected = true;
                 m.update(hub, |v| v.ws_connected = true);
                 m.refresh.notify_one();
                 router.reconnected(&m.id);
@@ -227,7 +229,8 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 tracing::debug!(machine_id = %m.config.machine_id, "agent WebSocket connect failed: {e}");
                 m.update(hub, |v| {
                     v.ws_connected = false;
-                    if e.contains("401") && v.state != MachineState::Offline {
+                    // 429: the agent limits the wrong tokens it kept getting from central.
+                    if (e.contains("401") || e.contains("429")) && v.state != MachineState::Offline {
                         v.state = MachineState::Unauthorized;
                         v.last_error = Some(UNAUTHORIZED.into());
                     } else if v.state != MachineState::Offline && v.last_error.is_none() {
@@ -236,8 +239,24 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 });
             }
         }
-        tokio::time::sleep(backoff(attempt, settings)).await;
+        tokio::time::sleep(reconnect_delay(attempt, ever_connected, settings)).await;
         attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Longest pause between reconnects to an agent that was connected and got lost: a restarted
+/// agent is back in the race within 2 s, whatever the backoff had grown to while it was down.
+pub const LOST_AGENT_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The pause before reconnect `attempt`: the capped backoff, and at most
+/// [`LOST_AGENT_RETRY_MAX`] for an agent that was connected before (a machine never reached
+/// backs off up to `backoff_max`).
+pub fn reconnect_delay(attempt: u32, ever_connected: bool, settings: &Settings) -> Duration {
+    if ever_connected {
+        let lost = Settings { backoff_max: settings.backoff_max.min(LOST_AGENT_RETRY_MAX), ..settings.clone() };
+        backoff(attempt, &lost)
+    } else {
+        backoff(attempt, settings)
     }
 }
 
@@ -332,5 +351,16 @@ mod tests {
             assert!(got >= d / 2 && got <= d, "attempt {attempt}: {got:?} not in [{:?}, {d:?}]", d / 2);
         }
         assert!(backoff(100, &s) <= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_lost_agent_is_retried_within_two_seconds_at_every_attempt() {
+        let s = Settings::default();
+        for attempt in 0..40 {
+            let lost = reconnect_delay(attempt, true, &s);
+            assert!(lost <= LOST_AGENT_RETRY_MAX, "attempt {attempt}: {lost:?}");
+            assert!(lost >= s.backoff_initial.min(LOST_AGENT_RETRY_MAX) / 2, "attempt {attempt}: {lost:?}");
+        }
+        assert!((10..40).any(|a| reconnect_delay(a, false, &s) > LOST_AGENT_RETRY_MAX), "never reached: backs off");
     }
 }

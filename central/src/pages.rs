@@ -12,7 +12,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Extension, Path};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -65,6 +65,8 @@ impl NavItem {
 #[template(path = "race.html")]
 pub struct RacePage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
     pub sample_prompts: &'static [SamplePrompt],
 }
@@ -74,6 +76,8 @@ pub struct RacePage {
 #[template(path = "history.html")]
 pub struct HistoryPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -82,6 +86,8 @@ pub struct HistoryPage {
 #[template(path = "machines.html")]
 pub struct MachinesPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -90,6 +96,8 @@ pub struct MachinesPage {
 #[template(path = "sweep.html")]
 pub struct SweepPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -98,6 +106,8 @@ pub struct SweepPage {
 #[template(path = "leaderboard.html")]
 pub struct LeaderboardPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -106,6 +116,8 @@ pub struct LeaderboardPage {
 #[template(path = "workload.html")]
 pub struct WorkloadPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
     pub title: &'static str,
     pub mode: &'static str,
@@ -140,34 +152,48 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/machines", get(machines_page))
         .route("/sweep", get(sweep_page))
         .route("/leaderboard", get(leaderboard_page))
-        .route("/image", get(|| workload_page(NavItem::Image, "Image race", "image")))
-        .route("/speech", get(|| workload_page(NavItem::Speech, "Speech race", "speech")))
-        .route("/compute", get(|| workload_page(NavItem::Compute, "Compute race", "compute")))
+        .route("/image", get(|l: Login| workload_page(l, NavItem::Image, "Image race", "image")))
+        .route("/speech", get(|l: Login| workload_page(l, NavItem::Speech, "Speech race", "speech")))
+        .route("/compute", get(|l: Login| workload_page(l, NavItem::Compute, "Compute race", "compute")))
         .route("/static/{*path}", get(static_file))
 }
 
-async fn workload_page(nav: NavItem, title: &'static str, mode: &'static str) -> Response {
-    with_page_headers(WorkloadPage { nav, version: env!("CARGO_PKG_VERSION"), title, mode })
+/// Set on requests a browser session let through.
+type Login = Option<Extension<crate::auth::LoggedIn>>;
+
+/// Whether the request came with a browser session (set by [`crate::auth::require`]).
+fn session(login: Option<Extension<crate::auth::LoggedIn>>) -> bool {
+    login.is_some()
 }
 
-async fn race_page() -> Response {
-    with_page_headers(RacePage { nav: NavItem::Race, version: VERSION, sample_prompts: SAMPLE_PROMPTS })
+async fn workload_page(
+    login: Option<Extension<crate::auth::LoggedIn>>,
+    nav: NavItem,
+    title: &'static str,
+    mode: &'static str,
+) -> Response {
+    with_page_headers(WorkloadPage { nav, session: session(login), version: VERSION, title, mode })
 }
 
-async fn history_page() -> Response {
-    with_page_headers(HistoryPage { nav: NavItem::History, version: VERSION })
+async fn race_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    let session = session(login);
+    with_page_headers(RacePage { nav: NavItem::Race, session, version: VERSION, sample_prompts: SAMPLE_PROMPTS })
 }
 
-async fn machines_page() -> Response {
-    with_page_headers(MachinesPage { nav: NavItem::Machines, version: VERSION })
+async fn history_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(HistoryPage { nav: NavItem::History, session: session(login), version: VERSION })
 }
 
-async fn sweep_page() -> Response {
-    with_page_headers(SweepPage { nav: NavItem::Sweep, version: VERSION })
+async fn machines_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(MachinesPage { nav: NavItem::Machines, session: session(login), version: VERSION })
 }
 
-async fn leaderboard_page() -> Response {
-    with_page_headers(LeaderboardPage { nav: NavItem::Leaderboard, version: VERSION })
+async fn sweep_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(SweepPage { nav: NavItem::Sweep, session: session(login), version: VERSION })
+}
+
+async fn leaderboard_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(LeaderboardPage { nav: NavItem::Leaderboard, session: session(login), version: VERSION })
 }
 
 /// A page with its security headers (CSP, nosniff, no referrer).

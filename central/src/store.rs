@@ -309,7 +309,10 @@ impl EventLog {
     }
 
     /// Writes the buffered lines. On failure nothing of them stays in the file (a partial write is
-    /// truncated away) and the buffer is dropped: the caller reports the error.
+    /// truncated away) and they stay buffered, so the next flush writes them again before anything
+    /// newer: a disk that was full for a while leaves no gap in the file once it has space again
+    /// (up to [`EventLog::MAX_PENDING`] bytes; beyond, the buffer is dropped and that is logged).
+    /// The caller reports the error.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -324,10 +327,18 @@ impl EventLog {
                 if let Err(cut) = self.file.set_len(self.committed_len) {
                     tracing::error!(path = %self.path.display(), "cannot cut a failed write back: {cut}");
                 }
+                if bytes.len() <= Self::MAX_PENDING {
+                    self.pending = bytes;
+                } else {
+                    tracing::error!(path = %self.path.display(), bytes = bytes.len(), "dropping event lines that could not be written");
+                }
                 Err(StoreError::Io { path: self.path.clone(), source: e })
             }
         }
     }
+
+    /// Most bytes of unwritten lines kept for another try.
+    pub const MAX_PENDING: usize = 16 * 1024 * 1024;
 
     /// Appends one line and writes it at once.
     pub fn append(&mut self, line: &str) -> Result<(), StoreError> {

@@ -262,6 +262,64 @@ pub struct AgentTime {
     pub now_unix_ms: f64,
 }
 
+/// `POST /api/models/pull` on the agent: pull `model` onto its engine (Ollama).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    pub model: String,
+}
+
+impl PullRequest {
+    /// Longest model name accepted.
+    pub const MAX_MODEL_LEN: usize = 256;
+
+    /// The model name, checked: 1–256 characters of `A-Z a-z 0-9 . _ : / - @ +` (registry names
+    /// such as `llama3.2:1b` or `hf.co/user/repo:Q4_K_M`), not starting with `-` or `/`.
+    pub fn validate(&self) -> Result<&str, crate::job::FieldError> {
+        let m = self.model.trim();
+        let ok = !m.is_empty()
+            && m.len() <= Self::MAX_MODEL_LEN
+            && !m.starts_with(['-', '/'])
+            && !m.contains("..")
+            && m.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-' | '@' | '+'));
+        if ok {
+            Ok(m)
+        } else {
+            Err(crate::job::FieldError {
+                field: "model".into(),
+                message: format!(
+                    "must be 1-{} characters of A-Z a-z 0-9 . _ : / - @ + (e.g. llama3.2:1b), got {:?}",
+                    Self::MAX_MODEL_LEN,
+                    self.model
+                ),
+            })
+        }
+    }
+}
+
+/// `202` answer of `POST /api/models/pull`: the pull's events carry `job_id` (on `/ws` and
+/// `GET /jobs/{job_id}/events`). A pull of a model already being pulled answers its job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullAccepted {
+    pub job_id: String,
+    pub model: String,
+    /// `true` when this request joined a pull of the same model already running.
+    pub already_running: bool,
+}
+
+/// One entry of the agent's `GET /api/models/pulls`: a pull running now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningPull {
+    pub model: String,
+    pub job_id: String,
+}
+
+/// `POST /logout` on the agent (central answers with a redirect to its login page).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoggedOut {
+    pub logged_out: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,18 +146,51 @@ events! {
     TranscribeDone(Box<TranscribeDone>) = "transcribe_done",
     ComputeLine(ComputeLine) = "compute_line",
     ComputeDone(ComputeDone) = "compute_done",
+    /// Progress of a model pull (`POST /api/models/pull`).
+    ModelPullProgress(ModelPullProgress) = "model_pull_progress",
+    /// A model pull finished: the engine has the model.
+    ModelPullDone(ModelPullDone) = "model_pull_done",
 }
 
 impl Event {
-    /// True for the events that end a job (`job_done`, `sweep_done`, `job_error`, `job_cancelled`).
+    /// True for the events that end a job (`job_done`, `sweep_done`, `model_pull_done`,
+    /// `job_error`, `job_cancelled`).
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Event::JobDone(_) | Event::SweepDone(_) | Event::JobError(_) | Event::JobCancelled(_))
+        matches!(
+            self,
+            Event::JobDone(_)
+                | Event::SweepDone(_)
+                | Event::ModelPullDone(_)
+                | Event::JobError(_)
+                | Event::JobCancelled(_)
+        )
     }
 }
 
 /// True when an event type name ends a job.
 pub fn is_terminal_type(kind: &str) -> bool {
-    matches!(kind, "job_done" | "sweep_done" | "job_error" | "job_cancelled")
+    matches!(kind, "job_done" | "sweep_done" | "model_pull_done" | "job_error" | "job_cancelled")
+}
+
+/// `model_pull_progress`: where a pull stands, as the engine reported it. Byte counts add up
+/// every layer the engine has announced so far (`null` until it announced one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPullProgress {
+    pub model: String,
+    /// The engine's own words (`pulling manifest`, `pulling 6a0746a1ec1a`, `verifying sha256 digest`, …).
+    pub status: String,
+    pub completed_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+}
+
+/// `model_pull_done`: the engine has the model (it said `success`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPullDone {
+    pub model: String,
+    /// Bytes of every layer of the model (`null` when the engine announced none, e.g. already present).
+    pub total_bytes: Option<u64>,
+    /// From the request to `success`, wall clock.
+    pub duration_s: f64,
 }
 
 /// `job_queued`: accepted; `position` is the number of jobs ahead of it (0 = runs next).

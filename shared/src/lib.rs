@@ -18,6 +18,7 @@
 //! - [`share`]: results beyond one race: the leaderboard, run bundles' manifest, imports.
 //! - [`feed`]: what central sends browsers and stores: its own events ([`feed::CentralEvent`]) and
 //!   the agent events it relays, read back typed ([`feed::StoredLine`]).
+//! - [`pull`]: fleet model management: which machine has which model, pulls across machines.
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
 //! - [`ids`]: `MachineId`, `JobId`, `RunId` newtypes (a run id is checked on the way in).
 //! - [`time`], [`fmt`], [`hash`]: wall-clock helpers, number formatting, stable hashing (one of each).
@@ -40,6 +41,7 @@ pub mod hash;
 pub mod ids;
 pub mod job;
 pub mod metrics;
+pub mod pull;
 pub mod run;
 pub mod runtime;
 pub mod share;

@@ -1,10 +1,11 @@
 //! Test support shared by the agent's and central's integration tests: the real local engine
-//! launcher, a protocol-faithful fake Ollama and a strict
-//! Prometheus text parser. Not used by the product itself.
+//! launcher, a protocol-faithful fake Ollama, a strict
+//! Prometheus text parser and a slow-headers flood. Not used by the product itself.
 
 pub mod fake_comfy;
 pub mod fake_media;
 pub mod fake_ollama;
+pub mod flood;
 pub mod local_engine;
 pub mod png;
 pub mod prometheus;

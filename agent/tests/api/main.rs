@@ -13,6 +13,7 @@ mod machine;
 mod mock_engine;
 mod ollama;
 mod openai_engine;
+mod pulls;
 mod real_engine;
 mod security;
 mod speech_real;

@@ -8,6 +8,7 @@ mod export;
 mod filters;
 mod leaderboard;
 mod machines;
+mod models;
 mod params;
 mod report;
 mod runs;
@@ -26,7 +27,7 @@ pub async fn blocking<T: Send + 'static>(
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bench_server::guard;
 
@@ -46,13 +47,16 @@ pub fn router(state: AppState) -> Router {
     let policy = guard::Policy {
         allowed_origins: state.access.config.allowed_origins.clone(),
         allowed_hosts: state.access.config.allowed_hosts.clone(),
-        form_paths: vec!["/login"],
+        form_paths: vec!["/login", "/logout"],
         gzip_paths: vec![IMPORT_PATH],
     };
     let app = Router::new()
         .route("/health", get(health))
         .route("/login", get(crate::auth::login_page).post(crate::auth::login))
+        .route("/logout", post(crate::auth::logout))
         .route("/api/machines", get(machines::list))
+        .route("/api/models", get(models::list))
+        .route("/api/models/pull", post(models::pull))
         .route("/metrics", get(machines::prometheus))
         .route("/api/runs", get(runs::list).post(runs::create))
         .route(

@@ -735,3 +735,88 @@ async fn image_race_page_shows_previews_then_images_and_the_verdict() -> Result<
     browser.close().await?;
     result
 }
+
+/// The race form offers to pull the chosen model on the machines that lack it, shows a progress
+/// bar per machine, and once the pull is done the machine joins the race; the machines page
+/// shows which machine has which model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_form_pulls_a_missing_model_with_progress_and_the_machines_page_lists_models() -> Result<()> {
+    use bench_agent::testkit::fake_ollama::{FakeModel, FakeOllama, FakeScript};
+    if std::env::var_os("BENCH_SKIP_BROWSER_TESTS").is_some() {
+        return Ok(());
+    }
+    ensure!(crate::webdriver::available(), "chromium/chromedriver not found (scripts/test installs them)");
+    const PULLED: &str = "smollm2:135m";
+    let with = FakeOllama::spawn(FakeScript {
+        models: vec![FakeModel::new("llama3.2:1b"), FakeModel::new(PULLED)],
+        ..FakeScript::default()
+    })
+    .await;
+    let without = FakeOllama::spawn(FakeScript::default()).await;
+    let has = RealAgent::ollama("has", &with.base_url).await;
+    let lacks = RealAgent::ollama("lacks", &without.base_url).await;
+    let central = TestCentral::spawn(
+        vec![labelled("has", "Has it", &has.base_url), labelled("lacks", "Lacks it", &lacks.base_url)],
+        temp_results_dir(),
+    )
+    .await;
+    central.wait_online(&["has", "lacks"]).await;
+    let browser = Browser::launch(1400, 1100).await?;
+    let result = async {
+        let b = &browser;
+        b.goto(&central.url("/")).await?;
+        b.wait_for(
+            "the pulled model in the selector",
+            &format!("return [...document.querySelectorAll('#model option')].some(o => o.value === '{PULLED}')"),
+            PAGE_TIMEOUT,
+        )
+        .await?;
+        js(b, &format!("const s = document.querySelector('#model'); s.value = '{PULLED}'; s.dispatchEvent(new Event('change')); return null")).await?;
+        let offer = b
+            .wait_for("the pull offer", "const e = document.querySelector('#pull-missing'); return e && e.textContent", PAGE_TIMEOUT)
+            .await?;
+        ensure!(offer == json!(format!("Pull {PULLED} on the 1 machine that lacks it")), "offer: {offer}");
+        b.click(&b.find("#pull-missing").await?).await?;
+        let row = b
+            .wait_for(
+                "the pull to finish on the machine that lacked it",
+                "const r = document.querySelector('#pulls .pull-row[data-machine=lacks]');
+                 return r && r.dataset.state === 'done' ? [r.querySelector('.pull-label').textContent,
+                   r.querySelector('.pull-text').textContent, r.querySelector('progress').value] : null;",
+                RUN_TIMEOUT,
+            )
+            .await?;
+        ensure!(row[0] == "Lacks it" && row[1].as_str().is_some_and(|t| t.starts_with("done")), "pull row {row}");
+        ensure!(row[2].as_f64() == Some(1_001_700.0), "the bar is full: {row}");
+        let preflight = b
+            .wait_for(
+                "both machines to race",
+                "const p = document.querySelector('#preflight'); return p && p.textContent.includes('2 machines will race') ? p.textContent : null",
+                PAGE_TIMEOUT,
+            )
+            .await?;
+        ensure!(preflight.as_str().is_some_and(|t| !t.contains("Pull ")), "no offer once every machine has it: {preflight}");
+        // The machines page: models × machines.
+        b.goto(&central.url("/machines")).await?;
+        let cells = b
+            .wait_for(
+                "the model matrix",
+                &format!("const r = document.querySelector('#model-matrix tr[data-model=\"{PULLED}\"]');
+                 return r ? [...r.querySelectorAll('td')].map(td => td.textContent) : null;"),
+                PAGE_TIMEOUT,
+            )
+            .await?;
+        ensure!(cells == json!([PULLED, "✓", "✓", "everywhere"]), "matrix row {cells}");
+        let llama = text_of(b, "#model-matrix tr[data-model=\"qwen3:0.6b\"]").await?;
+        ensure!(llama.contains("qwen3:0.6b"), "{llama}");
+        Ok(())
+    }
+    .await;
+    if result.is_err()
+        && let Ok(png) = browser.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join("pull-failed.png"), png);
+    }
+    browser.close().await?;
+    result
+}
