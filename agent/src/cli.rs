@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// Port to bind (0 = any free port, logged at start); overrides bind_port and AGENT_PORT.
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
+    /// Serve beyond loopback without a token (trusted networks only; logged as a warning).
+    /// Without it, an agent bound beyond loopback with no auth_token generates a token on first
+    /// start (kept next to the config file, e.g. config/agent.token) and requires it.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 /// Runs the chosen command.
@@ -135,8 +140,57 @@ pub fn check(args: &ServeArgs) -> anyhow::Result<String> {
         config.engine.base_url,
         config.bind_host,
         config.bind_port,
-        if config.auth_token.is_some() { "on" } else { "off" }
+        if config.auth_token.is_some() {
+            "on (auth_token)"
+        } else if config.insecure_no_auth || args.insecure_no_auth {
+            "off (insecure_no_auth)"
+        } else {
+            "a generated token when bound beyond loopback"
+        }
     ))
+}
+
+/// Who may use the agent: its `auth_token`; else, bound beyond loopback, the token in
+/// `<config>.token` (generated now if missing, with the login URL printed once); else open.
+async fn resolve_auth(
+    config: &mut AgentConfig,
+    config_path: &std::path::Path,
+    insecure_flag: bool,
+    scheme: &'static str,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
+    use bench_server::auth::token::{AuthPlan, resolve};
+    if insecure_flag && config.auth_token.is_some() {
+        anyhow::bail!(
+            "--insecure-no-auth while {} sets auth_token: remove one (a token, or no authentication at all)",
+            config_path.display()
+        );
+    }
+    let insecure = insecure_flag || config.insecure_no_auth;
+    let file = AgentConfig::token_file(config_path);
+    let plan = AuthPlan::decide(config.auth_token.is_some(), insecure, addr.ip(), file);
+    let machine_id = config.machine_id.clone();
+    let configured = config.auth_token.clone();
+    let hints = move |token: &str| {
+        vec![
+            format!("  central:    in machines.yaml, for machine_id \"{machine_id}\":  token: \"{token}\""),
+            format!(
+                "  curl:       curl -H \"Authorization: Bearer {token}\" {scheme}://127.0.0.1:{}/capabilities",
+                addr.port()
+            ),
+        ]
+    };
+    let resolved =
+        tokio::task::spawn_blocking(move || resolve(&plan, configured.as_deref(), "bench-agent", scheme, addr, &hints))
+            .await??;
+    if let Some(w) = &resolved.warning {
+        tracing::warn!("{w}");
+    }
+    if let Some(n) = &resolved.notice {
+        eprintln!("{n}");
+    }
+    config.auth_token = resolved.token;
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -164,18 +218,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine_url = %config.engine.base_url,
         "listening on {scheme}://{addr}"
     );
-    if !addr.ip().is_loopback() && config.auth_token.is_none() {
-        tracing::warn!(
-            "SECURITY: listening on {addr} (reachable from other machines) without auth_token: anyone who can \
-             reach this port can run jobs. Set auth_token in {} or bind to 127.0.0.1.",
-            args.config.display()
-        );
-    }
+    let max_connections = config.max_connections;
+    resolve_auth(&mut config, &args.config, args.insecure_no_auth, scheme, addr).await?;
     let state = AppState::new(config);
     match tls {
         Some(tls) => {
-            crate::serve(bench_server::tls::TlsListener::new(listener, tls)?, state, bench_server::shutdown_signal())
-                .await?
+            let listener = bench_server::tls::TlsListener::bounded(listener, tls, max_connections)?;
+            crate::serve(listener, state, bench_server::shutdown_signal()).await?
         }
         None => crate::serve(listener, state, bench_server::shutdown_signal()).await?,
     }

@@ -29,12 +29,19 @@ pub struct AgentConfig {
     pub engine: EngineSettings,
     /// Models to advertise; empty means "whatever the engine lists".
     pub llm_models: Vec<String>,
-    /// Advertised only (seed compatibility).
+    /// Whisper models to advertise, of those the speech engine serves; empty = all of them.
     pub whisper_models: Vec<String>,
-    /// Advertised only (seed compatibility).
+    /// Image checkpoints to advertise, of those the image engine has; empty = all of them.
     pub sdxl_profiles: Vec<String>,
-    /// Bearer token for the agent's own API (`/health` stays open).
+    /// The image server (`image_generate` jobs); none = no image jobs.
+    pub image_engine: Option<crate::workload::config::ImageEngineSettings>,
+    /// The speech server (`transcribe` jobs); none = no transcription jobs.
+    pub speech_engine: Option<crate::workload::config::SpeechEngineSettings>,
+    /// Bearer token for the agent's own API (`/health` stays open). Bound beyond loopback
+    /// without one, the agent generates one on first start (see [`AgentConfig::token_file`]).
     pub auth_token: Option<String>,
+    /// Serve beyond loopback without any token (`--insecure-no-auth`), with a loud warning.
+    pub insecure_no_auth: bool,
     /// Most jobs waiting behind the running one; beyond that `POST /jobs` answers 429.
     pub queue_limit: usize,
     /// Where sweep CSVs and the calibration cache go.
@@ -77,7 +84,10 @@ impl AgentConfig {
             llm_models: Vec::new(),
             whisper_models: Vec::new(),
             sdxl_profiles: Vec::new(),
+            image_engine: None,
+            speech_engine: None,
             auth_token: None,
+            insecure_no_auth: false,
             queue_limit: 16,
             results_dir: PathBuf::from("results"),
             stream_flush_chars: 64,
@@ -112,6 +122,12 @@ impl AgentConfig {
         cfg.apply_env(env)?;
         cfg.validate(origin)?;
         Ok(cfg)
+    }
+
+    /// Where the token generated on first start beyond loopback is kept: next to the config
+    /// file, named after it (`config/agent.yaml` → `config/agent.token`).
+    pub fn token_file(config_path: &Path) -> PathBuf {
+        config_path.with_extension("token")
     }
 
     /// Applies the `--host/--port` flags (the last word on where to listen).
@@ -154,6 +170,12 @@ impl AgentConfig {
         if self.machine_id.trim().is_empty() {
             return Err(invalid("machine_id", "must not be empty".into()));
         }
+        if self.insecure_no_auth && self.auth_token.is_some() {
+            return Err(invalid(
+                "insecure_no_auth",
+                "is true while auth_token is set: remove one (a token, or no authentication at all)".into(),
+            ));
+        }
         if self.queue_limit == 0 {
             return Err(invalid("queue_limit", "must be at least 1".into()));
         }
@@ -178,7 +200,22 @@ impl AgentConfig {
         if let Err((key, message)) = self.runtime_sampler.check() {
             return Err(invalid(key, message));
         }
+        if let Some(Err((key, message))) = self.image_engine.as_ref().map(|e| e.check()) {
+            return Err(invalid(key, message));
+        }
+        if let Some(Err((key, message))) = self.speech_engine.as_ref().map(|e| e.check()) {
+            return Err(invalid(key, message));
+        }
         let e = &self.engine;
+        if !e.kind.is_llm() {
+            return Err(invalid(
+                "engine.kind",
+                format!(
+                    "must be ollama, openai or mock (an LLM engine), got {}; image and speech servers go under image_engine / speech_engine",
+                    e.kind
+                ),
+            ));
+        }
         for (key, value) in [
             ("engine.request_timeout_s", e.request_timeout_s),
             ("engine.connect_timeout_s", e.connect_timeout_s),
@@ -253,7 +290,13 @@ struct RawConfig {
     #[serde(default)]
     sdxl_profiles: Vec<String>,
     #[serde(default)]
+    image_engine: Option<crate::workload::config::ImageEngineSettings>,
+    #[serde(default)]
+    speech_engine: Option<crate::workload::config::SpeechEngineSettings>,
+    #[serde(default)]
     auth_token: Option<String>,
+    #[serde(default)]
+    insecure_no_auth: bool,
     #[serde(default)]
     queue_limit: Option<usize>,
     #[serde(default)]
@@ -318,7 +361,10 @@ impl RawConfig {
         cfg.llm_models = self.llm_models;
         cfg.whisper_models = self.whisper_models;
         cfg.sdxl_profiles = self.sdxl_profiles;
+        cfg.image_engine = self.image_engine;
+        cfg.speech_engine = self.speech_engine;
         cfg.auth_token = self.auth_token.filter(|t| !t.is_empty());
+        cfg.insecure_no_auth = self.insecure_no_auth;
         cfg.queue_limit = self.queue_limit.unwrap_or(d.queue_limit);
         cfg.results_dir = self.results_dir.unwrap_or(d.results_dir);
         cfg.stream_flush_chars = self.stream_flush_chars.unwrap_or(d.stream_flush_chars);
@@ -513,5 +559,32 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!cfg.machine_id.is_empty());
         assert_eq!(cfg.runtime_sampler, SamplerConfig { enabled: true, interval_s: 1.0, buffer_len: 120 });
+        assert_eq!((cfg.image_engine, cfg.speech_engine), (None, None));
+    }
+
+    #[test]
+    fn image_and_speech_engines() {
+        use bench_shared::workload::image::ImageEngineKind;
+        let cfg = parse(
+            "machine_id: m\nollama_base_url: http://127.0.0.1:11434\n\
+             image_engine: {kind: comfyui, base_url: 'http://127.0.0.1:8188', timeout_s: 30}\n\
+             speech_engine: {kind: openai, base_url: 'http://127.0.0.1:8092', models: [whisper-tiny.en]}\n",
+        )
+        .unwrap();
+        let img = cfg.image_engine.unwrap();
+        assert_eq!((img.kind, img.timeout_s, img.preview_every_steps), (ImageEngineKind::Comfyui, 30.0, 2));
+        assert_eq!(cfg.speech_engine.unwrap().models, ["whisper-tiny.en"]);
+        let bad = |extra: &str| {
+            parse(&format!("machine_id: m\nollama_base_url: http://127.0.0.1:11434\n{extra}")).unwrap_err().to_string()
+        };
+        assert!(bad("image_engine: {kind: comfyui, base_url: 'ftp://x'}").contains("image_engine.base_url"));
+        assert!(bad("image_engine: {kind: dalle, base_url: 'http://x'}").contains("dalle"));
+        assert!(
+            bad("speech_engine: {kind: openai, base_url: 'http://x', request_timeout_s: 0}")
+                .contains("speech_engine.request_timeout_s")
+        );
+        assert!(bad("speech_engine: {kind: openai, base_url: 'http://x', modles: []}").contains("modles"));
+        let e = parse("machine_id: m\nengine: {kind: comfyui, base_url: 'http://x'}\n").unwrap_err().to_string();
+        assert!(e.contains("engine.kind") && e.contains("image_engine"), "{e}");
     }
 }

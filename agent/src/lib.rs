@@ -11,10 +11,12 @@
 //! - [`journal`]: every job's events on disk (`results_dir/jobs/`), read back past the window.
 //! - [`engine`]: `trait Engine` and its Ollama, OpenAI-compatible and mock implementations.
 //! - [`engine_status`]: the cached engine status `/health`, `/capabilities` and `POST /jobs` read.
+//! - [`pulls`]: model pulls (`POST /api/models/pull`) beside the job queue.
 //! - [`sweep`]: the LLMBench sweep (warm-up, calibration, ctx × parallel, CSVs, terminal table).
 //! - [`tui`]: `bench-agent tui`, the interactive LLMBench terminal app over [`sweep`].
 //! - [`hardware`]: fingerprint, runtime sampler, energy; [`prom`]: Prometheus `/metrics`.
 //! - [`telemetry`], [`cli`]: tracing set-up, command line.
+//! - [`workload`]: image generation (ComfyUI, OpenAI-style images), speech to text, the compute race.
 //! - `testkit` (feature `testkit`, on only in tests): the real local engine launcher and a fake
 //!   Ollama. The release binary contains none of it.
 
@@ -31,11 +33,13 @@ pub mod jobs;
 pub mod journal;
 pub mod load;
 pub mod prom;
+pub mod pulls;
 pub mod sweep;
 pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod tui;
+pub mod workload;
 
 pub use api::state::AppState;
 pub use config::AgentConfig;
@@ -81,8 +85,7 @@ pub async fn serve<L>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     let stop_worker = CancellationToken::new();
     let worker = tokio::spawn(state.runner().run(stop_worker.clone()));
@@ -112,6 +115,7 @@ where
         shutdown.await;
         tracing::info!("shutting down: cancelling jobs");
         state.jobs.close("the agent is shutting down");
+        state.pulls.stop_all();
         stop_worker.cancel();
         if let Err(e) = worker.await {
             tracing::error!(error = %e, "job worker failed");

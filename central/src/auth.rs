@@ -1,103 +1,63 @@
-//! Central authentication: `central.auth_token` (or env `BENCH_CENTRAL_TOKEN`).
+//! Central authentication: `central.auth_token` (or env `BENCH_CENTRAL_TOKEN`), or the token
+//! central generates on first start when it listens beyond loopback without one
+//! (`<results_dir>/central.token`, see `bench_server::auth::token`).
 //!
-//! With a token set, every `/api/*` route and `/api/ws` need either `Authorization: Bearer
-//! <token>` (scripts; the scheme in any case) or the session cookie the `/login` page sets
-//! (browsers: a WebSocket cannot carry a header). Pages redirect to `/login`; `/health`,
-//! `/login` and `/static/*` stay open. The cookie is `HttpOnly` and `SameSite=Strict`, so no
-//! other site's page can send it; sessions live in memory (a restart asks to log in again).
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! With a token, every `/api/*` route and `/api/ws` need either `Authorization: Bearer <token>`
+//! (scripts; the scheme in any case) or the session cookie the login sets (browsers: a WebSocket
+//! cannot carry a header). Pages redirect to `/login`; `/health`, `/login`, `/logout` and
+//! `/static/*` stay open. A browser logs in with the form, or at once with the URL central prints
+//! (`/login?token=…`). The cookie is `HttpOnly` and `SameSite=Strict`, so no other site's page
+//! can send it; sessions are stored hashed in `<results_dir>/sessions.json` and survive a
+//! restart until they expire (7 days) or `POST /logout` ends them. Wrong tokens are limited per
+//! client address: 5 a minute, then 429 with `Retry-After`.
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use bench_server::guard::{bearer_token, constant_time_eq, error_response};
-use rand::Rng;
+use bench_server::auth::{ClientIp, Verdict, client_ip, limited_response};
+use bench_server::guard::error_response;
 use serde::Deserialize;
 
 use crate::AppState;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "bench_session";
-/// How long a login lasts.
-const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Most sessions kept; the oldest is dropped beyond (memory stays bounded whatever logs in).
-const MAX_SESSIONS: usize = 1024;
 
-/// Logged-in browser sessions: random id → when it was created.
-#[derive(Debug, Default)]
-pub struct Sessions {
-    live: Mutex<HashMap<String, Instant>>,
-}
+/// Put on a request let through by a live browser session (pages then offer "Log out").
+#[derive(Debug, Clone, Copy)]
+pub struct LoggedIn;
 
-impl Sessions {
-    /// A new session id (256 random bits, hex).
-    pub fn create(&self) -> String {
-        let bytes: [u8; 32] = rand::rng().random();
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut live = self.lock();
-        live.retain(|_, at| at.elapsed() < SESSION_TTL);
-        if live.len() >= MAX_SESSIONS
-            && let Some(oldest) = live.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone())
-        {
-            live.remove(&oldest);
-        }
-        live.insert(id.clone(), Instant::now());
-        id
-    }
-
-    pub fn is_valid(&self, id: &str) -> bool {
-        self.lock().get(id).is_some_and(|at| at.elapsed() < SESSION_TTL)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        bench_shared::sync::lock(&self.live)
-    }
-}
-
-/// Paths anyone may request: the health check, the login page and what it needs.
+/// Paths anyone may request: the health check, the login and logout, and what the login page needs.
 fn is_open(path: &str) -> bool {
-    path == "/health" || path == "/login" || path.starts_with("/static/")
+    path == "/health" || path == "/login" || path == "/logout" || path.starts_with("/static/")
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
-/// True when the request carries the token or a live session.
-pub fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(expected) = state.access.config.token() else { return true };
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
-    if bearer.is_some_and(|given| constant_time_eq(given, expected)) {
-        return true;
-    }
-    cookie(headers, SESSION_COOKIE).is_some_and(|id| state.access.sessions.is_valid(id))
-}
-
-/// Middleware: lets authorized requests through; `/api/*` gets a 401 JSON, pages a redirect.
-pub async fn require(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Middleware: lets authorized requests through; `/api/*` gets a 401 JSON (429 when the client
+/// sent too many wrong tokens), pages a redirect to the login page.
+pub async fn require(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let gate = &state.access.gate;
     let path = req.uri().path();
-    if is_open(path) || authorized(&state, req.headers()) {
+    if gate.session(req.headers()).is_some() {
+        req.extensions_mut().insert(LoggedIn);
         return next.run(req).await;
     }
-    if path.starts_with("/api/") {
+    if is_open(path) {
+        return next.run(req).await;
+    }
+    match gate.judge(client_ip(req.extensions()), req.headers(), None) {
+        Verdict::Allowed => return next.run(req).await,
+        Verdict::Limited(wait) => return limited_response(wait),
+        Verdict::Missing | Verdict::Wrong => {}
+    }
+    if path.starts_with("/api/") || path == "/metrics" {
         let mut resp = error_response(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong credentials: send `Authorization: Bearer <central.auth_token>` or log in at /login",
+            "missing or wrong credentials: send `Authorization: Bearer <token>` (central.auth_token, \
+             BENCH_CENTRAL_TOKEN, or the token central generated in <results_dir>/central.token) or log in at /login",
             Some("Authorization"),
         );
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -121,6 +81,9 @@ pub struct LoginPage {
 pub struct LoginQuery {
     #[serde(default)]
     next: Option<String>,
+    /// The ready login URL central prints: `/login?token=…` logs in at once.
+    #[serde(default)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,33 +110,62 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn page(state: &AppState, next: String, error: Option<String>) -> LoginPage {
-    LoginPage { version: env!("CARGO_PKG_VERSION"), next, error, auth_enabled: state.access.config.token().is_some() }
+fn page(state: &AppState, next: String, error: Option<String>, status: StatusCode) -> Response {
+    let page = LoginPage { version: env!("CARGO_PKG_VERSION"), next, error, auth_enabled: state.access.gate.enabled() };
+    let mut resp = crate::pages::with_page_headers(page);
+    *resp.status_mut() = status;
+    resp
 }
 
-/// `GET /login`.
-pub async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
-    crate::pages::with_page_headers(page(&state, safe_next(q.next.as_deref()), None))
+/// `GET /login`: the form, or with `?token=` a login at once (the printed URL).
+pub async fn login_page(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let next = safe_next(q.next.as_deref());
+    match q.token {
+        Some(token) => log_in(&state, ip, &token, next).await,
+        None => page(&state, next, None, StatusCode::OK),
+    }
 }
 
 /// `POST /login` (form): sets the session cookie and goes back to `next`; a wrong token is a
-/// 401 with the form again.
-pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    let next = safe_next(form.next.as_deref());
-    let Some(expected) = state.access.config.token() else {
+/// 401 with the form again, too many a 429.
+pub async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, Form(form): Form<LoginForm>) -> Response {
+    log_in(&state, ip, &form.token, safe_next(form.next.as_deref())).await
+}
+
+async fn log_in(state: &AppState, ip: Option<std::net::IpAddr>, token: &str, next: String) -> Response {
+    let gate = &state.access.gate;
+    if !gate.enabled() {
         return Redirect::to(&next).into_response();
-    };
-    if !constant_time_eq(form.token.trim(), expected) {
-        tracing::warn!("failed login at /login");
-        let mut resp = crate::pages::with_page_headers(page(&state, next, Some("Wrong token.".into())));
-        *resp.status_mut() = StatusCode::UNAUTHORIZED;
-        return resp;
     }
-    let id = state.access.sessions.create();
-    let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_TTL.as_secs());
-    let mut resp = Redirect::to(&next).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
+    match gate.judge_token(ip, token) {
+        Verdict::Allowed => {
+            let mut resp = Redirect::to(&next).into_response();
+            if let Some(cookie) = gate.login(false).await {
+                resp.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            resp
+        }
+        Verdict::Limited(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let error = format!("Too many wrong tokens from this address: wait {secs} s and try again.");
+            let mut resp = page(state, next, Some(error), StatusCode::TOO_MANY_REQUESTS);
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+        Verdict::Missing | Verdict::Wrong => page(state, next, Some("Wrong token.".into()), StatusCode::UNAUTHORIZED),
+    }
+}
+
+/// `POST /logout` (an empty form): ends the session and goes to the login page.
+pub async fn logout(State(state): State<AppState>, req: Request) -> Response {
+    let cleared = state.access.gate.logout(req.headers()).await;
+    let mut resp = Redirect::to("/login").into_response();
+    if let Some(c) = cleared {
+        resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     resp
 }
@@ -183,19 +175,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_next_and_sessions() {
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; bench_session=abc ; b=2"));
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
-        assert_eq!(cookie(&h, "c"), None);
+    fn next_is_local_and_encoded() {
         assert_eq!(safe_next(Some("/history?x=1")), "/history?x=1");
         for bad in ["//evil.example", "https://evil.example", "/\\evil", "history"] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(encode("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
-        let s = Sessions::default();
-        let id = s.create();
-        assert_eq!(id.len(), 64);
-        assert!(s.is_valid(&id) && !s.is_valid("nope") && id != s.create());
+        assert!(is_open("/logout") && is_open("/static/x.css") && !is_open("/api/runs"));
     }
 }

@@ -20,6 +20,10 @@ pub enum Command {
     /// Validate machines.yaml without starting anything: prints the machines and exits 0, or
     /// prints the error and exits 1 (`scripts/central restart` runs it first).
     Check(ServeArgs),
+    /// Regression gate for CI: compare a candidate run with a baseline run, machine by machine.
+    /// Exits 1 when a machine is significantly worse by at least --fail-on-regression percent,
+    /// 2 when the comparison is not valid (incomparable, too few repeats), 0 otherwise.
+    Compare(crate::gate::CompareArgs),
 }
 
 /// What `main` should do.
@@ -27,6 +31,7 @@ pub enum Command {
 pub enum Action {
     Serve(ServeArgs),
     Check(ServeArgs),
+    Compare(crate::gate::CompareArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +48,11 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port; the log says which).
     #[arg(long, env = "CENTRAL_PORT", default_value_t = 8080)]
     pub port: u16,
+    /// Serve beyond loopback without a token (trusted networks only; logged as a warning).
+    /// Without it, a central listening beyond loopback with no central.auth_token generates a
+    /// token on first start (<results-dir>/central.token), prints a ready login URL and requires it.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 impl Cli {
@@ -51,17 +61,66 @@ impl Cli {
         match self.command {
             Some(Command::Serve(a)) => Action::Serve(a),
             Some(Command::Check(a)) => Action::Check(a),
+            Some(Command::Compare(a)) => Action::Compare(a),
             None => Action::Serve(self.serve),
         }
     }
+}
+
+/// Who may use central: the configured token; else, listening beyond loopback, the token in
+/// `<results_dir>/central.token` (generated now if missing, with the login URL printed once);
+/// else open. Returns the settings with the token to require. Blocking file I/O.
+pub fn resolve_auth(
+    mut central: crate::config::CentralConfig,
+    args: &ServeArgs,
+    bound: std::net::SocketAddr,
+) -> anyhow::Result<crate::config::CentralConfig> {
+    use bench_server::auth::token::{AuthPlan, resolve};
+    let insecure = args.insecure_no_auth || central.insecure_no_auth;
+    if insecure && central.token().is_some() {
+        anyhow::bail!(
+            "{} while a token is set (central.auth_token or {}): remove one (a token, or no authentication at all)",
+            if args.insecure_no_auth { "--insecure-no-auth" } else { "central.insecure_no_auth: true" },
+            crate::config::TOKEN_ENV
+        );
+    }
+    let file = args.results_dir.join(crate::state::TOKEN_FILE);
+    let plan = AuthPlan::decide(central.token().is_some(), insecure, bound.ip(), file);
+    let hints = |token: &str| {
+        vec![format!(
+            "  scripts:    curl -H \"Authorization: Bearer {token}\" http://127.0.0.1:{}/api/machines  (or BENCH_CENTRAL_TOKEN)",
+            bound.port()
+        )]
+    };
+    let resolved = resolve(&plan, central.token(), "bench-central", "http", bound, &hints)?;
+    if let Some(w) = &resolved.warning {
+        tracing::warn!("{w}");
+    }
+    if let Some(n) = &resolved.notice {
+        eprintln!("{n}");
+    }
+    central.auth_token = resolved.token;
+    Ok(central)
 }
 
 /// `bench-central check`: one line describing the validated machines file (or the error).
 pub fn check(args: &ServeArgs) -> Result<String, crate::config::ConfigError> {
     let file = crate::config::MachinesFile::load(&args.config)?;
     let machines: Vec<String> = file.machines.iter().map(|m| format!("{} ({})", m.machine_id, m.base_url())).collect();
+    let c = &file.central;
+    let auth = if c.auth_token.is_some() || std::env::var(crate::config::TOKEN_ENV).is_ok_and(|t| !t.trim().is_empty())
+    {
+        "on (token configured)".to_owned()
+    } else if c.insecure_no_auth || args.insecure_no_auth {
+        "off (insecure_no_auth)".to_owned()
+    } else {
+        format!(
+            "a token generated in {} when listening beyond loopback",
+            args.results_dir.join(crate::state::TOKEN_FILE).display()
+        )
+    };
     Ok(format!(
-        "config ok: {} ({} machines: {}; listen {}:{}, results {})",
+        "config ok: {} ({} machines: {}; listen {}:{}, results {}, auth {auth})",
         args.config.display(),
         machines.len(),
         machines.join(", "),

@@ -26,9 +26,14 @@ pub struct MachinesFile {
 #[serde(deny_unknown_fields)]
 pub struct CentralConfig {
     /// When set, every `/api/*` route and `/api/ws` need `Authorization: Bearer <token>` or the
-    /// session cookie of `/login`. The env `BENCH_CENTRAL_TOKEN` overrides it.
+    /// session cookie of `/login`. The env `BENCH_CENTRAL_TOKEN` overrides it. Without it, a
+    /// central listening beyond loopback generates a token on first start
+    /// (`<results_dir>/central.token`) and requires that.
     #[serde(default)]
     pub auth_token: Option<String>,
+    /// Serve beyond loopback without any token (`--insecure-no-auth`), with a loud warning.
+    #[serde(default)]
+    pub insecure_no_auth: bool,
     /// Browser origins (besides central's own) allowed to open `/api/ws`.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
@@ -62,6 +67,7 @@ impl Default for CentralConfig {
     fn default() -> Self {
         CentralConfig {
             auth_token: None,
+            insecure_no_auth: false,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             max_connections: default_max_connections(),
@@ -118,6 +124,10 @@ pub struct MachineConfig {
     /// Relative to the folder of machines.yaml.
     #[serde(default)]
     pub ca_cert_file: Option<PathBuf>,
+    /// `native` (this project's bench-agent) or `original` (the original Python bench-race
+    /// agent). Left out: detected from the agent's `/health`.
+    #[serde(default)]
+    pub protocol: Option<bench_shared::api::Protocol>,
     /// The TLS client set-up built from `ca_cert_file` when the file is loaded.
     #[serde(skip)]
     trust: AgentTrust,
@@ -146,6 +156,7 @@ impl MachineConfig {
             notes: None,
             token: None,
             ca_cert_file: None,
+            protocol: None,
             trust: AgentTrust::default(),
         }
     }
@@ -250,6 +261,13 @@ impl MachinesFile {
         let central_line = |key: &str| key_line(text, key, None, 0).unwrap_or(0);
         if c.auth_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(invalid(central_line("auth_token"), "central.auth_token", "must not be empty".into()));
+        }
+        if c.insecure_no_auth && c.auth_token.is_some() {
+            return Err(invalid(
+                central_line("insecure_no_auth"),
+                "central.insecure_no_auth",
+                "is true while central.auth_token is set: remove one (a token, or no authentication at all)".into(),
+            ));
         }
         if c.max_connections == 0 {
             return Err(invalid(

@@ -9,8 +9,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bench_shared::api::Protocol;
 use bench_shared::event::{RawEnvelope, Received};
 use bench_shared::feed::{CentralEvent, MachineStateChange};
+use bench_shared::ids::MachineId;
 use bench_shared::run::{MachineState, MachineView};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -18,7 +20,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_client::{AgentClient, AgentError, error_chain};
+use crate::agent_client::{AgentClient, error_chain};
 use crate::config::{MachineConfig, Settings};
 use crate::hub::Hub;
 use crate::routing::JobRouter;
@@ -31,6 +33,8 @@ pub const UNAUTHORIZED: &str =
 #[derive(Debug)]
 pub struct Machine {
     pub config: MachineConfig,
+    /// `config.machine_id`, typed.
+    pub id: MachineId,
     pub client: AgentClient,
     view: Mutex<MachineView>,
     /// Wakes the health loop (after a reconnect).
@@ -75,6 +79,7 @@ impl Fleet {
             .map(|c| {
                 Arc::new(Machine {
                     config: c.clone(),
+                    id: MachineId::from(c.machine_id.as_str()),
                     client: AgentClient::new(http.clone(), c, settings.http_timeout),
                     view: Mutex::new(MachineView {
                         machine_id: c.machine_id.clone(),
@@ -90,6 +95,7 @@ impl Fleet {
                         hardware: None,
                         health: None,
                         capabilities: None,
+                        protocol: c.protocol.unwrap_or_default(),
                     }),
                     refresh: Notify::new(),
                 })
@@ -116,12 +122,23 @@ impl Fleet {
             let (m, router, hub, settings, cancel) =
                 (m.clone(), router.clone(), hub.clone(), settings.clone(), cancel.clone());
             tokio::spawn(async move {
+                let originals = forward_original_events(&m, &router);
                 tokio::select! {
                     _ = cancel.cancelled() => {}
-                    _ = async { tokio::join!(health_loop(&m, &hub, &settings), ws_loop(&m, &router, &hub, &settings)) } => {}
+                    _ = async {
+                        tokio::join!(health_loop(&m, &hub, &settings), ws_loop(&m, &router, &hub, &settings), originals)
+                    } => {}
                 }
             });
         }
+    }
+}
+
+/// Routes the events central makes of an original agent's broadcasts (see [`crate::original`]).
+async fn forward_original_events(m: &Machine, router: &JobRouter) {
+    let Some(mut events) = m.client.original().take_events() else { return };
+    while let Some(event) = events.recv().await {
+        router.route(&m.id, event);
     }
 }
 
@@ -159,13 +176,14 @@ async fn refresh_with(m: &Machine, hub: &Hub, fresh: bool) {
         Ok(h) => {
             v.state = if h.is_busy() { MachineState::Busy } else { MachineState::Online };
             v.last_seen_s = Some(crate::store::now_s());
+            v.protocol = m.client.protocol();
             v.health = Some(h);
             let ws_error = v.last_error.as_deref().is_some_and(|e| e.starts_with("event stream"));
             if v.ws_connected || !ws_error {
                 v.last_error = None;
             }
             match caps {
-                Some(Err(AgentError::Status { status: 401, .. })) => {
+                Some(Err(e)) if e.is_token_refused() => {
                     v.state = MachineState::Unauthorized;
                     v.last_error = Some(UNAUTHORIZED.into());
                 }
@@ -184,17 +202,20 @@ async fn refresh_with(m: &Machine, hub: &Hub, fresh: bool) {
 
 async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings) {
     let mut attempt: u32 = 0;
+    let mut ever_connected = false;
     loop {
         match connect(&m.config).await {
             Ok(stream) => {
                 attempt = 0;
+                ever_connected = true;
                 m.update(hub, |v| v.ws_connected = true);
                 m.refresh.notify_one();
-                router.reconnected(&m.config.machine_id);
+                router.reconnected(&m.id);
                 let why = read_events(m, router, stream, settings.ping_interval).await;
                 tracing::warn!(machine_id = %m.config.machine_id, "agent WebSocket closed: {why}");
                 // Runs with a job there probe it now: a killed agent is an error at once, not after `silence`.
-                router.connection_lost(&m.config.machine_id);
+                m.client.original().connection_lost(&why);
+                router.connection_lost(&m.id);
                 m.update(hub, |v| {
                     v.ws_connected = false;
                     v.last_error = Some(format!("event stream: {why}"));
@@ -208,7 +229,8 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 tracing::debug!(machine_id = %m.config.machine_id, "agent WebSocket connect failed: {e}");
                 m.update(hub, |v| {
                     v.ws_connected = false;
-                    if e.contains("401") && v.state != MachineState::Offline {
+                    // 429: the agent limits the wrong tokens it kept getting from central.
+                    if (e.contains("401") || e.contains("429")) && v.state != MachineState::Offline {
                         v.state = MachineState::Unauthorized;
                         v.last_error = Some(UNAUTHORIZED.into());
                     } else if v.state != MachineState::Offline && v.last_error.is_none() {
@@ -217,8 +239,24 @@ async fn ws_loop(m: &Machine, router: &JobRouter, hub: &Hub, settings: &Settings
                 });
             }
         }
-        tokio::time::sleep(backoff(attempt, settings)).await;
+        tokio::time::sleep(reconnect_delay(attempt, ever_connected, settings)).await;
         attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Longest pause between reconnects to an agent that was connected and got lost: a restarted
+/// agent is back in the race within 2 s, whatever the backoff had grown to while it was down.
+pub const LOST_AGENT_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The pause before reconnect `attempt`: the capped backoff, and at most
+/// [`LOST_AGENT_RETRY_MAX`] for an agent that was connected before (a machine never reached
+/// backs off up to `backoff_max`).
+pub fn reconnect_delay(attempt: u32, ever_connected: bool, settings: &Settings) -> Duration {
+    if ever_connected {
+        let lost = Settings { backoff_max: settings.backoff_max.min(LOST_AGENT_RETRY_MAX), ..settings.clone() };
+        backoff(attempt, &lost)
+    } else {
+        backoff(attempt, settings)
     }
 }
 
@@ -285,8 +323,10 @@ async fn read_events(m: &Machine, router: &JobRouter, mut stream: WsStream, ping
             Err(e) => return error_chain(&e),
         };
         match serde_json::from_str::<RawEnvelope>(&text) {
+            // An original agent broadcasts its own jobs' events: central translates them.
+            Ok(env) if m.client.protocol() == Protocol::Original => m.client.original().on_event(env),
             Ok(env) => {
-                router.route(&m.config.machine_id, Received::decode(env));
+                router.route(&m.id, Received::decode(env));
             }
             Err(e) => tracing::warn!(machine_id = %m.config.machine_id, "ignoring malformed agent event: {e}"),
         }
@@ -311,5 +351,16 @@ mod tests {
             assert!(got >= d / 2 && got <= d, "attempt {attempt}: {got:?} not in [{:?}, {d:?}]", d / 2);
         }
         assert!(backoff(100, &s) <= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_lost_agent_is_retried_within_two_seconds_at_every_attempt() {
+        let s = Settings::default();
+        for attempt in 0..40 {
+            let lost = reconnect_delay(attempt, true, &s);
+            assert!(lost <= LOST_AGENT_RETRY_MAX, "attempt {attempt}: {lost:?}");
+            assert!(lost >= s.backoff_initial.min(LOST_AGENT_RETRY_MAX) / 2, "attempt {attempt}: {lost:?}");
+        }
+        assert!((10..40).any(|a| reconnect_delay(a, false, &s) > LOST_AGENT_RETRY_MAX), "never reached: backs off");
     }
 }

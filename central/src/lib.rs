@@ -7,23 +7,31 @@
 //! - [`clock`]: NTP-style clock-offset estimate of each agent before a run (sans-I/O estimator).
 //! - [`fleet`]: one task per machine: WebSocket subscription with backoff, health/capabilities.
 //! - [`routing`]: maps `(machine_id, job_id)` to the run that owns the job.
+//! - [`pulls`]: fleet model management: pulls of a model onto the machines that lack it.
 //! - [`runs`]: run lifecycle: validation, preflight, synchronized dispatch, events, completion.
 //! - [`store`]: `results/runs/<run_id>/{metadata.json, events.ndjson, summary.json}`, listing, export.
 //! - [`hub`]: fan-out of events to browser WebSockets.
+//! - [`original`]: racing original (Python) bench-race agents: their API read as ours, their jobs driven by central.
 //! - [`api`]: REST + browser WebSocket; [`pages`]: HTML pages; [`auth`]: token, login page, sessions;
-//!   [`prom`]: Prometheus `/metrics`.
-//! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line.
+//!   [`prom`]: Prometheus `/metrics`; [`report`]: a run as one self-contained HTML file.
+//! - [`state`]: the cloneable [`AppState`]; [`cli`]: the `bench-central` command line;
+//!   [`gate`]: `bench-central compare`, the regression gate for CI.
 
 pub mod agent_client;
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod fleet;
+pub mod gate;
 pub mod hub;
+pub mod original;
 pub mod pages;
 pub mod prom;
+pub mod pulls;
+pub mod report;
 pub mod routing;
 pub mod runs;
 pub mod state;
@@ -48,13 +56,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "bench-central listening on http://{addr}");
-    if !addr.ip().is_loopback() && state.access.config.token().is_none() {
-        tracing::warn!(
-            "SECURITY: listening on {addr} (reachable from other machines) without central.auth_token: anyone \
-             who can reach this port can start runs, delete results, read the live feed and drive your \
-             agents. Set central.auth_token in machines.yaml (or BENCH_CENTRAL_TOKEN), or bind to 127.0.0.1."
-        );
-    }
     let limits = state.access.config.limits();
     let cancel = state.cancel.clone();
     let runs = state.runs.clone();

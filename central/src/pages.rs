@@ -12,7 +12,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Extension, Path};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -38,6 +38,10 @@ pub enum NavItem {
     Sweep,
     Capacity,
     Machines,
+    Leaderboard,
+    Image,
+    Speech,
+    Compute,
 }
 
 impl NavItem {
@@ -49,6 +53,10 @@ impl NavItem {
             NavItem::Sweep => "sweep",
             NavItem::Capacity => "capacity",
             NavItem::Machines => "machines",
+            NavItem::Leaderboard => "leaderboard",
+            NavItem::Image => "image",
+            NavItem::Speech => "speech",
+            NavItem::Compute => "compute",
         };
         own == name
     }
@@ -59,6 +67,8 @@ impl NavItem {
 #[template(path = "race.html")]
 pub struct RacePage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
     pub sample_prompts: &'static [SamplePrompt],
 }
@@ -68,6 +78,8 @@ pub struct RacePage {
 #[template(path = "history.html")]
 pub struct HistoryPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -76,6 +88,8 @@ pub struct HistoryPage {
 #[template(path = "machines.html")]
 pub struct MachinesPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -84,6 +98,8 @@ pub struct MachinesPage {
 #[template(path = "sweep.html")]
 pub struct SweepPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
 }
 
@@ -92,7 +108,31 @@ pub struct SweepPage {
 #[template(path = "capacity.html")]
 pub struct CapacityPage {
     pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
     pub version: &'static str,
+}
+
+/// `/leaderboard`: machines ranked over every complete run (`GET /api/leaderboard`).
+#[derive(Template, WebTemplate)]
+#[template(path = "leaderboard.html")]
+pub struct LeaderboardPage {
+    pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
+    pub version: &'static str,
+}
+
+/// `/image`, `/speech`, `/compute`: the other races (one page, three modes).
+#[derive(Template, WebTemplate)]
+#[template(path = "workload.html")]
+pub struct WorkloadPage {
+    pub nav: NavItem,
+    /// The request came with a browser session: the page offers "Log out".
+    pub session: bool,
+    pub version: &'static str,
+    pub title: &'static str,
+    pub mode: &'static str,
 }
 
 /// A prompt offered by the race page's "sample" buttons.
@@ -124,27 +164,53 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/machines", get(machines_page))
         .route("/sweep", get(sweep_page))
         .route("/capacity", get(capacity_page))
+        .route("/leaderboard", get(leaderboard_page))
+        .route("/image", get(|l: Login| workload_page(l, NavItem::Image, "Image race", "image")))
+        .route("/speech", get(|l: Login| workload_page(l, NavItem::Speech, "Speech race", "speech")))
+        .route("/compute", get(|l: Login| workload_page(l, NavItem::Compute, "Compute race", "compute")))
         .route("/static/{*path}", get(static_file))
 }
 
-async fn race_page() -> Response {
-    with_page_headers(RacePage { nav: NavItem::Race, version: VERSION, sample_prompts: SAMPLE_PROMPTS })
+/// Set on requests a browser session let through.
+type Login = Option<Extension<crate::auth::LoggedIn>>;
+
+/// Whether the request came with a browser session (set by [`crate::auth::require`]).
+fn session(login: Option<Extension<crate::auth::LoggedIn>>) -> bool {
+    login.is_some()
 }
 
-async fn history_page() -> Response {
-    with_page_headers(HistoryPage { nav: NavItem::History, version: VERSION })
+async fn workload_page(
+    login: Option<Extension<crate::auth::LoggedIn>>,
+    nav: NavItem,
+    title: &'static str,
+    mode: &'static str,
+) -> Response {
+    with_page_headers(WorkloadPage { nav, session: session(login), version: VERSION, title, mode })
 }
 
-async fn machines_page() -> Response {
-    with_page_headers(MachinesPage { nav: NavItem::Machines, version: VERSION })
+async fn race_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    let session = session(login);
+    with_page_headers(RacePage { nav: NavItem::Race, session, version: VERSION, sample_prompts: SAMPLE_PROMPTS })
 }
 
-async fn sweep_page() -> Response {
-    with_page_headers(SweepPage { nav: NavItem::Sweep, version: VERSION })
+async fn history_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(HistoryPage { nav: NavItem::History, session: session(login), version: VERSION })
 }
 
-async fn capacity_page() -> Response {
-    with_page_headers(CapacityPage { nav: NavItem::Capacity, version: VERSION })
+async fn machines_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(MachinesPage { nav: NavItem::Machines, session: session(login), version: VERSION })
+}
+
+async fn sweep_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(SweepPage { nav: NavItem::Sweep, session: session(login), version: VERSION })
+}
+
+async fn leaderboard_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(LeaderboardPage { nav: NavItem::Leaderboard, session: session(login), version: VERSION })
+}
+
+async fn capacity_page(login: Option<Extension<crate::auth::LoggedIn>>) -> Response {
+    with_page_headers(CapacityPage { nav: NavItem::Capacity, session: session(login), version: VERSION })
 }
 
 /// A page with its security headers (CSP, nosniff, no referrer).
@@ -226,6 +292,7 @@ mod tests {
             ("/history", "id=\"runs-list\""),
             ("/machines", "id=\"machines\""),
             ("/sweep", "id=\"sweep-form\""),
+            ("/leaderboard", "id=\"board\""),
         ] {
             let res = get_path(path, None).await;
             assert_eq!(res.status(), StatusCode::OK, "{path}");
@@ -256,7 +323,7 @@ mod tests {
     /// Every script and stylesheet a page references is served (a typo would break a page silently).
     #[tokio::test]
     async fn every_asset_a_page_references_is_served() {
-        for page in ["/", "/history", "/machines", "/sweep"] {
+        for page in ["/", "/history", "/machines", "/sweep", "/leaderboard"] {
             let html = body_text(get_path(page, None).await).await;
             let refs: Vec<&str> = html.split(['"', '?']).filter(|s| s.starts_with("/static/")).collect();
             assert!(refs.len() >= 4, "{page} references {refs:?}");

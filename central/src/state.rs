@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Sessions;
 use crate::config::{CentralConfig, MachineConfig, Settings};
 use crate::fleet::Fleet;
 use crate::hub::Hub;
@@ -31,24 +30,36 @@ pub struct AppState {
     pub cancel: CancellationToken,
     /// Who may use central and how much it accepts.
     pub access: Arc<Access>,
+    /// Model pulls across the fleet (`/api/models`).
+    pub pulls: Arc<crate::pulls::Pulls>,
 }
 
 /// Central's `central:` settings and what enforces them at run time.
 #[derive(Debug)]
 pub struct Access {
     pub config: CentralConfig,
-    /// Browser sessions of `/login`.
-    pub sessions: Sessions,
+    /// The token, browser sessions of `/login`, wrong tokens per client address.
+    pub gate: bench_server::auth::Gate,
     /// Live browser WebSockets (`ws_max_subscribers`; 503 beyond).
     pub ws_cap: bench_server::ws::SubscriberCap,
 }
 
 impl Access {
-    pub fn new(config: CentralConfig) -> Self {
+    /// Enforces `config`; browser sessions persist in `sessions_file` (blocking read).
+    pub fn new(config: CentralConfig, sessions_file: Option<std::path::PathBuf>) -> Self {
         let ws_cap = bench_server::ws::SubscriberCap::new(config.ws_max_subscribers);
-        Access { config, sessions: Sessions::default(), ws_cap }
+        let gate = match config.token() {
+            Some(token) => bench_server::auth::Gate::with_token(token, crate::auth::SESSION_COOKIE, sessions_file),
+            None => bench_server::auth::Gate::open(),
+        };
+        Access { config, gate, ws_cap }
     }
 }
+
+/// Where central keeps browser sessions: `<results_dir>/sessions.json`.
+pub const SESSIONS_FILE: &str = "sessions.json";
+/// Where central keeps the token it generates on first start beyond loopback.
+pub const TOKEN_FILE: &str = "central.token";
 
 impl AppState {
     /// Opens the results directory, starts one fleet task per machine, and resumes the runs a
@@ -65,6 +76,7 @@ impl AppState {
         let fleet = Arc::new(Fleet::new(machines, &http, &settings));
         let router = Arc::new(JobRouter::default());
         fleet.spawn(router.clone(), hub.clone(), settings.clone(), cancel.clone());
+        let pulls = Arc::new(crate::pulls::Pulls::new(fleet.clone(), router.clone(), hub.clone(), cancel.clone()));
         let runs = Arc::new(RunManager::new(
             store.clone(),
             fleet.clone(),
@@ -75,13 +87,15 @@ impl AppState {
         ));
         runs.resume_left_running()?;
         let metrics = Arc::new(CentralMetrics::new(&hub));
-        let access = Arc::new(Access::new(CentralConfig::default()));
-        Ok(AppState { fleet, runs, store, hub, settings, metrics, cancel, access })
+        let access = Arc::new(Access::new(CentralConfig::default(), None));
+        Ok(AppState { fleet, runs, store, hub, settings, metrics, cancel, access, pulls })
     }
 
-    /// The same state with `central:` settings (authentication, origins, limits).
+    /// The same state with `central:` settings (authentication, origins, limits). Browser
+    /// sessions persist next to the runs (`<results_dir>/sessions.json`).
     pub fn with_central(mut self, config: CentralConfig) -> Self {
-        self.access = Arc::new(Access::new(config));
+        let sessions = self.store.runs_dir().parent().map(|d| d.join(SESSIONS_FILE));
+        self.access = Arc::new(Access::new(config, sessions));
         self
     }
 }

@@ -8,7 +8,9 @@
 //! nothing that finished. Run folders added under `results/runs/` by hand are listed after the
 //! next start.
 
+pub mod bundle;
 mod index;
+pub mod leaderboard;
 
 pub use index::{EngineFacts, MachineFacts, RunFacts};
 
@@ -49,24 +51,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 
 pub use bench_shared::time::{now_ms, now_s, rfc3339};
 
+use bench_shared::ids::RunId;
+
 /// A new run id `YYYY-MM-DD_HHMMSS_<6 hex>` (UTC); sorts chronologically.
 pub fn new_run_id(epoch_s: f64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(epoch_s as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let fmt = time::macros::format_description!("[year]-[month]-[day]_[hour][minute][second]");
-    let suffix: u32 = rand::rng().random_range(0..0x100_0000);
-    format!("{}_{suffix:06x}", t.format(&fmt).unwrap_or_default())
+    RunId::new_at(epoch_s, rand::rng().random_range(0..0x100_0000)).into_string()
 }
 
 /// True for ids shaped exactly like [`new_run_id`]'s (so never `..`, `/` or anything else).
 pub fn valid_run_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 | 17 => *c == b'_',
-            18..=23 => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
-            _ => c.is_ascii_digit(),
-        })
+    RunId::parse(id).is_some()
 }
 
 /// The `results/runs` directory (and the index of its runs; clones share it).
@@ -171,10 +165,7 @@ impl Store {
 
     /// Writes `<run>/<name>` atomically. `name` must be a plain file name.
     pub fn write_file(&self, run_id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let plain = !name.is_empty()
-            && !name.starts_with('.')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !plain {
+        if !plain_name(name) {
             return Err(StoreError::InvalidName(name.to_owned()));
         }
         let dir = self.run_dir(run_id)?;
@@ -184,6 +175,36 @@ impl Store {
         f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Writes `<run>/images/<name>` atomically (a generated image). `name` must be a plain file name.
+    pub fn write_image(&self, run_id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain {
+            return Err(StoreError::InvalidName(name.to_owned()));
+        }
+        let dir = self.run_dir(run_id)?.join("images");
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(name);
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// `<run>/images/<name>`: the bytes of a stored image (`None` for a name that is not a plain
+    /// file name, or no such image).
+    pub fn image(&self, run_id: &str, name: &str) -> Option<Vec<u8>> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !plain {
+            return None;
+        }
+        fs::read(self.run_dir(run_id).ok()?.join("images").join(name)).ok()
     }
 
     /// Ids of every stored run, newest first (from the index).
@@ -224,6 +245,11 @@ impl Store {
         Ok(self.index().page(keep, limit, offset))
     }
 
+    /// The leaderboard over the indexed runs (no file is read).
+    pub fn leaderboard(&self, query: &leaderboard::BoardQuery) -> bench_shared::share::Leaderboard {
+        leaderboard::build(&self.index(), query)
+    }
+
     pub fn delete(&self, run_id: &str) -> Result<(), StoreError> {
         let dir = self.existing_dir(run_id)?;
         let removed = fs::remove_dir_all(&dir).map_err(io(&dir));
@@ -233,6 +259,15 @@ impl Store {
         }
         removed
     }
+}
+
+/// A file name a run folder may hold: letters, digits, `.`, `_`, `-`, not starting with `.`
+/// (so never a path, `..` or a temporary file of an atomic write).
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
@@ -274,7 +309,10 @@ impl EventLog {
     }
 
     /// Writes the buffered lines. On failure nothing of them stays in the file (a partial write is
-    /// truncated away) and the buffer is dropped: the caller reports the error.
+    /// truncated away) and they stay buffered, so the next flush writes them again before anything
+    /// newer: a disk that was full for a while leaves no gap in the file once it has space again
+    /// (up to [`EventLog::MAX_PENDING`] bytes; beyond, the buffer is dropped and that is logged).
+    /// The caller reports the error.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -289,10 +327,18 @@ impl EventLog {
                 if let Err(cut) = self.file.set_len(self.committed_len) {
                     tracing::error!(path = %self.path.display(), "cannot cut a failed write back: {cut}");
                 }
+                if bytes.len() <= Self::MAX_PENDING {
+                    self.pending = bytes;
+                } else {
+                    tracing::error!(path = %self.path.display(), bytes = bytes.len(), "dropping event lines that could not be written");
+                }
                 Err(StoreError::Io { path: self.path.clone(), source: e })
             }
         }
     }
+
+    /// Most bytes of unwritten lines kept for another try.
+    pub const MAX_PENDING: usize = 16 * 1024 * 1024;
 
     /// Appends one line and writes it at once.
     pub fn append(&mut self, line: &str) -> Result<(), StoreError> {
@@ -391,6 +437,7 @@ mod tests {
             ended_at_s: None,
             machines: vec![machine],
             clock: None,
+            imported: None,
         }
     }
 

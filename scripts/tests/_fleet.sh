@@ -27,11 +27,14 @@ wait_until() {
 }
 
 # start_agent NAME HOST PORT [PREFIX...]: a mock-engine agent (8 tok/s, 120 tokens: a job lasts ~15 s, long enough
-# to fault it mid-run), started under PREFIX (e.g. `ip netns exec NS`); sets LAST_PID.
+# to fault it mid-run), started under PREFIX (e.g. `ip netns exec NS`); sets LAST_PID. Beyond loopback it
+# gets the token "tok-NAME" (which start_central gives such machines), as an agent there must have one.
 start_agent() {
-  local name="$1" host="$2" port="$3"
+  local name="$1" host="$2" port="$3" token=""
   shift 3
+  [[ "$host" == 127.0.0.1 ]] || token="auth_token: \"tok-$name\""
   cat >"$BENCH_CONFIG_DIR/$name.yaml" <<YAML
+$token
 machine_id: "$name"
 bind_host: "$host"
 bind_port: $port
@@ -56,6 +59,7 @@ start_central() {
     echo "machines:"
     for m in "$@"; do
       printf '  - machine_id: "%s"\n    agent_base_url: "%s"\n' "${m%%=*}" "${m#*=}"
+      [[ "${m#*=}" == http://127.0.0.1:* ]] || printf '    token: "tok-%s"\n' "${m%%=*}"
     done
     printf 'central:\n  max_connections: 256\n  header_read_timeout_s: 2\n'
   } >"$BENCH_CONFIG_DIR/machines.yaml"

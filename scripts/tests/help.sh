@@ -2,13 +2,13 @@
 # Every script answers --help with exit 0, and an unknown command or option with a clear error.
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
-for s in engine agents agent central quickstart test; do
+for s in engine speech agents agent central quickstart test; do
   expect_rc 0 "scripts/$s" --help
   expect_contains "$OUT" "Usage: scripts/" "scripts/$s --help"
 done
 pass "every script has --help"
 
-for s in engine agents agent central; do
+for s in engine speech agents agent central; do
   expect_rc 1 "scripts/$s" frobnicate
   expect_contains "$OUT" "error: unknown command 'frobnicate'" "scripts/$s frobnicate"
 done

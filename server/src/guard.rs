@@ -7,7 +7,9 @@
 //!   in `allowed_origins` (a page elsewhere must not read the live feed or drive a socket).
 //!   Non-browser clients send no `Origin` and pass.
 //! - Every POST needs `Content-Type: application/json` (415 otherwise): a form or `text/plain`
-//!   POST is what another site's page can send without a CORS preflight.
+//!   POST is what another site's page can send without a CORS preflight. Paths listed in
+//!   `form_paths` take a form instead, and those in `gzip_paths` `application/gzip` (which no
+//!   page can send cross-site without a preflight either).
 
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub struct Policy {
     pub allowed_hosts: Vec<String>,
     /// POST paths that take an HTML form (`application/x-www-form-urlencoded`) instead of JSON.
     pub form_paths: Vec<&'static str>,
+    /// POST paths that take a gzip body (`application/gzip`, also `application/x-gzip`).
+    pub gzip_paths: Vec<&'static str>,
 }
 
 /// Wraps `router` with the guards of `policy`, the JSON 405 answer and the redacting trace layer.
@@ -79,8 +83,11 @@ pub fn check(policy: &Policy, method: &Method, path: &str, headers: &HeaderMap) 
     if method == Method::POST {
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         const FORM: &str = "application/x-www-form-urlencoded";
+        const GZIP: &str = "application/gzip";
         let (ok, wanted) = if policy.form_paths.contains(&path) {
             (media_type(ct) == FORM, FORM)
+        } else if policy.gzip_paths.contains(&path) {
+            (matches!(media_type(ct).as_str(), GZIP | "application/x-gzip"), GZIP)
         } else {
             (is_json(ct), "application/json")
         };
@@ -226,6 +233,23 @@ mod tests {
         assert!(host_allowed("BENCH.lan:9001", &["bench.lan:9001".into()]));
         assert!(!host_allowed("bench.lan:9002", &["bench.lan:9001".into()]));
         assert!(!host_allowed("evil.example:9001", &["bench.lan".into()]));
+    }
+
+    #[test]
+    fn gzip_paths_take_gzip_and_nothing_else() {
+        let policy = Policy { gzip_paths: vec!["/import"], ..Default::default() };
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            h
+        };
+        assert!(check(&policy, &Method::POST, "/import", &with("application/gzip")).is_ok());
+        assert!(check(&policy, &Method::POST, "/import", &with("application/x-gzip")).is_ok());
+        for ct in ["application/json", "text/plain", "application/octet-stream"] {
+            let refused = check(&policy, &Method::POST, "/import", &with(ct)).unwrap_err();
+            assert_eq!(refused.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct}");
+        }
+        assert!(check(&policy, &Method::POST, "/other", &with("application/gzip")).is_err(), "JSON elsewhere");
     }
 
     #[test]

@@ -2,30 +2,40 @@
 //!
 //! `axum::serve` has no header read timeout and no connection cap: thousands of connections that
 //! never finish their request headers stay open forever and grow the process (120 MB at 5,000 on
-//! the agent). This loop is `axum::serve` with both bounds:
+//! the agent). This loop is `axum::serve` with both bounds, built so that the cap cannot be
+//! turned against real users:
 //!
-//! - a **connection cap**: beyond [`Limits::max_connections`] open HTTP connections a new one is
-//!   answered `503` (a static response written without reading the request) and closed at once,
-//!   so refused connections cost no task and no buffer;
+//! - a **connection cap** ([`Limits::max_connections`]): at the cap, the connection that has
+//!   waited longest for request headers (a fresh one that sent nothing, half-sent headers, an
+//!   idle keep-alive one) is closed to make room, so a request that arrives complete is always
+//!   read and served (see [`slots`]). Only when every connection is busy answering a request is a
+//!   newcomer answered `503` (a static response written without reading the request) and closed;
 //! - a **header read timeout**: hyper closes a connection whose request headers (first request or
 //!   a later keep-alive one) do not arrive within [`Limits::header_read_timeout`].
 //!
-//! A connection upgraded to a WebSocket leaves the HTTP cap once the upgrade is done; WebSockets
-//! are bounded by each server's own subscriber cap. Shutdown mirrors `with_graceful_shutdown`: stop
-//! accepting, ask every connection to finish its current request, wait for them.
+//! Every request carries the peer's address as [`axum::extract::ConnectInfo`] (per-client login
+//! limits). A connection upgraded to a WebSocket leaves the HTTP cap once the upgrade is done;
+//! WebSockets are bounded by each server's own subscriber cap. Shutdown mirrors
+//! `with_graceful_shutdown`: stop accepting, ask every connection to finish its current request,
+//! wait for them.
 //!
 //! # Layout
 //! - [`serve`]: the accept loop with its [`Limits`].
+//! - [`slots`]: the cap whose idle holders make room, oldest first (also bounds TLS handshakes).
 //! - [`guard`]: Host / Origin / Content-Type checks, JSON 405s, token-free request logs, bearer parsing.
+//! - [`auth`]: tokens (generated on first start beyond loopback), login limits, stored sessions.
 //! - [`ws`]: the WebSocket subscriber cap and bounded socket buffers.
 //! - [`newline`]: the response layer that ends every JSON body with a newline.
 //! - [`tls`]: `https://` serving: a listener that completes TLS handshakes before axum sees a
 //!   connection (certificate files from config).
 //! - [`signal`]: the Ctrl-C / SIGTERM future both binaries shut down on.
 
+pub mod auth;
+mod body;
 pub mod guard;
 pub mod newline;
 pub mod signal;
+pub mod slots;
 pub mod tls;
 pub mod ws;
 
@@ -34,17 +44,21 @@ pub use signal::shutdown_signal;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::serve::Listener;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, mpsc, watch};
+use tower::Service;
+
+use slots::{Admission, Slot, Slots};
 
 /// Bounds of one server.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,13 +85,16 @@ impl Default for Limits {
 
 /// Serves `app` on `listener` (a `TcpListener`, or any axum [`Listener`] such as the agent's TLS
 /// one) until `shutdown` resolves, then drains open connections.
-pub async fn serve<L: Listener>(
+pub async fn serve<L>(
     mut listener: L,
     app: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+) -> io::Result<()>
+where
+    L: Listener<Addr = std::net::SocketAddr>,
+{
+    let slots = Slots::new(limits.max_connections);
     let refusal: Arc<str> = refusal_response(limits.max_connections).into();
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     // `stop` tells connections to finish; `alive` is held by every connection task, so its
@@ -87,20 +104,23 @@ pub async fn serve<L: Listener>(
     let mut shutdown = pin!(shutdown);
     loop {
         // `Listener::accept` retries failed accepts itself (with a pause on errors like EMFILE).
-        let stream = tokio::select! {
+        let (stream, addr) = tokio::select! {
             _ = &mut shutdown => break,
-            (stream, _) = listener.accept() => stream,
+            accepted = listener.accept() => accepted,
         };
         no_delay(&stream);
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!(limit = limits.max_connections, "connection refused: connection cap reached");
-            refuse(stream, &refusal, &refusing);
-            continue;
+        let slot = match slots.admit() {
+            Admission::Admitted(slot) => slot,
+            Admission::Refused => {
+                tracing::debug!(limit = limits.max_connections, "connection refused: every connection is busy");
+                refuse(stream, &refusal, &refusing);
+                continue;
+            }
         };
         let (app, mut stop_rx, alive) = (app.clone(), stop_rx.clone(), alive_tx.clone());
         tokio::spawn(async move {
-            let _held = (permit, alive);
-            serve_connection(stream, app, limits, &mut stop_rx).await;
+            let _alive = alive;
+            serve_connection(stream, Connection { app, addr, slot: Arc::new(slot) }, limits, &mut stop_rx).await;
         });
     }
     drop(listener);
@@ -122,30 +142,60 @@ fn no_delay<S: std::any::Any>(stream: &S) {
     }
 }
 
-async fn serve_connection<S>(stream: S, app: Router, limits: Limits, stop: &mut watch::Receiver<bool>)
+/// The hyper service of one connection: the app, with the peer address on every request and the
+/// connection's slot busy from the moment a request's headers arrived until its response body
+/// was written (or dropped).
+#[derive(Clone)]
+struct Connection<A> {
+    app: Router,
+    addr: A,
+    slot: Arc<Slot>,
+}
+
+impl<A: Clone + Send + Sync + 'static> hyper::service::Service<hyper::Request<Incoming>> for Connection<A> {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
+        let busy = self.slot.busy();
+        req.extensions_mut().insert(ConnectInfo(self.addr.clone()));
+        // A Router is always ready; `call` needs it by `&mut`.
+        let answer = self.app.clone().call(req);
+        Box::pin(async move {
+            let resp = answer.await?;
+            Ok(resp.map(|b| axum::body::Body::new(body::Holding::new(b, busy))))
+        })
+    }
+}
+
+async fn serve_connection<S, A>(stream: S, conn: Connection<A>, limits: Limits, stop: &mut watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: Clone + Send + Sync + 'static,
 {
     // HTTP/1.1 only: hyper-util's auto (h1 + h2c) builder first reads the protocol preface
     // with no timeout at all, so a silent connection would never be closed. Browsers speak h2
     // only over TLS, which these servers do not terminate.
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    let service = TowerToHyperService::new(app);
-    let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service).with_upgrades());
+    let slot = conn.slot.clone();
+    let mut http = pin!(builder.serve_connection(TokioIo::new(stream), conn).with_upgrades());
     let stopping = async {
         // `wait_for` borrows the value; only whether it happened matters here.
         let _ = stop.wait_for(|s| *s).await.is_ok();
     };
     let finished = tokio::select! {
-        result = conn.as_mut() => Some(result),
+        result = http.as_mut() => Some(result),
         () = stopping => None,
+        // Its slot went to a newcomer: dropping the connection closes it.
+        () = slot.evicted() => return,
     };
     let result = match finished {
         Some(result) => result,
         None => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            http.as_mut().graceful_shutdown();
+            http.await
         }
     };
     if let Err(e) = result {
@@ -181,10 +231,12 @@ where
     });
 }
 
-/// The answer to a connection beyond the cap: JSON like every other error, then close.
+/// The answer to a connection beyond the cap while every connection is busy: JSON like every
+/// other error, then close.
 fn refusal_response(limit: usize) -> String {
     let body = format!(
-        "{{\"error\":\"too many connections: the server's connection cap of {limit} is reached; retry later\"}}"
+        "{{\"error\":\"too many connections: the server's connection cap of {limit} is reached and every \
+         connection is busy; retry later\"}}"
     );
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
@@ -213,14 +265,32 @@ mod tests {
     }
 
     async fn start(limits: Limits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        start_app(limits, Router::new().route("/", get(|| async { "ok" }))).await
+    }
+
+    async fn start_app(limits: Limits, app: Router) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = Router::new().route("/", get(|| async { "ok" }));
         tokio::spawn(serve(listener, app, limits, async move {
             let _ = rx.await;
         }));
         (addr, tx)
+    }
+
+    /// Reads until the server closes `s` (EOF or reset), within a guard.
+    async fn closed(s: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 256];
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
     }
 
     async fn get_root(addr: std::net::SocketAddr) -> String {
@@ -255,31 +325,70 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_beyond_the_cap_get_503_naming_the_cap() {
-        let limits = Limits { max_connections: 2, header_read_timeout: Duration::from_secs(30) };
+    async fn at_the_cap_the_oldest_idle_connection_makes_room_for_a_complete_request() {
+        let limits = Limits { max_connections: 3, header_read_timeout: Duration::from_secs(30) };
         let (addr, _stop) = start(limits).await;
-        let mut held = Vec::new();
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+            idle.push(s);
+        }
+        // A keep-alive connection that was answered is idle too, and younger than the three.
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        assert!(closed(&mut idle[0]).await, "the oldest half-open connection was closed for the keep-alive one");
+        assert!(get_root(addr).await.ends_with("ok"), "a complete request is served at the cap");
+        assert!(closed(&mut idle[1]).await, "then the next oldest");
+        // The answered keep-alive connection still works.
+        kept.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        kept.read_to_string(&mut out).await.unwrap();
+        assert!(out.ends_with("ok"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn when_every_connection_is_busy_newcomers_get_503_naming_the_cap() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let g = gate.clone();
+        let app = Router::new().route("/", get(|| async { "ok" })).route(
+            "/slow",
+            get(move || {
+                let g = g.clone();
+                async move {
+                    let _ = g.acquire().await;
+                    "slow"
+                }
+            }),
+        );
+        let limits = Limits { max_connections: 2, header_read_timeout: Duration::from_secs(30) };
+        let (addr, _stop) = start_app(limits, app).await;
+        let mut busy = Vec::new();
         for _ in 0..2 {
             let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
-            let mut buf = [0u8; 128];
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-            held.push(s);
+            s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+            busy.push(s);
         }
-        let answer = get_root(addr).await;
-        assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("connection cap of 2"), "{answer}");
-        drop(held);
-        // Freed slots are reused: poll until the server has noticed the closes.
+        // Both requests are being answered once a newcomer is refused (poll: the server reads
+        // the two requests asynchronously).
         let mut answer = String::new();
-        for _ in 0..200 {
+        for _ in 0..500 {
             answer = get_root(addr).await;
-            if answer.ends_with("ok") {
+            if answer.starts_with("HTTP/1.1 503") {
                 break;
             }
-            tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(answer.ends_with("ok"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("connection cap of 2"), "{answer}");
+        gate.add_permits(2);
+        for s in &mut busy {
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            assert!(out.ends_with("slow"), "{out}");
+        }
+        assert!(get_root(addr).await.ends_with("ok"));
     }
 }

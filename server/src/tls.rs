@@ -1,8 +1,11 @@
 //! `https://` serving: a listener that completes TLS handshakes (rustls, ring provider)
 //! before axum sees a connection.
 //!
-//! Handshakes run in their own tasks with a time limit, so a client that connects and says
-//! nothing (or speaks plain HTTP) delays no one else; only finished handshakes are handed on.
+//! Handshakes run in their own tasks with a time limit ([`HANDSHAKE_TIMEOUT`]), so a client that
+//! connects and says nothing (or speaks plain HTTP) delays no one else; only finished handshakes
+//! are handed on. Handshakes in progress are bounded too: at the bound the oldest one is dropped
+//! to make room ([`crate::slots`]), so a flood of silent TLS connections costs bounded
+//! memory and a real client's handshake still completes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +41,8 @@ impl TlsFiles {
 
 /// How long a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound of handshakes in progress (the agent passes its `max_connections`).
+pub const DEFAULT_MAX_HANDSHAKES: usize = crate::DEFAULT_MAX_CONNECTIONS;
 
 /// Accepted TLS connections, ready for HTTP.
 #[derive(Debug)]
@@ -48,9 +53,16 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `tcp`, handshaking with `config`.
+    /// Starts accepting on `tcp`, handshaking with `config` ([`DEFAULT_MAX_HANDSHAKES`] at once).
     pub fn new(tcp: TcpListener, config: rustls::ServerConfig) -> std::io::Result<Self> {
+        Self::bounded(tcp, config, DEFAULT_MAX_HANDSHAKES)
+    }
+
+    /// Like [`TlsListener::new`] with at most `max_handshakes` in progress (the oldest is dropped
+    /// for a newcomer beyond).
+    pub fn bounded(tcp: TcpListener, config: rustls::ServerConfig, max_handshakes: usize) -> std::io::Result<Self> {
         let local_addr = tcp.local_addr()?;
+        let handshakes = crate::slots::Slots::new(max_handshakes);
         let tls = TlsAcceptor::from(Arc::new(config));
         let (tx, ready) = mpsc::channel(64);
         let acceptor = tokio::spawn(async move {
@@ -66,9 +78,20 @@ impl TlsListener {
                 };
                 // Small writes (events, WebSocket frames) go out at once (see bench_server).
                 let _ = stream.set_nodelay(true);
+                // Every handshake slot is idle (waiting on its client), so admission never refuses.
+                let crate::slots::Admission::Admitted(slot) = handshakes.admit() else { continue };
                 let (tls, tx) = (tls.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream));
+                    let done = tokio::select! {
+                        done = handshake => done,
+                        () = slot.evicted() => {
+                            tracing::debug!(%addr, "TLS handshake dropped for a newer one (handshake bound reached)");
+                            return;
+                        }
+                    };
+                    drop(slot);
+                    match done {
                         Ok(Ok(conn)) => {
                             let _ = tx.send((conn, addr)).await;
                         }

@@ -88,6 +88,12 @@ pub struct Capabilities {
     /// Why `client_ceiling` is `null` (calibration still running, or failed); absent when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ceiling_unavailable: Option<String>,
+    /// The image server (`image_engine:`) as last probed; absent when none is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_engine: Option<WorkloadEngine>,
+    /// The speech server (`speech_engine:`) as last probed; absent when none is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speech_engine: Option<WorkloadEngine>,
     /// The original bench-race's flat fields (`accelerator_type`, `gpu_name`, `ollama_reachable`,
     /// …), derived from `hardware` for its central. Written by the agent only: a reader finds
     /// them in `extra` (they repeat `hardware`).
@@ -114,6 +120,23 @@ impl Capabilities {
     pub fn supports(&self, test_type: &str) -> bool {
         self.tests.iter().any(|t| t == test_type)
     }
+}
+
+/// An image or speech server as the agent last saw it (cached for a few seconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadEngine {
+    /// `comfyui` or `openai`.
+    pub kind: String,
+    pub base_url: String,
+    pub reachable: bool,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The checkpoints or Whisper models it offers (what `sdxl_profiles` / `whisper_models` list).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Why it is unreachable, or why its models are unknown.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// How fast the agent's own measuring path can go: an in-process engine with no latency at
@@ -239,6 +262,64 @@ pub struct AgentTime {
     pub now_unix_ms: f64,
 }
 
+/// `POST /api/models/pull` on the agent: pull `model` onto its engine (Ollama).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    pub model: String,
+}
+
+impl PullRequest {
+    /// Longest model name accepted.
+    pub const MAX_MODEL_LEN: usize = 256;
+
+    /// The model name, checked: 1–256 characters of `A-Z a-z 0-9 . _ : / - @ +` (registry names
+    /// such as `llama3.2:1b` or `hf.co/user/repo:Q4_K_M`), not starting with `-` or `/`.
+    pub fn validate(&self) -> Result<&str, crate::job::FieldError> {
+        let m = self.model.trim();
+        let ok = !m.is_empty()
+            && m.len() <= Self::MAX_MODEL_LEN
+            && !m.starts_with(['-', '/'])
+            && !m.contains("..")
+            && m.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-' | '@' | '+'));
+        if ok {
+            Ok(m)
+        } else {
+            Err(crate::job::FieldError {
+                field: "model".into(),
+                message: format!(
+                    "must be 1-{} characters of A-Z a-z 0-9 . _ : / - @ + (e.g. llama3.2:1b), got {:?}",
+                    Self::MAX_MODEL_LEN,
+                    self.model
+                ),
+            })
+        }
+    }
+}
+
+/// `202` answer of `POST /api/models/pull`: the pull's events carry `job_id` (on `/ws` and
+/// `GET /jobs/{job_id}/events`). A pull of a model already being pulled answers its job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullAccepted {
+    pub job_id: String,
+    pub model: String,
+    /// `true` when this request joined a pull of the same model already running.
+    pub already_running: bool,
+}
+
+/// One entry of the agent's `GET /api/models/pulls`: a pull running now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningPull {
+    pub model: String,
+    pub job_id: String,
+}
+
+/// `POST /logout` on the agent (central answers with a redirect to its login page).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoggedOut {
+    pub logged_out: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +412,31 @@ mod tests {
         let a: JobAccepted = serde_json::from_value(json!({"job_id": "j", "position": 0, "status": "queued"})).unwrap();
         assert_eq!(a.status, JobStatus::Queued);
         assert!(JobStatus::Cancelled.is_finished() && !JobStatus::Running.is_finished());
+    }
+}
+
+/// Which agent central talks to on a machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// This project's `bench-agent` (typed `/health`, `/capabilities`, `/time`, sequenced events).
+    #[default]
+    Native,
+    /// The original Python bench-race agent (`/health` `{ok, machine_id, label}`, one repeat per
+    /// `POST /jobs`, unsequenced events timed by its own client). Central drives it itself.
+    Original,
+}
+
+impl Protocol {
+    pub fn is_native(&self) -> bool {
+        *self == Protocol::Native
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Native => "native",
+            Protocol::Original => "original",
+        }
     }
 }
 

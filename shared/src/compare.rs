@@ -1,20 +1,23 @@
 //! Comparing machines honestly: per-metric statistics over warm repeats, a verdict per metric
-//! (leader against each other machine, Welch's interval), fairness warnings, output equivalence
-//! and the winner — named only when the numbers support it.
+//! (leader against each other machine, Welch's interval on the log scale), fairness warnings,
+//! output equivalence and the winner — named only when the numbers support it.
 //!
 //! Pure logic: [`compare`] takes what the machines reported ([`MachineInput`]) and returns the
 //! `comparison` block of `summary.json` ([`Comparison`]).
 //!
-//! # Method (also in the README)
+//! # Method (also in the README "Reading the verdict" and docs/sharing-results.md)
 //! - Warm repeats only: a recorded request whose engine-reported load time is at least
 //!   [`COLD_LOAD_MS`] is a cold start, reported apart under `cold`.
-//! - `diff_pct` is on the worse machine's mean: `100·(better − worse)/worse` for rates,
-//!   `100·(worse − better)/worse` for times, so it is always "better by".
-//! - Its interval is Welch's interval of the difference of means divided by the worse mean.
+//! - Rates and times are compared as ratios of geometric means on the log scale: `ratio` is
+//!   better ÷ worse for rates and worse ÷ better for times (so ≥ 1), and `ratio_ci` is Welch's
+//!   interval of the difference of the mean logarithms, exponentiated (both bounds > 0).
+//!   `diff_pct = 100·(ratio − 1)` and `ci95_pct = 100·(ratio_ci − 1)` say the same in percent.
 //!   With k machines there are k − 1 comparisons on a metric; each uses the Bonferroni level
 //!   `1 − 0.05/(k − 1)`, so that the whole set holds at 95%.
-//! - A difference is `significant` when that interval excludes 0, |diff_pct| ≥ `min_effect_pct`,
+//! - A difference is `significant` when that interval excludes 1, `diff_pct ≥ min_effect_pct`,
 //!   both machines have ≥ [`MIN_REPEATS`] warm repeats and no fairness warning affects the metric.
+//! - An undecided or tied verdict says how many repeats per machine would make its interval no
+//!   wider than ± the minimum effect at the spread observed (`repeats_needed`).
 
 mod across;
 pub mod capacity;
@@ -23,6 +26,7 @@ mod fairness;
 mod outputs;
 pub mod stats;
 mod verdict;
+pub mod workload;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +35,8 @@ use crate::metrics::RequestMetrics;
 use stats::Sample;
 
 pub use across::{
-    AcrossSettings, ChangeStatus, MachineChange, MachineRef, RunInput, RunMachine, RunSettings, RunsComparison,
-    compare_runs, unit,
+    AcrossSettings, ChangeStatus, MachineChange, MachineRef, RunInput, RunMachine, RunSettings, RunSide,
+    RunsComparison, Undecided, compare_runs, unit,
 };
 pub use fairness::{Warning, WarningKind};
 pub use outputs::{Divergence, Outputs};
@@ -154,6 +158,10 @@ pub struct MachineInput {
     pub start_lag_ms: Option<f64>,
     /// Visible text of the first recorded repeat.
     pub output_text: Option<String>,
+    /// `job_done.ceiling_ratio`: the measured decode rate ÷ the agent's client ceiling.
+    pub ceiling_ratio: Option<f64>,
+    /// Whose client measured the figures: an original bench-race agent's are not ours.
+    pub protocol: crate::api::Protocol,
 }
 
 /// The run settings the comparison depends on.
@@ -171,7 +179,12 @@ pub struct MachineStat {
     pub n: usize,
     pub mean: Option<f64>,
     pub stdev: Option<f64>,
-    /// 95% confidence interval of the mean (n ≥ 2).
+    /// Geometric mean (`exp` of the mean logarithm); absent when a value is ≤ 0 (and in
+    /// summaries stored before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geomean: Option<f64>,
+    /// 95% confidence interval of the geometric mean, on the log scale (t interval of the mean
+    /// logarithm, exponentiated: never below 0); n ≥ 2 and every value > 0.
     pub ci95: Option<[f64; 2]>,
 }
 
@@ -208,6 +221,10 @@ pub struct Winner {
     /// Set only when `decided`.
     pub machine_id: Option<String>,
     pub reason: String,
+    /// `tie` or `undecided`: repeats per machine that would settle the verdicts on `rank_by` at
+    /// the spread observed (see [`Verdict::repeats_needed`]; 3 when too few repeats ran to know).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_needed: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,27 +297,47 @@ fn pick_source(machines: &[Prepared<'_>], metric: Metric) -> Option<Source> {
     sources.iter().copied().find(|s| full(*s)).or_else(|| sources.iter().copied().find(|s| any(*s)))
 }
 
+/// One metric's values of every machine: as they are, and on the log scale.
+struct Samples {
+    plain: Vec<Option<Sample>>,
+    logs: Vec<Option<Sample>>,
+}
+
+impl Samples {
+    /// The leader: the best geometric mean when every machine with values has one (what the
+    /// ratios compare), else the best arithmetic mean.
+    fn leader(&self, metric: Metric) -> Option<usize> {
+        let all_logs = self.plain.iter().zip(&self.logs).all(|(p, l)| p.is_none() || l.is_some());
+        if all_logs { best(&self.logs, metric) } else { best(&self.plain, metric) }
+    }
+}
+
 /// Per-machine samples of one metric, with the stats block.
-fn metric_stats(machines: &[Prepared<'_>], metric: Metric) -> (MetricStats, Vec<Option<Sample>>) {
+fn metric_stats(machines: &[Prepared<'_>], metric: Metric) -> (MetricStats, Samples) {
     let source = pick_source(machines, metric);
-    let samples: Vec<Option<Sample>> =
-        machines.iter().map(|m| source.and_then(|s| Sample::of(&m.values(metric, s)))).collect();
-    let leader = best(&samples, metric).map(|i| machines[i].id().to_owned());
+    let values: Vec<Vec<f64>> =
+        machines.iter().map(|m| source.map(|s| m.values(metric, s)).unwrap_or_default()).collect();
+    let samples = Samples {
+        plain: values.iter().map(|v| Sample::of(v)).collect(),
+        logs: values.iter().map(|v| Sample::of_logs(v)).collect(),
+    };
+    let leader = samples.leader(metric).map(|i| machines[i].id().to_owned());
     let stats = machines
         .iter()
-        .zip(&samples)
-        .map(|(m, s)| MachineStat {
+        .zip(samples.plain.iter().zip(&samples.logs))
+        .map(|(m, (s, l))| MachineStat {
             machine_id: m.id().to_owned(),
             n: s.map_or(0, |s| s.n),
             mean: s.map(|s| s.mean),
             stdev: s.map(|s| s.sd),
-            ci95: s.and_then(|s| s.mean_ci(CONFIDENCE)),
+            geomean: l.map(|l| l.mean.exp()),
+            ci95: l.and_then(|l| l.mean_ci(CONFIDENCE)).map(|[lo, hi]| [lo.exp(), hi.exp()]),
         })
         .collect();
     (MetricStats { metric, higher_is_better: metric.higher_is_better(), source, leader, machines: stats }, samples)
 }
 
-/// Index of the best mean (first on ties).
+/// Index of the best mean (first on ties). Means of logarithms order like geometric means.
 fn best(samples: &[Option<Sample>], metric: Metric) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (i, s) in samples.iter().enumerate() {
@@ -333,17 +370,17 @@ pub fn compare(inputs: &[MachineInput], settings: Settings) -> Comparison {
     let mut rank_samples = Vec::new();
     for metric in Metric::ALL {
         let (stats, samples) = metric_stats(&machines, metric);
-        if let Some(lead) = best(&samples, metric) {
-            for (i, s) in samples.iter().enumerate() {
-                let (Some(ls), Some(s)) = (samples[lead], s) else { continue };
+        if let Some(lead) = samples.leader(metric) {
+            for (i, s) in samples.plain.iter().enumerate() {
+                let (Some(ls), Some(s)) = (samples.plain[lead], s) else { continue };
                 if i == lead {
                     continue;
                 }
                 let blocked = verdict::blocking(&warnings, metric, &[machines[lead].id(), machines[i].id()]);
                 let v = verdict::verdict(
                     metric,
-                    verdict::Side::of(&machines[lead], ls),
-                    verdict::Side::of(&machines[i], *s),
+                    verdict::Side::of(&machines[lead], ls, samples.logs[lead]),
+                    verdict::Side::of(&machines[i], *s, samples.logs[i]),
                     confidence,
                     settings.min_effect_pct,
                     blocked,
@@ -355,7 +392,7 @@ pub fn compare(inputs: &[MachineInput], settings: Settings) -> Comparison {
             }
         }
         if metric == settings.rank_by {
-            rank_samples = samples;
+            rank_samples = samples.plain;
         }
         metrics.push(stats);
     }

@@ -12,6 +12,10 @@ pub enum EngineKind {
     Openai,
     /// The built-in deterministic mock engine (demos, fallback). Never a real measurement.
     Mock,
+    /// ComfyUI (image jobs only: `image_engine.kind`).
+    Comfyui,
+    /// The agent itself (the compute race: no engine in between).
+    Agent,
 }
 
 impl EngineKind {
@@ -20,7 +24,14 @@ impl EngineKind {
             EngineKind::Ollama => "ollama",
             EngineKind::Openai => "openai",
             EngineKind::Mock => "mock",
+            EngineKind::Comfyui => "comfyui",
+            EngineKind::Agent => "agent",
         }
+    }
+
+    /// Whether this kind can be an LLM engine (`engine.kind` in agent.yaml).
+    pub fn is_llm(self) -> bool {
+        matches!(self, EngineKind::Ollama | EngineKind::Openai | EngineKind::Mock)
     }
 }
 

@@ -11,6 +11,9 @@ use crate::job::TestType;
 use crate::load::{LoadDone, LoadProgress, LoadRequests, LoadStep};
 use crate::metrics::{Aggregate, RequestMetrics, TokenChannel};
 use crate::sweep::{SweepDone, SweepProgress, SweepRow, SweepStarted};
+use crate::workload::compute::{ComputeDone, ComputeJobDone, ComputeLine};
+use crate::workload::image::{ImageComplete, ImageError, ImageJobDone, ImagePreview, ImageProgress, ImageStarted};
+use crate::workload::speech::{TranscribeDone, TranscribeJobDone, TranscribeSegment};
 
 /// One event as sent on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,7 +128,8 @@ events! {
     JobStarted(JobStarted) = "job_started",
     LlmToken(LlmToken) = "llm_token",
     RequestDone(Box<RequestDone>) = "request_done",
-    JobDone(Box<JobDone>) = "job_done",
+    /// The job's figures over its repeats: the LLM figures, or a workload's ([`JobResult`]).
+    JobDone(Box<JobResult>) = "job_done",
     JobError(JobError) = "job_error",
     JobCancelled(JobCancelled) = "job_cancelled",
     SweepStarted(SweepStarted) = "sweep_started",
@@ -142,22 +146,61 @@ events! {
     LoadStep(Box<LoadStep>) = "load_step",
     /// `llm_load` / `llm_capacity`: the result (terminal).
     LoadDone(Box<LoadDone>) = "load_done",
+    ImageStarted(ImageStarted) = "image_started",
+    ImageProgress(ImageProgress) = "image_progress",
+    ImagePreview(Box<ImagePreview>) = "image_preview",
+    ImageComplete(Box<ImageComplete>) = "image_complete",
+    ImageError(ImageError) = "image_error",
+    TranscribeSegment(TranscribeSegment) = "transcribe_segment",
+    TranscribeDone(Box<TranscribeDone>) = "transcribe_done",
+    ComputeLine(ComputeLine) = "compute_line",
+    ComputeDone(ComputeDone) = "compute_done",
+    /// Progress of a model pull (`POST /api/models/pull`).
+    ModelPullProgress(ModelPullProgress) = "model_pull_progress",
+    /// A model pull finished: the engine has the model.
+    ModelPullDone(ModelPullDone) = "model_pull_done",
 }
 
 impl Event {
-    /// True for the events that end a job (`job_done`, `sweep_done`, `load_done`, `job_error`,
-    /// `job_cancelled`).
+    /// True for the events that end a job (`job_done`, `sweep_done`, `load_done`,
+    /// `model_pull_done`, `job_error`, `job_cancelled`).
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            Event::JobDone(_) | Event::SweepDone(_) | Event::LoadDone(_) | Event::JobError(_) | Event::JobCancelled(_)
+            Event::JobDone(_)
+                | Event::SweepDone(_)
+                | Event::LoadDone(_)
+                | Event::ModelPullDone(_)
+                | Event::JobError(_)
+                | Event::JobCancelled(_)
         )
     }
 }
 
 /// True when an event type name ends a job.
 pub fn is_terminal_type(kind: &str) -> bool {
-    matches!(kind, "job_done" | "sweep_done" | "load_done" | "job_error" | "job_cancelled")
+    matches!(kind, "job_done" | "sweep_done" | "load_done" | "model_pull_done" | "job_error" | "job_cancelled")
+}
+
+/// `model_pull_progress`: where a pull stands, as the engine reported it. Byte counts add up
+/// every layer the engine has announced so far (`null` until it announced one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPullProgress {
+    pub model: String,
+    /// The engine's own words (`pulling manifest`, `pulling 6a0746a1ec1a`, `verifying sha256 digest`, …).
+    pub status: String,
+    pub completed_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+}
+
+/// `model_pull_done`: the engine has the model (it said `success`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPullDone {
+    pub model: String,
+    /// Bytes of every layer of the model (`null` when the engine announced none, e.g. already present).
+    pub total_bytes: Option<u64>,
+    /// From the request to `success`, wall clock.
+    pub duration_s: f64,
 }
 
 /// `job_queued`: accepted; `position` is the number of jobs ahead of it (0 = runs next).
@@ -263,6 +306,124 @@ pub struct JobDone {
     /// unknown (e.g. the start-up calibration had not finished).
     #[serde(default)]
     pub ceiling_ratio: Option<f64>,
+}
+
+impl JobDone {
+    /// A job's result from its recorded requests: the bench-race seed fields are means over them,
+    /// `aggregate` has the full statistics. `ceiling_ratio` is left to whoever knows the client
+    /// ceiling.
+    pub fn from_requests(
+        model: &str,
+        engine: EngineKind,
+        fallback_reason: Option<String>,
+        requests: Vec<RequestMetrics>,
+        output_text: String,
+        load: Option<(f64, crate::metrics::LoadSource)>,
+        notes: Vec<String>,
+    ) -> JobDone {
+        use crate::metrics::{TokenSource, aggregate, mean};
+        let all = |f: fn(&RequestMetrics) -> Option<f64>| -> Option<f64> {
+            let v: Option<Vec<f64>> = requests.iter().map(f).collect();
+            v.and_then(mean)
+        };
+        let energy_j = all(|r| r.energy_j);
+        let tokens_per_j = all(|r| r.tokens_per_j);
+        let throttled = requests.iter().filter_map(|r| r.throttled).reduce(|a, b| a || b);
+        let token_source = requests.first().map(|first| {
+            if requests.iter().all(|r| r.token_source == first.token_source) {
+                first.token_source
+            } else {
+                TokenSource::Chunks
+            }
+        });
+        JobDone {
+            ttft_ms: mean(requests.iter().filter_map(|r| r.ttft_ms)),
+            gen_tokens: mean(requests.iter().map(|r| r.gen_tokens as f64)).unwrap_or(0.0).round() as u64,
+            gen_tokens_per_s: mean(requests.iter().filter_map(|r| r.gen_tokens_per_s)),
+            total_ms: mean(requests.iter().map(|r| r.total_ms)).unwrap_or(0.0),
+            model: model.to_owned(),
+            engine,
+            fallback_reason,
+            ttfc_ms: mean(requests.iter().filter_map(|r| r.ttfc_ms)),
+            decode_tok_s: mean(requests.iter().filter_map(|r| r.decode_tok_s)),
+            engine_decode_tok_s: mean(requests.iter().filter_map(|r| r.engine_decode_tok_s)),
+            prompt_tokens: requests.first().and_then(|r| r.prompt_tokens),
+            engine_prefill_tok_s: mean(requests.iter().filter_map(|r| r.engine_prefill_tok_s)),
+            client_prefill_tok_s: mean(requests.iter().filter_map(|r| r.client_prefill_tok_s)),
+            load_ms: load.map(|l| l.0),
+            load_source: load.map(|l| l.1),
+            context_length: None,
+            token_source,
+            repeats: requests.len() as u32,
+            aggregate: aggregate(&requests),
+            requests,
+            output_text,
+            notes,
+            energy_j,
+            tokens_per_j,
+            throttled,
+            ceiling_ratio: None,
+        }
+    }
+}
+
+/// `job_done`'s payload: the text race's figures ([`JobDone`], bench-race's fields first) or a
+/// workload's. On the wire it is the struct itself; a workload's carries its `test_type`, which
+/// is how a reader tells them apart (an LLM result has none, as from every older agent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+// Boxed where it travels (`Event::JobDone(Box<JobResult>)`); one per job.
+#[allow(clippy::large_enum_variant)]
+pub enum JobResult {
+    Llm(JobDone),
+    Image(ImageJobDone),
+    Transcribe(TranscribeJobDone),
+    Compute(ComputeJobDone),
+}
+
+impl JobResult {
+    /// The text race's figures, if this is one.
+    pub fn llm(&self) -> Option<&JobDone> {
+        match self {
+            JobResult::Llm(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn test_type(&self) -> Option<TestType> {
+        match self {
+            JobResult::Llm(_) => None,
+            JobResult::Image(_) => Some(TestType::ImageGenerate),
+            JobResult::Transcribe(_) => Some(TestType::Transcribe),
+            JobResult::Compute(_) => Some(TestType::Compute),
+        }
+    }
+}
+
+impl From<JobDone> for JobResult {
+    fn from(d: JobDone) -> Self {
+        JobResult::Llm(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobResult {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let kind = v.get("test_type").and_then(|t| t.as_str()).map(str::to_owned);
+        // The path names the field at fault (`gen_tokens: invalid type …`).
+        fn read<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+            serde_path_to_error::deserialize(v).map_err(|e| e.to_string())
+        }
+        let r = match kind.as_deref() {
+            None | Some("llm_generate") => read(v).map(JobResult::Llm),
+            Some("image_generate") => read(v).map(JobResult::Image),
+            Some("transcribe") => read(v).map(JobResult::Transcribe),
+            Some("compute") => read(v).map(JobResult::Compute),
+            Some(other) => return Err(D::Error::custom(format!("job_done of unknown test_type {other:?}"))),
+        };
+        r.map_err(D::Error::custom)
+    }
 }
 
 /// Why a job failed.
@@ -397,6 +558,46 @@ mod tests {
         assert_eq!((novel.event, novel.env.payload), (Decoded::Unknown, serde_json::json!({"x": 1})));
         let cancelled = Received::decode(raw("job_cancelled", serde_json::json!({"reason": "bye"})));
         assert!(cancelled.is_terminal());
+    }
+
+    #[test]
+    fn job_done_seed_fields_are_means_of_recorded_repeats() {
+        use crate::metrics::{ChunkArrival, EngineStats, RequestTrace, TokenSource, request_metrics};
+        let metrics = |ttft_ms: u64, tokens: u64| {
+            let chunks = (0..tokens)
+                .map(|i| ChunkArrival { offset_us: (ttft_ms + 10 * i) * 1000, channel: TokenChannel::Content })
+                .collect();
+            let trace = RequestTrace { chunks, end_offset_us: (ttft_ms + 10 * tokens) * 1000, streamed: true };
+            request_metrics(&trace, &EngineStats { completion_tokens: Some(tokens), ..Default::default() })
+        };
+        let requests = vec![metrics(100, 10), metrics(200, 11), metrics(300, 11)];
+        let done = JobDone::from_requests("m", EngineKind::Mock, None, requests, "hi".into(), None, vec![]);
+        assert_eq!(done.ttft_ms, Some(200.0));
+        assert_eq!(done.gen_tokens, 11, "mean 10.67 rounds to 11");
+        assert_eq!(done.repeats, 3);
+        assert_eq!(done.token_source, Some(TokenSource::Engine));
+        assert_eq!(done.aggregate.ttft_ms.unwrap().min, 100.0);
+        assert_eq!(done.total_ms, (200.0 + 310.0 + 410.0) / 3.0);
+        assert_eq!(done.requests.len(), 3);
+        let none = JobDone::from_requests("m", EngineKind::Mock, None, vec![], String::new(), None, vec![]);
+        assert_eq!((none.token_source, none.repeats, none.ttft_ms), (None, 0, None));
+    }
+
+    #[test]
+    fn job_done_payloads_are_told_apart_by_test_type() {
+        use crate::workload::compute::{ComputeDone, ComputeJobDone, ComputeSpec};
+        let spec: ComputeSpec = serde_json::from_value(serde_json::json!({"n": 100})).unwrap();
+        let done = ComputeJobDone::from_repeats(&spec, &[ComputeDone::new(0, 100, 1, 25, 2.0)]);
+        let e = Event::JobDone(Box::new(JobResult::Compute(done)));
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!((v["type"].as_str(), v["payload"]["test_type"].as_str()), (Some("job_done"), Some("compute")));
+        assert_eq!(v["payload"]["result"], 25);
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        let Event::JobDone(r) = back else { panic!() };
+        assert_eq!((r.test_type(), r.llm().is_none()), (Some(TestType::Compute), true));
+        let bad = serde_json::json!({"type": "job_done", "payload": {"test_type": "teleport"}});
+        assert!(serde_json::from_value::<Event>(bad).unwrap_err().to_string().contains("teleport"));
     }
 
     #[test]

@@ -27,10 +27,12 @@ pub enum CentralEvent {
     MachineStatus(MachineStatus),
     /// A machine's fleet state changed (online, busy, offline, …); not stored in runs.
     MachineState(Box<MachineStateChange>),
+    /// A machine's model pull progressed, ended or failed (`POST /api/models/pull`); not stored in runs.
+    ModelPull(Box<crate::pull::MachinePull>),
 }
 
 /// Every kind of [`CentralEvent`], as on the wire (the docs' event reference is checked against it).
-pub const KINDS: &[&str] = &["hello", "run_start", "run_end", "machine_status", "machine_state"];
+pub const KINDS: &[&str] = &["hello", "run_start", "run_end", "machine_status", "machine_state", "model_pull"];
 
 impl CentralEvent {
     /// The wire name of the event type.
@@ -41,6 +43,7 @@ impl CentralEvent {
             CentralEvent::RunEnd(_) => "run_end",
             CentralEvent::MachineStatus(_) => "machine_status",
             CentralEvent::MachineState(_) => "machine_state",
+            CentralEvent::ModelPull(_) => "model_pull",
         }
     }
 
@@ -50,7 +53,7 @@ impl CentralEvent {
             CentralEvent::RunStart(e) => Some(&e.run_id),
             CentralEvent::RunEnd(e) => Some(&e.run_id),
             CentralEvent::MachineStatus(e) => Some(&e.run_id),
-            CentralEvent::Hello(_) | CentralEvent::MachineState(_) => None,
+            CentralEvent::Hello(_) | CentralEvent::MachineState(_) | CentralEvent::ModelPull(_) => None,
         }
     }
 

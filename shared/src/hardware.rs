@@ -54,6 +54,38 @@ pub struct Hardware {
     pub overridden: Vec<String>,
 }
 
+impl Hardware {
+    /// The fingerprint in one line, for tables and reports: "AMD Ryzen 9 7950X (16 cores / 32
+    /// threads) · 64 GiB RAM · NVIDIA GeForce RTX 4090 24 GiB · Linux x86_64". Parts the agent
+    /// could not probe are left out, never guessed.
+    pub fn one_line(&self) -> String {
+        let mut parts = Vec::new();
+        let cores = match (self.cpu_physical_cores, self.cpu_logical_cores) {
+            (Some(p), l) if l > 0 && p != l => format!(" ({p} cores / {l} threads)"),
+            (_, l) if l > 0 => format!(" ({l} threads)"),
+            _ => String::new(),
+        };
+        match &self.cpu_brand {
+            Some(b) => parts.push(format!("{}{cores}", b.trim())),
+            None if !cores.is_empty() => parts.push(format!("CPU{cores}")),
+            None => {}
+        }
+        if self.memory_total_bytes > 0 {
+            let kind = if self.unified_memory { "unified memory" } else { "RAM" };
+            parts.push(format!("{:.0} GiB {kind}", gib(self.memory_total_bytes)));
+        }
+        for g in &self.gpus {
+            let mem = g.memory_total_bytes.filter(|_| !g.unified_memory).map(|m| format!(" {:.0} GiB", gib(m)));
+            parts.push(format!("{}{}", g.name.trim(), mem.unwrap_or_default()));
+        }
+        let os: Vec<&str> = [self.os.as_deref(), self.arch.as_deref()].into_iter().flatten().collect();
+        if !os.is_empty() {
+            parts.push(os.join(" "));
+        }
+        parts.join(" · ")
+    }
+}
+
 /// `hardware_overrides` in agent.yaml: what cannot be probed (a GPU behind a passthrough, a
 /// marketing name). Each value given replaces the probed one and is listed in `overridden`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -243,6 +275,34 @@ mod tests {
         hw.gpus = vec![gpu("AMD Instinct MI300X", "AMD", Some(192 << 30), false)];
         hw.unified_memory = false;
         assert_eq!(LegacyCapabilities::derive(&hw, true, vec![]).accelerator_type, Some(AcceleratorType::Rocm));
+    }
+
+    #[test]
+    fn one_line_fingerprint_leaves_out_what_is_unknown() {
+        let hw = Hardware {
+            os: Some("Linux".into()),
+            cpu_brand: Some("AMD Ryzen 9 7950X ".into()),
+            cpu_logical_cores: 32,
+            cpu_physical_cores: Some(16),
+            memory_total_bytes: 64 << 30,
+            gpus: vec![gpu("NVIDIA GeForce RTX 4090", "NVIDIA", Some(24 << 30), false)],
+            arch: Some("x86_64".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            hw.one_line(),
+            "AMD Ryzen 9 7950X (16 cores / 32 threads) · 64 GiB RAM · NVIDIA GeForce RTX 4090 24 GiB · Linux x86_64"
+        );
+        let mac = Hardware {
+            cpu_brand: Some("Apple M2 Max".into()),
+            cpu_logical_cores: 12,
+            memory_total_bytes: 32 << 30,
+            unified_memory: true,
+            gpus: vec![gpu("Apple M2 Max", "Apple", Some(32 << 30), true)],
+            ..Default::default()
+        };
+        assert_eq!(mac.one_line(), "Apple M2 Max (12 threads) · 32 GiB unified memory · Apple M2 Max");
+        assert_eq!(Hardware::default().one_line(), "");
     }
 
     #[test]

@@ -15,6 +15,9 @@ use serde_json::Value;
 use crate::compare::Metric;
 use crate::load::{CapacitySpec, LoadSpec};
 use crate::sweep::SweepSpec;
+use crate::workload::compute::ComputeSpec;
+use crate::workload::image::ImageSpec;
+use crate::workload::speech::TranscribeSpec;
 
 pub use rules::{
     FieldError, MAX_MODEL_BYTES, MAX_MODELS, MAX_NONCE_CHARS, MAX_PROMPT_BYTES, Rule, START_AT_FUTURE_MS,
@@ -42,11 +45,21 @@ pub enum TestType {
     LlmSweep,
     LlmLoad,
     LlmCapacity,
+    ImageGenerate,
+    Transcribe,
+    Compute,
 }
 
 impl TestType {
-    pub const ALL: [TestType; 4] =
-        [TestType::LlmGenerate, TestType::LlmSweep, TestType::LlmLoad, TestType::LlmCapacity];
+    pub const ALL: [TestType; 7] = [
+        TestType::LlmGenerate,
+        TestType::LlmSweep,
+        TestType::LlmLoad,
+        TestType::LlmCapacity,
+        TestType::ImageGenerate,
+        TestType::Transcribe,
+        TestType::Compute,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,7 +67,15 @@ impl TestType {
             TestType::LlmSweep => "llm_sweep",
             TestType::LlmLoad => "llm_load",
             TestType::LlmCapacity => "llm_capacity",
+            TestType::ImageGenerate => "image_generate",
+            TestType::Transcribe => "transcribe",
+            TestType::Compute => "compute",
         }
+    }
+
+    /// Whether the job drives the LLM engine (the others have engines of their own, or none).
+    pub fn uses_llm_engine(self) -> bool {
+        matches!(self, TestType::LlmGenerate | TestType::LlmSweep)
     }
 
     pub fn parse(s: &str) -> Option<TestType> {
@@ -70,6 +91,9 @@ pub enum JobSpec {
     LlmSweep(SweepSpec),
     LlmLoad(LoadSpec),
     LlmCapacity(CapacitySpec),
+    ImageGenerate(ImageSpec),
+    Transcribe(TranscribeSpec),
+    Compute(ComputeSpec),
 }
 
 impl JobSpec {
@@ -79,16 +103,22 @@ impl JobSpec {
             JobSpec::LlmSweep(_) => TestType::LlmSweep,
             JobSpec::LlmLoad(_) => TestType::LlmLoad,
             JobSpec::LlmCapacity(_) => TestType::LlmCapacity,
+            JobSpec::ImageGenerate(_) => TestType::ImageGenerate,
+            JobSpec::Transcribe(_) => TestType::Transcribe,
+            JobSpec::Compute(_) => TestType::Compute,
         }
     }
 
-    /// The models the job uses.
+    /// The models the job uses (an image job's checkpoint, a transcription's Whisper model).
     pub fn models(&self) -> Vec<String> {
         match self {
             JobSpec::LlmGenerate(g) => vec![g.model.clone()],
             JobSpec::LlmSweep(s) => s.models.clone(),
             JobSpec::LlmLoad(l) => vec![l.model.clone()],
             JobSpec::LlmCapacity(c) => vec![c.model.clone()],
+            JobSpec::ImageGenerate(i) => i.checkpoint_name().map(str::to_owned).into_iter().collect(),
+            JobSpec::Transcribe(t) => vec![t.model.clone()],
+            JobSpec::Compute(_) => Vec::new(),
         }
     }
 
@@ -99,6 +129,9 @@ impl JobSpec {
             JobSpec::LlmSweep(s) => s.start_at,
             JobSpec::LlmLoad(l) => l.start_at,
             JobSpec::LlmCapacity(c) => c.start_at,
+            JobSpec::ImageGenerate(i) => i.start_at,
+            JobSpec::Transcribe(t) => t.start_at,
+            JobSpec::Compute(c) => c.start_at,
         }
     }
 
@@ -109,6 +142,9 @@ impl JobSpec {
             JobSpec::LlmSweep(s) => s.start_at = at,
             JobSpec::LlmLoad(l) => l.start_at = at,
             JobSpec::LlmCapacity(c) => c.start_at = at,
+            JobSpec::ImageGenerate(i) => i.start_at = at,
+            JobSpec::Transcribe(t) => t.start_at = at,
+            JobSpec::Compute(c) => c.start_at = at,
         }
     }
 
@@ -119,6 +155,9 @@ impl JobSpec {
             JobSpec::LlmSweep(s) => s.validate(now_ms),
             JobSpec::LlmLoad(l) => l.validate(now_ms),
             JobSpec::LlmCapacity(c) => c.validate(now_ms),
+            JobSpec::ImageGenerate(i) => i.validate(now_ms),
+            JobSpec::Transcribe(t) => t.validate(now_ms),
+            JobSpec::Compute(c) => c.validate(now_ms),
         }
     }
 
@@ -144,6 +183,9 @@ impl JobSpec {
             TestType::LlmSweep => JobSpec::LlmSweep(parse(obj, now_ms)?),
             TestType::LlmLoad => JobSpec::LlmLoad(parse(obj, now_ms)?),
             TestType::LlmCapacity => JobSpec::LlmCapacity(parse(obj, now_ms)?),
+            TestType::ImageGenerate => JobSpec::ImageGenerate(parse(obj, now_ms)?),
+            TestType::Transcribe => JobSpec::Transcribe(parse(obj, now_ms)?),
+            TestType::Compute => JobSpec::Compute(parse(obj, now_ms)?),
         })
     }
 }
@@ -316,6 +358,7 @@ mod tests {
         assert_eq!(err(with("prompt", json!("x".repeat(10 * 1024 * 1024)))).field, "prompt");
         assert_eq!(err(with("test_type", json!("image_gen"))).field, "test_type");
         assert!(err(with("test_type", json!("image_gen"))).message.contains("llm_generate"));
+        assert!(err(with("test_type", json!("image_gen"))).message.contains("image_generate, transcribe, compute"));
         assert_eq!(err(with("start_at", json!("soon"))).field, "start_at");
         assert_eq!(err(with("start_at", json!(-5))).field, "start_at");
         assert_eq!(err(with("start_at", json!(NOW + 3_600_000))).field, "start_at");
@@ -355,6 +398,33 @@ mod tests {
     }
 
     #[test]
+    fn workload_specs_decode_validate_and_round_trip() {
+        let image = JobSpec::from_json(
+            &json!({"test_type": "image_generate", "prompt": "a fox", "checkpoint": "sd15.safetensors", "steps": 4}),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((image.test_type(), image.models()), (TestType::ImageGenerate, vec!["sd15.safetensors".to_owned()]));
+        let compute = JobSpec::from_json(&json!({"test_type": "compute", "n": 1000, "threads": 2}), NOW).unwrap();
+        assert!(compute.models().is_empty());
+        for spec in [image, compute] {
+            let back: JobSpec = serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+            assert_eq!(back, spec);
+            assert_eq!(JobSpec::from_json(&serde_json::to_value(&spec).unwrap(), NOW).unwrap(), spec);
+        }
+        let e = err(json!({"test_type": "image_generate", "prompt": "p", "stpes": 4}));
+        assert!(e.field == "stpes" && e.message.contains("steps"), "{e}");
+        let e = err(json!({"test_type": "image_generate", "prompt": "p", "steps": "many"}));
+        assert_eq!(e.to_string(), "steps: must be an integer from 1 to 1000, got \"many\"");
+        let e = err(json!({"test_type": "compute", "threads": 0}));
+        assert!(e.field == "threads" && e.message.contains("from 1 to 1024"), "{e}");
+        let e = err(json!({"test_type": "transcribe", "model": "tiny.en"}));
+        assert_eq!(e.field, "audio_b64");
+        let e = err(json!({"test_type": "compute", "start_at": NOW + 3_600_000}));
+        assert_eq!(e.field, "start_at");
+    }
+
+    #[test]
     fn messages_name_the_accepted_range_for_wrong_types_too() {
         let e = err(json!({"model": "m", "prompt": "p", "max_tokens": "lots"}));
         assert_eq!(e.to_string(), "max_tokens: must be an integer from 1 to 1000000, got \"lots\"");
@@ -372,7 +442,7 @@ mod tests {
         let e = err(json!({"model": "  ", "prompt": "p"}));
         assert_eq!(e.field, "model");
         let e = err(json!({"test_type": 5, "model": "m", "prompt": "p"}));
-        assert!(e.field == "test_type" && e.message.contains("llm_generate, llm_sweep"), "{e}");
+        assert!(e.field == "test_type" && e.message.contains("llm_generate, llm_sweep, image_generate"), "{e}");
         let e = err(json!({"test_type": "llm_sweep", "models": ["m"], "ctx": 512, "target_prompt_tokens": 256}));
         assert_eq!(e.field, "ctx");
         let e = err(json!({"test_type": "llm_sweep", "models": ["m"], "ctx": 512, "parallel": [1, 0]}));

@@ -4,8 +4,9 @@
 //! so every function can be unit-tested on known inputs.
 //!
 //! # Layout
-//! - [`job`]: job specifications (`llm_generate`, `llm_sweep`, `llm_load`, `llm_capacity`) and
-//!   their validation.
+//! - [`job`]: job specifications (`llm_generate`, `llm_sweep`, `llm_load`, `llm_capacity`,
+//!   `image_generate`, `transcribe`, `compute`) and their validation.
+//! - [`workload`]: the image, speech and compute races: specs, events, WER, RTFx, steps/s.
 //! - [`event`]: the event envelope streamed by agents (`{job_id, type, payload, seq, machine_id}`).
 //! - [`load`]: `llm_load` / `llm_capacity`: specs, seeded schedules and prompts, load figures
 //!   (goodput, percentiles), the capacity search.
@@ -16,9 +17,12 @@
 //! - [`fit`]: whether a model and its KV cache fit a machine's memory.
 //! - [`run`]: persisted run types used by central (metadata, summary).
 //! - [`compare`]: the statistical comparison of machines (verdicts, fairness, winner).
+//! - [`share`]: results beyond one race: the leaderboard, run bundles' manifest, imports.
 //! - [`feed`]: what central sends browsers and stores: its own events ([`feed::CentralEvent`]) and
 //!   the agent events it relays, read back typed ([`feed::StoredLine`]).
+//! - [`pull`]: fleet model management: which machine has which model, pulls across machines.
 //! - [`api`]: the agent's HTTP contract (`Health`, `Capabilities`, `JobAccepted`, `JobView`).
+//! - [`ids`]: `MachineId`, `JobId`, `RunId` newtypes (a run id is checked on the way in).
 //! - [`time`], [`fmt`], [`hash`]: wall-clock helpers, number formatting, stable hashing (one of each).
 //! - [`sync`]: the lock-poisoning policy (`sync::lock`).
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
@@ -36,16 +40,20 @@ pub mod fit;
 pub mod fmt;
 pub mod hardware;
 pub mod hash;
+pub mod ids;
 pub mod job;
 pub mod load;
 pub mod metrics;
+pub mod pull;
 pub mod run;
 pub mod runtime;
+pub mod share;
 pub mod sweep;
 pub mod sync;
 pub mod time;
 pub mod timeouts;
 pub mod tls;
+pub mod workload;
 
 /// An error with its sources in one line (reqwest hides the useful part, e.g. "connection
 /// refused", in them); a source whose text the message already contains is not repeated.

@@ -65,6 +65,9 @@ pub enum TokenSource {
     Engine,
     /// No engine count: the number of text-carrying chunks received.
     Chunks,
+    /// An original (Python) bench-race agent's count: whitespace-separated words of the text,
+    /// not tokens. Rates built on it are words per second.
+    Words,
 }
 
 /// Where `load_ms` came from.

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Capabilities, ClientCeiling, Health};
+use crate::api::{Capabilities, ClientCeiling, Health, Protocol};
 use crate::compare::capacity::CapacityComparison;
 use crate::compare::{Comparison, Metric, Winner};
 use crate::engine::{EngineInfo, EngineKind, ModelInfo};
@@ -125,6 +125,9 @@ pub struct MachineRecord {
     /// when the agent had none (still calibrating, or an older agent).
     #[serde(default)]
     pub client_ceiling: Option<ClientCeiling>,
+    /// `original` for an original bench-race agent (absent: this project's agent).
+    #[serde(default, skip_serializing_if = "Protocol::is_native")]
+    pub protocol: Protocol,
 }
 
 /// `metadata.json`.
@@ -156,6 +159,9 @@ pub struct RunMetadata {
     /// its own clock, and the skew achieved (absent in runs stored before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<crate::clock::RunClock>,
+    /// Set when the run came from another central in a bundle (`POST /api/runs/import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<crate::share::Imported>,
 }
 
 impl RunMetadata {
@@ -229,6 +235,87 @@ pub struct MachineSummary {
     /// Sweep CSV files written into the run folder for this machine (`llm_sweep` only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// The image, speech and compute figures (means over the repeats), absent for text runs.
+    #[serde(flatten)]
+    pub workload: WorkloadFigures,
+}
+
+/// A machine's figures in an image, speech or compute race, by the names the events use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadFigures {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s_per_image: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_latency_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtfx: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wer: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_first_segment_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops_per_s: Option<f64>,
+    /// The transcription (speech) of the first repeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// π(n) (compute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<u64>,
+    /// The images the machine made, as stored under the run's `images/` folder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<StoredImage>,
+}
+
+/// An image kept in `results/runs/<run_id>/images/`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredImage {
+    pub repeat_index: u32,
+    /// File name inside `images/`.
+    pub file: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub content_type: String,
+}
+
+impl WorkloadFigures {
+    /// The figures of a workload's `job_done` (none for a text result).
+    pub fn of(r: &crate::event::JobResult) -> WorkloadFigures {
+        use crate::event::JobResult;
+        match r {
+            JobResult::Llm(_) => WorkloadFigures::default(),
+            JobResult::Image(d) => WorkloadFigures {
+                s_per_image: d.s_per_image,
+                steps_per_s: d.steps_per_s,
+                queue_latency_ms: d.queue_latency_ms,
+                gen_time_ms: Some(d.gen_time_ms),
+                wall_ms: Some(d.total_ms),
+                ..Default::default()
+            },
+            JobResult::Transcribe(d) => WorkloadFigures {
+                rtfx: d.rtfx,
+                wer: d.wer,
+                audio_s: d.audio_s,
+                wall_ms: Some(d.wall_ms),
+                time_to_first_segment_ms: d.time_to_first_segment_ms,
+                text: Some(d.text.clone()),
+                ..Default::default()
+            },
+            JobResult::Compute(d) => WorkloadFigures {
+                ops_per_s: d.ops_per_s,
+                wall_ms: Some(d.wall_ms),
+                result: Some(d.result),
+                ..Default::default()
+            },
+        }
+    }
 }
 
 /// `summary.json`.
@@ -247,6 +334,9 @@ pub struct RunSummary {
     /// `llm_capacity` runs their capacities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<RunComparison>,
+    /// The verdict of an image, speech or compute race.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_comparison: Option<crate::compare::workload::WorkloadComparison>,
     pub machines: Vec<MachineSummary>,
     /// `llm_capacity` runs: the SLO searched against and each machine's search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -393,6 +483,9 @@ pub struct RunListEntry {
     /// The run's machines with their labels (the history list shows labels, not ids).
     #[serde(default)]
     pub machine_labels: Vec<MachineLabel>,
+    /// Where an imported run came from (`metadata.json` `imported.origin`; absent: made here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 /// A machine id with its display label.
@@ -471,6 +564,9 @@ pub struct MachineView {
     /// The agent's last `/capabilities` answer.
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// `original` for an original bench-race agent (absent: this project's agent).
+    #[serde(default, skip_serializing_if = "Protocol::is_native")]
+    pub protocol: Protocol,
 }
 
 #[cfg(test)]

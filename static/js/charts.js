@@ -30,6 +30,25 @@ const Charts = (() => {
   }
 
   /**
+   * Round tick values from 0 (or `min`) to at most `max`: a step of 1, 2, 2.5 or 5 × 10^k chosen
+   * for about `count` ticks, so neighbouring labels always differ ("0, 20, 40 tok/s").
+   */
+  function niceTicks(min, max, count = 4) {
+    const lo = Number.isFinite(min) ? Math.min(min, 0) : 0;
+    const hi = Number.isFinite(max) && max > lo ? max : lo + 1;
+    const raw = (hi - lo) / Math.max(1, count);
+    const pow = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * pow).find((s) => s >= raw * 0.8) || 10 * pow;
+    const out = [];
+    for (let i = 0; ; i++) {
+      const v = lo + i * step;
+      if (v > hi + step * 1e-9) break;
+      out.push(Number(v.toPrecision(12)));
+    }
+    return out;
+  }
+
+  /**
    * A small line chart whose data is appended over time. Returns {push(x, y), set(xs, ys), el}.
    * Draws nothing until uPlot is loaded (it always is: vendored under /static/vendor/).
    */
@@ -41,10 +60,14 @@ const Charts = (() => {
       legend: { show: false },
       cursor: { show: false },
       // From zero: a live rate that wobbles by 2 % must not look like a crash.
-      scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
+      scales: { x: { time: false }, y: { range: (u, min, max) => [0, Number.isFinite(max) ? Math.max(1, max * 1.15) : 1] } },
       axes: [
         { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 28, values: (u, v) => tickLabels(v, "s") },
-        { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 56, values: (u, v) => tickLabels(v, ` ${label}`) },
+        // Our own round ticks (about one per 30 px): uPlot's default splits on a short axis can
+        // round to the same label twice.
+        { stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 64,
+          splits: (u, i, min, max) => niceTicks(min, max, Math.max(2, Math.floor(height / 30))),
+          values: (u, v) => tickLabels(v, ` ${label}`) },
       ],
       series: [{}, { label, stroke, width: 2, fill: `${stroke}22`, points: { show: false } }],
     };
@@ -57,6 +80,7 @@ const Charts = (() => {
     const obs = new ResizeObserver(() => plot.setSize({ width: width(container), height }));
     obs.observe(container);
     return {
+      plot,
       push(x, y) {
         xs.push(x);
         ys.push(y);
@@ -129,5 +153,5 @@ const Charts = (() => {
     return fig;
   }
 
-  return { color, liveLine, multiLine, bars, tickLabels };
+  return { color, liveLine, multiLine, bars, tickLabels, niceTicks };
 })();

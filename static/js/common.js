@@ -143,6 +143,7 @@ const BR = (() => {
       engineVersion: engine.version || "",
       engineReachable: engine.reachable,
       fallback: engine.fallback_reason || null,
+      original: m.protocol === "original",
       models,
       modelInfos: caps.models || (m.models || []).filter((x) => x && typeof x === "object"),
       hardware: hw,
@@ -168,6 +169,10 @@ const BR = (() => {
     if (m.engineKind) out.push(el("span", { class: `badge engine-${m.engineKind}`, text: m.engineKind, title: m.engineUrl }));
     if (m.accel) out.push(el("span", { class: `badge accel-${m.accel.kind}`, text: m.accel.text }));
     if (m.fallback) out.push(el("span", { class: "badge warn", text: "mock fallback", title: m.fallback }));
+    if (m.original) {
+      out.push(el("span", { class: "badge original", text: "original agent",
+        title: "An original bench-race agent: figures from its own client, words counted as tokens" }));
+    }
     return out;
   }
 

@@ -97,7 +97,7 @@
         BR.el("div", { class: "run-title" },
           BR.el("strong", { text: `${KIND_PREFIX[r.test_type] || ""}${(r.models || []).join(", ") || "run"}` }),
           BR.el("span", { class: `run-state ${r.status}`, text: r.status || "" })),
-        BR.el("div", { class: "hint run-machines", text: `${BR.fmtTime(r.started_at)} · ${labelsOf(r)}${r.winner ? ` · ★ ${winnerLabel(r)}` : ""}` }),
+        BR.el("div", { class: "hint run-machines", text: `${BR.fmtTime(r.started_at)} · ${labelsOf(r)}${r.winner ? ` · ★ ${winnerLabel(r)}` : ""}${r.imported_from ? ` · imported from ${r.imported_from}` : ""}` }),
         r.prompt_preview ? BR.el("div", { class: "hint", text: r.prompt_preview }) : null,
         base && base.run_id === r.run_id ? BR.el("div", { class: "pin", text: "● baseline" }) : null);
       listEl.appendChild(li);
@@ -162,6 +162,7 @@
       }
     }
     if (md.status !== "running") view.finish(summary);
+    view.setClock(md.clock || null);
     showDeltas(runId, md, summary);
   }
 
@@ -183,11 +184,17 @@
     if (spec.slo) settings.push(`slo ${Object.entries(spec.slo).map(([k, v]) => `${k} ≤ ${v}`).join(", ")}`);
     if (settings.length) add("Settings", settings.join(" · "));
     if (md.reason) add("Reason", md.reason);
+    if (md.imported) add("Imported", `from ${md.imported.origin || "an unnamed central"} on ${BR.fmtTime(md.imported.imported_at)} (exported ${BR.fmtTime(md.imported.exported_at)})`);
     if (summary && summary.rank_by && RANKED.includes(md.test_type)) add("Ranked by", (RANK_METRICS[summary.rank_by] || { label: summary.rank_by }).label);
     const enc = encodeURIComponent(runId);
     const actions = el("div", { class: "run-actions" },
       el("a", { class: "chip", href: `/api/runs/${enc}/export.csv`, download: `${runId}.csv`, text: "Export CSV" }),
       el("a", { class: "chip", href: `/api/runs/${enc}/export.json`, download: `${runId}.json`, text: "Export JSON" }),
+      el("a", { class: "chip", id: "report-link", href: `/api/runs/${enc}/report.html`, target: "_blank", rel: "noopener",
+        text: "Report", title: "This run as one self-contained HTML file (prints well, opens offline)" }),
+      md.status === "running" ? null
+        : el("a", { class: "chip", id: "bundle-link", href: `/api/runs/${enc}/bundle.tar.gz`, download: `${runId}.tar.gz`,
+          text: "Bundle", title: "Every file of this run with a manifest of SHA-256s: import it into another central" }),
       md.test_type === "llm_sweep" ? null
         : el("button", { type: "button", class: "chip", id: "pin", text: "Pin as baseline", on: { click: () => pin(runId) } }),
       md.test_type === "llm_sweep" || !params().get("baseline") || params().get("baseline") === runId ? null
@@ -353,6 +360,14 @@
     renderCompare(c);
   }
 
+  /** "run A 1.10× (1.09–1.11×)": the better run and its ratio over the other (≥ 1). */
+  function ratioText(m) {
+    if (BR.num(m.ratio) === null) return "–";
+    const digits = Math.max(m.ratio, ...(m.ratio_ci || [])) < 1.1 ? 3 : 2;
+    const ci = m.ratio_ci ? ` (${BR.fmt(m.ratio_ci[0], digits)}–${BR.fmt(m.ratio_ci[1], digits)}×)` : "";
+    return `run ${String(m.better_run || "?").toUpperCase()} ${BR.fmt(m.ratio, digits)}×${ci}`;
+  }
+
   function renderCompare(c) {
     const { el } = BR;
     if (c.kind === "capacity") {
@@ -372,7 +387,7 @@
       CHANGE_METRICS.map((m) => el("option", { value: m, text: (RANK_METRICS[m] || { label: "tokens per joule" }).label })));
     select.value = c.metric;
     const table = el("table", { id: "compare-table" },
-      el("thead", {}, el("tr", {}, ["Machine", "Verdict", "Change (B vs A)", `${level} CI`, "Means A → B", "Repeats", "Summary"]
+      el("thead", {}, el("tr", {}, ["Machine", "Verdict", "Ratio", "Change (B vs A)", `${level} CI`, "Means A → B", "Repeats", "Summary"]
         .map((h) => el("th", { text: h })))));
     const tbody = el("tbody");
     for (const m of c.machines || []) {
@@ -382,6 +397,7 @@
       tbody.appendChild(el("tr", { dataset: { machine: m.machine_id, status: m.status } },
         el("td", { text: m.label || m.machine_id }),
         el("td", {}, el("span", { class: `change-status ${m.status}`, text: m.status, title: m.reason || "" })),
+        el("td", { class: "change-ratio", text: ratioText(m) }),
         el("td", { text: pctText(m.diff_pct) }),
         el("td", { text: ci }),
         el("td", { text: means }),
@@ -399,7 +415,7 @@
           title: "This address names both runs: anyone opening it sees this comparison" }),
         closeButton()),
       el("p", { class: "hint", text: `Run A (baseline) ${c.a} → run B ${c.b}: ${c.higher_is_better ? "higher" : "lower"} ${c.unit} is better; `
-        + `warm repeats, Welch's ${level} interval per machine, minimum effect ±${BR.fmt(c.min_effect_pct, 1)}%.` }),
+        + `warm repeats, Welch's ${level} interval on the log scale per machine (ratio of geometric means), minimum effect ±${BR.fmt(c.min_effect_pct, 1)}%.` }),
       (c.machines || []).length ? table : el("p", { class: "hint", text: "No machine ran in both runs." }),
       only(c.only_in_a, "A"), only(c.only_in_b, "B"),
       warnings.length ? el("ul", { class: "verdict-list", id: "compare-warnings" },
@@ -444,6 +460,26 @@
   });
 
   $("refresh").addEventListener("click", () => loadList());
+
+  // Import a bundle exported by another central (POST /api/runs/import, the file as the body).
+  $("import-file").addEventListener("change", async (e) => {
+    const file = e.target.files && e.target.files[0];
+    const status = $("import-status");
+    if (!file) return;
+    status.hidden = false;
+    status.className = "hint";
+    status.textContent = `Importing ${file.name}…`;
+    try {
+      const res = await BR.api("/api/runs/import", { method: "POST", headers: { "Content-Type": "application/gzip", Accept: "application/json" }, body: file });
+      status.textContent = `Imported run ${res.run_id}.`;
+      loadList();
+      openRun(res.run_id);
+    } catch (err) {
+      status.className = "notice error";
+      status.textContent = `Not imported: ${err.message}`;
+    }
+    e.target.value = "";
+  });
   $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); loadList(); });
   $("next").addEventListener("click", () => { offset += PAGE; loadList(); });
 

@@ -1,10 +1,13 @@
 // Machines page: each machine's fleet state, engine, models and hardware, from
-// `GET /api/machines`, kept current by `machine_state` WebSocket events.
+// `GET /api/machines`, kept current by `machine_state` WebSocket events; and the models across
+// the fleet (`GET /api/models`) with pulls onto the machines that lack one (`model_pull` events).
 "use strict";
 
 (() => {
   const root = document.getElementById("machines");
+  const modelsEl = document.getElementById("models"), pullsEl = document.getElementById("pulls");
   let machines = [];
+  let pull = null; // Pulls.Tracker of the pull started here
   const panels = new Map(); // machine id -> Telemetry.Panel (kept across re-renders)
 
   async function load() {
@@ -74,6 +77,56 @@
       models);
   }
 
+  async function loadModels() {
+    try {
+      renderModels(await BR.api("/api/models"));
+    } catch (e) {
+      BR.notice(modelsEl, "error", `Could not load models: ${e.message}`);
+    }
+  }
+
+  /** Models × machines: ✓ where the engine lists it; a pull button where reachable ones lack it. */
+  function renderModels(view) {
+    const { el } = BR;
+    BR.clear(modelsEl);
+    const targets = view.machines || [];
+    if (!(view.models || []).length) {
+      modelsEl.appendChild(el("p", { class: "hint", text: "No machine reports a model yet." }));
+      return;
+    }
+    const head = el("tr", {}, el("th", { text: "Model" }), ...targets.map((t) => el("th", { text: t.label, title: `${t.state}${t.engine ? ` · ${t.engine}` : ""}` })), el("th", {}));
+    const table = el("table", { class: "model-matrix", id: "model-matrix" }, el("thead", {}, head));
+    const body = el("tbody");
+    for (const m of view.models) {
+      const cells = targets.map((t) => m.present_on.includes(t.machine_id)
+        ? el("td", { class: "have", text: "✓", title: `${t.label} has ${m.model}` })
+        : el("td", { class: "lack", text: m.missing_on.includes(t.machine_id) ? "–" : "?", title: m.missing_on.includes(t.machine_id) ? `${t.label} lacks ${m.model}` : `${t.label} is ${t.state}` }));
+      const n = m.missing_on.length;
+      const action = n
+        ? el("button", { type: "button", class: "chip pull-row-btn", dataset: { model: m.model }, text: `Pull on ${n} machine${n === 1 ? "" : "s"}`,
+          on: { click: () => startPull(m.model, m.missing_on) } })
+        : el("span", { class: "hint", text: "everywhere" });
+      body.appendChild(el("tr", { dataset: { model: m.model } }, el("td", { text: m.model }), ...cells, el("td", {}, action)));
+    }
+    table.appendChild(body);
+    modelsEl.appendChild(table);
+  }
+
+  async function startPull(model, ids) {
+    try {
+      pull = new Pulls.Tracker(pullsEl, await Pulls.start(model, ids), machines);
+    } catch (e) {
+      BR.notice(pullsEl, "error", `Pull not started: ${e.message}`);
+      pullsEl.hidden = false;
+    }
+  }
+
+  document.getElementById("pull-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const model = document.getElementById("pull-model").value.trim();
+    if (model) startPull(model, []);
+  });
+
   function render() {
     BR.clear(root);
     root.hidden = false;
@@ -82,6 +135,10 @@
   }
 
   BR.liveSocket((ev) => {
+    if (ev.type === "model_pull") {
+      if (pull && pull.update(ev) && (ev.state === "done" || ev.state === "failed")) loadModels();
+      return;
+    }
     if (ev.type === "runtime_metrics") {
       // Telemetry arrives while a machine runs a job; the card's sparklines follow it.
       const panel = panels.get(ev.machine_id);
@@ -95,7 +152,9 @@
     const next = BR.machine({ ...(i >= 0 ? machines[i].raw : {}), ...p, machine_id: id });
     if (i >= 0) machines[i] = next; else machines.push(next);
     render();
+    loadModels();
   });
   load();
-  setInterval(load, 15000);
+  loadModels();
+  setInterval(() => { load(); loadModels(); }, 15000);
 })();

@@ -6,12 +6,13 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const form = $("run-form"), modelSel = $("model"), holders = $("model-holders");
-  const preflight = $("preflight"), runStatus = $("run-status"), runBtn = $("run");
+  const preflight = $("preflight"), runStatus = $("run-status"), runBtn = $("run"), pullsEl = $("pulls");
   const view = new RunView({ cardsEl: $("cards"), comparisonEl: $("comparison") });
   let machines = [];      // normalised machine records
   let currentRun = null;  // run_id being watched
   let running = false;
   let buffered = null;    // live events held back while the stored log is being replayed
+  let pull = null;        // the Pulls.Tracker of a pull started from this page
 
   async function loadMachines() {
     try {
@@ -92,7 +93,29 @@
       skip.forEach((s) => ul.appendChild(BR.el("li", { text: s })));
       preflight.appendChild(ul);
     }
+    // Online machines without the model: offer to pull it there (Ollama engines can; the
+    // others say why not when asked).
+    const lacking = machines.filter((m) => m.online && model && !m.models.includes(model));
+    if (lacking.length && !(pull && !pull.finished())) {
+      preflight.appendChild(BR.el("button", {
+        type: "button", id: "pull-missing", class: "chip",
+        text: `Pull ${model} on the ${lacking.length} machine${lacking.length === 1 ? "" : "s"} that lack${lacking.length === 1 ? "s" : ""} it`,
+        on: { click: () => pullMissing(model, lacking.map((m) => m.id)) },
+      }));
+    }
     runBtn.disabled = have.length === 0;
+  }
+
+  async function pullMissing(model, ids) {
+    const btn = $("pull-missing");
+    if (btn) btn.disabled = true;
+    try {
+      pull = new Pulls.Tracker(pullsEl, await Pulls.start(model, ids), machines);
+    } catch (err) {
+      BR.notice(pullsEl, "error", `Pull not started: ${err.message}`);
+      pullsEl.hidden = false;
+      if (btn) btn.disabled = false;
+    }
   }
 
   function intField(id) {
@@ -174,6 +197,7 @@
       for (const ev of events) view.apply({ run_id: currentRun, ...ev });
       const status = String((meta && (meta.status || (meta.metadata && meta.metadata.status))) || "");
       if (status && status !== "running") view.finish(runSummary(meta));
+      view.setClock(clockOf(meta));
     } catch (err) {
       console.warn("resync failed", err);
     } finally {
@@ -190,14 +214,33 @@
     return s && Array.isArray(s.machines) ? s : undefined;
   }
 
+  /** metadata.json `clock` from a `GET /api/runs/{id}` answer (offsets, start skew). */
+  function clockOf(meta) {
+    const md = meta && (meta.metadata || meta);
+    return (md && md.clock) || null;
+  }
+
   /** At run_end the stored summary is final: let it decide winner and order. */
   async function finishFromServer(runId) {
     try {
-      const summary = runSummary(await BR.api(`/api/runs/${encodeURIComponent(runId)}`));
+      const detail = await BR.api(`/api/runs/${encodeURIComponent(runId)}`);
       // Without a summary (still live, or written without one) the page ranks by itself.
-      if (runId === currentRun) view.finish(summary);
+      if (runId === currentRun) {
+        view.finish(runSummary(detail));
+        view.setClock(clockOf(detail));
+      }
     } catch (err) {
       console.warn("could not load the run summary", err);
+    }
+  }
+
+  /** The clock record is final at run_end: offsets and the start skew the race achieved. */
+  async function loadClock(runId) {
+    try {
+      const detail = await BR.api(`/api/runs/${encodeURIComponent(runId)}`);
+      if (runId === currentRun) view.setClock(clockOf(detail));
+    } catch (err) {
+      console.warn("could not load the run's clock record", err);
     }
   }
 
@@ -237,12 +280,18 @@
 
   function onEvent(ev) {
     if (ev.type === "machine_state") { onMachineState(ev); return; }
+    if (ev.type === "model_pull") {
+      if (pull && pull.update(ev) && pull.finished()) updatePreflight();
+      return;
+    }
     // A race started anywhere is followed when this page is not showing one in progress.
     if (ev.type === "run_start" && ev.test_type !== "llm_sweep" && !running) { follow(ev.run_id); return; }
     if (!currentRun || ev.run_id !== currentRun) return;
     if (buffered) { buffered.push(ev); return; }
     view.apply(ev);
-    if (ev.type === "run_end" && !ev.summary) finishFromServer(ev.run_id);
+    if (ev.type === "run_end") {
+      if (ev.summary) loadClock(ev.run_id); else finishFromServer(ev.run_id);
+    }
   }
 
   function onMachineState(ev) {

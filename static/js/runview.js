@@ -27,12 +27,14 @@ class RunView {
     this.onFinish = null;
     this.onAllTerminal = null;
     this.onRerun = null; // (repeats) => void: the race page reruns with more repeats
+    this.clock = null; // metadata.json `clock`: offsets and the achieved start skew
   }
 
   /** Starts a fresh view: `machines` = normalised machine records (BR.machine) to show. */
   reset(runId, machines) {
     this.runId = runId;
     this.finished = false;
+    this.clock = null;
     this.machines.clear();
     BR.clear(this.cardsEl);
     this.comparisonEl.hidden = true;
@@ -70,6 +72,7 @@ class RunView {
     st.telemetry = new Telemetry.Panel();
     st.el.lead = el("div", { class: "lead", hidden: true, dataset: { metric: "lead" } });
     st.el.warnings = el("div", { class: "card-warnings" });
+    st.el.clock = el("div", { class: "hint clock", hidden: true, dataset: { metric: "clock" } });
     // The client-ceiling warning: job_done.ceiling_ratio ≥ 0.5 (its own element: the fairness
     // warnings above are redrawn with the comparison).
     st.el.ceiling = el("div", { class: "fairness-warning ceiling-warning", hidden: true, dataset: { kind: "client_ceiling" } });
@@ -87,6 +90,7 @@ class RunView {
       el("dl", { class: "metrics" },
         metric("ttft", "TTFT (client)"), metric("tokens", "Tokens"), metric("toks", "Decode tok/s (client)"), metric("total", "Total (client)")),
       st.el.extra,
+      st.el.clock,
       st.el.delta,
       st.el.chart,
       st.telemetry.el,
@@ -245,6 +249,8 @@ class RunView {
 
   /** The live line keeps characters/s and shows them as tok/s with the best known ratio. */
   chartPoint(st, x, charsPerS, perToken) {
+    // A rate that is not a number (no characters per token known yet) is not drawn.
+    if (!Number.isFinite(charsPerS / perToken) || !Number.isFinite(x)) return;
     if (!st.chart) {
       st.chart = Charts.liveLine(st.el.chart, { stroke: st.color });
       st.points = [];
@@ -381,6 +387,7 @@ class RunView {
         el("span", { class: "hint", id: "winner-metric", text: `Decided by ${metric.label}: ${metric.help}` }))
       : el("p", { class: "hint", id: "no-winner", text: done.length ? `No winner named on ${metric.label}: see the verdict.` : "No machine finished, so there is no winner." }));
     if (comparison) this.showComparison(box, comparison, rankBy);
+    this.showClock();
 
     const orderKey = (r) => r.finish_order ?? (r.elapsed_s ?? Infinity);
     const order = [...done].sort((a, b) => orderKey(a) - orderKey(b));
@@ -416,12 +423,69 @@ class RunView {
       const f = Verdict.figure(c, rankBy, st.id);
       if (!f || BR.num(f.mean) === null) continue;
       const digits = metric.unit === "ms" ? 0 : 1;
-      const ci = f.ci95 ? ` (95% CI ${BR.fmt(f.ci95[0], digits)}–${BR.fmt(f.ci95[1], digits)})` : "";
+      // The interval is of the geometric mean (log scale): it never reaches below 0.
+      const ci = f.ci95 && BR.num(f.geomean) !== null
+        ? ` · geometric mean ${BR.fmt(f.geomean, digits)} (95% CI ${BR.fmt(f.ci95[0], digits)}–${BR.fmt(f.ci95[1], digits)})` : "";
       BR.clear(st.el.lead).append(
         BR.el("strong", { class: "lead-value", text: `${BR.fmt(f.mean, digits)} ${metric.unit}` }),
-        BR.el("span", { class: "hint", text: ` ${metric.label}${ci} · ${f.source || "?"}-measured · ${f.n} warm repeat${f.n === 1 ? "" : "s"}` }));
+        BR.el("span", { class: "hint", text: ` ${metric.label} (mean)${ci} · ${f.source || "?"}-measured · ${f.n} warm repeat${f.n === 1 ? "" : "s"}` }));
       st.el.lead.hidden = false;
     }
+  }
+
+  /**
+   * Shows the run's synchronized start (metadata.json `clock`): each card's clock offset and how
+   * late its first request went out, and the skew achieved across machines in the result panel.
+   */
+  setClock(clock) {
+    this.clock = clock && typeof clock === "object" ? clock : null;
+    const machines = (this.clock && this.clock.machines) || {};
+    for (const st of this.machines.values()) {
+      const text = RunView.clockLine(machines[st.id]);
+      st.el.clock.textContent = text || "";
+      st.el.clock.hidden = !text;
+    }
+    this.showClock();
+  }
+
+  /** The result panel's clock line (when the panel is shown). */
+  showClock() {
+    const box = this.comparisonEl;
+    const old = box.querySelector("#clock-info");
+    if (old) old.remove();
+    if (!this.clock || box.hidden) return;
+    const c = this.clock;
+    const labels = new Map([...this.machines.values()].map((s) => [s.id, s.label]));
+    const offsets = Object.entries(c.machines || {}).map(([id, m]) => {
+      const name = labels.get(id) || id;
+      if (BR.num(m.offset_ms) === null) return `${name}: offset unknown${m.reason ? ` (${m.reason})` : ""}`;
+      return `${name} ${RunView.signedMs(m.offset_ms)}${BR.num(m.rtt_ms) !== null ? ` ±${BR.fmt(m.rtt_ms / 2, 2)} ms` : ""}`;
+    });
+    const skew = BR.num(c.achieved_skew_ms) !== null
+      ? `achieved start skew ${BR.fmt(c.achieved_skew_ms, 2)} ms across ${c.skew_machines} machines (first requests, on central's clock)`
+      : "achieved start skew unknown (needs two machines with a measured offset that started)";
+    box.appendChild(BR.el("p", { class: "hint clock-info", id: "clock-info", dataset: { skew: BR.num(c.achieved_skew_ms) ?? "" } },
+      `Synchronized start: ${skew}. Clock offsets (agent − central): ${offsets.join(", ") || "none measured"}.`));
+  }
+
+  /** "clock +1.25 ms ±0.10 · first request 0.42 ms late" for one machine's clock record. */
+  static clockLine(m) {
+    if (!m) return null;
+    const bits = [];
+    if (BR.num(m.offset_ms) !== null) {
+      bits.push(`clock ${RunView.signedMs(m.offset_ms)}${BR.num(m.rtt_ms) !== null ? ` ±${BR.fmt(m.rtt_ms / 2, 2)} ms` : ""} vs central`);
+    } else {
+      bits.push(`clock offset unknown${m.reason ? ` (${m.reason})` : ""}`);
+    }
+    if (BR.num(m.start_error_ms) !== null) {
+      const e = m.start_error_ms;
+      bits.push(`first request ${BR.fmt(Math.abs(e), 2)} ms ${e >= 0 ? "late" : "early"}`);
+    }
+    return bits.join(" · ");
+  }
+
+  static signedMs(v) {
+    return `${v > 0 ? "+" : v < 0 ? "−" : "±"}${BR.fmt(Math.abs(v), 2)} ms`;
   }
 
   /**

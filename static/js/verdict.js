@@ -8,6 +8,8 @@ const Verdict = (() => {
   const STATUS_TEXT = {
     decided: "decided", tie: "tie", undecided: "no verdict", unfair: "unfair",
   };
+  /** Most repeats one run takes (`repeat`, bench_shared::job::MAX_REPEAT). */
+  const MAX_REPEAT = 1000;
 
   /** Fewest warm repeats any machine has on `rank_by` (null when unknown). */
   function fewestRepeats(c) {
@@ -16,7 +18,7 @@ const Verdict = (() => {
     return Math.min(...stats.machines.map((m) => m.n || 0));
   }
 
-  /** This machine's figure on one metric: {mean, n, ci95, source}. */
+  /** This machine's figure on one metric: {mean, geomean, n, ci95 (of the geometric mean), source}. */
   function figure(c, metric, machineId) {
     const stats = (c.metrics || []).find((m) => m.metric === metric);
     const m = stats && (stats.machines || []).find((x) => x.machine_id === machineId);
@@ -40,6 +42,16 @@ const Verdict = (() => {
       const line = el("p", { class: "verdict-few", id: "verdict-few",
         text: `${fewest} repeat${fewest === 1 ? "" : "s"}: no verdict — run ≥ 3. ` });
       if (onRerun) line.appendChild(el("button", { type: "button", id: "rerun-3", text: "Rerun with 3 repeats", on: { click: () => onRerun(3) } }));
+      panel.appendChild(line);
+    }
+    // An open tie or an undecided verdict: how many repeats would settle it, one click away.
+    const needed = BR.num(w.repeats_needed);
+    if ((w.status === "undecided" || w.status === "tie") && needed !== null && !(fewest !== null && fewest < 3)) {
+      const runs = Math.min(needed, MAX_REPEAT);
+      const line = el("p", { class: "verdict-repeats", id: "verdict-repeats", dataset: { repeats: String(needed) },
+        text: `About ${needed} repeats per machine would settle a ${BR.fmt(c.min_effect_pct, c.min_effect_pct % 1 ? 1 : 0)}% difference at the spread seen`
+          + `${needed > MAX_REPEAT ? ` (more than the ${MAX_REPEAT} one run takes)` : ""}. ` });
+      if (onRerun) line.appendChild(el("button", { type: "button", id: "rerun-needed", text: `Rerun with ${runs} repeats`, on: { click: () => onRerun(runs) } }));
       panel.appendChild(line);
     }
     panel.appendChild(el("p", { class: "verdict-reason", id: "verdict-reason", text: w.reason || "" }));

@@ -14,6 +14,19 @@ struct QueueLimit {
     queue_limit: usize,
 }
 
+/// `detail` of a 501 to a pull: the engine kind that cannot pull.
+#[derive(Debug, serde::Serialize)]
+struct PullEngine {
+    engine: bench_shared::engine::EngineKind,
+}
+
+/// `detail` of a 429 to a pull: the pulls running and the limit.
+#[derive(Debug, serde::Serialize)]
+struct PullsRunning {
+    running: usize,
+    max_pulls: usize,
+}
+
 /// Why a request failed, as the client sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -30,7 +43,12 @@ pub enum ApiError {
     Conflict(String),
     #[error(transparent)]
     Submit(#[from] SubmitError),
-    #[error("missing or wrong bearer token: send `Authorization: Bearer <auth_token>`")]
+    #[error(transparent)]
+    Pull(#[from] crate::pulls::PullRefused),
+    #[error(
+        "missing or wrong token: send `Authorization: Bearer <token>` (auth_token in agent.yaml, or the token the \
+         agent generated next to its config on first start beyond loopback)"
+    )]
     Unauthorized,
 }
 
@@ -47,7 +65,11 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Submit(SubmitError::QueueFull { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Submit(SubmitError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Submit(SubmitError::DuplicateId(_)) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Pull(crate::pulls::PullRefused::Unsupported { .. }) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Pull(crate::pulls::PullRefused::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Pull(crate::pulls::PullRefused::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -60,6 +82,12 @@ impl ApiError {
             }
             ApiError::Submit(SubmitError::QueueFull { limit }) => body.detail(QueueLimit { queue_limit: *limit }),
             ApiError::PayloadTooLarge { limit_bytes } => body.detail(LimitDetail { limit_bytes: *limit_bytes }),
+            ApiError::Pull(crate::pulls::PullRefused::Unsupported { kind }) => {
+                body.field("engine").detail(PullEngine { engine: *kind })
+            }
+            ApiError::Pull(crate::pulls::PullRefused::Busy { running }) => {
+                body.detail(PullsRunning { running: *running, max_pulls: crate::pulls::MAX_PULLS })
+            }
             _ => body,
         }
     }

@@ -9,7 +9,8 @@ use super::error::ApiError;
 
 /// Largest request body: big enough that an oversized prompt reaches validation and is refused
 /// with a message naming `prompt`, small enough to bound memory.
-pub const BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+/// A `transcribe` job carries its audio (at most 25 MB) as base64: 4/3 of that plus the spec.
+pub const BODY_LIMIT_BYTES: usize = 36 * 1024 * 1024;
 
 /// A JSON body of any shape (validation names fields itself). The `Content-Type:
 /// application/json` requirement (415 otherwise) is checked before routing, by

@@ -116,6 +116,8 @@ pub async fn capabilities(
         fallback_reason: fallback
             .then(|| "engine unreachable: jobs run on the mock engine (engine.fallback: mock)".into()),
     };
+    let refresh = wants_refresh(&query)?;
+    let workloads = super::workloads::probe_all(&state, refresh).await;
     let hardware = state.hardware().await;
     let reachable = status.models.reachable();
     let legacy = LegacyCapabilities::derive(&hardware, reachable, llm_models.clone());
@@ -123,10 +125,12 @@ pub async fn capabilities(
     Ok(Json(Capabilities {
         machine_id: cfg.machine_id.clone(),
         label: cfg.label.clone(),
-        tests: TestType::ALL.map(|t| t.as_str().to_owned()).to_vec(),
+        tests: TestType::ALL.into_iter().filter(|t| workloads.runs(*t)).map(|t| t.as_str().to_owned()).collect(),
         llm_models,
-        whisper_models: cfg.whisper_models.clone(),
-        sdxl_profiles: cfg.sdxl_profiles.clone(),
+        whisper_models: workloads.whisper_models(cfg),
+        sdxl_profiles: workloads.sdxl_profiles(cfg),
+        image_engine: workloads.image.clone(),
+        speech_engine: workloads.speech.clone(),
         engine,
         models,
         hardware,

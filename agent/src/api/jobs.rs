@@ -22,7 +22,12 @@ use crate::jobs::JobView;
 /// `POST /jobs`: 202 [`JobAccepted`].
 pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
     let spec = JobSpec::from_json(&body, now_ms())?;
-    let fallback_reason = check_models(&state, &spec).await?;
+    let fallback_reason = if spec.test_type().uses_llm_engine() {
+        check_models(&state, &spec).await?
+    } else {
+        super::workloads::check(&state, &spec).await?;
+        None
+    };
     let (job_id, position) = state.jobs.submit(spec, fallback_reason)?;
     tracing::info!(%job_id, position, "job queued");
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id, position, status: JobStatus::Queued })).into_response())

@@ -6,25 +6,28 @@
 //! - [`jobs`]: `POST/GET /jobs`, `GET/DELETE /jobs/{id}`, `GET /jobs/{id}/events` (NDJSON).
 //! - [`ws`]: `GET /ws`, every event as one JSON text frame.
 //! - [`machine`]: `GET /api/agent/runtime_metrics`, `GET /metrics` (Prometheus), capability extras.
+//! - [`models`]: `POST /api/models/pull` (Ollama pulls a model; events like a job's).
+//! - [`login`]: the token check of every protected route, `GET /login?token=`, `POST /logout`.
 //! - [`error`], [`extract`]: JSON errors `{"error", "field"?, "detail"?}` for every failure.
 
 pub mod error;
 pub mod extract;
 pub mod info;
 pub mod jobs;
+pub mod login;
 pub mod machine;
+pub mod models;
 pub mod state;
+pub mod workloads;
 pub mod ws;
 
 use axum::Router;
-use std::collections::HashMap;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware;
+use axum::routing::{get, post};
+use bench_server::guard;
 
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::header;
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::get;
-use bench_server::guard::{self, bearer_token, constant_time_eq};
+use crate::workload::compat;
 
 use error::ApiError;
 use state::AppState;
@@ -39,15 +42,29 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/api/agent/runtime_metrics", get(machine::runtime_metrics))
         .route("/metrics", get(machine::prometheus))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/api/models/pull", post(models::pull))
+        .route("/api/models/pulls", get(models::running))
+        // The original bench-race's image and compute routes (see crate::workload::compat).
+        .route("/api/comfy/txt2img", post(compat::txt2img))
+        .route("/api/image/start", post(compat::txt2img))
+        .route("/api/image/job_status", get(compat::job_status))
+        .route("/api/image/jobs", get(compat::jobs))
+        .route("/api/image/result/{image_id}", get(compat::result))
+        .route("/api/comfy/health", get(compat::comfy_health))
+        .route("/api/comfy/checkpoints", get(compat::comfy_checkpoints))
+        .route("/api/compute", post(compat::compute))
+        .route_layer(middleware::from_fn_with_state(state.clone(), login::require));
     let policy = guard::Policy {
         allowed_origins: state.config.allowed_origins.clone(),
         allowed_hosts: state.config.allowed_hosts.clone(),
-        form_paths: Vec::new(),
+        form_paths: vec!["/logout"],
+        gzip_paths: Vec::new(),
     };
     let app = Router::new()
         .route("/health", get(info::health))
         .route("/time", get(info::time))
+        .route("/login", get(login::login))
+        .route("/logout", post(login::logout))
         .merge(protected)
         .fallback(not_found)
         .layer(middleware::map_response(bench_server::newline::json_newline))
@@ -58,26 +75,10 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!(
         "no route {} {}; see GET /health, /time, /capabilities, /jobs, /jobs/{{id}}, /jobs/{{id}}/events, /ws, \
-         /api/agent/runtime_metrics, /metrics",
+         /api/agent/runtime_metrics, /metrics, /login, POST /api/models/pull, /api/comfy/*, /api/image/*, /api/compute",
         req.method(),
         req.uri().path()
     ))
-}
-
-/// With `auth_token` configured, every route but `/health` and `/time` needs `Authorization: Bearer <token>`
-/// (scheme in any case; `/ws` also accepts `?token=`, since browsers cannot set headers on
-/// WebSockets, and request logs redact it).
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let Some(expected) = state.config.auth_token.as_deref() else {
-        return Ok(next.run(req).await);
-    };
-    let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
-    let from_query = (req.uri().path() == "/ws")
-        .then(|| Query::<HashMap<String, String>>::try_from_uri(req.uri()).ok())
-        .flatten()
-        .and_then(|Query(mut q)| q.remove("token"));
-    let ok = [bearer, from_query.as_deref()].into_iter().flatten().any(|given| constant_time_eq(given, expected));
-    if ok { Ok(next.run(req).await) } else { Err(ApiError::Unauthorized) }
 }
 
 #[cfg(test)]

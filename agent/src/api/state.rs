@@ -55,9 +55,31 @@ pub struct AppState {
     pub ceiling: Arc<watch::Sender<crate::calibrate::CeilingState>>,
     /// Held by the running job; calibration requests take it too, so the two never overlap.
     pub measuring: crate::calibrate::MeasuringGate,
+    /// Model pulls running beside the job queue.
+    pub pulls: Arc<crate::pulls::Pulls>,
+    /// Who may use the API: the token, browser sessions, wrong tokens per client address.
+    pub gate: Arc<bench_server::auth::Gate>,
     /// Fired at the end of shutdown, after the running job has published its terminal event:
     /// WebSocket connections flush and close.
     pub closing: CancellationToken,
+    /// The image server (`image_engine:`), when configured.
+    pub image: Option<Arc<crate::workload::image::ImageEngine>>,
+    /// The speech server (`speech_engine:`), when configured.
+    pub speech: Option<Arc<crate::workload::speech::SpeechEngine>>,
+}
+
+/// The agent's session cookie, named after its machine (cookies are per host, not per port: two
+/// agents, or an agent and central, on one host must not overwrite each other's).
+pub fn session_cookie(machine_id: &str) -> String {
+    let id: String =
+        machine_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    format!("bench_agent_{id}")
+}
+
+/// Where the agent keeps browser sessions: in its results folder, named after the machine (central
+/// keeps its own `sessions.json`, and a results folder may be shared).
+pub fn sessions_file(machine_id: &str) -> String {
+    format!("{}-sessions.json", session_cookie(machine_id))
 }
 
 impl AppState {
@@ -88,7 +110,22 @@ impl AppState {
         let sampling = config.runtime_sampler.enabled.then(|| sampler.clone());
         let energy = Arc::new(EnergyMeter::new(Rapl::open(), sampling));
         let jobs = Arc::new(Jobs::new(hub.clone(), config.queue_limit));
+        let gate = Arc::new(match &config.auth_token {
+            Some(token) => bench_server::auth::Gate::with_token(
+                token,
+                &session_cookie(&config.machine_id),
+                Some(config.results_dir.join(sessions_file(&config.machine_id))),
+            ),
+            None => bench_server::auth::Gate::open(),
+        });
+        let store = crate::workload::store::ImageStore::new(&config.results_dir);
+        let image = config.image_engine.clone().map(|s| crate::workload::image::ImageEngine::new(s, store));
+        let speech = config.speech_engine.clone().map(crate::workload::speech::SpeechEngine::new);
         AppState {
+            image,
+            speech,
+            gate,
+            pulls: Arc::new(crate::pulls::Pulls::default()),
             ws_cap: bench_server::ws::SubscriberCap::new(config.ws_max_subscribers),
             config: Arc::new(config),
             engine_status: Arc::new(EngineStatusCache::new(engine.clone())),
@@ -132,6 +169,8 @@ impl AppState {
             energy: self.energy.clone(),
             ceiling: self.ceiling.clone(),
             measuring: self.measuring.clone(),
+            image: self.image.clone(),
+            speech: self.speech.clone(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bench_shared::event::{Event, JobDone, JobStarted, LlmToken, RequestDone};
 use bench_shared::job::{GenerateSpec, TestType};
-use bench_shared::metrics::{LoadSource, RequestMetrics, TokenSource, aggregate, load_estimate_ms, request_metrics};
+use bench_shared::metrics::{LoadSource, RequestMetrics, load_estimate_ms, request_metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -106,7 +106,15 @@ pub async fn run(job: GenerateJob, events: &JobEvents) -> Result<JobDone, Failur
         Ok(Ok(c)) => c,
         _ => None,
     };
-    let mut done = job_done(spec, engine.kind(), job.fallback_reason.clone(), recorded, output_text, load, notes);
+    let mut done = JobDone::from_requests(
+        &spec.model,
+        engine.kind(),
+        job.fallback_reason.clone(),
+        recorded,
+        output_text,
+        load,
+        notes,
+    );
     done.context_length = context_length;
     Ok(done)
 }
@@ -190,101 +198,5 @@ async fn cancellable<T>(cancel: &CancellationToken, fut: impl Future<Output = T>
         biased;
         _ = cancel.cancelled() => Err(Failure::Cancelled),
         v = fut => Ok(v),
-    }
-}
-
-fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    bench_shared::metrics::mean(values)
-}
-
-/// The job's result: bench-race seed fields are means over the recorded repeats.
-fn job_done(
-    spec: &GenerateSpec,
-    engine: bench_shared::engine::EngineKind,
-    fallback_reason: Option<String>,
-    requests: Vec<RequestMetrics>,
-    output_text: String,
-    load: Option<(f64, LoadSource)>,
-    notes: Vec<String>,
-) -> JobDone {
-    let agg = aggregate(&requests);
-    let all = |f: fn(&RequestMetrics) -> Option<f64>| -> Option<f64> {
-        let v: Option<Vec<f64>> = requests.iter().map(f).collect();
-        v.and_then(|v| mean(v.into_iter()))
-    };
-    let energy_j = all(|r| r.energy_j);
-    let tokens_per_j = all(|r| r.tokens_per_j);
-    let throttled = requests.iter().filter_map(|r| r.throttled).reduce(|a, b| a || b);
-    let token_source = if requests.iter().all(|r| r.token_source == TokenSource::Engine) {
-        TokenSource::Engine
-    } else {
-        TokenSource::Chunks
-    };
-    JobDone {
-        ttft_ms: mean(requests.iter().filter_map(|r| r.ttft_ms)),
-        gen_tokens: mean(requests.iter().map(|r| r.gen_tokens as f64)).unwrap_or(0.0).round() as u64,
-        gen_tokens_per_s: mean(requests.iter().filter_map(|r| r.gen_tokens_per_s)),
-        total_ms: mean(requests.iter().map(|r| r.total_ms)).unwrap_or(0.0),
-        model: spec.model.clone(),
-        engine,
-        fallback_reason,
-        ttfc_ms: mean(requests.iter().filter_map(|r| r.ttfc_ms)),
-        decode_tok_s: mean(requests.iter().filter_map(|r| r.decode_tok_s)),
-        engine_decode_tok_s: mean(requests.iter().filter_map(|r| r.engine_decode_tok_s)),
-        prompt_tokens: requests.first().and_then(|r| r.prompt_tokens),
-        engine_prefill_tok_s: mean(requests.iter().filter_map(|r| r.engine_prefill_tok_s)),
-        client_prefill_tok_s: mean(requests.iter().filter_map(|r| r.client_prefill_tok_s)),
-        load_ms: load.map(|l| l.0),
-        load_source: load.map(|l| l.1),
-        context_length: None,
-        token_source: (!requests.is_empty()).then_some(token_source),
-        repeats: requests.len() as u32,
-        aggregate: agg,
-        requests,
-        output_text,
-        notes,
-        energy_j,
-        tokens_per_j,
-        throttled,
-        // Set by the job runner, which knows the agent's client ceiling.
-        ceiling_ratio: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bench_shared::metrics::{ChunkArrival, EngineStats, RequestTrace, TokenChannel};
-
-    fn metrics(ttft_ms: u64, tokens: u64) -> RequestMetrics {
-        let chunks = (0..tokens)
-            .map(|i| ChunkArrival { offset_us: (ttft_ms + 10 * i) * 1000, channel: TokenChannel::Content })
-            .collect();
-        let trace = RequestTrace { chunks, end_offset_us: (ttft_ms + 10 * tokens) * 1000, streamed: true };
-        request_metrics(&trace, &EngineStats { completion_tokens: Some(tokens), ..Default::default() })
-    }
-
-    #[test]
-    fn job_done_seed_fields_are_means_of_recorded_repeats() {
-        let spec = match bench_shared::job::JobSpec::from_json(&serde_json::json!({"model": "m", "prompt": "p"}), 0) {
-            Ok(bench_shared::job::JobSpec::LlmGenerate(g)) => g,
-            other => panic!("{other:?}"),
-        };
-        let done = job_done(
-            &spec,
-            bench_shared::engine::EngineKind::Mock,
-            None,
-            vec![metrics(100, 10), metrics(200, 11), metrics(300, 11)],
-            "hi".into(),
-            None,
-            vec![],
-        );
-        assert_eq!(done.ttft_ms, Some(200.0));
-        assert_eq!(done.gen_tokens, 11, "mean 10.67 rounds to 11");
-        assert_eq!(done.repeats, 3);
-        assert_eq!(done.token_source, Some(TokenSource::Engine));
-        assert_eq!(done.aggregate.ttft_ms.unwrap().min, 100.0);
-        assert_eq!(done.total_ms, (200.0 + 310.0 + 410.0) / 3.0);
-        assert_eq!(done.requests.len(), 3);
     }
 }

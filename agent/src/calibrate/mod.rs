@@ -185,7 +185,7 @@ async fn one_job(
     let events = JobEvents::new(jobs.clone(), job_id.clone());
     let result = generate::run(job, &events).await;
     if let Ok(done) = &result {
-        events.emit(bench_shared::event::Event::JobDone(Box::new(done.clone())));
+        events.emit(bench_shared::event::Event::JobDone(Box::new(done.clone().into())));
     }
     jobs.finish_running(&job_id);
     let done = result?;

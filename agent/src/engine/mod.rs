@@ -6,7 +6,7 @@
 //! `bench_shared::metrics`, on the [`GenOutcome`] it returns.
 //!
 //! # Layout
-//! - [`ollama`]: Ollama's native NDJSON API.
+//! - [`ollama`]: Ollama's native NDJSON API (and `ollama_pull`: `/api/pull`, streamed).
 //! - [`openai`]: OpenAI-compatible servers (SSE chat completions, `/v1/models`).
 //! - [`mock`]: the deterministic mock engine (a product feature for demos, never a test stand-in).
 //! - [`http`], [`lines`], [`record`]: the shared plumbing (client, timed line reader, trace recorder).
@@ -16,6 +16,7 @@ pub mod http;
 pub mod lines;
 pub mod mock;
 pub mod ollama;
+mod ollama_pull;
 mod ollama_wire;
 pub mod openai;
 mod openai_wire;
@@ -152,7 +153,31 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     async fn fingerprint(&self) -> Result<EngineFingerprint, EngineError> {
         Ok(EngineFingerprint { kind: Some(self.kind()), version: self.version().await?, ..Default::default() })
     }
+    /// Whether [`Engine::pull`] can fetch models (Ollama can; OpenAI-compatible servers and the
+    /// mock engine cannot: their models are whatever they were started with).
+    fn can_pull(&self) -> bool {
+        false
+    }
+    /// Fetches `model` onto the engine, sending each progress line to `progress`; `Ok` once the
+    /// engine says the model is there. An error mid-way (an error line, a cut connection, a
+    /// stream that ends early) is an error, never a success.
+    async fn pull(&self, model: &str, _progress: &PullSink) -> Result<(), EngineError> {
+        Err(EngineError::Protocol(format!("engine kind {} cannot pull models (asked for {model})", self.kind())))
+    }
 }
+
+/// One progress line of a model pull, as the engine reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullLine {
+    pub status: String,
+    /// The layer this line is about (`sha256:…`), when it is about one.
+    pub digest: Option<String>,
+    pub total: Option<u64>,
+    pub completed: Option<u64>,
+}
+
+/// Where a pull reports its progress lines (never blocks; a closed receiver is ignored).
+pub type PullSink = mpsc::UnboundedSender<PullLine>;
 
 /// Seed sent to real engines when a job gives none: a fixed value keeps repeated runs and
 /// machines comparable, and sending it explicitly documents what ran (engine defaults differ).
@@ -167,7 +192,11 @@ pub fn build(settings: &EngineSettings) -> Arc<dyn Engine> {
         EngineKind::Openai => Arc::new(
             openai::OpenAiEngine::new(&settings.base_url, settings.api_key.clone()).with_timeouts(settings.timeouts()),
         ),
-        EngineKind::Mock => Arc::new(mock::MockEngine::new(settings.mock.clone())),
+        // Config validation refuses the non-LLM kinds for `engine:`; a caller that builds one
+        // anyway gets the mock, which labels every result `mock`.
+        EngineKind::Mock | EngineKind::Comfyui | EngineKind::Agent => {
+            Arc::new(mock::MockEngine::new(settings.mock.clone()))
+        }
     }
 }
 
@@ -282,6 +311,10 @@ pub enum TimeoutBound {
     Request,
     /// The fixed limit of a metadata call (`/api/tags`, `/v1/models`, …).
     Metadata,
+    /// The fixed idle limit of a model pull (a pull reports progress continually).
+    PullIdle,
+    /// The fixed limit of a whole model pull.
+    Pull,
 }
 
 impl TimeoutBound {
@@ -292,6 +325,8 @@ impl TimeoutBound {
             TimeoutBound::Idle => "engine.idle_timeout_s",
             TimeoutBound::Request => "engine.request_timeout_s",
             TimeoutBound::Metadata => "the metadata call limit",
+            TimeoutBound::PullIdle => "the pull's idle limit",
+            TimeoutBound::Pull => "the pull's limit",
         }
     }
 
@@ -302,6 +337,8 @@ impl TimeoutBound {
             TimeoutBound::Idle => "the engine's stream stalled: no data",
             TimeoutBound::Request => "the request did not complete",
             TimeoutBound::Metadata => "no answer to a metadata call",
+            TimeoutBound::PullIdle => "the pull stalled: no progress",
+            TimeoutBound::Pull => "the pull did not complete",
         }
     }
 }

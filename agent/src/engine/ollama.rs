@@ -65,6 +65,18 @@ impl OllamaEngine {
         http::join(&self.base_url, path)
     }
 
+    pub(super) fn url_of(&self, path: &str) -> String {
+        self.url(path)
+    }
+
+    pub(super) fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    pub(super) fn http_client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The body of a `/api/chat` request.
     pub fn chat_body(req: &GenRequest) -> Value {
         json!({
@@ -175,6 +187,14 @@ impl OllamaEngine {
 impl Engine for OllamaEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Ollama
+    }
+
+    fn can_pull(&self) -> bool {
+        true
+    }
+
+    async fn pull(&self, model: &str, progress: &super::PullSink) -> Result<(), EngineError> {
+        self.pull_model(model, progress).await
     }
 
     fn base_url(&self) -> &str {

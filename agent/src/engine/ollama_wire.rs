@@ -4,7 +4,7 @@
 
 use bench_shared::engine::{LoadedModel, ModelInfo};
 use bench_shared::metrics::EngineStats;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::EngineError;
@@ -251,4 +251,27 @@ mod tests {
         assert_eq!(show_context_length(&show), Some(131072));
         assert_eq!(show_context_length(&serde_json::json!({})), None);
     }
+}
+
+/// The body of `POST /api/pull` (streamed, the default, said explicitly).
+#[derive(Debug, Serialize)]
+pub struct PullBody<'a> {
+    pub model: &'a str,
+    pub stream: bool,
+}
+
+/// One NDJSON line of `/api/pull`: `{"status"}`, `{"status", "digest", "total", "completed"}`,
+/// or `{"error"}` (with HTTP 200: the stream had started).
+#[derive(Debug, Default, Deserialize)]
+pub struct PullWireLine {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub total: Option<u64>,
+    #[serde(default)]
+    pub completed: Option<u64>,
+    #[serde(default)]
+    pub error: Option<String>,
 }

@@ -40,9 +40,11 @@ async fn measured_ttft_and_rate_match_the_script_and_final_stats_are_parsed() {
 
     let m = request_metrics(&out.trace, &out.stats);
     let ttft = m.ttft_ms.unwrap();
-    assert!((160.0..=240.0).contains(&ttft), "ttft {ttft} ms, scripted 200");
+    // Never earlier than scripted; later only by scheduling delay on a loaded machine (well
+    // before the 580 ms the whole answer takes: a TTFT taken at the end would fail).
+    assert!((160.0..=450.0).contains(&ttft), "ttft {ttft} ms, scripted 200");
     let rate = m.decode_tok_s.unwrap();
-    assert!((42.5..=57.5).contains(&rate), "decode {rate} tok/s, scripted 50");
+    assert!((30.0..=57.5).contains(&rate), "decode {rate} tok/s, scripted 50");
     assert!(m.total_ms >= ttft + 19.0 * 20.0 * 0.8, "total {} ms", m.total_ms);
 
     assert_eq!(out.stats.completion_tokens, Some(20));

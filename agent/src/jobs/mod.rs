@@ -108,6 +108,8 @@ pub enum SubmitError {
     QueueFull { limit: usize },
     #[error("the agent is shutting down")]
     ShuttingDown,
+    #[error("job id {0:?} is already in use")]
+    DuplicateId(String),
 }
 
 /// Why `DELETE /jobs/{id}` did nothing.
@@ -143,11 +145,25 @@ impl Jobs {
     /// `fallback_reason` is set when the agent already knows the job will run on the mock engine,
     /// so that even `job_queued` carries it.
     pub fn submit(&self, spec: JobSpec, fallback_reason: Option<String>) -> Result<(String, usize), SubmitError> {
+        self.submit_as(spec, fallback_reason, None)
+    }
+
+    /// [`Jobs::submit`] under a caller's job id (the original bench-race's `POST /api/compute`
+    /// names its job); the id must be new.
+    pub fn submit_as(
+        &self,
+        spec: JobSpec,
+        fallback_reason: Option<String>,
+        id: Option<String>,
+    ) -> Result<(String, usize), SubmitError> {
         if self.closed.is_cancelled() {
             return Err(SubmitError::ShuttingDown);
         }
-        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        let job_id = id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let mut inner = bench_shared::sync::lock(&self.inner);
+        if inner.records.contains_key(&job_id) {
+            return Err(SubmitError::DuplicateId(job_id));
+        }
         if inner.queue.len() >= self.queue_limit {
             return Err(SubmitError::QueueFull { limit: self.queue_limit });
         }
@@ -193,7 +209,7 @@ impl Jobs {
             Event::RequestDone(r) if !r.warmup => v.requests.push(r.metrics.clone()),
             Event::JobDone(d) => {
                 v.status = JobStatus::Done;
-                v.aggregate = Some(d.aggregate.clone());
+                v.aggregate = d.llm().map(|l| l.aggregate.clone());
             }
             Event::SweepDone(_) | Event::LoadDone(_) => v.status = JobStatus::Done,
             Event::JobError(e) => {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bench_shared::event::{Event, JobError, JobStarted};
+use bench_shared::engine::EngineKind;
+use bench_shared::event::{Event, JobError, JobResult, JobStarted};
 use bench_shared::job::JobSpec;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,9 @@ pub struct Runner {
     pub ceiling: Arc<tokio::sync::watch::Sender<crate::calibrate::CeilingState>>,
     /// Held while a job runs (calibration requests wait for it).
     pub measuring: crate::calibrate::MeasuringGate,
+    /// The image and speech servers, when configured.
+    pub image: Option<Arc<crate::workload::image::ImageEngine>>,
+    pub speech: Option<Arc<crate::workload::speech::SpeechEngine>>,
 }
 
 /// How long the fallback check waits for the engine's model list.
@@ -82,6 +86,9 @@ impl Runner {
         {
             return cancelled();
         }
+        if !job.spec.test_type().uses_llm_engine() {
+            return self.run_workload(&job, &events).await.unwrap_or_else(cancelled);
+        }
         let mut fallback_reason = job.fallback_reason.clone();
         if fallback_reason.is_none() && self.settings.fallback == Fallback::Mock {
             fallback_reason = self.unreachable_reason().await;
@@ -107,12 +114,15 @@ impl Runner {
                 };
                 generate::run(gen_job, &events).await.map(|mut done| {
                     done.ceiling_ratio = self.ceiling.borrow().as_ref().ok().and_then(|c| c.ratio(done.decode_tok_s));
-                    Event::JobDone(Box::new(done))
+                    Event::JobDone(Box::new(done.into()))
                 })
             }
             JobSpec::LlmSweep(spec) => return self.run_sweep(&job, engine, spec, &events).await,
             spec @ (JobSpec::LlmLoad(_) | JobSpec::LlmCapacity(_)) => {
                 return self.run_load(&job, engine, &spec, &events).await;
+            }
+            JobSpec::ImageGenerate(_) | JobSpec::Transcribe(_) | JobSpec::Compute(_) => {
+                unreachable!("workload jobs return above")
             }
         };
         match result {
@@ -120,6 +130,63 @@ impl Runner {
             Err(Failure::Cancelled) => cancelled(),
             Err(Failure::Engine { error, repeat_index }) => {
                 Event::JobError(JobError { kind: error.kind(), message: error.to_string(), repeat_index })
+            }
+        }
+    }
+
+    /// An image, speech or compute job (none uses the LLM engine); `None` when cancelled.
+    async fn run_workload(&self, job: &NextJob, events: &JobEvents) -> Option<Event> {
+        use crate::workload::{compute, image, speech};
+        let started = |engine: EngineKind, url: String, notes: Vec<String>| {
+            events.emit(Event::JobStarted(JobStarted {
+                test_type: job.spec.test_type(),
+                models: job.spec.models(),
+                engine,
+                engine_base_url: url,
+                start_at: job.spec.start_at_ms(),
+                started_at_s: wall_now_s(),
+                notes,
+            }));
+        };
+        let missing = |what: &str| {
+            Some(Event::JobError(JobError {
+                kind: bench_shared::event::ErrorKind::EngineUnreachable,
+                message: format!("no {what} is configured on this agent (agent.yaml)"),
+                repeat_index: None,
+            }))
+        };
+        match &job.spec {
+            JobSpec::Compute(spec) => {
+                started(EngineKind::Agent, String::new(), Vec::new());
+                match compute::run(spec.clone(), events, &job.cancel).await {
+                    Ok(done) => Some(Event::JobDone(Box::new(JobResult::Compute(done)))),
+                    Err(compute::Failure::Cancelled) => None,
+                    Err(compute::Failure::Error(e)) => Some(Event::JobError(e)),
+                }
+            }
+            JobSpec::ImageGenerate(spec) => {
+                let Some(eng) = &self.image else { return missing("image_engine") };
+                let kind = match eng.kind() {
+                    bench_shared::workload::image::ImageEngineKind::Comfyui => EngineKind::Comfyui,
+                    bench_shared::workload::image::ImageEngineKind::Openai => EngineKind::Openai,
+                };
+                started(kind, eng.base_url().to_owned(), Vec::new());
+                match eng.run(spec, events, &job.cancel).await {
+                    Ok(done) => Some(Event::JobDone(Box::new(JobResult::Image(done)))),
+                    Err(f) => image::fail(f, spec, events),
+                }
+            }
+            JobSpec::Transcribe(spec) => {
+                let Some(eng) = &self.speech else { return missing("speech_engine") };
+                started(EngineKind::Openai, eng.base_url().to_owned(), Vec::new());
+                match eng.run(spec, events, &job.cancel).await {
+                    Ok(done) => Some(Event::JobDone(Box::new(JobResult::Transcribe(done)))),
+                    Err(speech::Failure::Cancelled) => None,
+                    Err(speech::Failure::Error(e)) => Some(Event::JobError(e)),
+                }
+            }
+            JobSpec::LlmGenerate(_) | JobSpec::LlmSweep(_) | JobSpec::LlmLoad(_) | JobSpec::LlmCapacity(_) => {
+                unreachable!("LLM jobs are run by run_job")
             }
         }
     }

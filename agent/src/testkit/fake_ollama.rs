@@ -4,13 +4,17 @@
 //! this fake, built from Ollama's documented API (docs/api.md): streamed NDJSON from
 //! `/api/chat` and `/api/generate`, a final `done: true` line with durations in nanoseconds,
 //! `{"error": …}` lines mid-stream with HTTP 200, 404 `model "x" not found` for unknown models,
-//! `keep_alive: 0` unloads, `/api/tags`, `/api/show`, `/api/ps`, `/api/version`.
+//! `keep_alive: 0` unloads, `/api/tags`, `/api/show`, `/api/ps`, `/api/version`, and `/api/pull`
+//! streamed (see `pull`; a pulled model is listed afterwards).
 //!
 //! Timing is scripted from one start instant per request: token `i` is written at
 //! `start + ttft + i / rate` (`sleep_until`, so delays never accumulate), which lets tests check
 //! that the client measures TTFT and decode rate correctly.
 
 mod generation;
+mod pull;
+
+pub use pull::FakePull;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,6 +85,8 @@ pub struct FakeScript {
     pub prompt_tokens: u64,
     /// How long an unload request (`keep_alive: 0`) takes to answer.
     pub unload_ms: f64,
+    /// What `/api/pull` streams.
+    pub pull: FakePull,
 }
 
 impl Default for FakeScript {
@@ -99,6 +105,7 @@ impl Default for FakeScript {
             preloaded: true,
             prompt_tokens: 26,
             unload_ms: 0.0,
+            pull: FakePull::default(),
         }
     }
 }
@@ -115,6 +122,8 @@ struct Recorded {
     requests: Vec<Received>,
     /// Loaded model → the `num_ctx` it was loaded with (what `/api/ps` reports).
     loaded: BTreeMap<String, u64>,
+    /// Models pulled since start (listed after the script's).
+    pulled: Vec<FakeModel>,
 }
 
 #[derive(Clone)]
@@ -183,6 +192,7 @@ fn router(fake: Fake) -> Router {
         .route("/api/tags", get(tags))
         .route("/api/ps", get(ps))
         .route("/api/show", post(show))
+        .route("/api/pull", post(pull::pull))
         .route("/api/chat", post(|s: State<Fake>, b: Json<Value>| generation(s, b, Endpoint::Chat)))
         .route("/api/generate", post(|s: State<Fake>, b: Json<Value>| generation(s, b, Endpoint::Generate)))
         .with_state(fake)
@@ -197,13 +207,27 @@ impl Fake {
         bench_shared::sync::lock(&self.recorded).requests.push(Received { path: path.into(), body: body.clone() });
     }
 
+    /// Every model served: the script's and those pulled since.
+    fn models(&self) -> Vec<FakeModel> {
+        let pulled = bench_shared::sync::lock(&self.recorded).pulled.clone();
+        self.script.models.iter().cloned().chain(pulled).collect()
+    }
+
+    /// Records a model pulled to the end (it is listed and served from now on).
+    fn pulled(&self, model: FakeModel) {
+        let mut r = bench_shared::sync::lock(&self.recorded);
+        if !r.pulled.iter().any(|m| m.name == model.name) && !self.script.models.iter().any(|m| m.name == model.name) {
+            r.pulled.push(model);
+        }
+    }
+
     /// The model a request names, or the error response Ollama gives.
     fn model(&self, body: &Value) -> Result<FakeModel, Box<Response>> {
         let name = body.get("model").and_then(Value::as_str).unwrap_or("");
         if name.is_empty() {
             return Err(Box::new(error(StatusCode::BAD_REQUEST, "model is required")));
         }
-        self.script.models.iter().find(|m| m.name == name).cloned().ok_or_else(|| {
+        self.models().into_iter().find(|m| m.name == name).ok_or_else(|| {
             Box::new(error(StatusCode::NOT_FOUND, &format!("model \"{name}\" not found, try pulling it first")))
         })
     }
@@ -226,8 +250,7 @@ fn digest(m: &FakeModel) -> String {
 
 async fn tags(State(fake): State<Fake>) -> Json<Value> {
     let models: Vec<Value> = fake
-        .script
-        .models
+        .models()
         .iter()
         .map(|m| {
             json!({

@@ -25,6 +25,30 @@ struct Spawned {
 }
 
 static ENGINE: OnceLock<Result<Spawned, String>> = OnceLock::new();
+static SPEECH: OnceLock<Result<Spawned, String>> = OnceLock::new();
+
+/// The model name the local speech engine's tests ask for (it serves its one model, Whisper
+/// tiny.en, whatever the name: see scripts/speech_server.py).
+pub const LOCAL_SPEECH_MODEL: &str = "whisper-tiny.en";
+
+/// Base URL of the real local speech engine (faster-whisper-server serving Whisper tiny.en):
+/// `BENCH_TEST_SPEECH_URL` when set, else `scripts/speech serve --port 0` started once per test
+/// process (it exits with the process). Panics with instructions when none can be started.
+pub fn local_speech_url() -> String {
+    if let Ok(url) = std::env::var("BENCH_TEST_SPEECH_URL")
+        && !url.trim().is_empty()
+    {
+        return url.trim().trim_end_matches('/').to_owned();
+    }
+    match SPEECH.get_or_init(|| spawn_script("scripts/speech", &["serve", "--port", "0", "--threads", "1"])) {
+        Ok(s) => s.url.clone(),
+        Err(e) => panic!(
+            "the local speech engine could not be started: {e}\n\
+             Install it once with `scripts/speech install` (or set BENCH_TEST_SPEECH_URL to a running \
+             OpenAI-compatible transcription server)."
+        ),
+    }
+}
 
 /// Base URL (`http://127.0.0.1:PORT`) of a running local engine. Panics with instructions when
 /// none can be started.
@@ -34,7 +58,7 @@ pub fn local_engine_url() -> String {
     {
         return url.trim().trim_end_matches('/').to_owned();
     }
-    match ENGINE.get_or_init(spawn) {
+    match ENGINE.get_or_init(|| spawn_script("scripts/engine", &["serve", "--port", "0", "--threads", "1"])) {
         Ok(s) => s.url.clone(),
         Err(e) => panic!(
             "the local test engine could not be started: {e}\n\
@@ -60,24 +84,20 @@ impl OwnEngine {
     /// Starts `scripts/engine serve --port 0 --parallel <slots> --ctx <ctx> --threads <threads>`;
     /// `Err` with the reason when it cannot (not installed, no Python): callers skip with it.
     pub fn start(slots: u32, ctx: u32, threads: u32) -> Result<OwnEngine, String> {
-        let args = ["--parallel", &slots.to_string(), "--ctx", &ctx.to_string(), "--threads", &threads.to_string()]
-            .map(str::to_owned);
-        start_with(&args).map(|s| OwnEngine { url: s.url, _child: s._child })
+        let (slots, ctx, threads) = (slots.to_string(), ctx.to_string(), threads.to_string());
+        let args = ["serve", "--port", "0", "--parallel", &slots, "--ctx", &ctx, "--threads", &threads];
+        spawn_script("scripts/engine", &args).map(|s| OwnEngine { url: s.url, _child: s._child })
     }
 }
 
-fn spawn() -> Result<Spawned, String> {
-    start_with(&["--threads".to_owned(), "1".to_owned()])
-}
-
-fn start_with(extra: &[String]) -> Result<Spawned, String> {
-    let script = workspace_root().join("scripts/engine");
+/// Runs `script args…` (relative to the workspace root) and waits for its `LISTENING <url>` line.
+fn spawn_script(script: &str, args: &[&str]) -> Result<Spawned, String> {
+    let script = workspace_root().join(script);
     if !script.exists() {
         return Err(format!("{} does not exist", script.display()));
     }
     let mut child = Command::new(&script)
-        .args(["serve", "--port", "0"])
-        .args(extra)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -112,7 +132,9 @@ fn start_with(extra: &[String]) -> Result<Spawned, String> {
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
             let tail = stderr_tail.lock().map(|t| t.clone()).unwrap_or_default();
             Err(format!(
-                "`scripts/engine serve --port 0` did not print `LISTENING <url>` ({status}); its stderr ended with:\n{tail}"
+                "`{} {}` did not print `LISTENING <url>` ({status}); its stderr ended with:\n{tail}",
+                script.display(),
+                args.join(" ")
             ))
         }
     }

@@ -60,8 +60,13 @@ async fn each_bad_field_is_a_400_naming_it_and_the_agent_keeps_serving() {
         assert_eq!(err["field"], "body", "{err}");
     }
     // A body over the limit is refused on its declared length, before it is read.
-    let (status, err) =
-        bench_agent::testkit::raw_http::post_declared_only(agent.addr, "/jobs", &[], 17 * 1024 * 1024).await;
+    let (status, err) = bench_agent::testkit::raw_http::post_declared_only(
+        agent.addr,
+        "/jobs",
+        &[],
+        bench_agent::api::extract::BODY_LIMIT_BYTES + 1024 * 1024,
+    )
+    .await;
     assert_eq!(status, 413, "{err}");
     assert!(err["error"].as_str().unwrap().contains("limit"), "{err}");
 

@@ -101,6 +101,11 @@ impl TestAgent {
         self.authed(self.client.delete(self.url(path))).send().await.expect("DELETE")
     }
 
+    /// `POST path` with a JSON body (with the token when the agent has one).
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.authed(self.client.post(self.url(path)).json(&body)).send().await.expect("POST")
+    }
+
     /// `POST /jobs` with a JSON body.
     pub async fn post_job(&self, body: Value) -> reqwest::Response {
         self.authed(self.client.post(self.url("/jobs")).json(&body)).send().await.expect("POST /jobs")

@@ -1,6 +1,6 @@
 //! `history`: 10,000 stored runs (copies of one real race's folder, written with the real
-//! `shared` types under fresh run ids), then `GET /api/runs` and `GET /history` latency from a
-//! central started on that folder.
+//! `shared` types under fresh run ids), then `GET /api/runs`, `GET /history` and
+//! `GET /api/leaderboard` latency from a central started on that folder.
 
 use std::path::Path;
 use std::time::Instant;
@@ -44,6 +44,7 @@ pub async fn run(plan: &Plan) -> Result<(Vec<Row>, Value)> {
     ensure!(page["total"].as_u64() == Some(runs as u64), "GET /api/runs total {} of {runs}", page["total"]);
     let mut api_ms = Vec::new();
     let mut page_ms = Vec::new();
+    let mut board_ms = Vec::new();
     for _ in 0..plan.requests {
         let t = Instant::now();
         let body = central.client.get(format!("{}/api/runs", central.base_url)).send().await?.bytes().await?;
@@ -54,18 +55,26 @@ pub async fn run(plan: &Plan) -> Result<(Vec<Row>, Value)> {
         ensure!(resp.status().is_success(), "GET /history: {}", resp.status());
         resp.bytes().await?;
         page_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let resp = central.client.get(format!("{}/api/leaderboard", central.base_url)).send().await?;
+        ensure!(resp.status().is_success(), "GET /api/leaderboard: {}", resp.status());
+        let board: Value = resp.json().await?;
+        board_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        ensure!(board["rows"].as_array().is_some_and(|r| !r.is_empty()), "an empty leaderboard over {runs} runs");
     }
-    let (api, page) = (median(&api_ms), median(&page_ms));
+    let (api, page, board) = (median(&api_ms), median(&page_ms), median(&board_ms));
     let rows = vec![
         Row::check(&format!("GET /api/runs, {runs} runs, median"), "<= 50 ms", api, "ms", api <= 50.0),
         Row::check(&format!("GET /history, {runs} runs, median"), "<= 50 ms", page, "ms", page <= 50.0),
+        Row::check(&format!("GET /api/leaderboard, {runs} runs, median"), "<= 100 ms", board, "ms", board <= 100.0),
         Row::info("GET /api/runs p99", percentile(&api_ms, 99.0), "ms"),
+        Row::info("GET /api/leaderboard p99", percentile(&board_ms, 99.0), "ms"),
         Row::info("GET /history p99", percentile(&page_ms, 99.0), "ms"),
     ];
     Ok((
         rows,
         json!({"runs": runs, "requests": plan.requests, "api_runs_ms": api_ms, "history_page_ms": page_ms,
-                     "write_s": write_s}),
+                     "leaderboard_ms": board_ms, "write_s": write_s}),
     ))
 }
 

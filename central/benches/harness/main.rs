@@ -21,6 +21,7 @@ mod real_engine;
 mod relay;
 mod report;
 mod skew;
+mod soak;
 mod ttft;
 
 use std::path::PathBuf;
@@ -30,8 +31,9 @@ use serde_json::json;
 
 use report::{Report, Row};
 
-/// Every scenario, in run order (the keys of `results.json`).
-pub const SCENARIOS: [&str; 9] = [
+/// Every scenario, in run order (the keys of `results.json`). `soak` runs only when asked
+/// (`--soak MINUTES`, or named in `--only`).
+pub const SCENARIOS: [&str; 10] = [
     "ttft_accuracy",
     "ingest_ceiling",
     "relay",
@@ -41,6 +43,7 @@ pub const SCENARIOS: [&str; 9] = [
     "real_engine_overhead",
     "load_pacing",
     "load_streams",
+    "soak",
 ];
 
 pub struct Args {
@@ -49,6 +52,8 @@ pub struct Args {
     pub only: Vec<String>,
     pub agent_bin: PathBuf,
     pub central_bin: PathBuf,
+    /// `--soak MINUTES`: run the soak (alone) this long.
+    pub soak_minutes: Option<f64>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -59,6 +64,7 @@ fn parse_args() -> Result<Args> {
         only: Vec::new(),
         agent_bin: target.join("release/bench-agent"),
         central_bin: target.join("release/bench-central"),
+        soak_minutes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -69,6 +75,14 @@ fn parse_args() -> Result<Args> {
             "--out" => args.out = it.next().context("--out needs a path")?.into(),
             "--agent-bin" => args.agent_bin = it.next().context("--agent-bin needs a path")?.into(),
             "--central-bin" => args.central_bin = it.next().context("--central-bin needs a path")?.into(),
+            "--soak" => {
+                let m: f64 = it.next().context("--soak needs minutes")?.parse().context("--soak: minutes")?;
+                if !(m.is_finite() && m > 0.0 && m <= 24.0 * 60.0) {
+                    bail!("--soak: minutes must be more than 0 and at most 1440, got {m}");
+                }
+                args.soak_minutes = Some(m);
+                args.only = vec!["soak".into()];
+            }
             "--only" => {
                 args.only = it.next().context("--only needs scenario names")?.split(',').map(str::to_owned).collect();
                 if let Some(bad) = args.only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
@@ -76,7 +90,7 @@ fn parse_args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown argument {other:?} (accepted: --quick, --out PATH, --only LIST, --agent-bin PATH, --central-bin PATH)"
+                "unknown argument {other:?} (accepted: --quick, --out PATH, --only LIST, --soak MINUTES, --agent-bin PATH, --central-bin PATH)"
             ),
         }
     }
@@ -113,6 +127,7 @@ async fn scenario(name: &str, args: &Args) -> Result<(Vec<Row>, serde_json::Valu
             let plan = load::Streams { streams: 1000, tokens: 100, gap: std::time::Duration::from_millis(50) };
             load::streams(&plan, args).await
         }
+        "soak" => soak::run(&soak::Plan::new(args.soak_minutes.unwrap_or(2.0)), args).await,
         _ => bail!("unknown scenario {name}"),
     }
 }
@@ -123,7 +138,8 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut report = Report::default();
     for name in SCENARIOS {
-        if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
+        let chosen = if args.only.is_empty() { name != "soak" } else { args.only.iter().any(|o| o == name) };
+        if !chosen {
             continue;
         }
         eprintln!("bench: {name} …");

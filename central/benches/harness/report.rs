@@ -153,7 +153,16 @@ impl Report {
                            "verdict": r.verdict.as_str()})
                 })
                 .collect();
-            top.insert(name.clone(), json!({"metrics": metrics, "details": details}));
+            let mut entry = json!({"metrics": metrics, "details": details});
+            // The soak's figures sit at the top of its entry too (`soak.races_started`, …).
+            if let (Some(e), Some(fields)) =
+                (entry.as_object_mut(), details.get(name.as_str()).and_then(Value::as_object))
+            {
+                for (k, v) in fields {
+                    e.insert(k.clone(), v.clone());
+                }
+            }
+            top.insert(name.clone(), entry);
         }
         top.insert("_run".into(), json!({"quick": quick, "finished_at_s": bench_central::store::now_s()}));
         Value::Object(top)

@@ -36,17 +36,7 @@ impl RunFilter {
                 ApiError::bad("status", format!("must be one of {}, got {v:?}", names.join(", ")))
             })?),
         };
-        let since_s = match text("since") {
-            None => None,
-            Some(v) => Some(parse_since(&v).ok_or_else(|| {
-                ApiError::bad(
-                    "since",
-                    format!(
-                        "must be a date YYYY-MM-DD, a UTC time YYYY-MM-DDTHH:MM[:SS][Z] or epoch seconds, got {v:?}"
-                    ),
-                )
-            })?),
-        };
+        let since_s = since(q)?;
         Ok(RunFilter {
             model: text("model"),
             machine: text("machine"),
@@ -77,8 +67,21 @@ impl RunFilter {
     }
 }
 
+/// The `since` parameter as epoch seconds (`None` when absent or empty); a bad value is a 400.
+pub(super) fn since(q: &Params) -> Result<Option<f64>, ApiError> {
+    match q.text("since") {
+        None => Ok(None),
+        Some(v) => parse_since(v).map(Some).ok_or_else(|| {
+            ApiError::bad(
+                "since",
+                format!("must be a date YYYY-MM-DD, a UTC time YYYY-MM-DDTHH:MM[:SS][Z] or epoch seconds, got {v:?}"),
+            )
+        }),
+    }
+}
+
 /// `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS][Z]` (UTC) or epoch seconds → epoch seconds.
-fn parse_since(v: &str) -> Option<f64> {
+pub(super) fn parse_since(v: &str) -> Option<f64> {
     if let Ok(s) = v.parse::<f64>() {
         return s.is_finite().then_some(s);
     }

@@ -1,12 +1,16 @@
 //! HTTP API: REST under `/api`, the browser WebSocket at `/api/ws`, pages merged from
 //! [`crate::pages`]. One error type, [`ApiError`], turns every failure into a JSON body.
 
+mod bundle;
 mod compare;
 mod error;
 mod export;
 mod filters;
+mod leaderboard;
 mod machines;
+mod models;
 mod params;
+mod report;
 mod runs;
 mod wait;
 mod ws;
@@ -23,14 +27,19 @@ pub async fn blocking<T: Send + 'static>(
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bench_server::guard;
 
 use crate::AppState;
 
-/// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`); leave room for the JSON.
-pub const BODY_LIMIT_BYTES: usize = 3 * 1024 * 1024;
+/// Prompts may be up to 2 MiB (`bench_shared::job::MAX_PROMPT_BYTES`), a `transcribe` run's own
+/// audio up to 25 MB as base64; leave room for the JSON.
+pub const BODY_LIMIT_BYTES: usize = 36 * 1024 * 1024;
+
+/// `POST /api/runs/import`: the one route whose body is a gzip'd bundle, up to
+/// [`bundle::BUNDLE_LIMIT_BYTES`].
+pub const IMPORT_PATH: &str = "/api/runs/import";
 
 /// The whole application: API, browser WebSocket and pages, behind authentication (when
 /// `central.auth_token` is set) and the Host / Origin / Content-Type guards.
@@ -38,20 +47,34 @@ pub fn router(state: AppState) -> Router {
     let policy = guard::Policy {
         allowed_origins: state.access.config.allowed_origins.clone(),
         allowed_hosts: state.access.config.allowed_hosts.clone(),
-        form_paths: vec!["/login"],
+        form_paths: vec!["/login", "/logout"],
+        gzip_paths: vec![IMPORT_PATH],
     };
     let app = Router::new()
         .route("/health", get(health))
         .route("/login", get(crate::auth::login_page).post(crate::auth::login))
+        .route("/logout", post(crate::auth::logout))
         .route("/api/machines", get(machines::list))
+        .route("/api/models", get(models::list))
+        .route("/api/models/pull", post(models::pull))
         .route("/metrics", get(machines::prometheus))
         .route("/api/runs", get(runs::list).post(runs::create))
+        .route(
+            IMPORT_PATH,
+            axum::routing::post(bundle::import).layer(DefaultBodyLimit::max(bundle::BUNDLE_LIMIT_BYTES)),
+        )
         .route("/api/runs/{run_id}", get(runs::show).delete(runs::delete))
         .route("/api/runs/{run_id}/events", get(runs::events))
+        .route("/api/runs/{run_id}/images/{name}", get(runs::image))
         .route("/api/runs/{run_id}/export.csv", get(export::csv))
         .route("/api/runs/{run_id}/export.json", get(export::json))
+        .route("/api/runs/{run_id}/report.html", get(report::html))
+        .route("/api/runs/{run_id}/bundle.tar.gz", get(bundle::export))
         .route("/api/compare", get(compare::runs))
+        .route("/api/leaderboard", get(leaderboard::show))
         .route("/api/ws", get(ws::upgrade))
+        .route("/api/assets/audio", get(crate::assets::list))
+        .route("/api/assets/audio/{id}", get(crate::assets::get))
         .merge(crate::pages::router())
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_oversized))
@@ -74,11 +97,13 @@ struct CentralHealth {
     version: &'static str,
 }
 
-/// A body declared over [`BODY_LIMIT_BYTES`] is refused before any of it is read
-/// ([`DefaultBodyLimit`] still bounds bodies that declare no length).
+/// A body declared over [`BODY_LIMIT_BYTES`] (a bundle: [`bundle::BUNDLE_LIMIT_BYTES`]) is
+/// refused before any of it is read ([`DefaultBodyLimit`] still bounds bodies that declare no
+/// length).
 async fn refuse_oversized(req: Request, next: Next) -> Response {
-    if guard::declared_length(req.headers()).is_some_and(|n| n > BODY_LIMIT_BYTES as u64) {
-        return ApiError::PayloadTooLarge { limit_bytes: BODY_LIMIT_BYTES }.into_response();
+    let limit = if req.uri().path() == IMPORT_PATH { bundle::BUNDLE_LIMIT_BYTES } else { BODY_LIMIT_BYTES };
+    if guard::declared_length(req.headers()).is_some_and(|n| n > limit as u64) {
+        return ApiError::PayloadTooLarge { limit_bytes: limit }.into_response();
     }
     next.run(req).await
 }

@@ -140,3 +140,22 @@ pub async fn delete(State(state): State<AppState>, Path(run_id): Path<String>) -
     tracing::info!(run_id, "run deleted");
     Ok(Json(Deleted { deleted: run_id }))
 }
+
+/// `GET /api/runs/{run_id}/images/{name}`: an image stored with the run (`images/`).
+pub async fn image(
+    State(state): State<AppState>,
+    axum::extract::Path((run_id, name)): axum::extract::Path<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    let store = state.store.clone();
+    let (r, n) = (run_id.clone(), name.clone());
+    let bytes = super::blocking(move || Ok(store.image(&r, &n))).await?;
+    let bytes = bytes.ok_or_else(|| ApiError::NotFound(format!("no image {name:?} in run {run_id}")))?;
+    let ct = if name.ends_with(".jpg") {
+        "image/jpeg"
+    } else if name.ends_with(".webp") {
+        "image/webp"
+    } else {
+        "image/png"
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, ct)], bytes).into_response())
+}

@@ -115,7 +115,7 @@ fn write_final(
                 s.files = write_load_csv(store, &meta.run_id, &s.machine_id, &events)?;
             }
         }
-        TestType::LlmGenerate => {}
+        TestType::LlmGenerate | TestType::ImageGenerate | TestType::Transcribe | TestType::Compute => {}
     }
     store.write_summary(&summary)?;
     store.write_metadata(meta)?;

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bench_shared::feed::CentralEvent;
+use bench_shared::ids::{JobId, MachineId};
 use bench_shared::job::{FieldError, JobSpec};
 use bench_shared::run::{MachineRunStatus, MachineView, RunMetadata, RunStatus};
 use bench_shared::timeouts;
@@ -187,22 +188,22 @@ impl RunManager {
         let mut state = RunState::new(meta.run_id.clone(), self.settings.silence);
         let now = std::time::Instant::now();
         for m in &runners {
-            state.track(&m.config.machine_id, now, limit);
+            state.track(&m.id, now, limit);
         }
-        let clients = runners.iter().map(|m| (m.config.machine_id.clone(), m.client.clone())).collect();
+        let clients = runners.iter().map(|m| (m.id.clone(), m.client.clone())).collect();
         let (run_id, spec) = (meta.run_id.clone(), meta.spec.clone());
         let live = LiveRun { meta, outcomes: HashMap::new(), finished: 0 };
         let (live, tx) = self.launch(live, log, state, Vec::new(), clients);
         let posts = runners.iter().map(|m| {
             let mut job = spec.clone();
             job.set_start_at(plan.agent_start_at_ms(&m.config.machine_id));
-            async move { (m.config.machine_id.clone(), m.client.post_job(&job).await) }
+            async move { (m.id.clone(), m.client.post_job(&job).await) }
         });
         let mut job_ids = HashMap::new();
         for (machine_id, result) in futures_util::future::join_all(posts).await {
-            let result = result.map(|accepted| accepted.job_id);
+            let result = result.map(|accepted| JobId::from(accepted.job_id));
             if let Ok(job_id) = &result {
-                job_ids.insert(machine_id.clone(), job_id.clone());
+                job_ids.insert(machine_id.to_string(), job_id.to_string());
             }
             // The task outlives this send: it waits for every dispatched machine.
             let _ = tx.send(RunMsg::Dispatched { machine_id, result });
@@ -249,7 +250,12 @@ fn metadata(mut spec: JobSpec, plan: &plan::RunPlan) -> RunMetadata {
         models: spec.models(),
         prompt: match &spec {
             JobSpec::LlmGenerate(g) => Some(g.prompt.clone()),
-            JobSpec::LlmSweep(_) | JobSpec::LlmLoad(_) | JobSpec::LlmCapacity(_) => None,
+            JobSpec::ImageGenerate(i) => Some(i.prompt.clone()),
+            JobSpec::LlmSweep(_)
+            | JobSpec::LlmLoad(_)
+            | JobSpec::LlmCapacity(_)
+            | JobSpec::Transcribe(_)
+            | JobSpec::Compute(_) => None,
         },
         spec,
         status: RunStatus::Running,
@@ -260,6 +266,7 @@ fn metadata(mut spec: JobSpec, plan: &plan::RunPlan) -> RunMetadata {
         ended_at_s: None,
         machines: plan.machines.clone(),
         clock: Some(plan.clock.clone()),
+        imported: None,
     }
 }
 
@@ -272,7 +279,7 @@ impl RunManager {
         log: crate::store::EventLog,
         state: RunState,
         initial: Vec<state::Action>,
-        clients: HashMap<String, crate::agent_client::AgentClient>,
+        clients: HashMap<MachineId, crate::agent_client::AgentClient>,
     ) -> (SharedRun, mpsc::UnboundedSender<RunMsg>) {
         let run_id = live.meta.run_id.clone();
         let live: SharedRun = Arc::new(Mutex::new(live));
@@ -300,6 +307,7 @@ impl RunManager {
             clients,
             state,
             on_done,
+            image_fetches: Vec::new(),
         };
         self.tasks.spawn(task.run(initial));
         (live, tx)
@@ -338,6 +346,14 @@ pub fn deadline(spec: &JobSpec, settings: &Settings) -> Duration {
         JobSpec::LlmCapacity(c) => {
             let per_request = settings.deadline_per_token.as_secs_f64() * f64::from(c.max_tokens);
             settings.deadline_base + Duration::from_secs_f64(c.budget_s(per_request).min(30.0 * 86_400.0))
+        }
+        // The agents' own bounds (image_engine.timeout_s, speech_engine.request_timeout_s: 600 s
+        // by default) end a stuck repeat first; this only catches an agent that went silent.
+        JobSpec::ImageGenerate(i) => settings.deadline_base + Duration::from_secs(660).saturating_mul(i.repeat),
+        JobSpec::Transcribe(t) => settings.deadline_base + Duration::from_secs(660).saturating_mul(t.repeat),
+        // A slow core still sieves millions of integers a second: one second per million is ample.
+        JobSpec::Compute(c) => {
+            settings.deadline_base + Duration::from_secs_f64(c.n as f64 / 1e6 + 10.0).saturating_mul(c.repeat)
         }
     }
 }

@@ -108,12 +108,14 @@ pub fn preflight(view: &MachineView, spec: &JobSpec) -> MachineRecord {
         hardware: view.hardware.clone(),
         capabilities: view.capabilities.clone(),
         client_ceiling: caps.and_then(|c| c.client_ceiling.clone()),
+        protocol: view.protocol,
     }
 }
 
 /// Why the machine cannot take the job, or `None`.
 fn skip_reason(view: &MachineView, spec: &JobSpec) -> Option<String> {
     let caps = view.capabilities.as_ref();
+    let llm = spec.test_type().uses_llm_engine();
     let models = spec.models();
     let missing: Vec<&str> =
         models.iter().filter(|w| !view.models.iter().any(|n| same_model(n, w))).map(String::as_str).collect();
@@ -125,6 +127,8 @@ fn skip_reason(view: &MachineView, spec: &JobSpec) -> Option<String> {
         Some(format!("agent offline: {}", view.last_error.as_deref().unwrap_or("no answer")))
     } else if view.state == MachineState::Unauthorized {
         Some(view.last_error.clone().unwrap_or_else(|| "agent refused central's token (401)".into()))
+    } else if !llm {
+        caps.and_then(|c| workload_skip_reason(c, spec))
     } else if let Some(e) = engine_down {
         Some(format!("engine unreachable at {}: {}", e.base_url, e.error.as_deref().unwrap_or("no answer")))
     } else if caps.is_some_and(|c| !c.supports(spec.test_type().as_str())) {
@@ -134,6 +138,40 @@ fn skip_reason(view: &MachineView, spec: &JobSpec) -> Option<String> {
     } else {
         None
     }
+}
+
+/// Why an image, speech or compute job cannot run on a machine with these capabilities: no
+/// such server, the server unreachable, the checkpoint or Whisper model missing (named).
+fn workload_skip_reason(caps: &bench_shared::api::Capabilities, spec: &JobSpec) -> Option<String> {
+    let (what, engine, offered) = match spec {
+        JobSpec::ImageGenerate(_) => ("image engine", caps.image_engine.as_ref(), &caps.sdxl_profiles),
+        JobSpec::Transcribe(_) => ("speech engine", caps.speech_engine.as_ref(), &caps.whisper_models),
+        JobSpec::Compute(_) => {
+            return (!caps.supports("compute")).then(|| "agent does not support compute (an older agent)".to_owned());
+        }
+        JobSpec::LlmGenerate(_) | JobSpec::LlmSweep(_) | JobSpec::LlmLoad(_) | JobSpec::LlmCapacity(_) => return None,
+    };
+    let Some(engine) = engine else {
+        return Some(format!("no {what} configured on this agent ({})", what.replace(' ', "_")));
+    };
+    if !engine.reachable {
+        return Some(format!("{what} unreachable at {}", engine.base_url));
+    }
+    let wanted = spec.models();
+    if let Some(m) = wanted.iter().find(|w| !offered.iter().any(|o| same_model(o, w)))
+        && !(offered.is_empty() && engine.kind == "openai" && matches!(spec, JobSpec::ImageGenerate(_)))
+    {
+        let kind = if matches!(spec, JobSpec::ImageGenerate(_)) { "checkpoint" } else { "model" };
+        return Some(format!("{kind} {m} not available (machine has: {})", offered.join(", ")));
+    }
+    if !caps.supports(spec.test_type().as_str()) {
+        return Some(format!(
+            "{what} at {} offers nothing to run{}",
+            engine.base_url,
+            engine.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

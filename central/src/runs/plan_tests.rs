@@ -43,6 +43,7 @@ fn view(id: &str) -> MachineView {
             ws_slow_disconnects: 0,
         }),
         capabilities: None,
+        protocol: Default::default(),
     }
 }
 
@@ -137,4 +138,61 @@ fn nobody_runs_when_every_machine_is_skipped_and_the_reason_lists_each() {
     assert!(p.clock.machines.is_empty());
     let empty = plan(&[], &job("llm"), &HashMap::new(), NOW, LEAD);
     assert_eq!(empty.nobody_reason().as_deref(), Some("no machine selected"));
+}
+
+#[test]
+fn workload_skips_name_the_engine_and_the_missing_checkpoint() {
+    use bench_shared::api::WorkloadEngine;
+    let with = |id: &str, image: Option<(bool, &[&str])>| {
+        let mut v = view(id);
+        let mut caps: Capabilities = serde_json::from_value(serde_json::json!({
+            "machine_id": id, "label": id, "tests": ["llm_generate", "compute"], "llm_models": [],
+            "engine": {"kind": "openai", "base_url": "http://e", "reachable": true},
+            "hardware": {"os": null, "hostname": null, "cpu_brand": null, "cpu_logical_cores": 2,
+                         "cpu_physical_cores": null, "memory_total_bytes": 1, "gpus": []}
+        }))
+        .unwrap();
+        if let Some((reachable, ckpts)) = image {
+            caps.sdxl_profiles = ckpts.iter().map(|c| c.to_string()).collect();
+            if reachable && !ckpts.is_empty() {
+                caps.tests.push("image_generate".into());
+            }
+            caps.image_engine = Some(WorkloadEngine {
+                kind: "comfyui".into(),
+                base_url: "http://127.0.0.1:8188".into(),
+                reachable,
+                version: None,
+                models: caps.sdxl_profiles.clone(),
+                error: None,
+            });
+        }
+        // The LLM engine being down does not keep a machine out of an image or compute race.
+        if let Some(h) = v.health.as_mut() {
+            h.engine.reachable = false;
+        }
+        v.capabilities = Some(caps);
+        v
+    };
+    let views = [
+        with("ok", Some((true, &["sd15.safetensors"]))),
+        with("down", Some((false, &[]))),
+        with("other", Some((true, &["sdxl.safetensors"]))),
+        with("none", None),
+    ];
+    let spec: bench_shared::workload::image::ImageSpec =
+        serde_json::from_value(serde_json::json!({"prompt": "fox", "checkpoint": "sd15.safetensors"})).unwrap();
+    let p = plan(&views, &JobSpec::ImageGenerate(spec), &HashMap::new(), NOW, LEAD);
+    let reasons: Vec<Option<&str>> = p.machines.iter().map(|m| m.reason.as_deref()).collect();
+    assert_eq!(
+        reasons,
+        [
+            None,
+            Some("image engine unreachable at http://127.0.0.1:8188"),
+            Some("checkpoint sd15.safetensors not available (machine has: sdxl.safetensors)"),
+            Some("no image engine configured on this agent (image_engine)"),
+        ]
+    );
+    let compute: bench_shared::workload::compute::ComputeSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+    let p = plan(&views, &JobSpec::Compute(compute), &HashMap::new(), NOW, LEAD);
+    assert!(p.machines.iter().all(|m| m.status == MachineRunStatus::Pending), "{:?}", p.machines);
 }

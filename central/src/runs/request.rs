@@ -34,6 +34,7 @@ pub fn parse(body: &Value, now_ms: u64, known: &[&str]) -> Result<RunRequest, Fi
         Some(v) => Some(machine_ids(&v, known)?),
     };
     let cache_bust = job.remove("cache_bust");
+    resolve_audio(&mut job)?;
     let mut spec = JobSpec::from_json(&Value::Object(job), now_ms)?;
     let cache_bust = match (cache_bust, nonce_of(&mut spec).is_some()) {
         (None | Some(Value::Null), _) => true,
@@ -64,8 +65,29 @@ fn nonce_of(spec: &mut JobSpec) -> Option<&mut Option<String>> {
         JobSpec::LlmGenerate(g) => Some(&mut g.prompt_nonce),
         JobSpec::LlmLoad(l) => Some(&mut l.prompt_nonce),
         JobSpec::LlmCapacity(c) => Some(&mut c.prompt_nonce),
-        JobSpec::LlmSweep(_) => None,
+        JobSpec::LlmSweep(_) | JobSpec::ImageGenerate(_) | JobSpec::Transcribe(_) | JobSpec::Compute(_) => None,
     }
+}
+
+/// A `transcribe` run naming an audio asset (`audio`) without the file itself: central puts the
+/// asset's file in as `audio_b64` (and its reference text, unless the run gives one), so every
+/// machine gets the same bytes.
+fn resolve_audio(job: &mut serde_json::Map<String, Value>) -> Result<(), FieldError> {
+    if job.get("test_type").and_then(Value::as_str) != Some("transcribe") || job.contains_key("audio_b64") {
+        return Ok(());
+    }
+    let Some(id) = job.get("audio").and_then(Value::as_str) else { return Ok(()) };
+    bench_shared::workload::speech::check_asset_id("audio", id)?;
+    let (asset, bytes) = crate::assets::audio_asset(id).ok_or_else(|| {
+        let ids: Vec<String> = crate::assets::audio_assets().into_iter().map(|a| a.id).collect();
+        FieldError::new("audio", format!("no audio asset {id:?}; GET /api/assets/audio lists: {}", ids.join(", ")))
+    })?;
+    use base64::Engine as _;
+    job.insert("audio_b64".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)));
+    if !job.contains_key("reference_text") {
+        job.insert("reference_text".into(), Value::String(asset.reference_text));
+    }
+    Ok(())
 }
 
 fn machine_ids(v: &Value, known: &[&str]) -> Result<Vec<String>, FieldError> {
@@ -124,6 +146,20 @@ mod tests {
         assert_eq!(off.prompt_nonce, None);
         let posted = serde_json::to_value(&r.spec).unwrap();
         assert!(posted.get("cache_bust").is_none() && posted["prompt_nonce"] == nonce.as_str(), "{posted}");
+    }
+
+    #[test]
+    fn an_audio_asset_becomes_the_file_and_its_reference() {
+        let r =
+            parse(&json!({"test_type": "transcribe", "model": "w", "audio": "fox", "repeat": 3}), NOW, &[]).unwrap();
+        let JobSpec::Transcribe(t) = &r.spec else { panic!() };
+        assert_eq!(t.reference_text.as_deref(), Some("The quick brown fox jumps over the lazy dog."));
+        let (bytes, _) = t.audio_bytes().unwrap();
+        assert_eq!(bytes, crate::assets::audio_asset("fox").unwrap().1);
+        let e = parse(&json!({"test_type": "transcribe", "model": "w", "audio": "nope"}), NOW, &[]).unwrap_err();
+        assert!(e.field == "audio" && e.message.contains("fox"), "{e}");
+        let e = parse(&json!({"test_type": "transcribe", "model": "w", "audio": "../x"}), NOW, &[]).unwrap_err();
+        assert_eq!(e.field, "audio");
     }
 
     #[test]

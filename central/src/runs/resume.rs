@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bench_shared::feed::{CentralEvent, MachineStatus, StoredLine};
+use bench_shared::ids::JobId;
 use bench_shared::run::{MachineRunStatus, RunStatus};
 
 use super::state::RunState;
@@ -50,8 +51,8 @@ impl RunManager {
                     (Some(job_id), Some(machine)) => {
                         m.status = MachineRunStatus::Running;
                         m.job_id = Some(job_id.clone());
-                        clients.insert(m.machine_id.clone(), machine.client.clone());
-                        jobs.push((m.machine_id.clone(), job_id, o.last_seq));
+                        clients.insert(machine.id.clone(), machine.client.clone());
+                        jobs.push((machine.id.clone(), JobId::from(job_id), o.last_seq));
                     }
                     (job_id, machine) => {
                         let why = if machine.is_none() {

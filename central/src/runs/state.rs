@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bench_shared::event::Received;
 use bench_shared::feed::{CentralEvent, MachineStatus, Relayed, StoredLine};
+use bench_shared::ids::{JobId, MachineId};
 use bench_shared::run::MachineRunStatus;
 
 /// What happened, as the run task saw it.
@@ -22,22 +23,22 @@ use bench_shared::run::MachineRunStatus;
 #[derive(Debug)]
 pub enum Input {
     /// The agent answered `POST /jobs`: its job id, or why it refused.
-    Dispatched { machine_id: String, result: Result<String, String> },
+    Dispatched { machine_id: MachineId, result: Result<JobId, String> },
     /// An agent event (WebSocket or backfill) for one of the run's jobs.
-    Event { machine_id: String, event: Received },
+    Event { machine_id: MachineId, event: Received },
     /// The machine's WebSocket (re)connected: events may have been missed.
-    Reconnected { machine_id: String },
+    Reconnected { machine_id: MachineId },
     /// The machine's WebSocket closed or reset: ask the agent about the job at once.
-    ConnectionLost { machine_id: String },
+    ConnectionLost { machine_id: MachineId },
     /// The answer to a [`Action::FetchEvents`].
-    Backfill { machine_id: String, result: Result<Vec<Received>, String> },
+    Backfill { machine_id: MachineId, result: Result<Vec<Received>, String> },
     /// The answer to a [`Action::ProbeJob`]: the agent's `last_seq` for the job, or why it failed.
-    Probe { machine_id: String, result: Result<u64, String> },
+    Probe { machine_id: MachineId, result: Result<u64, String> },
     /// Time passed (deadlines, silence).
     Tick,
     /// The agent answered 404 for the machine's job: it no longer has it (agent restarted, or
     /// the job's log was evicted).
-    JobGone { machine_id: String, reason: String },
+    JobGone { machine_id: MachineId, reason: String },
     /// Writing the run's files failed: the run cannot be kept, it ends `failed` with the reason.
     WriteFailed { reason: String },
     /// Central is shutting down.
@@ -50,17 +51,17 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Store the line in `events.ndjson`, relay it to browsers, fold it into the live run.
-    Record { machine_id: String, line: StoredLine },
+    Record { machine_id: MachineId, line: StoredLine },
     /// Route the job's live events to this run.
-    Register { machine_id: String, job_id: String },
+    Register { machine_id: MachineId, job_id: JobId },
     /// Stop routing the job's events here.
-    Unregister { machine_id: String, job_id: String },
+    Unregister { machine_id: MachineId, job_id: JobId },
     /// `GET /jobs/{id}/events?after_seq=`, answered with [`Input::Backfill`].
-    FetchEvents { machine_id: String, job_id: String, after_seq: u64 },
+    FetchEvents { machine_id: MachineId, job_id: JobId, after_seq: u64 },
     /// `GET /jobs/{id}`, answered with [`Input::Probe`].
-    ProbeJob { machine_id: String, job_id: String },
+    ProbeJob { machine_id: MachineId, job_id: JobId },
     /// `DELETE /jobs/{id}` (best effort).
-    CancelJob { machine_id: String, job_id: String },
+    CancelJob { machine_id: MachineId, job_id: JobId },
     /// Rewrite `metadata.json` (a machine's job was accepted).
     WriteMetadata,
     /// Every machine is terminal: write the final files and `run_end`.
@@ -74,7 +75,7 @@ pub enum Action {
 /// Central's bookkeeping for one dispatched machine.
 #[derive(Debug)]
 struct Track {
-    job_id: Option<String>,
+    job_id: Option<JobId>,
     last_seq: u64,
     /// Events that arrived ahead of a gap, by seq.
     pending: BTreeMap<u64, Received>,
@@ -102,7 +103,7 @@ enum ProbeCause {
 pub struct RunState {
     run_id: String,
     silence: Duration,
-    tracks: BTreeMap<String, Track>,
+    tracks: BTreeMap<MachineId, Track>,
     /// `Finish`, `Interrupt` or `Fail` was emitted: nothing more happens.
     ended: bool,
     /// Resumed after a central restart: a job the agent no longer has ends `interrupted`.
@@ -121,7 +122,7 @@ impl RunState {
     pub fn resume(
         run_id: impl Into<String>,
         silence: Duration,
-        jobs: &[(String, String, u64)],
+        jobs: &[(MachineId, JobId, u64)],
         now: Instant,
         limit: Duration,
     ) -> (RunState, Vec<Action>) {
@@ -140,7 +141,7 @@ impl RunState {
     }
 
     /// Adds a machine the job is being posted to; `limit` is its deadline from `now`.
-    pub fn track(&mut self, machine_id: &str, now: Instant, limit: Duration) {
+    pub fn track(&mut self, machine_id: &MachineId, now: Instant, limit: Duration) {
         self.tracks.insert(
             machine_id.to_owned(),
             Track {
@@ -170,7 +171,7 @@ impl RunState {
     }
 
     /// The machine's highest stored `seq` (tests, diagnostics).
-    pub fn last_seq(&self, machine_id: &str) -> Option<u64> {
+    pub fn last_seq(&self, machine_id: &MachineId) -> Option<u64> {
         self.tracks.get(machine_id).map(|t| t.last_seq)
     }
 
@@ -241,7 +242,7 @@ impl RunState {
         }
     }
 
-    fn dispatched(&mut self, machine_id: &str, job_id: String, now: Instant, out: &mut Vec<Action>) {
+    fn dispatched(&mut self, machine_id: &MachineId, job_id: JobId, now: Instant, out: &mut Vec<Action>) {
         let Some(t) = self.tracks.get_mut(machine_id) else { return };
         if t.done {
             return;
@@ -258,10 +259,10 @@ impl RunState {
 
     /// Takes one agent event in `seq` order: duplicates are dropped, events ahead of a gap wait
     /// while the gap is fetched.
-    fn offer(&mut self, machine_id: &str, event: Received, now: Instant, out: &mut Vec<Action>) {
+    fn offer(&mut self, machine_id: &MachineId, event: Received, now: Instant, out: &mut Vec<Action>) {
         let Some(t) = self.tracks.get_mut(machine_id) else { return };
         let seq = event.env.seq;
-        if t.done || t.job_id.as_deref() != Some(event.env.job_id.as_str()) {
+        if t.done || t.job_id.as_ref().map(JobId::as_str) != Some(event.env.job_id.as_str()) {
             return;
         }
         if seq != 0 && seq <= t.last_seq {
@@ -277,7 +278,7 @@ impl RunState {
     }
 
     /// Accepts waiting events that are next in line (all of them with `force`, gap or not).
-    fn drain_pending(&mut self, machine_id: &str, force: bool, now: Instant, out: &mut Vec<Action>) {
+    fn drain_pending(&mut self, machine_id: &MachineId, force: bool, now: Instant, out: &mut Vec<Action>) {
         loop {
             let Some(t) = self.tracks.get_mut(machine_id) else { return };
             let next = match t.pending.first_key_value() {
@@ -295,14 +296,14 @@ impl RunState {
         }
     }
 
-    fn accept(&mut self, machine_id: &str, mut event: Received, now: Instant, out: &mut Vec<Action>) {
+    fn accept(&mut self, machine_id: &MachineId, mut event: Received, now: Instant, out: &mut Vec<Action>) {
         let terminal = event.is_terminal();
         if let Some(t) = self.tracks.get_mut(machine_id) {
             t.last_seq = t.last_seq.max(event.env.seq);
             t.last_event = now;
         }
         // Stored under central's id of the machine (the agent may call itself otherwise).
-        event.env.machine_id = machine_id.to_owned();
+        event.env.machine_id = machine_id.to_string();
         let line = StoredLine::Agent(Relayed { run_id: self.run_id.clone(), received: event });
         out.push(Action::Record { machine_id: machine_id.to_owned(), line });
         if terminal {
@@ -310,7 +311,7 @@ impl RunState {
         }
     }
 
-    fn mark_done(&mut self, machine_id: &str, out: &mut Vec<Action>) {
+    fn mark_done(&mut self, machine_id: &MachineId, out: &mut Vec<Action>) {
         let Some(t) = self.tracks.get_mut(machine_id) else { return };
         t.done = true;
         t.pending.clear();
@@ -322,7 +323,7 @@ impl RunState {
     /// Central's own status change for a machine (error, timeout), as a `machine_status` line.
     fn set_status(
         &mut self,
-        machine_id: &str,
+        machine_id: &MachineId,
         status: MachineRunStatus,
         reason: Option<String>,
         out: &mut Vec<Action>,
@@ -341,21 +342,21 @@ impl RunState {
     /// Central's `machine_status` line for a machine of this run.
     fn status_line(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
         status: MachineRunStatus,
         reason: Option<String>,
-        job_id: Option<String>,
+        job_id: Option<JobId>,
     ) -> StoredLine {
         StoredLine::Central(CentralEvent::MachineStatus(MachineStatus {
             run_id: self.run_id.clone(),
-            machine_id: machine_id.to_owned(),
+            machine_id: machine_id.to_string(),
             status,
             reason,
-            job_id,
+            job_id: job_id.map(JobId::into_string),
         }))
     }
 
-    fn request_backfill(&mut self, machine_id: &str, out: &mut Vec<Action>) {
+    fn request_backfill(&mut self, machine_id: &MachineId, out: &mut Vec<Action>) {
         let Some(t) = self.tracks.get_mut(machine_id) else { return };
         let Some(job_id) = t.job_id.clone() else { return };
         if t.done {
@@ -371,7 +372,7 @@ impl RunState {
 
     fn backfilled(
         &mut self,
-        machine_id: &str,
+        machine_id: &MachineId,
         result: Result<Vec<Received>, String>,
         now: Instant,
         out: &mut Vec<Action>,
@@ -391,14 +392,14 @@ impl RunState {
                 }
                 if !t.pending.is_empty() && t.last_seq == before && !again {
                     // The agent no longer has the missing events: keep what exists, in order.
-                    tracing::warn!(run_id = %self.run_id, machine_id, after_seq = before, "events lost on the agent; continuing after the gap");
+                    tracing::warn!(run_id = %self.run_id, %machine_id, after_seq = before, "events lost on the agent; continuing after the gap");
                     self.drain_pending(machine_id, true, now, out);
                 } else if again || !t.pending.is_empty() {
                     self.request_backfill(machine_id, out);
                 }
             }
             Err(e) => {
-                tracing::warn!(run_id = %self.run_id, machine_id, "cannot fetch missed events: {e}");
+                tracing::warn!(run_id = %self.run_id, %machine_id, "cannot fetch missed events: {e}");
                 if again {
                     self.request_backfill(machine_id, out);
                 }
@@ -406,7 +407,7 @@ impl RunState {
         }
     }
 
-    fn probe(&mut self, machine_id: &str, cause: ProbeCause, out: &mut Vec<Action>) {
+    fn probe(&mut self, machine_id: &MachineId, cause: ProbeCause, out: &mut Vec<Action>) {
         let Some(t) = self.tracks.get_mut(machine_id) else { return };
         let Some(job_id) = t.job_id.clone() else { return };
         if t.done || t.probe_in_flight {
@@ -417,7 +418,7 @@ impl RunState {
         out.push(Action::ProbeJob { machine_id: machine_id.to_owned(), job_id });
     }
 
-    fn probed(&mut self, machine_id: &str, result: Result<u64, String>, now: Instant, out: &mut Vec<Action>) {
+    fn probed(&mut self, machine_id: &MachineId, result: Result<u64, String>, now: Instant, out: &mut Vec<Action>) {
         let Some(t) = self.tracks.get_mut(machine_id) else { return };
         t.probe_in_flight = false;
         if t.done {

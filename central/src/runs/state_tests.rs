@@ -27,8 +27,8 @@ fn v(line: &StoredLine) -> Value {
 /// A run with machines `a` and `b` whose jobs `ja` and `jb` were accepted at `t0`.
 fn started(t0: Instant) -> RunState {
     let mut s = RunState::new("run-1", SILENCE);
-    s.track("a", t0, LIMIT);
-    s.track("b", t0, LIMIT);
+    s.track(&"a".into(), t0, LIMIT);
+    s.track(&"b".into(), t0, LIMIT);
     for (m, j) in [("a", "ja"), ("b", "jb")] {
         let out = s.handle(Input::Dispatched { machine_id: m.into(), result: Ok(j.into()) }, t0);
         assert_eq!(out[0], Action::Register { machine_id: m.into(), job_id: j.into() });
@@ -61,7 +61,7 @@ fn status_lines(actions: &[Action]) -> Vec<(String, String)> {
         .iter()
         .filter_map(|a| match a {
             Action::Record { machine_id, line } if v(line)["type"] == "machine_status" => {
-                Some((machine_id.clone(), v(line)["reason"].as_str().unwrap_or("").to_owned()))
+                Some((machine_id.to_string(), v(line)["reason"].as_str().unwrap_or("").to_owned()))
             }
             _ => None,
         })
@@ -85,7 +85,7 @@ fn out_of_order_and_duplicate_seqs_are_stored_once_in_order() {
     assert_eq!((v(line)["machine_id"].as_str(), v(line)["run_id"].as_str()), (Some("a"), Some("run-1")));
     // Another job's events (another central, a curl user) are not this run's.
     assert!(s.handle(event("a", "other-job", 4, "llm_token"), t0).is_empty());
-    assert_eq!(s.last_seq("a"), Some(3));
+    assert_eq!(s.last_seq(&"a".into()), Some(3));
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn a_lost_connection_probes_at_once() {
     assert!(status_lines(&out)[0].1.contains("its connection dropped"), "{out:?}");
     // A machine whose job is not known yet, or unknown machines, are not probed.
     let mut s = RunState::new("r", SILENCE);
-    s.track("x", t0, LIMIT);
+    s.track(&"x".into(), t0, LIMIT);
     assert!(s.handle(Input::ConnectionLost { machine_id: "x".into() }, t0).is_empty());
     assert!(s.handle(Input::ConnectionLost { machine_id: "nope".into() }, t0).is_empty());
 }
@@ -197,7 +197,7 @@ fn a_missed_deadline_ends_the_machine_and_cancels_its_job() {
 fn a_refused_job_is_an_error_with_the_agents_reason() {
     let t0 = Instant::now();
     let mut s = RunState::new("r", SILENCE);
-    s.track("a", t0, LIMIT);
+    s.track(&"a".into(), t0, LIMIT);
     let out = s.handle(
         Input::Dispatched { machine_id: "a".into(), result: Err("agent answered HTTP 429: queue full".into()) },
         t0,
@@ -237,7 +237,7 @@ fn a_write_failure_fails_the_run() {
 #[test]
 fn a_resumed_run_fetches_what_it_missed_and_interrupts_jobs_the_agents_lost() {
     let t0 = Instant::now();
-    let jobs = vec![("a".to_owned(), "ja".to_owned(), 2), ("b".to_owned(), "jb".to_owned(), 0)];
+    let jobs = vec![("a".into(), "ja".into(), 2), ("b".into(), "jb".into(), 0)];
     let (mut s, out) = RunState::resume("r", SILENCE, &jobs, t0, LIMIT);
     assert_eq!(
         out,

@@ -6,15 +6,16 @@
 use std::collections::HashMap;
 
 use bench_shared::compare::capacity::{CapacityInput, compare_capacity};
+use bench_shared::compare::workload::{WorkloadComparison, WorkloadInput, compare_workload};
 use bench_shared::compare::{self, Comparison, MachineInput, Metric};
-use bench_shared::event::{Decoded, Event, JobDone, Received};
+use bench_shared::event::{Decoded, Event, JobDone, JobResult, Received};
 use bench_shared::feed::{CentralEvent, StoredLine};
 use bench_shared::job::JobSpec;
 use bench_shared::load::LoadDone;
 use bench_shared::metrics::TokenChannel;
 use bench_shared::run::{
     CapacitySummary, MachineCapacity, MachineRecord, MachineRunStatus, MachineSummary, RunComparison, RunMetadata,
-    RunSummary, assign_ranks,
+    RunSummary, StoredImage, assign_ranks,
 };
 use bench_shared::sweep::SweepDone;
 use serde::Serialize;
@@ -46,6 +47,22 @@ pub struct Outcome {
     /// When the first request was sent, epoch s on the agent's clock (`job_started.started_at_s`).
     #[serde(default)]
     pub started_at_s: Option<f64>,
+    /// Images the machine reported (`image_complete`), by the names central stores them under.
+    #[serde(default)]
+    pub images: Vec<StoredImage>,
+}
+
+/// The file name of image `index` of repeat `repeat` of `machine_id` in the run's `images/`
+/// folder (machine ids are validated names, so the result is one plain file name).
+pub fn stored_image_name(machine_id: &str, repeat: u32, index: usize, content_type: &str) -> String {
+    let ext = match content_type {
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        _ => "png",
+    };
+    let safe: String =
+        machine_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    format!("{safe}_r{repeat}_{index}.{ext}")
 }
 
 /// A machine's final figures, typed.
@@ -55,6 +72,8 @@ pub enum Done {
     Sweep(Box<SweepDone>),
     /// `llm_load` / `llm_capacity`.
     Load(Box<LoadDone>),
+    /// An image, speech or compute job's figures.
+    Workload(Box<JobResult>),
     /// The agent said it finished, but its payload could not be read (serde's reason).
     Unreadable(String),
 }
@@ -69,7 +88,7 @@ impl Outcome {
         match self.result.as_ref()? {
             Done::Job(d) => Some(Ok(d)),
             Done::Unreadable(e) => Some(Err(e)),
-            Done::Sweep(_) | Done::Load(_) => None,
+            Done::Sweep(_) | Done::Load(_) | Done::Workload(_) => None,
         }
     }
 
@@ -78,7 +97,7 @@ impl Outcome {
         match self.result.as_ref()? {
             Done::Load(d) => Some(Ok(d)),
             Done::Unreadable(e) => Some(Err(e)),
-            Done::Sweep(_) | Done::Job(_) => None,
+            Done::Sweep(_) | Done::Job(_) | Done::Workload(_) => None,
         }
     }
 }
@@ -87,7 +106,13 @@ impl Outcome {
 /// other events. A terminal kind whose payload could not be read still ends the machine.
 fn terminal(event: &Received) -> Option<(MachineRunStatus, Option<String>, Option<Done>)> {
     match &event.event {
-        Decoded::Known(Event::JobDone(d)) => Some((MachineRunStatus::Complete, None, Some(Done::Job(d.clone())))),
+        Decoded::Known(Event::JobDone(d)) => {
+            let done = match &**d {
+                JobResult::Llm(l) => Done::Job(Box::new(l.clone())),
+                _ => Done::Workload(d.clone()),
+            };
+            Some((MachineRunStatus::Complete, None, Some(done)))
+        }
         Decoded::Known(Event::SweepDone(d)) => Some((MachineRunStatus::Complete, None, Some(Done::Sweep(d.clone())))),
         Decoded::Known(Event::LoadDone(d)) => Some((MachineRunStatus::Complete, None, Some(Done::Load(d.clone())))),
         Decoded::Known(Event::JobError(e)) => {
@@ -141,6 +166,16 @@ pub fn apply(outcomes: &mut HashMap<String, Outcome>, finished: &mut u32, line: 
             o.start_lag_ms = s.start_at.map(|at| (s.started_at_s * 1000.0 - at as f64).max(0.0));
             o.started_at_s = Some(s.started_at_s);
         }
+        Decoded::Known(Event::ImageComplete(c)) => {
+            let machine = &relayed.env.machine_id;
+            o.images.extend(c.images.iter().enumerate().map(|(i, img)| StoredImage {
+                repeat_index: c.repeat_index,
+                file: stored_image_name(machine, c.repeat_index, i, &img.content_type),
+                sha256: img.sha256.clone(),
+                size_bytes: img.size_bytes,
+                content_type: img.content_type.clone(),
+            }));
+        }
         _ => {}
     }
     if o.is_terminal() {
@@ -186,6 +221,7 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
     let empty = Outcome::default();
     let outcome = |id: &str| outcomes.get(id).unwrap_or(&empty);
     let mut inputs = Vec::new();
+    let mut workload_inputs = Vec::new();
     let mut machines: Vec<MachineSummary> = meta
         .machines
         .iter()
@@ -209,6 +245,21 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
             s.job_id = rec.job_id.clone();
             s.finish_order = o.finish_order;
             s.events = o.events;
+            if let (MachineRunStatus::Complete, Some(Done::Workload(r))) = (rec.status, &o.result) {
+                s.workload = bench_shared::run::WorkloadFigures::of(r);
+                s.workload.images = o.images.clone();
+                s.repeats = Some(match &**r {
+                    JobResult::Image(d) => d.repeats,
+                    JobResult::Transcribe(d) => d.repeats,
+                    JobResult::Compute(d) => d.repeats,
+                    JobResult::Llm(d) => d.repeats,
+                });
+                workload_inputs.push(WorkloadInput {
+                    machine_id: rec.machine_id.clone(),
+                    label: rec.label.clone(),
+                    result: (**r).clone(),
+                });
+            }
             if let Some(Ok(d)) = done {
                 inputs.push(machine_input(rec, o, d.clone()));
             }
@@ -239,9 +290,22 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
             assign_ranks(&mut machines, Metric::DecodeTokS, &means);
             (Metric::default(), comparison.map(|c| RunComparison::Capacity(Box::new(c))), Some(summary))
         }
-        JobSpec::LlmSweep(_) | JobSpec::LlmLoad(_) => (Metric::default(), None, None),
+        JobSpec::LlmSweep(_)
+        | JobSpec::LlmLoad(_)
+        | JobSpec::ImageGenerate(_)
+        | JobSpec::Transcribe(_)
+        | JobSpec::Compute(_) => (Metric::default(), None, None),
     };
-    let winner = comparison.as_ref().and_then(|c| c.winner().machine_id.clone());
+    let test_type = meta.spec.test_type();
+    let workload_comparison = (!test_type.uses_llm_engine())
+        .then(|| compare_workload(test_type, &workload_inputs, bench_shared::compare::DEFAULT_MIN_EFFECT_PCT));
+    if let Some(wc) = &workload_comparison {
+        assign_workload_ranks(&mut machines, wc);
+    }
+    let winner = comparison
+        .as_ref()
+        .and_then(|c| c.winner().machine_id.clone())
+        .or_else(|| workload_comparison.as_ref().and_then(|w| w.winner.clone()));
     let load = match meta.spec {
         JobSpec::LlmLoad(_) => loads.into_iter().map(|(id, d)| (id, Box::new(d))).collect(),
         _ => Default::default(),
@@ -254,6 +318,7 @@ pub fn build(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> RunSumm
         rank_by,
         winner,
         comparison,
+        workload_comparison,
         machines,
         capacity,
         load,
@@ -321,6 +386,19 @@ fn capacity(
     (summary, compare_capacity(&inputs, bench_shared::compare::DEFAULT_MIN_EFFECT_PCT))
 }
 
+/// Ranks by the mean of the race's first metric (an order, not a verdict).
+fn assign_workload_ranks(machines: &mut [MachineSummary], wc: &WorkloadComparison) {
+    let Some((metric, stats)) = wc.stats.first() else { return };
+    let mut means: Vec<(&str, f64)> = stats.iter().filter_map(|s| s.mean.map(|m| (s.machine_id.as_str(), m))).collect();
+    means.sort_by(|a, b| {
+        let o = a.1.total_cmp(&b.1);
+        if metric.higher_is_better() { o.reverse() } else { o }
+    });
+    for m in machines.iter_mut() {
+        m.rank = means.iter().position(|(id, _)| *id == m.machine_id).map(|p| p as u32 + 1);
+    }
+}
+
 /// What the comparison needs of a machine that completed, from its record and `job_done`.
 fn machine_input(rec: &MachineRecord, o: &Outcome, d: JobDone) -> MachineInput {
     MachineInput {
@@ -335,6 +413,8 @@ fn machine_input(rec: &MachineRecord, o: &Outcome, d: JobDone) -> MachineInput {
         context_length: d.context_length,
         start_lag_ms: o.start_lag_ms,
         output_text: Some(d.output_text),
+        ceiling_ratio: d.ceiling_ratio,
+        protocol: rec.protocol,
     }
 }
 
@@ -410,12 +490,13 @@ pub fn capacity_run(
     })
 }
 
-/// Each machine's warm mean of `rank_by`, from the comparison.
+/// Each machine's warm geometric mean of `rank_by` (what the verdict's ratios compare; the
+/// arithmetic mean where a value ≤ 0 leaves none), from the comparison.
 fn rank_means(comparison: Option<&Comparison>, rank_by: Metric) -> Vec<(String, f64)> {
     let Some(stats) = comparison.and_then(|c| c.metrics.iter().find(|m| m.metric == rank_by)) else {
         return Vec::new();
     };
-    stats.machines.iter().filter_map(|m| m.mean.map(|v| (m.machine_id.clone(), v))).collect()
+    stats.machines.iter().filter_map(|m| m.geomean.or(m.mean).map(|v| (m.machine_id.clone(), v))).collect()
 }
 
 #[cfg(test)]
@@ -483,6 +564,7 @@ mod tests {
             ended_at_s: None,
             machines,
             clock: None,
+            imported: None,
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bench_shared::event::{Decoded, Event};
 use bench_shared::feed::StoredLine;
+use bench_shared::ids::MachineId;
 use bench_shared::run::{RunMetadata, RunStatus};
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -52,11 +53,16 @@ pub struct RunTask {
     pub rx: mpsc::UnboundedReceiver<RunMsg>,
     pub cancel: CancellationToken,
     /// The agent client of every dispatched machine.
-    pub clients: HashMap<String, AgentClient>,
+    pub clients: HashMap<MachineId, AgentClient>,
     pub state: RunState,
     /// Called once the run's files are final (removes it from the manager's live table).
     pub on_done: Box<dyn FnOnce() + Send + Sync>,
+    /// Images being fetched from the agents: the run ends once they are stored (or failed).
+    pub image_fetches: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Longest the end of a run waits for its images to be stored.
+const IMAGE_FETCH_GRACE: Duration = Duration::from_secs(30);
 
 impl RunTask {
     /// Executes `initial` (a resumed run's first fetches), then follows the run to its end.
@@ -90,7 +96,7 @@ impl RunTask {
                 Action::FetchEvents { machine_id, job_id, after_seq } => {
                     let (client, tx) = (self.client(&machine_id), self.tx.clone());
                     tokio::spawn(async move {
-                        let result = client.job_events(&job_id, after_seq).await;
+                        let result = client.job_events(job_id.as_str(), after_seq).await;
                         // The run may have finished meanwhile; then nobody needs the answer.
                         let _ = tx.send(RunMsg::Backfill { machine_id, result });
                     });
@@ -98,15 +104,15 @@ impl RunTask {
                 Action::ProbeJob { machine_id, job_id } => {
                     let (client, tx) = (self.client(&machine_id), self.tx.clone());
                     tokio::spawn(async move {
-                        let result = client.job(&job_id).await.map(Box::new);
+                        let result = client.job(job_id.as_str()).await.map(Box::new);
                         let _ = tx.send(RunMsg::Probe { machine_id, result });
                     });
                 }
                 Action::CancelJob { machine_id, job_id } => {
                     let client = self.client(&machine_id);
                     cancels.push(Box::pin(async move {
-                        if let Err(e) = client.cancel_job(&job_id).await {
-                            tracing::warn!(machine_id, job_id, "cannot cancel job: {e}");
+                        if let Err(e) = client.cancel_job(job_id.as_str()).await {
+                            tracing::warn!(%machine_id, %job_id, "cannot cancel job: {e}");
                         }
                     }));
                 }
@@ -135,12 +141,65 @@ impl RunTask {
         }
     }
 
-    fn client(&self, machine_id: &str) -> AgentClient {
+    fn client(&self, machine_id: &MachineId) -> AgentClient {
         self.clients.get(machine_id).cloned().expect("actions only name dispatched machines")
     }
 
+    /// Fetches the images of an `image_complete` from the agent and stores them under the run's
+    /// `images/` folder, each checked against the SHA-256 the agent reported (a mismatch is
+    /// logged and the file not kept).
+    fn store_images(&mut self, machine_id: &MachineId, done: &bench_shared::workload::image::ImageComplete) {
+        let client = self.client(machine_id);
+        let (store, run_id, machine_id) = (self.store.clone(), self.run_id.clone(), machine_id.to_string());
+        let images: Vec<(String, String, String)> = done
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let name = summary::stored_image_name(&machine_id, done.repeat_index, i, &img.content_type);
+                (img.image_id.clone(), img.sha256.clone(), name)
+            })
+            .collect();
+        self.image_fetches.retain(|h| !h.is_finished());
+        self.image_fetches.push(tokio::spawn(async move {
+            for (image_id, sha256, name) in images {
+                let bytes = match client.image(&image_id).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(run_id, machine_id, image_id, "cannot fetch the image: {e}");
+                        continue;
+                    }
+                };
+                let got = bench_shared::workload::sha256_hex(&bytes);
+                if got != sha256 {
+                    tracing::warn!(
+                        run_id,
+                        machine_id,
+                        image_id,
+                        expected = sha256,
+                        got,
+                        "image hash mismatch: not kept"
+                    );
+                    continue;
+                }
+                let store = store.clone();
+                let (run, n) = (run_id.clone(), name.clone());
+                match tokio::task::spawn_blocking(move || store.write_image(&run, &n, &bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(run_id, name, "cannot store the image: {e}"),
+                    Err(e) => tracing::warn!(run_id, name, "image writer failed: {e}"),
+                }
+            }
+        }));
+    }
+
     /// Stores, relays and folds one line.
-    fn record(&mut self, machine_id: &str, line: StoredLine) {
+    fn record(&mut self, machine_id: &MachineId, line: StoredLine) {
+        if let StoredLine::Agent(r) = &line
+            && let Decoded::Known(Event::ImageComplete(done)) = &r.received.event
+        {
+            self.store_images(machine_id, done);
+        }
         let feed = line.line();
         self.writer.append(feed.text.to_string());
         // Per-request rows (`load_requests`, up to hundreds a second) are stored, not relayed:
@@ -151,14 +210,14 @@ impl RunTask {
         let mut live = lock(&self.live);
         let LiveRun { meta, outcomes, finished } = &mut *live;
         summary::apply(outcomes, finished, &line);
-        let o = outcomes.get(machine_id).cloned().unwrap_or_default();
+        let o = outcomes.get(machine_id.as_str()).cloned().unwrap_or_default();
         if let StoredLine::Agent(r) = &line
             && matches!(r.received.event, Decoded::Known(Event::JobStarted(_)))
             && let (Some(clock), Some(at)) = (meta.clock.as_mut(), o.started_at_s)
         {
-            clock.record_start(machine_id, at);
+            clock.record_start(machine_id.as_str(), at);
         }
-        if let Some(rec) = meta.machines.iter_mut().find(|m| m.machine_id == machine_id) {
+        if let Some(rec) = meta.machines.iter_mut().find(|m| m.machine_id == machine_id.as_str()) {
             if let Some(s) = o.status {
                 rec.status = s;
                 rec.reason = o.reason.clone();
@@ -171,6 +230,11 @@ impl RunTask {
 
     /// Writes the run's final files and `run_end` on the writer thread, after every event line.
     async fn finish(&mut self, end: End) {
+        // The stored images belong to the run's files: let their fetches end first (bounded).
+        let fetches = std::mem::take(&mut self.image_fetches);
+        if tokio::time::timeout(IMAGE_FETCH_GRACE, futures_util::future::join_all(fetches)).await.is_err() {
+            tracing::warn!(run_id = %self.run_id, "images still being fetched after {IMAGE_FETCH_GRACE:?}: the run ends without them");
+        }
         let (mut meta, outcomes) = {
             let live = lock(&self.live);
             (live.meta.clone(), live.outcomes.clone())

@@ -1,10 +1,13 @@
-//! The in-memory index of stored runs that `GET /api/runs` lists and filters from, so a request
-//! reads no file however many runs are stored. The files stay the record: [`super::Store`] builds
-//! the index from them once at start-up and updates it on every write and delete it makes.
+//! The in-memory index of stored runs that `GET /api/runs` lists and filters from, and that
+//! `GET /api/leaderboard` ranks machines from, so a request reads no file however many runs are
+//! stored. The files stay the record: [`super::Store`] builds the index from them once at
+//! start-up and updates it on every write and delete it makes.
 
 use std::collections::BTreeMap;
 
-use bench_shared::run::{MachineLabel, RunListEntry, RunMetadata, RunPage, RunStatus, RunSummary};
+use bench_shared::compare::Metric;
+use bench_shared::engine::EngineKind;
+use bench_shared::run::{MachineLabel, MachineRunStatus, RunListEntry, RunMetadata, RunPage, RunStatus, RunSummary};
 
 /// Every stored run by id (ids sort chronologically).
 #[derive(Debug, Default)]
@@ -16,6 +19,58 @@ pub struct RunIndex {
 struct Indexed {
     entry: RunListEntry,
     facts: RunFacts,
+    /// Per machine that completed: its warm figures, from `summary.json` (empty until then).
+    figures: Vec<MachineFigures>,
+}
+
+/// What the leaderboard reads of one machine in one run's `summary.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineFigures {
+    pub machine_id: String,
+    pub model: Option<String>,
+    pub engine: Option<EngineKind>,
+    pub figures: Vec<MetricFigure>,
+}
+
+/// One metric of one machine in one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFigure {
+    pub metric: Metric,
+    /// Mean over the run's warm repeats.
+    pub mean: f64,
+    pub n: usize,
+    /// A fairness warning on this machine made the metric incomparable in this run.
+    pub flagged: bool,
+}
+
+/// The machines that completed in `summary`, with their figures from its comparison.
+fn figures_of(summary: &RunSummary) -> Vec<MachineFigures> {
+    let Some(c) = summary.comparison.as_ref().and_then(|c| c.text()) else { return Vec::new() };
+    summary
+        .machines
+        .iter()
+        .filter(|m| m.status == Some(MachineRunStatus::Complete))
+        .map(|m| {
+            let figures = c
+                .metrics
+                .iter()
+                .filter_map(|stats| {
+                    let s = stats.machines.iter().find(|s| s.machine_id == m.machine_id)?;
+                    let mean = s.mean.filter(|v| v.is_finite())?;
+                    let flagged = c.fairness.warnings.iter().any(|w| {
+                        w.machine_id.as_deref().is_none_or(|id| id == m.machine_id) && w.affects.contains(&stats.metric)
+                    });
+                    Some(MetricFigure { metric: stats.metric, mean, n: s.n, flagged })
+                })
+                .collect();
+            MachineFigures {
+                machine_id: m.machine_id.clone(),
+                model: m.model.clone().or_else(|| summary.models.first().cloned()),
+                engine: m.engine,
+                figures,
+            }
+        })
+        .collect()
 }
 
 /// What the `GET /api/runs` filters read of a run's `metadata.json` (a small copy, so ten
@@ -33,10 +88,13 @@ pub struct MachineFacts {
     pub machine_id: String,
     pub label: String,
     pub engine: Option<EngineFacts>,
+    /// The hardware fingerprint in one line (leaderboard).
+    pub hardware: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineFacts {
+    pub kind: EngineKind,
     pub version: Option<String>,
 }
 
@@ -50,7 +108,8 @@ impl From<&RunMetadata> for RunFacts {
                 .map(|r| MachineFacts {
                     machine_id: r.machine_id.clone(),
                     label: r.label.clone(),
-                    engine: r.engine.as_ref().map(|e| EngineFacts { version: e.version.clone() }),
+                    engine: r.engine.as_ref().map(|e| EngineFacts { kind: e.kind, version: e.version.clone() }),
+                    hardware: r.hardware.as_ref().map(|h| h.one_line()).filter(|h| !h.is_empty()),
                 })
                 .collect(),
             status: m.status,
@@ -63,23 +122,31 @@ impl RunIndex {
     /// Adds or replaces a run from its files.
     pub fn insert(&mut self, meta: &RunMetadata, summary: Option<&RunSummary>) {
         let entry = list_entry(meta, summary);
-        self.runs.insert(meta.run_id.clone(), Indexed { entry, facts: meta.into() });
+        let figures = summary.map(figures_of).unwrap_or_default();
+        self.runs.insert(meta.run_id.clone(), Indexed { entry, facts: meta.into(), figures });
     }
 
-    /// `metadata.json` was written: the run's entry follows it (its winner, from `summary.json`,
-    /// is kept).
+    /// `metadata.json` was written: the run's entry follows it (its winner and figures, from
+    /// `summary.json`, are kept).
     pub fn put_metadata(&mut self, meta: &RunMetadata) {
-        let winner = self.runs.get(&meta.run_id).and_then(|r| r.entry.winner.clone());
+        let old = self.runs.remove(&meta.run_id);
         let mut entry = list_entry(meta, None);
-        entry.winner = winner;
-        self.runs.insert(meta.run_id.clone(), Indexed { entry, facts: meta.into() });
+        entry.winner = old.as_ref().and_then(|r| r.entry.winner.clone());
+        let figures = old.map(|r| r.figures).unwrap_or_default();
+        self.runs.insert(meta.run_id.clone(), Indexed { entry, facts: meta.into(), figures });
     }
 
-    /// `summary.json` was written (listed runs show its winner).
+    /// `summary.json` was written (listed runs show its winner; the leaderboard its figures).
     pub fn put_summary(&mut self, summary: &RunSummary) {
         if let Some(r) = self.runs.get_mut(&summary.run_id) {
             r.entry.winner = summary.winner.clone();
+            r.figures = figures_of(summary);
         }
+    }
+
+    /// Every run, newest first: its list entry, its facts and its machines' figures.
+    pub fn each(&self) -> impl Iterator<Item = (&RunListEntry, &RunFacts, &[MachineFigures])> {
+        self.runs.values().rev().map(|r| (&r.entry, &r.facts, r.figures.as_slice()))
     }
 
     pub fn remove(&mut self, run_id: &str) {
@@ -141,5 +208,6 @@ pub fn list_entry(m: &RunMetadata, summary: Option<&RunSummary>) -> RunListEntry
             .iter()
             .map(|r| MachineLabel { machine_id: r.machine_id.clone(), label: r.label.clone() })
             .collect(),
+        imported_from: m.imported.as_ref().map(|i| i.origin.clone().unwrap_or_else(|| "unknown".into())),
     }
 }

@@ -374,6 +374,36 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         lead.contains("tok/s") && lead.contains("client-measured") && lead.contains("3 warm repeats"),
         "card lead {lead}"
     );
+    // Its interval is the geometric mean's (log scale): both bounds above 0.
+    ensure!(lead.contains("geometric mean") && lead.contains("95% CI"), "card lead {lead}");
+    let bounds: Vec<f64> = lead
+        .split("95% CI ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .map(|t| t.split('–').filter_map(|x| x.trim().replace(',', "").parse().ok()).collect())
+        .unwrap_or_default();
+    ensure!(bounds.len() == 2 && bounds[0] > 0.0 && bounds[0] <= bounds[1], "card interval {lead}");
+    // The verdict leads with the ratio and says it once.
+    ensure!(
+        sentence.as_str().is_some_and(|t| t.contains("× as fast as Slow box") && t.matches("×").count() >= 2),
+        "ratio sentence {sentence}"
+    );
+    // The synchronized start: every card's clock offset, the achieved skew in the result.
+    let clock = b
+        .wait_for(
+            "the clock record",
+            "const c = document.querySelector('#clock-info'); return c && c.textContent;",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    ensure!(
+        clock.as_str().is_some_and(|t| t.contains("achieved start skew") && t.contains("Clock offsets")),
+        "{clock}"
+    );
+    for id in ["fast", "slow"] {
+        let line = card_text(b, id, "[data-metric=clock]").await?;
+        ensure!(line.starts_with("clock ") && line.contains(" ms"), "{id} clock line {line:?}");
+    }
     // One colour per machine: the card's edge is its bar's colour.
     let same = js(b, "const c = (id) => getComputedStyle(document.querySelector(`.card[data-machine=${id}]`)).borderTopColor;
                        const bar = (id) => getComputedStyle(document.querySelector(`#comparison .bar-row[data-machine=${id}] .bar-fill`)).backgroundColor;
@@ -513,6 +543,50 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         )
         .await?;
     ensure!(followed == json!(["A second, different prompt.", "24"]), "race page settings: {followed}");
+    // The card's live chart: round, distinct y ticks whatever the rate.
+    let ticks =
+        js(b, "return [[0.8, 8.05, 76, 1234]].flatMap(maxes => maxes.map(m => Charts.niceTicks(0, m, 3)));").await?;
+    for t in ticks.as_array().context("ticks")? {
+        let t: Vec<f64> = t.as_array().context("ticks")?.iter().filter_map(Value::as_f64).collect();
+        ensure!(t.len() >= 3 && t[0] == 0.0 && t.windows(2).all(|w| w[1] > w[0]), "ticks {t:?}");
+    }
+    let labels = b
+        .wait_for(
+            "a live chart's y labels",
+            "if (!window.__chart) {
+               const box = document.createElement('div'); box.style.width = '320px'; document.body.appendChild(box);
+               window.__chart = Charts.liveLine(box, {}); window.__chart.set([0, 1, 2], [60, 61, 59]);
+             }
+             const v = window.__chart.plot.axes[1]._values; return v && v.length ? v : null;",
+            PAGE_TIMEOUT,
+        )
+        .await?;
+    let labels: Vec<&str> = labels.as_array().context("labels")?.iter().filter_map(Value::as_str).collect();
+    ensure!(labels == ["0 tok/s", "20 tok/s", "40 tok/s", "60 tok/s"], "y ticks {labels:?}");
+    // An open tie offers the rerun its repeats_needed asks for (at most a run's 1000).
+    let offered = js(
+        b,
+        "const out = [];
+         for (const needed of [12, 5000]) {
+           const box = document.createElement('div');
+           const c = { rank_by: 'decode_tok_s', min_effect_pct: 2, metrics: [], verdicts: [], fairness: { fair: true, warnings: [] },
+                       outputs: { compared: false }, winner: { status: 'tie', reason: 'tie on decode_tok_s', repeats_needed: needed } };
+           let asked = null;
+           Verdict.render(box, c, { onRerun: (n) => { asked = n; } });
+           box.querySelector('#rerun-needed').click();
+           out.push([box.querySelector('#verdict-repeats').textContent, asked]);
+         }
+         return out;",
+    )
+    .await?;
+    ensure!(
+        offered[0][0]
+            .as_str()
+            .is_some_and(|t| t.starts_with("About 12 repeats per machine would settle a 2% difference"))
+            && offered[0][1] == 12
+            && offered[1][1] == 1000,
+        "rerun offer {offered}"
+    );
     // Chart ticks carry their unit and enough decimals to differ.
     let ticks =
         js(b, "return [Charts.tickLabels([3, 3.05, 3.1], 's'), Charts.tickLabels([0, 10, 20], ' tok/s')]").await?;
@@ -577,4 +651,172 @@ async fn race_and_history(b: &Browser, central: &str, fast_label: &str) -> Resul
         .await?;
     ensure!(labels.as_str().is_some_and(|t| t.contains(fast_label)), "runs list shows labels: {labels}");
     Ok(())
+}
+
+/// The image race page: two agents on protocol-faithful fake ComfyUIs (one slower), central and
+/// a browser. Previews must appear while sampling, the final images must load from central, the
+/// verdict must show, and the page must load nothing from outside central.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_race_page_shows_previews_then_images_and_the_verdict() -> Result<()> {
+    use bench_agent::testkit::fake_comfy::{FakeComfy, FakeComfyScript};
+    use bench_agent::workload::config::ImageEngineSettings;
+    use bench_shared::workload::image::ImageEngineKind;
+    if std::env::var_os("BENCH_SKIP_BROWSER_TESTS").is_some() {
+        return Ok(());
+    }
+    ensure!(crate::webdriver::available(), "chromium/chromedriver not found (scripts/test installs them)");
+    let fast = FakeComfy::spawn(FakeComfyScript { step_ms: 40, ..FakeComfyScript::default() }).await;
+    let slow = FakeComfy::spawn(FakeComfyScript { step_ms: 90, ..FakeComfyScript::default() }).await;
+    let a = RealAgent::with_config("fast", |c| {
+        c.image_engine = Some(ImageEngineSettings::new(ImageEngineKind::Comfyui, &fast.base_url))
+    })
+    .await;
+    let b = RealAgent::with_config("slow", |c| {
+        c.image_engine = Some(ImageEngineSettings::new(ImageEngineKind::Comfyui, &slow.base_url))
+    })
+    .await;
+    let central = TestCentral::spawn(
+        vec![labelled("fast", "Fast GPU", &a.base_url), labelled("slow", "Slow GPU", &b.base_url)],
+        temp_results_dir(),
+    )
+    .await;
+    central.wait_online(&["fast", "slow"]).await;
+    let browser = Browser::launch(1400, 1100).await?;
+    let result = async {
+        browser.goto(&central.url("/image")).await?;
+        let deadline = std::time::Instant::now() + PAGE_TIMEOUT;
+        while js(&browser, "return document.querySelectorAll('#checkpoint option').length").await?.as_u64() != Some(1) {
+            ensure!(std::time::Instant::now() < deadline, "the checkpoint list never filled");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        js(&browser, "document.getElementById('steps').value = 12; document.getElementById('width').value = 96; \
+                      document.getElementById('height').value = 96; document.getElementById('run').click(); return true").await?;
+        // Previews appear while sampling.
+        let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+        let mut saw_preview = false;
+        loop {
+            let previews = js(&browser, "return document.querySelectorAll('.card .preview img').length").await?.as_u64().unwrap_or(0);
+            saw_preview |= previews > 0;
+            let done = js(&browser, "const h = document.querySelector('#wl-verdict h2'); return h ? h.textContent : null").await?;
+            if let Some(text) = done.as_str() {
+                ensure!(saw_preview, "the run ended before any preview showed");
+                ensure!(text.contains("win") || text.contains("no winner"), "verdict: {text}");
+                break;
+            }
+            ensure!(std::time::Instant::now() < deadline, "the run did not end in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The final images load (decoded by the browser), from central.
+        let deadline = std::time::Instant::now() + PAGE_TIMEOUT;
+        loop {
+            let loaded = js(&browser, "return [...document.querySelectorAll('.card .final img')].filter((i) => i.complete && i.naturalWidth === 96).length").await?;
+            if loaded.as_u64() == Some(6) {
+                break;
+            }
+            ensure!(std::time::Instant::now() < deadline, "final images did not load: {loaded}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stats = card_text(&browser, "fast", ".wl-stats").await?;
+        ensure!(stats.contains("Queue") && stats.contains("Gen") && stats.contains("Total") && stats.contains("steps/s"), "{stats}");
+        // Nothing from outside central: every script, style sheet and image is same-origin or data:.
+        let external = js(&browser, "return [...document.querySelectorAll('script[src], link[href], img[src]')] \
+            .map((e) => e.src || e.href).filter((u) => !u.startsWith(location.origin) && !u.startsWith('data:'))").await?;
+        ensure!(external.as_array().is_some_and(Vec::is_empty), "external assets: {external}");
+        let png = browser.screenshot().await?;
+        std::fs::write(target_dir().join("image-race.png"), png)?;
+        Ok(())
+    }
+    .await;
+    if result.is_err()
+        && let Ok(png) = browser.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join("image-race-failed.png"), png);
+    }
+    browser.close().await?;
+    result
+}
+
+/// The race form offers to pull the chosen model on the machines that lack it, shows a progress
+/// bar per machine, and once the pull is done the machine joins the race; the machines page
+/// shows which machine has which model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_form_pulls_a_missing_model_with_progress_and_the_machines_page_lists_models() -> Result<()> {
+    use bench_agent::testkit::fake_ollama::{FakeModel, FakeOllama, FakeScript};
+    if std::env::var_os("BENCH_SKIP_BROWSER_TESTS").is_some() {
+        return Ok(());
+    }
+    ensure!(crate::webdriver::available(), "chromium/chromedriver not found (scripts/test installs them)");
+    const PULLED: &str = "smollm2:135m";
+    let with = FakeOllama::spawn(FakeScript {
+        models: vec![FakeModel::new("llama3.2:1b"), FakeModel::new(PULLED)],
+        ..FakeScript::default()
+    })
+    .await;
+    let without = FakeOllama::spawn(FakeScript::default()).await;
+    let has = RealAgent::ollama("has", &with.base_url).await;
+    let lacks = RealAgent::ollama("lacks", &without.base_url).await;
+    let central = TestCentral::spawn(
+        vec![labelled("has", "Has it", &has.base_url), labelled("lacks", "Lacks it", &lacks.base_url)],
+        temp_results_dir(),
+    )
+    .await;
+    central.wait_online(&["has", "lacks"]).await;
+    let browser = Browser::launch(1400, 1100).await?;
+    let result = async {
+        let b = &browser;
+        b.goto(&central.url("/")).await?;
+        b.wait_for(
+            "the pulled model in the selector",
+            &format!("return [...document.querySelectorAll('#model option')].some(o => o.value === '{PULLED}')"),
+            PAGE_TIMEOUT,
+        )
+        .await?;
+        js(b, &format!("const s = document.querySelector('#model'); s.value = '{PULLED}'; s.dispatchEvent(new Event('change')); return null")).await?;
+        let offer = b
+            .wait_for("the pull offer", "const e = document.querySelector('#pull-missing'); return e && e.textContent", PAGE_TIMEOUT)
+            .await?;
+        ensure!(offer == json!(format!("Pull {PULLED} on the 1 machine that lacks it")), "offer: {offer}");
+        b.click(&b.find("#pull-missing").await?).await?;
+        let row = b
+            .wait_for(
+                "the pull to finish on the machine that lacked it",
+                "const r = document.querySelector('#pulls .pull-row[data-machine=lacks]');
+                 return r && r.dataset.state === 'done' ? [r.querySelector('.pull-label').textContent,
+                   r.querySelector('.pull-text').textContent, r.querySelector('progress').value] : null;",
+                RUN_TIMEOUT,
+            )
+            .await?;
+        ensure!(row[0] == "Lacks it" && row[1].as_str().is_some_and(|t| t.starts_with("done")), "pull row {row}");
+        ensure!(row[2].as_f64() == Some(1_001_700.0), "the bar is full: {row}");
+        let preflight = b
+            .wait_for(
+                "both machines to race",
+                "const p = document.querySelector('#preflight'); return p && p.textContent.includes('2 machines will race') ? p.textContent : null",
+                PAGE_TIMEOUT,
+            )
+            .await?;
+        ensure!(preflight.as_str().is_some_and(|t| !t.contains("Pull ")), "no offer once every machine has it: {preflight}");
+        // The machines page: models × machines.
+        b.goto(&central.url("/machines")).await?;
+        let cells = b
+            .wait_for(
+                "the model matrix",
+                &format!("const r = document.querySelector('#model-matrix tr[data-model=\"{PULLED}\"]');
+                 return r ? [...r.querySelectorAll('td')].map(td => td.textContent) : null;"),
+                PAGE_TIMEOUT,
+            )
+            .await?;
+        ensure!(cells == json!([PULLED, "✓", "✓", "everywhere"]), "matrix row {cells}");
+        let llama = text_of(b, "#model-matrix tr[data-model=\"qwen3:0.6b\"]").await?;
+        ensure!(llama.contains("qwen3:0.6b"), "{llama}");
+        Ok(())
+    }
+    .await;
+    if result.is_err()
+        && let Ok(png) = browser.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join("pull-failed.png"), png);
+    }
+    browser.close().await?;
+    result
 }

@@ -114,8 +114,16 @@ async fn a_slower_machine_in_run_b_is_slower_with_its_interval_below_zero() {
     assert!(lo - 0.5 <= -9.09 && -9.09 <= hi + 0.5 && hi < 0.0, "CI {lo}–{hi}: {mac}");
     assert!(f("diff_pct") < -2.0 && f("mean_b") < f("mean_a"), "{mac}");
     assert!(f("p_value") < 0.025, "{mac}");
+    // Run A is the better one: 22/20 = 1.1×, both bounds of the ratio's interval above 1.
+    assert_eq!(mac["better_run"], "a", "{mac}");
+    let (rlo, rhi) = (mac["ratio_ci"][0].as_f64().unwrap(), mac["ratio_ci"][1].as_f64().unwrap());
+    assert!(rlo > 1.0 && rlo - 0.005 <= 1.1 && 1.1 <= rhi + 0.005, "ratio CI {rlo}–{rhi}: {mac}");
     let text = mac["text"].as_str().unwrap();
-    assert!(text.starts_with("run B decodes ") && text.contains("% slower on mac label, 97.5% CI "), "{text}");
+    assert!(
+        text.starts_with("on mac label, run A decodes 1.") && text.contains("× as fast as run B (97.5% CI "),
+        "{text}"
+    );
+    assert!(text.contains("slower in run B (decode_tok_s ") && text.ends_with("% lower)"), "{text}");
 
     let steady = row(&c, "steady");
     assert!(["tie", "undecided"].contains(&steady["status"].as_str().unwrap()), "the same engine speed: {steady:#}");
@@ -132,6 +140,47 @@ async fn a_slower_machine_in_run_b_is_slower_with_its_interval_below_zero() {
     let mac = row(&c, "mac");
     assert_eq!((mac["unit"].as_str(), mac["higher_is_better"].as_bool()), (Some("ms"), Some(false)));
     assert!(mac["diff_pct"].as_f64().unwrap() > 0.0, "slower decoding takes longer: {mac}");
+
+    // The regression gate on the same two runs, from the results folder and from the central.
+    let dir = central.results_dir.to_str().unwrap().to_owned();
+    let (code, out) =
+        gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--fail-on-regression", "5"]).await;
+    assert_eq!(code, 1, "9.1% slower fails a 5% gate:\n{out}");
+    assert!(out.contains("REGRESSION   on mac label, run A decodes 1.") && out.contains("result: FAIL"), "{out}");
+    assert!(out.contains("only in the baseline (not checked): old label"), "{out}");
+    let (code, out) =
+        gate(&["--baseline", a, "--candidate", b, "--central", &central.base_url, "--fail-on-regression", "5"]).await;
+    assert_eq!(code, 1, "the same verdict through the central:\n{out}");
+    let (code, out) =
+        gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--fail-on-regression", "20"]).await;
+    assert_eq!(code, 0, "9.1% is within a 20% gate:\n{out}");
+    assert!(out.contains("result: PASS"), "{out}");
+    // The other way round the candidate is faster: it passes at any threshold.
+    let (code, out) =
+        gate(&["--baseline", b, "--candidate", a, "--results-dir", &dir, "--fail-on-regression", "2"]).await;
+    assert_eq!(code, 0, "{out}");
+    // No energy figure on these machines: nothing to compare on, not a pass.
+    let (code, out) =
+        gate(&["--baseline", a, "--candidate", b, "--results-dir", &dir, "--metric", "tokens_per_j"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("result: NOT VALID"), "{out}");
+}
+
+/// Runs `bench-central compare ARGS`; returns its exit code and its output.
+async fn gate(args: &[&str]) -> (i32, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bench-central"))
+            .arg("compare")
+            .args(&args)
+            .env_remove("BENCH_CENTRAL_TOKEN")
+            .output()
+            .expect("run bench-central compare");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -169,12 +218,23 @@ async fn bad_compare_queries_name_the_field() {
     central.wait_run_end(&other).await;
     let (status, err) = compare(&central, &format!("a={run}&b={other}&machine=ghost")).await;
     assert_eq!((status, err["field"].as_str()), (400, Some("machine")), "{err}");
-    // One repeat each: compared, but undecided and saying why.
-    let (status, c) = compare(&central, &format!("a={run}&b={other}")).await;
+    // One repeat each: compared, but undecided and saying why. (On time to first token: the
+    // mock's burst of 4 tokens can reach the client ceiling, which would block decode_tok_s.)
+    let (status, c) = compare(&central, &format!("a={run}&b={other}&metric=ttft_ms")).await;
     assert_eq!(status, 200, "{c}");
     let m = row(&c, "m");
     assert_eq!((m["status"].as_str(), m["n_a"].as_u64()), (Some("undecided"), Some(1)), "{m:#}");
     assert!(m["reason"].as_str().unwrap().contains("run ≥ 3") && m["ci95_low_pct"].is_null(), "{m:#}");
+    assert_eq!(m["undecided"], "too_few_repeats", "{m:#}");
+    // The regression gate says so with its own exit code: too few repeats is not a pass.
+    let (code, out) =
+        gate(&["--baseline", &run, "--candidate", &other, "--central", &central.base_url, "--metric", "ttft_ms"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("NOT VALID") && out.contains("too few warm repeats"), "{out}");
+    // A run that does not exist: not valid either, with the central's reason.
+    let (code, out) = gate(&["--baseline", &run, "--candidate", unknown, "--central", &central.base_url]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("404") && out.contains(unknown), "{out}");
 }
 
 /// A label with markup: shown as text, never parsed.
@@ -223,7 +283,10 @@ async fn history_compare(b: &Browser, runs: &TwoRuns) -> Result<()> {
     let parts = rendered.as_array().context("row")?;
     ensure!(parts[0] == "slower", "status {rendered}");
     let text = parts[1].as_str().context("text")?;
-    ensure!(text.starts_with("run B decodes ") && text.contains(&format!("% slower on {MAC}, 97.5% CI ")), "{text}");
+    ensure!(
+        text.starts_with(&format!("on {MAC}, run A decodes 1.")) && text.contains("× as fast as run B (97.5% CI "),
+        "{text}"
+    );
     ensure!(parts[2] == 0, "the label's markup must be text: {rendered}");
     let panel = parts[3].as_str().context("panel")?;
     ensure!(panel.contains("Only in run A: old label") && panel.contains("Only in run B: new label"), "{panel}");

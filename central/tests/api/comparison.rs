@@ -81,8 +81,12 @@ async fn ten_percent_faster_decode_over_five_repeats_is_decided() {
     let [lo, hi] = [v["ci95_pct"][0].as_f64().unwrap(), v["ci95_pct"][1].as_f64().unwrap()];
     // The scripted difference is 10%: the interval holds it (half a point of slack for timers).
     assert!(lo - 0.5 <= 10.0 && 10.0 <= hi + 0.5, "CI {lo}–{hi} misses 10%: {v}");
+    // The ratio 22/20 = 1.1, its interval on the log scale: both bounds above 0, around 1.1.
+    let [rlo, rhi] = [v["ratio_ci"][0].as_f64().unwrap(), v["ratio_ci"][1].as_f64().unwrap()];
+    assert!(rlo > 0.0 && rlo - 0.005 <= 1.1 && 1.1 <= rhi + 0.005, "ratio CI {rlo}–{rhi}: {v}");
+    assert!((v["ratio"].as_f64().unwrap() - 1.1).abs() < 0.01, "{v}");
     let text = v["text"].as_str().unwrap();
-    assert!(text.starts_with("fast label decodes") && text.contains("faster than slow label"), "{v}");
+    assert!(text.starts_with("fast label decodes 1.1") && text.contains("× as fast as slow label (95% CI "), "{v}");
     assert!(blocking_kinds(c).is_empty(), "{c:#}");
     assert_eq!(c["fairness"]["fair"], true);
     let fast = summary["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == "fast").unwrap();

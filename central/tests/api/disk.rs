@@ -124,6 +124,11 @@ async fn a_full_disk_fails_the_run_with_the_reason_and_tears_no_line() {
     let summary = central.read_json(&run_id, "summary.json");
     assert_eq!(summary["status"], "failed", "{summary}");
     lines_all_parse(&events);
+    // The lines that could not be written while the disk was full were kept and written once it
+    // had space: the agent's events are stored without a gap.
+    let stored = central.events(&run_id).await;
+    let n = assert_contiguous(&stored, "filler");
+    assert!(n >= 2, "{n} events stored");
     let (status, body) = central.post_run(generate_body("mock-llm", 16)).await;
     assert_eq!(status, 201, "{body}");
     central.stop().await;

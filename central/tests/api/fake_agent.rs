@@ -298,6 +298,8 @@ async fn capabilities(State(s): State<Shared>) -> Json<Capabilities> {
         engine_fingerprint: None,
         client_ceiling: None,
         client_ceiling_unavailable: None,
+        image_engine: None,
+        speech_engine: None,
         legacy: None,
         extra: Default::default(),
     })

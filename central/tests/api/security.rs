@@ -196,12 +196,13 @@ async fn bad_inputs_are_4xx_naming_the_problem() {
         central.addr,
         "/api/runs",
         &["Authorization: Bearer tok"],
-        4 * 1024 * 1024,
+        bench_central::api::BODY_LIMIT_BYTES + 1024 * 1024,
     )
     .await;
     let error = answer["error"].as_str().unwrap_or_default();
     assert_eq!(status, 413, "{answer}");
-    assert!(error.contains("3145728 bytes"), "body over the limit: {error:?}");
+    let limit = format!("{} bytes", bench_central::api::BODY_LIMIT_BYTES);
+    assert!(error.contains(&limit), "body over the limit: {error:?}");
     let n = cases.len() + 1;
     for (name, method, path, headers, body, want, names) in cases {
         let mut req = http.request(method, central.url(path)).body(body);

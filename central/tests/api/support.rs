@@ -368,11 +368,36 @@ impl RealAgent {
         RealAgent { base_url: format!("https://localhost:{port}"), shutdown: Some(tx), _results: results }
     }
 
+    /// An agent over the mock LLM engine whose config `configure` completes (image and speech
+    /// engines for the workload races).
+    pub async fn with_config(machine_id: &str, configure: impl FnOnce(&mut bench_agent::AgentConfig)) -> RealAgent {
+        let engine = EngineSettings {
+            kind: EngineKind::Mock,
+            base_url: String::new(),
+            api_key: None,
+            fallback: Fallback::None,
+            request_timeout_s: 60.0,
+            mock: MockSettings { ttft_ms: 5.0, tokens_per_s: 400.0, models: vec!["mock-llm".into()] },
+            ..bench_agent::engine::EngineSettings::defaults(bench_shared::engine::EngineKind::Mock)
+        };
+        Self::spawn_configured(machine_id, engine, None, configure).await
+    }
+
     async fn spawn(machine_id: &str, engine: EngineSettings, token: Option<&str>) -> RealAgent {
+        Self::spawn_configured(machine_id, engine, token, |_| {}).await
+    }
+
+    async fn spawn_configured(
+        machine_id: &str,
+        engine: EngineSettings,
+        token: Option<&str>,
+        configure: impl FnOnce(&mut bench_agent::AgentConfig),
+    ) -> RealAgent {
         let mut config = bench_agent::AgentConfig::new(machine_id, engine);
         config.auth_token = token.map(str::to_owned);
         let results = temp_results_dir();
         config.results_dir = results.to_path_buf();
+        configure(&mut config);
         let state = bench_agent::AppState::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();

@@ -83,12 +83,17 @@ pub struct Browser {
     client: fantoccini::Client,
     // Field order matters on drop: the profile directory goes before the driver.
     _profile: tempfile::TempDir,
-    _driver: Driver,
+    driver: Driver,
 }
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium session with a `width`×`height` window.
     pub async fn launch(width: u32, height: u32) -> Result<Browser> {
+        Self::launch_with(width, height, &[]).await
+    }
+
+    /// [`Browser::launch`] with extra Chromium switches (e.g. a proxy that blocks the network).
+    pub async fn launch_with(width: u32, height: u32, extra: &[String]) -> Result<Browser> {
         let driver = Driver::start().await?;
         let profile = tempfile::Builder::new().prefix("bench-chromium-").tempdir()?;
         let (chrome, _) = binaries();
@@ -105,14 +110,18 @@ impl Browser {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
-        let caps = json!({"browserName": "chrome", "goog:chromeOptions": {"binary": chrome, "args": args}});
+        let args: Vec<String> = args.into_iter().chain(extra.iter().cloned()).collect();
+        // The performance log carries the DevTools network events of the pages (not of the
+        // browser's own background traffic): what a page requested, see `page_requests`.
+        let caps = json!({"browserName": "chrome", "goog:chromeOptions": {"binary": chrome, "args": args},
+                          "goog:loggingPrefs": {"performance": "ALL"}});
         let caps = caps.as_object().cloned().ok_or_else(|| anyhow!("capabilities are an object"))?;
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&driver.url)
             .await
             .context("chromedriver did not create a session")?;
-        Ok(Browser { client, _profile: profile, _driver: driver })
+        Ok(Browser { client, _profile: profile, driver })
     }
 
     pub async fn goto(&self, url: &str) -> Result<()> {
@@ -172,6 +181,36 @@ impl Browser {
                 Err(_) => tokio::time::sleep(POLL).await,
             }
         }
+    }
+
+    /// Every request a page of this session made since the last call, as `(document URL,
+    /// requested URL)` (DevTools `Network.requestWillBeSent` events of chromedriver's
+    /// performance log), documents included.
+    pub async fn page_requests(&self) -> Result<Vec<(String, String)>> {
+        let sid = self.client.session_id().await?.context("no session id")?;
+        let http = crate::support::http_client();
+        let log: Value = http
+            .post(format!("{}/session/{sid}/se/log", self.driver.url))
+            .json(&json!({"type": "performance"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let entries = log["value"].as_array().with_context(|| format!("performance log: {log}"))?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
+            .filter(|m| m["message"]["method"] == "Network.requestWillBeSent")
+            .filter_map(|m| {
+                let p = &m["message"]["params"];
+                Some((p["documentURL"].as_str()?.to_owned(), p["request"]["url"].as_str()?.to_owned()))
+            })
+            .collect())
+    }
+
+    /// The page printed to PDF (W3C print, default paper).
+    pub async fn print_pdf(&self) -> Result<Vec<u8>> {
+        self.client.print(fantoccini::wd::PrintConfiguration::default()).await.context("print")
     }
 
     /// A PNG of the viewport.

@@ -1,19 +1,25 @@
-//! One machine across two runs: "run B decodes 4.1% slower on macbook, 95% CI 2.0–6.2%".
+//! One machine across two runs: "on macbook, run A decodes 1.04× as fast as run B (95% CI
+//! 1.02–1.06×): slower in run B".
 //!
-//! The same statistics as a race's verdict (warm repeats, Welch's interval, the minimum effect,
-//! fairness warnings), applied to machine X in run A against machine X in run B; `diff_pct` is
-//! B relative to A: `100·(mean_b − mean_a)/mean_a`. With k machines in both runs each interval
-//! is at the Bonferroni level `1 − 0.05/k`, so that the whole set holds at 95%.
+//! The same statistics as a race's verdict (warm repeats, Welch's interval on the log scale,
+//! the minimum effect, fairness warnings), applied to machine X in run A against machine X in
+//! run B. `diff_pct` is B relative to A on the geometric means, `100·(gm_b/gm_a − 1)`, and its
+//! interval is Welch's interval of `mean(ln b) − mean(ln a)` exponentiated the same way (never
+//! below −100%). `ratio` (≥ 1) is the better run's figure over the worse one's, as in a race.
+//! With k machines in both runs each interval is at the Bonferroni level `1 − 0.05/k`, so that
+//! the whole set holds at 95%.
 //!
 //! Status on the interval of the change, in the metric's better direction, against the minimum
-//! effect `e`: beyond 0 with |diff| ≥ e → `faster`/`slower`; wholly within ±e → `tie`; else (or
-//! with too few repeats, or a warning that makes the metric incomparable) → `undecided`.
+//! effect `e` (percent of run A): beyond 0 with |diff| ≥ e → `faster`/`slower`; wholly within ±e
+//! → `tie`; else (or with too few repeats, or a warning that makes the metric incomparable) →
+//! `undecided`, with the repeats that would settle it where the spread tells.
 
 use serde::{Deserialize, Serialize};
 
 use super::stats::{Sample, t_cdf, welch};
+use super::verdict::phrase;
 use super::{CONFIDENCE, MIN_REPEATS, MachineInput, Metric, Prepared, Source, Warning, WarningKind, fairness};
-use crate::fmt::{pct, trim_number};
+use crate::fmt::{pct, ratio_text, trim_number};
 use crate::hash::fnv1a;
 
 /// What a run fixed, as the cross-run comparison checks it (`None`: not known for that run).
@@ -69,6 +75,37 @@ pub enum ChangeStatus {
     Undecided,
 }
 
+/// Why a machine's change is `undecided`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Undecided {
+    /// A warning makes the metric incomparable between the runs (settings, engine, fairness).
+    NotComparable,
+    /// Fewer than 3 warm repeats in a run.
+    TooFewRepeats,
+    /// No figure in a run (the machine did not finish, no energy reading, a value ≤ 0).
+    NoFigures,
+    /// The interval reaches past the minimum effect: more repeats would tell.
+    WideInterval,
+}
+
+/// One of the two runs compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunSide {
+    A,
+    B,
+}
+
+impl RunSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunSide::A => "A",
+            RunSide::B => "B",
+        }
+    }
+}
+
 /// A machine present in one run only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineRef {
@@ -91,17 +128,40 @@ pub struct MachineChange {
     pub n_b: usize,
     pub mean_a: Option<f64>,
     pub mean_b: Option<f64>,
-    /// `100·(mean_b − mean_a)/mean_a`.
+    /// Geometric means (what the ratio and the change compare); `None` when a value is ≤ 0.
+    #[serde(default)]
+    pub geomean_a: Option<f64>,
+    #[serde(default)]
+    pub geomean_b: Option<f64>,
+    /// `100·(geomean_b/geomean_a − 1)`: run B relative to run A.
     pub diff_pct: Option<f64>,
-    /// Welch's interval of `mean_b − mean_a` at `confidence`, percent of `mean_a`; `None` below
-    /// 2 repeats on a side.
+    /// Welch's interval of `mean(ln b) − mean(ln a)` at `confidence`, as
+    /// `100·(exp(bound) − 1)`: never below −100%. `None` below 2 repeats on a side.
     pub ci95_low_pct: Option<f64>,
     pub ci95_high_pct: Option<f64>,
-    /// Two-sided p of Welch's t test; `None` below 2 repeats or with no spread on either side.
+    /// The better run's geometric mean over the worse one's (times inverted): ≥ 1.
+    #[serde(default)]
+    pub ratio: Option<f64>,
+    /// Its interval (both bounds > 0).
+    #[serde(default)]
+    pub ratio_ci: Option<[f64; 2]>,
+    /// Which run `ratio` favours: `a` or `b` (`None` without figures).
+    #[serde(default)]
+    pub better_run: Option<RunSide>,
+    /// Two-sided p of Welch's t test on the logarithms; `None` below 2 repeats or with no
+    /// spread on either side.
     pub p_value: Option<f64>,
+    /// `undecided` on a wide interval: repeats per run that would settle it at the spread
+    /// observed (3 when a run has too few to tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_needed: Option<usize>,
     pub status: ChangeStatus,
+    /// Why it is `undecided` (`None` otherwise): a regression gate tells an invalid comparison
+    /// (`not_comparable`, `too_few_repeats`, `no_figures`) from an inconclusive one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<Undecided>,
     pub reason: String,
-    /// "run B decodes 4.1% slower on macbook, 95% CI 2.0–6.2%".
+    /// "on macbook, run A decodes 1.04× as fast as run B (95% CI 1.02–1.06×): slower in run B …".
     pub text: String,
     /// Fairness warnings of this machine between the runs (`machine_id` is this machine).
     pub warnings: Vec<Warning>,
@@ -133,20 +193,6 @@ pub fn unit(metric: Metric) -> &'static str {
         Metric::DecodeTokS | Metric::GenTokensPerS | Metric::PrefillTokS => "tok/s",
         Metric::TtftMs | Metric::TotalMs => "ms",
         Metric::TokensPerJ => "tok/J",
-    }
-}
-
-/// The verb for a better and a worse change of `metric`, with the noun for "… not comparable".
-fn words(metric: Metric) -> (&'static str, &'static str, &'static str) {
-    match metric {
-        Metric::DecodeTokS => ("decodes {}% faster", "decodes {}% slower", "decode rate"),
-        Metric::GenTokensPerS => ("generates {}% faster", "generates {}% slower", "generation rate"),
-        Metric::PrefillTokS => ("reads the prompt {}% faster", "reads the prompt {}% slower", "prefill rate"),
-        Metric::TtftMs => ("answers {}% sooner", "answers {}% later", "time to first token"),
-        Metric::TotalMs => ("finishes {}% sooner", "finishes {}% later", "total time"),
-        Metric::TokensPerJ => {
-            ("makes {}% more tokens per joule", "makes {}% fewer tokens per joule", "energy efficiency")
-        }
     }
 }
 
@@ -327,11 +373,18 @@ fn change(
         n_b: 0,
         mean_a: None,
         mean_b: None,
+        geomean_a: None,
+        geomean_b: None,
         diff_pct: None,
         ci95_low_pct: None,
         ci95_high_pct: None,
+        ratio: None,
+        ratio_ci: None,
+        better_run: None,
         p_value: None,
+        repeats_needed: None,
         status: ChangeStatus::Undecided,
+        undecided: Some(Undecided::NoFigures),
         reason: String::new(),
         text: String::new(),
         warnings: Vec::new(),
@@ -359,59 +412,71 @@ fn change(
     out.warnings = machine_warnings(&a.machine_id, &label, a, b, &pair, nonces_differ);
     let source = super::pick_source(&pair, metric);
     out.source = source;
-    let samples: Vec<Option<Sample>> =
-        pair.iter().map(|m| source.and_then(|s| Sample::of(&m.values(metric, s)))).collect();
-    let (sa, sb) = (samples[0], samples[1]);
+    let values: Vec<Vec<f64>> = pair.iter().map(|m| source.map(|s| m.values(metric, s)).unwrap_or_default()).collect();
+    let (sa, sb) = (Sample::of(&values[0]), Sample::of(&values[1]));
     out.n_a = sa.map_or(0, |s| s.n);
     out.n_b = sb.map_or(0, |s| s.n);
     out.mean_a = sa.map(|s| s.mean);
     out.mean_b = sb.map(|s| s.mean);
-    let (Some(sa), Some(sb)) = (sa, sb) else {
+    let (Some(_), Some(_)) = (sa, sb) else {
         let none: Vec<&str> = [("A", sa), ("B", sb)].into_iter().filter(|(_, s)| s.is_none()).map(|x| x.0).collect();
         out.reason = format!("{label} has no {} figure in run {}", metric.as_str(), none.join(" or run "));
         out.text = format!("no comparison on {label}: {}", out.reason);
         return out;
     };
-    if sa.mean == 0.0 {
-        out.reason = format!("{label}'s mean {} in run A is 0: no relative change", metric.as_str());
+    let (Some(la), Some(lb)) = (Sample::of_logs(&values[0]), Sample::of_logs(&values[1])) else {
+        out.reason = format!("{label} has a {} of 0 or less: no ratio to compare", metric.as_str());
         out.text = format!("no comparison on {label}: {}", out.reason);
         return out;
-    }
-    let base = sa.mean.abs();
-    let to_pct = |x: f64| 100.0 * x / base;
-    let diff_pct = to_pct(sb.mean - sa.mean);
+    };
+    out.geomean_a = Some(la.mean.exp());
+    out.geomean_b = Some(lb.mean.exp());
+    let to_pct = |x: f64| 100.0 * (x.exp() - 1.0);
+    let d_log = lb.mean - la.mean;
+    let diff_pct = to_pct(d_log);
     out.diff_pct = Some(diff_pct);
-    let w = welch(&sb, &sa, confidence);
+    let w = welch(&lb, &la, confidence);
     if let Some(w) = w {
-        // Every metric compared is ≥ 0, so B can be at most 100% below A: the interval is cut
-        // to what is possible (Welch's symmetric interval can reach past it with few repeats).
-        out.ci95_low_pct = Some(to_pct(w.lo).max(-100.0));
+        out.ci95_low_pct = Some(to_pct(w.lo));
         out.ci95_high_pct = Some(to_pct(w.hi));
         out.p_value = w.df.filter(|_| w.se > 0.0).map(|df| 2.0 * (1.0 - t_cdf((w.diff / w.se).abs(), df)));
     }
-    // The change and its interval in the metric's better direction.
+    // The change on the log scale in the metric's better direction (positive: B is better).
     let sign = if metric.higher_is_better() { 1.0 } else { -1.0 };
+    let gain_log = sign * d_log;
+    let gain_ci_log = w.map(|w| {
+        let (x, y) = (sign * w.lo, sign * w.hi);
+        (x.min(y), x.max(y))
+    });
+    let better_run = if gain_log >= 0.0 { RunSide::B } else { RunSide::A };
+    out.better_run = Some(better_run);
+    out.ratio = Some(gain_log.abs().exp());
+    out.ratio_ci =
+        gain_ci_log.map(|(lo, hi)| if gain_log >= 0.0 { [lo.exp(), hi.exp()] } else { [(-hi).exp(), (-lo).exp()] });
+    // The change in percent of run A, in the better direction, with its interval.
     let gain = sign * diff_pct;
     let gain_ci = out.ci95_low_pct.zip(out.ci95_high_pct).map(|(lo, hi)| {
         let (x, y) = (sign * lo, sign * hi);
         (x.min(y), x.max(y))
     });
-    let (better, worse, noun) = words(metric);
-    let level = format!("{}% CI", trim_number(100.0 * confidence));
-    let (verb, ci) = if gain >= 0.0 {
-        (better.replace("{}", &pct(gain)), gain_ci)
-    } else {
-        (worse.replace("{}", &pct(-gain)), gain_ci.map(|(lo, hi)| (-hi, -lo)))
-    };
-    let claim = match ci {
-        Some((lo, hi)) => format!("run B {verb} on {label}, {level} {}–{}%", pct(lo), pct(hi)),
-        None => format!("run B {verb} on {label} ({} and {} repeats)", out.n_a, out.n_b),
+    let (verb, noun) = phrase(metric);
+    let worse_run = if better_run == RunSide::B { RunSide::A } else { RunSide::B };
+    let (r_text, ci_text) = ratio_text(gain_log.abs().exp(), out.ratio_ci, confidence);
+    let claim =
+        format!("on {label}, run {} {} run {}", better_run.as_str(), verb.replace("{}", &r_text), worse_run.as_str());
+    let claim = match ci_text {
+        Some(ci) => format!("{claim} ({ci})"),
+        None => format!("{claim} ({} and {} repeats)", out.n_a, out.n_b),
     };
     let e = settings.min_effect_pct;
+    let level = format!("{}% CI", trim_number(100.0 * confidence));
     let warnings: Vec<&Warning> = run_warnings.iter().chain(&out.warnings).collect();
     let (status, reason) = if let Some(why) = blocking(&warnings, metric) {
+        out.undecided = Some(Undecided::NotComparable);
         (ChangeStatus::Undecided, format!("{noun} is not comparable between the runs ({why}; see the warnings)"))
     } else if out.n_a < MIN_REPEATS || out.n_b < MIN_REPEATS {
+        out.undecided = Some(Undecided::TooFewRepeats);
+        out.repeats_needed = Some(MIN_REPEATS);
         (
             ChangeStatus::Undecided,
             format!(
@@ -430,18 +495,34 @@ fn change(
             Some((lo, hi)) if lo > -e && hi < e => {
                 (ChangeStatus::Tie, format!("the {level} lies within the ±{}% minimum effect: a tie", trim_number(e)))
             }
-            Some(_) => (
-                ChangeStatus::Undecided,
-                format!(
-                    "the {level} reaches past the ±{}% minimum effect: no verdict — run more repeats",
-                    trim_number(e)
-                ),
-            ),
-            None => (ChangeStatus::Undecided, "no interval: too few repeats".into()),
+            Some(_) => {
+                out.undecided = Some(Undecided::WideInterval);
+                out.repeats_needed = super::verdict::repeats_needed(&la, &lb, e, confidence);
+                let more = match out.repeats_needed {
+                    Some(k) => {
+                        format!("about {} repeats per run would settle it at this spread", crate::fmt::count_text(k))
+                    }
+                    None => "run more repeats".into(),
+                };
+                (
+                    ChangeStatus::Undecided,
+                    format!("the {level} reaches past the ±{}% minimum effect: no verdict — {more}", trim_number(e)),
+                )
+            }
+            None => {
+                out.undecided = Some(Undecided::TooFewRepeats);
+                (ChangeStatus::Undecided, "no interval: too few repeats".into())
+            }
         }
     };
+    if status != ChangeStatus::Undecided {
+        out.undecided = None;
+    }
+    let (up, down) = if metric.higher_is_better() { ("higher", "lower") } else { ("longer", "shorter") };
+    let change = format!("{} {}% {}", metric.as_str(), pct(diff_pct.abs()), if diff_pct >= 0.0 { up } else { down });
     out.text = match status {
-        ChangeStatus::Faster | ChangeStatus::Slower => claim,
+        ChangeStatus::Faster => format!("{claim}: faster in run B ({change})"),
+        ChangeStatus::Slower => format!("{claim}: slower in run B ({change})"),
         ChangeStatus::Tie => format!("{claim}: within the ±{}% minimum effect, a tie", trim_number(e)),
         ChangeStatus::Undecided => format!("{claim}: undecided, {reason}"),
     };

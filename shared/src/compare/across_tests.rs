@@ -90,16 +90,23 @@ fn a_slower_run_b_is_slower_with_the_interval_on_the_slow_side() {
     let m = &c.machines[0];
     assert_eq!(m.status, ChangeStatus::Slower, "{m:?}");
     assert_eq!((m.n_a, m.n_b), (5, 5));
+    // Every value of B is 0.9× its A: the geometric means too, exactly.
     assert!((m.diff_pct.unwrap() + 10.0).abs() < 1e-9, "{m:?}");
     let (lo, hi) = (m.ci95_low_pct.unwrap(), m.ci95_high_pct.unwrap());
     assert!(lo < -10.0 && -10.0 < hi && hi < 0.0, "B − A below 0: {lo} {hi}");
     assert!(m.p_value.unwrap() < 0.001, "{m:?}");
     assert_eq!(m.unit, "tok/s");
-    assert!(m.text.starts_with("run B decodes 10.0% slower on mac box, 95% CI "), "{}", m.text);
-    // The sentence's interval is the slowdown's: positive, around 10.
-    let nums: Vec<f64> =
-        m.text.split("CI ").nth(1).unwrap().trim_end_matches('%').split('–').map(|x| x.parse().unwrap()).collect();
-    assert!(nums[0] > 0.0 && nums[0] < 10.0 && nums[1] > 10.0, "{}", m.text);
+    // The ratio favours run A, ≥ 1: 1/0.9, its interval the inverted percent interval's.
+    assert_eq!(m.better_run, Some(RunSide::A));
+    assert!((m.ratio.unwrap() - 1.0 / 0.9).abs() < 1e-9, "{m:?}");
+    let [rlo, rhi] = m.ratio_ci.unwrap();
+    assert!((rlo - 100.0 / (100.0 + hi)).abs() < 1e-9 && (rhi - 100.0 / (100.0 + lo)).abs() < 1e-9, "{m:?}");
+    assert!(
+        m.text.starts_with("on mac box, run A decodes 1.11× as fast as run B (95% CI ")
+            && m.text.ends_with("×): slower in run B (decode_tok_s 10.0% lower)"),
+        "{}",
+        m.text
+    );
     // And the other way round: faster.
     let c = compare_runs(
         &run("rb", vec![machine("mac", &b)]),
@@ -107,7 +114,13 @@ fn a_slower_run_b_is_slower_with_the_interval_on_the_slow_side() {
         on(Metric::DecodeTokS),
     );
     assert_eq!(c.machines[0].status, ChangeStatus::Faster);
-    assert!(c.machines[0].text.starts_with("run B decodes 11.1% faster on mac box, 95% CI "), "{}", c.machines[0].text);
+    assert_eq!(c.machines[0].better_run, Some(RunSide::B));
+    assert!(
+        c.machines[0].text.starts_with("on mac box, run B decodes 1.11× as fast as run A (95% CI "),
+        "{}",
+        c.machines[0].text
+    );
+    assert!(c.machines[0].text.ends_with("faster in run B (decode_tok_s 11.1% higher)"), "{}", c.machines[0].text);
 }
 
 #[test]
@@ -119,7 +132,12 @@ fn times_read_sooner_and_later_with_the_sign_of_the_change() {
     // Slower decoding: longer total time, a positive diff, worse.
     assert!(m.diff_pct.unwrap() > 2.0 && m.ci95_low_pct.unwrap() > 0.0, "{m:?}");
     assert_eq!(m.status, ChangeStatus::Slower);
-    assert!(m.text.starts_with("run B finishes ") && m.text.contains("% later on mac box, 95% CI"), "{}", m.text);
+    assert!(
+        m.text.starts_with("on mac box, run A finishes ") && m.text.contains("× as fast as run B (95% CI"),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("slower in run B (total_ms ") && m.text.ends_with("% longer)"), "{}", m.text);
     assert_eq!((m.unit.as_str(), m.higher_is_better), ("ms", false));
 }
 
@@ -145,6 +163,9 @@ fn identical_runs_tie_and_a_wide_interval_is_undecided() {
     let m = &c.machines[0];
     assert_eq!(m.status, ChangeStatus::Undecided, "{m:?}");
     assert!(m.reason.contains("minimum effect") && m.text.contains("undecided"), "{m:?}");
+    assert_eq!(m.undecided, Some(Undecided::WideInterval));
+    let k = m.repeats_needed.expect("a wide interval says how many repeats would settle it");
+    assert!(k > 5 && m.reason.contains(&format!("about {} repeats per run", crate::fmt::count_text(k))), "{m:?}");
     // Significant but below the minimum effect, the interval inside ±2%: a tie.
     let b: Vec<f64> = A.iter().map(|x| x * 0.995).collect();
     let c = compare_runs(
@@ -163,7 +184,7 @@ fn too_few_repeats_and_missing_figures_are_undecided_with_the_reason() {
         on(Metric::DecodeTokS),
     );
     let m = &c.machines[0];
-    assert_eq!(m.status, ChangeStatus::Undecided);
+    assert_eq!((m.status, m.undecided), (ChangeStatus::Undecided, Some(Undecided::TooFewRepeats)));
     assert!(m.reason.contains("2 in run A, 3 in run B") && m.reason.contains("run ≥ 3"), "{m:?}");
     let c = compare_runs(
         &run("ra", vec![machine("mac", &[100.0])]),
@@ -179,6 +200,7 @@ fn too_few_repeats_and_missing_figures_are_undecided_with_the_reason() {
     let c = compare_runs(&run("ra", vec![machine("mac", &A)]), &run("rb", vec![failed]), on(Metric::DecodeTokS));
     let m = &c.machines[0];
     assert_eq!((m.status, m.n_a, m.n_b), (ChangeStatus::Undecided, 0, 0));
+    assert_eq!(m.undecided, Some(Undecided::NoFigures));
     assert!(m.reason.contains("run B: error: engine unreachable"), "{m:?}");
     // No energy figures on either side: null, with why.
     let c = compare_runs(
@@ -216,7 +238,7 @@ fn different_settings_make_figures_incomparable() {
     assert_eq!(kinds, [(WarningKind::SettingsMismatch, false), (WarningKind::SettingsMismatch, false)]);
     assert!(c.warnings[0].detail.contains("\"m\" in run A, \"other\" in run B"), "{:?}", c.warnings);
     let m = &c.machines[0];
-    assert_eq!(m.status, ChangeStatus::Undecided);
+    assert_eq!((m.status, m.undecided), (ChangeStatus::Undecided, Some(Undecided::NotComparable)));
     assert!(m.reason.contains("not comparable") && m.reason.contains("settings_mismatch"), "{m:?}");
     // max_tokens alone leaves the decode rate comparable, not the total time.
     let mut rb = run("rb", vec![machine("mac", &b)]);
@@ -297,13 +319,14 @@ fn a_prompt_token_difference_the_nonces_explain_is_informational_a_larger_one_bl
 
 #[test]
 fn the_interval_never_says_more_than_100_percent_less() {
-    // A noisy fall to a fifth (mean 20 against 100): Welch's interval alone reaches to −133%.
+    // A noisy fall to a fifth (mean 20 against 100): Welch's interval on the raw values reaches to
+    // −133%; on the log scale every bound stays above −100% and the ratio's above 0.
     let b = machine("mac", &[1.0, 1.0, 1.0, 1.0, 96.0]);
     let c = compare_runs(&run("a", vec![machine("mac", &A)]), &run("b", vec![b]), on(Metric::DecodeTokS));
     let m = &c.machines[0];
-    assert_eq!(m.ci95_low_pct, Some(-100.0), "{m:?}");
-    assert!(m.ci95_high_pct.unwrap() < 0.0, "{m:?}");
+    let (lo, hi) = (m.ci95_low_pct.unwrap(), m.ci95_high_pct.unwrap());
+    assert!(lo > -100.0 && hi < 0.0, "{m:?}");
+    assert!(m.ratio_ci.unwrap().iter().all(|x| *x > 0.0), "{m:?}");
     assert_eq!(m.status, ChangeStatus::Slower, "{}", m.reason);
-    assert!(m.text.starts_with("run B decodes 80.0% slower on mac box, 95% CI "), "{}", m.text);
-    assert!(m.text.ends_with("–100.0%"), "{}", m.text);
+    assert!(m.text.starts_with("on mac box, run A decodes 40.1× as fast as run B (95% CI 3.18–506×)"), "{}", m.text);
 }

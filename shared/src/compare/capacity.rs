@@ -449,7 +449,8 @@ pub fn compare_capacity(ms: &[CapacityInput], min_effect_pct: f64) -> Option<Cap
             verdict(lead, o, confidence, effect, blocked(&warnings, &[&lead.machine_id, &o.machine_id]), &slo_text)
         })
         .collect();
-    let undecided = |reason: String| Winner { status: WinnerStatus::Undecided, machine_id: None, reason };
+    let undecided =
+        |reason: String| Winner { status: WinnerStatus::Undecided, machine_id: None, reason, repeats_needed: None };
     let ids: Vec<&str> = ms.iter().map(|m| m.machine_id.as_str()).collect();
     let short: Vec<String> = ms
         .iter()
@@ -470,14 +471,19 @@ pub fn compare_capacity(ms: &[CapacityInput], min_effect_pct: f64) -> Option<Cap
             status: WinnerStatus::Unfair,
             machine_id: None,
             reason: format!("capacity is not comparable: {why} (see the warnings)"),
+            repeats_needed: None,
         }
     } else if !short.is_empty() {
-        undecided(format!("{}: no verdict — run repeat ≥ {MIN_REPEATS}", short.join(", ")))
+        Winner {
+            repeats_needed: Some(MIN_REPEATS as usize),
+            ..undecided(format!("{}: no verdict — run repeat ≥ {MIN_REPEATS}", short.join(", ")))
+        }
     } else if verdicts.iter().all(|v| v.significant) {
         Winner {
             status: WinnerStatus::Decided,
             machine_id: Some(lead.machine_id.clone()),
             reason: verdicts.iter().map(|v| v.text.as_str()).collect::<Vec<_>>().join("; "),
+            repeats_needed: None,
         }
     } else {
         let v = verdicts.iter().find(|v| !v.significant).map_or("", |v| v.text.as_str());
@@ -485,6 +491,7 @@ pub fn compare_capacity(ms: &[CapacityInput], min_effect_pct: f64) -> Option<Cap
             status: WinnerStatus::Tie,
             machine_id: None,
             reason: format!("no significant difference at the top: {v}"),
+            repeats_needed: None,
         }
     };
     Some(CapacityComparison {

@@ -19,8 +19,14 @@ pub const DRIFT_FRACTION: f64 = 0.10;
 /// Fewest warm repeats for the drift check: two per third, so one noisy repeat is not a trend
 /// (below that, noise shows in the verdict's interval instead).
 pub const DRIFT_MIN_REPEATS: usize = 6;
-/// A warm request with at least this share of its prompt tokens cached was served from the cache.
-pub const PROMPT_CACHE_SHARE: f64 = 0.90;
+/// A machine whose warm requests had at least this share of their prompt tokens cached (all its
+/// warm requests together) was served from the cache.
+pub const PROMPT_CACHE_SHARE: f64 = 0.50;
+/// … or at least this many percentage points more of the prompt cached than another machine
+/// (a chat-template prefix cached alike on every machine stays quiet).
+pub const PROMPT_CACHE_LEAD_POINTS: f64 = 20.0;
+/// A decode rate at or above this share of the agent's client ceiling may measure the tool.
+pub const CEILING_RATIO_WARN: f64 = 0.5;
 
 /// The kinds of fairness warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -37,6 +43,9 @@ pub enum WarningKind {
     SharedHost,
     Drift,
     Throttled,
+    ClientCeiling,
+    /// An original bench-race agent's figures beside this project's: other client, words for tokens.
+    MeasurementMismatch,
 }
 
 impl WarningKind {
@@ -53,6 +62,8 @@ impl WarningKind {
             WarningKind::SharedHost => "shared_host",
             WarningKind::Drift => "drift",
             WarningKind::Throttled => "throttled",
+            WarningKind::ClientCeiling => "client_ceiling",
+            WarningKind::MeasurementMismatch => "measurement_mismatch",
         }
     }
 }
@@ -86,7 +97,60 @@ pub(crate) fn warnings(machines: &[Prepared<'_>]) -> Vec<Warning> {
     all.extend(shared_host(machines));
     all.extend(drift(machines));
     all.extend(throttled(machines));
+    all.extend(client_ceiling(machines));
+    all.extend(measurement_mismatch(machines));
     all
+}
+
+/// The measured decode rate reached half of what the agent's own measuring path can take
+/// (`ceiling_ratio` ≥ 0.5): the tool, not the machine, may be what limits the decode figures.
+pub(crate) fn client_ceiling(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    machines
+        .iter()
+        .filter_map(|m| {
+            let r = m.input.ceiling_ratio.filter(|r| r.is_finite() && *r >= CEILING_RATIO_WARN)?;
+            Some(warn(
+                WarningKind::ClientCeiling,
+                m,
+                format!(
+                    "{} decoded at {:.0}% of its agent's client ceiling (ceiling_ratio {r:.2}): the tool, not the machine, may be the limit",
+                    m.label(),
+                    100.0 * r
+                ),
+                &[Metric::DecodeTokS, Metric::GenTokensPerS],
+            ))
+        })
+        .collect()
+}
+
+/// The token rates an original bench-race agent measures, which this project's agent measures
+/// otherwise: its `gen_tokens` counts whitespace-separated words, so its rates are words/s.
+pub const WORD_COUNTED: [Metric; 4] =
+    [Metric::DecodeTokS, Metric::GenTokensPerS, Metric::PrefillTokS, Metric::TokensPerJ];
+
+/// An original bench-race agent's figures come from its own client (wall clock around its HTTP
+/// stream, text counted in words). Beside this project's agents its token rates are not
+/// comparable (TTFT and total time are, with the warning shown); among original agents only, the
+/// warning is informational.
+pub(crate) fn measurement_mismatch(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    let original = |m: &Prepared<'_>| m.input.protocol == crate::api::Protocol::Original;
+    let mixed = machines.iter().any(|m| !original(m));
+    machines
+        .iter()
+        .filter(|m| original(m))
+        .map(|m| {
+            let what = format!(
+                "{} is an original bench-race agent: its figures come from its own client (wall clock around its HTTP stream) and its gen_tokens counts words, not tokens",
+                m.label()
+            );
+            let (tail, affects): (&str, &[Metric]) = if mixed {
+                ("; its token rates are not comparable with a bench-race agent's (TTFT and total time are)", &WORD_COUNTED)
+            } else {
+                ("; rates are words per second", &[])
+            };
+            warn(WarningKind::MeasurementMismatch, m, format!("{what}{tail}"), affects)
+        })
+        .collect()
 }
 
 /// The GPU reported thermal or power clock limits during a warm request: its speed and energy
@@ -145,38 +209,57 @@ pub(crate) fn cold_start(machines: &[Prepared<'_>]) -> Vec<Warning> {
         .collect()
 }
 
-/// Share of the prompt the engine served from its cache, per warm request that reports it.
-fn cache_shares(m: &Prepared<'_>) -> Vec<(usize, u64, u64, f64)> {
-    m.warm
+/// Share of the prompt the engine served from its cache over a machine's warm requests that
+/// report it (cached tokens ÷ prompt tokens, summed), with the sums; `None` when none reports it.
+fn cache_share(m: &Prepared<'_>) -> Option<(u64, u64, f64)> {
+    let (cached, prompt) = m
+        .warm
         .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let (cached, prompt) = (r.cached_prompt_tokens?, r.prompt_tokens?);
-            (prompt > 0).then(|| (i, cached, prompt, cached as f64 / prompt as f64))
-        })
-        .collect()
+        .filter_map(|r| Some((r.cached_prompt_tokens?, r.prompt_tokens?)))
+        .fold((0u64, 0u64), |(c, p), (rc, rp)| (c + rc.min(rp), p + rp));
+    (prompt > 0).then(|| (cached, prompt, cached as f64 / prompt as f64))
 }
 
-/// The engine served (nearly) the whole prompt of a warm request from its cache — as when the
-/// same prompt was sent before. A cached chat-template prefix (the same on every request, cached
-/// everywhere once the engine has seen one request) stays well below that and is fair.
+/// The engine served much of the prompt from its cache: at least half of it over the machine's
+/// warm requests, or at least 20 points more of it than another machine's engine did. A cached
+/// chat-template prefix (the same on every request, cached on every machine once its engine has
+/// seen one request) is cached alike everywhere and stays quiet.
 pub(crate) fn prompt_cache(machines: &[Prepared<'_>]) -> Vec<Warning> {
+    let shares: Vec<Option<(u64, u64, f64)>> = machines.iter().map(cache_share).collect();
+    // In points, rounded to 1e-9 so that 30% − 10% is 20 points, not 19.999….
+    let points = |share: f64| (share * 100.0 * 1e9).round() / 1e9;
     machines
         .iter()
-        .filter_map(|m| {
-            let hit = cache_shares(m)
-                .into_iter()
-                .filter(|x| x.3 >= PROMPT_CACHE_SHARE)
-                .max_by(|a, b| a.3.total_cmp(&b.3))?;
+        .zip(&shares)
+        .filter_map(|(m, share)| {
+            let (cached, prompt, share) = (*share)?;
+            let least = machines
+                .iter()
+                .zip(&shares)
+                .filter(|(o, s)| o.id() != m.id() && s.is_some())
+                .map(|(o, s)| (o, s.map_or(0.0, |s| s.2)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let lead = least.filter(|(_, other)| points(share) - points(*other) >= PROMPT_CACHE_LEAD_POINTS);
+            let absolute = points(share) >= 100.0 * PROMPT_CACHE_SHARE;
+            if !absolute && lead.is_none() {
+                return None;
+            }
+            let why = match lead {
+                Some((o, other)) if !absolute => format!(
+                    ", {:.0} points more than {} ({:.0}%)",
+                    points(share) - points(other),
+                    o.label(),
+                    100.0 * other
+                ),
+                _ => String::new(),
+            };
             Some(warn(
                 WarningKind::PromptCache,
                 m,
                 format!(
-                    "the engine on {} reported {} of {} prompt tokens cached (warm repeat {}): prompt processing is not comparable",
+                    "the engine on {} served {cached} of {prompt} prompt tokens of its warm repeats from its cache ({:.0}%{why}): prompt processing is not comparable",
                     m.label(),
-                    hit.1,
-                    hit.2,
-                    hit.0
+                    100.0 * share
                 ),
                 &[Metric::TtftMs, Metric::TotalMs, Metric::PrefillTokS],
             ))
@@ -193,29 +276,41 @@ fn majority<T: Ord + Clone>(values: &[T]) -> Option<T> {
     counts.into_iter().max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1))).map(|(v, _)| v.clone())
 }
 
-/// Generated lengths differ by more than 10% or stop reasons differ.
+/// Generated lengths differ by more than 10% or stop reasons differ. Lengths compare only
+/// between machines that count alike (an original bench-race agent counts words: its lengths
+/// compare with other original agents'); a machine whose engine gives no stop reason is not
+/// said to stop differently.
 pub(crate) fn output_length(machines: &[Prepared<'_>]) -> Vec<Warning> {
-    let mean_tokens: Vec<Option<f64>> = machines
-        .iter()
-        .map(|m| {
-            let v: Vec<f64> = m.warm.iter().map(|r| r.gen_tokens as f64).collect();
-            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-        })
-        .collect();
-    let longest = mean_tokens.iter().flatten().copied().fold(0.0, f64::max);
+    let words = |m: &Prepared<'_>| {
+        !m.warm.is_empty() && m.warm.iter().all(|r| r.token_source == crate::metrics::TokenSource::Words)
+    };
+    let mean_tokens: Vec<Option<f64>> =
+        machines.iter().map(|m| crate::metrics::mean(m.warm.iter().map(|r| r.gen_tokens as f64))).collect();
+    let longest = |counts_words: bool| {
+        machines
+            .iter()
+            .zip(&mean_tokens)
+            .filter(|(m, _)| words(m) == counts_words)
+            .filter_map(|(_, t)| *t)
+            .fold(0.0, f64::max)
+    };
     let reasons: Vec<BTreeSet<String>> =
         machines.iter().map(|m| m.warm.iter().filter_map(|r| r.done_reason.clone()).collect()).collect();
-    let usual = majority(&reasons);
+    let known: Vec<BTreeSet<String>> = reasons.iter().filter(|r| !r.is_empty()).cloned().collect();
+    let usual = majority(&known);
     let mut out = Vec::new();
     for ((m, tokens), reason) in machines.iter().zip(&mean_tokens).zip(&reasons) {
         let mut why = Vec::new();
+        let longest = longest(words(m));
         if let Some(t) = tokens
             && longest > 0.0
             && (longest - t) / longest > OUTPUT_LENGTH_FRACTION
         {
-            why.push(format!("generated {t:.1} tokens on average against {longest:.1} elsewhere"));
+            let unit = if words(m) { "words" } else { "tokens" };
+            why.push(format!("generated {t:.1} {unit} on average against {longest:.1} elsewhere"));
         }
-        if machines.len() > 1
+        if known.len() > 1
+            && !reason.is_empty()
             && let Some(usual) = &usual
             && reason != usual
         {

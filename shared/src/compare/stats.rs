@@ -1,5 +1,7 @@
 //! The statistics behind a verdict: Student's t distribution for any (fractional) degrees of
-//! freedom, confidence intervals of a mean and Welch's interval for a difference of means.
+//! freedom, confidence intervals of a mean, Welch's interval for a difference of means, the same
+//! on the log scale (a ratio of geometric means and its interval, which can never reach below
+//! zero), and the repeats an interval needs to be narrow enough.
 //!
 //! The t quantile is computed, not looked up: the CDF comes from the regularized incomplete beta
 //! function (continued fraction, modified Lentz), and the quantile from bisection on the CDF, so
@@ -24,6 +26,16 @@ impl Sample {
         let mean = v.iter().sum::<f64>() / n as f64;
         let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
         Some(Sample { n, mean, sd })
+    }
+
+    /// The sample of `ln x`: `None` when empty or when a value is ≤ 0 (no logarithm); non-finite
+    /// values are left out. Rates and times are positive, so their ratios are compared here.
+    pub fn of_logs(values: &[f64]) -> Option<Sample> {
+        let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.iter().any(|x| *x <= 0.0) {
+            return None;
+        }
+        Sample::of(&v.iter().map(|x| x.ln()).collect::<Vec<_>>())
     }
 
     /// The two-sided `level` (e.g. 0.95) confidence interval of the mean; `None` below n = 2.
@@ -64,6 +76,64 @@ pub fn welch(a: &Sample, b: &Sample, level: f64) -> Option<WelchDiff> {
     let df = (va + vb).powi(2) / (va * va / (a.n - 1) as f64 + vb * vb / (b.n - 1) as f64);
     let half = t_quantile(1.0 - (1.0 - level) / 2.0, df) * se;
     Some(WelchDiff { diff, se, df: Some(df), lo: diff - half, hi: diff + half })
+}
+
+/// The ratio of the geometric means of two samples given on the log scale (`exp(a.mean −
+/// b.mean)`), with Welch's two-sided `level` interval of the difference of log means,
+/// exponentiated: both bounds are > 0 whatever the spread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogRatio {
+    pub ratio: f64,
+    /// `None` unless both samples have n ≥ 2.
+    pub ci: Option<[f64; 2]>,
+}
+
+/// [`LogRatio`] of `a` over `b`, both samples of logarithms ([`Sample::of_logs`]).
+pub fn log_ratio(a: &Sample, b: &Sample, level: f64) -> LogRatio {
+    let ratio = (a.mean - b.mean).exp();
+    let ci = welch(a, b, level).map(|w| [w.lo.exp(), w.hi.exp()]);
+    LogRatio { ratio, ci }
+}
+
+/// Half-width of Welch's `level` interval of a difference of means with `n` values on each side
+/// and standard deviations `sd_a`, `sd_b` (Welch–Satterthwaite df; 0 with no spread at all).
+pub fn welch_half_width(sd_a: f64, sd_b: f64, n: usize, level: f64) -> f64 {
+    let (va, vb) = (sd_a * sd_a, sd_b * sd_b);
+    if n < 2 || va + vb == 0.0 {
+        return if va + vb == 0.0 { 0.0 } else { f64::INFINITY };
+    }
+    let df = (va + vb).powi(2) * (n - 1) as f64 / (va * va + vb * vb);
+    t_quantile(1.0 - (1.0 - level) / 2.0, df) * ((va + vb) / n as f64).sqrt()
+}
+
+/// Most repeats [`repeats_for_half_width`] looks for.
+pub const MAX_REPEATS_ESTIMATE: usize = 10_000_000;
+
+/// The fewest values per side (≥ 2) for Welch's `level` interval to be no wider than
+/// ± `half_width` at the spreads observed (`sd_a`, `sd_b`); `None` beyond
+/// [`MAX_REPEATS_ESTIMATE`] or for a half-width that is not > 0.
+pub fn repeats_for_half_width(sd_a: f64, sd_b: f64, half_width: f64, level: f64) -> Option<usize> {
+    if half_width.is_nan() || half_width <= 0.0 || !sd_a.is_finite() || !sd_b.is_finite() {
+        return None;
+    }
+    let fits = |n: usize| welch_half_width(sd_a, sd_b, n, level) <= half_width;
+    // The half-width falls with n: double until it fits, then bisect.
+    let mut hi = 2;
+    while !fits(hi) {
+        if hi >= MAX_REPEATS_ESTIMATE {
+            return None;
+        }
+        hi = (hi * 2).min(MAX_REPEATS_ESTIMATE);
+    }
+    let mut lo = hi / 2; // does not fit (or is below 2)
+    if lo < 2 {
+        return Some(hi);
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) { hi = mid } else { lo = mid }
+    }
+    Some(hi)
 }
 
 /// ln Γ(x) for x > 0 (Lanczos approximation, g = 7, 9 terms; ~15 significant digits).
@@ -250,5 +320,42 @@ mod tests {
         let w = welch(&same, &same, 0.95).unwrap();
         assert_eq!((w.diff, w.lo, w.hi, w.df), (0.0, 0.0, 0.0, None));
         assert!(welch(&Sample::of(&[1.0]).unwrap(), &same, 0.95).is_none());
+    }
+
+    #[test]
+    fn log_ratio_by_hand() {
+        // ln values 0, 0.1, 0.2 above ln 200 and above ln 100: ratio exactly 2, sd 0.1 each,
+        // se = √(0.01/3 + 0.01/3) = 0.0816497, df = 4, t(0.975, 4) = 2.776445 → ±0.226695.
+        let a: Vec<f64> = [0.0, 0.1, 0.2].iter().map(|x: &f64| 200.0 * x.exp()).collect();
+        let b: Vec<f64> = [0.0, 0.1, 0.2].iter().map(|x: &f64| 100.0 * x.exp()).collect();
+        let (la, lb) = (Sample::of_logs(&a).unwrap(), Sample::of_logs(&b).unwrap());
+        assert!((la.sd - 0.1).abs() < 1e-12);
+        let r = log_ratio(&la, &lb, 0.95);
+        assert!((r.ratio - 2.0).abs() < 1e-12);
+        let [lo, hi] = r.ci.unwrap();
+        assert!(
+            (lo - 2.0 * (-0.226_695f64).exp()).abs() < 1e-5 && (hi - 2.0 * 0.226_695f64.exp()).abs() < 1e-5,
+            "{lo} {hi}"
+        );
+        assert!(Sample::of_logs(&[1.0, 0.0]).is_none(), "no logarithm of 0");
+        assert!(Sample::of_logs(&[1.0, -2.0]).is_none());
+        assert!(log_ratio(&Sample::of_logs(&[2.0]).unwrap(), &lb, 0.95).ci.is_none(), "n = 1: no interval");
+    }
+
+    #[test]
+    fn repeats_for_a_half_width_by_hand() {
+        // sd 1 on both sides, n each: df = 2(n − 1), half-width t(0.975, df)·√(2/n):
+        // n = 4 → 2.447·0.7071 = 1.7302; n = 5 → 2.306·0.6325 = 1.4584.
+        assert!((welch_half_width(1.0, 1.0, 4, 0.95) - 1.730_228).abs() < 1e-5);
+        assert!((welch_half_width(1.0, 1.0, 5, 0.95) - 1.458_445).abs() < 1e-5);
+        assert_eq!(repeats_for_half_width(1.0, 1.0, 1.6, 0.95), Some(5));
+        assert_eq!(repeats_for_half_width(1.0, 1.0, 1.731, 0.95), Some(4));
+        // Large n: t → 1.96, n ≈ 1.96²·(0.05² + 0.05²)/0.01² = 192.08, a little more for t(df).
+        let n = repeats_for_half_width(0.05, 0.05, 0.01, 0.95).unwrap();
+        assert!(welch_half_width(0.05, 0.05, n, 0.95) <= 0.01 && welch_half_width(0.05, 0.05, n - 1, 0.95) > 0.01);
+        assert!((193..=195).contains(&n), "{n}");
+        assert_eq!(repeats_for_half_width(0.0, 0.0, 0.01, 0.95), Some(2), "no spread: any interval fits");
+        assert_eq!(repeats_for_half_width(1.0, 1.0, 0.0, 0.95), None);
+        assert_eq!(repeats_for_half_width(1e6, 1e6, 1e-9, 0.95), None, "beyond ten million repeats");
     }
 }

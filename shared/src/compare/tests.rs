@@ -1,5 +1,6 @@
 use super::*;
 use crate::metrics::TokenSource;
+use stats::Sample;
 
 fn req(decode: f64) -> RequestMetrics {
     RequestMetrics {
@@ -58,45 +59,126 @@ fn rank_verdict(c: &Comparison) -> &Verdict {
 }
 
 #[test]
-fn ten_percent_faster_is_decided_with_the_hand_computed_interval() {
-    // fast: mean 110, var 2.5; slow: mean 100, var 2.5 → diff 10 ± 2.306 (Welch df 8), i.e.
-    // 10% of the slow mean with a 95% CI of 7.694–12.306%.
+fn ten_percent_faster_is_decided_with_the_hand_computed_ratio_interval() {
+    // On the log scale (computed apart with mpmath): ln fast − ln slow = ln 1.100019, Welch
+    // df 7.928, t(0.975) 2.30964 → ratio 1.100019 with a 95% CI of 1.076003–1.124571.
     let c = compare(
         &[machine("fast", &[110.0, 112.0, 108.0, 111.0, 109.0]), machine("slow", &[100.0, 101.0, 99.0, 102.0, 98.0])],
         settings(),
     );
     let v = rank_verdict(&c);
     assert_eq!((v.better.as_str(), v.worse.as_str(), v.n), ("fast", "slow", [5, 5]));
-    assert!((v.diff_pct - 10.0).abs() < 1e-9);
-    let [lo, hi] = v.ci95_pct.unwrap();
-    assert!((lo - 7.694).abs() < 1e-3 && (hi - 12.306).abs() < 1e-3, "{lo} {hi}");
+    assert!((v.ratio.unwrap() - 1.100_019_097).abs() < 1e-8, "{v:?}");
+    let [lo, hi] = v.ratio_ci.unwrap();
+    assert!((lo - 1.076_003_140).abs() < 1e-6 && (hi - 1.124_571_081).abs() < 1e-6, "{lo} {hi}");
+    // The percent fields say the same: 100·(ratio − 1).
+    assert!((v.diff_pct - 10.001_909_7).abs() < 1e-6);
+    let [plo, phi] = v.ci95_pct.unwrap();
+    assert!((plo - 7.600_314).abs() < 1e-4 && (phi - 12.457_108).abs() < 1e-4, "{plo} {phi}");
     assert!(v.significant);
-    assert_eq!(v.text, "fast decodes 10.0% faster than slow (95% CI 7.7–12.3%, 5 repeats each)");
+    assert_eq!(v.repeats_needed, None, "a settled verdict needs no more repeats");
+    assert_eq!(v.text, "fast decodes 1.10× as fast as slow (95% CI 1.08–1.12×, 5 repeats each)");
     assert_eq!(c.winner.status, WinnerStatus::Decided);
     assert_eq!(c.winner.machine_id.as_deref(), Some("fast"));
+    assert_eq!(c.winner.repeats_needed, None);
     assert!(c.fairness.fair && c.fairness.warnings.is_empty(), "{:?}", c.fairness);
     let stats = c.metrics.iter().find(|m| m.metric == Metric::DecodeTokS).unwrap();
     assert_eq!(stats.leader.as_deref(), Some("fast"));
     assert_eq!(stats.source, Some(Source::Client));
     assert_eq!(stats.machines[0].n, 5);
-    // Lower is better for times: slow's total time is longer, and fast "finishes sooner".
+    // Lower is better for times: slow's total time is longer, and fast "finishes" faster, with
+    // the ratio still ≥ 1 (worse time ÷ better time).
     let t = c.verdicts.iter().find(|v| v.metric == Metric::TotalMs).unwrap();
     assert_eq!(t.better, "fast");
-    assert!(t.diff_pct > 0.0 && t.text.contains("finishes"), "{}", t.text);
+    assert!(t.ratio.unwrap() > 1.0 && t.diff_pct > 0.0 && t.text.contains("finishes"), "{}", t.text);
     assert!(c.outputs.compared && c.outputs.identical_groups.len() == 1);
 }
 
 #[test]
-fn identical_machines_tie_and_tiny_consistent_differences_are_below_the_minimum_effect() {
-    let c = compare(&[machine("a", &[50.0, 51.0, 49.0]), machine("b", &[50.0, 49.0, 51.0])], settings());
+fn three_noisy_repeats_keep_every_bound_positive() {
+    // n = 3 with a large spread (values computed apart with mpmath): Welch on the raw values
+    // would say −3397.7–5664.3% of the worse mean; on the log scale: ratio 3.466806, df 2.0914,
+    // t 4.127310, 95% CI 0.013487–891.1087×.
+    let c = compare(&[machine("wild", &[10.0, 100.0, 1000.0]), machine("calm", &[20.0, 30.0, 40.0])], settings());
+    let v = rank_verdict(&c);
+    assert_eq!((v.better.as_str(), v.worse.as_str()), ("wild", "calm"));
+    assert!((v.ratio.unwrap() - 3.466_806_37).abs() < 1e-6, "{v:?}");
+    let [lo, hi] = v.ratio_ci.unwrap();
+    assert!((lo - 0.013_487_407).abs() < 1e-7 && (hi - 891.108_747).abs() < 1e-3, "{lo} {hi}");
+    let [plo, _] = v.ci95_pct.unwrap();
+    assert!(plo > -100.0 && (plo - (100.0 * (lo - 1.0))).abs() < 1e-9, "{plo}");
+    assert!(!v.significant);
+    assert!(
+        v.text.starts_with(
+            "wild decodes 3.47× as fast as calm (95% CI 0.0135–891×, 3 repeats each): no significant difference"
+        ),
+        "{}",
+        v.text
+    );
+    // Each machine's interval of its (geometric) mean stays above 0 too: 10, 100, 1000 has a
+    // geometric mean of 100 and a t interval of ln x of ±4.303·2.3026/√3.
+    let stats = c.metrics.iter().find(|m| m.metric == Metric::DecodeTokS).unwrap();
+    let wild = &stats.machines[0];
+    assert!((wild.geomean.unwrap() - 100.0).abs() < 1e-9 && (wild.mean.unwrap() - 370.0).abs() < 1e-9);
+    let [glo, ghi] = wild.ci95.unwrap();
+    // sd of (ln 10, ln 100, ln 1000) is ln 10; t(0.975, 2) = 4.30265273.
+    let half = 4.302_652_73 * 10f64.ln() / 3f64.sqrt();
+    let (want_lo, want_hi) = ((100f64.ln() - half).exp(), (100f64.ln() + half).exp());
+    assert!((glo / want_lo - 1.0).abs() < 1e-7 && (ghi / want_hi - 1.0).abs() < 1e-7, "{glo} {ghi}");
+    assert!(glo > 0.0);
+    // The card example of the issue: 10, 60, 130 tok/s — arithmetic 66.7 (95% CI −83.1–216.4),
+    // on the log scale 42.73 (95% CI 1.626–1122.5).
+    let c = compare(&[machine("a", &[10.0, 60.0, 130.0]), machine("b", &[40.0, 41.0, 42.0])], settings());
+    let a = &c.metrics.iter().find(|m| m.metric == Metric::DecodeTokS).unwrap().machines[0];
+    let [lo, hi] = a.ci95.unwrap();
+    assert!((a.geomean.unwrap() - 42.726_587).abs() < 1e-5, "{a:?}");
+    assert!((lo - 1.626_315).abs() < 1e-5 && (hi - 1_122.513_659).abs() < 1e-3, "{a:?}");
+}
+
+#[test]
+fn an_open_tie_says_how_many_repeats_would_settle_it() {
+    let c = compare(&[machine("a", &[50.0, 51.0, 49.0]), machine("b", &[50.0, 49.5, 50.5])], settings());
     assert_eq!(c.winner.status, WinnerStatus::Tie, "{:?}", c.winner);
     assert!(c.winner.machine_id.is_none());
-    assert!(c.winner.reason.contains("no significant difference"), "{}", c.winner.reason);
-    // 1% apart with no noise: the interval excludes 0, but 1% < 2% minimum effect.
+    let v = rank_verdict(&c);
+    let k = v.repeats_needed.expect("an open interval needs more repeats");
+    // The advice is the fewest repeats each for Welch's interval of the log difference to be no
+    // wider than ± half the minimum effect, at the spreads seen.
+    let logs = |ms: &[f64]| Sample::of_logs(ms).unwrap();
+    let (la, lb) = (logs(&[50.0, 51.0, 49.0]), logs(&[50.0, 49.5, 50.5]));
+    let half = 1.02f64.ln() / 2.0;
+    assert!(stats::welch_half_width(la.sd, lb.sd, k, c.confidence) <= half, "{k}");
+    assert!(stats::welch_half_width(la.sd, lb.sd, k - 1, c.confidence) > half, "{k}");
+    assert!(
+        v.text.contains(&format!("about {} repeats each would settle a 2% difference", crate::fmt::count_text(k))),
+        "{}",
+        v.text
+    );
+    assert_eq!(c.winner.repeats_needed, Some(k));
+    // The reason says it once: "tie on …: <the verdict>", not "no significant difference" twice.
+    assert!(
+        c.winner.reason.starts_with("tie on decode_tok_s: b decodes")
+            || c.winner.reason.starts_with("tie on decode_tok_s: a decodes"),
+        "{}",
+        c.winner.reason
+    );
+    assert_eq!(c.winner.reason.matches("no significant difference").count(), 1, "{}", c.winner.reason);
+}
+
+#[test]
+fn identical_machines_tie_and_tiny_consistent_differences_are_below_the_minimum_effect() {
+    let c = compare(&[machine("a", &[50.0, 50.0, 50.0]), machine("b", &[50.0, 50.0, 50.0])], settings());
+    assert_eq!(c.winner.status, WinnerStatus::Tie, "{:?}", c.winner);
+    assert_eq!(c.winner.repeats_needed, None, "no difference and no spread: settled");
+    assert!(rank_verdict(&c).text.contains("within the ±2% minimum effect — a tie"), "{}", rank_verdict(&c).text);
+    // 1% apart with no noise: the interval excludes 1, but 1% < 2% minimum effect.
     let c = compare(&[machine("a", &[101.0, 101.0, 101.0]), machine("b", &[100.0, 100.0, 100.0])], settings());
     let v = rank_verdict(&c);
-    assert_eq!(v.ci95_pct, Some([1.0, 1.0]));
-    assert!(!v.significant && v.text.contains("below the 2% minimum effect"), "{}", v.text);
+    let [lo, hi] = v.ci95_pct.unwrap();
+    assert!((lo - 1.0).abs() < 1e-9 && (hi - 1.0).abs() < 1e-9, "{lo} {hi}");
+    assert_eq!(v.ratio_ci.map(|[lo, hi]| ((lo * 1e9).round(), (hi * 1e9).round())), Some((1.01e9, 1.01e9)));
+    assert!(!v.significant && v.text.contains("below the 2% minimum effect, a tie"), "{}", v.text);
+    assert_eq!(v.repeats_needed, None);
     assert_eq!(c.winner.status, WinnerStatus::Tie);
 }
 
@@ -111,6 +193,8 @@ fn too_few_repeats_or_one_finisher_is_undecided() {
     );
     let v = rank_verdict(&c);
     assert!(!v.significant && v.ci95_pct.is_none() && v.text.contains("too few repeats"), "{}", v.text);
+    assert!(v.ratio_ci.is_none() && v.ratio.is_some());
+    assert_eq!((v.repeats_needed, c.winner.repeats_needed), (Some(MIN_REPEATS), Some(MIN_REPEATS)));
     let c = compare(&[machine("a", &[70.0, 71.0, 72.0])], settings());
     assert_eq!(c.winner.status, WinnerStatus::Undecided);
     assert!(c.winner.reason.contains("only a finished"));
@@ -141,7 +225,11 @@ fn rank_by_a_time_metric_picks_the_lowest() {
     }
     let c = compare(&[slow, fast], Settings { rank_by: Metric::TtftMs, ..settings() });
     assert_eq!(c.winner.machine_id.as_deref(), Some("fast"));
-    assert!((rank_verdict(&c).diff_pct - 50.0).abs() < 1e-9);
+    // Worse ÷ better: the slow machine takes 2.0008× as long (geometric means).
+    let v = rank_verdict(&c);
+    assert!((v.ratio.unwrap() - 2.000_800_961).abs() < 1e-8, "{v:?}");
+    assert!((v.diff_pct - 100.080_096).abs() < 1e-5);
+    assert!(v.text.starts_with("fast answers 2.00× as fast as slow (95% CI "), "{}", v.text);
 }
 
 #[test]
@@ -193,27 +281,81 @@ fn cold_start_is_reported_apart() {
     assert_eq!(c.cold.len(), 2);
 }
 
-#[test]
-fn prompt_cache_beyond_the_shared_prefix() {
-    let mut m = base();
-    // A fresh engine caches nothing on its first request, then the 20-token template prefix.
-    for r in m.iter_mut().flat_map(|m| m.requests.iter_mut()) {
-        r.cached_prompt_tokens = Some(20);
+fn cached(m: &mut MachineInput, tokens: u64) {
+    for r in &mut m.requests {
+        r.cached_prompt_tokens = Some(tokens);
     }
-    m[1].requests[0].cached_prompt_tokens = Some(0);
-    assert!(kinds(&compare(&m, settings())).is_empty());
-    m[1].requests[2].cached_prompt_tokens = Some(26); // 86.7%: not the whole prompt
-    assert!(kinds(&compare(&m, settings())).is_empty());
-    m[1].requests[2].cached_prompt_tokens = Some(29);
+}
+
+#[test]
+fn prompt_cache_at_half_the_prompt() {
+    // Prompts of 30 tokens; 14 cached of 30 on every warm repeat (46.7%), the other machine 10.
+    let mut m = base();
+    cached(&mut m[0], 10);
+    cached(&mut m[1], 14);
+    assert!(kinds(&compare(&m, settings())).is_empty(), "46.7%, 13.3 points more: quiet");
+    // 15 of 30 is 50%: served from the cache (and also 16.7 points more).
+    cached(&mut m[1], 15);
     let c = compare(&m, settings());
     let w = only(&c, WarningKind::PromptCache);
     assert_eq!(w.machine_id.as_deref(), Some("b"));
-    assert!(w.detail.contains("29 of 30"), "{}", w.detail);
+    assert!(w.detail.contains("45 of 90 prompt tokens") && w.detail.contains("50%"), "{}", w.detail);
     assert!(w.affects.contains(&Metric::TtftMs) && !w.affects.contains(&Metric::DecodeTokS));
     assert!(!c.fairness.fair);
     assert_eq!(c.winner.status, WinnerStatus::Decided, "decode rate is not affected");
     let ttft = c.verdicts.iter().find(|v| v.metric == Metric::TtftMs).unwrap();
     assert!(!ttft.significant && ttft.text.contains("prompt_cache on b"), "{}", ttft.text);
+    // The share is over all warm repeats: one fully cached repeat of three is 33%, quiet when
+    // the other machine's engine cached as much of the prefix.
+    let mut m = base();
+    cached(&mut m[0], 10);
+    cached(&mut m[1], 0);
+    m[1].requests[0].cached_prompt_tokens = Some(30);
+    assert!(kinds(&compare(&m, settings())).is_empty(), "33.3% vs 33.3%");
+}
+
+#[test]
+fn prompt_cache_twenty_points_more_than_another_machine() {
+    // 10 prompts of 100 tokens each side would be the same; 30-token prompts: 3 of 30 = 10%.
+    let mut m = base();
+    cached(&mut m[0], 3); // 10%
+    cached(&mut m[1], 9); // 30%: 20 points more
+    let c = compare(&m, settings());
+    let w = only(&c, WarningKind::PromptCache);
+    assert_eq!(w.machine_id.as_deref(), Some("b"));
+    assert!(w.detail.contains("20 points more than a (10%)"), "{}", w.detail);
+    // 19 points: 11 of 100-token prompts against 30 of 100.
+    let mut m = base();
+    for r in m.iter_mut().flat_map(|m| m.requests.iter_mut()) {
+        r.prompt_tokens = Some(100);
+    }
+    cached(&mut m[0], 11);
+    cached(&mut m[1], 30);
+    assert!(kinds(&compare(&m, settings())).is_empty(), "19 points more: quiet");
+    // A chat-template prefix cached alike on every machine stays quiet at any size below half.
+    cached(&mut m[0], 45);
+    cached(&mut m[1], 45);
+    assert!(kinds(&compare(&m, settings())).is_empty());
+    // A machine whose engine reports no cache figures is not a reference point.
+    let mut m = base();
+    cached(&mut m[1], 9);
+    assert!(kinds(&compare(&m, settings())).is_empty(), "30% and nothing to compare with");
+}
+
+#[test]
+fn client_ceiling_from_half_the_agents_ceiling() {
+    let mut m = base();
+    m[0].ceiling_ratio = Some(0.49);
+    m[1].ceiling_ratio = None;
+    assert!(kinds(&compare(&m, settings())).is_empty());
+    m[0].ceiling_ratio = Some(0.5);
+    let c = compare(&m, settings());
+    let w = only(&c, WarningKind::ClientCeiling);
+    assert_eq!(w.machine_id.as_deref(), Some("a"));
+    assert_eq!(w.affects, vec![Metric::DecodeTokS, Metric::GenTokensPerS]);
+    assert!(w.detail.contains("50% of its agent's client ceiling"), "{}", w.detail);
+    assert_eq!(c.winner.status, WinnerStatus::Unfair, "decode_tok_s decides this race");
+    assert!(c.verdicts.iter().find(|v| v.metric == Metric::TtftMs).is_some_and(|v| !v.text.contains("client_ceiling")));
 }
 
 #[test]
@@ -386,4 +528,43 @@ fn tokens_per_joule_is_compared_where_energy_was_measured() {
     // Without energy readings there is no verdict on it, and no made-up value.
     let c = compare(&[machine("a", &[50.0; 3]), machine("b", &[40.0; 3])], settings());
     assert!(c.verdicts.iter().all(|v| v.metric != Metric::TokensPerJ));
+}
+
+#[test]
+fn an_original_agent_beside_ours_blocks_token_rates_but_not_times() {
+    let mut m = base();
+    m[0].protocol = crate::api::Protocol::Original;
+    // Its TTFT is clearly better: still decided on TTFT, with the warning shown.
+    m[0].requests.iter_mut().for_each(|r| r.ttft_ms = Some(50.0));
+    let c = compare(&m, Settings { rank_by: Metric::TtftMs, ..settings() });
+    let w = only(&c, WarningKind::MeasurementMismatch);
+    assert_eq!(w.affects, fairness::WORD_COUNTED.to_vec());
+    assert!(w.detail.contains("counts words, not tokens"), "{}", w.detail);
+    assert_eq!(c.winner.status, WinnerStatus::Decided, "{:?}", c.winner);
+    // Ranked on decode rate, the pair is not comparable.
+    let c = compare(&m, settings());
+    assert_eq!(c.winner.status, WinnerStatus::Unfair);
+    // Original agents among themselves: informational.
+    m[1].protocol = crate::api::Protocol::Original;
+    let c = compare(&m, settings());
+    assert!(c.fairness.warnings.iter().all(|w| w.kind == WarningKind::MeasurementMismatch && w.affects.is_empty()));
+    assert_eq!(c.winner.status, WinnerStatus::Decided);
+}
+
+#[test]
+fn output_length_compares_like_counts_and_ignores_unknown_stop_reasons() {
+    let mut m = base();
+    // An original agent's 8 words beside 21 tokens: not an output-length difference.
+    m[0].protocol = crate::api::Protocol::Original;
+    m[0].requests.iter_mut().for_each(|r| {
+        r.gen_tokens = 8;
+        r.token_source = TokenSource::Words;
+        r.done_reason = None;
+    });
+    let c = compare(&m, settings());
+    assert!(!kinds(&c).contains(&WarningKind::OutputLength), "{:?}", c.fairness.warnings);
+    // Among native machines a short answer still warns.
+    let mut m = base();
+    m[0].requests.iter_mut().for_each(|r| r.gen_tokens = 10);
+    assert_eq!(only(&compare(&m, settings()), WarningKind::OutputLength).affects, vec![Metric::TotalMs]);
 }
