@@ -475,7 +475,7 @@ pub fn compare_capacity(ms: &[CapacityInput], min_effect_pct: f64) -> Option<Cap
         }
     } else if !short.is_empty() {
         Winner {
-            repeats_needed: Some(MIN_REPEATS as usize),
+            repeats_needed: Some(MIN_REPEATS),
             ..undecided(format!("{}: no verdict — run repeat ≥ {MIN_REPEATS}", short.join(", ")))
         }
     } else if verdicts.iter().all(|v| v.significant) {
