@@ -75,7 +75,7 @@ impl TestType {
 
     /// Whether the job drives the LLM engine (the others have engines of their own, or none).
     pub fn uses_llm_engine(self) -> bool {
-        matches!(self, TestType::LlmGenerate | TestType::LlmSweep)
+        matches!(self, TestType::LlmGenerate | TestType::LlmSweep | TestType::LlmLoad | TestType::LlmCapacity)
     }
 
     pub fn parse(s: &str) -> Option<TestType> {

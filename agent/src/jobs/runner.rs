@@ -1,6 +1,7 @@
 //! The worker: takes the next queued job, waits for its `start_at`, picks the engine (the
 //! configured one, or the mock on an explicit fallback), runs it, and publishes its terminal event.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use bench_shared::engine::EngineKind;
 use bench_shared::event::{Event, JobError, JobResult, JobStarted};
 use bench_shared::job::JobSpec;
+use futures_util::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -68,7 +70,21 @@ impl Runner {
         let stop = CancellationToken::new();
         let forward =
             self.sampler.as_ref().map(|s| tokio::spawn(forward_samples(s.subscribe(), events.clone(), stop.clone())));
-        let terminal = self.run_job(job, &events).await;
+        // A bug that panics mid-job ends that job with an error instead of the worker (which
+        // would leave the job running forever and the queue stuck).
+        let terminal = AssertUnwindSafe(self.run_job(job, &events)).catch_unwind().await.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            tracing::error!(panic = %what, "the job panicked");
+            Event::JobError(JobError {
+                kind: bench_shared::event::ErrorKind::Internal,
+                message: format!("the agent failed while running this job (a bug, please report it): {what}"),
+                repeat_index: None,
+            })
+        });
         stop.cancel();
         if let Some(f) = forward {
             let _ = f.await;
