@@ -442,7 +442,12 @@ mod tests {
         let e = err(json!({"model": "  ", "prompt": "p"}));
         assert_eq!(e.field, "model");
         let e = err(json!({"test_type": 5, "model": "m", "prompt": "p"}));
-        assert!(e.field == "test_type" && e.message.contains("llm_generate, llm_sweep, image_generate"), "{e}");
+        assert!(
+            e.field == "test_type"
+                && e.message
+                    .contains("llm_generate, llm_sweep, llm_load, llm_capacity, image_generate, transcribe, compute"),
+            "{e}"
+        );
         let e = err(json!({"test_type": "llm_sweep", "models": ["m"], "ctx": 512, "target_prompt_tokens": 256}));
         assert_eq!(e.field, "ctx");
         let e = err(json!({"test_type": "llm_sweep", "models": ["m"], "ctx": 512, "parallel": [1, 0]}));
