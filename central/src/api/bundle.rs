@@ -7,7 +7,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::ApiError;
 use super::params::Params;
@@ -29,7 +29,7 @@ pub async fn export(
     if state.runs.is_running(&run_id) {
         return Err(ApiError::Conflict {
             message: format!("run {run_id} is still running; export it once it has ended"),
-            detail: json!({"run_id": run_id, "status": "running"}),
+            detail: detail(RunRef { run_id: &run_id, status: Some("running") }),
         });
     }
     // Where it comes from, as the request named this central (informational on import).
@@ -68,13 +68,32 @@ pub async fn import(
             ImportError::Invalid { what, message } => ApiError::bad("body", format!("{what}: {message}")),
             ImportError::Exists(id) => ApiError::Conflict {
                 message: format!("run {id} already exists here; delete it first to import it again"),
-                detail: json!({"run_id": id}),
+                detail: detail(RunRef { run_id: &id, status: None }),
             },
             ImportError::Store(s) => s.into(),
         })
     })
     .await?;
     tracing::info!(run_id = %meta.run_id, origin = ?meta.imported.as_ref().and_then(|i| i.origin.clone()), "run imported");
-    let imported: Value = serde_json::to_value(&meta.imported).unwrap_or(Value::Null);
-    Ok((StatusCode::CREATED, Json(json!({"run_id": meta.run_id, "status": meta.status, "imported": imported}))))
+    Ok((StatusCode::CREATED, Json(ImportAnswer { run_id: meta.run_id, status: meta.status, imported: meta.imported })))
+}
+
+/// The run a conflict is about, as the error body's `detail`.
+#[derive(Serialize)]
+struct RunRef<'a> {
+    run_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+}
+
+fn detail(r: RunRef<'_>) -> serde_json::Value {
+    serde_json::to_value(r).unwrap_or_default()
+}
+
+/// `201` answer of an import.
+#[derive(Serialize)]
+struct ImportAnswer {
+    run_id: String,
+    status: bench_shared::run::RunStatus,
+    imported: Option<bench_shared::share::Imported>,
 }

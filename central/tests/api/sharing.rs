@@ -119,7 +119,7 @@ async fn a_bundle_moves_a_run_between_centrals_and_refuses_tampering() {
     let b = TestCentral::spawn(vec![], temp_results_dir()).await;
     let (status, body) = import(&b, gz.clone(), "application/gzip").await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["run_id"], run_id.as_str());
+    assert_eq!((body["run_id"].as_str(), body["status"].as_str()), (Some(run_id.as_str()), Some("complete")), "{body}");
     let origin = a.addr.to_string();
     assert_eq!(body["imported"]["origin"], origin.as_str(), "{body}");
     for name in ["summary.json", "events.ndjson"] {
@@ -159,6 +159,7 @@ async fn a_bundle_moves_a_run_between_centrals_and_refuses_tampering() {
     let (status, body) = import(&b, gz.clone(), "application/gzip").await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("already exists"), "{body}");
+    assert_eq!(body["detail"], serde_json::json!({"run_id": run_id}), "{body}");
     // A file changed after export (the manifest no longer matches): named, refused.
     let empty = TestCentral::spawn(vec![], temp_results_dir()).await;
     let mut tampered = files.clone();
