@@ -289,6 +289,7 @@ class RunView {
     if (BR.num(p.load_ms) !== null) bits.push(`load ${BR.fmtMs(p.load_ms)}`);
     if (p.repeats > 1) bits.push(`mean of ${p.repeats} repeats`);
     if (p.token_source === "chunks") bits.push("tokens counted from chunks");
+    if (p.token_source === "words") bits.push("words counted as tokens, timed by the original agent's own client");
     if (BR.num(p.tokens_per_j) !== null) bits.push(`${BR.fmt(p.tokens_per_j, 2)} tok/J (${BR.fmt(p.energy_j, 1)} J per request)`);
     else if (p.requests && p.requests[0] && p.requests[0].energy_unavailable) bits.push(`energy: n/a (${p.requests[0].energy_unavailable})`);
     if (p.throttled === true) bits.push("GPU throttled during the run");

@@ -736,6 +736,82 @@ async fn image_race_page_shows_previews_then_images_and_the_verdict() -> Result<
     result
 }
 
+/// A mixed fleet in the browser: an original bench-race agent (a protocol-faithful fake) races
+/// beside one of ours from the race form; both cards finish, the original one is badged and says
+/// its figures are words timed by its own client, and the verdict blocks the token-rate claim
+/// with `measurement_mismatch` while time to first token still compares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_race_with_an_original_agent_completes_in_the_browser() -> Result<()> {
+    use crate::fake_original::FakeOriginal;
+    if std::env::var_os("BENCH_SKIP_BROWSER_TESTS").is_some() {
+        return Ok(());
+    }
+    ensure!(crate::webdriver::available(), "chromium/chromedriver not found (scripts/test installs them)");
+    let old = FakeOriginal::spawn("old", &[MODEL], Duration::from_millis(30), Duration::from_millis(4)).await;
+    let new = RealAgent::mock("new", &[MODEL], 20.0, 400.0).await;
+    let central = TestCentral::spawn(
+        vec![labelled("old", "Old box", &old.base_url), labelled("new", "New box", &new.base_url)],
+        temp_results_dir(),
+    )
+    .await;
+    central.wait_online(&["old", "new"]).await;
+    let browser = Browser::launch(1400, 1100).await?;
+    let b = &browser;
+    let result = async {
+        open_race_page(b, &central.url("/")).await?;
+        let badge = js(
+            b,
+            "const x = document.querySelector('.card[data-machine=old] .badge.original'); return x && x.textContent",
+        )
+        .await?;
+        ensure!(badge == "original agent", "the original agent's card badge: {badge}");
+        b.fill(&b.find("#max_tokens").await?, "12").await?;
+        b.click(&b.find("#run").await?).await?;
+        let status = b
+            .wait_for(
+                "the verdict",
+                "const v = document.querySelector('#verdict'); return v && v.dataset.status;",
+                RUN_TIMEOUT,
+            )
+            .await?;
+        for id in ["old", "new"] {
+            ensure!(card_text(b, id, ".status").await?.starts_with("done"), "{id} not done");
+            ensure!(!card_text(b, id, ".output.content").await?.is_empty(), "{id} shows no output");
+        }
+        let extra = card_text(b, "old", ".extra").await.unwrap_or_default();
+        ensure!(extra.contains("words counted as tokens"), "the original card's figures line: {extra:?}");
+        let kinds =
+            js(b, "return [...document.querySelectorAll('.fairness-warning')].map(w => w.dataset.kind)").await?;
+        ensure!(kinds.as_array().is_some_and(|k| k.contains(&json!("measurement_mismatch"))), "warnings {kinds}");
+        let decode = js(
+            b,
+            "const li = document.querySelector('#verdicts li[data-metric=decode_tok_s]'); return li && li.textContent",
+        )
+        .await?;
+        ensure!(decode.as_str().is_some_and(|t| t.contains("measurement_mismatch")), "decode sentence {decode}");
+        let ttft = js(
+            b,
+            "const li = document.querySelector('#verdicts li[data-metric=ttft_ms]'); return li && li.textContent",
+        )
+        .await?;
+        ensure!(ttft.as_str().is_some_and(|t| !t.contains("measurement_mismatch")), "TTFT sentence {ttft}");
+        // Ranked on decode rate, which cannot be compared here: no winner is crowned.
+        ensure!(status == "unfair", "verdict {status}: {}", text_of(b, "#verdict").await?);
+        std::fs::write(target_dir().join("mixed-race.png"), b.screenshot().await?)?;
+        Ok(())
+    }
+    .await;
+    if result.is_err()
+        && let Ok(png) = browser.screenshot().await
+    {
+        let _ = std::fs::write(target_dir().join("mixed-race-failed.png"), png);
+    }
+    browser.close().await?;
+    central.stop().await;
+    old.stop();
+    result
+}
+
 /// The race form offers to pull the chosen model on the machines that lack it, shows a progress
 /// bar per machine, and once the pull is done the machine joins the race; the machines page
 /// shows which machine has which model.
