@@ -254,21 +254,43 @@
     chartsEl.appendChild(el("h2", { text: "Curves" }));
     const grid = el("div", { class: "chart-grid" });
     chartsEl.appendChild(grid);
+    // A search visits a level more than once (and repeats searches): each curve point is the
+    // median over the steps run at that offered level, so one point per level, in level order.
+    const median = (xs) => {
+      const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+      if (!v.length) return NaN;
+      const h = Math.floor(v.length / 2);
+      return v.length % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
+    };
+    const p99 = (s) => (s.summary.ttft_ms ? s.summary.ttft_ms.p99 : NaN);
+    const perLevel = (steps) => {
+      const groups = new Map();
+      for (const s of steps) {
+        if (!groups.has(s.level)) groups.set(s.level, []);
+        groups.get(s.level).push(s);
+      }
+      return [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([level, g]) => ({
+        level,
+        rps: median(g.map((s) => s.summary.request_throughput_rps)),
+        p99: median(g.map(p99)),
+        goodput: median(g.map((s) => s.summary.goodput_rps ?? NaN)),
+      }));
+    };
     const series = (xf, yf) => all.map(({ st, steps }) => ({
       label: st.label,
-      points: steps.map((s) => [xf(s), yf(s)]).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
+      points: perLevel(steps).map((p) => [xf(p), yf(p)]).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y))
         .sort((a, b) => a[0] - b[0]),
     }));
-    const p99 = (s) => (s.summary.ttft_ms ? s.summary.ttft_ms.p99 : NaN);
-    const add = (id, title, xLabel, yLabel, ser) => {
+    const add = (id, title, xLabel, yLabel, ser, scatter) => {
       const box = el("div", { id });
       grid.appendChild(box);
-      Charts.multiLine(box, { title, xLabel, yLabel, series: ser, pointTicks: false });
+      Charts.multiLine(box, { title, xLabel, yLabel, series: ser, pointTicks: false, scatter });
     };
-    add("chart-latency", "Throughput against p99 TTFT (each step)", "completed req/s", "p99 TTFT ms",
-      series((s) => s.summary.request_throughput_rps, p99));
-    add("chart-goodput", "Goodput against offered load", `offered (${unit()})`, "goodput req/s",
-      series((s) => s.level, (s) => (s.summary.goodput_rps ?? NaN)));
+    // Past the knee throughput can fall as load rises, so these points are not joined.
+    add("chart-latency", "Throughput against p99 TTFT (one point per offered level, median)", "completed req/s", "p99 TTFT ms",
+      series((p) => p.rps, (p) => p.p99), true);
+    add("chart-goodput", "Goodput against offered load (median per level)", `offered (${unit()})`, "goodput req/s",
+      series((p) => p.level, (p) => p.goodput), false);
   }
 
   function renderVerdict() {
@@ -284,7 +306,7 @@
         el("span", { class: `badge ${w.status}`, text: w.status || "–" }), " ",
         winner ? el("strong", { text: `${winner.label} serves more` }) : null),
       // A decided winner's reason is the verdicts below; otherwise it says why there is none.
-      w.status === "decided" ? null : el("p", { class: "reason", id: "capacity-reason", text: w.reason || "" }));
+      ...(w.status === "decided" ? [] : [el("p", { class: "reason", id: "capacity-reason", text: w.reason || "" })]));
     const list = el("ul", { class: "verdicts", id: "capacity-verdicts" });
     for (const v of c.verdicts || []) list.appendChild(el("li", { class: v.significant ? "significant" : "", text: v.text }));
     verdictEl.appendChild(list);

@@ -97,9 +97,10 @@ const Charts = (() => {
   /**
    * Multi-series line chart: `series` = [{label, points: [[x, y], …]}], x values may differ per
    * series (uPlot needs one x array, so gaps are filled with null). `pointTicks`: x ticks at the
-   * measured points (context sizes, parallel levels) rather than at round numbers.
+   * measured points (context sizes, parallel levels) rather than at round numbers. `scatter`:
+   * points only, for pairs whose x does not grow with the order of the points.
    */
-  function multiLine(container, { title, xLabel, yLabel, series, height = 260, logX = false, pointTicks = true }) {
+  function multiLine(container, { title, xLabel, yLabel, series, height = 260, logX = false, pointTicks = true, scatter = false }) {
     clear(container);
     const xsSet = new Set();
     series.forEach((s) => s.points.forEach(([x]) => xsSet.add(x)));
@@ -123,7 +124,8 @@ const Charts = (() => {
         { label: yLabel, stroke: "#8b93a7", grid: { stroke: "#2a3142" }, size: 56 },
       ],
       series: [{ label: xLabel }, ...series.map((s, i) => ({
-        label: s.label, stroke: color(i), width: 2, spanGaps: true, points: { show: true, size: 6 },
+        label: s.label, stroke: color(i), width: 2, spanGaps: true, points: { show: true, size: scatter ? 9 : 6 },
+        ...(scatter ? { paths: () => null } : {}),
       }))],
     };
     const plot = new uPlot(opts, data, plotBox);

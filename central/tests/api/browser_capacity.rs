@@ -112,6 +112,10 @@ async fn drive(b: &Browser, central: &TestCentral) -> Result<()> {
         )
         .await?;
     ensure!(winner.as_str().is_some_and(|t| t.contains("decided") && t.contains("Four slots")), "winner: {winner}");
+    // Every node of the panel is text meant for the reader (no stray "null" or "undefined").
+    let panel = b.script("return document.getElementById('capacity-verdict').textContent", vec![]).await?;
+    let panel = panel.as_str().unwrap_or_default().to_owned();
+    ensure!(!panel.contains("null") && !panel.contains("undefined"), "verdict panel: {panel}");
     let spec = b
         .script(
             "const id = new URLSearchParams(location.search).get('run_id');
