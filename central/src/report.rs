@@ -7,6 +7,7 @@
 //! reaches the page only through askama's escaping.
 
 use askama::Template;
+use bench_shared::compare::capacity::CapacityComparison;
 use bench_shared::compare::{Comparison, Metric, WinnerStatus, unit};
 use bench_shared::fmt::{count_text, trim_number};
 use bench_shared::run::{RunMetadata, RunSummary};
@@ -53,8 +54,12 @@ pub struct MachineView {
 pub struct MetricTable {
     pub title: String,
     pub note: String,
+    /// The five column heads (machine first).
+    pub head: [&'static str; 5],
     pub rows: Vec<[String; 5]>,
 }
+
+const FIGURE_HEAD: [&str; 5] = ["Machine", "Mean", "Geometric mean", "95% CI (geometric mean)", "Repeats"];
 
 pub struct VerdictView {
     pub status: String,
@@ -148,7 +153,9 @@ pub fn build(
         })
         .collect();
     let c = summary.comparison.as_ref().and_then(|c| c.text());
-    let tables = c.map(|c| metric_tables(c, &label)).unwrap_or_default();
+    let capacity = summary.comparison.as_ref().and_then(|c| c.capacity());
+    let mut tables = c.map(|c| metric_tables(c, &label)).unwrap_or_default();
+    tables.extend(capacity.map(|c| capacity_table(c, &label)));
     let charts = c
         .map(|c| {
             let mut metrics = vec![c.rank_by];
@@ -195,7 +202,7 @@ pub fn build(
         }),
         machines,
         tables,
-        verdict: c.map(|c| verdict(c, &label)),
+        verdict: c.map(|c| verdict(c, &label)).or_else(|| capacity.map(|c| capacity_verdict(c, &label))),
         charts,
         outputs,
         version: env!("CARGO_PKG_VERSION"),
@@ -292,6 +299,7 @@ fn metric_tables(c: &Comparison, label: &dyn Fn(&str) -> String) -> Vec<MetricTa
                     if m.higher_is_better { "higher" } else { "lower" }
                 ),
                 note: source,
+                head: FIGURE_HEAD,
                 rows,
             }
         })
@@ -359,6 +367,68 @@ fn verdict(c: &Comparison, label: &dyn Fn(&str) -> String) -> VerdictView {
             })
             .collect(),
         notes,
+    }
+}
+
+/// A capacity race's verdict: who serves more within the SLO, the sentences and the warnings.
+fn capacity_verdict(c: &CapacityComparison, label: &dyn Fn(&str) -> String) -> VerdictView {
+    let w = &c.winner;
+    let slo = c.slo.describe(c.percentile);
+    let headline = match (w.status, &w.machine_id) {
+        (WinnerStatus::Decided, Some(id)) => format!("{} serves the most within {slo}", label(id)),
+        (WinnerStatus::Tie, _) => format!("Tie on capacity within {slo}"),
+        (WinnerStatus::Unfair, _) => "No winner: the capacities are not comparable".to_owned(),
+        _ => format!("No verdict on capacity within {slo}"),
+    };
+    VerdictView {
+        status: format!("{:?}", w.status).to_lowercase(),
+        headline,
+        reason: w.reason.clone(),
+        repeats: w.repeats_needed.map(|k| {
+            format!(
+                "About {} searches per machine would settle a {}% difference at the spread seen.",
+                count_text(k),
+                trim_number(c.min_effect_pct)
+            )
+        }),
+        sentences: c.verdicts.iter().map(|v| ("capacity".to_owned(), v.text.clone(), v.significant)).collect(),
+        warnings: c
+            .fairness
+            .warnings
+            .iter()
+            .map(|x| {
+                let who = x.machine_id.as_deref().map(label).unwrap_or_else(|| "race".into());
+                let affects = if x.blocks { "not comparable: capacity" } else { "informational" };
+                (format!("{} ({who})", x.kind.as_str()), x.detail.clone(), affects.to_owned())
+            })
+            .collect(),
+        notes: vec![format!(
+            "Search by {} ({}); each figure is the highest level that met {slo}.",
+            c.search.as_str(),
+            c.unit
+        )],
+    }
+}
+
+/// One row per machine: its capacity (median of its searches), the geometric mean with its
+/// interval, and every search's result.
+fn capacity_table(c: &CapacityComparison, label: &dyn Fn(&str) -> String) -> MetricTable {
+    let u = &c.unit;
+    let f = |v: Option<f64>| v.map_or("none met the SLO".into(), |v| format!("{} {u}", trim_number(v)));
+    let rows = c
+        .machines
+        .iter()
+        .map(|m| {
+            let ci = m.ci95.map_or("–".into(), |[lo, hi]| format!("{}–{} {u}", trim_number(lo), trim_number(hi)));
+            let searches: Vec<String> = m.searches.iter().map(|s| s.map_or("none".into(), trim_number)).collect();
+            [label(&m.machine_id), f(m.capacity), f(m.geo_mean), ci, searches.join(", ")]
+        })
+        .collect();
+    MetricTable {
+        title: format!("Capacity within {}", c.slo.describe(c.percentile)),
+        note: format!("{} search, higher is better", c.search.as_str()),
+        head: ["Machine", "Capacity (median)", "Geometric mean", "95% CI (geometric mean)", "Searches"],
+        rows,
     }
 }
 
