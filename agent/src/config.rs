@@ -429,6 +429,18 @@ fn rewrite_ollama_url(base: &str, host: Option<&str>, port: Option<&str>) -> Res
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_agent_yaml_key_is_in_docs_configuration_md() {
+        use bench_shared::reference::{config_keys, read_doc, undocumented};
+        let keys = config_keys(&|text| AgentConfig::from_yaml(text, "probe", &|_| None).err().map(|e| e.to_string()));
+        for nested in ["engine.mock.ttft_ms", "hardware_overrides.gpus[].name", "tls.cert_file", "image_engine.kind"] {
+            assert!(keys.iter().any(|k| k == nested), "the probe reaches nested sections: {nested} not in {keys:?}");
+        }
+        let doc = read_doc(env!("CARGO_MANIFEST_DIR"), "configuration.md");
+        let missing = undocumented(&doc, keys.iter().map(String::as_str));
+        assert!(missing.is_empty(), "docs/configuration.md lacks these agent.yaml keys: {missing:?}");
+    }
+
     use super::*;
     use crate::engine::Fallback;
 

@@ -416,6 +416,18 @@ mod tests {
     }
 
     #[test]
+    fn every_machines_yaml_key_is_in_docs_configuration_md() {
+        use bench_shared::reference::{config_keys, read_doc, undocumented};
+        let keys = config_keys(&|text| parse(text).err().map(|e| e.to_string()));
+        for nested in ["machines[].agent_base_url", "machines[].protocol", "central.auth_token"] {
+            assert!(keys.iter().any(|k| k == nested), "the probe reaches nested sections: {nested} not in {keys:?}");
+        }
+        let doc = read_doc(env!("CARGO_MANIFEST_DIR"), "configuration.md");
+        let missing = undocumented(&doc, keys.iter().map(String::as_str));
+        assert!(missing.is_empty(), "docs/configuration.md lacks these machines.yaml keys: {missing:?}");
+    }
+
+    #[test]
     fn shipped_example_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/machines.example.yaml");
         let file = MachinesFile::load(&path).unwrap();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The README stays true to the code: CSV headers equal the constants in shared/src/sweep.rs,
-# every agent.yaml key and every event type appears, and every key of the shipped examples is
-# documented.
+# The reference in README.md and docs/*.md stays true to the code: CSV headers equal the constants
+# in shared/src/sweep.rs, every agent.yaml key and every event type appears, and every key of the
+# shipped examples is documented. (The complete key and event-kind lists are checked by Rust tests
+# that read them from serde: see docs/configuration.md and docs/events.md.)
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 python3 - "$ROOT_DIR" <<'PY' || fail "README out of date (see above)"

@@ -5,7 +5,7 @@
 //! Pure logic: [`compare`] takes what the machines reported ([`MachineInput`]) and returns the
 //! `comparison` block of `summary.json` ([`Comparison`]).
 //!
-//! # Method (also in the README "Reading the verdict" and docs/sharing-results.md)
+//! # Method (also in docs/verdict.md and docs/sharing-results.md)
 //! - Warm repeats only: a recorded request whose engine-reported load time is at least
 //!   [`COLD_LOAD_MS`] is a cold start, reported apart under `cold`.
 //! - Rates and times are compared as ratios of geometric means on the log scale: `ratio` is

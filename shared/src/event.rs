@@ -475,6 +475,18 @@ pub struct JobCancelled {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_event_kind_is_in_docs_events_md() {
+        use crate::reference::{PROBE, expected_names, read_doc, undocumented};
+        // The kinds as serde knows them: its "unknown variant" error lists every tag.
+        let err = serde_json::from_value::<Event>(serde_json::json!({"type": PROBE, "payload": {}})).unwrap_err();
+        let kinds = expected_names(&err.to_string(), "variant").expect("serde lists the event kinds");
+        assert_eq!(kinds, Event::KINDS, "Event::KINDS is serde's list of tags, in order");
+        let missing =
+            undocumented(&read_doc(env!("CARGO_MANIFEST_DIR"), "events.md"), kinds.iter().map(String::as_str));
+        assert!(missing.is_empty(), "docs/events.md lacks these agent event kinds: {missing:?}");
+    }
+
     use super::*;
 
     #[test]

@@ -272,6 +272,17 @@ mod tests {
     use serde_json::{Value, json};
 
     #[test]
+    fn every_central_event_kind_is_in_docs_events_md() {
+        use crate::reference::{PROBE, expected_names, read_doc, undocumented};
+        let err = serde_json::from_value::<CentralEvent>(json!({"type": PROBE})).unwrap_err();
+        let kinds = expected_names(&err.to_string(), "variant").expect("serde lists central's event kinds");
+        assert_eq!(kinds, KINDS, "KINDS is serde's list of tags, in order");
+        let missing =
+            undocumented(&read_doc(env!("CARGO_MANIFEST_DIR"), "events.md"), kinds.iter().map(String::as_str));
+        assert!(missing.is_empty(), "docs/events.md lacks these central event kinds: {missing:?}");
+    }
+
+    #[test]
     fn kinds_match_the_tags() {
         let status = CentralEvent::MachineStatus(MachineStatus {
             run_id: "r".into(),

@@ -28,6 +28,8 @@
 //! - [`clock`]: a run's clock offsets and achieved start skew (`metadata.json` → `clock`).
 //! - [`timeouts`]: every time bound between central, agents and engines, in one place.
 //! - [`tls`]: rustls (ring provider) set-up: certificates, keys, server and client configs.
+//! - [`reference`]: the config keys and event kinds the code accepts, read from serde, for the
+//!   tests that keep `docs/` true to the code.
 
 pub mod api;
 pub mod clock;
@@ -45,6 +47,7 @@ pub mod job;
 pub mod load;
 pub mod metrics;
 pub mod pull;
+pub mod reference;
 pub mod run;
 pub mod runtime;
 pub mod share;
