@@ -10,6 +10,7 @@ use askama::Template;
 use bench_shared::compare::capacity::CapacityComparison;
 use bench_shared::compare::{Comparison, Metric, WinnerStatus, unit};
 use bench_shared::fmt::{count_text, trim_number};
+use bench_shared::job::JobSpec;
 use bench_shared::run::{RunMetadata, RunSummary};
 use serde_json::Value;
 
@@ -111,7 +112,6 @@ pub fn build(
     outcomes: &std::collections::HashMap<String, Outcome>,
     now: &str,
 ) -> Report {
-    let spec = serde_json::to_value(&meta.spec).unwrap_or(Value::Null);
     let labels: Vec<(String, String)> = meta.machines.iter().map(|m| (m.machine_id.clone(), m.label.clone())).collect();
     let label = |id: &str| labels.iter().find(|(m, _)| m == id).map_or(id.to_owned(), |(_, l)| l.clone());
     let color = |id: &str| PALETTE[labels.iter().position(|(m, _)| m == id).unwrap_or(0) % PALETTE.len()];
@@ -192,7 +192,7 @@ pub fn build(
             )
         }),
         prompt: meta.prompt.clone(),
-        settings: settings(&spec),
+        settings: settings(&meta.spec),
         clock: meta.clock.as_ref().map(|c| match c.achieved_skew_ms {
             Some(s) => format!(
                 "achieved start skew {s:.2} ms across {} machines (first requests, on central's clock)",
@@ -210,7 +210,8 @@ pub fn build(
 }
 
 /// The job's settings as shown (read from the stored spec, so every test type shows its own).
-fn settings(spec: &Value) -> Vec<(String, String)> {
+fn settings(job: &JobSpec) -> Vec<(String, String)> {
+    let spec = serde_json::to_value(job).unwrap_or(Value::Null);
     let keys = [
         "test_type",
         "model",
@@ -229,6 +230,22 @@ fn settings(spec: &Value) -> Vec<(String, String)> {
         "parallel",
         "runs",
         "out_tokens",
+        "checkpoint",
+        "steps",
+        "width",
+        "height",
+        "cfg",
+        "sampler",
+        "scheduler",
+        "num_images",
+        "audio",
+        "audio_file",
+        "audio_sha256",
+        "audio_s",
+        "language",
+        "n",
+        "threads",
+        "algorithm",
     ];
     let mut out: Vec<(String, String)> = keys
         .iter()
@@ -246,8 +263,8 @@ fn settings(spec: &Value) -> Vec<(String, String)> {
             Some(((*k).to_owned(), text))
         })
         .collect();
-    if spec.get("test_type").is_none_or(|t| t == "llm_generate") {
-        let busted = spec.get("prompt_nonce").is_some_and(|n| !n.is_null());
+    if let JobSpec::LlmGenerate(g) = job {
+        let busted = g.prompt_nonce.is_some();
         out.push(("cache_bust".into(), if busted { "on (a fresh tag per repeat)".into() } else { "off".into() }));
     }
     out

@@ -179,13 +179,23 @@ impl Store {
 
     /// Writes `<run>/images/<name>` atomically (a generated image). `name` must be a plain file name.
     pub fn write_image(&self, run_id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_in(run_id, "images", name, bytes)
+    }
+
+    /// Writes `<run>/audio/<name>` atomically (a transcription's audio, stored once).
+    pub fn write_audio(&self, run_id: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_in(run_id, "audio", name, bytes)
+    }
+
+    /// Writes `<run>/<folder>/<name>` atomically. `name` must be a plain file name.
+    fn write_in(&self, run_id: &str, folder: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let plain = !name.is_empty()
             && !name.starts_with('.')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !plain {
             return Err(StoreError::InvalidName(name.to_owned()));
         }
-        let dir = self.run_dir(run_id)?.join("images");
+        let dir = self.run_dir(run_id)?.join(folder);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let tmp = dir.join(format!(".{name}.tmp"));
         let path = dir.join(name);

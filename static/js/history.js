@@ -12,7 +12,19 @@
   const $ = (id) => document.getElementById(id);
   const PAGE = 20;
   const FILTERS = ["model", "machine", "engine_version", "status", "since"];
-  const KIND_PREFIX = { llm_sweep: "sweep · ", llm_load: "load · ", llm_capacity: "capacity · " };
+  const KIND_PREFIX = { llm_sweep: "sweep · ", llm_load: "load · ", llm_capacity: "capacity · ",
+    image_generate: "image · ", transcribe: "speech · ", compute: "compute" };
+  /** The image, speech and compute races: their own figures, verdict and comparison. */
+  const WORKLOADS = ["image_generate", "transcribe", "compute"];
+  /** Each workload's figures as shown: [summary key, column, format]. */
+  const secs = (ms) => (BR.num(ms) === null ? "–" : `${BR.fmt(ms / 1000, 2)} s`);
+  const WORKLOAD_COLUMNS = {
+    image_generate: [["s_per_image", "s/image", (v) => BR.fmt(v, 2)], ["steps_per_s", "steps/s", (v) => BR.fmt(v, 1)],
+      ["queue_latency_ms", "Queue", BR.fmtMs], ["gen_time_ms", "Generation", secs], ["wall_ms", "Total", secs]],
+    transcribe: [["rtfx", "RTFx", (v) => BR.fmt(v, 1)], ["wall_ms", "Time", secs], ["wer", "WER", (v) => `${BR.fmt(100 * v, 1)}%`],
+      ["audio_s", "Audio", (v) => `${BR.fmt(v, 1)} s`], ["time_to_first_segment_ms", "First text", BR.fmtMs]],
+    compute: [["ops_per_s", "M integers/s", (v) => BR.fmt(v / 1e6, 1)], ["wall_ms", "Time", secs], ["result", "π(n)", String]],
+  };
   /** Test types whose runs are ranked by a metric of the text race. */
   const RANKED = ["llm_generate"];
   const listEl = $("runs-list"), head = $("run-head"), empty = $("run-empty"), cmpEl = $("run-compare");
@@ -95,7 +107,7 @@
       const li = BR.el("li", { dataset: { runId: r.run_id }, class: r.run_id === openId ? "selected" : "", tabindex: "0",
         on: { click: () => openRun(r.run_id), keydown: (e) => { if (e.key === "Enter") openRun(r.run_id); } } },
         BR.el("div", { class: "run-title" },
-          BR.el("strong", { text: `${KIND_PREFIX[r.test_type] || ""}${(r.models || []).join(", ") || "run"}` }),
+          BR.el("strong", { text: runTitle(r) }),
           BR.el("span", { class: `run-state ${r.status}`, text: r.status || "" })),
         BR.el("div", { class: "hint run-machines", text: `${BR.fmtTime(r.started_at)} · ${labelsOf(r)}${r.winner ? ` · ★ ${winnerLabel(r)}` : ""}${r.imported_from ? ` · imported from ${r.imported_from}` : ""}` }),
         r.prompt_preview ? BR.el("div", { class: "hint", text: r.prompt_preview }) : null,
@@ -105,6 +117,14 @@
     $("prev").disabled = offset === 0;
     $("next").disabled = offset + PAGE >= total;
     showBaselineInfo();
+  }
+
+  /** "image · sdxl", "compute": the list entry's title. */
+  function runTitle(r) {
+    const models = (r.models || []).join(", ");
+    const prefix = KIND_PREFIX[r.test_type] || "";
+    if (!models) return prefix || "run";
+    return `${prefix}${prefix && !prefix.endsWith(" · ") ? " · " : ""}${models}`;
   }
 
   function showBaselineInfo() {
@@ -149,6 +169,10 @@
       renderLoad(runId, md, summary);
       return;
     }
+    if (WORKLOADS.includes(md.test_type)) {
+      renderWorkload(runId, md, summary);
+      return;
+    }
     view.reset(runId, records.map(BR.machine));
     const repeats = (md.spec && (md.spec.repeat || md.spec.repeats)) || 1;
     for (const st of view.machines.values()) st.repeats = repeats;
@@ -178,7 +202,10 @@
     if (md.ended_at || md.ended_at_s) add("Ended", BR.fmtTime(md.ended_at_s ?? md.ended_at));
     const keys = md.test_type === "llm_capacity" ? ["search", "percentile", "start", "max", "duration_s", "max_tokens", "input_tokens", "repeat", "seed"]
       : md.test_type === "llm_load" ? ["rate_rps", "arrival", "concurrency", "duration_s", "requests", "max_tokens", "input_tokens", "seed"]
-        : ["max_tokens", "num_ctx", "temperature", "repeat"];
+        : md.test_type === "image_generate" ? ["checkpoint", "model", "steps", "width", "height", "cfg", "sampler", "seed", "num_images", "repeat"]
+          : md.test_type === "transcribe" ? ["audio", "audio_s", "audio_sha256", "language", "repeat"]
+            : md.test_type === "compute" ? ["n", "threads", "algorithm", "repeat"]
+              : ["max_tokens", "num_ctx", "temperature", "repeat"];
     const settings = keys.filter((k) => spec[k] !== undefined && spec[k] !== null)
       .map((k) => `${k} ${typeof spec[k] === "object" ? JSON.stringify(spec[k]) : spec[k]}`);
     if (spec.slo) settings.push(`slo ${Object.entries(spec.slo).map(([k, v]) => `${k} ≤ ${v}`).join(", ")}`);
@@ -246,6 +273,46 @@
       el("tbody", {}, rows)));
     if (md.test_type === "llm_capacity") {
       box.appendChild(el("p", {}, el("a", { href: `/capacity?run_id=${encodeURIComponent(runId)}`, text: "Curves of this race" })));
+    }
+  }
+
+  /** A stored image, speech or compute race: the verdict and each machine's figures (means over
+   * the repeats), its images (image) or its transcription (speech). */
+  function renderWorkload(runId, md, summary) {
+    const { el } = BR;
+    view.reset(null, []);
+    const box = BR.clear(view.comparisonEl);
+    box.hidden = false;
+    const wc = summary && summary.workload_comparison;
+    box.appendChild(el("h2", { text: { image_generate: "Image race", transcribe: "Speech race", compute: "Compute race" }[md.test_type] }));
+    if (wc) {
+      box.appendChild(el("p", { class: "winner", id: "workload-winner", text: wc.winner_text }));
+      if (wc.not_comparable) box.appendChild(el("p", { class: "notice warn", text: wc.not_comparable }));
+      if (wc.outputs) box.appendChild(el("p", { class: "hint", id: "workload-outputs", text: wc.outputs }));
+      box.appendChild(el("ul", { class: "verdict-list", id: "workload-verdicts" }, (wc.verdicts || []).map((v) => el("li", { text: v.text }))));
+    } else if (md.status === "running") {
+      box.appendChild(el("p", { class: "hint", text: "The race is still running: its verdict comes when it ends." }));
+    }
+    const cols = WORKLOAD_COLUMNS[md.test_type] || [];
+    const byId = new Map(((summary && summary.machines) || []).map((m) => [m.machine_id, m]));
+    const rows = (md.machines || []).map((rec) => {
+      const m = byId.get(rec.machine_id) || rec;
+      return el("tr", { dataset: { machine: rec.machine_id } },
+        el("td", { text: rec.label || rec.machine_id }),
+        el("td", { text: m.status || rec.status || "?" }),
+        ...cols.map(([k, , f]) => el("td", { dataset: { metric: k }, text: BR.num(m[k]) === null ? "–" : f(m[k]) })),
+        el("td", { class: "hint", text: m.reason || rec.reason || "" }));
+    });
+    box.appendChild(el("table", { class: "progress-table", id: "workload-table" },
+      el("thead", {}, el("tr", {}, ["Machine", "Status", ...cols.map(([, h]) => h), ""].map((h) => el("th", { text: h })))),
+      el("tbody", {}, rows)));
+    for (const m of (summary && summary.machines) || []) {
+      if (m.text) box.appendChild(el("div", { class: "hint", text: `${m.label || m.machine_id} heard: ${m.text}` }));
+      if ((m.images || []).length) {
+        box.appendChild(el("div", { class: "preview", dataset: { machine: m.machine_id } }, (m.images || []).map((img) =>
+          el("img", { src: `/api/runs/${encodeURIComponent(runId)}/images/${encodeURIComponent(img.file)}`,
+            alt: `${m.label || m.machine_id}, repeat ${img.repeat_index}`, title: `sha256 ${img.sha256}` }))));
+      }
     }
   }
 
@@ -370,6 +437,20 @@
 
   function renderCompare(c) {
     const { el } = BR;
+    if (c.kind === "workload") {
+      BR.clear(cmpEl).append(
+        el("div", { class: "panel-head" }, el("h2", { text: "Run against baseline" }), closeButton()),
+        el("p", { class: "hint", text: `Run A (baseline) ${c.a} → run B ${c.b}: each machine's repeats in both runs, `
+          + `by the ${c.test_type} race's figures and statistics, minimum effect ${BR.fmt(c.min_effect_pct, 1)}%.` }),
+        (c.machines || []).length
+          ? el("ul", { class: "verdict-list", id: "compare-workload" }, c.machines.map((m) => el("li", { dataset: { machine: m.machine_id } },
+            el("strong", { text: `${m.label || m.machine_id}: ` }),
+            m.comparison.not_comparable || m.comparison.verdicts.map((v) => v.text).join("; ") || m.comparison.winner_text)))
+          : el("p", { class: "hint", text: "No machine completed both runs." }),
+        ...[["A", c.only_in_a], ["B", c.only_in_b]].filter(([, l]) => l && l.length)
+          .map(([run, l]) => el("p", { class: "hint", text: `Only in run ${run}: ${l.map((m) => m.label || m.machine_id).join(", ")}` })));
+      return;
+    }
     if (c.kind === "capacity") {
       BR.clear(cmpEl).append(
         el("div", { class: "panel-head" }, el("h2", { text: "Capacity against baseline" }), closeButton()),

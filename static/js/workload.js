@@ -1,7 +1,9 @@
 // Image, speech and compute race pages: start a run on every machine that can take it, show each
 // machine live (image: progress bar and previews; speech: text with RTFx and WER; compute: a bar),
 // then the stored results and the verdict from summary.json. Text from agents is set as text,
-// images only from data: URLs or central's own routes.
+// images only from data: URLs or central's own routes. A dropped WebSocket loses nothing: on
+// reconnect (and on opening the page with `?run_id=`) the run is re-read from its stored events
+// and, once it has ended, its summary; events already shown are skipped by their `seq`.
 "use strict";
 
 (() => {
@@ -10,6 +12,10 @@
   const cards = $("wl-cards"), verdict = $("wl-verdict"), status = $("wl-status");
   let machines = [], runId = null, waiting = false;
   const card = new Map();
+  /** Per machine, the last agent event shown (its `seq`): an event is never shown twice. */
+  const lastSeq = new Map();
+  /** Live events that arrive while the run is re-read, shown after it (null: not re-reading). */
+  let buffered = null;
 
   async function loadMachines() {
     machines = BR.list(await BR.api("/api/machines"), "machines").map(BR.machine);
@@ -62,20 +68,28 @@
   const f = (v, d = 2) => (BR.num(v) === null ? "–" : v.toFixed(d));
 
   function onEvent(ev) {
+    if (buffered) buffered.push(ev);
+    else show(ev);
+  }
+
+  function show(ev) {
     // The run's run_start can arrive before the answer to POST /api/runs names the run.
     if (waiting && !runId && ev.type === "run_start") {
-      runId = ev.run_id;
+      follow(ev.run_id);
       waiting = false;
     }
     if (!runId || ev.run_id !== runId) return;
     if (ev.type === "run_start") {
-      BR.clear(cards);
-      card.clear();
+      if (card.size) return;
       for (const m of ev.machines || []) makeCard(m);
       return;
     }
     if (ev.type === "run_end") return finish();
     if (!ev.machine_id) return;
+    if (typeof ev.seq === "number") {
+      if (ev.seq <= (lastSeq.get(ev.machine_id) ?? -1)) return;
+      lastSeq.set(ev.machine_id, ev.seq);
+    }
     const c = card.get(ev.machine_id) || makeCard({ machine_id: ev.machine_id });
     const p = ev.payload || {};
     switch (ev.type) {
@@ -102,8 +116,51 @@
     }
   }
 
+  /** Empties the cards and the verdict. */
+  function reset() {
+    BR.clear(cards);
+    card.clear();
+    lastSeq.clear();
+    BR.clear(verdict);
+    verdict.hidden = true;
+  }
+
+  /** Starts showing run `id` afresh, and puts it in the address (a reload shows it again). */
+  function follow(id) {
+    runId = id;
+    reset();
+    history.replaceState(null, "", `${location.pathname}?run_id=${encodeURIComponent(id)}`);
+  }
+
+  /** Re-draws the run from its stored events (after a reconnect, or opening `?run_id=`), then
+   * the live events that came meanwhile, and the verdict once the run has ended. */
+  async function resync() {
+    const id = runId;
+    if (!id || buffered) return;
+    buffered = [];
+    let ended = false;
+    try {
+      const enc = encodeURIComponent(id);
+      const [run, events] = await Promise.all([BR.api(`/api/runs/${enc}`), BR.ndjson(`/api/runs/${enc}/events`)]);
+      if (runId === id) {
+        const md = run.metadata || run;
+        reset();
+        for (const m of md.machines || []) makeCard(m);
+        for (const ev of events) if (ev.type !== "run_end") show({ run_id: id, ...ev });
+        ended = Boolean(md.status) && md.status !== "running";
+      }
+    } catch (err) {
+      console.warn("resync failed", err);
+    } finally {
+      const held = buffered;
+      buffered = null;
+      held.forEach(show);
+    }
+    if (ended && runId === id) await finish();
+  }
+
   async function finish() {
-    const run = await BR.api(`/api/runs/${runId}`);
+    const run = await BR.api(`/api/runs/${encodeURIComponent(runId)}`);
     const summary = run.summary || {};
     const wc = summary.workload_comparison;
     const best = Math.max(...(summary.machines || []).map((m) => m.ops_per_s || 0), 1);
@@ -143,17 +200,20 @@
       waiting = true;
       const created = await BR.api("/api/runs", { json: body() });
       waiting = false;
-      if (runId !== created.run_id) {
-        runId = created.run_id;
-        const run = await BR.api(`/api/runs/${runId}`);
-        if (!card.size) for (const m of (run.metadata || run).machines || []) makeCard(m);
-      }
+      if (runId !== created.run_id) follow(created.run_id);
       BR.notice(status, "info", `Run ${runId} started.`);
+      // Events may have raced ahead of this answer: pick them up from the stored log.
+      await resync();
     } catch (err) {
       BR.notice(status, "error", err.message);
     }
   });
 
-  BR.liveSocket(onEvent);
+  BR.liveSocket(onEvent, (reconnected) => { if (reconnected) resync(); });
   loadMachines().catch((e) => BR.notice(status, "error", `Could not load machines: ${e.message}`));
+  const asked = new URLSearchParams(location.search).get("run_id");
+  if (asked) {
+    follow(asked);
+    resync();
+  }
 })();

@@ -2,11 +2,13 @@
 //! run B against run A, with the race verdict's statistics ([`bench_shared::compare::compare_runs`])
 //! over the warm figures stored in each run's events. Two `llm_capacity` runs compare their
 //! machines' capacities instead ([`bench_shared::compare::capacity_across`]; `metric` does not
-//! apply).
+//! apply), and two image, speech or compute runs of one kind compare each machine by that race's
+//! own figures and verdict ([`bench_shared::compare::workload::compare_workload_runs`]).
 
 use axum::Json;
 use axum::extract::State;
 use bench_shared::compare::capacity_across::{CapacityRun, CapacityRunsComparison, compare_capacity_runs};
+use bench_shared::compare::workload::{WorkloadRun, WorkloadRunsComparison, compare_workload_runs};
 use bench_shared::compare::{self, AcrossSettings, DEFAULT_MIN_EFFECT_PCT, Metric, RunInput, RunsComparison};
 use bench_shared::job::MAX_MIN_EFFECT_PCT;
 use bench_shared::run::RunStatus;
@@ -15,7 +17,7 @@ use serde::Serialize;
 use super::ApiError;
 use super::params::Params;
 use crate::AppState;
-use crate::runs::summary::{capacity_run, outcomes_from_events, run_input};
+use crate::runs::summary::{capacity_run, outcomes_from_events, run_input, workload_run};
 use crate::store::{Store, valid_run_id};
 
 const KNOWN: [&str; 5] = ["a", "b", "metric", "machine", "min_effect_pct"];
@@ -68,6 +70,7 @@ fn parse(q: &Params) -> Result<CompareQuery, ApiError> {
 enum Loaded {
     Text(RunInput),
     Capacity(CapacityRun),
+    Workload(WorkloadRun),
 }
 
 /// The answer: a text race's comparison, or two capacity races'.
@@ -76,6 +79,7 @@ enum Loaded {
 pub enum CompareAnswer {
     Text(Box<RunsComparison>),
     Capacity(Box<CapacityRunsComparison>),
+    Workload(Box<WorkloadRunsComparison>),
 }
 
 /// A stored run's comparison input; `field` names the query parameter for errors.
@@ -92,11 +96,14 @@ fn load(store: &Store, run_id: &str, field: &str) -> Result<Loaded, ApiError> {
     if let Some(c) = capacity_run(&meta, &outcomes) {
         return Ok(Loaded::Capacity(c));
     }
+    if let Some(w) = workload_run(&meta, &outcomes) {
+        return Ok(Loaded::Workload(w));
+    }
     run_input(&meta, &outcomes).map(Loaded::Text).ok_or_else(|| {
         ApiError::bad(
             field,
             format!(
-                "run {run_id} is an {} run; llm_generate runs compare, and llm_capacity runs with each other",
+                "run {run_id} is an {} run; llm_generate runs compare, and llm_capacity, image_generate, transcribe and compute runs each with their own kind",
                 meta.spec.test_type().as_str()
             ),
         )
@@ -121,6 +128,28 @@ pub async fn runs(State(state): State<AppState>, q: Params) -> Result<Json<Compa
             }
             let c = compare_capacity_runs(&ca, &cb, settings.min_effect_pct);
             return Ok(Json(CompareAnswer::Capacity(Box::new(c))));
+        }
+        (Loaded::Workload(mut wa), Loaded::Workload(mut wb)) => {
+            if wa.test_type != wb.test_type {
+                let (ta, tb) = (wa.test_type.as_str(), wb.test_type.as_str());
+                return Err(ApiError::bad(
+                    "b",
+                    format!("run a is a {ta} run and run b a {tb} run: compare runs of one kind"),
+                ));
+            }
+            if let Some(id) = &machine {
+                if !wa.machines.iter().chain(&wb.machines).any(|m| &m.machine_id == id) {
+                    return Err(ApiError::bad("machine", format!("{id:?} is in neither run")));
+                }
+                wa.machines.retain(|m| &m.machine_id == id);
+                wb.machines.retain(|m| &m.machine_id == id);
+            }
+            let c = compare_workload_runs(&wa, &wb, settings.min_effect_pct);
+            return Ok(Json(CompareAnswer::Workload(Box::new(c))));
+        }
+        (Loaded::Workload(w), _) | (_, Loaded::Workload(w)) => {
+            let t = w.test_type.as_str();
+            return Err(ApiError::bad("b", format!("a {t} run compares only with another {t} run")));
         }
         (Loaded::Capacity(_), _) => {
             return Err(ApiError::bad("b", "run a is an llm_capacity run: compare it with another llm_capacity run"));

@@ -1,9 +1,11 @@
-//! `GET /api/runs/{id}/export.csv|.json`: one row per machine.
+//! `GET /api/runs/{id}/export.csv|.json`: one row per machine (the text race's columns, or an
+//! image, speech or compute race's own figures).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
+use bench_shared::job::TestType;
 use bench_shared::run::{RunMetadata, RunSummary};
 use serde::Serialize;
 use serde_json::Value;
@@ -39,6 +41,21 @@ pub const EXPORT_CSV_HEADER: &[&str] = &[
     "fallback_reason",
 ];
 
+/// Columns of `export.csv` for the image, speech and compute races: who, how it ended, and the
+/// workload's own figures (means over the repeats) instead of the text race's empty columns.
+pub fn export_csv_header(test_type: TestType) -> Vec<&'static str> {
+    let common = ["run_id", "timestamp", "model", "machine_id", "label", "status", "rank", "reason", "repeats"];
+    let figures: &[&str] = match test_type {
+        TestType::ImageGenerate => &["s_per_image", "steps_per_s", "queue_latency_ms", "gen_time_ms", "wall_ms"],
+        TestType::Transcribe => &["rtfx", "wer", "audio_s", "wall_ms", "time_to_first_segment_ms", "text"],
+        TestType::Compute => &["ops_per_s", "wall_ms", "result"],
+        TestType::LlmGenerate | TestType::LlmSweep | TestType::LlmLoad | TestType::LlmCapacity => {
+            return EXPORT_CSV_HEADER.to_vec();
+        }
+    };
+    common.into_iter().chain(figures.iter().copied()).chain(["finish_order"]).collect()
+}
+
 /// The stored summary, or one computed from the events (running or interrupted runs).
 async fn load(state: &AppState, run_id: &str) -> Result<(RunMetadata, RunSummary), ApiError> {
     checked(run_id)?;
@@ -69,6 +86,7 @@ pub async fn json(State(state): State<AppState>, Path(run_id): Path<String>) -> 
 
 pub async fn csv(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let (meta, summary) = load(&state, &run_id).await?;
+    let header = export_csv_header(summary.test_type);
     let rows: Vec<serde_json::Map<String, Value>> = summary
         .machines
         .iter()
@@ -77,12 +95,12 @@ pub async fn csv(State(state): State<AppState>, Path(run_id): Path<String>) -> R
             row.insert("run_id".into(), Value::from(meta.run_id.as_str()));
             row.insert("timestamp".into(), Value::from(meta.started_at.as_str()));
             row.insert("model".into(), Value::from(m.model.clone().unwrap_or_else(|| meta.model_label())));
-            row.retain(|k, _| EXPORT_CSV_HEADER.contains(&k.as_str()));
+            row.retain(|k, _| header.contains(&k.as_str()));
             row
         })
         .collect();
     let refs: Vec<&serde_json::Map<String, Value>> = rows.iter().collect();
-    let body = crate::runs::finish::csv_bytes(EXPORT_CSV_HEADER, &refs);
+    let body = crate::runs::finish::csv_bytes(&header, &refs);
     let disposition = format!("attachment; filename=\"{run_id}.csv\"");
     Ok((
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],

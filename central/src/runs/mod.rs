@@ -138,7 +138,7 @@ impl RunManager {
         let views: Vec<MachineView> = chosen.iter().map(|m| m.view()).collect();
         let plan = plan::plan(&views, &req.spec, &offsets, now_ms(), self.settings.start_delay);
         let mut meta = metadata(req.spec, &plan);
-        let log = self.persist_start(&meta).await?;
+        let log = self.persist_start(&meta, req.audio.as_ref()).await?;
         tracing::info!(run_id = %meta.run_id, machines = meta.machines.len(), "run started");
         if let Some(reason) = plan.nobody_reason() {
             meta.reason = Some(format!("no machine can run this job ({reason})"));
@@ -150,15 +150,23 @@ impl RunManager {
             .map_err(|e| StoreError::Unwritable(format!("run end task failed: {e}")))??;
             return Err(RunError::NoMachines { run_id: meta.run_id.clone(), reason, machines: outcomes_of(&meta) });
         }
-        Ok(self.dispatch(&chosen, &plan, meta, log).await)
+        Ok(self.dispatch(&chosen, &plan, meta, log, req.audio.as_ref()).await)
     }
 
     /// Creates the run's folder, writes `run_start` and `metadata.json` (off the async runtime);
     /// a results directory that cannot be written refuses the run (507) before any agent is asked.
-    async fn persist_start(&self, meta: &RunMetadata) -> Result<crate::store::EventLog, RunError> {
+    async fn persist_start(
+        &self,
+        meta: &RunMetadata,
+        audio: Option<&request::RunAudio>,
+    ) -> Result<crate::store::EventLog, RunError> {
         let (store, hub, first) = (self.store.clone(), self.hub.clone(), meta.clone());
+        let audio = audio.map(|a| (a.name.clone(), a.bytes.clone()));
         let log = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             store.create_run(&first.run_id)?;
+            if let Some((name, bytes)) = audio {
+                store.write_audio(&first.run_id, &name, &bytes)?;
+            }
             let mut log = store.event_log(&first.run_id)?;
             let line = CentralEvent::run_start(&first).line();
             log.append(&line.text)?;
@@ -180,6 +188,7 @@ impl RunManager {
         plan: &plan::RunPlan,
         meta: RunMetadata,
         log: crate::store::EventLog,
+        audio: Option<&request::RunAudio>,
     ) -> CreatedRun {
         let runners: Vec<&Arc<Machine>> =
             chosen.iter().filter(|m| plan.runners().any(|r| r.machine_id == m.config.machine_id)).collect();
@@ -195,7 +204,7 @@ impl RunManager {
         let live = LiveRun { meta, outcomes: HashMap::new(), finished: 0 };
         let (live, tx) = self.launch(live, log, state, Vec::new(), clients);
         let posts = runners.iter().map(|m| {
-            let mut job = spec.clone();
+            let mut job = audio.map_or_else(|| spec.clone(), |a| a.job_for_agents(&spec));
             job.set_start_at(plan.agent_start_at_ms(&m.config.machine_id));
             async move { (m.id.clone(), m.client.post_job(&job).await) }
         });

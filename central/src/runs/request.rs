@@ -11,32 +11,96 @@
 //! same prompts). The comparison fields `rank_by` / `min_effect_pct` stay in the typed spec
 //! central stores and posts (agents accept and ignore them).
 
-use bench_shared::job::{FieldError, JobSpec};
+use bench_shared::job::{FieldError, JobSpec, TestType};
+use bench_shared::workload::speech::{AudioFormat, TranscribeSpec};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 /// A validated run request.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
-    /// The job every chosen agent gets (central sets `start_at` per agent when it posts it).
+    /// The job as central stores it (in `metadata.json`); central sets `start_at` per agent when
+    /// it posts it, and puts a transcription's audio back in ([`RunAudio::job_for_agents`]).
     pub spec: JobSpec,
     /// Machines the client chose; `None` = every configured machine.
     pub machine_ids: Option<Vec<String>>,
+    /// A `transcribe` run's audio, taken out of the stored spec.
+    pub audio: Option<RunAudio>,
 }
+
+/// A transcription's audio file: stored once, as `audio/<sha256>.<ext>` in the run folder, and
+/// sent to every agent as `audio_b64`; the stored spec keeps only the file's name, SHA-256 and
+/// duration (so no JSON file or API answer carries up to 25 MB of base64).
+#[derive(Debug, Clone)]
+pub struct RunAudio {
+    /// The file's name in the run's `audio/` folder.
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// The base64 every agent gets.
+    b64: String,
+}
+
+impl RunAudio {
+    /// The job an agent gets: the stored spec with the audio itself back in, and without the
+    /// fields only central's stored spec has.
+    pub fn job_for_agents(&self, stored: &JobSpec) -> JobSpec {
+        let mut job = stored.clone();
+        if let JobSpec::Transcribe(t) = &mut job {
+            t.audio_b64 = Some(self.b64.clone());
+            (t.audio_file, t.audio_sha256, t.audio_s) = (None, None, None);
+        }
+        job
+    }
+}
+
+/// Central's own fields of a `POST /api/runs` body, read before the rest goes to the agents'
+/// rules.
+#[derive(Deserialize)]
+struct CentralFields {
+    #[serde(default)]
+    machine_ids: Option<Value>,
+    #[serde(default)]
+    cache_bust: Option<Value>,
+}
+
+/// The fields that say whether central fills in a transcription's audio from an asset (read
+/// leniently: a field of the wrong type is left for the job's own rules to name).
+#[derive(Deserialize)]
+struct AudioRequest {
+    test_type: TestType,
+    #[serde(default)]
+    audio: Option<String>,
+    #[serde(default)]
+    audio_b64: Option<IgnoredAny>,
+    #[serde(default)]
+    reference_text: Option<IgnoredAny>,
+}
+
+/// Fields only central writes into a stored `transcribe` spec.
+const CENTRAL_AUDIO_FIELDS: [&str; 3] = ["audio_file", "audio_sha256", "audio_s"];
 
 /// Validates a `POST /api/runs` body. `known` lists the configured machine ids.
 pub fn parse(body: &Value, now_ms: u64, known: &[&str]) -> Result<RunRequest, FieldError> {
     let mut job = body.as_object().cloned().ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
+    let own = CentralFields::deserialize(body).map_err(|e| FieldError::new("body", e.to_string()))?;
     if job.contains_key("start_at") {
         return Err(FieldError::new("start_at", "is set by central (machines start together); leave it out"));
     }
-    let machine_ids = match job.remove("machine_ids") {
+    if let Some(k) = CENTRAL_AUDIO_FIELDS.into_iter().find(|k| job.contains_key(*k)) {
+        return Err(FieldError::new(k, "is set by central (from the audio it stores); leave it out"));
+    }
+    job.remove("machine_ids");
+    job.remove("cache_bust");
+    let machine_ids = match own.machine_ids {
         None | Some(Value::Null) => None,
         Some(v) => Some(machine_ids(&v, known)?),
     };
-    let cache_bust = job.remove("cache_bust");
-    resolve_audio(&mut job)?;
+    if let Ok(asked) = AudioRequest::deserialize(body) {
+        resolve_audio(&mut job, asked)?;
+    }
     let mut spec = JobSpec::from_json(&Value::Object(job), now_ms)?;
-    let cache_bust = match (cache_bust, nonce_of(&mut spec).is_some()) {
+    let cache_bust = match (own.cache_bust, nonce_of(&mut spec).is_some()) {
         (None | Some(Value::Null), _) => true,
         (Some(Value::Bool(b)), true) => b,
         (Some(_), true) => {
@@ -56,7 +120,11 @@ pub fn parse(body: &Value, now_ms: u64, known: &[&str]) -> Result<RunRequest, Fi
     {
         *nonce = Some(uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
     }
-    Ok(RunRequest { spec, machine_ids })
+    let audio = match &mut spec {
+        JobSpec::Transcribe(t) => take_audio(t)?,
+        _ => None,
+    };
+    Ok(RunRequest { spec, machine_ids, audio })
 }
 
 /// The spec's cache-busting nonce, for the test types that take one.
@@ -72,22 +140,42 @@ fn nonce_of(spec: &mut JobSpec) -> Option<&mut Option<String>> {
 /// A `transcribe` run naming an audio asset (`audio`) without the file itself: central puts the
 /// asset's file in as `audio_b64` (and its reference text, unless the run gives one), so every
 /// machine gets the same bytes.
-fn resolve_audio(job: &mut serde_json::Map<String, Value>) -> Result<(), FieldError> {
-    if job.get("test_type").and_then(Value::as_str) != Some("transcribe") || job.contains_key("audio_b64") {
+fn resolve_audio(job: &mut serde_json::Map<String, Value>, asked: AudioRequest) -> Result<(), FieldError> {
+    let (TestType::Transcribe, Some(id), None) = (asked.test_type, asked.audio, asked.audio_b64) else {
         return Ok(());
-    }
-    let Some(id) = job.get("audio").and_then(Value::as_str) else { return Ok(()) };
-    bench_shared::workload::speech::check_asset_id("audio", id)?;
-    let (asset, bytes) = crate::assets::audio_asset(id).ok_or_else(|| {
+    };
+    bench_shared::workload::speech::check_asset_id("audio", &id)?;
+    let (asset, bytes) = crate::assets::audio_asset(&id).ok_or_else(|| {
         let ids: Vec<String> = crate::assets::audio_assets().into_iter().map(|a| a.id).collect();
         FieldError::new("audio", format!("no audio asset {id:?}; GET /api/assets/audio lists: {}", ids.join(", ")))
     })?;
     use base64::Engine as _;
     job.insert("audio_b64".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)));
-    if !job.contains_key("reference_text") {
+    if asked.reference_text.is_none() {
         job.insert("reference_text".into(), Value::String(asset.reference_text));
     }
     Ok(())
+}
+
+/// Takes the (validated) audio out of a `transcribe` spec, leaving its file name, SHA-256 and
+/// duration in its place.
+fn take_audio(t: &mut TranscribeSpec) -> Result<Option<RunAudio>, FieldError> {
+    if t.audio_b64.is_none() {
+        return Ok(None);
+    }
+    let (bytes, format) = t.audio_bytes()?;
+    let sha256 = crate::store::bundle::sha256_hex(&bytes);
+    let ext = match format {
+        AudioFormat::Wav => "wav",
+        AudioFormat::Flac => "flac",
+        AudioFormat::Mp3 => "mp3",
+    };
+    let name = format!("{sha256}.{ext}");
+    t.audio_file = Some(format!("audio/{name}"));
+    t.audio_s = bench_shared::workload::speech::audio_duration_s(&bytes);
+    t.audio_sha256 = Some(sha256);
+    let b64 = t.audio_b64.take().unwrap_or_default();
+    Ok(Some(RunAudio { name, bytes, b64 }))
 }
 
 fn machine_ids(v: &Value, known: &[&str]) -> Result<Vec<String>, FieldError> {
@@ -154,8 +242,22 @@ mod tests {
             parse(&json!({"test_type": "transcribe", "model": "w", "audio": "fox", "repeat": 3}), NOW, &[]).unwrap();
         let JobSpec::Transcribe(t) = &r.spec else { panic!() };
         assert_eq!(t.reference_text.as_deref(), Some("The quick brown fox jumps over the lazy dog."));
-        let (bytes, _) = t.audio_bytes().unwrap();
-        assert_eq!(bytes, crate::assets::audio_asset("fox").unwrap().1);
+        let (asset, file) = crate::assets::audio_asset("fox").unwrap();
+        let sha = crate::store::bundle::sha256_hex(&file);
+        // The stored spec names the file; the agents' job carries it.
+        assert_eq!(t.audio_b64, None);
+        assert_eq!(t.audio_file.as_deref(), Some(format!("audio/{sha}.wav").as_str()));
+        assert_eq!(t.audio_sha256.as_deref(), Some(sha.as_str()));
+        assert!(t.audio_s.is_some_and(|s| (s - asset.audio_s).abs() < 1e-3), "{:?}", t.audio_s);
+        let audio = r.audio.as_ref().unwrap();
+        assert_eq!((audio.name.as_str(), &audio.bytes), (format!("{sha}.wav").as_str(), &file));
+        let JobSpec::Transcribe(sent) = audio.job_for_agents(&r.spec) else { panic!() };
+        assert_eq!(sent.audio_bytes().unwrap().0, file);
+        assert_eq!((sent.audio_file, sent.audio_sha256, sent.audio_s), (None, None, None));
+        assert_eq!((sent.audio.as_deref(), sent.repeat), (Some("fox"), 3));
+        let e = parse(&json!({"test_type": "transcribe", "model": "w", "audio": "fox", "audio_sha256": "x"}), NOW, &[])
+            .unwrap_err();
+        assert_eq!(e.field, "audio_sha256");
         let e = parse(&json!({"test_type": "transcribe", "model": "w", "audio": "nope"}), NOW, &[]).unwrap_err();
         assert!(e.field == "audio" && e.message.contains("fox"), "{e}");
         let e = parse(&json!({"test_type": "transcribe", "model": "w", "audio": "../x"}), NOW, &[]).unwrap_err();

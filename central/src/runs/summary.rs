@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use bench_shared::compare::capacity::{CapacityInput, compare_capacity};
-use bench_shared::compare::workload::{WorkloadComparison, WorkloadInput, compare_workload};
+use bench_shared::compare::workload::{WorkloadComparison, WorkloadInput, WorkloadRun, compare_workload};
 use bench_shared::compare::{self, Comparison, MachineInput, Metric};
 use bench_shared::event::{Decoded, Event, JobDone, JobResult, Received};
 use bench_shared::feed::{CentralEvent, StoredLine};
@@ -460,6 +460,29 @@ pub fn run_input(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> Opt
 
 /// A stored `llm_capacity` run as the cross-run comparison needs it: its SLO and search, and
 /// each completed machine's searches. `None` for other runs.
+/// A finished image, speech or compute run's completed machines, for `GET /api/compare`
+/// (`None` for the text races).
+pub fn workload_run(meta: &RunMetadata, outcomes: &HashMap<String, Outcome>) -> Option<WorkloadRun> {
+    let test_type = meta.spec.test_type();
+    if test_type.uses_llm_engine() {
+        return None;
+    }
+    let machines = meta
+        .machines
+        .iter()
+        .filter(|rec| rec.status == MachineRunStatus::Complete)
+        .filter_map(|rec| match outcomes.get(&rec.machine_id)?.result.as_ref()? {
+            Done::Workload(r) => Some(WorkloadInput {
+                machine_id: rec.machine_id.clone(),
+                label: rec.label.clone(),
+                result: (**r).clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    Some(WorkloadRun { run_id: meta.run_id.clone(), test_type, machines })
+}
+
 pub fn capacity_run(
     meta: &RunMetadata,
     outcomes: &HashMap<String, Outcome>,

@@ -6,6 +6,7 @@
 
 mod browser;
 mod browser_capacity;
+mod browser_workload;
 mod capacity;
 mod clock;
 mod compare_runs;

@@ -102,6 +102,67 @@ async fn speech_race_from_an_audio_asset() {
     assert_eq!(wc["metrics"], json!(["rtfx", "wall_ms"]));
     assert_eq!(wc["wer"].as_array().unwrap().len(), 2);
     assert!(!wc["verdicts"].as_array().unwrap().is_empty(), "{wc}");
+    audio_is_stored_once(&central, &run_id).await;
+    // The export has the speech figures, not the text race's columns.
+    let csv = central.get(&format!("/api/runs/{run_id}/export.csv")).await.text().await.unwrap();
+    let rows = csv_rows(&csv);
+    assert_eq!(rows[0][..9].join(","), "run_id,timestamp,model,machine_id,label,status,rank,reason,repeats");
+    assert!(!rows[0].iter().any(|c| c == "ttft_ms"), "{csv}");
+    let a = rows.iter().find(|r| r[3] == "a").unwrap();
+    assert_eq!(cell(&rows[0], a, "wer"), "0.0");
+    assert_eq!(cell(&rows[0], a, "text"), heard);
+    assert!(cell(&rows[0], a, "rtfx").parse::<f64>().unwrap() > 0.0, "{csv}");
+}
+
+/// The rows of a CSV, its header first.
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_bytes());
+    reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect()
+}
+
+fn cell<'a>(header: &[String], row: &'a [String], name: &str) -> &'a str {
+    let i = header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"));
+    &row[i]
+}
+
+/// The run's audio is one file, `audio/<sha256>.wav`, named by the stored spec; no stored file
+/// or API answer carries its base64 (the agents got it: their `audio_s` comes from its header).
+async fn audio_is_stored_once(central: &TestCentral, run_id: &str) {
+    use base64::Engine as _;
+    let (asset, wav) = bench_central::assets::audio_asset("fox").unwrap();
+    let sha: String = sha2::Sha256::digest(&wav).iter().map(|b| format!("{b:02x}")).collect();
+    let spec = &central.read_json(run_id, "metadata.json")["spec"];
+    assert_eq!(spec["audio_file"].as_str(), Some(format!("audio/{sha}.wav").as_str()), "{spec}");
+    assert_eq!(spec["audio_sha256"].as_str(), Some(sha.as_str()));
+    let audio_s = spec["audio_s"].as_f64().unwrap();
+    assert!((audio_s - asset.audio_s).abs() < 1e-3, "{spec}");
+    assert_eq!((spec["audio"].as_str(), spec.get("audio_b64")), (Some("fox"), None), "{spec}");
+    let stored = std::fs::read(central.run_file(run_id, &format!("audio/{sha}.wav"))).unwrap();
+    let stored_sha: String = sha2::Sha256::digest(&stored).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(stored_sha, sha);
+    let summary = central.read_json(run_id, "summary.json");
+    assert_eq!(machine_summary(&summary, "a")["audio_s"].as_f64(), Some(audio_s), "the agent got the audio");
+    // A piece from the middle of the base64 (its start is a WAV header any WAV may share).
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&wav);
+    let piece = &b64[b64.len() / 2..b64.len() / 2 + 64];
+    for name in ["metadata.json", "summary.json", "events.ndjson", "results.csv"] {
+        if let Ok(text) = std::fs::read_to_string(central.run_file(run_id, name)) {
+            assert!(!text.contains(piece), "{name} holds the audio's base64");
+        }
+    }
+    for path in [
+        format!("/api/runs/{run_id}"),
+        "/api/runs".to_owned(),
+        format!("/api/runs/{run_id}/events"),
+        format!("/api/runs/{run_id}/export.json"),
+        format!("/api/runs/{run_id}/export.csv"),
+        format!("/api/runs/{run_id}/report.html"),
+    ] {
+        let res = central.get(&path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let text = res.text().await.unwrap();
+        assert!(!text.contains(piece), "{path} answers with the audio's base64");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -124,4 +185,37 @@ async fn compute_race_compares_ops_per_s() {
     let v = &wc["verdicts"][0];
     assert_eq!(v["n"], json!([3, 3]));
     assert!(v["text"].as_str().unwrap().contains("a") && wc["not_comparable"].is_null(), "{wc}");
+
+    // The run list, the export and the comparison of two runs carry the compute figures.
+    let list = central.get_json("/api/runs").await;
+    let entry = list["runs"].as_array().unwrap().iter().find(|r| r["run_id"] == run_id.as_str()).unwrap();
+    assert_eq!((entry["test_type"].as_str(), entry["machines"].as_u64()), (Some("compute"), Some(2)), "{entry}");
+    let csv = central.get(&format!("/api/runs/{run_id}/export.csv")).await.text().await.unwrap();
+    let rows = csv_rows(&csv);
+    assert!(!rows[0].iter().any(|c| c == "ttft_ms" || c == "gen_tokens_per_s"), "{csv}");
+    assert_eq!(rows.len(), 3, "{csv}");
+    for row in &rows[1..] {
+        let id = cell(&rows[0], row, "machine_id");
+        let ops: f64 = cell(&rows[0], row, "ops_per_s").parse().unwrap();
+        assert_eq!(ops, machine_summary(&summary, id)["ops_per_s"].as_f64().unwrap());
+        assert_eq!((cell(&rows[0], row, "result"), cell(&rows[0], row, "repeats")), ("148933", "3"));
+    }
+    let again = central.start_run(json!({"test_type": "compute", "n": 2_000_000, "threads": 1, "repeat": 3})).await;
+    central.wait_run_end(&again).await;
+    let cmp = central.get_json(&format!("/api/compare?a={run_id}&b={again}")).await;
+    assert_eq!((cmp["kind"].as_str(), cmp["test_type"].as_str()), (Some("workload"), Some("compute")), "{cmp}");
+    let machines = cmp["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 2, "{cmp}");
+    for m in machines {
+        let c = &m["comparison"];
+        assert_eq!(c["metrics"], json!(["ops_per_s"]));
+        assert_eq!(c["verdicts"][0]["n"], json!([3, 3]), "{c}");
+        let text = c["verdicts"][0]["text"].as_str().unwrap();
+        assert!(text.contains("run A") && text.contains("run B"), "{text}");
+    }
+    let (status, body) = {
+        let res = central.get(&format!("/api/compare?a={run_id}&b=2020-01-01_000000_abcdef")).await;
+        (res.status(), res.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 404, "{body}");
 }

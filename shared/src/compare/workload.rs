@@ -319,6 +319,77 @@ pub fn compare_workload(test_type: TestType, inputs: &[WorkloadInput], min_effec
     WorkloadComparison { test_type, metrics, stats, verdicts, not_comparable, outputs, wer, winner, winner_text }
 }
 
+/// A stored workload run's machines that completed (`GET /api/compare`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadRun {
+    pub run_id: String,
+    pub test_type: TestType,
+    pub machines: Vec<WorkloadInput>,
+}
+
+/// One machine in two workload runs: the race verdict with run A and run B as its two sides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadMachineChange {
+    pub machine_id: String,
+    pub label: String,
+    /// Its sides are `a` and `b` (labelled "run A", "run B"): `winner` names the faster run.
+    pub comparison: WorkloadComparison,
+}
+
+/// `GET /api/compare` for two image, speech or compute runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadRunsComparison {
+    /// Always `"workload"`.
+    pub kind: String,
+    pub a: String,
+    pub b: String,
+    pub test_type: TestType,
+    pub min_effect_pct: f64,
+    pub machines: Vec<WorkloadMachineChange>,
+    pub only_in_a: Vec<crate::run::MachineLabel>,
+    pub only_in_b: Vec<crate::run::MachineLabel>,
+}
+
+/// Each machine that completed both runs, run B against run A, by the race's own statistics and
+/// fairness rules (a different `n`, model or image setting between the runs blocks the verdict).
+pub fn compare_workload_runs(a: &WorkloadRun, b: &WorkloadRun, min_effect_pct: f64) -> WorkloadRunsComparison {
+    let side = |id: &str, label: &str, r: &JobResult| WorkloadInput {
+        machine_id: id.to_owned(),
+        label: label.to_owned(),
+        result: r.clone(),
+    };
+    let machines = a
+        .machines
+        .iter()
+        .filter_map(|ma| {
+            let mb = b.machines.iter().find(|m| m.machine_id == ma.machine_id)?;
+            let inputs = [side("a", "run A", &ma.result), side("b", "run B", &mb.result)];
+            Some(WorkloadMachineChange {
+                machine_id: ma.machine_id.clone(),
+                label: ma.label.clone(),
+                comparison: compare_workload(a.test_type, &inputs, min_effect_pct),
+            })
+        })
+        .collect();
+    let only = |x: &WorkloadRun, y: &WorkloadRun| {
+        x.machines
+            .iter()
+            .filter(|m| !y.machines.iter().any(|o| o.machine_id == m.machine_id))
+            .map(|m| crate::run::MachineLabel { machine_id: m.machine_id.clone(), label: m.label.clone() })
+            .collect()
+    };
+    WorkloadRunsComparison {
+        kind: "workload".into(),
+        a: a.run_id.clone(),
+        b: b.run_id.clone(),
+        test_type: a.test_type,
+        min_effect_pct,
+        machines,
+        only_in_a: only(a, b),
+        only_in_b: only(b, a),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +433,30 @@ mod tests {
             2.0,
         );
         assert!(wrong.winner.is_none() && wrong.not_comparable.unwrap().contains("computes wrongly"));
+    }
+
+    #[test]
+    fn two_runs_compare_each_machine_run_b_against_run_a() {
+        let run = |id: &str, machines: Vec<WorkloadInput>| WorkloadRun {
+            run_id: id.into(),
+            test_type: TestType::Compute,
+            machines,
+        };
+        let a = run("A", vec![compute("x", &[200.0, 202.0, 198.0], 78_498), compute("y", &[100.0; 3], 78_498)]);
+        let b = run("B", vec![compute("x", &[100.0, 101.0, 99.0], 78_498), compute("z", &[100.0; 3], 78_498)]);
+        let c = compare_workload_runs(&a, &b, 2.0);
+        assert_eq!((c.kind.as_str(), c.a.as_str(), c.b.as_str()), ("workload", "A", "B"));
+        assert_eq!(c.machines.len(), 1);
+        let x = &c.machines[0];
+        assert_eq!((x.machine_id.as_str(), x.label.as_str()), ("x", "x box"));
+        assert_eq!(x.comparison.winner.as_deref(), Some("b"));
+        assert!(x.comparison.verdicts[0].text.starts_with("run B computes 100."), "{}", x.comparison.verdicts[0].text);
+        assert_eq!((c.only_in_a[0].machine_id.as_str(), c.only_in_b[0].machine_id.as_str()), ("y", "z"));
+        // Another count in run B (one machine computes wrongly): no verdict.
+        let other_n = run("B", vec![compute("x", &[1.0, 1.0, 1.0], 5)]);
+        let c = compare_workload_runs(&a, &other_n, 2.0);
+        assert!(c.machines[0].comparison.winner.is_none());
+        assert!(c.machines[0].comparison.not_comparable.is_some(), "{:?}", c.machines[0].comparison);
     }
 
     fn image(id: &str, spec: serde_json::Value, per_image: &[f64], hash: &str) -> WorkloadInput {

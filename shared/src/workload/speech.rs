@@ -30,9 +30,21 @@ pub struct TranscribeSpec {
     /// The asset id the audio came from (a label on the agent, which never looks it up).
     #[serde(default)]
     pub audio: Option<String>,
-    /// The audio file (WAV, MP3 or FLAC), base64.
-    #[serde(default)]
+    /// The audio file (WAV, MP3 or FLAC), base64. Agents get it; central's stored spec has
+    /// it taken out (the file is stored once, see `audio_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_b64: Option<String>,
+    /// Central's stored spec only: the run's audio file, relative to the run folder
+    /// (`audio/<sha256>.<ext>`), stored once instead of as base64 in every JSON file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_file: Option<String>,
+    /// Central's stored spec only: lower-case hex SHA-256 of the audio file's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_sha256: Option<String>,
+    /// Central's stored spec only: the audio's duration in seconds from its header (absent
+    /// where the header does not say, as in MP3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_s: Option<f64>,
     /// ISO-639-1 language hint (`en`); absent: the engine detects it.
     #[serde(default)]
     pub language: Option<String>,
@@ -64,6 +76,9 @@ impl Spec for TranscribeSpec {
         ("model", Rule::Model),
         ("audio", Rule::Text),
         ("audio_b64", Rule::Text),
+        ("audio_file", Rule::Text),
+        ("audio_sha256", Rule::Text),
+        ("audio_s", Rule::Float { min: 0.0, max: f64::MAX }),
         ("language", Rule::Text),
         ("repeat", Rule::UInt { min: 1, max: crate::job::MAX_REPEAT }),
         ("reference_text", Rule::Text),
@@ -106,7 +121,7 @@ impl TranscribeSpec {
                     "is required: the audio file (WAV, MP3 or FLAC, at most 25 MB) in base64",
                 ));
             }
-            None if self.audio.is_none() => {
+            None if self.audio.is_none() && self.audio_file.is_none() => {
                 return Err(FieldError::new(
                     "audio",
                     "is required: an asset id from GET /api/assets/audio, or audio_b64",
