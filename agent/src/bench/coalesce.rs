@@ -52,23 +52,28 @@ impl Buffer {
 }
 
 /// Reads chunks until the sender is dropped, calling `emit` for every flushed piece.
+///
+/// One timer serves the whole stream: it is armed when a buffer starts (not once per chunk, which
+/// would register and drop a timer in the runtime's wheel for every token), and a ready chunk is
+/// taken before the timer is looked at.
 pub async fn coalesce(mut rx: mpsc::UnboundedReceiver<TextChunk>, policy: FlushPolicy, mut emit: impl FnMut(Piece)) {
     let mut buf: Option<Buffer> = None;
+    let age = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(age);
     loop {
-        let next = match &buf {
-            Some(b) => {
-                let deadline = tokio::time::Instant::from_std(b.first_at + policy.max_age);
-                tokio::select! {
-                    c = rx.recv() => c,
-                    _ = tokio::time::sleep_until(deadline) => {
-                        if let Some(b) = buf.take() {
-                            emit(b.into_piece());
-                        }
-                        continue;
+        let next = if buf.is_some() {
+            tokio::select! {
+                biased;
+                c = rx.recv() => c,
+                () = &mut age => {
+                    if let Some(b) = buf.take() {
+                        emit(b.into_piece());
                     }
+                    continue;
                 }
             }
-            None => rx.recv().await,
+        } else {
+            rx.recv().await
         };
         let Some(chunk) = next else { break };
         if chunk.text.is_empty() {
@@ -79,18 +84,23 @@ pub async fn coalesce(mut rx: mpsc::UnboundedReceiver<TextChunk>, policy: FlushP
         {
             emit(b.into_piece());
         }
-        let b = buf.get_or_insert_with(|| Buffer {
-            text: String::new(),
-            chars: 0,
-            chunks: 0,
-            first_at: chunk.at,
-            timestamp_s: chunk.wall_s,
-            channel: chunk.channel,
+        let b = buf.get_or_insert_with(|| {
+            age.as_mut().reset(tokio::time::Instant::from_std(chunk.at + policy.max_age));
+            Buffer {
+                text: String::new(),
+                chars: 0,
+                chunks: 0,
+                first_at: chunk.at,
+                timestamp_s: chunk.wall_s,
+                channel: chunk.channel,
+            }
         });
         b.text.push_str(&chunk.text);
         b.chars += chunk.text.chars().count();
         b.chunks += 1;
-        if (b.chars >= policy.max_chars || chunk.text.contains('\n'))
+        // The age is judged on arrivals too: chunks that keep arriving never starve the timer.
+        let aged = chunk.at.saturating_duration_since(b.first_at) >= policy.max_age;
+        if (b.chars >= policy.max_chars || chunk.text.contains('\n') || aged)
             && let Some(b) = buf.take()
         {
             emit(b.into_piece());

@@ -2,13 +2,14 @@
 //! and a response reader that stamps every read at the socket.
 
 use bench_shared::error_chain;
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
-use super::lines::LineSplitter;
+use super::lines::LineBuf;
 use super::{EngineError, TimeoutBound, Timeouts};
 
 /// Limit for the small metadata calls (`/api/tags`, `/v1/models`, `/api/version`, …): these
@@ -181,19 +182,21 @@ pub fn is_not_found(err: &EngineError) -> bool {
 /// Reads a response body as lines, each stamped with the instant of the read that completed it.
 ///
 /// The instant is taken right after the bytes arrive and before anything is parsed, so parse time
-/// never leaks into the figures.
+/// never leaks into the figures. A line is lent out (a slice of the read that carried it), not
+/// copied: the reader allocates nothing per line.
 ///
 /// Each read is bounded: until the first bytes arrive by the first-token bound (counted from the
 /// request's `sent_at`), after that by the idle bound; the request's total is enforced by reqwest.
 pub struct TimedLines {
     body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    splitter: LineSplitter,
-    ready: std::collections::VecDeque<(Instant, String)>,
+    buf: LineBuf,
     url: String,
     bounds: Bounds,
     sent_at: Instant,
     finished: bool,
-    /// Instant of the latest read: an unterminated last line arrived then, not at end-of-body.
+    /// Instant of the latest read: every line the splitter hands out was completed by it (an
+    /// earlier read is consumed before the next is taken), and an unterminated last line
+    /// arrived then, not at end-of-body.
     last_read: Option<Instant>,
     /// Lines handed out so far (named in a timeout: what arrived is kept).
     lines: usize,
@@ -203,8 +206,7 @@ impl TimedLines {
     pub fn new(response: Response, url: &str, bounds: Bounds, sent_at: Instant) -> Self {
         TimedLines {
             body: response.bytes_stream().boxed(),
-            splitter: LineSplitter::default(),
-            ready: Default::default(),
+            buf: LineBuf::default(),
             url: url.to_owned(),
             bounds,
             sent_at,
@@ -226,15 +228,17 @@ impl TimedLines {
     }
 
     /// The next non-empty line with its arrival instant; `None` at the end of the body (a final
-    /// line without a newline is returned too).
-    pub async fn next_line(&mut self) -> Result<Option<(Instant, String)>, EngineError> {
-        loop {
-            if let Some(line) = self.ready.pop_front() {
-                self.lines += 1;
-                return Ok(Some(line));
+    /// line without a newline is returned too). The line is lent until the next call.
+    pub async fn next_line(&mut self) -> Result<Option<(Instant, Cow<'_, str>)>, EngineError> {
+        let line = loop {
+            if let Some(line) = self.buf.next_line() {
+                break line;
             }
             if self.finished {
-                return Ok(None);
+                match self.buf.finish() {
+                    Some(line) => break line,
+                    None => return Ok(None),
+                }
             }
             let (wait, limit, bound) = self.read_limit();
             let read = tokio::time::timeout(wait, self.body.next()).await.map_err(|_| EngineError::Timeout {
@@ -244,11 +248,8 @@ impl TimedLines {
             })?;
             match read {
                 Some(Ok(bytes)) => {
-                    let at = Instant::now();
-                    self.last_read = Some(at);
-                    for line in self.splitter.push(&bytes) {
-                        self.ready.push_back((at, line));
-                    }
+                    self.last_read = Some(Instant::now());
+                    self.buf.push(bytes);
                 }
                 Some(Err(e)) => {
                     return Err(match transport_error(&self.url, self.bounds, e) {
@@ -258,14 +259,12 @@ impl TimedLines {
                         other => other,
                     });
                 }
-                None => {
-                    self.finished = true;
-                    if let Some(rest) = self.splitter.finish() {
-                        self.ready.push_back((self.last_read.unwrap_or_else(Instant::now), rest));
-                    }
-                }
+                None => self.finished = true,
             }
-        }
+        };
+        self.lines += 1;
+        let at = *self.last_read.get_or_insert_with(Instant::now);
+        Ok(Some((at, self.buf.text(&line))))
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`ollama`]: Ollama's native NDJSON API (and `ollama_pull`: `/api/pull`, streamed).
 //! - [`openai`]: OpenAI-compatible servers (SSE chat completions, `/v1/models`).
 //! - [`mock`]: the deterministic mock engine (a product feature for demos, never a test stand-in).
-//! - [`http`], [`lines`], [`record`]: the shared plumbing (client, timed line reader, trace recorder).
+//! - [`http`], [`lines`], [`record`]: the shared plumbing (client, timed line reader, trace recorder);
+//!   `wire_text`: borrowed token text in the wire shapes (no allocation per streamed chunk).
 //! - [`build`]: the engine an [`EngineSettings`] describes.
 
 pub mod http;
@@ -21,6 +22,7 @@ mod ollama_wire;
 pub mod openai;
 mod openai_wire;
 pub mod record;
+mod wire_text;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,21 +4,25 @@
 
 use bench_shared::engine::{LoadedModel, ModelInfo};
 use bench_shared::metrics::EngineStats;
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::EngineError;
+use super::wire_text::opt_text;
 
 /// One NDJSON line of `/api/chat` (and of `/api/generate`, whose text sits in `response` /
-/// `thinking` at the top level), or the single object of a non-streamed answer.
+/// `thinking` at the top level), or the single object of a non-streamed answer. Text borrows
+/// from the line where it has no escapes (see [`opt_text`]).
 #[derive(Debug, Default, Deserialize)]
-pub struct ChatLine {
-    #[serde(default)]
-    pub message: Option<ChatMessage>,
-    #[serde(default)]
-    pub response: Option<String>,
-    #[serde(default)]
-    pub thinking: Option<String>,
+pub struct ChatLine<'a> {
+    #[serde(default, borrow)]
+    pub message: Option<ChatMessage<'a>>,
+    #[serde(default, borrow, deserialize_with = "opt_text")]
+    pub response: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "opt_text")]
+    pub thinking: Option<Cow<'a, str>>,
     #[serde(default)]
     pub done: bool,
     #[serde(default)]
@@ -35,21 +39,29 @@ pub struct ChatLine {
     pub eval_count: Option<u64>,
     #[serde(default)]
     pub eval_duration: Option<u64>,
+    /// Ollama's mid-stream failure report: present at all (even `null`) means an error line.
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct ChatMessage {
-    #[serde(default)]
-    pub content: Option<String>,
-    #[serde(default)]
-    pub thinking: Option<String>,
+pub struct ChatMessage<'a> {
+    #[serde(default, borrow, deserialize_with = "opt_text")]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "opt_text")]
+    pub thinking: Option<Cow<'a, str>>,
+}
+
+/// `deserialize_with` for a field whose presence matters: `null` is `Some(Value::Null)`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 fn ns_to_ms(ns: Option<u64>) -> Option<f64> {
     ns.map(|n| n as f64 / 1e6)
 }
 
-impl ChatLine {
+impl<'a> ChatLine<'a> {
     /// Visible text this line carries (possibly empty).
     pub fn content(&self) -> &str {
         self.message.as_ref().and_then(|m| m.content.as_deref()).or(self.response.as_deref()).unwrap_or("")
@@ -58,6 +70,25 @@ impl ChatLine {
     /// Thinking text this line carries (possibly empty).
     pub fn thinking(&self) -> &str {
         self.message.as_ref().and_then(|m| m.thinking.as_deref()).or(self.thinking.as_deref()).unwrap_or("")
+    }
+
+    /// The same line owning its text.
+    fn into_owned(self) -> ChatLine<'static> {
+        let own = |s: Option<Cow<'_, str>>| s.map(|s| Cow::Owned(s.into_owned()));
+        ChatLine {
+            message: self.message.map(|m| ChatMessage { content: own(m.content), thinking: own(m.thinking) }),
+            response: own(self.response),
+            thinking: own(self.thinking),
+            done: self.done,
+            done_reason: self.done_reason,
+            total_duration: self.total_duration,
+            load_duration: self.load_duration,
+            prompt_eval_count: self.prompt_eval_count,
+            prompt_eval_duration: self.prompt_eval_duration,
+            eval_count: self.eval_count,
+            eval_duration: self.eval_duration,
+            error: self.error,
+        }
     }
 
     /// The final stats (meaningful on the `done: true` line).
@@ -77,15 +108,34 @@ impl ChatLine {
 
 /// Parses one line. An `{"error": …}` line is the engine's mid-stream failure report (the HTTP
 /// status stays 200), so it becomes [`EngineError::Stream`] wherever it appears.
-pub fn parse_line(line: &str) -> Result<ChatLine, EngineError> {
+///
+/// Straight into the typed shape (no `Value` tree: this runs once per token); a line that shape
+/// refuses is read again as a `Value`, so an error report still wins and a line only the typed
+/// reader refuses (a repeated key: the last one counts) still parses.
+pub fn parse_line(line: &str) -> Result<ChatLine<'_>, EngineError> {
+    match serde_json::from_str::<ChatLine<'_>>(line) {
+        Ok(mut chat) => match chat.error.take() {
+            Some(err) => Err(stream_error(&err)),
+            None => Ok(chat),
+        },
+        Err(_) => parse_line_value(line),
+    }
+}
+
+/// [`parse_line`] through a `Value` (the slow path).
+fn parse_line_value(line: &str) -> Result<ChatLine<'static>, EngineError> {
     let value: Value = serde_json::from_str(line)
         .map_err(|e| EngineError::Protocol(format!("invalid JSON line from Ollama ({e}): {}", clip(line))))?;
     if let Some(err) = value.get("error") {
-        let message = err.as_str().map(str::to_owned).unwrap_or_else(|| err.to_string());
-        return Err(EngineError::Stream(message));
+        return Err(stream_error(err));
     }
-    serde_json::from_value(value)
+    ChatLine::deserialize(&value)
+        .map(ChatLine::into_owned)
         .map_err(|e| EngineError::Protocol(format!("unexpected line from Ollama ({e}): {}", clip(line))))
+}
+
+fn stream_error(err: &Value) -> EngineError {
+    EngineError::Stream(err.as_str().map(str::to_owned).unwrap_or_else(|| err.to_string()))
 }
 
 /// The first 200 characters of a line, for error messages.

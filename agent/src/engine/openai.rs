@@ -195,7 +195,8 @@ impl OpenAiEngine {
         let (response, t0, url) = self.send(req).await?;
         let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, self.bounds(req), e))?;
         let end = Instant::now();
-        let answer = wire::parse_completion(&String::from_utf8_lossy(&bytes))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let answer = wire::parse_completion(&text)?;
         let stats = wire::stats(answer.usage.as_ref(), answer.timings.as_ref(), answer.finish_reason());
         Ok(non_streamed(t0, end, answer.content(), answer.reasoning(), stats))
     }

@@ -3,45 +3,52 @@
 
 use bench_shared::engine::{EngineFingerprint, EngineKind, ModelInfo};
 use bench_shared::metrics::EngineStats;
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::EngineError;
 use super::ollama_wire::clip;
+use super::wire_text::opt_text;
 
 /// A `chat.completion.chunk` (streamed) or a `chat.completion` (non-streamed): the choice carries
-/// `delta` in the first case and `message` in the second.
+/// `delta` in the first case and `message` in the second. Text borrows from the payload where it
+/// has no escapes (most tokens), so a chunk costs no allocation for its text.
 #[derive(Debug, Default, Deserialize)]
-pub struct Completion {
-    #[serde(default)]
-    pub choices: Vec<Choice>,
+pub struct Completion<'a> {
+    #[serde(default, borrow)]
+    pub choices: Vec<Choice<'a>>,
     #[serde(default)]
     pub usage: Option<Usage>,
     #[serde(default)]
     pub timings: Option<Timings>,
+    /// The server's failure report inside a 200 stream (`null` is none).
+    #[serde(default)]
+    error: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct Choice {
-    #[serde(default)]
-    pub delta: Option<Delta>,
-    #[serde(default)]
-    pub message: Option<Delta>,
-    #[serde(default)]
-    pub finish_reason: Option<String>,
+pub struct Choice<'a> {
+    #[serde(default, borrow)]
+    pub delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    pub message: Option<Delta<'a>>,
+    #[serde(default, borrow, deserialize_with = "opt_text")]
+    pub finish_reason: Option<Cow<'a, str>>,
 }
 
 /// Text of a delta or message. `content` is often `null` (role-only first chunk, reasoning
 /// chunks); reasoning is `reasoning_content` (llama.cpp, DeepSeek, SGLang) or `reasoning`
 /// (vLLM, Ollama's /v1).
 #[derive(Debug, Default, Deserialize)]
-pub struct Delta {
-    #[serde(default)]
-    pub content: Option<String>,
-    #[serde(default)]
-    pub reasoning_content: Option<String>,
-    #[serde(default)]
-    pub reasoning: Option<String>,
+pub struct Delta<'a> {
+    #[serde(default, borrow, deserialize_with = "opt_text")]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "opt_text")]
+    pub reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "opt_text")]
+    pub reasoning: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -87,7 +94,7 @@ pub struct Timings {
     pub predicted_per_second: Option<f64>,
 }
 
-impl Completion {
+impl<'a> Completion<'a> {
     /// Visible text of the first choice (empty for `null`).
     pub fn content(&self) -> &str {
         self.text(|d| d.content.as_deref())
@@ -98,30 +105,77 @@ impl Completion {
         self.text(|d| d.reasoning_content.as_deref().or(d.reasoning.as_deref()))
     }
 
-    fn text(&self, f: impl Fn(&Delta) -> Option<&str>) -> &str {
+    fn text<'s>(&'s self, f: impl Fn(&'s Delta<'a>) -> Option<&'s str>) -> &'s str {
         self.choices.first().and_then(|c| c.delta.as_ref().or(c.message.as_ref())).and_then(f).unwrap_or("")
     }
 
     pub fn finish_reason(&self) -> Option<&str> {
         self.choices.iter().find_map(|c| c.finish_reason.as_deref())
     }
+
+    /// The same completion owning its text.
+    fn into_owned(self) -> Completion<'static> {
+        let own = |s: Option<Cow<'_, str>>| s.map(|s| Cow::Owned(s.into_owned()));
+        let delta = |d: Option<Delta<'_>>| {
+            d.map(|d| Delta {
+                content: own(d.content),
+                reasoning_content: own(d.reasoning_content),
+                reasoning: own(d.reasoning),
+            })
+        };
+        Completion {
+            choices: self
+                .choices
+                .into_iter()
+                .map(|c| Choice {
+                    delta: delta(c.delta),
+                    message: delta(c.message),
+                    finish_reason: own(c.finish_reason),
+                })
+                .collect(),
+            usage: self.usage,
+            timings: self.timings,
+            error: self.error,
+        }
+    }
 }
 
 /// Parses one SSE `data:` payload or a non-streamed body; an `{"error": …}` payload is the
 /// server's failure report inside a 200 stream.
-pub fn parse_completion(data: &str) -> Result<Completion, EngineError> {
+///
+/// Straight into the typed shape (no `Value` tree: this runs once per token). A payload that
+/// shape refuses is read again as a `Value`, so its error report, if any, still wins, and a
+/// payload only the typed reader refuses (a repeated key: the last one counts) still parses.
+pub fn parse_completion(data: &str) -> Result<Completion<'_>, EngineError> {
+    match serde_json::from_str::<Completion<'_>>(data) {
+        Ok(mut c) => match c.error.take() {
+            Some(err) => Err(stream_error(&err)),
+            None => Ok(c),
+        },
+        Err(_) => parse_completion_value(data),
+    }
+}
+
+/// [`parse_completion`] through a `Value` (the slow path).
+fn parse_completion_value(data: &str) -> Result<Completion<'static>, EngineError> {
     let value: Value = serde_json::from_str(data)
         .map_err(|e| EngineError::Protocol(format!("invalid JSON from the engine ({e}): {}", clip(data))))?;
     if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
-        let message = err
-            .as_str()
-            .or_else(|| err.get("message").and_then(Value::as_str))
-            .map(str::to_owned)
-            .unwrap_or_else(|| err.to_string());
-        return Err(EngineError::Stream(message));
+        return Err(stream_error(err));
     }
-    serde_json::from_value(value)
+    Completion::deserialize(&value)
+        .map(Completion::into_owned)
         .map_err(|e| EngineError::Protocol(format!("unexpected chunk from the engine ({e}): {}", clip(data))))
+}
+
+/// The message of an `error` payload: a string, or an object's `message`, else its JSON.
+fn stream_error(err: &Value) -> EngineError {
+    let message = err
+        .as_str()
+        .or_else(|| err.get("message").and_then(Value::as_str))
+        .map(str::to_owned)
+        .unwrap_or_else(|| err.to_string());
+    EngineError::Stream(message)
 }
 
 /// Merges `usage` and llama.cpp `timings` into engine stats. `usage` wins where both count the
