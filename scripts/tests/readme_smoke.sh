@@ -146,7 +146,7 @@ m = re.search(r"<!-- readme-smoke-sweep:begin -->\s*```bash\n(.*?)```\s*<!-- rea
 if not m:
     sys.exit("README has no readme-smoke-sweep block")
 cmd = "\n".join(l for l in m.group(1).splitlines() if not l.startswith("cargo build"))
-cmd = cmd.replace("target/release/bench-agent", sys.argv[2]).replace("http://127.0.0.1:8091", sys.argv[3])
+cmd = re.sub(r"target/(release|quickstart|dist)/bench-agent", sys.argv[2], cmd).replace("http://127.0.0.1:8091", sys.argv[3])
 print(cmd.replace("results/sweeps/manual", sys.argv[4]))
 PY
 grep -q " sweep " "$sweep" || fail "the README sweep block has no sweep command"
