@@ -17,33 +17,68 @@ newest_source_mtime() {
     -o -name '*.js' -o -name '*.css' \) -printf '%T@\n' 2>/dev/null | sort -n | tail -n1 | cut -d. -f1
 }
 
-# find_bin NAME PKG: path of a usable binary. BENCH_BIN_DIR wins (tests use target/debug); else a
-# release binary newer than every source; else `cargo build --release -p PKG` first.
-find_bin() {
-  local name="$1" pkg="$2" dir bin
+# The cargo profile the scripts build and run: BENCH_PROFILE, default quickstart (Cargo.toml says
+# why); dist for the smaller whole-program-LTO binaries, dev for debug ones.
+BENCH_PROFILE="${BENCH_PROFILE:-quickstart}"
+
+# profile_dir PROFILE: the directory under target/ where cargo puts that profile's binaries.
+profile_dir() {
+  case "$1" in
+    dev | test) echo debug ;;
+    bench) echo release ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# bin_dir: where the binaries of BENCH_PROFILE are (CARGO_TARGET_DIR honoured).
+bin_dir() {
+  echo "${CARGO_TARGET_DIR:-$ROOT_DIR/target}/$(profile_dir "$BENCH_PROFILE")"
+}
+
+# build_bins PKG...: path of the directory with a usable binary of each PKG (package and binary
+# share the name). BENCH_BIN_DIR wins (tests use target/debug); else the BENCH_PROFILE binaries
+# when each is newer than every source; else one `cargo build --profile P -p PKG...` for all of
+# them (one invocation: dependencies are resolved, compiled and linked once for both binaries).
+build_bins() {
+  local pkg dir stale=0 missing=0 src_mtime
   if [[ -n "${BENCH_BIN_DIR:-}" ]]; then
-    bin="$BENCH_BIN_DIR/$name"
-    [[ -x "$bin" ]] || die "$bin not found (BENCH_BIN_DIR=$BENCH_BIN_DIR); build it with cargo build -p $pkg"
-    echo "$bin"
+    for pkg in "$@"; do
+      [[ -x "$BENCH_BIN_DIR/$pkg" ]] ||
+        die "$BENCH_BIN_DIR/$pkg not found (BENCH_BIN_DIR=$BENCH_BIN_DIR); build it with cargo build -p $pkg"
+    done
+    echo "$BENCH_BIN_DIR"
     return 0
   fi
-  dir="${CARGO_TARGET_DIR:-$ROOT_DIR/target}/release"
-  bin="$dir/$name"
-  if [[ -x "$bin" ]]; then
-    local bin_mtime src_mtime
-    bin_mtime="$(stat -c %Y "$bin")"
-    src_mtime="$(newest_source_mtime)"
-    if [[ -z "$src_mtime" || "$bin_mtime" -ge "$src_mtime" ]] || ! command -v cargo >/dev/null 2>&1; then
-      echo "$bin"
-      return 0
+  dir="$(bin_dir)"
+  src_mtime="$(newest_source_mtime)"
+  for pkg in "$@"; do
+    if [[ ! -x "$dir/$pkg" ]]; then
+      stale=1 missing=1
+    elif [[ -n "$src_mtime" && "$(stat -c %Y "$dir/$pkg")" -lt "$src_mtime" ]]; then
+      info "$dir/$pkg is older than the sources; rebuilding"
+      stale=1
     fi
-    info "$bin is older than the sources; rebuilding"
+  done
+  # Without cargo, binaries older than the sources are still used (a copied target directory).
+  if ((stale)) && { ((missing)) || command -v cargo >/dev/null 2>&1; }; then
+    need_cmd cargo "Install Rust from https://rustup.rs, or set BENCH_BIN_DIR to a directory with prebuilt binaries."
+    local args=() cmd
+    for pkg in "$@"; do args+=(-p "$pkg"); done
+    cmd="cargo build --profile $BENCH_PROFILE ${args[*]}"
+    info "building $* ($cmd); the first build takes a few minutes"
+    (cd "$ROOT_DIR" && cargo build --profile "$BENCH_PROFILE" "${args[@]}" >&2) || die "$cmd failed"
   fi
-  need_cmd cargo "Install Rust from https://rustup.rs, or set BENCH_BIN_DIR to a directory with prebuilt binaries."
-  info "building $pkg (cargo build --release -p $pkg); the first build takes a few minutes"
-  (cd "$ROOT_DIR" && cargo build --release -p "$pkg" >&2) || die "cargo build --release -p $pkg failed"
-  [[ -x "$bin" ]] || die "cargo build finished but $bin is missing"
-  echo "$bin"
+  for pkg in "$@"; do
+    [[ -x "$dir/$pkg" ]] || die "$dir/$pkg is missing (cargo build --profile $BENCH_PROFILE -p $pkg)"
+  done
+  echo "$dir"
+}
+
+# find_bin NAME: path of a usable binary NAME (its package has the same name); see build_bins.
+find_bin() {
+  local dir
+  dir="$(build_bins "$1")" || exit 1
+  echo "$dir/$1"
 }
 
 svc_running_pid() {

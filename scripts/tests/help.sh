@@ -2,7 +2,7 @@
 # Every script answers --help with exit 0, and an unknown command or option with a clear error.
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
-for s in engine speech agents agent central quickstart test; do
+for s in engine speech agents agent central quickstart test bench; do
   expect_rc 0 "scripts/$s" --help
   expect_contains "$OUT" "Usage: scripts/" "scripts/$s --help"
 done

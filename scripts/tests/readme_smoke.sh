@@ -247,10 +247,10 @@ expect_rc 0 scripts/agents stop
 sweep="$T_TMP/readme_sweep.sh"
 doc_block readme-smoke-sweep >"$T_TMP/sweep_block" || fail "no readme-smoke-sweep block"
 python3 - "$T_TMP/sweep_block" "$BENCH_BIN_DIR/bench-agent" "$ENGINE_URL" "$T_TMP/sweep" >"$sweep" <<'PY'
-import sys
+import re, sys
 text = open(sys.argv[1]).read()
 cmd = "\n".join(l for l in text.splitlines() if not l.startswith("cargo build"))
-cmd = cmd.replace("target/release/bench-agent", sys.argv[2]).replace("http://127.0.0.1:8091", sys.argv[3])
+cmd = re.sub(r"target/(release|quickstart|dist)/bench-agent", sys.argv[2], cmd).replace("http://127.0.0.1:8091", sys.argv[3])
 print(cmd.replace("results/sweeps/manual", sys.argv[4]))
 PY
 grep -q " sweep " "$sweep" || fail "the readme-smoke-sweep block has no sweep command"

@@ -58,12 +58,17 @@ pub struct Args {
 
 fn parse_args() -> Result<Args> {
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+    // Default binaries: those of the harness's own profile (it runs as target/PROFILE/deps/harness-…).
+    let bins = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| target.join("quickstart"));
     let mut args = Args {
         quick: false,
         out: target.join("bench/results.json"),
         only: Vec::new(),
-        agent_bin: target.join("release/bench-agent"),
-        central_bin: target.join("release/bench-central"),
+        agent_bin: bins.join("bench-agent"),
+        central_bin: bins.join("bench-central"),
         soak_minutes: None,
     };
     let mut it = std::env::args().skip(1);

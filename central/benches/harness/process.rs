@@ -1,4 +1,4 @@
-//! The release binaries started as processes on 127.0.0.1:0 with a temp config: their address
+//! The binaries started as processes on 127.0.0.1:0 with a temp config: their address
 //! read from the log line `listening on http://…`, their memory and CPU read from `/proc`.
 
 use std::path::Path;
@@ -22,7 +22,7 @@ impl Process {
     /// Starts `bin args…` and waits for its `listening on http://ADDR` log line.
     pub async fn start(bin: &Path, args: &[&str]) -> Result<Process> {
         if !bin.is_file() {
-            bail!("{} not found: build it with cargo build --release", bin.display());
+            bail!("{} not found: build it with cargo build --profile quickstart", bin.display());
         }
         let mut child = Command::new(bin)
             .args(args)
