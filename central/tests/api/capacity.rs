@@ -136,6 +136,14 @@ async fn a_fleet_capacity_race_with_limits_4_and_2_decides_for_the_first_with_a_
         let m = summary["machines"].as_array().unwrap().iter().find(|m| m["machine_id"] == id).unwrap();
         assert_eq!(m["files"], json!([format!("{id}.requests.csv")]));
     }
+    // The one-file report carries the capacity verdict and each machine's searches.
+    let report = central.get(&format!("/api/runs/{run_id}/report.html")).await.text().await.unwrap();
+    assert!(report.contains("serves the most within p90 TTFT ≤ 350 ms"), "report headline");
+    assert!(
+        report.contains("Capacity within p90 TTFT ≤ 350 ms") && report.contains("<td>4, 4, 4</td>"),
+        "report table"
+    );
+    assert!(report.contains("serves 2.00× as much"), "report verdict sentence");
     // The events carried the live figures the page shows.
     let events = central.events(&run_id).await;
     assert!(!of(&events, "four", "load_progress").is_empty());
