@@ -232,10 +232,11 @@ async fn serve_socket(f: Fake, client_id: String, mut socket: WebSocket) {
     let remaining = bench_shared::sync::lock(&f.inner).pending.len();
     let hello =
         json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": remaining}}, "sid": client_id}});
+    // As ComfyUI does: the socket is registered first, then greeted with `status`.
+    bench_shared::sync::lock(&f.inner).sockets.insert(client_id.clone(), tx);
     if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
         return;
     }
-    bench_shared::sync::lock(&f.inner).sockets.insert(client_id.clone(), tx);
     while let Some(msg) = rx.recv().await {
         match msg {
             Some(m) => {

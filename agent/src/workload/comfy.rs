@@ -80,10 +80,18 @@ async fn connect(eng: &ImageEngine, client_id: &str) -> Result<Socket, String> {
         req.headers_mut().insert("authorization", v);
     }
     let limit = Duration::from_secs_f64(eng.settings.connect_timeout_s);
-    match tokio::time::timeout(limit, tokio_tungstenite::connect_async(req)).await {
-        Ok(Ok((s, _))) => Ok(s),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {:.0} s", limit.as_secs_f64())),
+    let mut socket = match tokio::time::timeout(limit, tokio_tungstenite::connect_async(req)).await {
+        Ok(Ok((s, _))) => s,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no answer within {:.0} s", limit.as_secs_f64())),
+    };
+    // ComfyUI registers the socket under its client id, then sends `status`. Until that first
+    // message arrives the prompt's early progress could go nowhere, so wait for it before posting.
+    match tokio::time::timeout(limit, socket.next()).await {
+        Ok(Some(Ok(_))) => Ok(socket),
+        Ok(Some(Err(e))) => Err(e.to_string()),
+        Ok(None) => Err("closed before its first status message".into()),
+        Err(_) => Err(format!("no status message within {:.0} s", limit.as_secs_f64())),
     }
 }
 
