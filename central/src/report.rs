@@ -361,30 +361,46 @@ fn verdict(c: &Comparison, label: &dyn Fn(&str) -> String) -> VerdictView {
         status: format!("{:?}", w.status).to_lowercase(),
         headline,
         reason: w.reason.clone(),
-        repeats: w.repeats_needed.map(|k| {
-            format!(
-                "About {} repeats per machine would settle a {}% difference at the spread seen.",
-                count_text(k),
-                trim_number(c.min_effect_pct)
-            )
-        }),
+        repeats: advice(w.repeats_needed, "repeats", c.min_effect_pct),
         sentences: c.verdicts.iter().map(|v| (v.metric.as_str().to_owned(), v.text.clone(), v.significant)).collect(),
         warnings: c
             .fairness
             .warnings
             .iter()
             .map(|x| {
-                let who = x.machine_id.as_deref().map(label).unwrap_or_else(|| "race".into());
                 let affects = if x.affects.is_empty() {
                     "informational".into()
                 } else {
                     format!("not comparable: {}", x.affects.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "))
                 };
-                (format!("{} ({who})", x.kind.as_str()), x.detail.clone(), affects)
+                warning_row(label, x.kind.as_str(), x.machine_id.as_deref(), &x.detail, affects)
             })
             .collect(),
         notes,
     }
+}
+
+/// "About N repeats per machine would settle …" when the verdict says how many would.
+fn advice(needed: Option<usize>, what: &str, min_effect_pct: f64) -> Option<String> {
+    needed.map(|k| {
+        format!(
+            "About {} {what} per machine would settle a {}% difference at the spread seen.",
+            count_text(k),
+            trim_number(min_effect_pct)
+        )
+    })
+}
+
+/// One fairness warning as shown: `kind (who)`, the detail, what it affects.
+fn warning_row(
+    label: &dyn Fn(&str) -> String,
+    kind: &str,
+    machine_id: Option<&str>,
+    detail: &str,
+    affects: String,
+) -> (String, String, String) {
+    let who = machine_id.map(label).unwrap_or_else(|| "race".into());
+    (format!("{kind} ({who})"), detail.to_owned(), affects)
 }
 
 /// A capacity race's verdict: who serves more within the SLO, the sentences and the warnings.
@@ -401,22 +417,15 @@ fn capacity_verdict(c: &CapacityComparison, label: &dyn Fn(&str) -> String) -> V
         status: format!("{:?}", w.status).to_lowercase(),
         headline,
         reason: w.reason.clone(),
-        repeats: w.repeats_needed.map(|k| {
-            format!(
-                "About {} searches per machine would settle a {}% difference at the spread seen.",
-                count_text(k),
-                trim_number(c.min_effect_pct)
-            )
-        }),
+        repeats: advice(w.repeats_needed, "searches", c.min_effect_pct),
         sentences: c.verdicts.iter().map(|v| ("capacity".to_owned(), v.text.clone(), v.significant)).collect(),
         warnings: c
             .fairness
             .warnings
             .iter()
             .map(|x| {
-                let who = x.machine_id.as_deref().map(label).unwrap_or_else(|| "race".into());
                 let affects = if x.blocks { "not comparable: capacity" } else { "informational" };
-                (format!("{} ({who})", x.kind.as_str()), x.detail.clone(), affects.to_owned())
+                warning_row(label, x.kind.as_str(), x.machine_id.as_deref(), &x.detail, affects.to_owned())
             })
             .collect(),
         notes: vec![format!(
