@@ -33,6 +33,7 @@
 pub mod auth;
 mod body;
 pub mod guard;
+pub mod logging;
 pub mod newline;
 pub mod signal;
 pub mod slots;
