@@ -204,18 +204,10 @@ async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Message>, stop: Cance
                 None => return sink,
             },
         };
-        // What else is already queued goes out in the same write (a burst of events, one flush).
-        let write = async {
-            sink.feed(msg).await?;
-            while let Ok(m) = rx.try_recv() {
-                sink.feed(m).await?;
-            }
-            sink.flush().await
-        };
         tokio::select! {
             biased;
             _ = stop.cancelled() => return sink,
-            sent = write => if sent.is_err() { return sink },
+            sent = sink.send(msg) => if sent.is_err() { return sink },
         }
     }
 }
