@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -102,40 +102,78 @@ fn seq_of(line: &str) -> Option<u64> {
     v.get("seq")?.as_u64()
 }
 
+/// Writes what is queued. Lines go through a buffer per job file that is flushed whenever the
+/// queue is empty (before the thread waits again), on `Flush` and when the job ends: a burst of
+/// events (a fast stream's `llm_token`s) costs one write per burst, not one per event, and a line
+/// is never held back once the queue is drained.
 fn write_loop(dir: &Path, mut rx: mpsc::UnboundedReceiver<Cmd>) {
-    let mut open: HashMap<Arc<str>, File> = HashMap::new();
-    let mut failed = false;
+    let mut w = Writer { dir, open: HashMap::new(), failed: false };
     while let Some(cmd) = rx.blocking_recv() {
+        w.handle(cmd);
+        while let Ok(cmd) = rx.try_recv() {
+            w.handle(cmd);
+        }
+        w.flush_all();
+    }
+}
+
+/// The journal thread's open files.
+struct Writer<'a> {
+    dir: &'a Path,
+    open: HashMap<Arc<str>, BufWriter<File>>,
+    /// A failure to open a file was logged (once).
+    failed: bool,
+}
+
+impl Writer<'_> {
+    fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Line { job_id, json } => {
-                let file = match open.get_mut(&job_id) {
+                let file = match self.open.get_mut(&job_id) {
                     Some(f) => f,
-                    None => match open_job(dir, &job_id) {
-                        Ok(f) => open.entry(job_id.clone()).or_insert(f),
+                    None => match open_job(self.dir, &job_id) {
+                        Ok(f) => self.open.entry(job_id.clone()).or_insert(BufWriter::with_capacity(BUFFER, f)),
                         Err(e) => {
-                            if !failed {
-                                tracing::error!(dir = %dir.display(), "cannot write the job journal: {e}");
-                                failed = true;
+                            if !self.failed {
+                                tracing::error!(dir = %self.dir.display(), "cannot write the job journal: {e}");
+                                self.failed = true;
                             }
-                            continue;
+                            return;
                         }
                     },
                 };
-                let mut line = Vec::with_capacity(json.len() + 1);
-                line.extend_from_slice(json.as_bytes());
-                line.push(b'\n');
-                if let Err(e) = file.write_all(&line) {
+                if let Err(e) = file.write_all(json.as_bytes()).and_then(|()| file.write_all(b"\n")) {
                     tracing::error!(job_id = %job_id, "cannot write the job journal: {e}");
                 }
             }
             Cmd::Finished { job_id } => {
-                open.remove(&job_id);
-                prune(dir, KEEP_JOBS, MAX_AGE);
+                if let Some(mut file) = self.open.remove(&job_id) {
+                    flush(&job_id, &mut file);
+                }
+                prune(self.dir, KEEP_JOBS, MAX_AGE);
             }
             Cmd::Flush(done) => {
+                self.flush_all();
                 let _ = done.send(());
             }
         }
+    }
+
+    fn flush_all(&mut self) {
+        for (job_id, file) in &mut self.open {
+            if !file.buffer().is_empty() {
+                flush(job_id, file);
+            }
+        }
+    }
+}
+
+/// The write buffer of one job file.
+const BUFFER: usize = 64 * 1024;
+
+fn flush(job_id: &str, file: &mut BufWriter<File>) {
+    if let Err(e) = file.flush() {
+        tracing::error!(job_id, "cannot write the job journal: {e}");
     }
 }
 

@@ -3,6 +3,8 @@
 
 use bench_shared::error_chain;
 use std::borrow::Cow;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -186,7 +188,8 @@ pub fn is_not_found(err: &EngineError) -> bool {
 /// copied: the reader allocates nothing per line.
 ///
 /// Each read is bounded: until the first bytes arrive by the first-token bound (counted from the
-/// request's `sent_at`), after that by the idle bound; the request's total is enforced by reqwest.
+/// request's `sent_at`), after that by the idle bound (counted from the latest read); the
+/// request's total is enforced by reqwest.
 pub struct TimedLines {
     body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buf: LineBuf,
@@ -200,11 +203,18 @@ pub struct TimedLines {
     last_read: Option<Instant>,
     /// Lines handed out so far (named in a timeout: what arrived is kept).
     lines: usize,
+    /// The one timer of the read bounds, armed at the first-bytes deadline. A read moves the
+    /// real deadline (the idle bound counts from the latest read) later without touching the
+    /// timer; when the timer fires before the real deadline it is moved there (and moved
+    /// earlier only when the first read's idle bound ends before the first-bytes deadline). The body is pending
+    /// between nearly every two chunks, so a timer per read would be registered in the
+    /// runtime's wheel and removed again for every token.
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl TimedLines {
     pub fn new(response: Response, url: &str, bounds: Bounds, sent_at: Instant) -> Self {
-        TimedLines {
+        let mut lines = TimedLines {
             body: response.bytes_stream().boxed(),
             buf: LineBuf::default(),
             url: url.to_owned(),
@@ -213,17 +223,46 @@ impl TimedLines {
             finished: false,
             last_read: None,
             lines: 0,
-        }
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        };
+        let (deadline, _, _) = lines.read_deadline();
+        lines.timer.as_mut().reset(deadline);
+        lines
     }
 
-    /// How long the next read may wait, and which bound that is.
-    fn read_limit(&self) -> (Duration, Duration, TimeoutBound) {
-        match self.last_read {
+    /// When the next read must have arrived, the bound's length, and which bound that is.
+    fn read_deadline(&self) -> (tokio::time::Instant, Duration, TimeoutBound) {
+        let (from, limit, bound) = match self.last_read {
             None => {
                 let (limit, bound) = self.bounds.first_bytes();
-                (limit.saturating_sub(self.sent_at.elapsed()), limit, bound)
+                (self.sent_at, limit, bound)
             }
-            Some(_) => (self.bounds.timeouts.idle, self.bounds.timeouts.idle, TimeoutBound::Idle),
+            Some(at) => (at, self.bounds.timeouts.idle, TimeoutBound::Idle),
+        };
+        // A bound too long to add to an instant never ends a read (a year is as good).
+        let deadline = from.checked_add(limit).unwrap_or_else(|| from + Duration::from_secs(365 * 86_400));
+        (tokio::time::Instant::from_std(deadline), limit, bound)
+    }
+
+    /// The next read of the body (`None` at its end), or the bound that ran out first.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<reqwest::Result<bytes::Bytes>>, EngineError>> {
+        if let Poll::Ready(read) = self.body.poll_next_unpin(cx) {
+            return Poll::Ready(Ok(read));
+        }
+        // The first read switches to the idle bound, which may end before the first-bytes
+        // deadline the timer holds: only then is the timer moved earlier.
+        let (deadline, _, _) = self.read_deadline();
+        if deadline < self.timer.deadline() {
+            self.timer.as_mut().reset(deadline);
+        }
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let (deadline, limit, bound) = self.read_deadline();
+            if deadline <= self.timer.deadline() {
+                return Poll::Ready(Err(EngineError::Timeout { bound, limit, lines: self.lines }));
+            }
+            // Reads came since the timer was armed: the bound ends later.
+            self.timer.as_mut().reset(deadline);
         }
     }
 
@@ -240,13 +279,7 @@ impl TimedLines {
                     None => return Ok(None),
                 }
             }
-            let (wait, limit, bound) = self.read_limit();
-            let read = tokio::time::timeout(wait, self.body.next()).await.map_err(|_| EngineError::Timeout {
-                bound,
-                limit,
-                lines: self.lines,
-            })?;
-            match read {
+            match std::future::poll_fn(|cx| self.poll_read(cx)).await? {
                 Some(Ok(bytes)) => {
                     self.last_read = Some(Instant::now());
                     self.buf.push(bytes);
