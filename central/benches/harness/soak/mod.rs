@@ -57,7 +57,7 @@ impl Plan {
         let gap = if minutes <= 5.0 { Duration::from_secs(3) } else { Duration::from_secs(8) };
         // Soaks long enough to judge memory (>= 10 min) keep the second half free of central faults.
         let central_share = if minutes >= 10.0 { 0.5 } else { 1.0 };
-        // About 8 central faults per soak, whatever its length (4 restarts, 4 crashes).
+        // At most about 8 central faults (restarts and crashes in turn) over their share of the soak.
         let central_gap = Duration::from_secs_f64((minutes * 60.0 * central_share / 8.0).clamp(5.0, 300.0));
         Plan { minutes, fault_gap: gap, central_gap, faults, central_share }
     }
