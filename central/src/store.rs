@@ -486,7 +486,7 @@ mod tests {
         assert_eq!(store.run_ids().unwrap(), vec![b.to_owned(), a.to_owned()]);
         assert_eq!(store.status_counts(), vec![(Running, 1), (Complete, 1)], "a is older than b");
         // Filters and pages read the index.
-        let page = store.list_where(|f| f.models.contains(&"llama".to_string()), 10, 0).unwrap();
+        let page = store.list_where(|f| f.models.iter().any(|m| &**m == "llama"), 10, 0).unwrap();
         assert_eq!((page.total, page.runs[0].run_id.as_str()), (1, a));
         let page = store.list(1, 1).unwrap();
         assert_eq!((page.total, page.runs.len(), page.runs[0].run_id.as_str()), (2, 1, a));

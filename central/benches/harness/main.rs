@@ -54,6 +54,9 @@ pub struct Args {
     pub central_bin: PathBuf,
     /// `--soak MINUTES`: run the soak (alone) this long.
     pub soak_minutes: Option<f64>,
+    /// `--no-faults`: the soak races without injecting faults (to tell growth per race from
+    /// growth per fault).
+    pub soak_no_faults: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -70,6 +73,7 @@ fn parse_args() -> Result<Args> {
         agent_bin: bins.join("bench-agent"),
         central_bin: bins.join("bench-central"),
         soak_minutes: None,
+        soak_no_faults: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -88,6 +92,7 @@ fn parse_args() -> Result<Args> {
                 args.soak_minutes = Some(m);
                 args.only = vec!["soak".into()];
             }
+            "--no-faults" => args.soak_no_faults = true,
             "--only" => {
                 args.only = it.next().context("--only needs scenario names")?.split(',').map(str::to_owned).collect();
                 if let Some(bad) = args.only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
@@ -95,7 +100,7 @@ fn parse_args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown argument {other:?} (accepted: --quick, --out PATH, --only LIST, --soak MINUTES, --agent-bin PATH, --central-bin PATH)"
+                "unknown argument {other:?} (accepted: --quick, --out PATH, --only LIST, --soak MINUTES, --no-faults, --agent-bin PATH, --central-bin PATH)"
             ),
         }
     }
@@ -132,7 +137,7 @@ async fn scenario(name: &str, args: &Args) -> Result<(Vec<Row>, serde_json::Valu
             let plan = load::Streams { streams: 1000, tokens: 100, gap: std::time::Duration::from_millis(50) };
             load::streams(&plan, args).await
         }
-        "soak" => soak::run(&soak::Plan::new(args.soak_minutes.unwrap_or(2.0)), args).await,
+        "soak" => soak::run(&soak::Plan::new(args.soak_minutes.unwrap_or(2.0), !args.soak_no_faults), args).await,
         _ => bail!("unknown scenario {name}"),
     }
 }

@@ -234,10 +234,13 @@ impl RunState {
         out
     }
 
+    /// Cancels the jobs still running and takes them off the router: the run ends now, and a
+    /// route left behind would keep the ended run's mailbox alive for as long as central runs.
     fn cancel_running(&mut self, out: &mut Vec<Action>) {
         for (machine_id, t) in self.tracks.iter().filter(|(_, t)| !t.done) {
             if let Some(job_id) = &t.job_id {
                 out.push(Action::CancelJob { machine_id: machine_id.clone(), job_id: job_id.clone() });
+                out.push(Action::Unregister { machine_id: machine_id.clone(), job_id: job_id.clone() });
             }
         }
     }

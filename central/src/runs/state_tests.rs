@@ -217,6 +217,8 @@ fn cancel_cancels_running_jobs_and_interrupts() {
         out,
         vec![
             Action::CancelJob { machine_id: "a".into(), job_id: "ja".into() },
+            // The run's route goes with it (a route left behind keeps the run's mailbox alive).
+            Action::Unregister { machine_id: "a".into(), job_id: "ja".into() },
             Action::Interrupt { reason: "central shut down while the run was running".into() },
         ]
     );
@@ -232,6 +234,15 @@ fn a_write_failure_fails_the_run() {
     let out = s.handle(Input::WriteFailed { reason: reason.clone() }, t0);
     assert_eq!(out.last(), Some(&Action::Fail { reason }));
     assert_eq!(out.iter().filter(|a| matches!(a, Action::CancelJob { .. })).count(), 2);
+    // Every registered job is unregistered: nothing of the ended run stays in the router.
+    let unregistered: Vec<&str> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Unregister { job_id, .. } => Some(job_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unregistered, vec!["ja", "jb"]);
 }
 
 #[test]

@@ -39,12 +39,12 @@ pub fn build(index: &RunIndex, q: &BoardQuery) -> Leaderboard {
         let mut counted = false;
         for m in figures {
             let Some(fact) = facts.machines.iter().find(|f| f.machine_id == m.machine_id) else { continue };
-            let machine_model = m.model.clone().unwrap_or_default();
+            let machine_model = m.model.as_deref().unwrap_or_default().to_owned();
             if model.as_ref().is_some_and(|want| !machine_model.to_lowercase().contains(want)) {
                 continue;
             }
             let kind = m.engine.or(fact.engine.as_ref().map(|e| e.kind));
-            let version = fact.engine.as_ref().and_then(|e| e.version.clone());
+            let version = fact.engine.as_ref().and_then(|e| e.version.as_deref().map(str::to_owned));
             let engine_text =
                 format!("{} {}", kind.map(|k| k.as_str()).unwrap_or_default(), version.as_deref().unwrap_or_default())
                     .to_lowercase();
@@ -53,17 +53,17 @@ pub fn build(index: &RunIndex, q: &BoardQuery) -> Leaderboard {
             }
             let Some(fig) = m.figures.iter().find(|f| f.metric == q.metric) else { continue };
             counted = true;
-            let key: Key = (m.machine_id.clone(), machine_model.clone(), kind, version.clone());
+            let key: Key = (m.machine_id.to_string(), machine_model.clone(), kind, version.clone());
             // Runs come newest first: the first one seen names the row (label, hardware).
             let row = groups.entry(key.clone()).or_insert_with(|| {
                 order.push(key);
                 BoardRow {
-                    machine_id: m.machine_id.clone(),
-                    label: fact.label.clone(),
+                    machine_id: m.machine_id.to_string(),
+                    label: fact.label.to_string(),
                     model: machine_model,
                     engine: kind,
                     engine_version: version,
-                    hardware: fact.hardware.clone(),
+                    hardware: fact.hardware.as_deref().map(str::to_owned),
                     runs: 0,
                     best: f64::NAN,
                     best_run_id: String::new(),

@@ -131,6 +131,8 @@ pub struct RssSample {
     /// Seconds since the soak started.
     pub at_s: f64,
     pub rss_mb: f64,
+    /// Runs stored (folders under central's `results/runs`) at the sample.
+    pub runs: u64,
 }
 
 /// MB per hour of resident memory growth: the least-squares slope shared by every incarnation
