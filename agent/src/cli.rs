@@ -87,6 +87,28 @@ pub struct ServeArgs {
     pub insecure_no_auth: bool,
 }
 
+/// The binary's whole life: parse the command line and run it; exits non-zero with the error
+/// chain on one line (a config error is for a person to fix, not a backtrace to read). It lives
+/// here rather than in `main.rs` so the binary crate instantiates no generic code of its own: an
+/// optimised build would otherwise generate the runtime and every future it polls a second time,
+/// serially at the end of the build.
+pub fn main() -> std::process::ExitCode {
+    match main_async() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-agent: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn main_async() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    run(cli).await
+}
+
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

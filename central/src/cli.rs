@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -128,4 +129,43 @@ pub fn check(args: &ServeArgs) -> Result<String, crate::config::ConfigError> {
         args.port,
         args.results_dir.display()
     ))
+}
+
+/// The binary's whole life: exits non-zero with the error chain on one line (a config error is
+/// for a person to fix, not a backtrace to read). It lives here rather than in `main.rs` so the
+/// binary crate instantiates no generic code of its own (see `bench_agent::cli::main`).
+pub fn main() -> std::process::ExitCode {
+    match main_async() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench-central: error: {}", crate::agent_client::error_chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn main_async() -> anyhow::Result<std::process::ExitCode> {
+    let args = match Cli::parse().action() {
+        Action::Serve(args) => args,
+        Action::Check(args) => {
+            println!("{}", check(&args)?);
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        // The gate's own exit codes: 0 pass, 1 regression, 2 not valid.
+        Action::Compare(args) => return Ok(crate::gate::run(&args).await.into()),
+    };
+    crate::telemetry::init();
+    let machines = crate::config::MachinesFile::load(&args.config)?;
+    let central = machines.central.clone().with_env(|k| std::env::var(k).ok());
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot bind {addr}"))?;
+    let bound = listener.local_addr()?;
+    let resolve_args = args.clone();
+    let central = tokio::task::spawn_blocking(move || resolve_auth(central, &resolve_args, bound)).await??;
+    let state = crate::AppState::start(&machines.machines, &args.results_dir, crate::config::Settings::default())
+        .with_context(|| format!("cannot open results directory {}", args.results_dir.display()))?
+        .with_central(central);
+    crate::serve(listener, state, bench_server::shutdown_signal()).await.context("server failed")?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
