@@ -428,11 +428,22 @@ mod tests {
     }
 
     fn meta(run_id: &str, model: &str, status: bench_shared::run::RunStatus) -> RunMetadata {
+        let machine = serde_json::json!({
+            "machine_id": "m1", "label": "Box One", "agent_base_url": "http://a", "status": "complete"});
+        meta_of(run_id, model, status, machine)
+    }
+
+    /// A run's metadata with one machine (`machine`: a `MachineRecord` as JSON); the index's
+    /// tests use it too.
+    pub(in crate::store) fn meta_of(
+        run_id: &str,
+        model: &str,
+        status: bench_shared::run::RunStatus,
+        machine: serde_json::Value,
+    ) -> RunMetadata {
         let spec =
             bench_shared::job::JobSpec::from_json(&serde_json::json!({"model": model, "prompt": "p"}), 0).unwrap();
-        let machine: bench_shared::run::MachineRecord = serde_json::from_value(serde_json::json!({
-            "machine_id": "m1", "label": "Box One", "agent_base_url": "http://a", "status": "complete"}))
-        .unwrap();
+        let machine: bench_shared::run::MachineRecord = serde_json::from_value(machine).unwrap();
         RunMetadata {
             run_id: run_id.into(),
             test_type: spec.test_type(),

@@ -275,30 +275,12 @@ mod tests {
     use super::*;
 
     fn meta(run_id: &str) -> RunMetadata {
-        let spec = bench_shared::job::JobSpec::from_json(&serde_json::json!({"model": "qwen", "prompt": "p"}), 0)
-            .expect("spec");
-        let machine: bench_shared::run::MachineRecord = serde_json::from_value(serde_json::json!({
+        let machine = serde_json::json!({
             "machine_id": "m1", "label": "Box One", "agent_base_url": "http://a", "status": "complete",
             "engine": {"kind": "ollama", "base_url": "http://e", "version": "0.5.1", "reachable": true},
             "hardware": {"os": "Linux", "hostname": "box", "cpu_brand": "Some CPU", "cpu_logical_cores": 8,
-                         "cpu_physical_cores": 4, "memory_total_bytes": 17179869184u64, "gpus": []}}))
-        .expect("machine");
-        RunMetadata {
-            run_id: run_id.into(),
-            test_type: spec.test_type(),
-            models: vec!["qwen".into()],
-            prompt: Some("a prompt".into()),
-            spec,
-            status: RunStatus::Complete,
-            reason: None,
-            started_at: "2026-01-01T00:00:00Z".into(),
-            started_at_s: 1.0,
-            ended_at: None,
-            ended_at_s: None,
-            machines: vec![machine],
-            clock: None,
-            imported: None,
-        }
+                         "cpu_physical_cores": 4, "memory_total_bytes": 17179869184u64, "gpus": []}});
+        crate::store::tests::meta_of(run_id, "qwen", RunStatus::Complete, machine)
     }
 
     #[test]
