@@ -148,6 +148,7 @@ async fn one_request_with_outcome(
         seed: spec.seed,
         stream: spec.stream,
         timeout: job.request_timeout,
+        send_at: None,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = job.engine.clone();

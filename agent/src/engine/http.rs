@@ -7,10 +7,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
+use super::h1::{self, H1Client, H1Error};
 use super::lines::LineBuf;
 use super::{EngineError, TimeoutBound, Timeouts};
 
@@ -97,8 +99,19 @@ pub fn transport_error(url: &str, bounds: Bounds, err: reqwest::Error) -> Engine
 /// The answer's headers must arrive within the first-token bound (a hung engine that accepts
 /// and never answers ends there, not at the request's total).
 pub async fn send(builder: RequestBuilder, url: &str, bounds: Bounds) -> Result<(Response, Instant), EngineError> {
+    send_at(builder, url, bounds, None).await
+}
+
+/// [`send`], built at once and sent no earlier than `at` ([`super::wait_until`]).
+async fn send_at(
+    builder: RequestBuilder,
+    url: &str,
+    bounds: Bounds,
+    at: Option<Instant>,
+) -> Result<(Response, Instant), EngineError> {
     let request = builder.timeout(bounds.total);
     let spare = request.try_clone();
+    super::wait_until(at).await;
     let t0 = Instant::now();
     match first_bytes(bounds, request.send()).await? {
         Ok(response) => Ok((response, t0)),
@@ -143,12 +156,112 @@ pub fn error_message(body: &str) -> String {
     }
 }
 
-/// Turns a non-success response into `EngineError::Http` with the engine's own message.
-pub async fn http_error(response: Response, url: &str, bounds: Bounds) -> EngineError {
-    let status = response.status();
-    match response.text().await {
-        Ok(body) => EngineError::Http { status: status.as_u16(), message: error_message(&body) },
-        Err(e) => transport_error(url, bounds, e),
+/// Turns a non-success answer into `EngineError::Http` with the engine's own message.
+pub async fn http_error(answer: impl Into<Answer>, url: &str, bounds: Bounds) -> EngineError {
+    let answer = answer.into();
+    let status = answer.status();
+    match answer.text(url, bounds).await {
+        Ok(body) => EngineError::Http { status, message: error_message(&body) },
+        Err(e) => e,
+    }
+}
+
+/// An engine's answer to a generation request: from reqwest (`https://` engines) or from the
+/// agent's own HTTP/1.1 client ([`h1`], `http://` engines).
+pub enum Answer {
+    Reqwest(Response),
+    H1 {
+        response: h1::Response,
+        /// When the request's total bound runs out.
+        deadline: Instant,
+    },
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Answer::Reqwest(response)
+    }
+}
+
+impl Answer {
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Reqwest(r) => r.status().as_u16(),
+            Answer::H1 { response, .. } => response.status,
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status())
+    }
+
+    /// The whole body, within the request's total bound.
+    pub async fn bytes(self, url: &str, bounds: Bounds) -> Result<Bytes, EngineError> {
+        self.collect(url, bounds, usize::MAX).await
+    }
+
+    /// The body as text (an error answer's message: at most [`h1::MAX_ERROR_BODY`] bytes).
+    pub async fn text(self, url: &str, bounds: Bounds) -> Result<String, EngineError> {
+        let bytes = self.collect(url, bounds, h1::MAX_ERROR_BODY).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn collect(self, url: &str, bounds: Bounds, limit: usize) -> Result<Bytes, EngineError> {
+        match self {
+            Answer::Reqwest(r) => r.bytes().await.map_err(|e| transport_error(url, bounds, e)),
+            Answer::H1 { mut response, deadline } => {
+                let read = response.body.collect(limit);
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), read).await {
+                    Ok(body) => body.map_err(|e| h1_error(url, bounds, e)),
+                    Err(_) => Err(EngineError::timeout(bounds.total_bound, bounds.total)),
+                }
+            }
+        }
+    }
+}
+
+/// A JSON generation request, as the engine clients hand it to [`post_json`].
+pub struct JsonPost<'a, B: serde::Serialize> {
+    pub url: &'a str,
+    pub body: &'a B,
+    pub bearer: Option<&'a str>,
+    pub bounds: Bounds,
+    /// Build at once, send no earlier than this ([`super::GenRequest::send_at`]).
+    pub send_at: Option<Instant>,
+}
+
+/// POSTs a JSON generation request: over the agent's own HTTP/1.1 client to an `http://`
+/// engine, over reqwest otherwise. Returns the answer (its head read) and the instant taken
+/// immediately before sending; the head must arrive within the first-token bound.
+pub async fn post_json<B: serde::Serialize>(
+    client: &reqwest::Client,
+    h1: &H1Client,
+    req: JsonPost<'_, B>,
+) -> Result<(Answer, Instant), EngineError> {
+    let JsonPost { url, body, bearer, bounds, send_at: at } = req;
+    let Some(target) = h1::Target::of(url) else {
+        let mut builder = client.post(url).json(body);
+        if let Some(key) = bearer {
+            builder = builder.bearer_auth(key);
+        }
+        let (response, t0) = send_at(builder, url, bounds, at).await?;
+        return Ok((Answer::Reqwest(response), t0));
+    };
+    let body = serde_json::to_vec(body).map_err(|e| EngineError::Protocol(format!("encoding the request: {e}")))?;
+    let post = h1::Post { target: &target, body: &body, bearer, send_at: at };
+    let (response, t0) = first_bytes(bounds, h1.send(&post)).await?.map_err(|e| h1_error(url, bounds, e))?;
+    let deadline = t0.checked_add(bounds.total).unwrap_or_else(|| t0 + Duration::from_secs(365 * 86_400));
+    Ok((Answer::H1 { response, deadline }, t0))
+}
+
+/// Maps a failure of the agent's own client as [`transport_error`] maps reqwest's.
+fn h1_error(url: &str, bounds: Bounds, err: H1Error) -> EngineError {
+    match err {
+        H1Error::ConnectTimeout(_) => EngineError::timeout(TimeoutBound::Connect, bounds.timeouts.connect),
+        H1Error::Connect(e) => EngineError::Unreachable { url: url.to_owned(), reason: format!("connecting: {e}") },
+        H1Error::NoAnswer(reason) => EngineError::Unreachable { url: url.to_owned(), reason },
+        H1Error::Protocol(m) => EngineError::Protocol(format!("{url}: {m}")),
+        H1Error::Body(m) => EngineError::Protocol(format!("reading the response from {url}: {m}")),
     }
 }
 
@@ -181,6 +294,12 @@ pub fn is_not_found(err: &EngineError) -> bool {
     matches!(err, EngineError::Http { status, .. } if *status == StatusCode::NOT_FOUND.as_u16())
 }
 
+/// Where a [`TimedLines`] reads from.
+enum Source {
+    Reqwest(futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>),
+    H1(h1::Body),
+}
+
 /// Reads a response body as lines, each stamped with the instant of the read that completed it.
 ///
 /// The instant is taken right after the bytes arrive and before anything is parsed, so parse time
@@ -188,10 +307,10 @@ pub fn is_not_found(err: &EngineError) -> bool {
 /// copied: the reader allocates nothing per line.
 ///
 /// Each read is bounded: until the first bytes arrive by the first-token bound (counted from the
-/// request's `sent_at`), after that by the idle bound (counted from the latest read); the
-/// request's total is enforced by reqwest.
+/// request's `sent_at`), after that by the idle bound (counted from the latest read), and always
+/// by the request's total (counted from `sent_at`; reqwest enforces it too on its path).
 pub struct TimedLines {
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    body: Source,
     buf: LineBuf,
     url: String,
     bounds: Bounds,
@@ -213,9 +332,13 @@ pub struct TimedLines {
 }
 
 impl TimedLines {
-    pub fn new(response: Response, url: &str, bounds: Bounds, sent_at: Instant) -> Self {
+    pub fn new(answer: Answer, url: &str, bounds: Bounds, sent_at: Instant) -> Self {
+        let body = match answer {
+            Answer::Reqwest(response) => Source::Reqwest(response.bytes_stream().boxed()),
+            Answer::H1 { response, .. } => Source::H1(response.body),
+        };
         let mut lines = TimedLines {
-            body: response.bytes_stream().boxed(),
+            body,
             buf: LineBuf::default(),
             url: url.to_owned(),
             bounds,
@@ -240,14 +363,30 @@ impl TimedLines {
             Some(at) => (at, self.bounds.timeouts.idle, TimeoutBound::Idle),
         };
         // A bound too long to add to an instant never ends a read (a year is as good).
-        let deadline = from.checked_add(limit).unwrap_or_else(|| from + Duration::from_secs(365 * 86_400));
+        let far =
+            |from: Instant, limit| from.checked_add(limit).unwrap_or_else(|| from + Duration::from_secs(365 * 86_400));
+        let (deadline, limit, bound) = match far(self.sent_at, self.bounds.total) {
+            total if total < far(from, limit) => (total, self.bounds.total, self.bounds.total_bound),
+            _ => (far(from, limit), limit, bound),
+        };
         (tokio::time::Instant::from_std(deadline), limit, bound)
     }
 
     /// The next read of the body (`None` at its end), or the bound that ran out first.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<reqwest::Result<bytes::Bytes>>, EngineError>> {
-        if let Poll::Ready(read) = self.body.poll_next_unpin(cx) {
-            return Poll::Ready(Ok(read));
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, EngineError>> {
+        let read = match &mut self.body {
+            Source::Reqwest(body) => {
+                body.poll_next_unpin(cx).map(|r| r.transpose().map_err(|e| transport_error(&self.url, self.bounds, e)))
+            }
+            Source::H1(body) => {
+                body.poll_read(cx).map(|r| r.transpose().map_err(|e| h1_error(&self.url, self.bounds, e)))
+            }
+        };
+        if let Poll::Ready(read) = read {
+            return Poll::Ready(read.map_err(|e| match e {
+                EngineError::Timeout { bound, limit, .. } => EngineError::Timeout { bound, limit, lines: self.lines },
+                other => other,
+            }));
         }
         // The first read switches to the idle bound, which may end before the first-bytes
         // deadline the timer holds: only then is the timer moved earlier.
@@ -280,17 +419,9 @@ impl TimedLines {
                 }
             }
             match std::future::poll_fn(|cx| self.poll_read(cx)).await? {
-                Some(Ok(bytes)) => {
+                Some(bytes) => {
                     self.last_read = Some(Instant::now());
                     self.buf.push(bytes);
-                }
-                Some(Err(e)) => {
-                    return Err(match transport_error(&self.url, self.bounds, e) {
-                        EngineError::Timeout { bound, limit, .. } => {
-                            EngineError::Timeout { bound, limit, lines: self.lines }
-                        }
-                        other => other,
-                    });
                 }
                 None => self.finished = true,
             }

@@ -114,6 +114,7 @@ impl Engine for MockEngine {
 
     async fn generate(&self, req: &GenRequest, tokens: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
         self.check_model(&req.model)?;
+        super::wait_until(req.send_at).await;
         let start = Instant::now();
         let gap = Duration::from_secs_f64(1.0 / self.settings.tokens_per_s.max(0.001));
         let mut next = tokio::time::Instant::from_std(start) + Duration::from_secs_f64(self.settings.ttft_ms / 1000.0);
@@ -177,6 +178,7 @@ mod tests {
             seed: Some(1),
             stream: true,
             timeout: Duration::from_secs(10),
+            send_at: None,
         }
     }
 

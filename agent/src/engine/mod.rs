@@ -10,9 +10,12 @@
 //! - [`openai`]: OpenAI-compatible servers (SSE chat completions, `/v1/models`).
 //! - [`mock`]: the deterministic mock engine (a product feature for demos, never a test stand-in).
 //! - [`http`], [`lines`], [`record`]: the shared plumbing (client, timed line reader, trace recorder);
+//!   [`h1`]: the agent's own HTTP/1.1 client for generation requests to `http://` engines (reads
+//!   the socket itself, so each read is stamped as it returns);
 //!   `wire_text`: borrowed token text in the wire shapes (no allocation per streamed chunk).
 //! - [`build`]: the engine an [`EngineSettings`] describes.
 
+pub mod h1;
 pub mod http;
 pub mod lines;
 pub mod mock;
@@ -46,6 +49,28 @@ pub struct GenRequest {
     pub stream: bool,
     /// Limit for the whole request.
     pub timeout: Duration,
+    /// An open-loop request's due instant: the client builds the request, then waits until this
+    /// instant on the CPU ([`wait_until`]) and sends; the instant it takes right before sending
+    /// stays the trace's zero. `None`: send at once.
+    pub send_at: Option<Instant>,
+}
+
+/// Waits until `at` without a timer (tokio's tick in whole milliseconds): the task looks at the
+/// clock, wakes itself and lets the worker's other ready tasks run before it looks again. For
+/// waits of about a millisecond at most: it keeps one worker busy meanwhile. (Not
+/// `tokio::task::yield_now`: a yielded task waits for the worker's next poll of the I/O driver,
+/// which on a busy runtime came milliseconds later.)
+pub async fn wait_until(at: Option<Instant>) {
+    let Some(at) = at else { return };
+    std::future::poll_fn(|cx| {
+        if Instant::now() >= at {
+            std::task::Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// A piece of generated text as it arrived.

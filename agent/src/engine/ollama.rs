@@ -18,7 +18,8 @@ use bench_shared::metrics::TokenChannel;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use super::http::{self, Bounds, TimedLines};
+use super::h1::H1Client;
+use super::http::{self, Answer, Bounds, JsonPost, TimedLines};
 use super::ollama_wire::{self as wire, ChatLine, Tags};
 use super::record::{Recorder, non_streamed};
 use super::{DEFAULT_SEED, Engine, EngineError, GenOutcome, GenRequest, Timeouts, TokenSink};
@@ -31,6 +32,8 @@ type ShowFacts = (Option<u64>, Option<u64>);
 pub struct OllamaEngine {
     base_url: String,
     client: reqwest::Client,
+    /// Generation requests to an `http://` server (see [`super::h1`]).
+    h1: H1Client,
     /// Connect, first-token and idle bounds of every request.
     timeouts: Timeouts,
     /// Context length per model digest: `/api/show` is asked once per model version, so
@@ -45,6 +48,7 @@ impl OllamaEngine {
         OllamaEngine {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client: http::client(Timeouts::default().connect),
+            h1: H1Client::new(Timeouts::default().connect),
             timeouts: Timeouts::default(),
             context_lengths: Mutex::new(HashMap::new()),
         }
@@ -53,6 +57,7 @@ impl OllamaEngine {
     /// The same engine with other connect, first-token and idle bounds.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.client = http::client(timeouts.connect);
+        self.h1 = H1Client::new(timeouts.connect);
         self.timeouts = timeouts;
         self
     }
@@ -101,7 +106,7 @@ impl OllamaEngine {
     /// A 404 from Ollama means the model is not pulled: name the ones that are. If the model
     /// list cannot be read, or lists the model after all, the 404 was about something else (a
     /// wrong URL, a proxy, an Ollama too old for `/api/chat`): report it as it is.
-    async fn not_found(&self, model: &str, response: reqwest::Response, url: &str) -> EngineError {
+    async fn not_found(&self, model: &str, response: Answer, url: &str) -> EngineError {
         match self.tags().await {
             Ok(tags) if !tags.models.iter().any(|m| m.name == model) => EngineError::ModelNotFound {
                 model: model.to_owned(),
@@ -118,20 +123,23 @@ impl OllamaEngine {
         body: &Value,
         model: &str,
         bounds: Bounds,
-    ) -> Result<(reqwest::Response, Instant), EngineError> {
+        send_at: Option<Instant>,
+    ) -> Result<(Answer, Instant), EngineError> {
         let url = self.url(path);
-        let (response, t0) = http::send(self.client.post(&url).json(body), &url, bounds).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
+        let post = JsonPost { url: &url, body, bearer: None, bounds, send_at };
+        let (response, t0) = http::post_json(&self.client, &self.h1, post).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND.as_u16() {
             return Err(self.not_found(model, response, &url).await);
         }
-        if !response.status().is_success() {
+        if !response.is_success() {
             return Err(http::http_error(response, &url, bounds).await);
         }
         Ok((response, t0))
     }
 
     async fn stream(&self, req: &GenRequest, sink: Option<&TokenSink>) -> Result<GenOutcome, EngineError> {
-        let (response, t0) = self.post("/api/chat", &Self::chat_body(req), &req.model, self.bounds(req)).await?;
+        let (response, t0) =
+            self.post("/api/chat", &Self::chat_body(req), &req.model, self.bounds(req), req.send_at).await?;
         let mut lines = TimedLines::new(response, &self.url("/api/chat"), self.bounds(req), t0);
         let mut rec = Recorder::new(t0, sink);
         while let Some((at, line)) = lines.next_line().await? {
@@ -154,8 +162,9 @@ impl OllamaEngine {
 
     async fn single(&self, req: &GenRequest) -> Result<GenOutcome, EngineError> {
         let url = self.url("/api/chat");
-        let (response, t0) = self.post("/api/chat", &Self::chat_body(req), &req.model, self.bounds(req)).await?;
-        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, self.bounds(req), e))?;
+        let (response, t0) =
+            self.post("/api/chat", &Self::chat_body(req), &req.model, self.bounds(req), req.send_at).await?;
+        let bytes = response.bytes(&url, self.bounds(req)).await?;
         let end = Instant::now();
         let text = String::from_utf8_lossy(&bytes);
         let answer: ChatLine = wire::parse_line(text.trim())?;
@@ -250,9 +259,9 @@ impl Engine for OllamaEngine {
     /// `done_reason: "unload"`.
     async fn unload(&self, model: &str) -> Result<bool, EngineError> {
         let body = json!({"model": model, "keep_alive": 0});
-        let (response, _) = self.post("/api/generate", &body, model, Bounds::meta(self.timeouts)).await?;
+        let (response, _) = self.post("/api/generate", &body, model, Bounds::meta(self.timeouts), None).await?;
         let url = self.url("/api/generate");
-        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, Bounds::meta(self.timeouts), e))?;
+        let bytes = response.bytes(&url, Bounds::meta(self.timeouts)).await?;
         let text = String::from_utf8_lossy(&bytes);
         // Ollama answers one object; check each line anyway so an error line is not missed.
         for line in text.lines().filter(|l| !l.trim().is_empty()) {

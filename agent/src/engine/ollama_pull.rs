@@ -29,7 +29,7 @@ impl OllamaEngine {
         if !response.status().is_success() {
             return Err(http::http_error(response, &url, bounds).await);
         }
-        let mut lines = TimedLines::new(response, &url, bounds, sent_at);
+        let mut lines = TimedLines::new(response.into(), &url, bounds, sent_at);
         while let Some((_, line)) = lines.next_line().await.map_err(pull_bounds)? {
             let wire: PullWireLine = serde_json::from_str(&line)
                 .map_err(|e| EngineError::Protocol(format!("{url}: a pull line is not JSON ({e}): {}", clip(&line))))?;

@@ -18,7 +18,8 @@ use bench_shared::engine::{EngineFingerprint, EngineKind, ModelInfo};
 use bench_shared::metrics::TokenChannel;
 use serde_json::{Value, json};
 
-use super::http::{self, Bounds, TimedLines};
+use super::h1::H1Client;
+use super::http::{self, Answer, Bounds, JsonPost, TimedLines};
 use super::lines::{SseLine, sse_line};
 use super::openai_wire::{self as wire, Timings, Usage};
 use super::record::{Recorder, non_streamed};
@@ -42,6 +43,8 @@ pub struct OpenAiEngine {
     base_url: String,
     api_key: Option<String>,
     client: reqwest::Client,
+    /// Generation requests to an `http://` server (see [`super::h1`]).
+    h1: H1Client,
     /// Connect, first-token and idle bounds of every request.
     timeouts: Timeouts,
     models: ModelCache,
@@ -59,6 +62,7 @@ impl OpenAiEngine {
             base_url: base_url.to_owned(),
             api_key: api_key.filter(|k| !k.is_empty()),
             client: http::client(Timeouts::default().connect),
+            h1: H1Client::new(Timeouts::default().connect),
             timeouts: Timeouts::default(),
             models: Arc::default(),
             refreshing: Arc::default(),
@@ -68,6 +72,7 @@ impl OpenAiEngine {
     /// The same engine with other connect, first-token and idle bounds.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.client = http::client(timeouts.connect);
+        self.h1 = H1Client::new(timeouts.connect);
         self.timeouts = timeouts;
         self
     }
@@ -150,14 +155,18 @@ impl OpenAiEngine {
         }
     }
 
-    async fn send(&self, req: &GenRequest) -> Result<(reqwest::Response, Instant, String), EngineError> {
+    async fn send(&self, req: &GenRequest) -> Result<(Answer, Instant, String), EngineError> {
         let url = self.url("/v1/chat/completions");
-        let mut builder = self.client.post(&url).json(&Self::chat_body(req));
-        if let Some(key) = &self.api_key {
-            builder = builder.bearer_auth(key);
-        }
-        let (response, t0) = http::send(builder, &url, self.bounds(req)).await?;
-        if !response.status().is_success() {
+        let body = Self::chat_body(req);
+        let post = JsonPost {
+            url: &url,
+            body: &body,
+            bearer: self.api_key.as_deref(),
+            bounds: self.bounds(req),
+            send_at: req.send_at,
+        };
+        let (response, t0) = http::post_json(&self.client, &self.h1, post).await?;
+        if !response.is_success() {
             return Err(http::http_error(response, &url, self.bounds(req)).await);
         }
         Ok((response, t0, url))
@@ -193,7 +202,7 @@ impl OpenAiEngine {
 
     async fn single(&self, req: &GenRequest) -> Result<GenOutcome, EngineError> {
         let (response, t0, url) = self.send(req).await?;
-        let bytes = response.bytes().await.map_err(|e| http::transport_error(&url, self.bounds(req), e))?;
+        let bytes = response.bytes(&url, self.bounds(req)).await?;
         let end = Instant::now();
         let text = String::from_utf8_lossy(&bytes);
         let answer = wire::parse_completion(&text)?;

@@ -1,11 +1,16 @@
 //! One load (or one capacity step): send the requests, on time, and record each.
 //!
-//! Open loop: a dedicated OS thread (the pacer) sleeps until each request's due instant and
-//! hands it to the runtime; the request task takes a slot under the cap (if any), sends, and
-//! sends its record to the one consumer ([`super::collect`]). A thread, not a timer task: tokio's
-//! timers tick in whole milliseconds, and a busy runtime delays a due task further, while the
-//! thread wakes within tens of microseconds of its deadline whatever the runtime is doing. The
-//! prompt of the next request is built while the pacer waits, so it costs nothing at the send.
+//! Open loop: a dedicated OS thread (the pacer) sleeps until a lead time ([`lead`]) before each request's due
+//! instant and hands the request to the runtime; the request task takes a slot under the cap (if
+//! any) and calls the engine client with the due instant as [`GenRequest::send_at`]: the client
+//! builds the request, waits out the rest on the CPU (yielding to other tasks) and sends at the
+//! due instant. Its record goes to the one consumer ([`super::collect`]). A thread, not a timer
+//! task: tokio's timers tick in whole milliseconds, and a busy runtime delays a due task further.
+//! The hand-over comes early because waking a parked runtime worker takes hundreds of
+//! microseconds on a virtual machine (the median send left 0.4 ms late at 10 req/s when the pacer
+//! handed over at the due instant), and building the request (its JSON, the model check) happens
+//! before the due instant rather than after it. The prompt of the next request is built while
+//! the pacer waits.
 //!
 //! Closed loop: `concurrency` worker tasks, each sending its next request as soon as its last
 //! one ended.
@@ -87,7 +92,7 @@ pub async fn run(
             let sched = schedule::open_loop(workload, rate);
             counters.open_window(t0 + Duration::from_secs_f64(sched.window_start_s));
             let window = sched.window_s;
-            spawn_pacer(shared, sched.offsets_s, sched.warmup);
+            spawn_pacer(shared, sched.offsets_s, sched.warmup, lead(rate));
             Some(window)
         }
         None => {
@@ -107,14 +112,14 @@ pub async fn run(
     Ok(StepOutcome { records, summary })
 }
 
-/// The open loop's pacer thread: due instant → a request task on the runtime.
-fn spawn_pacer(shared: Arc<Shared>, offsets_s: Vec<f64>, warmup: usize) {
+/// The open loop's pacer thread: `lead` before a due instant → a request task on the runtime.
+fn spawn_pacer(shared: Arc<Shared>, offsets_s: Vec<f64>, warmup: usize, lead: Duration) {
     let handle = tokio::runtime::Handle::current();
     let spawned = std::thread::Builder::new().name("load-pacer".into()).spawn(move || {
         for (i, offset) in offsets_s.iter().enumerate() {
             let prompt = request_prompt(&shared.workload, i as u64);
             let due = shared.t0 + Duration::from_secs_f64(*offset);
-            if !sleep_until(due, &shared.stop) {
+            if !sleep_until(due.checked_sub(lead).unwrap_or(due), &shared.stop) {
                 break;
             }
             handle.spawn(request(shared.clone(), i as u64, i < warmup, Some(due), prompt));
@@ -129,13 +134,18 @@ fn spawn_pacer(shared: Arc<Shared>, offsets_s: Vec<f64>, warmup: usize) {
     }
 }
 
-/// How long before a due instant the pacer stops sleeping and waits on the CPU: a sleeping
-/// thread wakes late by the kernel's timer slack (50 µs by default) and its own wake-up, more on
-/// a busy machine, so the last stretch is not left to the sleep.
-const SPIN: Duration = Duration::from_micros(200);
+/// How long before its due instant a request is handed to the runtime: a tenth of the mean gap
+/// between arrivals, within 0.5–2 ms (2 ms up to 50 req/s, 1 ms at 100, 0.5 ms from 200). Long
+/// enough for a parked worker to wake (hundreds of microseconds on a virtual machine, now and then
+/// more), the pacer's own sleep to overshoot and the request to be built; short enough that the
+/// wait on the CPU it buys stays small (at most a tenth of one core up to 200 req/s, a quarter at
+/// 500). At high rates the workers are awake anyway, and a longer wait only adds CPU pressure.
+pub fn lead(rate_rps: f64) -> Duration {
+    let tenth_gap_s = 0.1 / rate_rps.max(f64::MIN_POSITIVE);
+    Duration::from_secs_f64(tenth_gap_s.clamp(0.000_5, 0.002))
+}
 
-/// Waits until `due`: sleeps (in slices, so a cancellation is seen within 50 ms) until [`SPIN`]
-/// before it, then yields the CPU in a loop until it is reached; `false` if stopped.
+/// Sleeps until `due` (in slices, so a cancellation is seen within 50 ms); `false` if stopped.
 fn sleep_until(due: Instant, stop: &CancellationToken) -> bool {
     loop {
         if stop.is_cancelled() {
@@ -145,13 +155,7 @@ fn sleep_until(due: Instant, stop: &CancellationToken) -> bool {
         if now >= due {
             return true;
         }
-        let left = due - now;
-        if left > SPIN {
-            std::thread::sleep((left - SPIN).min(Duration::from_millis(50)));
-        } else {
-            // Lets any other runnable thread have the core meanwhile.
-            std::thread::yield_now();
-        }
+        std::thread::sleep((due - now).min(Duration::from_millis(50)));
     }
 }
 
@@ -232,6 +236,7 @@ async fn request(shared: Arc<Shared>, index: u64, warmup: bool, due: Option<Inst
         seed: Some(w.seed as i64),
         stream: true,
         timeout: shared.ctx.request_timeout,
+        send_at: due,
     };
     let counters = &shared.counters;
     let in_flight = counters.in_flight.fetch_add(1, Ordering::AcqRel) + 1;

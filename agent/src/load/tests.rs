@@ -164,3 +164,23 @@ async fn cancelling_stops_the_load() {
     assert_eq!(result.unwrap_err(), LoadError::Cancelled);
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn the_pacer_hands_over_a_tenth_gap_early_within_its_bounds() {
+    assert_eq!(step::lead(10.0), ms(2), "low rates: the longest lead (parked workers wake slowly)");
+    assert_eq!(step::lead(100.0), ms(1));
+    assert_eq!(step::lead(500.0), Duration::from_micros(500));
+    assert_eq!(step::lead(100_000.0), Duration::from_micros(500));
+    assert_eq!(step::lead(0.0), ms(2));
+}
+
+#[tokio::test]
+async fn a_request_due_later_is_sent_no_earlier_than_due() {
+    for wait_us in [0, 100, 400, 1500] {
+        let at = std::time::Instant::now() + Duration::from_micros(wait_us);
+        crate::engine::wait_until(Some(at)).await;
+        assert!(std::time::Instant::now() >= at, "returned before its instant ({wait_us} µs)");
+    }
+    // No instant: at once.
+    crate::engine::wait_until(None).await;
+}

@@ -85,6 +85,7 @@ impl Runner {
                 seed: None,
                 stream: mode == RunMode::Stream,
                 timeout: Duration::from_secs_f64(self.spec.timeout_s),
+                send_at: None,
             };
             async move { self.engine.generate(&req, sink).await }
         };

@@ -18,6 +18,7 @@ fn req(model: &str, max_tokens: u32, stream: bool) -> GenRequest {
         seed: Some(1),
         stream,
         timeout: Duration::from_secs(120),
+        send_at: None,
     }
 }
 

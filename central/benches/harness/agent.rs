@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Longest wait for one job (a guard, never a synchronization device).
 const JOB_LIMIT: Duration = Duration::from_secs(300);
+/// Connections one job's events may take (a slow reader is disconnected and resumes).
+const MAX_RESUMES: usize = 1000;
 
 /// A fresh folder under the system temp dir.
 pub fn temp_dir(what: &str) -> PathBuf {
@@ -77,20 +79,36 @@ impl Agent {
             bail!("POST /jobs answered {status}: {answer}");
         }
         let job_id = answer["job_id"].as_str().context("job_id")?.to_owned();
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?job_id={job_id}", self.addr)).await?;
         let read = async {
-            let mut events = Vec::new();
-            while let Some(msg) = ws.next().await {
-                if let Message::Text(t) = msg? {
-                    let v: Value = serde_json::from_str(&t)?;
-                    let terminal = bench_shared::event::is_terminal_type(v["type"].as_str().unwrap_or(""));
-                    events.push(v);
-                    if terminal {
-                        return Ok(events);
+            let mut events: Vec<Value> = Vec::new();
+            // A client that falls behind is disconnected by the agent (close 1008) and resumes
+            // after the last event it has, as central does: the job's journal replays the rest.
+            for _ in 0..MAX_RESUMES {
+                let after = events.last().and_then(|e| e["seq"].as_u64());
+                let url = match after {
+                    Some(seq) => format!("ws://{}/ws?job_id={job_id}&after_seq={seq}", self.addr),
+                    None => format!("ws://{}/ws?job_id={job_id}", self.addr),
+                };
+                let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+                while let Some(msg) = ws.next().await {
+                    match msg? {
+                        Message::Text(t) => {
+                            let v: Value = serde_json::from_str(&t)?;
+                            let terminal = bench_shared::event::is_terminal_type(v["type"].as_str().unwrap_or(""));
+                            events.push(v);
+                            if terminal {
+                                return Ok(events);
+                            }
+                        }
+                        Message::Close(Some(frame)) if u16::from(frame.code) == 1008 => break,
+                        Message::Close(frame) => {
+                            bail!("the agent's WebSocket closed before the job's terminal event: {frame:?}")
+                        }
+                        _ => {}
                     }
                 }
             }
-            bail!("the agent's WebSocket ended before the job's terminal event")
+            bail!("the agent's WebSocket ended before the job's terminal event ({MAX_RESUMES} connections)")
         };
         tokio::time::timeout(JOB_LIMIT, read).await.context("job finished in time")?
     }
