@@ -255,10 +255,12 @@ async fn sweep_page(bench: &Bench) -> Result<()> {
     b.click(&b.find("#sweep-run").await?).await?;
     let states = b
         .wait_for(
-            "both machines' sweeps done",
+            "both machines' sweeps done, with their total tok/s",
+            // The last progress figures can render a frame after the row says done (a loaded
+            // machine): the figure is waited for, not read at the first done.
             "const rows = [...document.querySelectorAll('#sweep-table tbody tr')];
-             const st = rows.map(r => [r.dataset.machine, r.children[4].textContent]);
-             return rows.length === 2 && st.every(s => s[1] === 'done') ? st : null;",
+             const st = rows.map(r => [r.dataset.machine, r.children[4].textContent, r.children[9].textContent]);
+             return rows.length === 2 && st.every(s => s[1] === 'done' && /[0-9]/.test(s[2])) ? st : null;",
             RUN_TIMEOUT,
         )
         .await?;
