@@ -490,7 +490,7 @@ pub fn compare_capacity(ms: &[CapacityInput], min_effect_pct: f64) -> Option<Cap
         Winner {
             status: WinnerStatus::Tie,
             machine_id: None,
-            reason: format!("no significant difference at the top: {v}"),
+            reason: format!("tie at the top: {v}"),
             repeats_needed: None,
         }
     };

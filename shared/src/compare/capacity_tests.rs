@@ -96,6 +96,10 @@ fn ties_too_few_searches_and_nothing_passing() {
     )
     .unwrap();
     assert_eq!(same.winner.status, WinnerStatus::Tie, "{:?}", same.winner);
+    // The reason quotes the verdict once, without saying "no significant difference" twice.
+    let reason = &same.winner.reason;
+    assert!(reason.starts_with("tie at the top: no significant difference in capacity between"), "{reason}");
+    assert_eq!(reason.matches("no significant difference").count(), 1, "{reason}");
     let few = compare_capacity(
         &[machine("a", &[Some(4.0)], SearchMode::Concurrency), machine("b", &[Some(2.0)], SearchMode::Concurrency)],
         2.0,
