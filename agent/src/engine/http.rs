@@ -250,8 +250,13 @@ pub async fn post_json<B: serde::Serialize>(
     let body = serde_json::to_vec(body).map_err(|e| EngineError::Protocol(format!("encoding the request: {e}")))?;
     let post = h1::Post { target: &target, body: &body, bearer, send_at: at };
     let (response, t0) = first_bytes(bounds, h1.send(&post)).await?.map_err(|e| h1_error(url, bounds, e))?;
-    let deadline = t0.checked_add(bounds.total).unwrap_or_else(|| t0 + Duration::from_secs(365 * 86_400));
+    let deadline = deadline_after(t0, bounds.total);
     Ok((Answer::H1 { response, deadline }, t0))
+}
+
+/// `from + limit`; a bound too long to add to an instant never ends anything (a year is as good).
+fn deadline_after(from: Instant, limit: Duration) -> Instant {
+    from.checked_add(limit).unwrap_or_else(|| from + Duration::from_secs(365 * 86_400))
 }
 
 /// Maps a failure of the agent's own client as [`transport_error`] maps reqwest's.
@@ -362,12 +367,9 @@ impl TimedLines {
             }
             Some(at) => (at, self.bounds.timeouts.idle, TimeoutBound::Idle),
         };
-        // A bound too long to add to an instant never ends a read (a year is as good).
-        let far =
-            |from: Instant, limit| from.checked_add(limit).unwrap_or_else(|| from + Duration::from_secs(365 * 86_400));
-        let (deadline, limit, bound) = match far(self.sent_at, self.bounds.total) {
-            total if total < far(from, limit) => (total, self.bounds.total, self.bounds.total_bound),
-            _ => (far(from, limit), limit, bound),
+        let (deadline, limit, bound) = match deadline_after(self.sent_at, self.bounds.total) {
+            total if total < deadline_after(from, limit) => (total, self.bounds.total, self.bounds.total_bound),
+            _ => (deadline_after(from, limit), limit, bound),
         };
         (tokio::time::Instant::from_std(deadline), limit, bound)
     }
